@@ -1,0 +1,1 @@
+//! Container images: the OCI model, transports, and layers in and out.

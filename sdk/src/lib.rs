@@ -1,0 +1,196 @@
+//! # caulk-sdk
+//!
+//! Everything needed to write a [caulk](https://github.com/caulk-dev/caulk)
+//! plugin: a scanner that turns a vulnerability report into findings, or an
+//! updater that plans package-manager commands to move vulnerable packages to
+//! fixed versions. A plugin is a WebAssembly component built for
+//! `wasm32-wasip2`; drop the `.wasm` file into a plugin directory and caulk
+//! picks it up.
+//!
+//! ```ignore
+//! use caulk_sdk::{Scanner, types::*};
+//!
+//! struct Csv;
+//!
+//! impl Scanner for Csv {
+//!     fn info() -> PluginInfo { /* ... */ }
+//!     fn parse(report: &[u8]) -> Result<Findings, Error> { /* ... */ }
+//! }
+//!
+//! caulk_sdk::export_scanner!(Csv);
+//! ```
+//!
+//! Enable the `testing` feature in `dev-dependencies` to run the built
+//! component through the real host from a test (see `testing`).
+
+pub mod facts;
+pub mod log;
+#[cfg(feature = "testing")]
+pub mod testing;
+pub mod version;
+
+mod bindings;
+
+/// The WIT version this SDK builds plugins against.
+pub const WIT_VERSION: &str = "0.1.0";
+
+/// Records shared by every plugin kind (`caulk:plugin/types`).
+pub mod types {
+    pub use crate::bindings::common::caulk::plugin::types::*;
+}
+
+/// Records of the updater interface (`caulk:plugin/updater`).
+pub mod update {
+    pub use crate::bindings::updater::exports::caulk::plugin::updater::*;
+}
+
+/// A scanner plugin: reads one report format.
+///
+/// Implement it on a unit struct and export it with [`export_scanner!`].
+pub trait Scanner {
+    /// Who the plugin is; `handles` names the report formats it reads.
+    fn info() -> types::PluginInfo;
+
+    /// Confidence from 0 to 100 that `report` is in this plugin's format.
+    /// The default never claims a report, so users must name the plugin with
+    /// `--scanner`.
+    fn sniff(report: &[u8]) -> u8 {
+        let _ = report;
+        0
+    }
+
+    /// Parse the report into findings.
+    fn parse(report: &[u8]) -> Result<types::Findings, types::Error>;
+}
+
+/// An updater plugin: plans package-manager commands for one ecosystem.
+///
+/// Implement it on a unit struct and export it with [`export_updater!`].
+pub trait Updater {
+    /// Who the plugin is; `handles` names its ecosystems and `os-families`
+    /// the distributions it patches.
+    fn info() -> types::PluginInfo;
+
+    /// What the plugin needs to see of the image. Called again after the host
+    /// answered, with the facts so far, until it returns nothing new. The
+    /// default asks for nothing.
+    fn probe(request: &update::ProbeRequest) -> Result<Vec<update::Question>, types::Error> {
+        let _ = request;
+        Ok(Vec::new())
+    }
+
+    /// Decide which updates to make and the steps that make them.
+    fn plan(request: &update::PlanRequest) -> Result<update::PatchPlan, types::Error>;
+
+    /// Judge each selected update from facts gathered after the steps ran.
+    /// The default marks every selected update failed, which is only right
+    /// for plugins that cannot verify anything.
+    fn verify(request: &update::VerifyRequest) -> Result<Vec<update::Outcome>, types::Error> {
+        Ok(request
+            .selected
+            .iter()
+            .map(|s| update::Outcome {
+                ecosystem: s.ecosystem.clone(),
+                name: s.name.clone(),
+                location: s.location.clone(),
+                from: s.from.clone(),
+                to: None,
+                status: update::OutcomeStatus::Failed,
+                detail: "this plugin does not verify its updates".to_owned(),
+                checks: Vec::new(),
+            })
+            .collect())
+    }
+}
+
+impl types::Error {
+    /// An error of `kind` with a message and no hint.
+    pub fn new(kind: types::ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    /// The input is not in the plugin's format or is damaged.
+    pub fn malformed(message: impl Into<String>) -> Self {
+        Self::new(types::ErrorKind::MalformedInput, message)
+    }
+
+    /// Adds what the user can do about it.
+    #[must_use]
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+// `Display` and `std::error::Error` come with the generated bindings.
+
+/// Exports a [`Scanner`] implementation as the plugin's component interface.
+#[macro_export]
+macro_rules! export_scanner {
+    ($plugin:ty) => {
+        const _: () = {
+            struct CaulkScannerExport;
+
+            impl $crate::__private::scanner_guest::Guest for CaulkScannerExport {
+                fn info() -> $crate::types::PluginInfo {
+                    <$plugin as $crate::Scanner>::info()
+                }
+                fn sniff(report: ::std::vec::Vec<u8>) -> u8 {
+                    <$plugin as $crate::Scanner>::sniff(&report)
+                }
+                fn parse(
+                    report: ::std::vec::Vec<u8>,
+                ) -> ::std::result::Result<$crate::types::Findings, $crate::types::Error> {
+                    <$plugin as $crate::Scanner>::parse(&report)
+                }
+            }
+
+            $crate::__private::scanner::__export_scanner_world!(CaulkScannerExport with_types_in $crate::__private::scanner);
+        };
+    };
+}
+
+/// Exports an [`Updater`] implementation as the plugin's component interface.
+#[macro_export]
+macro_rules! export_updater {
+    ($plugin:ty) => {
+        const _: () = {
+            struct CaulkUpdaterExport;
+
+            impl $crate::__private::updater_guest::Guest for CaulkUpdaterExport {
+                fn info() -> $crate::types::PluginInfo {
+                    <$plugin as $crate::Updater>::info()
+                }
+                fn probe(
+                    request: $crate::update::ProbeRequest,
+                ) -> ::std::result::Result<::std::vec::Vec<$crate::update::Question>, $crate::types::Error> {
+                    <$plugin as $crate::Updater>::probe(&request)
+                }
+                fn plan(
+                    request: $crate::update::PlanRequest,
+                ) -> ::std::result::Result<$crate::update::PatchPlan, $crate::types::Error> {
+                    <$plugin as $crate::Updater>::plan(&request)
+                }
+                fn verify(
+                    request: $crate::update::VerifyRequest,
+                ) -> ::std::result::Result<::std::vec::Vec<$crate::update::Outcome>, $crate::types::Error> {
+                    <$plugin as $crate::Updater>::verify(&request)
+                }
+            }
+
+            $crate::__private::updater::__export_updater_world!(CaulkUpdaterExport with_types_in $crate::__private::updater);
+        };
+    };
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::bindings::scanner;
+    pub use crate::bindings::scanner::exports::caulk::plugin::scanner as scanner_guest;
+    pub use crate::bindings::updater;
+    pub use crate::bindings::updater::exports::caulk::plugin::updater as updater_guest;
+}
