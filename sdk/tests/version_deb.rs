@@ -6,9 +6,7 @@ mod version_common;
 use std::cmp::Ordering;
 
 use caulk_sdk::version::{Scheme, deb};
-use version_common::{
-    Case, Rng, check_table, check_tool_agrees, check_total_order, dpkg_compare, versions,
-};
+use version_common::{Case, Rng, check_table, check_tool_agrees, check_total_order, dpkg_compare, versions};
 
 /// Each answer follows from dpkg's rules, named in the comment.
 const TABLE: &[Case] = &[
@@ -102,9 +100,7 @@ fn order_is_total_over_the_table() {
 /// one, so does the parser.
 #[test]
 fn random_versions_follow_dpkg() {
-    let pieces = [
-        "0", "1", "9", "00", "10", ".", "~", "+", "-", ":", "a", "z", "A", "_", "1:", "-1", "~rc",
-    ];
+    let pieces = ["0", "1", "9", "00", "10", ".", "~", "+", "-", ":", "a", "z", "A", "_", "1:", "-1", "~rc"];
     let mut rng = Rng::new(0x00de_b1a7);
     let mut compared = 0;
     for _ in 0..600 {

@@ -92,9 +92,7 @@ fn order_is_total_over_the_table() {
 /// accepts is ordered as rpm orders it.
 #[test]
 fn random_versions_follow_rpm() {
-    let pieces = [
-        "0", "1", "9", "00", "10", ".", "_", "~", "^", "-", "a", "z", "A", "rc", "1:", "+",
-    ];
+    let pieces = ["0", "1", "9", "00", "10", ".", "_", "~", "^", "-", "a", "z", "A", "rc", "1:", "+"];
     let mut rng = Rng::new(0x0000_5eed_0f00);
     let mut random = Vec::new();
     while random.len() < 400 {
@@ -104,10 +102,7 @@ fn random_versions_follow_rpm() {
             random.push((a, b, va.cmp(&vb)));
         }
     }
-    let pairs: Vec<(&str, &str)> = random
-        .iter()
-        .map(|(a, b, _)| (a.as_str(), b.as_str()))
-        .collect();
+    let pairs: Vec<(&str, &str)> = random.iter().map(|(a, b, _)| (a.as_str(), b.as_str())).collect();
     let answers = rpm_compare_all(&pairs);
     assert_eq!(answers.len(), random.len());
     for ((a, b, ours), theirs) in random.iter().zip(answers) {

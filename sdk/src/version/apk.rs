@@ -66,10 +66,7 @@ impl Version {
     }
 
     fn token_text(&self, token: &Token) -> &[u8] {
-        self.text
-            .as_bytes()
-            .get(token.span.clone())
-            .unwrap_or_default()
+        self.text.as_bytes().get(token.span.clone()).unwrap_or_default()
     }
 }
 
@@ -78,35 +75,27 @@ impl FromStr for Version {
 
     fn from_str(input: &str) -> Result<Self, Self::Err> {
         let text = trimmed(Scheme::Apk, input)?;
-        let tokens =
-            tokenize(text).map_err(|problem| VersionError::invalid(Scheme::Apk, input, problem))?;
-        Ok(Self {
-            text: text.to_owned(),
-            tokens,
-        })
+        let tokens = tokenize(text).map_err(|problem| VersionError::invalid(Scheme::Apk, input, problem))?;
+        Ok(Self { text: text.to_owned(), tokens })
     }
 }
 
 /// apk reads numbers into a `uint64_t` that silently wraps; so does this,
 /// to order the (absurd) 20-digit numbers exactly as apk does.
 fn number(digits: &[u8]) -> u64 {
-    digits.iter().fold(0u64, |n, d| {
-        n.wrapping_mul(10).wrapping_add(u64::from(d - b'0'))
-    })
+    digits.iter().fold(0u64, |n, d| n.wrapping_mul(10).wrapping_add(u64::from(d - b'0')))
 }
 
 fn tokenize(text: &str) -> Result<Vec<Token>, Problem> {
     let bytes = text.as_bytes();
     // What is wrong at `at`: the character there, or, at the end, that
     // `part` is missing.
-    let unexpected =
-        |at: usize, part: &'static str| match text.get(at..).and_then(|s| s.chars().next()) {
-            Some(found) => Problem::Character { found, at },
-            None => Problem::EmptyPart { part },
-        };
-    let span_of = |at: usize, pred: fn(u8) -> bool| {
-        at..at + run_len(bytes.get(at..).unwrap_or_default(), pred)
+    let unexpected = |at: usize, part: &'static str| match text.get(at..).and_then(|s| s.chars().next()) {
+        Some(found) => Problem::Character { found, at },
+        None => Problem::EmptyPart { part },
     };
+    let span_of =
+        |at: usize, pred: fn(u8) -> bool| at..at + run_len(bytes.get(at..).unwrap_or_default(), pred);
     let digits = |at: usize| span_of(at, |c| c.is_ascii_digit());
 
     let mut tokens = Vec::new();
@@ -122,9 +111,7 @@ fn tokenize(text: &str) -> Result<Vec<Token>, Problem> {
                     .iter()
                     .position(|s| s.as_bytes() == suffix)
                     .and_then(|rank| u64::try_from(rank).ok())
-                    .ok_or_else(|| Problem::Suffix {
-                        suffix: String::from_utf8_lossy(suffix).into_owned(),
-                    })?
+                    .ok_or_else(|| Problem::Suffix { suffix: String::from_utf8_lossy(suffix).into_owned() })?
             }
             Kind::Letter | Kind::CommitHash => 0,
             _ => number(bytes.get(span.clone()).unwrap_or_default()),
@@ -143,9 +130,7 @@ fn tokenize(text: &str) -> Result<Vec<Token>, Problem> {
                 let span = span_of(at + 1, |c| c.is_ascii_lowercase());
                 if span.is_empty() {
                     // apk looks the empty word up like any other suffix.
-                    return Err(Problem::Suffix {
-                        suffix: String::new(),
-                    });
+                    return Err(Problem::Suffix { suffix: String::new() });
                 }
                 (Kind::Suffix, span, "")
             }
@@ -285,10 +270,7 @@ mod tests {
     #[test]
     fn errors_say_where() {
         let err = "1.2_foo".parse::<Version>().unwrap_err().to_string();
-        assert!(
-            err.contains("`_foo`") && err.contains("\"1.2_foo\""),
-            "{err}"
-        );
+        assert!(err.contains("`_foo`") && err.contains("\"1.2_foo\""), "{err}");
         let err = "1.2-x1".parse::<Version>().unwrap_err().to_string();
         assert!(err.contains("'x' at byte 4"), "{err}");
         let err = "1.2-r".parse::<Version>().unwrap_err().to_string();

@@ -81,12 +81,9 @@ impl FromStr for Version {
 
         let (epoch, explicit_epoch, rest) = match text.split_once(':') {
             Some((epoch, rest)) => {
-                let epoch =
-                    parse_epoch(epoch).map_err(|detail| invalid(Problem::Epoch { detail }))?;
+                let epoch = parse_epoch(epoch).map_err(|detail| invalid(Problem::Epoch { detail }))?;
                 if rest.is_empty() {
-                    return Err(invalid(Problem::EmptyPart {
-                        part: "version after the epoch",
-                    }));
+                    return Err(invalid(Problem::EmptyPart { part: "version after the epoch" }));
                 }
                 (epoch, true, rest)
             }
@@ -98,16 +95,9 @@ impl FromStr for Version {
             None => (rest, ""),
         };
         if upstream.is_empty() {
-            return Err(invalid(Problem::EmptyPart {
-                part: "upstream version",
-            }));
+            return Err(invalid(Problem::EmptyPart { part: "upstream version" }));
         }
-        Ok(Self {
-            epoch,
-            explicit_epoch,
-            upstream: upstream.to_owned(),
-            revision: revision.to_owned(),
-        })
+        Ok(Self { epoch, explicit_epoch, upstream: upstream.to_owned(), revision: revision.to_owned() })
     }
 }
 
@@ -119,11 +109,7 @@ fn parse_epoch(text: &str) -> Result<u32, &'static str> {
         _ => (false, text),
     };
     if digits.is_empty() {
-        return Err(if text.is_empty() {
-            "is empty"
-        } else {
-            "is not a number"
-        });
+        return Err(if text.is_empty() { "is empty" } else { "is not a number" });
     }
     let mut value: u32 = 0;
     for digit in digits.bytes() {
@@ -227,10 +213,7 @@ mod tests {
     #[test]
     fn splits_epoch_upstream_and_last_hyphen() {
         let v = parse(" 1:2.0-rc1-3ubuntu1 ");
-        assert_eq!(
-            (v.epoch(), v.upstream(), v.revision()),
-            (1, "2.0-rc1", "3ubuntu1")
-        );
+        assert_eq!((v.epoch(), v.upstream(), v.revision()), (1, "2.0-rc1", "3ubuntu1"));
         assert!(v.has_epoch());
         let v = parse("2:1.0:beta");
         assert_eq!((v.epoch(), v.upstream()), (2, "1.0:beta"));
@@ -272,13 +255,7 @@ mod tests {
     fn explicit_epoch_is_kept() {
         let installed = parse("1:2.0");
         assert_eq!(parse("2.1").with_epoch_of(&installed).to_string(), "1:2.1");
-        assert_eq!(
-            parse("0:2.1").with_epoch_of(&installed).to_string(),
-            "0:2.1"
-        );
-        assert_eq!(
-            parse("2.1").with_epoch_of(&parse("0:2.0")).to_string(),
-            "2.1"
-        );
+        assert_eq!(parse("0:2.1").with_epoch_of(&installed).to_string(), "0:2.1");
+        assert_eq!(parse("2.1").with_epoch_of(&parse("0:2.0")).to_string(), "2.1");
     }
 }

@@ -90,9 +90,8 @@ impl FromStr for Scheme {
     /// Same as [`Scheme::from_ecosystem`], with an error naming the
     /// ecosystem when it has no scheme.
     fn from_str(ecosystem: &str) -> Result<Self, Self::Err> {
-        Self::from_ecosystem(ecosystem).ok_or_else(|| VersionError::UnknownEcosystem {
-            ecosystem: ecosystem.to_owned(),
-        })
+        Self::from_ecosystem(ecosystem)
+            .ok_or_else(|| VersionError::UnknownEcosystem { ecosystem: ecosystem.to_owned() })
     }
 }
 
@@ -177,26 +176,19 @@ pub enum VersionError {
 
 impl VersionError {
     pub(crate) fn invalid(scheme: Scheme, version: &str, problem: Problem) -> Self {
-        Self::Invalid {
-            scheme,
-            version: version.to_owned(),
-            problem,
-        }
+        Self::Invalid { scheme, version: version.to_owned(), problem }
     }
 }
 
 impl fmt::Display for VersionError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Invalid {
-                scheme,
-                version,
-                problem,
-            } => write!(f, "invalid {scheme} version {version:?}: {problem}"),
-            Self::UnknownEcosystem { ecosystem } => write!(
-                f,
-                "no version scheme for ecosystem {ecosystem:?} (known: deb, rpm, apk, python)"
-            ),
+            Self::Invalid { scheme, version, problem } => {
+                write!(f, "invalid {scheme} version {version:?}: {problem}")
+            }
+            Self::UnknownEcosystem { ecosystem } => {
+                write!(f, "no version scheme for ecosystem {ecosystem:?} (known: deb, rpm, apk, python)")
+            }
         }
     }
 }
@@ -283,11 +275,7 @@ fn trimmed(scheme: Scheme, version: &str) -> Result<&str, VersionError> {
             return Err(VersionError::invalid(scheme, version, Problem::Whitespace));
         }
         if found.is_control() {
-            return Err(VersionError::invalid(
-                scheme,
-                version,
-                Problem::Character { found, at },
-            ));
+            return Err(VersionError::invalid(scheme, version, Problem::Character { found, at }));
         }
     }
     Ok(text)
@@ -330,9 +318,6 @@ mod tests {
     fn digit_runs_compare_by_value() {
         assert_eq!(cmp_digit_runs(b"010", b"9"), Ordering::Greater);
         assert_eq!(cmp_digit_runs(b"000", b""), Ordering::Equal);
-        assert_eq!(
-            cmp_digit_runs(b"99999999999999999999999", b"100000000000000000000000"),
-            Ordering::Less
-        );
+        assert_eq!(cmp_digit_runs(b"99999999999999999999999", b"100000000000000000000000"), Ordering::Less);
     }
 }

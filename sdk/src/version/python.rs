@@ -39,18 +39,9 @@ impl FromStr for Version {
     fn from_str(input: &str) -> Result<Self, Self::Err> {
         let text = trimmed(Scheme::Python, input)?;
         let parsed = text.parse::<pep440_rs::Version>().map_err(|err| {
-            VersionError::invalid(
-                Scheme::Python,
-                input,
-                Problem::Pep440 {
-                    message: err.to_string(),
-                },
-            )
+            VersionError::invalid(Scheme::Python, input, Problem::Pep440 { message: err.to_string() })
         })?;
-        Ok(Self {
-            text: text.to_owned(),
-            parsed,
-        })
+        Ok(Self { text: text.to_owned(), parsed })
     }
 }
 
@@ -90,9 +81,6 @@ mod tests {
         assert_eq!(v.to_string(), "1.0.POST1");
         assert_eq!(v.pep440().post(), Some(1));
         let err = "1.0-foo+".parse::<Version>().unwrap_err().to_string();
-        assert!(
-            err.starts_with("invalid python version \"1.0-foo+\": "),
-            "{err}"
-        );
+        assert!(err.starts_with("invalid python version \"1.0-foo+\": "), "{err}");
     }
 }

@@ -80,9 +80,7 @@ impl FromStr for Evr {
                     0
                 } else {
                     epoch.parse::<u32>().map_err(|_| {
-                        invalid(Problem::Epoch {
-                            detail: "is larger than rpm's limit of 4294967295",
-                        })
+                        invalid(Problem::Epoch { detail: "is larger than rpm's limit of 4294967295" })
                     })?
                 };
                 (Some(epoch), rest.get(1..).unwrap_or_default())
@@ -99,11 +97,7 @@ impl FromStr for Evr {
         if release == Some("") {
             return Err(invalid(Problem::EmptyPart { part: "release" }));
         }
-        Ok(Self {
-            epoch,
-            version: version.to_owned(),
-            release: release.map(str::to_owned),
-        })
+        Ok(Self { epoch, version: version.to_owned(), release: release.map(str::to_owned) })
     }
 }
 
@@ -184,27 +178,15 @@ fn vercmp(mut a: &[u8], mut b: &[u8]) -> Ordering {
             };
             let numeric = first.is_ascii_digit();
             let class = |c: u8| {
-                if numeric {
-                    c.is_ascii_digit()
-                } else {
-                    c.is_ascii_alphabetic()
-                }
+                if numeric { c.is_ascii_digit() } else { c.is_ascii_alphabetic() }
             };
             let (sa, rest_a) = a.split_at(run_len(a, class));
             let (sb, rest_b) = b.split_at(run_len(b, class));
             if sb.is_empty() {
                 // A digit run against a letter run: digits are newer.
-                return if numeric {
-                    Ordering::Greater
-                } else {
-                    Ordering::Less
-                };
+                return if numeric { Ordering::Greater } else { Ordering::Less };
             }
-            let ordering = if numeric {
-                cmp_digit_runs(sa, sb)
-            } else {
-                sa.cmp(sb)
-            };
+            let ordering = if numeric { cmp_digit_runs(sa, sb) } else { sa.cmp(sb) };
             if ordering != Ordering::Equal {
                 return ordering;
             }
@@ -231,10 +213,7 @@ mod tests {
     #[test]
     fn splits_like_rpm() {
         let v = parse("2:1.0-1.el9-3");
-        assert_eq!(
-            (v.epoch(), v.version(), v.release()),
-            (2, "1.0-1.el9", Some("3"))
-        );
+        assert_eq!((v.epoch(), v.version(), v.release()), (2, "1.0-1.el9", Some("3")));
         let v = parse(":1.0");
         assert!(v.has_epoch());
         assert_eq!(v.epoch(), 0);

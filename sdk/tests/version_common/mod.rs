@@ -39,38 +39,22 @@ pub fn check_table(scheme: Scheme, table: &[Case]) {
         let forward = compare(scheme, a, b).unwrap_or_else(|e| panic!("{e}"));
         let backward = compare(scheme, b, a).unwrap_or_else(|e| panic!("{e}"));
         if forward != want || backward != want.reverse() {
-            wrong.push(format!(
-                "{a} {} {b} (expected {})",
-                symbol(forward),
-                symbol(want)
-            ));
+            wrong.push(format!("{a} {} {b} (expected {})", symbol(forward), symbol(want)));
         }
     }
-    assert!(
-        wrong.is_empty(),
-        "{scheme}: wrong answers:\n{}",
-        wrong.join("\n")
-    );
+    assert!(wrong.is_empty(), "{scheme}: wrong answers:\n{}", wrong.join("\n"));
 }
 
 /// The real tool's answers agree with the table.
 pub fn check_tool_agrees(tool: &str, table: &[Case], answers: &[Ordering]) {
-    assert_eq!(
-        answers.len(),
-        table.len(),
-        "{tool} answered a different number of cases"
-    );
+    assert_eq!(answers.len(), table.len(), "{tool} answered a different number of cases");
     let disagreements: Vec<String> = table
         .iter()
         .zip(answers)
         .filter(|(case, answer)| expected(case) != **answer)
         .map(|((a, rel, b), answer)| format!("table: {a} {rel} {b}; {tool}: {}", symbol(*answer)))
         .collect();
-    assert!(
-        disagreements.is_empty(),
-        "{tool} disagrees with the table:\n{}",
-        disagreements.join("\n")
-    );
+    assert!(disagreements.is_empty(), "{tool} disagrees with the table:\n{}", disagreements.join("\n"));
 }
 
 /// The versions of a table, each once.
@@ -92,12 +76,7 @@ pub fn check_total_order<T: std::fmt::Display>(items: &[T], cmp: impl Fn(&T, &T)
         }
     }
     for i in 0..n {
-        assert_eq!(
-            table[i * n + i],
-            Ordering::Equal,
-            "{} is not equal to itself",
-            items[i]
-        );
+        assert_eq!(table[i * n + i], Ordering::Equal, "{} is not equal to itself", items[i]);
         for j in 0..n {
             assert_eq!(
                 table[i * n + j],
@@ -200,11 +179,7 @@ pub fn dpkg_compare(a: &str, b: &str) -> Option<Ordering> {
     } else if holds("eq")? {
         Some(Ordering::Equal)
     } else {
-        assert_eq!(
-            holds("gt"),
-            Some(true),
-            "dpkg: {a} neither lt, eq nor gt {b}"
-        );
+        assert_eq!(holds("gt"), Some(true), "dpkg: {a} neither lt, eq nor gt {b}");
         Some(Ordering::Greater)
     }
 }
