@@ -1,0 +1,160 @@
+//! Local transports: OCI layouts, OCI archives and Docker archives, each
+//! read and written by caulk and checked with skopeo.
+
+mod common;
+
+use std::path::Path;
+
+use caulk_image::media;
+use caulk_image::{CopyOptions, Image, ImageRef, Platform, TransportOptions, copy};
+use common::{skopeo, skopeo_json, synthetic, tempdir};
+
+fn open(r: &str) -> Image {
+    Image::open(&ImageRef::parse(r).unwrap(), &TransportOptions::default()).unwrap()
+}
+
+fn cp(src: &str, dst: &str) -> caulk_image::CopyReport {
+    copy(
+        &ImageRef::parse(src).unwrap(),
+        &ImageRef::parse(dst).unwrap(),
+        &CopyOptions::default(),
+        &TransportOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("copy {src} -> {dst}: {e}"))
+}
+
+#[test]
+fn reads_a_multi_platform_index_from_an_oci_layout() {
+    let dir = synthetic().display().to_string();
+    let image = open(&format!("oci:{dir}:multi"));
+    assert_eq!(image.top.media_type, media::OCI_INDEX);
+    assert_eq!(
+        image.platforms(),
+        vec![Platform::parse("linux/amd64").unwrap(), Platform::parse("linux/arm64/v8").unwrap()]
+    );
+    let amd = image.image_for(Some(&Platform::parse("linux/amd64").unwrap())).unwrap();
+    let kinds: Vec<_> = amd.layers.iter().map(|l| l.desc.media_type.as_str()).collect();
+    assert_eq!(kinds, [media::OCI_LAYER_GZIP, media::OCI_LAYER_ZSTD, media::OCI_LAYER]);
+    assert_eq!(amd.annotations().get("org.example.note").map(String::as_str), Some("amd64 manifest"));
+    assert_eq!(amd.config.label("org.example.origin"), Some("synthetic"));
+    let index_annotations = image.index.as_ref().unwrap().annotations().clone().unwrap();
+    assert_eq!(index_annotations["org.example.index"], "yes");
+
+    // skopeo agrees on what the manifest digest and layers are.
+    let theirs = skopeo_json(&["inspect", &format!("oci:{dir}:single")]);
+    let single = open(&format!("oci:{dir}:single"));
+    assert_eq!(theirs["Digest"], single.top.digest.to_string());
+    let layers: Vec<String> = single.images[0].layers.iter().map(|l| l.desc.digest.to_string()).collect();
+    assert_eq!(theirs["Layers"], serde_json::json!(layers));
+}
+
+#[test]
+fn reads_docker_media_types_and_keeps_them() {
+    let dir = synthetic().display().to_string();
+    let image = open(&format!("oci:{dir}:docker"));
+    assert_eq!(image.top.media_type, media::DOCKER_MANIFEST);
+    assert_eq!(image.images[0].config.desc.media_type, media::DOCKER_CONFIG);
+    let tmp = tempdir();
+    let out = format!("oci:{}/out:d", tmp.path().display());
+    let report = cp(&format!("oci:{dir}:docker"), &out);
+    assert_eq!(report.digest.as_ref(), Some(&image.top.digest));
+    assert_eq!(open(&out).top.media_type, media::DOCKER_MANIFEST);
+}
+
+#[test]
+fn missing_names_and_ambiguity_are_reported() {
+    let dir = synthetic().display().to_string();
+    let err =
+        Image::open(&ImageRef::parse(&format!("oci:{dir}:nope")).unwrap(), &TransportOptions::default())
+            .unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("no image named \"nope\"") && msg.contains("multi, single, docker"), "{msg}");
+    let err = Image::open(&ImageRef::parse(&format!("oci:{dir}")).unwrap(), &TransportOptions::default())
+        .unwrap_err();
+    assert!(err.to_string().contains("lists 3 images; name one"), "{err}");
+}
+
+/// Checks an output with skopeo: it can inspect it and copy it onwards,
+/// and the manifest digest is what caulk reported.
+fn skopeo_agrees(reference: &str, digest: &str, tmp: &Path) {
+    let raw = skopeo(&["inspect", "--raw", reference]).stdout;
+    assert_eq!(caulk_image::Digest::of(&raw).to_string(), digest, "{reference}");
+    let onward = format!("oci:{}/onward", tmp.display());
+    skopeo(&["copy", "--all", "--preserve-digests", reference, &onward]);
+}
+
+#[test]
+fn oci_layout_round_trip_preserves_every_digest() {
+    let tmp = tempdir();
+    let src = format!("oci:{}:multi", synthetic().display());
+    let dst = format!("oci:{}/copy:v1", tmp.path().display());
+    let report = cp(&src, &dst);
+    let original = open(&src);
+    assert_eq!(report.digest.as_ref(), Some(&original.top.digest));
+    assert_eq!(report.blobs_copied, original.blobs().len());
+    let copied = open(&dst);
+    assert_eq!(copied.top.bytes, original.top.bytes);
+    for (a, b) in original.images.iter().zip(&copied.images) {
+        assert_eq!(a.manifest, b.manifest);
+        assert_eq!(a.config.bytes, b.config.bytes);
+    }
+    skopeo_agrees(&dst, original.top.digest.as_str(), tmp.path());
+
+    // A second copy into the same layout transfers nothing and keeps the
+    // other names in index.json.
+    let again = cp(
+        &format!("oci:{}:single", synthetic().display()),
+        &format!("oci:{}/copy:v2", tmp.path().display()),
+    );
+    assert_eq!(again.blobs_copied, 0);
+    assert_eq!(open(&dst).top.digest, original.top.digest);
+}
+
+#[test]
+fn oci_archive_round_trip() {
+    let tmp = tempdir();
+    let src = format!("oci:{}:multi", synthetic().display());
+    let archive = format!("oci-archive:{}/img.tar:multi", tmp.path().display());
+    let report = cp(&src, &archive);
+    skopeo_agrees(&archive, report.digest.as_ref().unwrap().as_str(), tmp.path());
+    // caulk reads back what it wrote and what skopeo writes.
+    let back = format!("oci:{}/back:x", tmp.path().display());
+    assert_eq!(cp(&archive, &back).digest, report.digest);
+    let theirs = format!("oci-archive:{}/skopeo.tar", tmp.path().display());
+    skopeo(&["copy", "--all", "--preserve-digests", &src, &theirs]);
+    assert_eq!(open(&theirs).top.digest, open(&src).top.digest);
+}
+
+#[test]
+fn docker_archive_round_trip_takes_one_platform() {
+    let tmp = tempdir();
+    let src = format!("oci:{}:multi", synthetic().display());
+    let archive = format!("docker-archive:{}/img.tar:example/app:1", tmp.path().display());
+    let amd = open(&src).image_for(Some(&Platform::parse("linux/amd64").unwrap())).unwrap().clone();
+    let report = cp(&src, &archive);
+    assert_eq!(report.digest.as_ref(), Some(&amd.manifest.digest));
+    // Read back: a synthesised manifest over the same layer blobs.
+    let back = open(&archive);
+    let back_layers: Vec<_> = back.images[0].layers.iter().map(|l| (&l.desc.digest, &l.diff_id)).collect();
+    let orig_layers: Vec<_> = amd.layers.iter().map(|l| (&l.desc.digest, &l.diff_id)).collect();
+    assert_eq!(back_layers, orig_layers);
+    assert_eq!(back.images[0].config.bytes, amd.config.bytes);
+    let listing = common::run(
+        std::process::Command::new("tar").arg("-xOf").arg(tmp.path().join("img.tar")).arg("manifest.json"),
+    );
+    let listing: serde_json::Value = serde_json::from_slice(&listing.stdout).unwrap();
+    assert_eq!(listing[0]["RepoTags"], serde_json::json!(["example/app:1"]));
+    skopeo(&["inspect", &archive]);
+    skopeo(&["copy", &archive, &format!("oci:{}/onward", tmp.path().display())]);
+
+    // An archive skopeo wrote (it decompresses layers) reads back too.
+    // skopeo refuses zstd layers under Docker types, hence the arm64 image.
+    let theirs = format!("docker-archive:{}/skopeo.tar:other/app:2", tmp.path().display());
+    skopeo(&["copy", "--override-arch", "arm64", &src, &theirs]);
+    let arm = open(&src).image_for(Some(&Platform::parse("linux/arm64").unwrap())).unwrap().clone();
+    let image = open(&theirs);
+    let diff_ids: Vec<_> = image.images[0].layers.iter().map(|l| &l.diff_id).collect();
+    assert_eq!(diff_ids, arm.layers.iter().map(|l| &l.diff_id).collect::<Vec<_>>());
+    assert!(image.images[0].layers.iter().all(|l| l.compression == media::Compression::None));
+    cp(&theirs, &format!("oci:{}/from-skopeo", tmp.path().display()));
+}
