@@ -1,36 +1,23 @@
 //! Helpers for updaters: build probes and find the facts that answer them.
 
 use crate::update::{
-    Answer, Command, CommandOutput, ExecContext, Fact, FileEntry, PublishedVersion, Question,
-    QuestionKind,
+    Answer, Command, CommandOutput, ExecContext, Fact, FileEntry, PublishedVersion, Question, QuestionKind,
 };
 
 impl Question {
     /// Read the files at `paths` (absolute paths or globs).
-    pub fn files<S: Into<String>>(
-        id: impl Into<String>,
-        paths: impl IntoIterator<Item = S>,
-    ) -> Self {
-        Self {
-            id: id.into(),
-            kind: QuestionKind::Files(paths.into_iter().map(Into::into).collect()),
-        }
+    pub fn files<S: Into<String>>(id: impl Into<String>, paths: impl IntoIterator<Item = S>) -> Self {
+        Self { id: id.into(), kind: QuestionKind::Files(paths.into_iter().map(Into::into).collect()) }
     }
 
     /// Run `argv` in the image without network; its changes are discarded.
     pub fn run<S: Into<String>>(id: impl Into<String>, argv: impl IntoIterator<Item = S>) -> Self {
-        Self {
-            id: id.into(),
-            kind: QuestionKind::Run(Command::new(argv)),
-        }
+        Self { id: id.into(), kind: QuestionKind::Run(Command::new(argv)) }
     }
 
     /// Run a prepared command.
     pub fn command(id: impl Into<String>, command: Command) -> Self {
-        Self {
-            id: id.into(),
-            kind: QuestionKind::Run(command),
-        }
+        Self { id: id.into(), kind: QuestionKind::Run(command) }
     }
 }
 

@@ -106,11 +106,7 @@ pub trait Updater {
 impl types::Error {
     /// An error of `kind` with a message and no hint.
     pub fn new(kind: types::ErrorKind, message: impl Into<String>) -> Self {
-        Self {
-            kind,
-            message: message.into(),
-            hint: None,
-        }
+        Self { kind, message: message.into(), hint: None }
     }
 
     /// The input is not in the plugin's format or is damaged.

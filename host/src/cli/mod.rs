@@ -1,0 +1,162 @@
+//! The command line: parses arguments, calls the library, renders errors once.
+
+mod plugins;
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::Error;
+use crate::plugin::{Limits, PluginSet, Runtime, cache::CodeCache};
+
+/// Patch vulnerable packages inside container images without rebuilding them.
+#[derive(Debug, Parser)]
+#[command(name = "caulk", version, about, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+
+    #[command(flatten)]
+    global: GlobalArgs,
+}
+
+/// Options every command accepts.
+#[derive(Debug, clap::Args)]
+pub struct GlobalArgs {
+    /// A directory of `.wasm` plugins; repeatable, searched in order before
+    /// $CAULK_PLUGIN_PATH and $XDG_DATA_HOME/caulk/plugins.
+    #[arg(long = "plugin-dir", value_name = "DIR", global = true)]
+    plugin_dirs: Vec<PathBuf>,
+
+    /// Time limit for each plugin call (e.g. `10s`, `500ms`, `2m`).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, global = true)]
+    plugin_timeout: Duration,
+
+    /// Memory limit for each plugin instance, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 512, global = true)]
+    plugin_memory: usize,
+
+    /// More output: -v for progress details, -vv for debugging.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+
+    /// Only errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List, inspect and call plugins.
+    #[command(subcommand)]
+    Plugins(plugins::PluginsCommand),
+}
+
+/// Parses `10s`, `500ms`, `2m`, `1h`, or a bare number of seconds.
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 =
+        number.parse().map_err(|_| format!("`{text}` is not a duration like 10s, 500ms or 2m"))?;
+    let seconds = match unit.trim() {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        other => return Err(format!("unknown unit `{other}` in `{text}`: use ms, s, m or h")),
+    };
+    if !seconds.is_finite() || seconds <= 0.0 {
+        return Err(format!("`{text}` must be a positive duration"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+impl GlobalArgs {
+    fn runtime(&self) -> Result<Arc<Runtime>, Error> {
+        let limits = Limits { timeout: self.plugin_timeout, memory: self.plugin_memory << 20 };
+        Ok(Arc::new(Runtime::new(limits, CodeCache::default_dir())?))
+    }
+
+    fn plugins(&self, runtime: &Arc<Runtime>) -> Result<PluginSet, Error> {
+        let dirs = crate::plugin::search_path(&self.plugin_dirs);
+        Ok(PluginSet::discover(runtime, &dirs)?)
+    }
+}
+
+fn init_tracing(global: &GlobalArgs) {
+    let default = match (global.quiet, global.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        (false, _) => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CAULK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .try_init();
+}
+
+/// Runs the command line and turns the outcome into an exit code.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(&cli.global);
+    let result = match &cli.command {
+        Command::Plugins(cmd) => plugins::run(cmd, &cli.global),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            render(&err);
+            ExitCode::from(err.exit_code())
+        }
+    }
+}
+
+/// Prints an error and its causes once, with the hint that helps.
+fn render(err: &Error) {
+    let mut message = format!("error: {err}");
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            let _ = write!(message, "\n  caused by: {text}");
+        }
+        source = cause.source();
+    }
+    eprintln!("{message}");
+    if let Some(hint) = err.hint() {
+        eprintln!("  hint: {hint}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_mins(2)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("5 weeks").is_err());
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,45 @@
+//! The errors caulk shows users, each with the hint that helps.
+
+use std::path::PathBuf;
+
+use crate::plugin::PluginError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+
+    #[error("{message}")]
+    NoSuchPlugin { message: String },
+
+    #[error("reading {}: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+
+    #[error("{what} is not valid JSON for {call}: {source}")]
+    RequestJson { what: String, call: &'static str, source: serde_json::Error },
+
+    #[error("writing output: {0}")]
+    Output(#[source] std::io::Error),
+
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl Error {
+    /// What the user can do about it.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::Plugin(e) => e.hint(),
+            Self::NoSuchPlugin { .. } => Some("`caulk plugins list` shows the plugins caulk found".into()),
+            _ => None,
+        }
+    }
+
+    /// 2 for usage errors, 1 for everything else.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Usage(_) => 2,
+            _ => 1,
+        }
+    }
+}

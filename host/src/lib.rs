@@ -1,0 +1,13 @@
+//! caulk: patch vulnerable packages inside container images without
+//! rebuilding them.
+//!
+//! The binary is a thin shell over these modules: `cli` parses arguments and
+//! renders errors, `plugin` runs WebAssembly plugins, `model` holds the
+//! records that flow between them.
+
+pub mod cli;
+pub mod error;
+pub mod model;
+pub mod plugin;
+
+pub use error::Error;

@@ -1,0 +1,359 @@
+//! Plugins: the WebAssembly runtime, discovery of built-in and directory
+//! plugins, the compiled-code cache, and typed calls into each kind.
+
+pub mod bindings;
+pub mod cache;
+mod error;
+mod runtime;
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use cache::Provenance;
+pub use error::{PluginError, PluginLabel, PluginSource};
+pub use runtime::{Limits, PluginKind, Runtime, SUPPORTED_WIT_VERSIONS};
+
+use crate::model::{
+    Findings, Outcome, PatchPlan, PlanRequest, PluginInfo, ProbeRequest, Question, VerifyRequest,
+};
+use runtime::{Loaded, Pre};
+
+mod builtin {
+    /// A plugin compiled into the binary by `build.rs`.
+    pub struct Builtin {
+        /// Directory under `plugins/` it was built from.
+        pub dir_name: &'static str,
+        /// Its cargo package.
+        pub package: &'static str,
+        pub sha256: &'static str,
+        pub wasm: &'static [u8],
+    }
+
+    include!(concat!(env!("OUT_DIR"), "/builtin_plugins.rs"));
+}
+
+pub use builtin::{BUILTINS, Builtin};
+
+/// A loaded plugin of either kind.
+pub struct Plugin {
+    pub info: PluginInfo,
+    loaded: Loaded,
+    runtime: Arc<Runtime>,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("name", &self.info.name)
+            .field("loaded", &self.loaded)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Plugin {
+    /// Loads a plugin and asks it who it is.
+    pub fn load(
+        runtime: &Arc<Runtime>,
+        source: PluginSource,
+        wasm: &[u8],
+        sha256: Option<&str>,
+    ) -> Result<Self, PluginError> {
+        let loaded = runtime.load(source, wasm, sha256)?;
+        let label = loaded.source.to_string();
+        let info = runtime.call(&loaded, &label, "info", |store, pre| match pre {
+            Pre::ScannerV0_1(pre) => {
+                pre.instantiate(&mut *store)?.caulk_plugin_scanner().call_info(&mut *store)
+            }
+            Pre::UpdaterV0_1(pre) => {
+                pre.instantiate(&mut *store)?.caulk_plugin_updater().call_info(&mut *store)
+            }
+        })?;
+        if !valid_name(&info.name) {
+            return Err(PluginError::InvalidName { plugin: PluginLabel(label), name: info.name });
+        }
+        Ok(Self { info, loaded, runtime: runtime.clone() })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.info.name
+    }
+
+    pub fn kind(&self) -> PluginKind {
+        self.loaded.kind
+    }
+
+    pub fn source(&self) -> &PluginSource {
+        &self.loaded.source
+    }
+
+    pub fn wit_version(&self) -> &str {
+        &self.loaded.wit_version
+    }
+
+    pub fn sha256(&self) -> &str {
+        &self.loaded.sha256
+    }
+
+    pub fn provenance(&self) -> Provenance {
+        self.loaded.provenance
+    }
+
+    pub fn exports(&self) -> &[String] {
+        &self.loaded.exports
+    }
+
+    pub fn imports(&self) -> &[String] {
+        &self.loaded.imports
+    }
+
+    fn wrong_kind(&self, call: &'static str) -> PluginError {
+        PluginError::Returned {
+            plugin: PluginLabel(self.info.name.clone()),
+            call,
+            message: format!("it is a {}, not a plugin that has `{call}`", self.loaded.kind),
+            hint: None,
+        }
+    }
+
+    fn returned(&self, call: &'static str, e: crate::model::Error) -> PluginError {
+        PluginError::Returned {
+            plugin: PluginLabel(self.info.name.clone()),
+            call,
+            message: e.message,
+            hint: e.hint,
+        }
+    }
+
+    /// Confidence 0–100 that `report` is this scanner's format.
+    pub fn sniff(&self, report: &[u8]) -> Result<u8, PluginError> {
+        self.runtime.call(&self.loaded, &self.info.name, "sniff", |store, pre| match pre {
+            Pre::ScannerV0_1(pre) => {
+                pre.instantiate(&mut *store)?.caulk_plugin_scanner().call_sniff(&mut *store, report)
+            }
+            Pre::UpdaterV0_1(_) => Ok(0),
+        })
+    }
+
+    /// Parses a report into findings.
+    pub fn parse(&self, report: &[u8]) -> Result<Findings, PluginError> {
+        let result = self.runtime.call(&self.loaded, &self.info.name, "parse", |store, pre| match pre {
+            Pre::ScannerV0_1(pre) => {
+                pre.instantiate(&mut *store)?.caulk_plugin_scanner().call_parse(&mut *store, report).map(Some)
+            }
+            Pre::UpdaterV0_1(_) => Ok(None),
+        })?;
+        result.ok_or_else(|| self.wrong_kind("parse"))?.map_err(|e| self.returned("parse", e))
+    }
+
+    /// What the updater needs to see of the image.
+    pub fn probe(&self, request: &ProbeRequest) -> Result<Vec<Question>, PluginError> {
+        let result = self.runtime.call(&self.loaded, &self.info.name, "probe", |store, pre| match pre {
+            Pre::UpdaterV0_1(pre) => pre
+                .instantiate(&mut *store)?
+                .caulk_plugin_updater()
+                .call_probe(&mut *store, request)
+                .map(Some),
+            Pre::ScannerV0_1(_) => Ok(None),
+        })?;
+        result.ok_or_else(|| self.wrong_kind("probe"))?.map_err(|e| self.returned("probe", e))
+    }
+
+    /// The updater's plan.
+    pub fn plan(&self, request: &PlanRequest) -> Result<PatchPlan, PluginError> {
+        let result = self.runtime.call(&self.loaded, &self.info.name, "plan", |store, pre| match pre {
+            Pre::UpdaterV0_1(pre) => {
+                pre.instantiate(&mut *store)?.caulk_plugin_updater().call_plan(&mut *store, request).map(Some)
+            }
+            Pre::ScannerV0_1(_) => Ok(None),
+        })?;
+        result.ok_or_else(|| self.wrong_kind("plan"))?.map_err(|e| self.returned("plan", e))
+    }
+
+    /// The updater's judgement of each selected update.
+    pub fn verify(&self, request: &VerifyRequest) -> Result<Vec<Outcome>, PluginError> {
+        let result = self.runtime.call(&self.loaded, &self.info.name, "verify", |store, pre| match pre {
+            Pre::UpdaterV0_1(pre) => pre
+                .instantiate(&mut *store)?
+                .caulk_plugin_updater()
+                .call_verify(&mut *store, request)
+                .map(Some),
+            Pre::ScannerV0_1(_) => Ok(None),
+        })?;
+        result.ok_or_else(|| self.wrong_kind("verify"))?.map_err(|e| self.returned("verify", e))
+    }
+}
+
+/// Lowercase ASCII letters, digits and `-`, starting with a letter.
+fn valid_name(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.len() <= 64
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// A plugin directory plugin that lost to another of the same name.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Shadowed {
+    pub name: String,
+    pub kind: PluginKind,
+    pub source: PluginSource,
+    /// Where the winning plugin came from.
+    pub by: PluginSource,
+}
+
+/// A plugin file that could not be loaded.
+#[derive(Debug)]
+pub struct Broken {
+    pub path: PathBuf,
+    pub error: PluginError,
+}
+
+/// Every plugin caulk can use in this run.
+#[derive(Debug, Default)]
+pub struct PluginSet {
+    plugins: Vec<Plugin>,
+    pub shadowed: Vec<Shadowed>,
+    pub broken: Vec<Broken>,
+}
+
+impl PluginSet {
+    /// Built-ins, overridden by plugins found in `dirs` (earlier directories
+    /// win). A directory holding two plugins of one name is an error; a file
+    /// that fails to load is recorded in `broken` and otherwise ignored.
+    pub fn discover(runtime: &Arc<Runtime>, dirs: &[PathBuf]) -> Result<Self, PluginError> {
+        let mut set = Self::default();
+        let mut by_name: HashMap<String, usize> = HashMap::new();
+
+        for dir in dirs {
+            let mut in_dir: HashMap<String, PathBuf> = HashMap::new();
+            for path in wasm_files(dir)? {
+                let wasm = match std::fs::read(&path) {
+                    Ok(wasm) => wasm,
+                    Err(source) => {
+                        set.broken
+                            .push(Broken { path: path.clone(), error: PluginError::Read { path, source } });
+                        continue;
+                    }
+                };
+                let plugin = match Plugin::load(runtime, PluginSource::File(path.clone()), &wasm, None) {
+                    Ok(plugin) => plugin,
+                    Err(error) => {
+                        tracing::warn!("skipping plugin {}: {error}", path.display());
+                        set.broken.push(Broken { path, error });
+                        continue;
+                    }
+                };
+                let name = plugin.info.name.clone();
+                if let Some(first) = in_dir.get(&name) {
+                    return Err(PluginError::DuplicateName {
+                        name,
+                        dir: dir.clone(),
+                        first: first.clone(),
+                        second: path,
+                    });
+                }
+                in_dir.insert(name.clone(), path);
+                set.add(plugin, &mut by_name);
+            }
+        }
+        for builtin in BUILTINS {
+            let plugin = Plugin::load(runtime, PluginSource::Builtin, builtin.wasm, Some(builtin.sha256))?;
+            set.add(plugin, &mut by_name);
+        }
+        Ok(set)
+    }
+
+    /// Adds a plugin unless one of the same name is already in (which then shadows it).
+    fn add(&mut self, plugin: Plugin, by_name: &mut HashMap<String, usize>) {
+        if let Some(&winner) = by_name.get(plugin.name()) {
+            self.shadowed.push(Shadowed {
+                name: plugin.info.name.clone(),
+                kind: plugin.kind(),
+                source: plugin.source().clone(),
+                by: self.plugins[winner].source().clone(),
+            });
+            return;
+        }
+        by_name.insert(plugin.info.name.clone(), self.plugins.len());
+        self.plugins.push(plugin);
+    }
+
+    pub fn all(&self) -> &[Plugin] {
+        &self.plugins
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Plugin> {
+        self.plugins.iter().find(|p| p.name() == name)
+    }
+
+    pub fn scanners(&self) -> impl Iterator<Item = &Plugin> {
+        self.plugins.iter().filter(|p| p.kind() == PluginKind::Scanner)
+    }
+
+    pub fn updaters(&self) -> impl Iterator<Item = &Plugin> {
+        self.plugins.iter().filter(|p| p.kind() == PluginKind::Updater)
+    }
+
+    /// Says why no plugin is called `name`, mentioning files that failed to load.
+    pub fn missing(&self, name: &str) -> String {
+        let mut msg = format!("no plugin named `{name}`");
+        if !self.broken.is_empty() {
+            msg.push_str("; these plugin files failed to load:");
+            for broken in &self.broken {
+                let _ = write!(msg, "\n  {}: {}", broken.path.display(), broken.error);
+            }
+        }
+        msg
+    }
+}
+
+/// The `.wasm` files directly in `dir`, sorted; a missing directory has none.
+fn wasm_files(dir: &Path) -> Result<Vec<PathBuf>, PluginError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(PluginError::Read { path: dir.to_owned(), source }),
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|ext| ext == "wasm") && p.is_file())
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Plugin directories in search order: `--plugin-dir` flags, then
+/// `$CAULK_PLUGIN_PATH` (colon-separated), then `$XDG_DATA_HOME/caulk/plugins`
+/// (or `~/.local/share/caulk/plugins`).
+pub fn search_path(flags: &[PathBuf]) -> Vec<PathBuf> {
+    let mut dirs = flags.to_vec();
+    if let Some(path) = std::env::var_os("CAULK_PLUGIN_PATH") {
+        dirs.extend(std::env::split_paths(&path).filter(|p| !p.as_os_str().is_empty()));
+    }
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")));
+    if let Some(data) = data {
+        dirs.push(data.join("caulk").join("plugins"));
+    }
+    dirs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugin_names() {
+        assert!(valid_name("trivy"));
+        assert!(valid_name("my-scanner-2"));
+        assert!(!valid_name(""));
+        assert!(!valid_name("Trivy"));
+        assert!(!valid_name("2fast"));
+        assert!(!valid_name("a/b"));
+        assert!(!valid_name("../x"));
+    }
+}

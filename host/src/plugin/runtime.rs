@@ -1,0 +1,390 @@
+//! The WebAssembly runtime: one engine and linker per process, an
+//! `InstancePre` per plugin, a fresh store per call, every call under an
+//! epoch deadline and a memory limit.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{HasSelf, InstancePre, Linker, ResourceTable};
+use wasmtime::{Config, Engine, ResourceLimiter, Store, Trap};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::bindings::v0_1;
+use super::cache::{CodeCache, Provenance};
+use super::error::{PluginError, PluginLabel, PluginSource};
+
+/// The WIT package versions this host can load, newest first.
+pub const SUPPORTED_WIT_VERSIONS: &[&str] = &["0.1.0"];
+
+/// How often the epoch ticks; deadlines are counted in ticks.
+const TICK: Duration = Duration::from_millis(10);
+
+/// What plugin stdout/stderr may hold before writes fail; only the end is shown.
+const OUTPUT_CAPACITY: usize = 1 << 20;
+
+/// Limits applied to every plugin call.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Wall time per call.
+    pub timeout: Duration,
+    /// Linear memory per instance, in bytes.
+    pub memory: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { timeout: Duration::from_secs(10), memory: 512 << 20 }
+    }
+}
+
+/// The kind of plugin, from the interface its component exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PluginKind {
+    Scanner,
+    Updater,
+}
+
+impl std::fmt::Display for PluginKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Scanner => "scanner",
+            Self::Updater => "updater",
+        })
+    }
+}
+
+/// One engine and linker for the whole process.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<State>,
+    cache: CodeCache,
+    limits: Limits,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("cache", &self.cache)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A compiled, linked plugin ready to instantiate.
+pub struct Loaded {
+    pub source: PluginSource,
+    pub kind: PluginKind,
+    /// The WIT package version the plugin was built against.
+    pub wit_version: String,
+    pub sha256: String,
+    pub provenance: Provenance,
+    /// Names of the component's exports, for `plugins inspect`.
+    pub exports: Vec<String>,
+    /// Names of the component's imports, for `plugins inspect`.
+    pub imports: Vec<String>,
+    pre: Pre,
+}
+
+/// The linked component, with the export indices of its world resolved once.
+pub(crate) enum Pre {
+    ScannerV0_1(v0_1::ScannerPluginPre<State>),
+    UpdaterV0_1(v0_1::updater::UpdaterPluginPre<State>),
+}
+
+impl std::fmt::Debug for Loaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loaded")
+            .field("source", &self.source)
+            .field("kind", &self.kind)
+            .field("wit_version", &self.wit_version)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Per-call state of a store.
+pub struct State {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: MemoryLimiter,
+    plugin: Arc<str>,
+    stderr: MemoryOutputPipe,
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl v0_1::caulk::plugin::host::Host for State {
+    fn log(&mut self, level: v0_1::caulk::plugin::host::Level, message: String) {
+        use v0_1::caulk::plugin::host::Level;
+        let plugin = &*self.plugin;
+        match level {
+            Level::Trace => tracing::trace!(plugin, "{message}"),
+            Level::Debug => tracing::debug!(plugin, "{message}"),
+            Level::Info => tracing::info!(plugin, "{message}"),
+            Level::Warn => tracing::warn!(plugin, "{message}"),
+            Level::Error => tracing::error!(plugin, "{message}"),
+        }
+    }
+}
+
+impl v0_1::caulk::plugin::types::Host for State {}
+
+/// Refuses memory growth past the limit and remembers that it did, so the
+/// resulting trap is reported as what it is.
+struct MemoryLimiter {
+    limit: usize,
+    exceeded: Arc<AtomicBool>,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.limit {
+            self.exceeded.store(true, Ordering::Relaxed);
+            return Err(wasmtime::format_err!("memory limit of {} bytes exceeded", self.limit));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
+
+/// Starts the thread that advances the engine's epoch, once per process.
+fn start_ticker(engine: &Engine) {
+    static STARTED: OnceLock<()> = OnceLock::new();
+    STARTED.get_or_init(|| {
+        let engine = engine.weak();
+        std::thread::Builder::new()
+            .name("caulk-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = engine.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(TICK);
+                }
+            })
+            .expect("spawning the epoch thread");
+    });
+}
+
+impl Runtime {
+    /// An engine with epoch interruption, a linker with WASI (nothing granted)
+    /// and the caulk host interface, and a code cache in `cache_dir`.
+    pub fn new(limits: Limits, cache_dir: Option<std::path::PathBuf>) -> Result<Self, PluginError> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config).map_err(|e| PluginError::Engine(format!("{e:#}")))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| PluginError::Engine(format!("{e:#}")))?;
+        v0_1::ScannerPlugin::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)
+            .map_err(|e| PluginError::Engine(format!("{e:#}")))?;
+        start_ticker(&engine);
+        let cache = CodeCache::new(&engine, cache_dir);
+        Ok(Self { engine, linker, cache, limits })
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Compiles (or loads from the cache) and links a plugin.
+    pub fn load(
+        &self,
+        source: PluginSource,
+        wasm: &[u8],
+        sha256: Option<&str>,
+    ) -> Result<Loaded, PluginError> {
+        let label = PluginLabel(source.to_string());
+        if !is_component(wasm) {
+            let detail = if wasm.starts_with(b"\0asm") {
+                "it is a core WebAssembly module".to_owned()
+            } else {
+                "it does not start with the WebAssembly magic number".to_owned()
+            };
+            return Err(PluginError::NotAComponent { source_path: source, detail });
+        }
+        let sha256 = sha256.map_or_else(|| hex::encode(Sha256::digest(wasm)), str::to_owned);
+        let (component, provenance) = self.cache.load(&self.engine, wasm, &sha256).map_err(|e| {
+            PluginError::NotAComponent { source_path: source.clone(), detail: format!("{e:#}") }
+        })?;
+
+        let ty = component.component_type();
+        let exports: Vec<String> = ty.exports(&self.engine).map(|(name, _)| name.to_owned()).collect();
+        let imports: Vec<String> = ty.imports(&self.engine).map(|(name, _)| name.to_owned()).collect();
+        let (kind, wit_version) = classify(&label, &exports)?;
+        for import in &imports {
+            if !import_allowed(import) {
+                return Err(PluginError::UnsupportedImport { plugin: label, import: import.clone() });
+            }
+        }
+        let link_error =
+            |e: wasmtime::Error| PluginError::Link { plugin: label.clone(), detail: format!("{e:#}") };
+        let instance_pre: InstancePre<State> = self.linker.instantiate_pre(&component).map_err(link_error)?;
+        // Only 0.1 exists so far; a new snapshot adds its arm here.
+        let pre = match kind {
+            PluginKind::Scanner => {
+                Pre::ScannerV0_1(v0_1::ScannerPluginPre::new(instance_pre).map_err(link_error)?)
+            }
+            PluginKind::Updater => {
+                Pre::UpdaterV0_1(v0_1::updater::UpdaterPluginPre::new(instance_pre).map_err(link_error)?)
+            }
+        };
+        Ok(Loaded { source, kind, wit_version, sha256, provenance, exports, imports, pre })
+    }
+
+    /// Runs `f` on a fresh instance of `plugin`, under the call limits.
+    pub(crate) fn call<R>(
+        &self,
+        plugin: &Loaded,
+        name: &str,
+        call: &'static str,
+        f: impl FnOnce(&mut Store<State>, &Pre) -> wasmtime::Result<R>,
+    ) -> Result<R, PluginError> {
+        let exceeded = Arc::new(AtomicBool::new(false));
+        let stderr = MemoryOutputPipe::new(OUTPUT_CAPACITY);
+        let wasi = WasiCtxBuilder::new()
+            .stderr(stderr.clone())
+            .stdout(MemoryOutputPipe::new(OUTPUT_CAPACITY))
+            .build();
+        let state = State {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter { limit: self.limits.memory, exceeded: exceeded.clone() },
+            plugin: Arc::from(name),
+            stderr,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        let ticks = (self.limits.timeout.as_millis() / TICK.as_millis()).max(1);
+        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
+        store.epoch_deadline_trap();
+
+        let result = f(&mut store, &plugin.pre);
+        result.map_err(|err| {
+            let label = PluginLabel(name.to_owned());
+            if exceeded.load(Ordering::Relaxed) {
+                return PluginError::OutOfMemory { plugin: label, call, limit: self.limits.memory };
+            }
+            if matches!(err.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
+                return PluginError::Timeout { plugin: label, call, limit: self.limits.timeout };
+            }
+            let stderr = String::from_utf8_lossy(&store.data().stderr.contents()).into_owned();
+            PluginError::Trap { plugin: label, call, detail: trap_detail(&err, &stderr) }
+        })
+    }
+}
+
+/// The cause of a trap for people: a guest panic's message when it printed
+/// one (Rust guests print it before aborting), else the trap itself.
+fn trap_detail(err: &wasmtime::Error, stderr: &str) -> String {
+    let trap = err.downcast_ref::<Trap>().map_or_else(|| format!("{err:#}"), ToString::to_string);
+    let panic = stderr.lines().filter(|l| !l.trim().is_empty()).rev().take(6).collect::<Vec<_>>();
+    if panic.is_empty() {
+        trap
+    } else {
+        let tail: Vec<&str> = panic.into_iter().rev().collect();
+        format!("{trap}; the plugin printed: {}", tail.join(" / "))
+    }
+}
+
+/// Components start with the magic number and a layer field of 1; core
+/// modules have layer 0.
+fn is_component(wasm: &[u8]) -> bool {
+    wasm.len() >= 8 && wasm.starts_with(b"\0asm") && wasm[6..8] == [1, 0]
+}
+
+/// Plugins may import the caulk host interface, shared types, and WASI.
+fn import_allowed(name: &str) -> bool {
+    name.starts_with("wasi:")
+        || name.starts_with("caulk:plugin/host@")
+        || name.starts_with("caulk:plugin/types@")
+}
+
+/// The plugin kind and WIT version from the component's exports.
+fn classify(label: &PluginLabel, exports: &[String]) -> Result<(PluginKind, String), PluginError> {
+    let mut found: Option<(PluginKind, String)> = None;
+    for export in exports {
+        let (kind, version) = if let Some(v) = export.strip_prefix("caulk:plugin/scanner@") {
+            (PluginKind::Scanner, v)
+        } else if let Some(v) = export.strip_prefix("caulk:plugin/updater@") {
+            (PluginKind::Updater, v)
+        } else {
+            continue;
+        };
+        if found.as_ref().is_some_and(|(k, _)| *k != kind) {
+            return Err(PluginError::TwoKinds { plugin: label.clone() });
+        }
+        found = Some((kind, version.to_owned()));
+    }
+    let Some((kind, version)) = found else {
+        return Err(PluginError::NoPluginInterface { plugin: label.clone() });
+    };
+    if !SUPPORTED_WIT_VERSIONS.iter().any(|s| compatible(s, &version)) {
+        return Err(PluginError::UnknownWitVersion {
+            plugin: label.clone(),
+            found: format!("caulk:plugin@{version}"),
+            supported: SUPPORTED_WIT_VERSIONS.iter().map(|v| format!("caulk:plugin@{v}")).collect(),
+        });
+    }
+    Ok((kind, version))
+}
+
+/// Semver compatibility the way cargo reads it: `0.1.x` with `0.1.y`, `1.x` with `1.y`.
+fn compatible(supported: &str, found: &str) -> bool {
+    let parts = |v: &str| -> Option<(u64, u64, u64)> {
+        let mut it = v.split('.').map(|p| p.parse::<u64>().ok());
+        Some((it.next()??, it.next()??, it.next()??))
+    };
+    match (parts(supported), parts(found)) {
+        (Some((0, sm, _)), Some((0, fm, _))) => sm == fm,
+        (Some((smaj, _, _)), Some((fmaj, _, _))) => smaj == fmaj && smaj != 0,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wit_versions_compatible_by_cargo_rules() {
+        assert!(compatible("0.1.0", "0.1.0"));
+        assert!(compatible("0.1.0", "0.1.7"));
+        assert!(!compatible("0.1.0", "0.2.0"));
+        assert!(!compatible("0.1.0", "1.0.0"));
+        assert!(compatible("1.0.0", "1.4.2"));
+        assert!(!compatible("0.1.0", "0.1"));
+        assert!(!compatible("0.1.0", "garbage"));
+    }
+
+    #[test]
+    fn core_modules_are_not_components() {
+        assert!(!is_component(b"\0asm\x01\0\0\0"));
+        assert!(is_component(b"\0asm\x0d\0\x01\0"));
+        assert!(!is_component(b"PK\x03\x04"));
+    }
+}

@@ -1,0 +1,123 @@
+//! Small helpers for caulk's end-to-end tests: run the built binary in an
+//! isolated environment, build test plugins to components.
+
+#![allow(dead_code)] // each test file uses a different subset
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// The `caulk` binary under test.
+pub fn caulk_bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_caulk"))
+}
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// The shared fixtures (`../shared/fixtures` beside the checkout).
+pub fn fixtures() -> PathBuf {
+    workspace().parent().unwrap().join("shared").join("fixtures")
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| caulk_bin().parent().and_then(Path::parent).unwrap().to_path_buf(), PathBuf::from)
+}
+
+/// A temporary home for one test: its own plugin cache, data and config
+/// directories, so tests neither share state nor touch the user's.
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    pub fn new() -> Self {
+        Self { dir: tempfile::tempdir().unwrap() }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn cache_dir(&self) -> PathBuf {
+        self.path().join("cache")
+    }
+
+    /// A `caulk` command with the sandbox's environment.
+    pub fn caulk(&self) -> Command {
+        let mut cmd = Command::new(caulk_bin());
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.path().join("home"))
+            .env("XDG_DATA_HOME", self.path().join("data"))
+            .env("CAULK_CACHE_DIR", self.cache_dir())
+            .current_dir(self.path());
+        cmd
+    }
+
+    /// A fresh directory inside the sandbox.
+    pub fn mkdir(&self, name: &str) -> PathBuf {
+        let dir = self.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+}
+
+/// Runs and returns the output, with stdout and stderr shown on failure of
+/// the test's own assertions.
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts success and returns stdout.
+#[track_caller]
+pub fn success(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "expected success, got {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        stdout(out),
+        stderr(out)
+    );
+    stdout(out)
+}
+
+/// Asserts exit code `code` and returns stderr.
+#[track_caller]
+pub fn failure(out: &Output, code: i32) -> String {
+    assert_eq!(out.status.code(), Some(code), "stdout:\n{}\nstderr:\n{}", stdout(out), stderr(out));
+    stderr(out)
+}
+
+/// Builds a workspace package to a `wasm32-wasip2` component (the profile the
+/// built-ins use) and returns its path. Each package is built once per test
+/// process.
+pub fn wasm_of(package: &str) -> PathBuf {
+    static LOCK: OnceLock<std::sync::Mutex<()>> = OnceLock::new();
+    let _guard = LOCK.get_or_init(Default::default).lock().unwrap();
+    let target = target_dir().join("plugin-wasm");
+    let wasm = target.join("wasm32-wasip2/plugin").join(format!("{}.wasm", package.replace('-', "_")));
+    let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .current_dir(workspace())
+        .args(["build", "--quiet", "--target", "wasm32-wasip2", "--profile", "plugin", "-p", package])
+        .arg("--target-dir")
+        .arg(&target)
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS")
+        .status()
+        .expect("running cargo");
+    assert!(status.success(), "building {package} for wasm32-wasip2 failed");
+    assert!(wasm.is_file(), "{} was not produced", wasm.display());
+    wasm
+}
