@@ -20,10 +20,12 @@
 //! - [`append`]: a new layer over an image whose original blobs stay
 //!   byte-identical.
 
+pub mod append;
 pub mod copy;
 pub mod digest;
 pub mod error;
 pub mod inspect;
+pub mod layer;
 pub mod media;
 pub mod model;
 pub mod reference;
