@@ -1,5 +1,8 @@
 //! Turning report bytes into JSON text, with errors that say where the bytes
 //! went wrong.
+//!
+//! The same file lives in plugins/grype: each built-in plugin stands alone,
+//! as a third-party plugin would; change both together.
 
 use caulk_sdk::types::Error;
 

@@ -3,6 +3,9 @@
 //! It reports each object key with its depth and the scalar that follows it,
 //! without building anything and without failing: a report is recognised by
 //! the keys near its start, and damaged or cut-off input simply ends the walk.
+//!
+//! The same file lives in plugins/grype: each built-in plugin stands alone,
+//! as a third-party plugin would; change both together.
 
 /// What `walk` reports.
 pub(crate) enum Event<'a> {
