@@ -58,8 +58,16 @@ pub enum Error {
     #[error("no image for platform {wanted} in {origin} (it has: {available})")]
     NoMatchingPlatform { origin: String, wanted: String, available: String },
 
+    /// A registry failure that may pass on retry (5xx, connection dropped).
     #[error("registry {registry}: {reason}")]
     Registry { registry: String, reason: String },
+
+    /// A definite refusal by a registry (4xx other than auth).
+    #[error("registry {registry} refused: {reason}")]
+    RegistryRefused { registry: String, reason: String },
+
+    #[error("registry {registry}: not authorized ({reason}); check the credentials in the Docker config")]
+    Unauthorized { registry: String, reason: String },
 
     #[error("registry {registry}: giving up after {attempts} attempts: {last}")]
     RetriesExhausted { registry: String, attempts: u32, last: String },
