@@ -194,7 +194,9 @@ impl Copier<'_> {
             return Ok(());
         }
         let mut delay = self.options.retry_delay;
-        let attempts = self.options.attempts.max(1);
+        // Only a network can heal by itself; a bad local file stays bad.
+        let remote = self.source.registry().is_some() || self.destination.is_remote();
+        let attempts = if remote { self.options.attempts.max(1) } else { 1 };
         let mut attempt = 1;
         loop {
             let result = transport::open_blob(self.source, desc)
@@ -209,7 +211,7 @@ impl Copier<'_> {
                 }
                 Err(e) if e.is_transient() && attempts > 1 => {
                     return Err(Error::RetriesExhausted {
-                        registry: self.source.origin(),
+                        origin: self.source.origin(),
                         attempts,
                         last: e.to_string(),
                     });

@@ -69,8 +69,8 @@ pub enum Error {
     #[error("registry {registry}: not authorized ({reason}); check the credentials in the Docker config")]
     Unauthorized { registry: String, reason: String },
 
-    #[error("registry {registry}: giving up after {attempts} attempts: {last}")]
-    RetriesExhausted { registry: String, attempts: u32, last: String },
+    #[error("{origin}: giving up after {attempts} attempts: {last}")]
+    RetriesExhausted { origin: String, attempts: u32, last: String },
 
     #[error("docker daemon at {host}: {reason}")]
     Daemon { host: String, reason: String },

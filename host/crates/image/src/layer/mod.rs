@@ -91,8 +91,19 @@ pub fn decompress<R: Read + Send + 'static>(compressed: R, what: &str) -> Result
 /// reach EOF and check what they hashed (tar readers stop at the end-of-
 /// archive blocks, which may precede padding).
 pub(crate) fn drain(reader: &mut dyn Read, what: &str) -> Result<()> {
-    io::copy(reader, &mut io::sink()).map_err(|e| Error::io(format!("reading {what}"), e))?;
+    io::copy(reader, &mut io::sink()).map_err(|e| corrupt(what, e))?;
     Ok(())
+}
+
+/// An I/O error met while decoding a layer: ours (digest, size) as they
+/// are, anything else (a bad gzip checksum, a cut stream) as a corrupt layer.
+pub(crate) fn corrupt(layer: &str, e: io::Error) -> Error {
+    match Error::io("", e) {
+        Error::Io { source, .. } => {
+            Error::CorruptLayer { layer: layer.to_owned(), reason: source.to_string() }
+        }
+        ours => ours,
+    }
 }
 
 /// Turns a tar entry name into a clean relative path (`a/b/c`, no `.` or

@@ -135,6 +135,11 @@ pub trait ImageDestination: Send {
         true
     }
 
+    /// Whether writes go over a network (and so are worth retrying).
+    fn is_remote(&self) -> bool {
+        false
+    }
+
     /// Whether the blob is already there, so copying it can be skipped.
     fn has_blob(&mut self, desc: &BlobDesc) -> Result<bool>;
 

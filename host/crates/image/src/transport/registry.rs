@@ -316,6 +316,10 @@ impl ImageDestination for RegistryDestination {
         format!("docker://{}", self.reference)
     }
 
+    fn is_remote(&self) -> bool {
+        true
+    }
+
     fn has_blob(&mut self, desc: &BlobDesc) -> Result<bool> {
         runtime()
             .block_on(self.session.client.blob_exists(&self.session.reference, desc.digest.as_str()))
