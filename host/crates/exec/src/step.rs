@@ -1,0 +1,240 @@
+//! What the executor runs: plan steps (whose changes make the new layer) and
+//! probe commands (whose changes are thrown away), and what comes back.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The most of a step's stderr kept in its outcome.
+pub const STDERR_TAIL: usize = 64 * 1024;
+/// The most of a probe's stdout kept by default.
+pub const PROBE_STDOUT_LIMIT: usize = 16 * 1024 * 1024;
+
+/// The root file system a command runs in.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum RunIn {
+    /// The image's own root fs, read-write, with its own tools.
+    #[default]
+    Target,
+    /// A tooling root fs, read-only, with the image's root fs mounted
+    /// read-write at `mount_point` (an absolute path): for images without
+    /// the package manager a step needs.
+    Tooling { root: ToolingRoot, mount_point: String },
+}
+
+/// Where a tooling root fs comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToolingRoot {
+    /// The host's own `/`.
+    Host,
+    /// A directory holding a root fs (an unpacked tooling image).
+    Dir(PathBuf),
+}
+
+/// A host directory mounted read-write into a step, never part of the diff
+/// (package indexes and downloads shared between runs). The executor holds
+/// an exclusive `flock` on `host_dir` while the step runs, so two caulk
+/// processes never share one apt lists dir at the same time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheMount {
+    /// Created when missing.
+    pub host_dir: PathBuf,
+    /// Absolute path inside the root the step runs in.
+    pub path: String,
+}
+
+/// One command of a plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// What the step does, for people; names the step in errors.
+    pub summary: String,
+    /// `argv[0]` is looked up in the sandbox's `PATH`; no shell is involved.
+    pub argv: Vec<String>,
+    /// Added to the clean environment (after `PATH`, `HOME` and the proxy
+    /// variables, so a step may override them).
+    pub env: Vec<(String, String)>,
+    /// Whether the step shares the host's network.
+    pub network: bool,
+    /// Whether a failure is reported in the outcome rather than as an error.
+    pub tolerate_failure: bool,
+    pub run_in: RunIn,
+    pub caches: Vec<CacheMount>,
+    /// Killed (the whole sandbox) when it runs longer.
+    pub timeout: Option<Duration>,
+}
+
+impl Step {
+    pub fn new(summary: impl Into<String>, argv: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        Step {
+            summary: summary.into(),
+            argv: argv.into_iter().map(Into::into).collect(),
+            env: Vec::new(),
+            network: false,
+            tolerate_failure: false,
+            run_in: RunIn::Target,
+            caches: Vec::new(),
+            timeout: None,
+        }
+    }
+
+    #[must_use]
+    pub fn env(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((name.into(), value.into()));
+        self
+    }
+
+    #[must_use]
+    pub fn network(mut self, network: bool) -> Self {
+        self.network = network;
+        self
+    }
+
+    #[must_use]
+    pub fn tolerate_failure(mut self, tolerate: bool) -> Self {
+        self.tolerate_failure = tolerate;
+        self
+    }
+
+    #[must_use]
+    pub fn run_in(mut self, run_in: RunIn) -> Self {
+        self.run_in = run_in;
+        self
+    }
+
+    #[must_use]
+    pub fn cache(mut self, host_dir: impl Into<PathBuf>, path: impl Into<String>) -> Self {
+        self.caches.push(CacheMount { host_dir: host_dir.into(), path: path.into() });
+        self
+    }
+
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+}
+
+/// A read-only command: it sees the root fs as it is now (after the steps
+/// run so far) and whatever it changes is discarded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub network: bool,
+    pub run_in: RunIn,
+    pub timeout: Option<Duration>,
+    /// Stdout beyond this many bytes is dropped (and flagged).
+    pub stdout_limit: usize,
+}
+
+impl Probe {
+    pub fn new(argv: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        Probe {
+            argv: argv.into_iter().map(Into::into).collect(),
+            env: Vec::new(),
+            network: false,
+            run_in: RunIn::Target,
+            timeout: None,
+            stdout_limit: PROBE_STDOUT_LIMIT,
+        }
+    }
+
+    #[must_use]
+    pub fn env(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((name.into(), value.into()));
+        self
+    }
+
+    #[must_use]
+    pub fn network(mut self, network: bool) -> Self {
+        self.network = network;
+        self
+    }
+
+    #[must_use]
+    pub fn run_in(mut self, run_in: RunIn) -> Self {
+        self.run_in = run_in;
+        self
+    }
+
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// The name a probe goes by in errors and logs.
+    pub(crate) fn label(&self) -> String {
+        format!("probe {}", self.argv.join(" "))
+    }
+}
+
+/// Which output stream a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// How a step went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepOutcome {
+    pub summary: String,
+    /// Exit status; `None` when killed by a signal.
+    pub exit_code: Option<i32>,
+    /// The signal that ended it, if one did.
+    pub signal: Option<i32>,
+    pub duration: Duration,
+    /// The last [`STDERR_TAIL`] bytes of stderr (lossy UTF-8).
+    pub stderr_tail: String,
+    /// Killed because it ran past its timeout.
+    pub timed_out: bool,
+}
+
+impl StepOutcome {
+    pub fn success(&self) -> bool {
+        self.exit_code == Some(0)
+    }
+
+    /// The exit status as the plugin interface carries it: -1 when killed.
+    pub fn exit_code_or_minus_one(&self) -> i32 {
+        self.exit_code.unwrap_or(-1)
+    }
+
+    pub(crate) fn status_text(&self) -> String {
+        match (self.exit_code, self.signal) {
+            _ if self.timed_out => "timed out".to_owned(),
+            (Some(code), _) => format!("exit code {code}"),
+            (None, Some(sig)) => format!("killed by signal {sig}"),
+            (None, None) => "no exit status".to_owned(),
+        }
+    }
+}
+
+/// What a probe printed and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeOutput {
+    /// Exit status; `None` when killed by a signal (or the timeout).
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub stdout: Vec<u8>,
+    /// Whether stdout went past the probe's limit and was cut.
+    pub stdout_truncated: bool,
+    /// The last [`STDERR_TAIL`] bytes of stderr.
+    pub stderr: Vec<u8>,
+    pub timed_out: bool,
+    pub duration: Duration,
+}
+
+impl ProbeOutput {
+    pub fn success(&self) -> bool {
+        self.exit_code == Some(0)
+    }
+
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+}
