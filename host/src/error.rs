@@ -9,6 +9,10 @@ pub enum Error {
     #[error(transparent)]
     Plugin(#[from] PluginError),
 
+    // Boxed: scan errors are large and rare; every other result stays small.
+    #[error(transparent)]
+    Scan(Box<crate::scan::ScanError>),
+
     #[error("{message}")]
     NoSuchPlugin { message: String },
 
@@ -25,11 +29,18 @@ pub enum Error {
     Usage(String),
 }
 
+impl From<crate::scan::ScanError> for Error {
+    fn from(e: crate::scan::ScanError) -> Self {
+        Self::Scan(Box::new(e))
+    }
+}
+
 impl Error {
     /// What the user can do about it.
     pub fn hint(&self) -> Option<String> {
         match self {
             Self::Plugin(e) => e.hint(),
+            Self::Scan(e) => e.hint(),
             Self::NoSuchPlugin { .. } => Some("`caulk plugins list` shows the plugins caulk found".into()),
             _ => None,
         }

@@ -8,6 +8,10 @@
 pub mod cli;
 pub mod error;
 pub mod model;
+pub mod names;
 pub mod plugin;
+pub mod report;
+pub mod scan;
+pub mod updates;
 
 pub use error::Error;

@@ -1,6 +1,9 @@
 //! The command line: parses arguments, calls the library, renders errors once.
 
 mod plugins;
+mod report;
+
+pub(crate) use plugins::write_table;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -44,6 +47,12 @@ pub struct GlobalArgs {
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
 
+    /// Load native (shared-library) scanner plugins from the plugin
+    /// directories. They run with caulk's full privileges, outside the
+    /// WebAssembly sandbox.
+    #[arg(long, global = true)]
+    allow_native_plugins: bool,
+
     /// Only errors.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     quiet: bool,
@@ -51,6 +60,9 @@ pub struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Read a scanner report: per package the fixed versions and the
+    /// vulnerabilities behind them.
+    Report(report::ReportArgs),
     /// List, inspect and call plugins.
     #[command(subcommand)]
     Plugins(plugins::PluginsCommand),
@@ -82,19 +94,23 @@ impl GlobalArgs {
         Ok(Arc::new(Runtime::new(limits, CodeCache::default_dir())?))
     }
 
+    fn plugin_search_path(&self) -> Vec<PathBuf> {
+        crate::plugin::search_path(&self.plugin_dirs)
+    }
+
     fn plugins(&self, runtime: &Arc<Runtime>) -> Result<PluginSet, Error> {
-        let dirs = crate::plugin::search_path(&self.plugin_dirs);
-        Ok(PluginSet::discover(runtime, &dirs)?)
+        Ok(PluginSet::discover(runtime, &self.plugin_search_path())?)
     }
 }
 
 fn init_tracing(global: &GlobalArgs) {
+    // Other crates' logs (wasmtime's are chatty at debug) only from -vvv on.
     let default = match (global.quiet, global.verbose) {
         (true, _) => "error",
         (false, 0) => "warn",
-        (false, 1) => "info",
-        (false, 2) => "debug",
-        (false, _) => "trace",
+        (false, 1) => "warn,caulk=info",
+        (false, 2) => "warn,caulk=debug",
+        (false, _) => "debug,caulk=trace",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("CAULK_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
@@ -111,6 +127,7 @@ pub fn run() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(&cli.global);
     let result = match &cli.command {
+        Command::Report(args) => report::run(args, &cli.global),
         Command::Plugins(cmd) => plugins::run(cmd, &cli.global),
     };
     match result {

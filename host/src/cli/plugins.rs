@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::GlobalArgs;
 use crate::Error;
-use crate::model::{PackageClass, PlanRequest, ProbeRequest, VerifyRequest};
+use crate::model::{PlanRequest, ProbeRequest, VerifyRequest};
 use crate::plugin::{Plugin, PluginKind, PluginSet, PluginSource, Runtime};
 
 #[derive(Debug, Subcommand)]
@@ -132,7 +132,7 @@ fn list(set: &PluginSet, json: bool) -> Result<ExitCode, Error> {
 }
 
 /// Left-aligned columns separated by two spaces; the last column unpadded.
-pub(crate) fn write_table<const N: usize>(out: &mut impl Write, rows: &[[String; N]]) -> std::io::Result<()> {
+pub fn write_table<const N: usize>(out: &mut impl Write, rows: &[[String; N]]) -> std::io::Result<()> {
     let mut widths = [0usize; N];
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -179,10 +179,7 @@ fn inspect(plugin: &Plugin, set: &PluginSet, json: bool) -> Result<ExitCode, Err
         summary: &info.summary,
         handles: &info.handles,
         os_families: &info.os_families,
-        class: match info.class {
-            PackageClass::Os => "os",
-            PackageClass::Library => "library",
-        },
+        class: crate::names::class_name(info.class),
         wit: format!("caulk:plugin@{}", plugin.wit_version()),
         source: plugin.source(),
         sha256: plugin.sha256(),
