@@ -112,10 +112,16 @@ pub fn unpack(tar: &mut dyn Read, dest: &Path, layer: &str, options: &UnpackOpti
         let uid = header.uid().map_err(corrupt)?;
         let gid = header.gid().map_err(corrupt)?;
         let mtime = header.mtime().map_err(corrupt)?;
-        let device = (
-            header.device_major().map_err(corrupt)?.unwrap_or(0),
-            header.device_minor().map_err(corrupt)?.unwrap_or(0),
-        );
+        // Only device entries carry meaningful numbers; other writers leave
+        // the fields blank.
+        let device = if matches!(kind, tar::EntryType::Char | tar::EntryType::Block) {
+            (
+                header.device_major().map_err(corrupt)?.unwrap_or(0),
+                header.device_minor().map_err(corrupt)?.unwrap_or(0),
+            )
+        } else {
+            (0, 0)
+        };
         let link = entry.link_name_bytes().map(std::borrow::Cow::into_owned);
         let xattrs = entry_xattrs(&mut entry).map_err(corrupt)?;
 
