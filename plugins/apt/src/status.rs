@@ -46,6 +46,12 @@ impl Entry {
         self.version.is_some() && !matches!(self.state.as_str(), "not-installed" | "config-files")
     }
 
+    /// Whether dpkg finished configuring it: `installed`, or only waiting
+    /// for triggers of other packages.
+    pub fn is_configured(&self) -> bool {
+        matches!(self.state.as_str(), "installed" | "triggers-pending" | "triggers-awaited")
+    }
+
     /// Whether `apt-mark hold` (a dpkg selection of `hold`) pins it.
     pub fn is_held(&self) -> bool {
         self.want == "hold"

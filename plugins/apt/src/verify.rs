@@ -60,15 +60,33 @@ fn judge(
         Err(e) => return failed(None, format!("{:?} is not a Debian package name: {e}", selected.name)),
     };
     let Some(status) = status else {
-        return failed(None, format!("the patched image has no {STATUS_PATH}{}", steps.because()));
+        return failed(None, format!("the patched image has no {STATUS_PATH}{}", steps.because(None)));
     };
     let instances = status.installed(&package);
     let Some(to) = lowest_version(&instances) else {
-        let detail = format!("{} after the steps{}", not_installed(&package, status), steps.because());
+        let detail = format!(
+            "{} after the steps{}",
+            not_installed(&package, status),
+            steps.because(Some(package.name()))
+        );
         return failed(None, detail);
     };
     let moved = !same_version(&selected.from, &to);
     let split = split_versions(&instances, &to);
+    // dpkg stopped half-way (an unpack or a maintainer script failed): the
+    // new files may be there, but the package is not configured.
+    if let Some(broken) = instances.iter().find(|e| !e.is_configured()) {
+        let detail = format!(
+            "dpkg left {}:{} {} at {} (state {}, not configured){}",
+            broken.name,
+            broken.arch,
+            if moved { "half-upgraded" } else { "broken" },
+            broken.version.as_deref().unwrap_or("?"),
+            broken.state,
+            steps.because(Some(package.name()))
+        );
+        return failed(Some(to), detail);
+    }
     match &selected.target {
         VersionTarget::AtLeast(fixed) => {
             let verdicts: Vec<(&Entry, Verdict)> =
@@ -107,8 +125,9 @@ fn judge(
             if moved {
                 let detail = format!("upgraded from {} to {to}{split}", selected.from);
                 outcome(selected, Some(to), OutcomeStatus::Patched, detail)
-            } else if let Some(failure) = steps.failure(Some(package.name())) {
-                let detail = format!("{package} stayed at {to}; {failure}");
+            } else if let Some(trouble) = steps.trouble(Some(package.name())) {
+                // Without fresh indexes "nothing newer" is not known.
+                let detail = format!("{package} stayed at {to}; {trouble}");
                 failed(Some(to), detail)
             } else {
                 // `apt-get upgrade` prints what it kept back on stdout only,
@@ -173,7 +192,7 @@ impl<'a> StepReport<'a> {
         Self { steps }
     }
 
-    /// `: apt-get install failed (exit 100): E: …` for every failed step,
+    /// `apt-get install failed (exit 100): E: …` for every failed step,
     /// preferring the lines that name `package`.
     fn failure(&self, package: Option<&str>) -> Option<String> {
         if self.steps.is_empty() {
@@ -184,35 +203,58 @@ impl<'a> StepReport<'a> {
             .iter()
             .filter(|s| s.exit_code != 0)
             .map(|s| {
-                let label = s.summary.split_once(':').map_or(s.summary.as_str(), |(label, _)| label);
+                let label = label(s);
                 if s.exit_code == -1 {
                     return format!("{label} was killed or did not start");
                 }
-                let errors = error_lines(&s.stderr_tail, package);
-                let mut text = format!("{label} failed (exit {})", s.exit_code);
-                if !errors.is_empty() {
-                    text.push_str(": ");
-                    text.push_str(&errors);
-                    if let Some(meaning) = meaning(&errors) {
-                        text.push_str(" — ");
-                        text.push_str(meaning);
-                    }
-                }
-                text
+                explained(
+                    format!("{label} failed (exit {})", s.exit_code),
+                    &error_lines(&s.stderr_tail, package),
+                )
             })
             .collect();
         (!failures.is_empty()).then(|| failures.join("; "))
     }
 
-    /// `; BECAUSE` when a step failed, else nothing.
-    fn because(&self) -> String {
-        self.failure(None).map(|f| format!("; {f}")).unwrap_or_default()
+    /// Index downloads that failed in steps that still exited 0: apt-get
+    /// update only warns when a source cannot be reached, and the install
+    /// then finds nothing newer.
+    fn warnings(&self) -> Option<String> {
+        let warnings: Vec<String> = self
+            .steps
+            .iter()
+            .filter(|s| s.exit_code == 0)
+            .filter_map(|s| {
+                let lines: Vec<&str> = s
+                    .stderr_tail
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| {
+                        l.starts_with("W:")
+                            && (l.contains("Failed to fetch") || l.contains("failed to download"))
+                    })
+                    .collect();
+                (!lines.is_empty()).then(|| explained(format!("{} warned", label(s)), &clip(&lines)))
+            })
+            .collect();
+        (!warnings.is_empty()).then(|| warnings.join("; "))
     }
 
-    /// Why a package is not at its fix: a failed step, or else the sources.
+    /// A failed step, or else a fetch warning.
+    fn trouble(&self, package: Option<&str>) -> Option<String> {
+        self.failure(package).or_else(|| self.warnings())
+    }
+
+    /// `; BECAUSE` when a step failed or warned, else nothing.
+    fn because(&self, package: Option<&str>) -> String {
+        self.trouble(package).map(|f| format!("; {f}")).unwrap_or_default()
+    }
+
+    /// Why a package is not at its fix: a failed step, a fetch warning, or
+    /// else the image's sources.
     fn why_not_fixed(&self, package: &PackageName, moved: bool, codename: Option<&str>) -> String {
-        if let Some(failure) = self.failure(Some(package.name())) {
-            return format!("; {failure}");
+        if let Some(trouble) = self.trouble(Some(package.name())) {
+            return format!("; {trouble}");
         }
         let suite = codename.map_or_else(|| "the security suite".to_owned(), |c| format!("{c}-security"));
         if moved {
@@ -223,6 +265,35 @@ impl<'a> StepReport<'a> {
                  /etc/apt/sources.list or /etc/apt/sources.list.d?)"
             )
         }
+    }
+}
+
+/// `apt-get install` from `apt-get install: upgrade …`.
+fn label(step: &StepResult) -> &str {
+    step.summary.split_once(':').map_or(step.summary.as_str(), |(label, _)| label)
+}
+
+/// `HEAD: LINES — MEANING`.
+fn explained(head: String, lines: &str) -> String {
+    let mut text = head;
+    if !lines.is_empty() {
+        text.push_str(": ");
+        text.push_str(lines);
+        if let Some(meaning) = meaning(lines) {
+            text.push_str(" — ");
+            text.push_str(meaning);
+        }
+    }
+    text
+}
+
+/// At most [`MAX_LINES`] lines and [`MAX_CHARS`] characters, joined.
+fn clip(lines: &[&str]) -> String {
+    let text = lines.iter().take(MAX_LINES).copied().collect::<Vec<_>>().join(" / ");
+    if text.chars().count() > MAX_CHARS {
+        text.chars().take(MAX_CHARS).collect::<String>() + "…"
+    } else {
+        text
     }
 }
 
@@ -241,11 +312,7 @@ fn error_lines(stderr: &str, package: Option<&str>) -> String {
     } else {
         lines.last().copied().into_iter().collect()
     };
-    let mut text = chosen.iter().take(MAX_LINES).copied().collect::<Vec<_>>().join(" / ");
-    if text.chars().count() > MAX_CHARS {
-        text = text.chars().take(MAX_CHARS).collect::<String>() + "…";
-    }
-    text
+    clip(&chosen)
 }
 
 /// Whether `line` names `package` as a whole word (`libssl3` is not named by
@@ -276,6 +343,10 @@ fn meaning(errors: &str) -> Option<&'static str> {
         ("has no installation candidate", "no source configured in the image offers the package"),
         ("Held packages were changed", "the package is held; `apt-mark unhold` it in the image"),
         ("Temporary failure resolving", "the step had no working DNS or network"),
+        (
+            "Sub-process /usr/bin/dpkg returned an error code",
+            "dpkg failed; the step's output (-v) has its messages",
+        ),
         ("Mirror sync in progress", "the mirror was mid-sync; retrying later usually works"),
     ];
     MEANINGS.iter().find(|(needle, _)| errors.contains(needle)).map(|(_, meaning)| *meaning)

@@ -1,0 +1,76 @@
+//! Update-all mode (no report): the distribution's upgrade.
+
+mod support;
+
+use caulk_plugin_apt::Apt;
+use caulk_sdk::Updater;
+use caulk_sdk::update::{UpdateMode, VersionTarget};
+use support::{Root, options, plan_request, read_data, with_status};
+
+/// `Package` lines of installed paragraphs, with `:arch` for i386 ones.
+fn installed(status: &str) -> Vec<String> {
+    status
+        .split("\n\n")
+        .filter(|p| p.contains("\nStatus: install ok installed") || p.contains("\nStatus: hold ok installed"))
+        .map(|p| {
+            let name = p.lines().next().unwrap().strip_prefix("Package: ").unwrap();
+            if p.contains("\nArchitecture: i386") { format!("{name}:i386") } else { name.to_owned() }
+        })
+        .collect()
+}
+
+#[test]
+fn every_installed_package_is_selected_for_its_newest_version() {
+    let root = Root::mini("bookworm");
+    let plan = Apt::plan(&plan_request(&root, Vec::new(), options(UpdateMode::All))).unwrap();
+    let status = read_data("roots/bookworm/var/lib/dpkg/status");
+    let expected = installed(&status);
+    assert_eq!(expected.len(), 97, "the root's real package count");
+    let names: Vec<&str> = plan.selected.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, expected);
+    assert!(plan.skipped.is_empty());
+    assert!(plan.selected.iter().all(|s| s.target == VersionTarget::Newest && s.vulnerabilities.is_empty()));
+    let libssl_i386 = plan.selected.iter().find(|s| s.name == "libssl3:i386").unwrap();
+    assert_eq!(libssl_i386.from, "3.0.20-1~deb12u2");
+
+    assert_eq!(plan.steps.len(), 2);
+    assert_eq!(plan.steps[0].command.argv[..2], ["apt-get", "update"]);
+    assert_eq!(
+        plan.steps[1].command.argv,
+        [
+            "apt-get",
+            "upgrade",
+            "-y",
+            "--with-new-pkgs",
+            "--no-install-recommends",
+            "-o",
+            "Dpkg::Options::=--force-confdef",
+            "-o",
+            "Dpkg::Options::=--force-confold",
+            "-o",
+            "Dpkg::Options::=--force-unsafe-io",
+        ]
+    );
+    assert!(plan.steps.iter().all(|s| s.command.network));
+    assert!(!plan.drop_paths.is_empty() && plan.caches.len() == 2);
+}
+
+#[test]
+fn held_packages_stay_and_say_so() {
+    let request = plan_request(&Root::mini("bookworm"), Vec::new(), options(UpdateMode::All));
+    let plan =
+        Apt::plan(&with_status(request, read_data("status/bookworm-behind-held.status").as_bytes())).unwrap();
+    assert_eq!(plan.skipped.len(), 1);
+    assert_eq!(plan.skipped[0].name, "openssl");
+    assert!(plan.skipped[0].reason.contains("held"), "{}", plan.skipped[0].reason);
+    assert_eq!(plan.selected.len(), 96);
+    assert!(!plan.selected.iter().any(|s| s.name == "openssl"));
+}
+
+#[test]
+fn ubuntu_upgrades_include_phased_updates() {
+    let mut request = plan_request(&Root::mini("bookworm"), Vec::new(), options(UpdateMode::All));
+    request.target.os.as_mut().unwrap().id = "ubuntu".into();
+    let plan = Apt::plan(&request).unwrap();
+    assert_eq!(plan.steps[1].command.argv.last().unwrap(), "APT::Get::Always-Include-Phased-Updates=true");
+}
