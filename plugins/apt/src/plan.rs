@@ -31,6 +31,14 @@
 //! updates makes the same image patch the same way every time, and a
 //! scanner's fixed version may be one still phasing.
 //!
+//! The install is one apt transaction: when one named package cannot move
+//! (a Multi-Arch: same pair whose other architecture has no update, a
+//! conflict), apt changes nothing, and verification marks each package
+//! failed with apt's reason. `--ignore-errors` does not split it: isolating
+//! one failure would take an apt run per package (about 2 s of index loading
+//! each on Debian 12, even with nothing to do) or a step that runs only after
+//! another failed, which plans cannot express.
+//!
 //! `apt-get update` tolerates failure: a partial failure (one index of a
 //! mirror in mid-sync) leaves the other suites usable, and verification
 //! judges each package from the versions that landed and names the failed
@@ -233,7 +241,10 @@ fn decide(update: &Update, image: &Image, ignore_errors: bool) -> Result<Decisio
     };
     let verdicts: Vec<(&Entry, Verdict)> = instances.iter().map(|e| (*e, fix::judge(e, &needed))).collect();
     if verdicts.iter().all(|(_, v)| v.is_fixed()) {
-        let reason = format!("{package} {lowest} is already at or above the fixed version {needed}");
+        let mut reason = format!("{package} {lowest} is already at or above the fixed version {needed}");
+        if let Some((source, version)) = instances.iter().find_map(|e| e.source.as_ref()) {
+            let _ = write!(reason, " (its source {source} {version} too)");
+        }
         return Ok(skip(update, Some(&lowest), reason, true));
     }
     if let Some(held) = instances.iter().find(|e| e.is_held()) {
@@ -350,10 +361,18 @@ fn passed_over(lowest: &str, needed: &str, fixed_versions: &[String]) -> Vec<Pas
         .collect()
 }
 
-/// Update-all mode: every installed package, held ones skipped.
+/// Update-all mode: every installed package, held ones skipped. A package
+/// installed for several architectures is named with its architecture each
+/// time, so verification judges each instance apart.
 fn everything(image: &Image, plan: &mut PatchPlan) {
-    for entry in image.status.entries().iter().filter(|e| e.is_installed()) {
-        let name = entry.apt_name(image.native.as_deref());
+    let installed: Vec<&Entry> = image.status.entries().iter().filter(|e| e.is_installed()).collect();
+    for entry in &installed {
+        let instances = installed.iter().filter(|e| e.name == entry.name).count();
+        let name = if instances > 1 && entry.arch != "all" {
+            format!("{}:{}", entry.name, entry.arch)
+        } else {
+            entry.apt_name(image.native.as_deref())
+        };
         let version = entry.version.clone().unwrap_or_default();
         if entry.is_held() {
             plan.skipped.push(SkippedUpdate {

@@ -7,14 +7,26 @@ use caulk_sdk::Updater;
 use caulk_sdk::update::{UpdateMode, VersionTarget};
 use support::{Root, options, plan_request, read_data, with_status};
 
-/// `Package` lines of installed paragraphs, with `:arch` for i386 ones.
+/// `Package` lines of installed paragraphs; a package installed for two
+/// architectures (libssl3, libc6, ... for amd64 and i386) carries its
+/// architecture both times.
 fn installed(status: &str) -> Vec<String> {
-    status
+    let paragraphs: Vec<(&str, &str)> = status
         .split("\n\n")
         .filter(|p| p.contains("\nStatus: install ok installed") || p.contains("\nStatus: hold ok installed"))
         .map(|p| {
             let name = p.lines().next().unwrap().strip_prefix("Package: ").unwrap();
-            if p.contains("\nArchitecture: i386") { format!("{name}:i386") } else { name.to_owned() }
+            (name, p.lines().find_map(|l| l.strip_prefix("Architecture: ")).unwrap())
+        })
+        .collect();
+    paragraphs
+        .iter()
+        .map(|(name, arch)| {
+            if paragraphs.iter().filter(|(n, _)| n == name).count() > 1 {
+                format!("{name}:{arch}")
+            } else {
+                (*name).to_owned()
+            }
         })
         .collect()
 }
