@@ -11,7 +11,10 @@
 //! changed, as it would under overlayfs (copy-up). Directories are the
 //! exception: adding or removing a child changes their ctime, so a
 //! directory counts as changed only when its mode, owner or xattrs differ;
-//! it still lands in the diff as the parent of a changed entry.
+//! it still lands in the diff as the parent of a changed entry. A directory
+//! deleted and made again may get the same inode number back (ext4 reuses
+//! them at once), so its birth time (statx) tells it apart; it becomes
+//! opaque, as overlayfs makes it.
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -38,6 +41,10 @@ pub(crate) struct Snap {
     gid: u32,
     /// Directories only: their xattrs (sorted), compared when their ctime moved.
     xattrs: Vec<(OsString, Vec<u8>)>,
+    /// Directories only: the birth time, which tells a directory deleted and
+    /// made again (the file system may hand out the same inode number)
+    /// from one that only changed. `None` where the file system lacks it.
+    btime: Option<(i64, u32)>,
     children: Option<HashMap<OsString, Snap>>,
 }
 
@@ -50,9 +57,17 @@ impl Snap {
             uid: meta.uid(),
             gid: meta.gid(),
             xattrs,
+            btime: None,
             children: None,
         }
     }
+}
+
+/// The birth time of `path`, when its file system records one.
+fn btime(path: &Path) -> Option<(i64, u32)> {
+    use rustix::fs::StatxFlags;
+    let stx = rustix::fs::statx(CWD, path, AtFlags::SYMLINK_NOFOLLOW, StatxFlags::BTIME).ok()?;
+    (stx.stx_mask & StatxFlags::BTIME.bits() != 0).then_some((stx.stx_btime.tv_sec, stx.stx_btime.tv_nsec))
 }
 
 impl Snap {
@@ -132,6 +147,7 @@ impl Copier<'_> {
         chmod(dest, meta)?;
         set_times(dest, meta)?;
         let mut snap = Snap::of(&lstat(dest)?, xattrs);
+        snap.btime = btime(dest);
         snap.children = Some(children);
         Ok(snap)
     }
@@ -347,7 +363,12 @@ fn walk(root: &Path, rel: &Path, snap: &Snap, changes: &mut Vec<Change>) -> Resu
             continue;
         };
         let same_type = (meta.mode() & 0o170_000) == (old.mode & 0o170_000);
-        if !same_type || meta.ino() != old.ino {
+        let reborn = meta.is_dir()
+            && same_type
+            && (meta.ctime(), meta.ctime_nsec()) != old.ctime
+            && old.btime.is_some()
+            && btime(&root.join(&child)) != old.btime;
+        if !same_type || meta.ino() != old.ino || reborn {
             let opaque = meta.is_dir() && same_type;
             changes.push(Change::Moved { rel: child, opaque });
             changed = true;
@@ -423,6 +444,7 @@ pub(crate) fn is_empty_dir(path: &Path) -> bool {
 /// The snapshot of an empty root (an image without layers).
 pub(crate) fn empty_snapshot(root: &Path) -> Result<Snap> {
     let mut snap = Snap::of(&lstat(root)?, Vec::new());
+    snap.btime = btime(root);
     snap.children = Some(HashMap::new());
     Ok(snap)
 }

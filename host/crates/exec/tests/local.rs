@@ -1,0 +1,675 @@
+//! The local executor on a real Debian root fs (two layers: see
+//! `common/mod.rs`), with real bubblewrap and overlayfs. Runs as root.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use caulk_exec::{
+    CancelToken, EntryKind, Error, ExecutorConfig, LocalExecutor, MergedReader, Mode, Probe, RunIn, Session,
+    Step, StepOutcome, Stream, ToolingRoot,
+};
+use common::{
+    describe_diff, executor, fixture, host_mounts_under, is_opaque, is_whiteout, processes_with_cmdline,
+    workdir,
+};
+
+fn quiet() -> impl FnMut(Stream, &str) {
+    |_, _| {}
+}
+
+fn run(session: &mut Session<'_>, step: &Step) -> StepOutcome {
+    session.run_step(step, &mut quiet()).unwrap_or_else(|e| panic!("step `{}`: {e}", step.summary))
+}
+
+fn probe_stdout(session: &Session<'_>, argv: &[&str]) -> String {
+    let out = session.probe(&Probe::new(argv.iter().copied())).unwrap();
+    assert!(out.success(), "probe {argv:?} failed: {:?} {}", out.exit_code, out.stderr_text());
+    out.stdout_text()
+}
+
+fn sh(summary: &str, script: &str) -> Step {
+    Step::new(summary, ["sh", "-c", script])
+}
+
+fn session_dirs(work: &Path) -> Vec<PathBuf> {
+    fs::read_dir(work)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("caulk-exec-"))
+        .collect()
+}
+
+/// Changes of every kind: new, changed in place, chmod, chown, deleted
+/// file, deleted dir, replaced dir (opaque), symlink, hard link, and
+/// changes inside layer 1's opaque dir.
+const CHANGES: &str = "
+set -e
+echo new > /etc/new.txt
+echo extra >> /etc/shells
+rm /etc/debian_version
+chmod 600 /etc/issue
+chown 1000:1000 /etc/issue.net
+rm -rf /usr/share/doc/dpkg
+mkdir /usr/share/doc/dpkg
+echo only > /usr/share/doc/dpkg/only
+rm -rf /usr/share/doc/tar
+mkdir -p /opt/app/sub
+echo app > /opt/app/sub/file
+ln -s ../../../../../../etc/hostname /opt/app/escape-rel
+ln -s /etc/hostname /opt/app/escape-abs
+ln /etc/host.conf /etc/host.conf.link
+rm /etc/caulk-layer1
+rm /usr/share/doc/apt/NOTE
+echo replaced > /usr/share/doc/apt/NEW
+";
+
+#[test]
+fn step_changes_become_an_upper_dir() {
+    let fx = fixture();
+    let work = workdir();
+    let exec = executor(work.path(), Mode::Overlay);
+    assert_eq!(exec.mode(), Mode::Overlay);
+    let mut session = exec.prepare(&fx.layers(), CancelToken::new()).unwrap();
+    run(&mut session, &sh("make changes", CHANGES));
+    let diff = session.finish().unwrap();
+    let upper = diff.path();
+
+    assert_eq!(fs::read_to_string(upper.join("etc/new.txt")).unwrap(), "new\n");
+    assert!(fs::read_to_string(upper.join("etc/shells")).unwrap().ends_with("extra\n"));
+    assert!(is_whiteout(&upper.join("etc/debian_version")));
+    assert!(is_whiteout(&upper.join("usr/share/doc/tar")));
+    assert!(is_whiteout(&upper.join("etc/caulk-layer1")));
+    assert!(is_opaque(&upper.join("usr/share/doc/dpkg")));
+    let dpkg_docs: Vec<_> =
+        fs::read_dir(upper.join("usr/share/doc/dpkg")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(dpkg_docs, ["only"]);
+    assert!(is_whiteout(&upper.join("usr/share/doc/apt/NOTE")));
+    assert_eq!(fs::read_to_string(upper.join("usr/share/doc/apt/NEW")).unwrap(), "replaced\n");
+    assert_eq!(fs::metadata(upper.join("etc/issue")).unwrap().mode() & 0o7777, 0o600);
+    assert_eq!(fs::metadata(upper.join("etc/issue.net")).unwrap().uid(), 1000);
+    assert_eq!(fs::read_link(upper.join("opt/app/escape-abs")).unwrap(), Path::new("/etc/hostname"));
+
+    // What bwrap mounted never lands in the diff: the image (layer 1)
+    // deletes resolv.conf, so bwrap had to create it as a mount point.
+    assert!(!upper.join("etc/resolv.conf").exists() && !is_whiteout(&upper.join("etc/resolv.conf")));
+    assert!(!upper.join("etc/ssl").exists(), "the CA bundle mount touched the diff");
+    for dir in ["proc", "dev", "tmp"] {
+        assert!(!upper.join(dir).exists(), "/{dir} is in the diff");
+    }
+    assert!(host_mounts_under(work.path()).is_empty(), "{:?}", host_mounts_under(work.path()));
+}
+
+#[test]
+fn copy_mode_gives_the_same_diff_as_overlay() {
+    let fx = fixture();
+    let work = workdir();
+    let mut diffs = Vec::new();
+    for mode in [Mode::Overlay, Mode::Copy] {
+        let exec = executor(work.path(), mode);
+        assert_eq!(exec.mode(), mode);
+        let mut session = exec.prepare(&fx.layers(), CancelToken::new()).unwrap();
+        assert_eq!(session.mode(), mode);
+        run(&mut session, &sh("make changes", CHANGES));
+        run(&mut session, &sh("change again", "echo second > /etc/new.txt; rm -rf /opt/app/sub"));
+        let diff = session.finish().unwrap();
+        assert_eq!(diff.mode(), mode);
+        diffs.push(describe_diff(diff.path()));
+    }
+    let (overlay, copy) = (&diffs[0], &diffs[1]);
+    let only = |a: &BTreeMap<String, String>, b: &BTreeMap<String, String>| -> Vec<String> {
+        a.iter().filter(|(k, v)| b.get(*k) != Some(v)).map(|(k, v)| format!("{k}: {v}")).collect()
+    };
+    assert!(
+        overlay == copy,
+        "only in overlay: {:#?}\nonly in copy: {:#?}",
+        only(overlay, copy),
+        only(copy, overlay)
+    );
+    assert!(overlay.len() > 20, "{overlay:#?}");
+    assert!(session_dirs(work.path()).is_empty(), "sessions left behind");
+}
+
+#[test]
+fn environment_is_clean_and_proxies_pass() {
+    let fx = fixture();
+    let work = workdir();
+    let mut config = ExecutorConfig::new(work.path());
+    config.proxy_env = vec![
+        ("HTTP_PROXY".to_owned(), "http://proxy.invalid:3128".to_owned()),
+        ("no_proxy".to_owned(), "localhost,.internal".to_owned()),
+    ];
+    let exec = LocalExecutor::new(config).unwrap();
+    let mut session = exec.prepare(&fx.layers(), CancelToken::new()).unwrap();
+    let mut lines = Vec::new();
+    let step =
+        Step::new("print env", ["env"]).env("DEBIAN_FRONTEND", "noninteractive").env("HOME", "/custom");
+    session
+        .run_step(&step, &mut |stream, line| {
+            assert_eq!(stream, Stream::Stdout);
+            lines.push(line.to_owned());
+        })
+        .unwrap();
+    lines.retain(|l| !l.starts_with("PWD="));
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "DEBIAN_FRONTEND=noninteractive",
+            "HOME=/custom",
+            "HTTP_PROXY=http://proxy.invalid:3128",
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "no_proxy=localhost,.internal",
+        ]
+    );
+    // A probe gets the same environment (default HOME).
+    let env = probe_stdout(&session, &["env"]);
+    assert!(env.contains("HOME=/root\n") && env.contains("HTTP_PROXY=http://proxy.invalid:3128\n"), "{env}");
+    assert!(!env.contains("CARGO"), "host environment leaked: {env}");
+}
+
+#[test]
+fn tmp_is_world_writable_and_sticky_and_namespaces_are_private() {
+    let fx = fixture();
+    let work = workdir();
+    let exec = executor(work.path(), Mode::Overlay);
+    let session = exec.prepare(&fx.layers(), CancelToken::new()).unwrap();
+    assert_eq!(probe_stdout(&session, &["stat", "-c", "%a", "/tmp"]), "1777\n");
+    // A fresh pid namespace: the command is one of very few processes.
+    let pids = probe_stdout(&session, &["sh", "-c", "ls -d /proc/[0-9]* | wc -l"]);
+    assert!(pids.trim().parse::<u32>().unwrap() <= 4, "{pids}");
+    // No network unless asked: only a loopback device.
+    let devs = probe_stdout(&session, &["cat", "/proc/net/dev"]);
+    assert_eq!(devs.lines().skip(2).map(|l| l.split(':').next().unwrap().trim()).collect::<Vec<_>>(), ["lo"]);
+    let with_net = session.probe(&Probe::new(["cat", "/proc/net/dev"]).network(true)).unwrap().stdout_text();
+    assert!(with_net.lines().count() > 3, "{with_net}");
+}
+
+#[test]
+fn ca_bundle_and_resolv_conf_are_read_only_and_stay_out_of_the_diff() {
+    let fx = fixture();
+    let work = workdir();
+    let host = tempfile::tempdir().unwrap();
+    let bundle = host.path().join("bundle.pem");
+    fs::write(&bundle, "# a test CA bundle\n").unwrap();
+    let resolv = host.path().join("resolv.conf");
+    fs::write(&resolv, "nameserver 192.0.2.53\n").unwrap();
+    let mut config = ExecutorConfig::new(work.path());
+    config.ca_bundle = Some(bundle.clone());
+    config.resolv_conf = resolv.clone();
+    config.extra_ca_paths = vec!["/etc/ssl/openssl.cnf".to_owned(), "/opt/certifi/cacert.pem".to_owned()];
+    let exec = LocalExecutor::new(config).unwrap();
+
+    // Layer 1 deletes resolv.conf (a mount point bwrap must create); the
+    // base alone has one (mounted over).
+    for layers in [fx.layers(), vec![fx.base.clone()]] {
+        let mut session = exec.prepare(&layers, CancelToken::new()).unwrap();
+        let image_bundle = session.reader().read("/etc/ssl/certs/ca-certificates.crt").unwrap();
+        let mut out = String::new();
+        let script = "cat /etc/ssl/certs/ca-certificates.crt /etc/ssl/openssl.cnf /etc/resolv.conf; \
+                      test -e /opt/certifi && echo certifi-created; \
+                      echo x >> /etc/ssl/certs/ca-certificates.crt || echo bundle-read-only; \
+                      echo x >> /etc/resolv.conf || echo resolv-read-only; \
+                      echo changed > /etc/new.txt";
+        session
+            .run_step(&sh("look at mounts", script), &mut |s, l| {
+                if s == Stream::Stdout {
+                    out.push_str(l);
+                    out.push('\n');
+                }
+            })
+            .unwrap();
+        assert_eq!(
+            out,
+            "# a test CA bundle\n# a test CA bundle\nnameserver 192.0.2.53\nbundle-read-only\nresolv-read-only\n"
+        );
+        // Afterwards the image's own files are what the root fs holds.
+        let reader = session.reader();
+        assert_eq!(reader.read("/etc/ssl/certs/ca-certificates.crt").unwrap(), image_bundle);
+        assert_eq!(reader.exists("/etc/resolv.conf").unwrap(), layers.len() == 1);
+        let diff = session.finish().unwrap();
+        let listing = describe_diff(diff.path());
+        assert_eq!(listing.keys().collect::<Vec<_>>(), ["etc", "etc/new.txt"], "{listing:#?}");
+    }
+}
+
+#[test]
+fn failing_tolerated_and_streamed_steps() {
+    let fx = fixture();
+    let work = workdir();
+    let exec = executor(work.path(), Mode::Overlay);
+    let mut session = exec.prepare(&fx.layers(), CancelToken::new()).unwrap();
+
+    let mut stdout = Vec::new();
+    let mut stderr = Vec::new();
+    session
+        .run_step(&sh("talk", "echo one; echo two >&2; echo three"), &mut |s, l| match s {
+            Stream::Stdout => stdout.push(l.to_owned()),
+            Stream::Stderr => stderr.push(l.to_owned()),
+        })
+        .unwrap();
+    assert_eq!((stdout, stderr), (vec!["one".to_owned(), "three".to_owned()], vec!["two".to_owned()]));
+
+    let noisy =
+        "i=0; while [ $i -lt 5000 ]; do echo \"line $i of the error output\" >&2; i=$((i+1)); done; exit 3";
+    let err = session.run_step(&sh("fail loudly", noisy), &mut quiet()).unwrap_err();
+    let Error::StepFailed { ref step, ref outcome, .. } = err else { panic!("{err}") };
+    assert_eq!(step, "fail loudly");
+    assert_eq!(outcome.exit_code, Some(3));
+    assert!(outcome.stderr_tail.len() <= caulk_exec::STDERR_TAIL && outcome.stderr_tail.len() > 60_000);
+    assert!(outcome.stderr_tail.ends_with("line 4999 of the error output\n"));
+    let message = err.to_string();
+    assert!(
+        message.contains("`fail loudly`") && message.contains("exit code 3") && message.contains("line 4999"),
+        "{message}"
+    );
+
+    let tolerated = run(&mut session, &sh("fail quietly", "echo oops >&2; exit 7").tolerate_failure(true));
+    assert_eq!((tolerated.exit_code, tolerated.stderr_tail.as_str()), (Some(7), "oops\n"));
+    assert_eq!(tolerated.exit_code_or_minus_one(), 7);
+
+    // The session goes on after both.
+    assert_eq!(run(&mut session, &Step::new("true", ["true"])).exit_code, Some(0));
+    let err = session.run_step(&Step::new("missing", ["no-such-command"]), &mut quiet()).unwrap_err();
+    assert!(matches!(err, Error::StepFailed { .. }), "{err}");
+    let err = session.run_step(&Step::new("empty", Vec::<String>::new()), &mut quiet()).unwrap_err();
+    assert!(matches!(err, Error::InvalidStep { .. }), "{err}");
+}
+
+#[test]
+fn a_step_timeout_kills_the_whole_sandbox() {
+    let fx = fixture();
+    let work = workdir();
+    let exec = executor(work.path(), Mode::Overlay);
+    let mut session = exec.prepare(&fx.layers(), CancelToken::new()).unwrap();
+    let started = Instant::now();
+    let step = sh("hang", "sleep 4244 & sleep 4244; wait").timeout(Duration::from_secs(1));
+    let err = session.run_step(&step, &mut quiet()).unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    let Error::StepTimedOut { ref outcome, .. } = err else { panic!("{err}") };
+    assert!(outcome.timed_out && outcome.exit_code.is_none());
+    assert!(err.to_string().contains("`hang` did not finish within 1s"), "{err}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !processes_with_cmdline(&["sleep", "4244"]).is_empty() {
+        assert!(Instant::now() < deadline, "sleep processes outlived the timeout");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let tolerated = run(&mut session, &step.clone().tolerate_failure(true));
+    assert!(tolerated.timed_out);
+    assert!(host_mounts_under(work.path()).is_empty());
+}
+
+#[test]
+fn cancel_kills_the_step_and_removes_the_session() {
+    let fx = fixture();
+    let work = workdir();
+    for mode in [Mode::Overlay, Mode::Copy] {
+        let exec = executor(work.path(), mode);
+        let cancel = CancelToken::new();
+        let mut session = exec.prepare(&fx.layers(), cancel.clone()).unwrap();
+        run(&mut session, &sh("write", "echo kept > /etc/new.txt"));
+        assert_eq!(session_dirs(work.path()).len(), 1);
+        let canceller = {
+            let cancel = cancel.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(500));
+                cancel.cancel();
+            })
+        };
+        let started = Instant::now();
+        let err = session.run_step(&Step::new("sleep", ["sleep", "4245"]), &mut quiet()).unwrap_err();
+        canceller.join().unwrap();
+        assert!(matches!(err, Error::Cancelled { .. }), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert!(processes_with_cmdline(&["sleep", "4245"]).is_empty());
+        let err = session.run_step(&Step::new("true", ["true"]), &mut quiet()).unwrap_err();
+        assert!(matches!(err, Error::Cancelled { .. }), "{err}");
+        let err = session.finish().unwrap_err();
+        assert!(matches!(err, Error::Cancelled { .. }), "{err}");
+        assert!(session_dirs(work.path()).is_empty(), "{:?}", session_dirs(work.path()));
+    }
+}
+
+#[test]
+fn probes_see_the_current_state_and_leave_no_trace() {
+    let fx = fixture();
+    let work = workdir();
+    // Copy mode with overlayfs at hand probes like overlay mode (a scratch
+    // upper over the copy); without it the copy is bound read-only.
+    for (mode, use_overlay) in [(Mode::Overlay, true), (Mode::Copy, false)] {
+        let mut config = ExecutorConfig::new(work.path());
+        config.mode = mode;
+        config.use_overlay = use_overlay;
+        let exec = LocalExecutor::new(config).unwrap();
+        let mut session = exec.prepare(&fx.layers(), CancelToken::new()).unwrap();
+        let before = session.probe(&Probe::new(["cat", "/etc/new.txt"])).unwrap();
+        assert_eq!(before.exit_code, Some(1), "{mode:?}");
+        assert!(before.stderr_text().contains("No such file"), "{}", before.stderr_text());
+        run(&mut session, &sh("write", "echo after-step > /etc/new.txt"));
+        assert_eq!(probe_stdout(&session, &["cat", "/etc/new.txt"]), "after-step\n");
+        let hostname = probe_stdout(&session, &["cat", "/etc/hostname"]);
+
+        let meddle = session
+            .probe(&Probe::new(["sh", "-c", "touch /etc/probe-was-here && rm /etc/hostname"]))
+            .unwrap();
+        if use_overlay {
+            assert!(meddle.success(), "{mode:?}: {}", meddle.stderr_text());
+        } else {
+            // Without overlayfs a probe's root is read-only.
+            assert!(meddle.stderr_text().contains("Read-only file system"), "{}", meddle.stderr_text());
+        }
+        assert_eq!(probe_stdout(&session, &["cat", "/etc/hostname"]), hostname);
+        assert!(!session.reader().exists("/etc/probe-was-here").unwrap());
+
+        // Output beyond the limit is cut and flagged; a probe may time out.
+        let mut big = Probe::new(["head", "-c", "100000", "/dev/zero"]);
+        big.stdout_limit = 1000;
+        let out = session.probe(&big).unwrap();
+        assert!(out.success() && out.stdout.len() == 1000 && out.stdout_truncated);
+        let slow = session.probe(&Probe::new(["sleep", "30"]).timeout(Duration::from_millis(300))).unwrap();
+        assert!(slow.timed_out && !slow.success());
+
+        let diff = session.finish().unwrap();
+        let listing = describe_diff(diff.path());
+        assert_eq!(listing.keys().collect::<Vec<_>>(), ["etc", "etc/new.txt"], "{mode:?}: {listing:#?}");
+    }
+}
+
+/// What a real overlay mount of `layers` (bottom first) shows, as
+/// `path\ttype\tmode\tuid\tgid\tsize\tlink` lines, sizes only for files
+/// and symlinks.
+fn real_overlay_listing(layers: &[&Path]) -> BTreeMap<String, String> {
+    let mount_point = tempfile::tempdir().unwrap();
+    let lower: Vec<String> = layers.iter().rev().map(|p| p.display().to_string()).collect();
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg("mount -t overlay overlay -o \"ro,lowerdir=$1\" \"$2\" && cd \"$2\" && find . -printf '%P\\t%y\\t%m\\t%U\\t%G\\t%s\\t%l\\n'")
+        .args(["sh", &lower.join(":")])
+        .arg(mount_point.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('\t'))
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            let size = if matches!(f[1], "f" | "l") { f[5] } else { "-" };
+            (format!("/{}", f[0]), format!("{}\t{}\t{}\t{}\t{size}\t{}", f[1], f[2], f[3], f[4], f[6]))
+        })
+        .collect()
+}
+
+fn reader_listing(reader: &MergedReader) -> BTreeMap<String, String> {
+    reader
+        .walk("/")
+        .unwrap()
+        .into_iter()
+        .filter(|i| i.path != "/")
+        .map(|i| {
+            let kind = match i.kind {
+                EntryKind::File => "f",
+                EntryKind::Dir => "d",
+                EntryKind::Symlink => "l",
+                EntryKind::CharDevice => "c",
+                EntryKind::BlockDevice => "b",
+                EntryKind::Fifo => "p",
+                EntryKind::Socket => "s",
+            };
+            let size = if matches!(kind, "f" | "l") { i.size.to_string() } else { "-".to_owned() };
+            let link = i.link_target.clone().unwrap_or_default();
+            (i.path.clone(), format!("{kind}\t{:o}\t{}\t{}\t{size}\t{link}", i.mode, i.uid, i.gid))
+        })
+        .collect()
+}
+
+#[test]
+fn userspace_reader_matches_a_real_overlay_mount() {
+    let fx = fixture();
+    let work = workdir();
+    let exec = executor(work.path(), Mode::Overlay);
+    let mut session = exec.prepare(&fx.layers(), CancelToken::new()).unwrap();
+    run(&mut session, &sh("make changes", CHANGES));
+    let reader = session.reader();
+    let ours = reader_listing(&reader);
+    let diff = session.finish().unwrap();
+    let real = real_overlay_listing(&[&fx.base, &fx.top, diff.path()]);
+    let differ: Vec<_> = real
+        .keys()
+        .chain(ours.keys())
+        .filter(|k| real.get(*k) != ours.get(*k))
+        .map(|k| format!("{k}: real {:?} ours {:?}", real.get(k), ours.get(k)))
+        .collect();
+    assert!(differ.is_empty(), "{differ:#?}");
+    assert!(ours.len() > 5000);
+
+    // Reads follow symlinks inside the root only.
+    assert_eq!(reader.read("/opt/app/escape-rel").unwrap(), reader.read("/etc/hostname").unwrap());
+    assert_eq!(reader.read("/opt/app/escape-abs").unwrap(), reader.read("/etc/hostname").unwrap());
+    assert!(reader.read("/etc/os-release").unwrap().starts_with(b"PRETTY_NAME=\"Debian GNU/Linux 12"));
+    assert_eq!(reader.read("/usr/share/doc/apt/NEW").unwrap(), b"replaced\n");
+    assert!(reader.stat("/etc/caulk-layer1").unwrap().is_none());
+    assert!(reader.stat("/etc/motd").unwrap().is_none());
+    assert!(matches!(reader.read("/etc"), Err(Error::Path { .. })));
+    assert!(matches!(reader.read("etc/hostname"), Err(Error::Path { .. })));
+    let link = reader.stat("/bin").unwrap().unwrap();
+    assert_eq!((link.kind, link.link_target.as_deref()), (EntryKind::Symlink, Some("usr/bin")));
+    assert_eq!(reader.canonicalize("/bin/sh").unwrap().unwrap().path, "/usr/bin/dash");
+
+    let names = |infos: Vec<caulk_exec::FileInfo>| infos.into_iter().map(|i| i.path).collect::<Vec<_>>();
+    assert_eq!(names(reader.list("/usr/share/doc/apt").unwrap()), ["/usr/share/doc/apt/NEW"]);
+    assert_eq!(names(reader.list("/usr/share/doc/dpkg").unwrap()), ["/usr/share/doc/dpkg/only"]);
+    assert_eq!(
+        names(reader.glob("/etc/apt/sources.list.d/*.list").unwrap()),
+        ["/etc/apt/sources.list.d/security.list"]
+    );
+    assert_eq!(names(reader.glob("/etc/host?conf*").unwrap()), ["/etc/host.conf", "/etc/host.conf.link"]);
+    assert_eq!(
+        names(reader.glob("/usr/lib/x86_64-linux-gnu/libssl.so.[0-9]").unwrap()),
+        ["/usr/lib/x86_64-linux-gnu/libssl.so.3"]
+    );
+    assert!(reader.glob("/etc/mot[d]").unwrap().is_empty());
+    // `**` over the real listing: every copyright file under /usr/share/doc.
+    let copyrights = names(reader.glob("/usr/share/doc/**/copyright").unwrap());
+    let expected: Vec<String> = real
+        .keys()
+        .filter(|p| p.starts_with("/usr/share/doc/") && p.ends_with("/copyright"))
+        .cloned()
+        .collect();
+    assert_eq!(copyrights, expected);
+    assert!(copyrights.len() > 50);
+    assert!(!copyrights.contains(&"/usr/share/doc/tar/copyright".to_owned()));
+    // Globs match stored paths: no descent through the /lib symlink.
+    assert!(reader.glob("/lib/x86_64-linux-gnu/libssl.so.*").unwrap().is_empty());
+    assert!(matches!(reader.glob("relative/*"), Err(Error::BadGlob { .. })));
+}
+
+#[test]
+fn tooling_roots_mount_the_target_read_write_and_themselves_read_only() {
+    let fx = fixture();
+    let work = workdir();
+    {
+        let exec = executor(work.path(), Mode::Overlay);
+        let mut session = exec.prepare(&fx.layers(), CancelToken::new()).unwrap();
+        for (root, file) in
+            [(ToolingRoot::Host, "from-host"), (ToolingRoot::Dir(fx.base.clone()), "from-base")]
+        {
+            let script = format!(
+                "cat /target/etc/caulk-layer1 > /target/etc/{file} && \
+                 (touch /usr/caulk-tooling-test 2>/dev/null && echo writable || echo read-only)"
+            );
+            let mut out = String::new();
+            let step =
+                sh("tooling", &script).run_in(RunIn::Tooling { root, mount_point: "/target".to_owned() });
+            session.run_step(&step, &mut |_, l| out.push_str(l)).unwrap();
+            assert_eq!(out, "read-only");
+        }
+        assert!(!Path::new("/usr/caulk-tooling-test").exists());
+        let bad = sh("bad", "true").run_in(RunIn::Tooling {
+            root: ToolingRoot::Dir(fx.base.clone()),
+            mount_point: "/etc/target".to_owned(),
+        });
+        assert!(matches!(session.run_step(&bad, &mut quiet()), Err(Error::MountPoint { .. })));
+        let diff = session.finish().unwrap();
+        let listing = describe_diff(diff.path());
+        assert_eq!(
+            listing.keys().collect::<Vec<_>>(),
+            ["etc", "etc/from-base", "etc/from-host"],
+            "{listing:#?}"
+        );
+    }
+}
+
+#[test]
+fn many_layers_with_long_paths_fit_the_mount_options() {
+    let fx = fixture();
+    let work = workdir();
+    let store = tempfile::tempdir_in(work.path()).unwrap();
+    let deep = store.path().join("x".repeat(200)).join("y".repeat(200));
+    let mut layers = vec![fx.base.clone()];
+    for i in 0..150 {
+        let layer = deep.join(format!("layer-{i:03}-{}", "z".repeat(40)));
+        fs::create_dir_all(layer.join("layers")).unwrap();
+        fs::write(layer.join("layers").join(i.to_string()), i.to_string()).unwrap();
+        layers.push(layer);
+    }
+    let exec = executor(work.path(), Mode::Overlay);
+    let session = exec.prepare(&layers, CancelToken::new()).unwrap();
+    assert_eq!(probe_stdout(&session, &["sh", "-c", "ls /layers | wc -l"]), "150\n");
+    assert_eq!(session.reader().list("/layers").unwrap().len(), 150);
+
+    let too_many: Vec<PathBuf> = (0..=caulk_exec::MAX_LAYERS).map(|_| fx.base.clone()).collect();
+    let err = exec.prepare(&too_many, CancelToken::new()).unwrap_err();
+    assert!(matches!(err, Error::TooManyLayers { .. }), "{err}");
+}
+
+#[test]
+fn missing_bubblewrap_is_refused_with_what_to_install() {
+    let work = workdir();
+    let mut config = ExecutorConfig::new(work.path());
+    config.search_path = Some("/nonexistent:/usr/local/games".into());
+    let err = LocalExecutor::new(config).unwrap_err();
+    assert!(matches!(err, Error::BwrapMissing { .. }), "{err}");
+    assert!(err.to_string().contains("apt-get install bubblewrap"), "{err}");
+
+    let mut config = ExecutorConfig::new(work.path());
+    config.bwrap = Some("/nonexistent/bwrap".into());
+    let err = LocalExecutor::new(config).unwrap_err();
+    assert!(
+        matches!(err, Error::BwrapMissing { .. }) && err.to_string().contains("/nonexistent/bwrap"),
+        "{err}"
+    );
+
+    let mut config = ExecutorConfig::new(work.path());
+    config.bwrap = Some("/etc/hostname".into());
+    let err = LocalExecutor::new(config).unwrap_err();
+    assert!(matches!(err, Error::BwrapUnusable { .. }), "{err}");
+
+    let mut config = ExecutorConfig::new(work.path());
+    config.bwrap = Some("/usr/bin/false".into());
+    let err = LocalExecutor::new(config).unwrap_err();
+    assert!(matches!(err, Error::BwrapUnusable { .. }), "{err}");
+
+    let mut config = ExecutorConfig::new(work.path());
+    config.ca_bundle = Some("/nonexistent/ca.pem".into());
+    assert!(matches!(LocalExecutor::new(config), Err(Error::CaBundle { .. })));
+}
+
+#[test]
+fn without_overlayfs_auto_falls_back_to_copy_and_overlay_is_refused() {
+    let fx = fixture();
+    let work = workdir();
+    let mut config = ExecutorConfig::new(work.path());
+    config.use_overlay = false;
+    let exec = LocalExecutor::new(config.clone()).unwrap();
+    assert_eq!(exec.mode(), Mode::Copy);
+    let mut session = exec.prepare(&fx.layers(), CancelToken::new()).unwrap();
+    run(&mut session, &sh("write", "echo copy > /etc/new.txt"));
+    let diff = session.finish().unwrap();
+    assert_eq!(fs::read_to_string(diff.path().join("etc/new.txt")).unwrap(), "copy\n");
+
+    config.mode = Mode::Overlay;
+    let err = LocalExecutor::new(config).unwrap_err();
+    assert!(
+        matches!(err, Error::OverlayUnavailable { .. }) && err.to_string().contains("modprobe overlay"),
+        "{err}"
+    );
+}
+
+const CHILD: &str = "CAULK_EXEC_TEST_CHILD";
+
+/// Runs this test binary again for one test, with `env` set.
+fn rerun_self(test: &str, env: &[(&str, &str)], as_nobody: bool) -> Command {
+    let exe = std::env::current_exe().unwrap();
+    let mut cmd = if as_nobody {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]).arg(exe);
+        c
+    } else {
+        Command::new(exe)
+    };
+    cmd.args(["--exact", test, "--nocapture", "--test-threads=1"]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+#[test]
+fn not_root_is_refused_with_why() {
+    if std::env::var(CHILD).as_deref() == Ok("not-root") {
+        let err = LocalExecutor::new(ExecutorConfig::new("/nonexistent/work")).unwrap_err();
+        assert!(matches!(err, Error::NotRoot { euid: 65534 }), "{err}");
+        println!("CHILD-ERROR: {err}");
+        return;
+    }
+    let out = rerun_self("not_root_is_refused_with_why", &[(CHILD, "not-root")], true).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("CHILD-ERROR: the local executor needs root (running as uid 65534)"), "{stdout}");
+}
+
+#[test]
+fn a_killed_caulk_leaves_no_mount_and_no_process() {
+    if std::env::var(CHILD).as_deref() == Ok("long-step") {
+        let work = std::env::var("CAULK_EXEC_TEST_WORK").unwrap();
+        let exec = executor(Path::new(&work), Mode::Overlay);
+        let mut session = exec.prepare(&fixture().layers(), CancelToken::new()).unwrap();
+        let _ = session.run_step(&Step::new("sleep", ["sleep", "4246"]), &mut quiet());
+        unreachable!("the parent kills this process first");
+    }
+    fixture();
+    let work = workdir();
+    let mut child = rerun_self(
+        "a_killed_caulk_leaves_no_mount_and_no_process",
+        &[(CHILD, "long-step"), ("CAULK_EXEC_TEST_WORK", &work.path().display().to_string())],
+        false,
+    )
+    .spawn()
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while processes_with_cmdline(&["sleep", "4246"]).is_empty() {
+        assert!(Instant::now() < deadline, "the step never started");
+        assert!(child.try_wait().unwrap().is_none(), "the child ended early");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !processes_with_cmdline(&["sleep", "4246"]).is_empty() {
+        assert!(Instant::now() < deadline, "the step outlived caulk");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(host_mounts_under(work.path()).is_empty(), "{:?}", host_mounts_under(work.path()));
+    // The dir stays until the next executor sweeps it.
+    assert_eq!(session_dirs(work.path()).len(), 1);
+    let _exec = executor(work.path(), Mode::Overlay);
+    assert!(session_dirs(work.path()).is_empty());
+}
