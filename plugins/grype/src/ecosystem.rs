@@ -1,40 +1,50 @@
 //! Grype's (syft's) package types in the ecosystem vocabulary of
 //! `caulk:plugin/types` (`deb`, `apk`, `rpm`, `python`, `npm`, ...).
 
+/// syft's package types and their ecosystems, where the names differ or
+/// caulk knows the type.
+const TYPES: &[(&str, &str)] = &[
+    ("deb", "deb"),
+    ("rpm", "rpm"),
+    ("apk", "apk"),
+    ("alpm", "alpm"),
+    ("portage", "portage"),
+    ("python", "python"),
+    ("java-archive", "maven"),
+    ("jenkins-plugin", "maven"),
+    ("graalvm-native-image", "maven"),
+    ("go-module", "go"),
+    ("npm", "npm"),
+    ("gem", "gem"),
+    ("rust-crate", "cargo"),
+    ("php-composer", "composer"),
+    ("php-pecl", "pecl"),
+    ("php-pear", "pecl"),
+    ("dotnet", "nuget"),
+    ("conan", "conan"),
+    ("hex", "hex"),
+    ("dart-pub", "pub"),
+    ("pod", "cocoapods"),
+    ("swift", "swift"),
+    ("swiplpack", "swipl"),
+    ("binary", "binary"),
+    ("r-package", "cran"),
+    ("lua-rocks", "luarocks"),
+    ("erlang-otp", "otp"),
+    ("github-action", "github-actions"),
+    ("github-action-workflow", "github-actions"),
+    ("wordpress-plugin", "wordpress"),
+];
+
 /// The ecosystem of an artifact `type`; an unknown type is kept, lowercased,
-/// so the summary can name it.
+/// so the summary can name it. (Runs once per finding: no lowercase copy
+/// unless the type is unknown.)
 pub(crate) fn ecosystem(artifact_type: &str) -> String {
-    let lowered = artifact_type.trim().to_ascii_lowercase();
-    let known = match lowered.as_str() {
-        "deb" => "deb",
-        "rpm" => "rpm",
-        "apk" => "apk",
-        "alpm" => "alpm",
-        "portage" => "portage",
-        "python" => "python",
-        "java-archive" | "jenkins-plugin" | "graalvm-native-image" => "maven",
-        "go-module" => "go",
-        "npm" => "npm",
-        "gem" => "gem",
-        "rust-crate" => "cargo",
-        "php-composer" => "composer",
-        "php-pecl" | "php-pear" => "pecl",
-        "dotnet" => "nuget",
-        "conan" => "conan",
-        "hex" => "hex",
-        "dart-pub" => "pub",
-        "pod" => "cocoapods",
-        "swift" => "swift",
-        "swiplpack" => "swipl",
-        "binary" => "binary",
-        "r-package" => "cran",
-        "lua-rocks" => "luarocks",
-        "erlang-otp" => "otp",
-        "github-action" | "github-action-workflow" => "github-actions",
-        "wordpress-plugin" => "wordpress",
-        _ => return lowered,
-    };
-    known.to_owned()
+    let artifact_type = artifact_type.trim();
+    TYPES
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(artifact_type))
+        .map_or_else(|| artifact_type.to_ascii_lowercase(), |(_, ecosystem)| (*ecosystem).to_owned())
 }
 
 /// Packages installed by the distribution's package manager.

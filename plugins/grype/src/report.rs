@@ -618,25 +618,33 @@ fn fixed_versions(vulnerability: &RawVulnerability<'_>) -> Vec<String> {
 
 /// Grype's `fix.state`: `fixed`, `not-fixed`, `wont-fix`, `unknown` or ``.
 fn fix_status(state: &str, has_fix: bool) -> FixStatus {
-    match state.trim().to_ascii_lowercase().as_str() {
-        "not-fixed" => FixStatus::Affected,
-        "wont-fix" => FixStatus::WillNotFix,
+    let state = state.trim();
+    if state.eq_ignore_ascii_case("not-fixed") {
+        FixStatus::Affected
+    } else if state.eq_ignore_ascii_case("wont-fix") {
+        FixStatus::WillNotFix
+    } else if has_fix {
         // `fixed`, `unknown`, `` and states to come: a listed fixed version
         // is the evidence that counts.
-        _ if has_fix => FixStatus::Fixed,
-        _ => FixStatus::Unknown,
+        FixStatus::Fixed
+    } else {
+        FixStatus::Unknown
     }
 }
 
 fn severity(severity: &str) -> Severity {
-    match severity.trim().to_ascii_lowercase().as_str() {
-        "critical" => Severity::Critical,
-        "high" => Severity::High,
-        "medium" => Severity::Medium,
-        "low" => Severity::Low,
-        "negligible" => Severity::Negligible,
-        _ => Severity::Unknown,
-    }
+    const SEVERITIES: &[(&str, Severity)] = &[
+        ("critical", Severity::Critical),
+        ("high", Severity::High),
+        ("medium", Severity::Medium),
+        ("low", Severity::Low),
+        ("negligible", Severity::Negligible),
+    ];
+    let severity = severity.trim();
+    SEVERITIES
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(severity))
+        .map_or(Severity::Unknown, |&(_, s)| s)
 }
 
 /// The installed version as the package database shows it. syft has not

@@ -455,27 +455,39 @@ fn finding_of(v: RawVulnerability<'_>) -> (Finding, PackageRef<'_>) {
 }
 
 fn fix_status(status: &str) -> FixStatus {
-    match status.trim().to_ascii_lowercase().replace('-', "_").as_str() {
-        "fixed" => FixStatus::Fixed,
-        "affected" => FixStatus::Affected,
-        "will_not_fix" => FixStatus::WillNotFix,
-        "fix_deferred" => FixStatus::FixDeferred,
-        "end_of_life" => FixStatus::EndOfLife,
-        "not_affected" => FixStatus::NotAffected,
-        "under_investigation" => FixStatus::UnderInvestigation,
-        _ => FixStatus::Unknown,
-    }
+    const STATUSES: &[(&str, FixStatus)] = &[
+        ("fixed", FixStatus::Fixed),
+        ("affected", FixStatus::Affected),
+        ("will_not_fix", FixStatus::WillNotFix),
+        ("fix_deferred", FixStatus::FixDeferred),
+        ("end_of_life", FixStatus::EndOfLife),
+        ("not_affected", FixStatus::NotAffected),
+        ("under_investigation", FixStatus::UnderInvestigation),
+    ];
+    let status = status.trim();
+    STATUSES.iter().find(|(name, _)| same_word(name, status)).map_or(FixStatus::Unknown, |&(_, s)| s)
 }
 
 fn severity(severity: &str) -> Severity {
-    match severity.trim().to_ascii_lowercase().as_str() {
-        "critical" => Severity::Critical,
-        "high" => Severity::High,
-        "medium" => Severity::Medium,
-        "low" => Severity::Low,
-        "negligible" => Severity::Negligible,
-        _ => Severity::Unknown,
-    }
+    const SEVERITIES: &[(&str, Severity)] = &[
+        ("critical", Severity::Critical),
+        ("high", Severity::High),
+        ("medium", Severity::Medium),
+        ("low", Severity::Low),
+        ("negligible", Severity::Negligible),
+    ];
+    let severity = severity.trim();
+    SEVERITIES
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(severity))
+        .map_or(Severity::Unknown, |&(_, s)| s)
+}
+
+/// Equal ignoring ASCII case, with `-` and `_` alike; compares without
+/// allocating, as it runs once per finding.
+fn same_word(a: &str, b: &str) -> bool {
+    let fold = |c: u8| if c == b'-' { b'_' } else { c.to_ascii_lowercase() };
+    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| fold(x) == fold(y))
 }
 
 impl State<'_> {
