@@ -448,3 +448,18 @@ pub(crate) fn empty_snapshot(root: &Path) -> Result<Snap> {
     snap.children = Some(HashMap::new());
     Ok(snap)
 }
+
+/// Gives `dir` (an upper or diff dir, which becomes the root of the view)
+/// the owner and mode of `like`, the image's root dir: created under the
+/// caller's umask it could be 0700, and apt's `_apt` user must traverse /.
+pub(crate) fn root_like(dir: &Path, like: Option<&Path>) -> Result<()> {
+    match like {
+        Some(like) => {
+            let meta = lstat(like)?;
+            chown(dir, &meta)?;
+            chmod(dir, &meta)
+        }
+        None => rustix::fs::chmod(dir, Mode::from_raw_mode(0o755))
+            .map_err(|e| Error::io(format!("chmod {}", dir.display()), e)),
+    }
+}

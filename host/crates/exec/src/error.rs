@@ -44,7 +44,10 @@ pub enum Error {
     #[error("step `{step}` is invalid: {reason}")]
     InvalidStep { step: String, reason: String },
 
-    #[error("step `{step}`: could not start the sandbox (overlay mount or bwrap): {source}")]
+    #[error(
+        "step `{step}`: could not start the sandbox (overlay mount or bwrap): {source}; for an overlay \
+         mount error the kernel log (`dmesg`) has overlayfs' reason"
+    )]
     Spawn {
         step: String,
         #[source]

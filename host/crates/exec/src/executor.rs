@@ -262,6 +262,7 @@ impl LocalExecutor {
             for sub in ["u", "m"] {
                 fs::create_dir(base.join(sub)).ctx(|| format!("creating {}/{sub}", base.display()))?;
             }
+            copy::root_like(&base.join("u"), lowers.last().map(PathBuf::as_path))?;
             Workspace::Overlay { lowers }
         };
         Ok(Session::new(self, dir, workspace, cancel))

@@ -39,10 +39,17 @@
 //! - bubblewrap: `--proc /proc --dev /dev --perms 1777 --tmpfs /tmp
 //!   --unshare-pid --unshare-ipc --unshare-uts --die-with-parent --clearenv`,
 //!   `--unshare-net` unless the step asks for network; environment `PATH`,
-//!   `HOME=/root`, the host's proxy variables, then the step's; the host's
-//!   resolv.conf and CA bundle bound read-only over the image's (the bundle
-//!   only over bundle files the image has). Mount points bwrap had to create
-//!   in the image are removed after each step, so none reaches the diff.
+//!   `HOME=/root`, the host's proxy variables, then the step's; for steps
+//!   (and probes) with network, the host's resolv.conf and CA bundle bound
+//!   read-only over the image's (the bundle only over bundle files the image
+//!   has). Mount points bwrap had to create in the image are removed after
+//!   each step, so none reaches the diff.
+//!
+//! A bundle mounted read-only cannot be replaced: `update-ca-certificates`
+//! (the ca-certificates package's postinst) fails with EBUSY when it renames
+//! its new bundle over the mount point. Offline steps get the image's own
+//! bundle, writable, so a plan that upgrades ca-certificates downloads with
+//! network (`apt-get --download-only`) and installs in an offline step.
 //!
 //! Needs root (overlayfs, file ownership) and `bwrap` (0.8 has no overlay
 //! options; the overlay is made by caulk). [`LocalExecutor::new`] refuses

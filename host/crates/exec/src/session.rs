@@ -389,6 +389,8 @@ impl<'e> Session<'e> {
             for sub in ["u", "m"] {
                 fs::create_dir(scratch.path().join(sub)).ctx(|| format!("creating {name}/{sub}"))?;
             }
+            let top = self.reader().layers().last().cloned();
+            copy::root_like(&scratch.path().join("u"), top.as_deref())?;
             let mut lower = self.lower_names();
             if let Workspace::Overlay { .. } = self.workspace {
                 lower.insert(0, "u".to_owned());
@@ -468,6 +470,7 @@ impl<'e> Session<'e> {
                 let started = Instant::now();
                 let diff = dir.path().join("diff");
                 fs::create_dir(&diff).ctx(|| format!("creating {}", diff.display()))?;
+                copy::root_like(&diff, Some(&root))?;
                 let changes = copy::diff(&root, &snapshot, &diff)?;
                 drop(snapshot);
                 fs::remove_dir_all(&root).ctx(|| format!("removing {}", root.display()))?;
@@ -497,7 +500,12 @@ impl<'e> Session<'e> {
                     basics.extend([os(flag), os(dest)]);
                 }
                 planned.args.extend(basics);
-                if let Some(resolv) = &exec.resolv_conf {
+                // Name resolution and the host's CA only matter with the
+                // host's network. Leaving them out of offline steps also lets
+                // a package replace its bundle (ca-certificates renames a new
+                // one over it, which a mount point refuses with EBUSY).
+                let resolv = exec.resolv_conf.as_ref().filter(|_| req.network);
+                if let Some(resolv) = resolv {
                     match resolv_dest(&target.view)? {
                         ResolvDest::Existing(dest) => {
                             binds.extend([os("--ro-bind"), os(resolv), os(dest)]);
@@ -514,7 +522,7 @@ impl<'e> Session<'e> {
                         }
                     }
                 }
-                if let Some(bundle) = &exec.ca_bundle {
+                if let Some(bundle) = exec.ca_bundle.as_ref().filter(|_| req.network) {
                     for dest in ca_dests(&target.view, &exec.config.extra_ca_paths)? {
                         binds.extend([os("--ro-bind"), os(bundle), os(dest)]);
                     }
@@ -565,12 +573,12 @@ impl<'e> Session<'e> {
                 check_tooling_mount_point(label, &tview, mount_point, "the target")?;
                 let flag = if target.writable { "--bind" } else { "--ro-bind" };
                 planned.args.extend([os(flag), os(&target.dir), os(mount_point)]);
-                if let Some(resolv) = &exec.resolv_conf
+                if let Some(resolv) = exec.resolv_conf.as_ref().filter(|_| req.network)
                     && let ResolvDest::Existing(dest) = resolv_dest(&tview)?
                 {
                     binds.extend([os("--ro-bind"), os(resolv), os(dest)]);
                 }
-                if let Some(bundle) = &exec.ca_bundle {
+                if let Some(bundle) = exec.ca_bundle.as_ref().filter(|_| req.network) {
                     for dest in ca_dests(&tview, &exec.config.extra_ca_paths)? {
                         binds.extend([os("--ro-bind"), os(bundle), os(dest)]);
                     }

@@ -7,7 +7,9 @@ mod common;
 use std::collections::BTreeMap;
 
 use caulk_exec::{CancelToken, Error, Mode, Probe, Session, Step, Stream};
-use common::{apt_caches, apt_upgrade_steps, describe_diff, executor, fixture, host_mounts_under, workdir};
+use common::{
+    apt_caches, apt_steps, apt_upgrade_steps, describe_diff, executor, fixture, host_mounts_under, workdir,
+};
 
 fn version(session: &Session<'_>, package: &str) -> String {
     let out = session.probe(&Probe::new(["dpkg-query", "-W", "-f", "${Version}", package])).unwrap();
@@ -74,6 +76,29 @@ fn apt_upgrade_from_bookworm_security_in_both_modes() {
             .any(|e| e.file_name().to_string_lossy().starts_with("openssl_"))
     );
     assert!(host_mounts_under(work.path()).is_empty());
+}
+
+/// ca-certificates' postinst renames a new bundle over the old one, which
+/// a read-only mount of the host's bundle would refuse: the host's bundle
+/// is only mounted into network steps, so the offline install step can.
+#[test]
+fn a_full_upgrade_replaces_the_image_ca_bundle() {
+    let fx = fixture();
+    let work = workdir();
+    let exec = executor(work.path(), Mode::Overlay);
+    let mut session = exec.prepare(&fx.layers(), CancelToken::new()).unwrap();
+    let image_bundle = session.reader().read("/etc/ssl/certs/ca-certificates.crt").unwrap();
+    session.run_steps(&apt_steps(true, &["upgrade"]), &mut |_, _, _| {}).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        version(&session, "ca-certificates").starts_with("2025"),
+        "{}",
+        version(&session, "ca-certificates")
+    );
+    let diff = session.finish().unwrap();
+    let bundle = std::fs::read(diff.path().join("etc/ssl/certs/ca-certificates.crt")).unwrap();
+    assert_ne!(bundle, image_bundle, "the package regenerated the bundle");
+    assert_ne!(bundle, std::fs::read(caulk_exec::DEFAULT_CA_BUNDLE).unwrap(), "the host's bundle leaked");
+    assert!(String::from_utf8_lossy(&bundle).contains("-----BEGIN CERTIFICATE-----"));
 }
 
 #[test]

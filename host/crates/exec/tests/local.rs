@@ -192,7 +192,7 @@ fn tmp_is_world_writable_and_sticky_and_namespaces_are_private() {
 }
 
 #[test]
-fn ca_bundle_and_resolv_conf_are_read_only_and_stay_out_of_the_diff() {
+fn ca_bundle_and_resolv_conf_are_read_only_in_network_steps_and_stay_out_of_the_diff() {
     let fx = fixture();
     let work = workdir();
     let host = tempfile::tempdir().unwrap();
@@ -218,7 +218,7 @@ fn ca_bundle_and_resolv_conf_are_read_only_and_stay_out_of_the_diff() {
                       echo x >> /etc/resolv.conf || echo resolv-read-only; \
                       echo changed > /etc/new.txt";
         session
-            .run_step(&sh("look at mounts", script), &mut |s, l| {
+            .run_step(&sh("look at mounts", script).network(true), &mut |s, l| {
                 if s == Stream::Stdout {
                     out.push_str(l);
                     out.push('\n');
@@ -229,6 +229,11 @@ fn ca_bundle_and_resolv_conf_are_read_only_and_stay_out_of_the_diff() {
             out,
             "# a test CA bundle\n# a test CA bundle\nnameserver 192.0.2.53\nbundle-read-only\nresolv-read-only\n"
         );
+        // Offline steps see the image's own files.
+        let offline = session.probe(&Probe::new(["cat", "/etc/ssl/certs/ca-certificates.crt"])).unwrap();
+        assert_eq!(offline.stdout, image_bundle);
+        let offline = session.probe(&Probe::new(["cat", "/etc/resolv.conf"])).unwrap();
+        assert_eq!(offline.success(), layers.len() == 1);
         // Afterwards the image's own files are what the root fs holds.
         let reader = session.reader();
         assert_eq!(reader.read("/etc/ssl/certs/ca-certificates.crt").unwrap(), image_bundle);

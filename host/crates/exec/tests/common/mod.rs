@@ -235,21 +235,37 @@ pub fn apt_caches() -> (PathBuf, PathBuf) {
 /// `apt-get update` and an upgrade of openssl and libssl3 from
 /// bookworm-security (which layer 1 adds to the sources).
 pub fn apt_upgrade_steps(unsafe_io: bool) -> Vec<caulk_exec::Step> {
+    apt_steps(unsafe_io, &["install", "--only-upgrade", "openssl", "libssl3"])
+}
+
+/// `apt-get update`, `apt-get --download-only ACTION...` with network, and
+/// `apt-get ACTION...` without (the packages' maintainer scripts need no
+/// network, and the host's CA bundle is only mounted into network steps, so
+/// ca-certificates can replace the image's).
+pub fn apt_steps(unsafe_io: bool, action: &[&str]) -> Vec<caulk_exec::Step> {
     let (lists, archives) = apt_caches();
     let update =
         caulk_exec::Step::new("refresh package indexes", ["apt-get", "-o", "Acquire::Retries=3", "update"])
             .network(true)
             .cache(&lists, "/var/lib/apt/lists");
-    let mut argv = vec!["apt-get", "install", "--only-upgrade", "-y", "--no-install-recommends"];
-    argv.extend(["-o", "Dpkg::Options::=--force-confold"]);
+    let mut argv = vec!["apt-get", "-y", "--no-install-recommends", "-o", "Dpkg::Options::=--force-confold"];
     if unsafe_io {
         argv.extend(["-o", "Dpkg::Options::=--force-unsafe-io"]);
     }
-    argv.extend(["openssl", "libssl3"]);
-    let upgrade = caulk_exec::Step::new("upgrade openssl", argv)
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .network(true)
-        .cache(&lists, "/var/lib/apt/lists")
-        .cache(&archives, "/var/cache/apt/archives");
-    vec![update, upgrade]
+    let step = |summary: String, argv: Vec<&str>, network: bool| {
+        caulk_exec::Step::new(summary, argv)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .network(network)
+            .cache(&lists, "/var/lib/apt/lists")
+            .cache(&archives, "/var/cache/apt/archives")
+    };
+    let mut download = argv.clone();
+    download.push("--download-only");
+    download.extend(action);
+    argv.extend(action);
+    vec![
+        update,
+        step(format!("download for apt-get {}", action.join(" ")), download, true),
+        step(format!("apt-get {}", action.join(" ")), argv, false),
+    ]
 }
