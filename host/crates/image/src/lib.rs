@@ -11,6 +11,36 @@
 //!
 //! # Map
 //!
+//! ```no_run
+//! use caulk_image::append::{AppendSpec, EditedImage, append};
+//! use caulk_image::layer::{LayerCache, LayerSource, RootFs, UnpackOptions, WriteOptions, write_layer};
+//! use caulk_image::{CopyOptions, Image, ImageRef, TransportOptions};
+//! # fn main() -> caulk_image::Result<()> {
+//! let transport = TransportOptions::default();
+//! let image = Image::open(&ImageRef::parse("docker://127.0.0.1:5000/app:1")?, &transport)?;
+//! let platform = image.image_for(None)?; // the only one, or the host's
+//!
+//! // Probes: read files and globs without unpacking.
+//! let fs = RootFs::open(image.source().clone(), platform)?;
+//! let status = fs.read("/var/lib/dpkg/status")?;
+//! let metadata = fs.glob("/usr/lib/python3*/site-packages/*.dist-info/METADATA")?;
+//!
+//! // Executor: layers as overlayfs lower dirs (bottom first).
+//! let cache = LayerCache::new("/var/cache/caulk/layers")?;
+//! let lowers = cache.unpack_image(image.source().as_ref(), platform, &UnpackOptions::default())?;
+//! // ... mount overlay, run the plan's steps, unmount ...
+//! let options = WriteOptions { source: LayerSource::OverlayUpper, exclude: vec!["/var/lib/apt/lists".into()], ..Default::default() };
+//! let layer = write_layer("/tmp/upper".as_ref(), "/tmp/layer.tar.gz".as_ref(), &options)?;
+//!
+//! // One new layer on top; a re-patch would set drop_last from a label.
+//! let appended = append(platform, &AppendSpec { layer: Some(layer), ..Default::default() })?;
+//! EditedImage::new(&image, vec![appended])?
+//!     .write(&ImageRef::parse("oci:/tmp/out:patched")?, &CopyOptions::default(), &transport)?;
+//! # let _ = (status, metadata, lowers);
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! - [`ImageRef`] parses skopeo-style references; [`Image::open`] loads the
 //!   model (index → per-platform manifests → config + layer descriptors).
 //! - [`copy()`] moves images between transports; [`Image::summary`] is what
@@ -32,6 +62,12 @@ pub mod reference;
 pub mod transport;
 
 pub use copy::{CopyOptions, CopyReport, copy, copy_from_source};
+
+/// Opens an image and summarises it: what `caulk image inspect` prints
+/// (`Display` for people, `Serialize` for `--json`).
+pub fn inspect(reference: &ImageRef, transport: &TransportOptions) -> Result<ImageSummary> {
+    Ok(Image::open(reference, transport)?.summary())
+}
 pub use digest::Digest;
 pub use error::{Error, Result};
 pub use inspect::ImageSummary;

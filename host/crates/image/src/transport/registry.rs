@@ -23,7 +23,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use bytes::Bytes;
 use futures_util::StreamExt;
-use oci_client::client::{ClientConfig, ClientProtocol, SizedStream};
+use oci_client::client::{BlobResponse, ClientConfig, ClientProtocol, SizedStream};
 use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
@@ -226,19 +226,52 @@ fn oci_descriptor(desc: &BlobDesc) -> oci_client::manifest::OciDescriptor {
     }
 }
 
-/// A pulled blob as a blocking reader.
+/// A pulled blob as a blocking reader. A task on the runtime drains the
+/// response and hands over ~1 MiB pieces, so the reading thread enters the
+/// runtime's machinery once per piece rather than once per network read.
 struct StreamReader {
-    stream: SizedStream,
+    rx: tokio::sync::mpsc::Receiver<io::Result<Bytes>>,
     chunk: Bytes,
+    done: bool,
+}
+
+impl StreamReader {
+    fn spawn(mut stream: SizedStream) -> Self {
+        let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(4);
+        runtime().spawn(async move {
+            let mut piece = bytes::BytesMut::with_capacity(CHUNK);
+            while let Some(item) = stream.next().await {
+                match item {
+                    Ok(bytes) => {
+                        piece.extend_from_slice(&bytes);
+                        if piece.len() >= CHUNK && tx.send(Ok(piece.split().freeze())).await.is_err() {
+                            return; // the reader went away
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                }
+            }
+            if !piece.is_empty() {
+                let _ = tx.send(Ok(piece.freeze())).await;
+            }
+        });
+        StreamReader { rx, chunk: Bytes::new(), done: false }
+    }
 }
 
 impl Read for StreamReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         while self.chunk.is_empty() {
-            match runtime().block_on(self.stream.next()) {
+            if self.done {
+                return Ok(0);
+            }
+            match self.rx.blocking_recv() {
                 Some(Ok(chunk)) => self.chunk = chunk,
                 Some(Err(e)) => return Err(e),
-                None => return Ok(0),
+                None => self.done = true,
             }
         }
         let n = buf.len().min(self.chunk.len());
@@ -270,8 +303,21 @@ impl ImageSource for RegistrySource {
     }
 
     fn blob(&self, desc: &BlobDesc) -> Result<Box<dyn Read + Send>> {
-        let stream = runtime()
-            .block_on(self.session.client.pull_blob_stream(&self.session.reference, &oci_descriptor(desc)))
+        // A range request from 0: registries answer 206 and oci-client then
+        // leaves verification to the caller, which does it anyway, instead of
+        // hashing every blob twice.
+        let descriptor = oci_descriptor(desc);
+        let client = &self.session.client;
+        let reference = &self.session.reference;
+        let response = runtime()
+            .block_on(async {
+                if desc.size == 0 {
+                    // `bytes=0-` of an empty blob is unsatisfiable.
+                    client.pull_blob_stream(reference, &descriptor).await.map(BlobResponse::Full)
+                } else {
+                    client.pull_blob_stream_partial(reference, &descriptor, 0, None).await
+                }
+            })
             .map_err(|e| match self.session.error(&e) {
                 Error::RegistryRefused { reason, .. }
                     if reason.contains("BLOB_UNKNOWN") || reason.contains("404") =>
@@ -280,7 +326,8 @@ impl ImageSource for RegistrySource {
                 }
                 other => other,
             })?;
-        Ok(Box::new(StreamReader { stream, chunk: Bytes::new() }))
+        let (BlobResponse::Full(stream) | BlobResponse::Partial(stream)) = response;
+        Ok(Box::new(StreamReader::spawn(stream)))
     }
 
     fn registry(&self) -> Option<&RegistryRef> {
