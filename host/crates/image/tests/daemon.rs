@@ -68,6 +68,47 @@ fn load_into_and_save_from_the_docker_engine() {
     let copied = Image::open(&ImageRef::parse(&out).unwrap(), &options).unwrap();
     assert_eq!(copied.images[0].config.bytes, back.images[0].config.bytes);
 
+    // An archive with two images, as `docker save A B` writes it.
+    let second = format!("caulk-test/daemon-{}:docker", std::process::id());
+    let docker_src = format!("oci:{}:docker", synthetic().display());
+    copy(
+        &ImageRef::parse(&docker_src).unwrap(),
+        &ImageRef::parse(&format!("docker-daemon:{second}")).unwrap(),
+        &CopyOptions::default(),
+        &options,
+    )
+    .unwrap();
+    let multi = tmp.path().join("multi.tar");
+    docker(&host, &["save", "-o", &multi.display().to_string(), &name, &second]);
+    let err =
+        Image::open(&ImageRef::parse(&format!("docker-archive:{}", multi.display())).unwrap(), &options)
+            .unwrap_err();
+    assert!(err.to_string().contains("holds 2 images"), "{err}");
+    let by_tag = Image::open(
+        &ImageRef::parse(&format!("docker-archive:{}:{second}", multi.display())).unwrap(),
+        &options,
+    )
+    .unwrap();
+    let docker_image = Image::open(&ImageRef::parse(&docker_src).unwrap(), &options).unwrap();
+    assert_eq!(by_tag.images[0].config.bytes, docker_image.images[0].config.bytes);
+    let by_index: Vec<Vec<u8>> = (0..2)
+        .map(|i| {
+            Image::open(
+                &ImageRef::parse(&format!("docker-archive:{}:@{i}", multi.display())).unwrap(),
+                &options,
+            )
+            .unwrap()
+            .images[0]
+                .config
+                .bytes
+                .clone()
+        })
+        .collect();
+    assert!(
+        by_index.contains(&back.images[0].config.bytes) && by_index.contains(&by_tag.images[0].config.bytes)
+    );
+    docker(&host, &["image", "rm", &second]);
+
     docker(&host, &["image", "rm", &name]);
     let err = Image::open(&ImageRef::parse(&dst).unwrap(), &options).unwrap_err();
     assert!(matches!(err, Error::ImageNotFound { .. }), "{err}");

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use caulk_image::layer::{EntryKind, LayerCache, RootFs, UnpackOptions, WriteOptions, write_layer};
+use caulk_image::media::Compression;
 use caulk_image::{CopyOptions, Image, ImageRef, TransportOptions, copy};
 use common::{Registry, debian, run, skopeo, tempdir};
 
@@ -159,6 +160,15 @@ fn writing_a_layer_of_the_debian_tree_matches_gnu_tar() {
     let dirs =
         cache.unpack_image(image.source().as_ref(), &image.images[0], &UnpackOptions::default()).unwrap();
     let layer = write_layer(&dirs[0], &tmp.path().join("layer.tar.gz"), &WriteOptions::default()).unwrap();
+    // Parallel compressors give the same bytes whatever the thread count,
+    // on input large enough to be split into many blocks or jobs.
+    let with = |threads, compression| WriteOptions { threads, compression, ..WriteOptions::default() };
+    let gz1 = write_layer(&dirs[0], &tmp.path().join("gz1"), &with(1, Compression::Gzip)).unwrap();
+    assert_eq!(gz1.digest, layer.digest);
+    let zst1 = write_layer(&dirs[0], &tmp.path().join("zst1"), &with(1, Compression::Zstd)).unwrap();
+    let zst2 = write_layer(&dirs[0], &tmp.path().join("zst2"), &with(2, Compression::Zstd)).unwrap();
+    assert_eq!(zst1.digest, zst2.digest);
+    assert_eq!(zst1.diff_id, layer.diff_id);
     let listed = run(Command::new("tar").arg("-tzf").arg(&layer.path)).stdout;
     let found = run(Command::new("find").arg(".").arg("-mindepth").arg("1").current_dir(&dirs[0])).stdout;
     let lines = |b: &[u8]| String::from_utf8_lossy(b).lines().count();

@@ -245,6 +245,15 @@ fn writer_output_is_deterministic_and_readable_by_gnu_tar() {
     );
     let zst = write_layer(&tree, &tmp.path().join("l.tar.zst"), &opts(2, Compression::Zstd)).unwrap();
     assert_eq!(zst.diff_id, one.diff_id, "same tar whatever the compression");
+    let zst1 = write_layer(&tree, &tmp.path().join("l1.tar.zst"), &opts(1, Compression::Zstd)).unwrap();
+    let zst4 = write_layer(&tree, &tmp.path().join("l4.tar.zst"), &opts(4, Compression::Zstd)).unwrap();
+    assert_eq!(
+        (&zst1.digest, &zst4.digest),
+        (&zst.digest, &zst.digest),
+        "zstd output independent of threads"
+    );
+    let unzst = run(Command::new("sh").arg("-c").arg(format!("zstd -dc {} | sha256sum", zst.path.display())));
+    assert!(String::from_utf8_lossy(&unzst.stdout).starts_with(zst.diff_id.hex()));
 
     let listing = String::from_utf8(run(Command::new("tar").arg("-tvzf").arg(&one.path)).stdout).unwrap();
     let names: Vec<&str> = listing.lines().map(|l| l.rsplit_once(' ').unwrap().1).collect();

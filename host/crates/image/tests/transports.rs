@@ -158,3 +158,23 @@ fn docker_archive_round_trip_takes_one_platform() {
     assert!(image.images[0].layers.iter().all(|l| l.compression == media::Compression::None));
     cp(&theirs, &format!("oci:{}/from-skopeo", tmp.path().display()));
 }
+
+#[test]
+fn oci_archive_with_several_images_is_read_by_name() {
+    let tmp = tempdir();
+    let archive = tmp.path().join("all.tar");
+    common::run(
+        std::process::Command::new("tar").arg("-cf").arg(&archive).arg("-C").arg(synthetic()).arg("."),
+    );
+    for name in ["multi", "single", "docker"] {
+        let from_archive = open(&format!("oci-archive:{}:{name}", archive.display()));
+        let from_dir = open(&format!("oci:{}:{name}", synthetic().display()));
+        assert_eq!(from_archive.top, from_dir.top, "{name}");
+    }
+    let err = Image::open(
+        &ImageRef::parse(&format!("oci-archive:{}", archive.display())).unwrap(),
+        &TransportOptions::default(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("name one"), "{err}");
+}

@@ -159,9 +159,14 @@ pub fn write_layer_to<W: Write>(root: &Path, out: W, options: &WriteOptions) -> 
         ),
         Compression::Zstd => {
             let level = i32::try_from(options.level.unwrap_or(3).clamp(1, 19)).expect("small");
-            Compressor::Zstd(
-                zstd::stream::write::Encoder::new(blob, level).ctx(|| "starting zstd".to_owned())?,
-            )
+            let mut encoder =
+                zstd::stream::write::Encoder::new(blob, level).ctx(|| "starting zstd".to_owned())?;
+            // zstd's multi-threaded mode cuts the input into jobs of a size
+            // that depends on the level, not on the worker count, so the
+            // output is the same for any number of threads (a test checks).
+            let workers = u32::try_from(threads).unwrap_or(1);
+            encoder.multithread(workers).ctx(|| "starting zstd workers".to_owned())?;
+            Compressor::Zstd(encoder)
         }
     };
     let exclude = build_globs(&options.exclude)?;
