@@ -6,7 +6,10 @@
 //! document in [`ImageDestination::commit`], which is the only step that makes
 //! the new image visible (renaming an archive into place, rewriting
 //! index.json, pushing the tag). Anything that fails before `commit` leaves
-//! the destination as it was, apart from unreferenced content-addressed blobs.
+//! the destination as it was, apart from unreferenced content-addressed blobs
+//! (and, when the process is killed, `.caulk-tmp-*` files beside the
+//! destination that nothing refers to). Two processes committing to one OCI
+//! layout at the same moment are not serialised: the later index.json wins.
 
 use std::io::Read;
 use std::sync::Arc;
