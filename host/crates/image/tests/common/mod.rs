@@ -35,12 +35,21 @@ pub fn skopeo_json(args: &[&str]) -> serde_json::Value {
 }
 
 /// The synthetic OCI layout of tests/images/synthetic.sh, built once per
-/// test process (it takes well under a second).
+/// version of the script into the test cache (a rename publishes it, so
+/// concurrent test processes never see half of one).
 pub fn synthetic() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = scratch_root().join(format!("synthetic-{}", std::process::id()));
-        run(Command::new("bash").arg(repo_root().join("tests/images/synthetic.sh")).arg(&dir));
+        let script = repo_root().join("tests/images/synthetic.sh");
+        let version = caulk_image::Digest::of(&std::fs::read(&script).unwrap());
+        let dir = test_cache().join(format!("synthetic-{}", &version.hex()[..16]));
+        if !dir.join("index.json").exists() {
+            let tmp = test_cache().join(format!(".synthetic-{}", std::process::id()));
+            run(Command::new("bash").arg(&script).arg(&tmp));
+            if std::fs::rename(&tmp, &dir).is_err() {
+                let _ = std::fs::remove_dir_all(&tmp); // another process won
+            }
+        }
         dir
     })
 }
@@ -49,13 +58,6 @@ pub fn synthetic() -> &'static Path {
 pub fn synthetic_copy(tmp: &Path) -> PathBuf {
     let dir = tmp.join("syn");
     run(Command::new("cp").arg("-a").arg(synthetic()).arg(&dir));
-    dir
-}
-
-/// Where test processes keep throwaway files that outlive one test.
-pub fn scratch_root() -> PathBuf {
-    let dir = std::env::temp_dir().join("caulk-image-tests");
-    std::fs::create_dir_all(&dir).unwrap();
     dir
 }
 
