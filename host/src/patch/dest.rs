@@ -172,7 +172,7 @@ mod tests {
         assert_eq!(dest("docker-daemon:app:1.0", None), "docker-daemon:docker.io/library/app:1.0-patched");
         assert_eq!(
             dest("docker-archive:/x/a.tar:app:1", None),
-            "docker-archive:/x/a-patched.tar:app:1-patched"
+            "docker-archive:/x/a-patched.tar:docker.io/library/app:1-patched"
         );
     }
 
