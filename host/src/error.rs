@@ -27,11 +27,26 @@ pub enum Error {
 
     #[error("{0}")]
     Usage(String),
+
+    #[error("image {image}: {source}")]
+    Image { image: String, source: Box<caulk_image::Error> },
+
+    #[error(transparent)]
+    Patch(Box<crate::patch::PatchError>),
 }
 
 impl From<crate::scan::ScanError> for Error {
     fn from(e: crate::scan::ScanError) -> Self {
         Self::Scan(Box::new(e))
+    }
+}
+
+impl From<crate::patch::PatchError> for Error {
+    fn from(e: crate::patch::PatchError) -> Self {
+        match e {
+            crate::patch::PatchError::Usage(message) => Self::Usage(message),
+            other => Self::Patch(Box::new(other)),
+        }
     }
 }
 
@@ -41,6 +56,7 @@ impl Error {
         match self {
             Self::Plugin(e) => e.hint(),
             Self::Scan(e) => e.hint(),
+            Self::Patch(e) => e.hint(),
             Self::NoSuchPlugin { .. } => Some("`caulk plugins list` shows the plugins caulk found".into()),
             _ => None,
         }

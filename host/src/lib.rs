@@ -7,11 +7,14 @@
 
 pub mod cli;
 pub mod error;
+pub mod index;
 pub mod model;
 pub mod names;
+pub mod patch;
 pub mod plugin;
 pub mod report;
 pub mod scan;
 pub mod updates;
+pub mod vex;
 
 pub use error::Error;

@@ -101,18 +101,38 @@ pub fn normalise_fixed(ecosystem: &str, installed: &str, fixed: &str) -> String 
     }
 }
 
+/// Where a library lives, the same way whichever scanner said it: an
+/// absolute path, and for Python the environment's site-packages directory
+/// rather than one distribution's metadata file (newer Trivy and Grype name
+/// `…/pip-24.0.dist-info/METADATA`, older Trivy the directory, Trivy without
+/// the leading `/`).
+pub fn normalise_location(ecosystem: &str, location: &str) -> String {
+    let mut path = if location.starts_with('/') { location.to_owned() } else { format!("/{location}") };
+    if ecosystem == "python" {
+        let parts: Vec<&str> = path.rsplitn(3, '/').collect();
+        if let [file, meta_dir, parent] = parts[..]
+            && matches!(file, "METADATA" | "PKG-INFO")
+            && (meta_dir.ends_with(".dist-info") || meta_dir.ends_with(".egg-info"))
+        {
+            path = if parent.is_empty() { "/".to_owned() } else { parent.to_owned() };
+        }
+    }
+    path
+}
+
 /// Groups `findings` into updates.
 pub fn group(findings: &Findings) -> Grouped {
     let mut grouped = Grouped::default();
     let mut index: BTreeMap<(String, String, Option<String>), usize> = BTreeMap::new();
-    let mut seen: HashSet<(&str, &str, &str, Option<&str>)> = HashSet::new();
+    let mut seen: HashSet<(&str, &str, &str, Option<String>)> = HashSet::new();
 
     for finding in &findings.findings {
+        let location = finding.location.as_deref().map(|l| normalise_location(&finding.ecosystem, l));
         let key = (
             finding.vulnerability.as_str(),
             finding.ecosystem.as_str(),
             finding.package.as_str(),
-            finding.location.as_deref(),
+            location.clone(),
         );
         if !seen.insert(key) {
             grouped.duplicates += 1;
@@ -129,13 +149,13 @@ pub fn group(findings: &Findings) -> Grouped {
             .iter()
             .map(|f| normalise_fixed(&finding.ecosystem, &finding.installed_version, f))
             .collect();
-        let group_key = (finding.ecosystem.clone(), finding.package.clone(), finding.location.clone());
+        let group_key = (finding.ecosystem.clone(), finding.package.clone(), location.clone());
         let slot = *index.entry(group_key).or_insert_with(|| {
             grouped.updates.push(PackageUpdate {
                 ecosystem: finding.ecosystem.clone(),
                 class: finding.class,
                 name: finding.package.clone(),
-                location: finding.location.clone(),
+                location: location.clone(),
                 installed_version: finding.installed_version.clone(),
                 fixed_versions: Vec::new(),
                 fixes_all_at: None,
@@ -264,6 +284,21 @@ mod tests {
         ]));
         assert_eq!(grouped.updates[0].fixes_all_at.as_deref(), Some("2.32.0"));
         assert_eq!(grouped.updates[0].fixed_versions, ["2.31.0", "3.0.1", "2.32.0"]);
+    }
+
+    #[test]
+    fn library_locations_are_site_packages_directories() {
+        let n = |l: &str| normalise_location("python", l);
+        assert_eq!(
+            n("usr/local/lib/python3.11/site-packages/pip-24.0.dist-info/METADATA"),
+            "/usr/local/lib/python3.11/site-packages"
+        );
+        assert_eq!(
+            n("/usr/lib/python3/dist-packages/six-1.16.0.egg-info/PKG-INFO"),
+            "/usr/lib/python3/dist-packages"
+        );
+        assert_eq!(n("/opt/venv/lib/python3.11/site-packages"), "/opt/venv/lib/python3.11/site-packages");
+        assert_eq!(normalise_location("npm", "app/package-lock.json"), "/app/package-lock.json");
     }
 
     #[test]

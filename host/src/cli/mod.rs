@@ -1,5 +1,7 @@
 //! The command line: parses arguments, calls the library, renders errors once.
 
+mod image;
+mod patch;
 mod plugins;
 mod report;
 
@@ -53,6 +55,15 @@ pub struct GlobalArgs {
     #[arg(long, global = true)]
     allow_native_plugins: bool,
 
+    /// A registry (host[:port]) to reach over plain HTTP; repeatable.
+    /// Loopback registries always are.
+    #[arg(long, value_name = "HOST", global = true)]
+    insecure_registry: Vec<String>,
+
+    /// The Docker Engine for docker-daemon: references (default $DOCKER_HOST).
+    #[arg(long, value_name = "URL", global = true)]
+    docker_host: Option<String>,
+
     /// Only errors.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     quiet: bool,
@@ -60,9 +71,14 @@ pub struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Patch the vulnerable packages of an image into one new layer.
+    Patch(Box<patch::PatchArgs>),
     /// Read a scanner report: per package the fixed versions and the
     /// vulnerabilities behind them.
     Report(report::ReportArgs),
+    /// Inspect and copy images.
+    #[command(subcommand)]
+    Image(image::ImageCommand),
     /// List, inspect and call plugins.
     #[command(subcommand)]
     Plugins(plugins::PluginsCommand),
@@ -92,6 +108,13 @@ impl GlobalArgs {
     fn runtime(&self) -> Result<Arc<Runtime>, Error> {
         let limits = Limits { timeout: self.plugin_timeout, memory: self.plugin_memory << 20 };
         Ok(Arc::new(Runtime::new(limits, CodeCache::default_dir())?))
+    }
+
+    fn transport(&self) -> caulk_image::TransportOptions {
+        let mut options = caulk_image::TransportOptions::default();
+        options.docker_host.clone_from(&self.docker_host);
+        options.registry.insecure.clone_from(&self.insecure_registry);
+        options
     }
 
     fn plugin_search_path(&self) -> Vec<PathBuf> {
@@ -127,7 +150,9 @@ pub fn run() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(&cli.global);
     let result = match &cli.command {
+        Command::Patch(args) => patch::run(args, &cli.global),
         Command::Report(args) => report::run(args, &cli.global),
+        Command::Image(cmd) => image::run(cmd, &cli.global),
         Command::Plugins(cmd) => plugins::run(cmd, &cli.global),
     };
     match result {

@@ -185,6 +185,55 @@ impl Plugin {
     }
 }
 
+/// One live instance of a plugin for several calls in a row: sniffing many
+/// reports, or measuring call overhead. Memory persists between its calls;
+/// each call gets the whole time limit.
+pub struct Session<'p> {
+    plugin: &'p Plugin,
+    store: wasmtime::Store<runtime::State>,
+    instance: Instance,
+}
+
+enum Instance {
+    Scanner(bindings::v0_1::ScannerPlugin),
+    Updater(bindings::v0_1::updater::UpdaterPlugin),
+}
+
+impl Plugin {
+    /// Instantiates the plugin once for several calls.
+    pub fn session(&self) -> Result<Session<'_>, PluginError> {
+        let mut store = self.runtime.store(&self.info.name);
+        let instance = match &self.loaded.pre {
+            Pre::ScannerV0_1(pre) => pre.instantiate(&mut store).map(Instance::Scanner),
+            Pre::UpdaterV0_1(pre) => pre.instantiate(&mut store).map(Instance::Updater),
+        };
+        let instance = instance.map_err(|e| self.runtime.call_error(&store, &e, "instantiate"))?;
+        Ok(Session { plugin: self, store, instance })
+    }
+}
+
+impl Session<'_> {
+    /// The plugin's `info`.
+    pub fn info(&mut self) -> Result<PluginInfo, PluginError> {
+        self.plugin.runtime.reset_deadline(&mut self.store);
+        let result = match &self.instance {
+            Instance::Scanner(i) => i.caulk_plugin_scanner().call_info(&mut self.store),
+            Instance::Updater(i) => i.caulk_plugin_updater().call_info(&mut self.store),
+        };
+        result.map_err(|e| self.plugin.runtime.call_error(&self.store, &e, "info"))
+    }
+
+    /// A scanner's `sniff`; 0 for updaters.
+    pub fn sniff(&mut self, report: &[u8]) -> Result<u8, PluginError> {
+        self.plugin.runtime.reset_deadline(&mut self.store);
+        let result = match &self.instance {
+            Instance::Scanner(i) => i.caulk_plugin_scanner().call_sniff(&mut self.store, report),
+            Instance::Updater(_) => Ok(0),
+        };
+        result.map_err(|e| self.plugin.runtime.call_error(&self.store, &e, "sniff"))
+    }
+}
+
 /// Lowercase ASCII letters, digits and `-`, starting with a letter.
 fn valid_name(name: &str) -> bool {
     name.starts_with(|c: char| c.is_ascii_lowercase())

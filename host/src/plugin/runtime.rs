@@ -86,7 +86,7 @@ pub struct Loaded {
     pub exports: Vec<String>,
     /// Names of the component's imports, for `plugins inspect`.
     pub imports: Vec<String>,
-    pre: Pre,
+    pub(crate) pre: Pre,
 }
 
 /// The linked component, with the export indices of its world resolved once.
@@ -256,15 +256,8 @@ impl Runtime {
         Ok(Loaded { source, kind, wit_version, sha256, provenance, exports, imports, pre })
     }
 
-    /// Runs `f` on a fresh instance of `plugin`, under the call limits.
-    pub(crate) fn call<R>(
-        &self,
-        plugin: &Loaded,
-        name: &str,
-        call: &'static str,
-        f: impl FnOnce(&mut Store<State>, &Pre) -> wasmtime::Result<R>,
-    ) -> Result<R, PluginError> {
-        let exceeded = Arc::new(AtomicBool::new(false));
+    /// A store for one plugin, with its memory limit and a fresh deadline.
+    pub(crate) fn store(&self, name: &str) -> Store<State> {
         let stderr = MemoryOutputPipe::new(OUTPUT_CAPACITY);
         let wasi = WasiCtxBuilder::new()
             .stderr(stderr.clone())
@@ -273,28 +266,53 @@ impl Runtime {
         let state = State {
             wasi,
             table: ResourceTable::new(),
-            limiter: MemoryLimiter { limit: self.limits.memory, exceeded: exceeded.clone() },
+            limiter: MemoryLimiter { limit: self.limits.memory, exceeded: Arc::new(AtomicBool::new(false)) },
             plugin: Arc::from(name),
             stderr,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
+        store.epoch_deadline_trap();
+        self.reset_deadline(&mut store);
+        store
+    }
+
+    /// Gives the next call in `store` the whole time limit.
+    pub(crate) fn reset_deadline(&self, store: &mut Store<State>) {
         let ticks = (self.limits.timeout.as_millis() / TICK.as_millis()).max(1);
         store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
-        store.epoch_deadline_trap();
+    }
 
+    /// Turns a wasmtime error from a call into what happened, for people.
+    pub(crate) fn call_error(
+        &self,
+        store: &Store<State>,
+        err: &wasmtime::Error,
+        call: &'static str,
+    ) -> PluginError {
+        let state = store.data();
+        let label = PluginLabel(state.plugin.to_string());
+        if state.limiter.exceeded.load(Ordering::Relaxed) {
+            return PluginError::OutOfMemory { plugin: label, call, limit: self.limits.memory };
+        }
+        if matches!(err.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
+            return PluginError::Timeout { plugin: label, call, limit: self.limits.timeout };
+        }
+        let stderr = String::from_utf8_lossy(&state.stderr.contents()).into_owned();
+        PluginError::Trap { plugin: label, call, detail: trap_detail(err, &stderr) }
+    }
+
+    /// Runs `f` on a fresh instance of `plugin`, under the call limits.
+    pub(crate) fn call<R>(
+        &self,
+        plugin: &Loaded,
+        name: &str,
+        call: &'static str,
+        f: impl FnOnce(&mut Store<State>, &Pre) -> wasmtime::Result<R>,
+    ) -> Result<R, PluginError> {
+        let mut store = self.store(name);
         let result = f(&mut store, &plugin.pre);
-        result.map_err(|err| {
-            let label = PluginLabel(name.to_owned());
-            if exceeded.load(Ordering::Relaxed) {
-                return PluginError::OutOfMemory { plugin: label, call, limit: self.limits.memory };
-            }
-            if matches!(err.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
-                return PluginError::Timeout { plugin: label, call, limit: self.limits.timeout };
-            }
-            let stderr = String::from_utf8_lossy(&store.data().stderr.contents()).into_owned();
-            PluginError::Trap { plugin: label, call, detail: trap_detail(&err, &stderr) }
-        })
+        result.map_err(|err| self.call_error(&store, &err, call))
     }
 }
 

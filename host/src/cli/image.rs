@@ -1,0 +1,78 @@
+//! `caulk image inspect | copy`.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use caulk_image::{CopyOptions, ImageRef, Platform};
+use clap::Subcommand;
+
+use super::GlobalArgs;
+use crate::Error;
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Show an image's platforms, layers and configuration.
+    Inspect {
+        /// TRANSPORT:REF (oci:, oci-archive:, docker-archive:, docker-daemon:,
+        /// docker://) or a registry reference.
+        image: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Copy an image between transports, keeping its blobs byte-identical.
+    Copy {
+        source: String,
+        destination: String,
+        /// Copy only this platform (os/arch[/variant]) of a multi-platform image.
+        #[arg(long, value_name = "PLATFORM")]
+        platform: Vec<String>,
+    },
+}
+
+fn parse(what: &str, text: &str) -> Result<ImageRef, Error> {
+    ImageRef::parse(text).map_err(|e| Error::Usage(format!("{what}: {e}")))
+}
+
+pub fn run(cmd: &ImageCommand, global: &GlobalArgs) -> Result<ExitCode, Error> {
+    let transport = global.transport();
+    let mut out = std::io::stdout().lock();
+    match cmd {
+        ImageCommand::Inspect { image, json } => {
+            let reference = parse("image", image)?;
+            let summary = caulk_image::inspect(&reference, &transport)
+                .map_err(|e| Error::Image { image: reference.to_string(), source: Box::new(e) })?;
+            if *json {
+                serde_json::to_writer_pretty(&mut out, &summary).map_err(|e| Error::Output(e.into()))?;
+                writeln!(out).map_err(Error::Output)?;
+            } else {
+                write!(out, "{summary}").map_err(Error::Output)?;
+            }
+        }
+        ImageCommand::Copy { source, destination, platform } => {
+            let src = parse("source", source)?;
+            let dst = parse("destination", destination)?;
+            let mut options = CopyOptions::default();
+            if !platform.is_empty() {
+                let platforms = platform
+                    .iter()
+                    .map(|p| Platform::parse(p).map_err(|e| Error::Usage(format!("--platform: {e}"))))
+                    .collect::<Result<Vec<_>, _>>()?;
+                options.platforms = Some(platforms);
+            }
+            let report = caulk_image::copy(&src, &dst, &options, &transport)
+                .map_err(|e| Error::Image { image: src.to_string(), source: Box::new(e) })?;
+            writeln!(
+                out,
+                "copied {src} to {dst}: {} blobs copied ({} bytes), {} already there, {} mounted; digest {}",
+                report.blobs_copied,
+                report.bytes_copied,
+                report.blobs_present,
+                report.blobs_mounted,
+                report.digest.map(|d| d.to_string()).unwrap_or_default()
+            )
+            .map_err(Error::Output)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

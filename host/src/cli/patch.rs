@@ -1,0 +1,326 @@
+//! `caulk patch`: Copa's flags where Copa has them, caulk's own beside.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use caulk_exec::{CancelToken, Mode, StepOutcome, Stream};
+use caulk_image::{ImageRef, Platform, TransportOptions};
+
+use super::GlobalArgs;
+use crate::Error;
+use crate::model::PatchLevel;
+use crate::patch::{self, Observer, PatchRequest, PkgTypes, dest::Naming};
+use crate::scan::Scanners;
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Format {
+    Openvex,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Engine {
+    /// Overlayfs and bubblewrap on this machine (needs root).
+    Local,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ExecMode {
+    /// overlayfs where it works, else copy.
+    Auto,
+    Overlay,
+    Copy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Level {
+    Patch,
+    Minor,
+    Major,
+}
+
+/// Patch the vulnerable packages of an image into one new layer.
+#[derive(Debug, clap::Args)]
+pub struct PatchArgs {
+    /// The image: a registry reference, or TRANSPORT:REF (oci:DIR[:REF],
+    /// oci-archive:FILE, docker-archive:FILE, docker-daemon:NAME:TAG).
+    #[arg(short, long, value_name = "IMAGE")]
+    pub image: String,
+
+    /// A vulnerability report for the image; without one every OS package is
+    /// brought up to date.
+    #[arg(short, long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+
+    /// Tag of the patched image, or a full reference.
+    #[arg(short, long, value_name = "TAG")]
+    pub tag: Option<String>,
+
+    /// Suffix for the patched tag when --tag is not given.
+    #[arg(long, value_name = "SUFFIX", default_value = "patched")]
+    pub tag_suffix: String,
+
+    /// Where the patched image goes (TRANSPORT:REF); default beside the input
+    /// in the same transport under the patched tag.
+    #[arg(long, value_name = "TRANSPORT:REF")]
+    pub dest: Option<String>,
+
+    /// The scanner plugin that reads the report (default: the one that claims it).
+    #[arg(long, value_name = "NAME")]
+    pub scanner: Option<String>,
+
+    /// Write the image even when some updates fail; they are listed and left
+    /// out of the VEX document.
+    #[arg(long)]
+    pub ignore_errors: bool,
+
+    /// Write an OpenVEX document of what was fixed to FILE.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// The VEX format.
+    #[arg(short, long, value_enum, default_value = "openvex")]
+    pub format: Format,
+
+    /// Give up after this long (e.g. 5m, 90s); nothing is written then.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = super::parse_duration)]
+    pub timeout: Duration,
+
+    /// Where temporary files go (must allow an overlayfs upper dir).
+    #[arg(long, value_name = "DIR")]
+    pub working_folder: Option<PathBuf>,
+
+    /// Package types to patch: os, library, or os,library.
+    #[arg(long, value_name = "TYPES", default_value = "os")]
+    pub pkg_types: String,
+
+    /// How far a library may move: patch, minor or major.
+    #[arg(long, value_enum, default_value = "patch")]
+    pub library_patch_level: Level,
+
+    /// Push the result to the registry the image name points at.
+    #[arg(long)]
+    pub push: bool,
+
+    /// The engine that runs the package managers.
+    #[arg(long, value_enum, default_value = "local")]
+    pub engine: Engine,
+
+    /// How the local engine captures changes.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub executor_mode: ExecMode,
+
+    /// The platform to patch in a multi-platform image (os/arch[/variant]);
+    /// default: the report's, else this machine's.
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
+
+    /// CA bundle mounted read-only into package-manager steps (default: the
+    /// host's); never written into the image.
+    #[arg(long, value_name = "FILE")]
+    pub ca_bundle: Option<PathBuf>,
+
+    /// A package index for library updates (replaces the default).
+    #[arg(long, value_name = "URL")]
+    pub pip_index_url: Option<String>,
+
+    /// An extra package index for library updates; repeatable.
+    #[arg(long, value_name = "URL")]
+    pub pip_extra_index_url: Vec<String>,
+
+    /// A plugin setting, NAME.KEY=VALUE; repeatable.
+    #[arg(long, value_name = "NAME.KEY=VALUE")]
+    pub plugin_opt: Vec<String>,
+
+    /// Print a machine-readable summary (caulk.patch/v1) on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn usage(message: impl Into<String>) -> Error {
+    Error::Usage(message.into())
+}
+
+impl PatchArgs {
+    fn request(&self) -> Result<PatchRequest, Error> {
+        let image = ImageRef::parse(&self.image).map_err(|e| usage(format!("--image: {e}")))?;
+        let mut pkg_types = PkgTypes { os: false, library: false };
+        for kind in self.pkg_types.split(',').map(str::trim) {
+            match kind {
+                "os" => pkg_types.os = true,
+                "library" => pkg_types.library = true,
+                other => {
+                    return Err(usage(format!(
+                        "--pkg-types: unknown type `{other}` (use os, library or os,library)"
+                    )));
+                }
+            }
+        }
+        if self.library_patch_level != Level::Patch && !pkg_types.library {
+            return Err(usage("--library-patch-level needs `library` in --pkg-types"));
+        }
+        if pkg_types.library && self.report.is_none() {
+            return Err(usage("--pkg-types library needs a report (-r)"));
+        }
+        let platform = match &self.platform {
+            Some(p) => Some(Platform::parse(p).map_err(|e| usage(format!("--platform: {e}")))?),
+            None => None,
+        };
+        let mut plugin_settings = Vec::new();
+        for opt in &self.plugin_opt {
+            let parsed = opt.split_once('=').and_then(|(k, v)| {
+                k.split_once('.').map(|(p, k)| (p.to_owned(), k.to_owned(), v.to_owned()))
+            });
+            match parsed {
+                Some(s) if !s.0.is_empty() && !s.1.is_empty() => plugin_settings.push(s),
+                _ => return Err(usage(format!("--plugin-opt `{opt}`: expected NAME.KEY=VALUE"))),
+            }
+        }
+        let mut index_urls: Vec<String> = self.pip_index_url.iter().cloned().collect();
+        if index_urls.is_empty() && !self.pip_extra_index_url.is_empty() {
+            index_urls.push("https://pypi.org/simple".to_owned());
+        }
+        index_urls.extend(self.pip_extra_index_url.iter().cloned());
+        Ok(PatchRequest {
+            image,
+            report: self.report.clone(),
+            scanner: self.scanner.clone(),
+            naming: Naming {
+                dest: self.dest.clone(),
+                tag: self.tag.clone(),
+                tag_suffix: self.tag_suffix.clone(),
+                push: self.push,
+            },
+            ignore_errors: self.ignore_errors,
+            working_folder: self.working_folder.clone(),
+            pkg_types,
+            patch_level: match self.library_patch_level {
+                Level::Patch => PatchLevel::Patch,
+                Level::Minor => PatchLevel::Minor,
+                Level::Major => PatchLevel::Major,
+            },
+            platform,
+            ca_bundle: self.ca_bundle.clone(),
+            mode: match self.executor_mode {
+                ExecMode::Auto => Mode::Auto,
+                ExecMode::Overlay => Mode::Overlay,
+                ExecMode::Copy => Mode::Copy,
+            },
+            index_urls,
+            plugin_settings,
+            vex_output: self.output.clone(),
+            transport: TransportOptions::default(),
+        })
+    }
+}
+
+/// Shows progress: step output with -v, a spinner on a terminal otherwise.
+struct Progress {
+    verbose: bool,
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Progress {
+    fn new(verbose: bool, quiet: bool) -> Self {
+        let bar = (!verbose && !quiet && std::io::stderr().is_terminal()).then(|| {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        });
+        Self { verbose, bar }
+    }
+}
+
+impl Observer for Progress {
+    fn phase(&mut self, name: &str) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(name.to_owned());
+        } else {
+            tracing::info!("{name}");
+        }
+    }
+
+    fn step_started(&mut self, index: usize, total: usize, summary: &str) {
+        let text = format!("step {}/{total}: {summary}", index + 1);
+        if let Some(bar) = &self.bar {
+            bar.set_message(text);
+        } else {
+            tracing::info!("{text}");
+        }
+    }
+
+    fn step_output(&mut self, stream: Stream, line: &str) {
+        if self.verbose {
+            let tag = if matches!(stream, Stream::Stderr) { "!" } else { "|" };
+            eprintln!("  {tag} {line}");
+        }
+    }
+
+    fn step_finished(&mut self, outcome: &StepOutcome) {
+        tracing::info!(
+            "{}: exit {:?} in {:.1}s",
+            outcome.summary,
+            outcome.exit_code,
+            outcome.duration.as_secs_f64()
+        );
+    }
+
+    fn finished(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// Cancels on Ctrl-C or SIGTERM, and when the timeout passes.
+fn cancellation(timeout: Duration) -> CancelToken {
+    let cancel = CancelToken::new();
+    let on_signal = cancel.clone();
+    // A second handler cannot be installed in one process; the first wins.
+    let _ = ctrlc::set_handler(move || on_signal.cancel());
+    let on_timeout = cancel.clone();
+    std::thread::Builder::new()
+        .name("caulk-timeout".into())
+        .spawn(move || {
+            std::thread::sleep(timeout);
+            tracing::error!("--timeout of {}s reached; stopping", timeout.as_secs());
+            on_timeout.cancel();
+        })
+        .expect("spawning the timeout thread");
+    cancel
+}
+
+pub fn run(args: &PatchArgs, global: &GlobalArgs) -> Result<ExitCode, Error> {
+    let mut request = args.request()?;
+    request.transport = global.transport();
+    let runtime = global.runtime()?;
+    let plugins = global.plugins(&runtime)?;
+    let scanners = Scanners::new(&plugins, &global.plugin_search_path(), global.allow_native_plugins);
+    let cancel = cancellation(args.timeout);
+    let mut progress = Progress::new(global.verbose > 0, global.quiet);
+    let result = patch::run(&request, &plugins, &scanners, &mut progress, &cancel);
+    drop(progress);
+    let summary = match &result {
+        Ok(summary) => Some(summary),
+        Err(e) => e.summary(),
+    };
+    if let Some(summary) = summary {
+        let mut out = std::io::stdout().lock();
+        if args.json {
+            serde_json::to_writer_pretty(&mut out, summary).map_err(|e| Error::Output(e.into()))?;
+            writeln!(out).map_err(Error::Output)?;
+        } else if !global.quiet {
+            out.write_all(summary.render_text().as_bytes()).map_err(Error::Output)?;
+        }
+    }
+    result.map(|_| ExitCode::SUCCESS).map_err(Error::from)
+}

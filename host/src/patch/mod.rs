@@ -1,0 +1,688 @@
+//! `caulk patch`: report → findings → updates; image → platform; updaters
+//! chosen by ecosystem and OS; probe → facts → plan → steps in the sandbox →
+//! facts → verify; one new layer appended; the destination written; VEX.
+//!
+//! Nothing is written before every phase that can fail has passed: a failed
+//! or cancelled run leaves no image and no temporary files behind.
+
+pub mod dest;
+mod facts;
+pub mod summary;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use caulk_exec::{CancelToken, ExecutorConfig, LocalExecutor, Mode, Step, StepOutcome, Stream};
+use caulk_image::append::{AppendSpec, EditedImage, HistoryEntry, append};
+use caulk_image::layer::{LayerCache, LayerSource, UnpackOptions, WhiteoutFormat, WriteOptions, write_layer};
+use caulk_image::{CopyOptions, Image, ImageRef, Platform, PlatformImage, TransportOptions};
+
+use crate::model::{
+    Answer, Fact, IndexQuery, Options, OutcomeStatus, PackageClass, PatchLevel, PatchPlan, Phase,
+    PlanRequest, ProbeRequest, StepResult, Target, Update, UpdateMode, VerifyRequest,
+};
+use crate::plugin::{Plugin, PluginError, PluginSet};
+use crate::scan::{ScanError, Scanners};
+use crate::updates::{Grouped, PackageUpdate};
+use crate::vex;
+pub use summary::{PatchSummary, Row, RowStatus};
+
+/// Config labels caulk sets on a patched image.
+pub mod labels {
+    /// The digest of the image manifest caulk patched (before any caulk layer).
+    pub const BASE_DIGEST: &str = "sh.caulk.base.digest";
+    /// How many layers that image had: the layers above are caulk's.
+    pub const BASE_LAYERS: &str = "sh.caulk.base.layers";
+    /// The caulk version that wrote the layer.
+    pub const VERSION: &str = "sh.caulk.version";
+}
+
+/// How many rounds of questions an updater may ask per phase.
+const MAX_PROBE_ROUNDS: usize = 8;
+
+/// Which package classes to patch (Copa's `--pkg-types`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PkgTypes {
+    pub os: bool,
+    pub library: bool,
+}
+
+impl Default for PkgTypes {
+    fn default() -> Self {
+        Self { os: true, library: false }
+    }
+}
+
+/// Everything `caulk patch` was asked to do.
+#[derive(Debug, Clone)]
+pub struct PatchRequest {
+    pub image: ImageRef,
+    pub report: Option<PathBuf>,
+    pub scanner: Option<String>,
+    pub naming: dest::Naming,
+    pub ignore_errors: bool,
+    pub working_folder: Option<PathBuf>,
+    pub pkg_types: PkgTypes,
+    pub patch_level: PatchLevel,
+    pub platform: Option<Platform>,
+    pub ca_bundle: Option<PathBuf>,
+    pub mode: Mode,
+    /// Package index URLs for library updaters (first replaces the default).
+    pub index_urls: Vec<String>,
+    /// `--plugin-opt NAME.KEY=VALUE`.
+    pub plugin_settings: Vec<(String, String, String)>,
+    pub vex_output: Option<PathBuf>,
+    pub transport: TransportOptions,
+}
+
+/// What the pipeline reports while it works: phases, step output.
+pub trait Observer {
+    fn phase(&mut self, _name: &str) {}
+    fn step_started(&mut self, _index: usize, _total: usize, _summary: &str) {}
+    fn step_output(&mut self, _stream: Stream, _line: &str) {}
+    fn step_finished(&mut self, _outcome: &StepOutcome) {}
+    fn finished(&mut self) {}
+}
+
+/// An observer that shows nothing.
+pub struct Quiet;
+impl Observer for Quiet {}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PatchError {
+    #[error(transparent)]
+    Scan(#[from] Box<ScanError>),
+
+    #[error("image {image}: {source}")]
+    Image { image: String, source: Box<caulk_image::Error> },
+
+    #[error("{0}")]
+    Executor(#[from] Box<caulk_exec::Error>),
+
+    #[error(transparent)]
+    Plugin(#[from] Box<PluginError>),
+
+    #[error("plugin {plugin} asked more than {MAX_PROBE_ROUNDS} rounds of questions during {phase}")]
+    EndlessProbe { plugin: String, phase: &'static str },
+
+    #[error("plugin {plugin}'s plan cannot run: {reason}")]
+    BadPlan { plugin: String, reason: String },
+
+    #[error("destination: {0}")]
+    Destination(String),
+
+    #[error("{failed} of {total} updates failed; no image was written")]
+    UpdatesFailed { failed: usize, total: usize, summary: Box<PatchSummary> },
+
+    #[error("{0}")]
+    Usage(String),
+
+    #[error("writing {}: {source}", path.display())]
+    Write { path: PathBuf, source: std::io::Error },
+
+    #[error("cancelled {during}; nothing was written")]
+    Cancelled { during: String },
+}
+
+impl PatchError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::Scan(e) => e.hint(),
+            Self::Plugin(e) => e.hint(),
+            Self::UpdatesFailed { .. } => Some(
+                "--ignore-errors writes the image with the updates that worked and lists the rest".into(),
+            ),
+            _ => None,
+        }
+    }
+
+    /// The summary to show even though the run failed.
+    pub fn summary(&self) -> Option<&PatchSummary> {
+        match self {
+            Self::UpdatesFailed { summary, .. } => Some(summary),
+            _ => None,
+        }
+    }
+}
+
+fn image_err(image: &ImageRef) -> impl Fn(caulk_image::Error) -> PatchError + '_ {
+    move |e| PatchError::Image { image: image.to_string(), source: Box::new(e) }
+}
+
+fn exec_err(e: caulk_exec::Error) -> PatchError {
+    match e {
+        caulk_exec::Error::Cancelled { during } => PatchError::Cancelled { during },
+        other => PatchError::Executor(Box::new(other)),
+    }
+}
+
+fn plugin_err(e: PluginError) -> PatchError {
+    PatchError::Plugin(Box::new(e))
+}
+
+/// caulk's own directories: the layer cache and host-side step caches.
+fn cache_root() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CAULK_CACHE_DIR") {
+        return PathBuf::from(dir);
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("caulk")
+}
+
+/// An updater and the updates it is to make.
+struct Job<'p> {
+    plugin: &'p Plugin,
+    updates: Vec<PackageUpdate>,
+    plan: Option<PatchPlan>,
+    /// Index of its first step in the combined step list, and how many.
+    steps: (usize, usize),
+}
+
+/// Runs the pipeline.
+#[allow(clippy::too_many_lines)]
+pub fn run(
+    request: &PatchRequest,
+    plugins: &PluginSet,
+    scanners: &Scanners<'_>,
+    observer: &mut dyn Observer,
+    cancel: &CancelToken,
+) -> Result<PatchSummary, PatchError> {
+    let started = Instant::now();
+    let check_cancel = |during: &str| {
+        if cancel.is_cancelled() { Err(PatchError::Cancelled { during: during.to_owned() }) } else { Ok(()) }
+    };
+
+    // The report.
+    let (scanned, grouped) = match &request.report {
+        Some(path) => {
+            observer.phase("reading the report");
+            let scanned = scanners.scan(path, request.scanner.as_deref()).map_err(Box::new)?;
+            let grouped = crate::updates::group(&scanned.findings);
+            (Some(scanned), grouped)
+        }
+        None => (None, Grouped::default()),
+    };
+    if request.pkg_types.library && request.report.is_none() {
+        return Err(PatchError::Usage("--pkg-types library needs a report (-r)".into()));
+    }
+    let mode = if request.report.is_some() { UpdateMode::Report } else { UpdateMode::All };
+    let wanted: Vec<PackageUpdate> = grouped
+        .updates
+        .iter()
+        .filter(|u| match u.class {
+            PackageClass::Os => request.pkg_types.os,
+            PackageClass::Library => request.pkg_types.library,
+        })
+        .cloned()
+        .collect();
+
+    // The image and the platform to patch.
+    observer.phase("reading the image");
+    let image = Image::open(&request.image, &request.transport).map_err(image_err(&request.image))?;
+    let report_platform = scanned.as_ref().and_then(|s| s.findings.platform.as_ref()).map(|p| Platform {
+        os: if p.os.is_empty() { "linux".into() } else { p.os.clone() },
+        architecture: p.architecture.clone(),
+        variant: p.variant.clone(),
+    });
+    let wanted_platform = request.platform.clone().or(report_platform);
+    let platform_image = image.image_for(wanted_platform.as_ref()).map_err(image_err(&request.image))?;
+    let destination = dest::destination(&request.image, &request.naming).map_err(PatchError::Destination)?;
+    let mut summary = PatchSummary::new(request, &destination, platform_image, mode, scanned.as_ref());
+    for update in grouped.updates.iter().filter(|u| !wanted.iter().any(|w| same(w, u))) {
+        summary.rows.push(Row::left_out(update, "its package type is not in --pkg-types"));
+    }
+
+    // A patched image patched again: start from the layers below caulk's.
+    let (base_layers, previous_caulk_layer) = caulk_layers(platform_image);
+    check_cancel("before unpacking")?;
+
+    // Layers unpacked for the executor.
+    observer.phase("unpacking layers");
+    let cache = LayerCache::new(cache_root().join("layers")).map_err(image_err(&request.image))?;
+    let unpack = UnpackOptions {
+        whiteouts: WhiteoutFormat::OverlayTrusted,
+        preserve_ownership: true,
+        device_nodes: true,
+    };
+    let layer_dirs = cache
+        .unpack_image(image.source().as_ref(), platform_image, &unpack)
+        .map_err(image_err(&request.image))?;
+    check_cancel("after unpacking")?;
+
+    let working_folder = request.working_folder.clone().unwrap_or_else(|| std::env::temp_dir().join("caulk"));
+    std::fs::create_dir_all(&working_folder)
+        .map_err(|source| PatchError::Write { path: working_folder.clone(), source })?;
+    let mut config = ExecutorConfig::new(&working_folder);
+    config.mode = request.mode;
+    config.ca_bundle.clone_from(&request.ca_bundle);
+    let executor = LocalExecutor::new(config).map_err(exec_err)?;
+    let (lower, top) = match previous_caulk_layer {
+        Some(_) => (&layer_dirs[..base_layers], layer_dirs.get(base_layers)),
+        None => (&layer_dirs[..], None),
+    };
+    if top.is_some() {
+        return Err(PatchError::Usage("re-patching an image caulk patched is not supported yet".into()));
+    }
+    let mut session = executor.prepare(lower, cancel.clone()).map_err(exec_err)?;
+
+    // Who patches what.
+    let reader = session.reader();
+    let os = facts::os_release(&reader);
+    let target = Target {
+        os: os.clone(),
+        platform: crate::model::Platform {
+            os: platform_image.platform.os.clone(),
+            architecture: platform_image.platform.architecture.clone(),
+            variant: platform_image.platform.variant.clone(),
+        },
+    };
+    let mut jobs = select_updaters(plugins, mode, &wanted, os.as_ref(), &mut summary);
+    let lookup = |q: &IndexQuery| crate::index::lookup(q);
+    let options_for = |plugin: &Plugin| Options {
+        mode,
+        patch_level: request.patch_level,
+        ignore_errors: request.ignore_errors,
+        index_urls: if plugin.info.class == PackageClass::Library {
+            request.index_urls.clone()
+        } else {
+            Vec::new()
+        },
+        settings: request
+            .plugin_settings
+            .iter()
+            .filter(|(p, _, _)| p == plugin.name())
+            .map(|(_, k, v)| (k.clone(), v.clone()))
+            .collect(),
+    };
+
+    // Plan.
+    observer.phase("planning");
+    let mut steps: Vec<Step> = Vec::new();
+    let mut drop_paths: Vec<String> = Vec::new();
+    for job in &mut jobs {
+        check_cancel("while planning")?;
+        let answerer = facts::Answerer { session: &session, lookup: &lookup };
+        let updates: Vec<Update> = job.updates.iter().map(PackageUpdate::to_update).collect();
+        let options = options_for(job.plugin);
+        let facts = gather(job.plugin, Phase::Plan, &target, &updates, &options, &answerer, &reader)?;
+        let plan = job
+            .plugin
+            .plan(&PlanRequest { target: target.clone(), updates, options, facts })
+            .map_err(plugin_err)?;
+        let first = steps.len();
+        for step in &plan.steps {
+            steps.push(to_step(job.plugin, step, &plan)?);
+        }
+        job.steps = (first, plan.steps.len());
+        drop_paths.extend(plan.drop_paths.iter().cloned());
+        job.plan = Some(plan);
+    }
+    let selected: usize = jobs.iter().filter_map(|j| j.plan.as_ref()).map(|p| p.selected.len()).sum();
+    for job in &jobs {
+        let plan = job.plan.as_ref().expect("planned above");
+        for skipped in &plan.skipped {
+            let update =
+                job.updates.iter().find(|u| u.name == skipped.name && u.location == skipped.location);
+            summary.rows.push(Row::skipped(job.plugin.name(), skipped, update));
+        }
+    }
+    if mode == UpdateMode::Report && selected == 0 {
+        summary.result = summary::Result::NothingToPatch;
+        summary.timings.total = started.elapsed();
+        return Ok(summary);
+    }
+
+    // Run the steps.
+    let mut outcomes: Vec<StepOutcome> = Vec::new();
+    let total_steps = steps.len();
+    for (i, step) in steps.iter().enumerate() {
+        check_cancel("before a step")?;
+        observer.step_started(i, total_steps, &step.summary);
+        let outcome = session.run_step(step, &mut |stream, line| observer.step_output(stream, line));
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(
+                caulk_exec::Error::StepFailed { outcome, .. }
+                | caulk_exec::Error::StepTimedOut { outcome, .. },
+            ) => {
+                // Recorded; the updater's verify says what it means per package.
+                observer.step_finished(&outcome);
+                outcomes.push(*outcome);
+                break;
+            }
+            Err(e) => return Err(exec_err(e)),
+        };
+        observer.step_finished(&outcome);
+        summary.timings.steps += outcome.duration;
+        outcomes.push(outcome);
+    }
+    for outcome in &outcomes {
+        summary.timings.steps += if outcome.success() { Duration::ZERO } else { outcome.duration };
+    }
+
+    // Verify.
+    observer.phase("verifying");
+    let reader = session.reader();
+    for job in &jobs {
+        check_cancel("while verifying")?;
+        let plan = job.plan.as_ref().expect("planned above");
+        if plan.selected.is_empty() {
+            continue;
+        }
+        let answerer = facts::Answerer { session: &session, lookup: &lookup };
+        let updates: Vec<Update> = job.updates.iter().map(PackageUpdate::to_update).collect();
+        let options = options_for(job.plugin);
+        let facts = gather(job.plugin, Phase::Verify, &target, &updates, &options, &answerer, &reader)?;
+        let step_results: Vec<StepResult> = outcomes
+            .iter()
+            .skip(job.steps.0)
+            .take(job.steps.1)
+            .map(|o| StepResult {
+                summary: o.summary.clone(),
+                exit_code: o.exit_code.unwrap_or(-1),
+                stderr_tail: o.stderr_tail.clone(),
+            })
+            .collect();
+        let verdicts = job
+            .plugin
+            .verify(&VerifyRequest {
+                target: target.clone(),
+                options,
+                selected: plan.selected.clone(),
+                steps: step_results,
+                facts,
+            })
+            .map_err(plugin_err)?;
+        for selected in &plan.selected {
+            let verdict =
+                verdicts.iter().find(|o| o.name == selected.name && o.location == selected.location);
+            let update =
+                job.updates.iter().find(|u| u.name == selected.name && u.location == selected.location);
+            summary.rows.push(Row::verified(job.plugin.name(), selected, verdict, update));
+        }
+    }
+    summary.sort_rows();
+
+    let failed = summary.rows.iter().filter(|r| r.status == RowStatus::Failed).count();
+    let patched = summary.rows.iter().filter(|r| r.status == RowStatus::Patched).count();
+    if failed > 0 && !request.ignore_errors {
+        summary.result = summary::Result::Failed;
+        summary.timings.total = started.elapsed();
+        let total = summary.rows.iter().filter(|r| r.status != RowStatus::LeftOut).count();
+        return Err(PatchError::UpdatesFailed { failed, total, summary: Box::new(summary) });
+    }
+    if patched == 0 {
+        summary.result = if failed > 0 { summary::Result::Failed } else { summary::Result::NothingToPatch };
+        summary.timings.total = started.elapsed();
+        if failed > 0 {
+            let total = summary.rows.iter().filter(|r| r.status != RowStatus::LeftOut).count();
+            return Err(PatchError::UpdatesFailed { failed, total, summary: Box::new(summary) });
+        }
+        return Ok(summary);
+    }
+
+    // The layer.
+    check_cancel("before writing the layer")?;
+    observer.phase("writing the layer");
+    let write_started = Instant::now();
+    let diff = session.finish().map_err(exec_err)?;
+    let layer_file = tempfile::Builder::new()
+        .prefix("layer-")
+        .tempfile_in(&working_folder)
+        .map_err(|source| PatchError::Write { path: working_folder.clone(), source })?;
+    let write_options = WriteOptions {
+        source: LayerSource::OverlayUpper,
+        exclude: drop_paths,
+        mtime_clamp: source_date_epoch(),
+        ..WriteOptions::default()
+    };
+    let layer =
+        write_layer(diff.path(), layer_file.path(), &write_options).map_err(image_err(&request.image))?;
+    drop(diff);
+    summary.layer = Some(summary::LayerInfo {
+        digest: layer.digest.to_string(),
+        diff_id: layer.diff_id.to_string(),
+        size: layer.size,
+        entries: layer.entries,
+    });
+
+    // The image.
+    let base_digest = previous_caulk_layer
+        .as_ref()
+        .map_or_else(|| platform_image.manifest.digest.to_string(), |(digest, _)| digest.clone());
+    let patched_names: Vec<String> = summary
+        .rows
+        .iter()
+        .filter(|r| r.status == RowStatus::Patched)
+        .map(|r| format!("{} {}", r.name, r.to.as_deref().unwrap_or("?")))
+        .collect();
+    let mut labels = BTreeMap::new();
+    labels.insert(labels::BASE_DIGEST.to_owned(), base_digest);
+    labels.insert(labels::BASE_LAYERS.to_owned(), base_layers.to_string());
+    labels.insert(labels::VERSION.to_owned(), env!("CARGO_PKG_VERSION").to_owned());
+    let spec = AppendSpec {
+        drop_last: usize::from(previous_caulk_layer.is_some()),
+        layer: Some(layer),
+        history: HistoryEntry {
+            created: Some(now_rfc3339()),
+            created_by: Some(format!("caulk patch ({} packages updated)", patched_names.len())),
+            comment: Some(format!("caulk {}: {}", env!("CARGO_PKG_VERSION"), patched_names.join(", "))),
+            author: None,
+        },
+        labels,
+        layer_annotations: BTreeMap::new(),
+    };
+    let appended = append(platform_image, &spec).map_err(image_err(&request.image))?;
+    let edited = EditedImage::new(&image, vec![appended]).map_err(image_err(&request.image))?;
+    check_cancel("before writing the image")?;
+    observer.phase("writing the image");
+    let report = edited
+        .write(&destination.reference, &CopyOptions::default(), &request.transport)
+        .map_err(image_err(&destination.reference))?;
+    drop(layer_file);
+    summary.digest = report.digest.as_ref().map(ToString::to_string);
+    summary.result = summary::Result::Patched;
+    summary.timings.write = write_started.elapsed();
+
+    // VEX.
+    if let Some(path) = &request.vex_output {
+        let document = vex_document(&summary, &destination, os.as_ref(), &platform_image.platform);
+        write_atomically(path, &serde_json::to_vec_pretty(&document).expect("serialisable"))?;
+        summary.vex = Some(path.display().to_string());
+    }
+    summary.timings.total = started.elapsed();
+    observer.finished();
+    Ok(summary)
+}
+
+fn same(a: &PackageUpdate, b: &PackageUpdate) -> bool {
+    a.ecosystem == b.ecosystem && a.name == b.name && a.location == b.location
+}
+
+/// The layers below an earlier caulk layer, and that layer's base digest.
+fn caulk_layers(image: &PlatformImage) -> (usize, Option<(String, usize)>) {
+    let count = image.layers.len();
+    let labels = image.config.parsed.config().as_ref().and_then(|c| c.labels().clone()).unwrap_or_default();
+    let base = labels.get(labels::BASE_LAYERS).and_then(|n| n.parse::<usize>().ok());
+    match (base, labels.get(labels::BASE_DIGEST)) {
+        // Exactly one caulk layer on top, as caulk writes it.
+        (Some(n), Some(digest)) if n + 1 == count => (n, Some((digest.clone(), n))),
+        _ => (count, None),
+    }
+}
+
+/// Picks an updater per ecosystem (report mode) or per OS family (mode all).
+fn select_updaters<'p>(
+    plugins: &'p PluginSet,
+    mode: UpdateMode,
+    wanted: &[PackageUpdate],
+    os: Option<&crate::model::OsRelease>,
+    summary: &mut PatchSummary,
+) -> Vec<Job<'p>> {
+    let families: Vec<&str> = os
+        .map(|o| std::iter::once(o.id.as_str()).chain(o.id_like.iter().map(String::as_str)).collect())
+        .unwrap_or_default();
+    let fits_os = |p: &Plugin| {
+        p.info.os_families.is_empty() || p.info.os_families.iter().any(|f| families.contains(&f.as_str()))
+    };
+    let mut jobs: Vec<Job<'p>> = Vec::new();
+    match mode {
+        UpdateMode::Report => {
+            for update in wanted {
+                let plugin = plugins
+                    .updaters()
+                    .filter(|p| p.info.handles.iter().any(|h| h == &update.ecosystem))
+                    .find(|p| fits_os(p));
+                match plugin {
+                    Some(plugin) => match jobs.iter_mut().find(|j| j.plugin.name() == plugin.name()) {
+                        Some(job) => job.updates.push(update.clone()),
+                        None => jobs.push(Job {
+                            plugin,
+                            updates: vec![update.clone()],
+                            plan: None,
+                            steps: (0, 0),
+                        }),
+                    },
+                    None => summary.rows.push(Row::left_out(
+                        update,
+                        &format!("no updater handles {} packages on this OS", update.ecosystem),
+                    )),
+                }
+            }
+        }
+        UpdateMode::All => {
+            for plugin in plugins.updaters() {
+                if plugin.info.class == PackageClass::Os
+                    && !plugin.info.os_families.is_empty()
+                    && fits_os(plugin)
+                {
+                    jobs.push(Job { plugin, updates: Vec::new(), plan: None, steps: (0, 0) });
+                }
+            }
+        }
+    }
+    jobs
+}
+
+/// Asks an updater's questions of `phase` until it has no new ones.
+fn gather(
+    plugin: &Plugin,
+    phase: Phase,
+    target: &Target,
+    updates: &[Update],
+    options: &Options,
+    answerer: &facts::Answerer<'_, '_>,
+    reader: &caulk_exec::MergedReader,
+) -> Result<Vec<Fact>, PatchError> {
+    let mut facts: Vec<Fact> = Vec::new();
+    for _ in 0..MAX_PROBE_ROUNDS {
+        let request = ProbeRequest {
+            phase,
+            target: target.clone(),
+            updates: updates.to_vec(),
+            options: options.clone(),
+            facts: facts.clone(),
+        };
+        let questions = plugin.probe(&request).map_err(plugin_err)?;
+        if answerer.answer_new(reader, &questions, &mut facts) == 0 {
+            return Ok(facts);
+        }
+    }
+    Err(PatchError::EndlessProbe {
+        plugin: plugin.name().to_owned(),
+        phase: if phase == Phase::Plan { "planning" } else { "verification" },
+    })
+}
+
+/// A plan step as the executor runs it, with the plan's caches mounted.
+fn to_step(plugin: &Plugin, step: &crate::model::Step, plan: &PatchPlan) -> Result<Step, PatchError> {
+    let run_in = facts::run_in(&step.command.context)
+        .map_err(|reason| PatchError::BadPlan { plugin: plugin.name().to_owned(), reason })?;
+    let mut out = Step::new(step.summary.clone(), step.command.argv.clone())
+        .network(step.command.network)
+        .tolerate_failure(step.tolerate_failure)
+        .run_in(run_in);
+    for (k, v) in &step.command.env {
+        out = out.env(k.clone(), v.clone());
+    }
+    for cache in &plan.caches {
+        out = out.cache(step_cache_dir(plugin.name(), &cache.key, &cache.path), cache.path.clone());
+    }
+    Ok(out)
+}
+
+/// The host directory behind a plan's cache mount.
+fn step_cache_dir(plugin: &str, key: &str, path: &str) -> PathBuf {
+    use sha2::Digest as _;
+    let digest = hex::encode(sha2::Sha256::digest(format!("{key}\0{path}")));
+    cache_root().join("steps").join(plugin).join(&digest[..32])
+}
+
+fn source_date_epoch() -> Option<u64> {
+    std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|v| v.parse().ok())
+}
+
+pub(crate) fn now_rfc3339() -> String {
+    let now = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or_else(std::time::SystemTime::now, |s| std::time::UNIX_EPOCH + Duration::from_secs(s));
+    humantime::format_rfc3339_seconds(now).to_string()
+}
+
+fn vex_document(
+    summary: &PatchSummary,
+    destination: &dest::Destination,
+    os: Option<&crate::model::OsRelease>,
+    platform: &Platform,
+) -> vex::Document {
+    let fixed: Vec<vex::FixedPackage> = summary
+        .rows
+        .iter()
+        .filter(|r| r.status == RowStatus::Patched)
+        .map(|r| vex::FixedPackage {
+            ecosystem: r.ecosystem.clone(),
+            name: r.name.clone(),
+            version: r.to.clone().unwrap_or_default(),
+            vulnerabilities: r.vulnerabilities.clone(),
+        })
+        .collect();
+    let subject = vex::Subject {
+        reference: destination.display_name.clone(),
+        digest: summary.digest.clone().unwrap_or_default(),
+        os_id: os.map(|o| o.id.clone()),
+        os_version: os.and_then(|o| o.version_id.clone()),
+        architecture: platform.architecture.clone(),
+    };
+    let author = std::env::var("CAULK_VEX_AUTHOR")
+        .or_else(|_| std::env::var("COPA_VEX_AUTHOR"))
+        .unwrap_or_else(|_| "caulk".to_owned());
+    vex::document(&subject, &fixed, &author, &now_rfc3339())
+}
+
+/// Writes `bytes` to a temporary file beside `path` and renames it there.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), PatchError> {
+    use std::io::Write as _;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| Path::new("."));
+    let fail = |source| PatchError::Write { path: path.to_owned(), source };
+    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(fail)?;
+    file.write_all(bytes).map_err(fail)?;
+    file.as_file().sync_data().map_err(fail)?;
+    file.persist(path).map_err(|e| fail(e.error))?;
+    Ok(())
+}
+
+/// Whether the outcome of an update counts as fixed, for summaries.
+pub fn is_fixed(status: OutcomeStatus) -> bool {
+    matches!(status, OutcomeStatus::Patched | OutcomeStatus::AlreadyFixed)
+}
+
+/// Index look-ups the pipeline cannot answer are reported to the plugin.
+pub fn unavailable(why: &str) -> Answer {
+    Answer::Unavailable(why.to_owned())
+}
