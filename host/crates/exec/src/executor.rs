@@ -14,7 +14,7 @@ use crate::copy;
 use crate::error::{Error, IoContext, Result};
 use crate::merged::MergedReader;
 use crate::sandbox::{self, MAX_MOUNT_DATA, OverlayMount};
-use crate::session::{Session, SessionDir, Workspace};
+use crate::session::{self, Session, SessionDir, Workspace};
 
 /// The host's CA bundle on Debian and its derivatives.
 pub const DEFAULT_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
@@ -215,8 +215,13 @@ impl LocalExecutor {
         if cancel.is_cancelled() {
             return Err(Error::Cancelled { during: "preparing the root fs".to_owned() });
         }
-        if self.mode == Mode::Overlay && layers.len() > MAX_LAYERS {
-            return Err(Error::TooManyLayers { count: layers.len(), max: MAX_LAYERS });
+        let mut mode = self.mode;
+        if mode == Mode::Overlay && layers.len() > MAX_LAYERS {
+            if self.config.mode == Mode::Overlay {
+                return Err(Error::TooManyLayers { count: layers.len(), max: MAX_LAYERS });
+            }
+            tracing::warn!(layers = layers.len(), "more layers than overlayfs stacks; using copy mode");
+            mode = Mode::Copy;
         }
         let mut lowers = Vec::with_capacity(layers.len());
         for layer in layers {
@@ -229,44 +234,77 @@ impl LocalExecutor {
         }
         let dir = SessionDir::create(&self.config.working_folder)?;
         let base = dir.path().to_owned();
-        let workspace = if self.mode == Mode::Copy {
-            let root = base.join("root");
-            fs::create_dir(&root).ctx(|| format!("creating {}", root.display()))?;
-            let started = std::time::Instant::now();
-            let reader = MergedReader::new(lowers.clone());
-            let snapshot = if lowers.is_empty() {
-                copy::empty_snapshot(&root)?
-            } else {
-                copy::merge_copy(&reader, &root, &cancel)?
-            };
-            tracing::info!(
-                layers = lowers.len(),
-                elapsed_ms = started.elapsed().as_millis(),
-                "copied the root fs for copy mode"
-            );
-            // A change made in the same clock tick as the snapshot would
-            // keep its ctime on kernels without fine-grained timestamps.
-            std::thread::sleep(Duration::from_millis(10));
-            Workspace::Copy { root, snapshot }
+        let workspace = if mode == Mode::Copy {
+            copy_workspace(&base, &lowers, &cancel)?
         } else {
-            let links = base.join("l");
-            fs::create_dir(&links).ctx(|| format!("creating {}", links.display()))?;
-            for (i, lower) in lowers.iter().enumerate() {
-                let link = links.join(i.to_string());
-                std::os::unix::fs::symlink(lower, &link).ctx(|| format!("creating {}", link.display()))?;
+            match self.overlay_workspace(&base, &lowers) {
+                Ok(workspace) => workspace,
+                Err(reason) if self.config.mode == Mode::Auto => {
+                    // The layer dirs may sit where overlayfs cannot use them
+                    // (a lower dir on overlayfs itself, inside a container).
+                    tracing::warn!(%reason, "overlayfs refused these layer dirs; using copy mode");
+                    for sub in ["l", "u", "m", "w"] {
+                        let _ = fs::remove_dir_all(base.join(sub));
+                    }
+                    copy_workspace(&base, &lowers, &cancel)?
+                }
+                Err(reason) => return Err(Error::OverlayUnavailable { reason }),
             }
-            if lowers.is_empty() {
-                // overlayfs needs one lower dir.
-                fs::create_dir(links.join("empty")).ctx(|| "creating an empty lower dir")?;
-            }
-            for sub in ["u", "m"] {
-                fs::create_dir(base.join(sub)).ctx(|| format!("creating {}/{sub}", base.display()))?;
-            }
-            copy::root_like(&base.join("u"), lowers.last().map(PathBuf::as_path))?;
-            Workspace::Overlay { lowers }
         };
         Ok(Session::new(self, dir, workspace, cancel))
     }
+
+    /// Links to the lower dirs, the upper dir and the mount point, checked
+    /// with a trial mount (as a step makes it) so that a refusal shows now
+    /// and not in the middle of a plan.
+    fn overlay_workspace(&self, base: &Path, lowers: &[PathBuf]) -> std::result::Result<Workspace, String> {
+        let io = |e: Error| e.to_string();
+        let links = base.join("l");
+        fs::create_dir(&links).ctx(|| format!("creating {}", links.display())).map_err(io)?;
+        for (i, lower) in lowers.iter().enumerate() {
+            let link = links.join(i.to_string());
+            std::os::unix::fs::symlink(lower, &link)
+                .ctx(|| format!("creating {}", link.display()))
+                .map_err(io)?;
+        }
+        if lowers.is_empty() {
+            // overlayfs needs one lower dir.
+            fs::create_dir(links.join("empty")).ctx(|| "creating an empty lower dir").map_err(io)?;
+        }
+        for sub in ["u", "m"] {
+            fs::create_dir(base.join(sub))
+                .ctx(|| format!("creating {}/{sub}", base.display()))
+                .map_err(io)?;
+        }
+        copy::root_like(&base.join("u"), lowers.last().map(PathBuf::as_path)).map_err(io)?;
+        let volatile = self.overlay.is_some_and(|o| o.volatile);
+        let spec = session::overlay_spec(base, &session::lower_names(lowers.len()), "u", "w", "m", volatile)
+            .map_err(io)?;
+        sandbox::probe_mount(&self.bwrap, spec)
+            .map_err(|e| format!("mounting overlayfs over the layers failed: {e}"))?;
+        Ok(Workspace::Overlay { lowers: lowers.to_vec() })
+    }
+}
+
+/// The layers merged into `base/root`, and what it looked like after.
+fn copy_workspace(base: &Path, lowers: &[PathBuf], cancel: &CancelToken) -> Result<Workspace> {
+    let root = base.join("root");
+    fs::create_dir(&root).ctx(|| format!("creating {}", root.display()))?;
+    let started = std::time::Instant::now();
+    let snapshot = if lowers.is_empty() {
+        copy::empty_snapshot(&root)?
+    } else {
+        copy::merge_copy(&MergedReader::new(lowers.to_vec()), &root, cancel)?
+    };
+    tracing::info!(
+        layers = lowers.len(),
+        elapsed_ms = started.elapsed().as_millis(),
+        "copied the root fs for copy mode"
+    );
+    // A change made in the same clock tick as the snapshot would keep its
+    // ctime on kernels without fine-grained timestamps.
+    std::thread::sleep(Duration::from_millis(10));
+    Ok(Workspace::Copy { root, snapshot })
 }
 
 fn find_bwrap(explicit: Option<&Path>, search_path: Option<&OsString>) -> Result<PathBuf> {

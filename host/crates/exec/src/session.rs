@@ -169,6 +169,45 @@ struct TargetRoot<'a> {
     lowers: Option<MergedReader>,
 }
 
+/// The links to `count` layer dirs in a session dir, top first.
+pub(crate) fn lower_names(count: usize) -> Vec<String> {
+    if count == 0 {
+        return vec!["l/empty".to_owned()];
+    }
+    (0..count).rev().map(|i| format!("l/{i}")).collect()
+}
+
+/// An overlay mount made from `base` with the given relative dirs; the work
+/// dir is made afresh, since a volatile mount leaves a marker in it that
+/// refuses the next mount.
+pub(crate) fn overlay_spec(
+    base: &Path,
+    lower: &[String],
+    upper: &str,
+    work: &str,
+    target: &str,
+    volatile: bool,
+) -> Result<OverlayMount> {
+    let data = sandbox::overlay_data(lower, upper, work, volatile);
+    check_mount_data(&data)?;
+    let work_dir = base.join(work);
+    if work_dir.exists() {
+        fs::remove_dir_all(&work_dir).ctx(|| format!("removing {}", work_dir.display()))?;
+    }
+    fs::create_dir(&work_dir).ctx(|| format!("creating {}", work_dir.display()))?;
+    let cstr = |s: &[u8]| {
+        CString::new(s).map_err(|_| Error::Path {
+            path: String::from_utf8_lossy(s).into_owned(),
+            reason: "contains NUL".to_owned(),
+        })
+    };
+    Ok(OverlayMount {
+        base: cstr(base.as_os_str().as_bytes())?,
+        target: cstr(target.as_bytes())?,
+        data: cstr(data.as_bytes())?,
+    })
+}
+
 fn os(s: impl AsRef<OsStr>) -> OsString {
     s.as_ref().to_owned()
 }
@@ -227,34 +266,14 @@ impl<'e> Session<'e> {
     /// Lower dirs for a mount made from the session dir, top first.
     fn lower_names(&self) -> Vec<String> {
         match &self.workspace {
-            Workspace::Overlay { lowers } if lowers.is_empty() => vec!["l/empty".to_owned()],
-            Workspace::Overlay { lowers } => (0..lowers.len()).rev().map(|i| format!("l/{i}")).collect(),
+            Workspace::Overlay { lowers } => lower_names(lowers.len()),
             Workspace::Copy { .. } => vec!["root".to_owned()],
         }
     }
 
     fn overlay_mount(&self, lower: &[String], upper: &str, work: &str, target: &str) -> Result<OverlayMount> {
         let volatile = self.exec.overlay.is_some_and(|o| o.volatile);
-        let data = sandbox::overlay_data(lower, upper, work, volatile);
-        check_mount_data(&data)?;
-        // A fresh work dir each time: a volatile mount leaves a marker in
-        // it that refuses the next mount.
-        let work_dir = self.base().join(work);
-        if work_dir.exists() {
-            fs::remove_dir_all(&work_dir).ctx(|| format!("removing {}", work_dir.display()))?;
-        }
-        fs::create_dir(&work_dir).ctx(|| format!("creating {}", work_dir.display()))?;
-        let cstr = |s: &[u8]| {
-            CString::new(s).map_err(|_| Error::Path {
-                path: String::from_utf8_lossy(s).into_owned(),
-                reason: "contains NUL".to_owned(),
-            })
-        };
-        Ok(OverlayMount {
-            base: cstr(self.base().as_os_str().as_bytes())?,
-            target: cstr(target.as_bytes())?,
-            data: cstr(data.as_bytes())?,
-        })
+        overlay_spec(self.base(), lower, upper, work, target, volatile)
     }
 
     /// Runs one step on the root fs. A failure (or timeout) of a step that

@@ -608,6 +608,24 @@ fn without_overlayfs_auto_falls_back_to_copy_and_overlay_is_refused() {
     );
 }
 
+#[test]
+fn layer_dirs_overlayfs_refuses_fall_back_to_copy_in_auto_mode() {
+    let fx = fixture();
+    let work = workdir();
+    // procfs cannot be an overlayfs lower dir; /proc/driver is empty.
+    let proc_layer = PathBuf::from("/proc/driver");
+    let overlay_only = executor(work.path(), Mode::Overlay);
+    let err = overlay_only.prepare(&[fx.base.clone(), proc_layer.clone()], CancelToken::new()).unwrap_err();
+    assert!(matches!(err, Error::OverlayUnavailable { .. }), "{err}");
+    assert!(session_dirs(work.path()).is_empty());
+
+    let exec = executor(work.path(), Mode::Auto);
+    assert_eq!(exec.mode(), Mode::Overlay);
+    let session = exec.prepare(&[proc_layer], CancelToken::new()).unwrap();
+    assert_eq!(session.mode(), Mode::Copy);
+    assert!(session.reader().list("/").unwrap().is_empty());
+}
+
 const CHILD: &str = "CAULK_EXEC_TEST_CHILD";
 
 /// Runs this test binary again for one test, with `env` set.
