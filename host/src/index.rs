@@ -1,12 +1,388 @@
 //! Package-index look-ups the host answers for updaters (plugins do no I/O):
-//! which versions an index publishes, with their `Requires-Python`.
+//! which versions an index publishes, with each release's `Requires-Python`
+//! and whether it is yanked.
+//!
+//! Python indexes are read through the simple API: the JSON form (PEP 691)
+//! when the index offers it, else the HTML form (PEP 503) with its
+//! `data-requires-python` and `data-yanked` attributes. TLS trusts the same
+//! CA bundle the steps get (`--ca-bundle`, default the host's), so an
+//! intercepting proxy's CA works; proxies come from the environment.
 
-use crate::model::{Answer, IndexQuery};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-/// Answers one look-up.
-pub fn lookup(query: &IndexQuery) -> Answer {
-    Answer::Unavailable(format!(
-        "caulk cannot look up {} packages yet (asked for {})",
-        query.ecosystem, query.name
-    ))
+use serde::Deserialize;
+
+use crate::model::{Answer, IndexQuery, PublishedVersion};
+
+/// PyPI's simple index.
+pub const PYPI: &str = "https://pypi.org/simple";
+
+/// Answers look-ups, remembering each answer for the run.
+pub struct IndexClient {
+    agent: ureq::Agent,
+    answers: Mutex<HashMap<(String, String), Answer>>,
+}
+
+impl std::fmt::Debug for IndexClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IndexClient").finish_non_exhaustive()
+    }
+}
+
+/// PEP 503 name normalisation.
+pub fn normalise_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut last_sep = false;
+    for c in name.chars() {
+        if matches!(c, '-' | '_' | '.') {
+            if !last_sep {
+                out.push('-');
+            }
+            last_sep = true;
+        } else {
+            out.push(c.to_ascii_lowercase());
+            last_sep = false;
+        }
+    }
+    out
+}
+
+impl IndexClient {
+    /// A client trusting the certificates in `ca_bundle` (PEM), or the
+    /// host's bundle when `None` (falling back to the built-in roots).
+    pub fn new(ca_bundle: Option<&Path>) -> Self {
+        let bundle =
+            ca_bundle.map_or_else(|| Path::new(caulk_exec::DEFAULT_CA_BUNDLE).to_owned(), Path::to_owned);
+        let mut tls = ureq::tls::TlsConfig::builder();
+        match std::fs::read(&bundle) {
+            Ok(pem) => {
+                let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(&pem)
+                    .filter_map(|item| match item {
+                        Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                        _ => None,
+                    })
+                    .collect();
+                if !certs.is_empty() {
+                    tls = tls.root_certs(ureq::tls::RootCerts::Specific(Arc::new(certs)));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "CA bundle {}: {e}; using built-in roots for index look-ups",
+                    bundle.display()
+                );
+            }
+        }
+        let config = ureq::Agent::config_builder()
+            .tls_config(tls.build())
+            .timeout_global(Some(Duration::from_mins(1)))
+            .http_status_as_error(false)
+            .build();
+        Self { agent: config.into(), answers: Mutex::new(HashMap::new()) }
+    }
+
+    /// Answers one look-up.
+    pub fn lookup(&self, query: &IndexQuery) -> Answer {
+        if query.ecosystem != "python" {
+            return Answer::Unavailable(format!("caulk cannot look up {} packages", query.ecosystem));
+        }
+        let urls: Vec<String> =
+            if query.index_urls.is_empty() { vec![PYPI.to_owned()] } else { query.index_urls.clone() };
+        let key = (urls.join(" "), normalise_name(&query.name));
+        if let Some(answer) = self.answers.lock().expect("not poisoned").get(&key) {
+            return answer.clone();
+        }
+        let answer = self.python(&urls, &query.name);
+        self.answers.lock().expect("not poisoned").insert(key, answer.clone());
+        answer
+    }
+
+    /// Versions of `name` across `urls`, merged; unavailable only when no
+    /// index knows it.
+    fn python(&self, urls: &[String], name: &str) -> Answer {
+        let mut merged: BTreeMap<String, PublishedVersion> = BTreeMap::new();
+        let mut problems = Vec::new();
+        for url in urls {
+            match self.simple_page(url, name) {
+                Ok(versions) => {
+                    for v in versions {
+                        merged
+                            .entry(v.version.clone())
+                            .and_modify(|e| {
+                                e.yanked &= v.yanked;
+                                if e.requires_python.is_none() {
+                                    e.requires_python.clone_from(&v.requires_python);
+                                }
+                            })
+                            .or_insert(v);
+                    }
+                }
+                Err(e) => problems.push(format!("{}: {e}", redact(url))),
+            }
+        }
+        if merged.is_empty() {
+            let why =
+                if problems.is_empty() { "no versions published".to_owned() } else { problems.join("; ") };
+            return Answer::Unavailable(format!("{name}: {why}"));
+        }
+        Answer::Versions(merged.into_values().collect())
+    }
+
+    fn simple_page(&self, base: &str, name: &str) -> Result<Vec<PublishedVersion>, String> {
+        let (url, auth) =
+            split_credentials(&format!("{}/{}/", base.trim_end_matches('/'), normalise_name(name)));
+        let mut request =
+            self.agent.get(&url).header("Accept", "application/vnd.pypi.simple.v1+json, text/html;q=0.1");
+        if let Some(auth) = &auth {
+            request = request.header("Authorization", auth);
+        }
+        let mut response = request.call().map_err(|e| e.to_string())?;
+        let status = response.status();
+        if status == 404 {
+            return Err("not on this index".to_owned());
+        }
+        if !status.is_success() {
+            return Err(format!("HTTP {status}"));
+        }
+        let content_type =
+            response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        let body =
+            response.body_mut().with_config().limit(64 << 20).read_to_string().map_err(|e| e.to_string())?;
+        let files = if content_type.contains("json") { json_files(&body)? } else { html_files(&body) };
+        Ok(versions_of(name, files))
+    }
+}
+
+/// Removes `user:password@` from a URL for messages.
+fn redact(url: &str) -> String {
+    split_credentials(url).0
+}
+
+/// The URL without credentials, and a Basic `Authorization` value for them.
+fn split_credentials(url: &str) -> (String, Option<String>) {
+    use base64::Engine as _;
+    let Some((scheme, rest)) = url.split_once("://") else { return (url.to_owned(), None) };
+    let host_end = rest.find('/').unwrap_or(rest.len());
+    let Some((userinfo, host)) = rest[..host_end].rsplit_once('@') else { return (url.to_owned(), None) };
+    let clean = format!("{scheme}://{host}{}", &rest[host_end..]);
+    let decoded = percent_decode(userinfo);
+    (clean, Some(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(decoded))))
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&text[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// One distribution file an index lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct File {
+    filename: String,
+    requires_python: Option<String>,
+    yanked: bool,
+}
+
+#[derive(Deserialize)]
+struct SimpleJson {
+    files: Vec<SimpleJsonFile>,
+}
+
+#[derive(Deserialize)]
+struct SimpleJsonFile {
+    filename: String,
+    #[serde(rename = "requires-python", default)]
+    requires_python: Option<String>,
+    #[serde(default)]
+    yanked: Yanked,
+}
+
+/// PEP 691: `false`, `true`, or a reason string (which means yanked).
+#[derive(Deserialize, Default)]
+#[serde(untagged)]
+enum Yanked {
+    #[default]
+    No,
+    Flag(bool),
+    Reason(#[allow(dead_code)] String),
+}
+
+fn json_files(body: &str) -> Result<Vec<File>, String> {
+    let doc: SimpleJson = serde_json::from_str(body).map_err(|e| format!("invalid simple-API JSON: {e}"))?;
+    Ok(doc
+        .files
+        .into_iter()
+        .map(|f| File {
+            filename: f.filename,
+            requires_python: f.requires_python.filter(|r| !r.trim().is_empty()),
+            yanked: match f.yanked {
+                Yanked::No | Yanked::Flag(false) => false,
+                Yanked::Flag(true) | Yanked::Reason(_) => true,
+            },
+        })
+        .collect())
+}
+
+fn html_unescape(text: &str) -> String {
+    text.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&")
+}
+
+/// The value of attribute `name` in an HTML start tag.
+fn attribute(tag: &str, name: &str) -> Option<String> {
+    let at = tag.find(&format!("{name}="))? + name.len() + 1;
+    let rest = &tag[at..];
+    let quote = rest.chars().next()?;
+    if quote == '"' || quote == '\'' {
+        let end = rest[1..].find(quote)?;
+        Some(html_unescape(&rest[1..=end]))
+    } else {
+        Some(html_unescape(rest.split(|c: char| c.is_whitespace() || c == '>').next().unwrap_or("")))
+    }
+}
+
+fn html_files(body: &str) -> Vec<File> {
+    let mut files = Vec::new();
+    let mut rest = body;
+    while let Some(start) = rest.find("<a ") {
+        let after = &rest[start..];
+        let Some(tag_end) = after.find('>') else { break };
+        let tag = &after[..tag_end];
+        let Some(close) = after[tag_end..].find("</a>") else { break };
+        let text = html_unescape(after[tag_end + 1..tag_end + close].trim());
+        let filename = if text.is_empty() {
+            attribute(tag, "href")
+                .and_then(|h| h.split('#').next()?.rsplit('/').next().map(str::to_owned))
+                .unwrap_or_default()
+        } else {
+            text
+        };
+        files.push(File {
+            filename,
+            requires_python: attribute(tag, "data-requires-python").filter(|r| !r.trim().is_empty()),
+            yanked: tag.contains("data-yanked"),
+        });
+        rest = &after[tag_end + close..];
+    }
+    files
+}
+
+/// The version a distribution file holds, for package `name`.
+fn file_version(name: &str, filename: &str) -> Option<String> {
+    let normalised = normalise_name(name);
+    if let Some(stem) = filename.strip_suffix(".whl") {
+        let mut parts = stem.split('-');
+        let dist = parts.next()?;
+        return (normalise_name(dist) == normalised).then(|| parts.next().map(str::to_owned)).flatten();
+    }
+    let stem = [".tar.gz", ".tar.bz2", ".tar.xz", ".zip", ".tgz", ".egg"]
+        .iter()
+        .find_map(|ext| filename.strip_suffix(ext))?;
+    // The name part has as many dash-separated pieces as the project name
+    // when normalised; older sdists keep their own separators.
+    let pieces = normalised.split('-').count();
+    let mut split = stem.splitn(pieces + 1, '-');
+    let dist: Vec<&str> = split.by_ref().take(pieces).collect();
+    let version = split.next()?;
+    (normalise_name(&dist.join("-")) == normalised).then(|| version.to_owned())
+}
+
+fn versions_of(name: &str, files: Vec<File>) -> Vec<PublishedVersion> {
+    let mut by_version: BTreeMap<String, PublishedVersion> = BTreeMap::new();
+    for file in files {
+        let Some(version) = file_version(name, &file.filename) else { continue };
+        by_version
+            .entry(version.clone())
+            .and_modify(|v| {
+                v.yanked &= file.yanked;
+                if v.requires_python.is_none() {
+                    v.requires_python.clone_from(&file.requires_python);
+                }
+            })
+            .or_insert(PublishedVersion {
+                version,
+                requires_python: file.requires_python,
+                yanked: file.yanked,
+            });
+    }
+    by_version.into_values().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_normalise_like_pep_503() {
+        assert_eq!(normalise_name("Jinja2"), "jinja2");
+        assert_eq!(normalise_name("typing_extensions"), "typing-extensions");
+        assert_eq!(normalise_name("zope.interface"), "zope-interface");
+        assert_eq!(normalise_name("a__b--c"), "a-b-c");
+    }
+
+    #[test]
+    fn versions_from_wheels_and_sdists() {
+        assert_eq!(file_version("requests", "requests-2.31.0-py3-none-any.whl").as_deref(), Some("2.31.0"));
+        assert_eq!(file_version("requests", "requests-2.31.0.tar.gz").as_deref(), Some("2.31.0"));
+        assert_eq!(
+            file_version("typing-extensions", "typing_extensions-4.12.2-py3-none-any.whl").as_deref(),
+            Some("4.12.2")
+        );
+        assert_eq!(file_version("zope.interface", "zope.interface-6.0.tar.gz").as_deref(), Some("6.0"));
+        assert_eq!(
+            file_version("python-dateutil", "python-dateutil-2.9.0.post0.tar.gz").as_deref(),
+            Some("2.9.0.post0")
+        );
+        assert_eq!(file_version("requests", "requests-toolbelt-1.0.0.tar.gz"), None);
+    }
+
+    #[test]
+    fn json_and_html_pages() {
+        let json = r#"{"meta":{"api-version":"1.1"},"name":"urllib3","files":[
+            {"filename":"urllib3-1.26.18-py2.py3-none-any.whl","requires-python":">=2.7, !=3.0.*","yanked":false},
+            {"filename":"urllib3-2.0.0-py3-none-any.whl","requires-python":">=3.7","yanked":"broken"},
+            {"filename":"urllib3-2.0.0.tar.gz","requires-python":">=3.7","yanked":true}]}"#;
+        let versions = versions_of("urllib3", json_files(json).unwrap());
+        assert_eq!(versions.len(), 2);
+        assert_eq!(versions[0].requires_python.as_deref(), Some(">=2.7, !=3.0.*"));
+        assert!(!versions[0].yanked);
+        assert!(versions[1].yanked);
+        let html = r#"<html><body><a href="https://x/urllib3-2.2.1-py3-none-any.whl#sha256=ab" data-requires-python="&gt;=3.8">urllib3-2.2.1-py3-none-any.whl</a><br/>
+            <a href="/p/urllib3-1.0.tar.gz" data-yanked="">urllib3-1.0.tar.gz</a></body></html>"#;
+        let versions = versions_of("urllib3", html_files(html));
+        assert_eq!(versions.len(), 2);
+        let v221 = versions.iter().find(|v| v.version == "2.2.1").unwrap();
+        assert_eq!(v221.requires_python.as_deref(), Some(">=3.8"));
+        assert!(versions.iter().find(|v| v.version == "1.0").unwrap().yanked);
+    }
+
+    #[test]
+    fn credentials_leave_the_url_for_a_header() {
+        let (url, auth) = split_credentials("https://user:p%40ss@pypi.example/simple/x/");
+        assert_eq!(url, "https://pypi.example/simple/x/");
+        assert_eq!(auth.as_deref(), Some("Basic dXNlcjpwQHNz"));
+        assert_eq!(
+            split_credentials("https://pypi.org/simple/x/"),
+            ("https://pypi.org/simple/x/".to_owned(), None)
+        );
+    }
 }

@@ -21,6 +21,8 @@ const PROBE_TIMEOUT: Duration = Duration::from_mins(2);
 pub struct Answerer<'s, 'e> {
     pub session: &'s Session<'e>,
     pub lookup: &'s dyn Fn(&crate::model::IndexQuery) -> Answer,
+    /// The image config's environment, under each command's own.
+    pub base_env: &'s [(String, String)],
 }
 
 /// Maps a plan's execution context onto the executor's.
@@ -93,7 +95,7 @@ impl Answerer<'_, '_> {
         };
         let mut probe = Probe::new(command.argv.clone()).network(command.network).run_in(run_in);
         probe = probe.timeout(PROBE_TIMEOUT);
-        for (k, v) in &command.env {
+        for (k, v) in self.base_env.iter().chain(&command.env) {
             probe = probe.env(k.clone(), v.clone());
         }
         match self.session.probe(&probe) {

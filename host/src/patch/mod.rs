@@ -280,9 +280,11 @@ pub fn run(
             architecture: platform_image.platform.architecture.clone(),
             variant: platform_image.platform.variant.clone(),
         },
+        env: image_env(platform_image),
     };
     let mut jobs = select_updaters(plugins, mode, &wanted, os.as_ref(), &mut summary);
-    let lookup = |q: &IndexQuery| crate::index::lookup(q);
+    let index = crate::index::IndexClient::new(request.ca_bundle.as_deref());
+    let lookup = |q: &IndexQuery| index.lookup(q);
     let options_for = |plugin: &Plugin| Options {
         mode,
         patch_level: request.patch_level,
@@ -306,7 +308,7 @@ pub fn run(
     let mut drop_paths: Vec<String> = Vec::new();
     for job in &mut jobs {
         check_cancel("while planning")?;
-        let answerer = facts::Answerer { session: &session, lookup: &lookup };
+        let answerer = facts::Answerer { session: &session, lookup: &lookup, base_env: &target.env };
         let updates: Vec<Update> = job.updates.iter().map(PackageUpdate::to_update).collect();
         let options = options_for(job.plugin);
         let facts = gather(job.plugin, Phase::Plan, &target, &updates, &options, &answerer, &reader)?;
@@ -316,7 +318,7 @@ pub fn run(
             .map_err(plugin_err)?;
         let first = steps.len();
         for step in &plan.steps {
-            steps.push(to_step(job.plugin, step, &plan)?);
+            steps.push(to_step(job.plugin, step, &plan, &target.env)?);
         }
         job.steps = (first, plan.steps.len());
         drop_paths.extend(plan.drop_paths.iter().cloned());
@@ -374,7 +376,7 @@ pub fn run(
         if plan.selected.is_empty() {
             continue;
         }
-        let answerer = facts::Answerer { session: &session, lookup: &lookup };
+        let answerer = facts::Answerer { session: &session, lookup: &lookup, base_env: &target.env };
         let updates: Vec<Update> = job.updates.iter().map(PackageUpdate::to_update).collect();
         let options = options_for(job.plugin);
         let facts = gather(job.plugin, Phase::Verify, &target, &updates, &options, &answerer, &reader)?;
@@ -504,6 +506,12 @@ fn same(a: &PackageUpdate, b: &PackageUpdate) -> bool {
     a.ecosystem == b.ecosystem && a.name == b.name && a.location == b.location
 }
 
+/// The image config's `Env` as pairs.
+fn image_env(image: &PlatformImage) -> Vec<(String, String)> {
+    let env = image.config.parsed.config().as_ref().and_then(|c| c.env().clone()).unwrap_or_default();
+    env.iter().filter_map(|entry| entry.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned()))).collect()
+}
+
 /// The layers below an earlier caulk layer, and that layer's base digest.
 fn caulk_layers(image: &PlatformImage) -> (usize, Option<(String, usize)>) {
     let count = image.layers.len();
@@ -600,14 +608,19 @@ fn gather(
 }
 
 /// A plan step as the executor runs it, with the plan's caches mounted.
-fn to_step(plugin: &Plugin, step: &crate::model::Step, plan: &PatchPlan) -> Result<Step, PatchError> {
+fn to_step(
+    plugin: &Plugin,
+    step: &crate::model::Step,
+    plan: &PatchPlan,
+    base_env: &[(String, String)],
+) -> Result<Step, PatchError> {
     let run_in = facts::run_in(&step.command.context)
         .map_err(|reason| PatchError::BadPlan { plugin: plugin.name().to_owned(), reason })?;
     let mut out = Step::new(step.summary.clone(), step.command.argv.clone())
         .network(step.command.network)
         .tolerate_failure(step.tolerate_failure)
         .run_in(run_in);
-    for (k, v) in &step.command.env {
+    for (k, v) in base_env.iter().chain(&step.command.env) {
         out = out.env(k.clone(), v.clone());
     }
     for cache in &plan.caches {

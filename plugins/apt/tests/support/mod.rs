@@ -108,6 +108,7 @@ impl Root {
         Target {
             os: self.os_release(),
             platform: Platform { os: "linux".into(), architecture: "amd64".into(), variant: None },
+            env: vec![("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into())],
         }
     }
 }

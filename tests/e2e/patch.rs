@@ -1,0 +1,442 @@
+//! `caulk patch` on real Debian images: installed from the release suite
+//! only, with the security suite in their sources, so they really are
+//! behind; reports made from what apt says now (tests/images/apt-report.py).
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, OnceLock};
+
+use caulk_image::layer::RootFs;
+use caulk_image::{Image, ImageRef, TransportOptions};
+use common::{Sandbox, failure, run, stderr, success};
+
+/// The cached vulnerable layout of `suite`, built once per test process.
+fn vulnerable(suite: &str) -> PathBuf {
+    static BUILT: OnceLock<Mutex<BTreeMap<String, PathBuf>>> = OnceLock::new();
+    let mut built = BUILT.get_or_init(Default::default).lock().unwrap();
+    if let Some(path) = built.get(suite) {
+        return path.clone();
+    }
+    let script = common::workspace().join("tests/images/vulnerable-debian.sh");
+    let out = Command::new(&script).arg(suite).output().expect("running vulnerable-debian.sh");
+    assert!(
+        out.status.success(),
+        "building the {suite} image failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+    built.insert(suite.to_owned(), path.clone());
+    path
+}
+
+/// A private copy of the cached layout, so tests never touch the cache.
+fn layout_copy(sandbox: &Sandbox, suite: &str) -> PathBuf {
+    let dest = sandbox.path().join(format!("{suite}-layout"));
+    let status = Command::new("cp").arg("-a").arg(vulnerable(suite)).arg(&dest).status().unwrap();
+    assert!(status.success());
+    dest
+}
+
+/// A Trivy report of `packages` that apt can move forward in the image.
+fn apt_report(sandbox: &Sandbox, layout: &Path, name: &str, packages: &[&str]) -> PathBuf {
+    let script = common::workspace().join("tests/images/apt-report.py");
+    let out = Command::new("python3").arg(script).arg(layout).arg(name).args(packages).output().unwrap();
+    assert!(out.status.success(), "apt-report.py failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let path = sandbox.path().join(format!("report-{name}-{}.json", packages.join("-")));
+    std::fs::write(&path, &out.stdout).unwrap();
+    path
+}
+
+fn findings_of(report: &Path) -> BTreeMap<String, (String, String)> {
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(report).unwrap()).unwrap();
+    doc["Results"][0]["Vulnerabilities"]
+        .as_array()
+        .map(|vulns| {
+            vulns
+                .iter()
+                .map(|v| {
+                    (
+                        v["PkgName"].as_str().unwrap().to_owned(),
+                        (
+                            v["InstalledVersion"].as_str().unwrap().to_owned(),
+                            v["FixedVersion"].as_str().unwrap().to_owned(),
+                        ),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn open(reference: &str) -> Image {
+    Image::open(&ImageRef::parse(reference).unwrap(), &TransportOptions::default()).expect("the image opens")
+}
+
+/// Installed package versions in the image's dpkg status.
+fn dpkg_versions(image: &Image) -> BTreeMap<String, String> {
+    let platform = &image.images[0];
+    let root = RootFs::open(image.source().clone(), platform).unwrap();
+    let status = String::from_utf8(root.read("/var/lib/dpkg/status").unwrap()).unwrap();
+    let mut versions = BTreeMap::new();
+    for stanza in status.split("\n\n") {
+        let field =
+            |name: &str| stanza.lines().find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()));
+        if let (Some(package), Some(version)) = (field("Package:"), field("Version:")) {
+            versions.insert(package, version);
+        }
+    }
+    versions
+}
+
+fn dpkg_ge(a: &str, b: &str) -> bool {
+    Command::new("dpkg").args(["--compare-versions", a, "ge", b]).status().unwrap().success()
+}
+
+fn layer_digests(image: &Image) -> Vec<String> {
+    image.images[0].layers.iter().map(|l| l.desc.digest.to_string()).collect()
+}
+
+fn config(image: &Image) -> serde_json::Value {
+    serde_json::from_slice(&image.images[0].config.bytes).unwrap()
+}
+
+/// The digest the layout's index names `name` with.
+fn ref_digest(layout: &Path, name: &str) -> Option<String> {
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    index["manifests"].as_array().unwrap().iter().find_map(|m| {
+        (m["annotations"]["org.opencontainers.image.ref.name"] == name)
+            .then(|| m["digest"].as_str().unwrap().to_owned())
+    })
+}
+
+/// Runs `argv` inside the image (its layers unpacked, in the local sandbox).
+fn run_in_image(sandbox: &Sandbox, reference: &str, argv: &[&str]) -> String {
+    let image = open(reference);
+    let platform = &image.images[0];
+    let cache = caulk_image::layer::LayerCache::new(sandbox.path().join("run-layers")).unwrap();
+    let options = caulk_image::layer::UnpackOptions {
+        whiteouts: caulk_image::layer::WhiteoutFormat::OverlayTrusted,
+        preserve_ownership: true,
+        device_nodes: true,
+    };
+    let layers = cache.unpack_image(image.source().as_ref(), platform, &options).unwrap();
+    let executor =
+        caulk_exec::LocalExecutor::new(caulk_exec::ExecutorConfig::new(sandbox.mkdir("run-work"))).unwrap();
+    let session = executor.prepare(&layers, caulk_exec::CancelToken::new()).unwrap();
+    let out = session.probe(&caulk_exec::Probe::new(argv.iter().copied())).unwrap();
+    assert_eq!(out.exit_code, Some(0), "{argv:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}):\n{text}"))
+}
+
+/// The OpenVEX 0.2.0 document rules: required fields, no unknown ones,
+/// statuses from the spec's list.
+fn assert_openvex(doc: &serde_json::Value) {
+    let allowed = |value: &serde_json::Value, keys: &[&str], what: &str| {
+        for key in value.as_object().unwrap_or_else(|| panic!("{what} is not an object")).keys() {
+            assert!(keys.contains(&key.as_str()), "{what} has a field the spec does not define: {key}");
+        }
+    };
+    for key in ["@context", "@id", "author", "timestamp", "version", "statements"] {
+        assert!(doc.get(key).is_some(), "the document lacks required `{key}`");
+    }
+    allowed(
+        doc,
+        &[
+            "@context",
+            "@id",
+            "author",
+            "role",
+            "timestamp",
+            "last_updated",
+            "version",
+            "tooling",
+            "statements",
+        ],
+        "document",
+    );
+    assert!(doc["@context"].as_str().unwrap().starts_with("https://openvex.dev/ns"));
+    assert!(doc["version"].as_u64().unwrap() >= 1);
+    assert!(humantime::parse_rfc3339(doc["timestamp"].as_str().unwrap()).is_ok(), "timestamp is RFC 3339");
+    let statements = doc["statements"].as_array().unwrap();
+    assert!(!statements.is_empty(), "statements must not be empty");
+    for s in statements {
+        allowed(
+            s,
+            &[
+                "@id",
+                "version",
+                "vulnerability",
+                "timestamp",
+                "last_updated",
+                "products",
+                "status",
+                "supplier",
+                "status_notes",
+                "justification",
+                "impact_statement",
+                "action_statement",
+                "action_statement_timestamp",
+            ],
+            "statement",
+        );
+        assert!(s["vulnerability"]["name"].is_string(), "vulnerability.name is required");
+        allowed(&s["vulnerability"], &["@id", "name", "description", "aliases"], "vulnerability");
+        assert!(
+            ["not_affected", "affected", "fixed", "under_investigation"]
+                .contains(&s["status"].as_str().unwrap())
+        );
+        for product in s["products"].as_array().unwrap() {
+            allowed(product, &["@id", "identifiers", "hashes", "subcomponents"], "product");
+            for sub in product["subcomponents"].as_array().unwrap() {
+                allowed(sub, &["@id", "identifiers", "hashes"], "subcomponent");
+            }
+        }
+    }
+}
+
+/// Patches a vulnerable image of `suite` by report and checks everything the
+/// issue asks of a patched image.
+fn patch_by_report(suite: &str, packages: &[&str]) {
+    let sandbox = Sandbox::new();
+    let layout = layout_copy(&sandbox, suite);
+    let input = format!("oci:{}:{suite}", layout.display());
+    let input_digest = ref_digest(&layout, suite).unwrap();
+    let before = open(&input);
+    let report = apt_report(&sandbox, &layout, suite, packages);
+    let wanted = findings_of(&report);
+    assert!(!wanted.is_empty(), "the {suite} image is not behind its security suite for {packages:?}");
+    let vex = sandbox.path().join("vex.json");
+
+    let out =
+        run(sandbox.caulk().args(["patch", "--json", "-i", &input, "-r"]).arg(&report).arg("-o").arg(&vex));
+    let summary = json(&success(&out));
+    assert_eq!(summary["result"], "patched");
+    let output = format!("oci:{}:{suite}-patched", layout.display());
+    let after = open(&output);
+
+    // Exactly one new layer; the original blobs byte-identical.
+    let (old_layers, new_layers) = (layer_digests(&before), layer_digests(&after));
+    assert_eq!(new_layers.len(), old_layers.len() + 1);
+    assert_eq!(new_layers[..old_layers.len()], old_layers[..]);
+    for digest in &old_layers {
+        let blob = layout.join("blobs").join(digest.replace(':', "/"));
+        let original = vulnerable(suite).join("blobs").join(digest.replace(':', "/"));
+        assert_eq!(std::fs::read(&blob).unwrap(), std::fs::read(&original).unwrap(), "{digest} changed");
+    }
+    // The input untouched.
+    assert_eq!(ref_digest(&layout, suite).unwrap(), input_digest);
+
+    // Every fixed version reached.
+    let versions = dpkg_versions(&after);
+    for (package, (installed, fixed)) in &wanted {
+        let now = &versions[package];
+        assert!(dpkg_ge(now, fixed), "{package}: {now} is below the fixed {fixed}");
+        assert!(!dpkg_ge(installed, fixed), "{package} was not behind");
+    }
+
+    // Config preserved, history extended, caulk's labels added.
+    let (old_config, new_config) = (config(&before), config(&after));
+    for key in ["Entrypoint", "Cmd", "Env", "User", "WorkingDir", "ExposedPorts", "Volumes"] {
+        assert_eq!(new_config["config"][key], old_config["config"][key], "config.{key} changed");
+    }
+    assert_eq!(new_config["config"]["Labels"]["org.example.suite"], suite);
+    assert_eq!(new_config["config"]["Labels"]["sh.caulk.base.layers"], old_layers.len().to_string());
+    let history = new_config["history"].as_array().unwrap();
+    assert_eq!(history.len(), old_config["history"].as_array().unwrap().len() + 1);
+    assert!(history.last().unwrap()["created_by"].as_str().unwrap().contains("caulk patch"));
+
+    // The patched image runs.
+    let version = run_in_image(&sandbox, &output, &["openssl", "version"]);
+    assert!(version.starts_with("OpenSSL "), "{version}");
+
+    // The VEX lists exactly what was fixed.
+    let doc = json(&std::fs::read_to_string(&vex).unwrap());
+    assert_openvex(&doc);
+    let stated: BTreeSet<String> = doc["statements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["vulnerability"]["name"].as_str().unwrap().to_owned())
+        .collect();
+    let expected: BTreeSet<String> = wanted.keys().map(|p| format!("TEST-{suite}-{p}")).collect();
+    assert_eq!(stated, expected);
+    let digest = summary["digest"].as_str().unwrap();
+    for s in doc["statements"].as_array().unwrap() {
+        let product = s["products"][0]["@id"].as_str().unwrap();
+        assert!(
+            product.starts_with("pkg:oci/") && product.contains(&digest.replace(':', "%3A")),
+            "{product}"
+        );
+        for sub in s["products"][0]["subcomponents"].as_array().unwrap() {
+            let purl = sub["@id"].as_str().unwrap();
+            assert!(
+                purl.starts_with("pkg:deb/debian/")
+                    && purl.contains("arch=amd64")
+                    && purl.contains("distro=debian-"),
+                "{purl}"
+            );
+        }
+    }
+}
+
+#[test]
+fn patches_debian_12_by_report() {
+    patch_by_report("bookworm", &["openssl", "libssl3", "libexpat1", "ca-certificates", "tzdata"]);
+}
+
+#[test]
+fn patches_debian_11_by_report() {
+    patch_by_report("bullseye", &["openssl", "libssl1.1", "libexpat1", "tzdata"]);
+}
+
+#[test]
+fn patches_debian_13_by_report() {
+    patch_by_report("trixie", &["openssl", "libssl3t64", "libexpat1", "tzdata"]);
+}
+
+#[test]
+fn update_all_mode_brings_every_package_up_to_date() {
+    let sandbox = Sandbox::new();
+    let layout = layout_copy(&sandbox, "bookworm");
+    let input = format!("oci:{}:bookworm", layout.display());
+    let summary = json(&success(&run(sandbox.caulk().args(["patch", "--json", "-i", &input, "-t", "all"]))));
+    assert_eq!(summary["result"], "patched");
+    assert_eq!(summary["mode"], "all");
+    let after = open(&format!("oci:{}:all", layout.display()));
+    let versions = dpkg_versions(&after);
+    let behind = findings_of(&apt_report(&sandbox, &layout, "all", &["openssl", "libssl3", "libexpat1"]));
+    assert!(behind.is_empty(), "still behind after update-all: {behind:?}");
+    assert!(versions.contains_key("openssl"));
+    let patched: Vec<&str> = summary["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["status"] == "patched")
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert!(patched.contains(&"libssl3"), "{patched:?}");
+}
+
+#[test]
+fn failures_write_nothing_unless_ignored() {
+    let sandbox = Sandbox::new();
+    let layout = layout_copy(&sandbox, "bookworm");
+    let input = format!("oci:{}:bookworm", layout.display());
+    // libexpat1 can move; `nope-caulk` is not installed; tar's fix does not exist.
+    let report = apt_report(&sandbox, &layout, "bookworm", &["libexpat1", "nope-caulk"]);
+    let mut doc = json(&std::fs::read_to_string(&report).unwrap());
+    let vulns = doc["Results"][0]["Vulnerabilities"].as_array_mut().unwrap();
+    let installed_tar = dpkg_versions(&open(&input))["tar"].clone();
+    vulns.push(serde_json::json!({
+        "VulnerabilityID": "TEST-unreachable-tar", "PkgName": "tar", "InstalledVersion": installed_tar,
+        "FixedVersion": "99.0-1", "Status": "fixed", "Severity": "HIGH"
+    }));
+    std::fs::write(&report, serde_json::to_vec(&doc).unwrap()).unwrap();
+    let work = sandbox.mkdir("work");
+
+    let out = run(sandbox
+        .caulk()
+        .args(["patch", "-i", &input, "-r"])
+        .arg(&report)
+        .arg("--working-folder")
+        .arg(&work));
+    let err = failure(&out, 1);
+    assert!(err.contains("updates failed") && err.contains("--ignore-errors"), "{err}");
+    assert!(common::stdout(&out).contains("tar"), "the summary names the failure");
+    assert_eq!(ref_digest(&layout, "bookworm-patched"), None, "no image was written");
+    assert_eq!(
+        std::fs::read_dir(&work).unwrap().count(),
+        0,
+        "temporary files were left in {}",
+        work.display()
+    );
+
+    let vex = sandbox.path().join("vex.json");
+    let out = run(sandbox
+        .caulk()
+        .args(["patch", "--json", "--ignore-errors", "-i", &input, "-r"])
+        .arg(&report)
+        .arg("-o")
+        .arg(&vex));
+    let summary = json(&success(&out));
+    let status = |name: &str| {
+        summary["rows"].as_array().unwrap().iter().find(|r| r["name"] == name).map(|r| r["status"].clone())
+    };
+    assert_eq!(status("libexpat1"), Some("patched".into()));
+    assert_eq!(status("tar"), Some("failed".into()));
+    assert_eq!(status("nope-caulk"), Some("skipped".into()));
+    assert!(ref_digest(&layout, "bookworm-patched").is_some());
+    let vex = json(&std::fs::read_to_string(&vex).unwrap());
+    let stated: Vec<&str> = vex["statements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["vulnerability"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(stated, ["TEST-bookworm-libexpat1"], "failures and skips stay out of the VEX");
+}
+
+#[test]
+fn nothing_to_patch_writes_nothing() {
+    let sandbox = Sandbox::new();
+    let layout = layout_copy(&sandbox, "bookworm");
+    let input = format!("oci:{}:bookworm", layout.display());
+    let report = sandbox.path().join("clean.json");
+    std::fs::write(
+        &report,
+        r#"{"SchemaVersion": 2, "ArtifactName": "x", "Metadata": {"OS": {"Family": "debian", "Name": "12"}},
+            "Results": [{"Target": "x", "Class": "os-pkgs", "Type": "debian", "Vulnerabilities": [
+              {"VulnerabilityID": "TEST-1", "PkgName": "zlib1g", "InstalledVersion": "1:1.2.13.dfsg-1", "Status": "affected", "Severity": "LOW"}]}]}"#,
+    )
+    .unwrap();
+    let out = run(sandbox.caulk().args(["patch", "-i", &input, "-r"]).arg(&report));
+    let text = success(&out);
+    assert!(text.contains("nothing to patch"), "{text}");
+    assert_eq!(ref_digest(&layout, "bookworm-patched"), None);
+}
+
+#[test]
+fn a_patched_image_patched_again_still_has_one_caulk_layer() {
+    let sandbox = Sandbox::new();
+    let layout = layout_copy(&sandbox, "bookworm");
+    let input = format!("oci:{}:bookworm", layout.display());
+    let original_layers = layer_digests(&open(&input));
+    let first = apt_report(&sandbox, &layout, "bookworm", &["libexpat1"]);
+    success(&run(sandbox.caulk().args(["patch", "-i", &input, "-t", "p1", "-r"]).arg(&first)));
+    let once = format!("oci:{}:p1", layout.display());
+    let second = apt_report(&sandbox, &layout, "p1", &["openssl", "libssl3", "libexpat1"]);
+    success(&run(sandbox.caulk().args(["patch", "-i", &once, "-t", "p2", "-r"]).arg(&second)));
+    let twice = open(&format!("oci:{}:p2", layout.display()));
+    let layers = layer_digests(&twice);
+    assert_eq!(layers.len(), original_layers.len() + 1, "one caulk layer on top of the original");
+    assert_eq!(layers[..original_layers.len()], original_layers[..]);
+    let versions = dpkg_versions(&twice);
+    for (package, (_, fixed)) in findings_of(&first).into_iter().chain(findings_of(&second)) {
+        assert!(dpkg_ge(&versions[&package], &fixed), "{package} lost its fix on re-patching");
+    }
+    let history = config(&twice)["history"].as_array().unwrap().len();
+    assert_eq!(history, config(&open(&input))["history"].as_array().unwrap().len() + 1);
+}
+
+#[test]
+fn a_timeout_stops_the_run_and_leaves_nothing() {
+    let sandbox = Sandbox::new();
+    let layout = layout_copy(&sandbox, "bookworm");
+    let input = format!("oci:{}:bookworm", layout.display());
+    let work = sandbox.mkdir("work");
+    // Update-all downloads and installs for seconds: 2 s is never enough.
+    let out =
+        run(sandbox.caulk().args(["patch", "-i", &input, "--timeout", "2s", "--working-folder"]).arg(&work));
+    let err = failure(&out, 1);
+    assert!(err.contains("cancelled") || err.contains("timeout"), "{err}");
+    assert_eq!(ref_digest(&layout, "bookworm-patched"), None);
+    assert_eq!(std::fs::read_dir(&work).unwrap().count(), 0, "{}", stderr(&out));
+}
