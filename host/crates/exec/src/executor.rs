@@ -47,9 +47,18 @@ pub const MAX_LAYERS: usize = 500;
 const SESSION_PREFIX: &str = "caulk-exec-";
 
 /// How steps get a writable root fs.
+///
+/// Measured on this kind of host (2 cores, ext4, a 180 MB Debian 12 root fs,
+/// `benches/apt_upgrade.rs`): copy mode's dpkg step is faster (0.5–0.8× the
+/// time of overlay's for an 11-package upgrade, overlayfs slowing dpkg's
+/// syncs; equal for 2 packages), but merging the layers costs 0.7–10 s of
+/// I/O depending on what else the disk does, and comparing afterwards
+/// 0.3–3 s, so overlay mode was faster end to end in every run (1.0–4.6×).
+/// Auto therefore prefers overlay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Mode {
-    /// Overlay where it works, else copy (with a warning).
+    /// Overlay where it works (the host has overlayfs and it accepts the
+    /// layer dirs), else copy, with a warning.
     #[default]
     Auto,
     /// overlayfs over the layer dirs; the upper dir is the diff.

@@ -71,7 +71,7 @@ pub use executor::{
     PROXY_VARIABLES,
 };
 pub use merged::{EntryKind, FileInfo, MAX_READ, MergedReader};
-pub use session::{Diff, Session, is_whiteout_entry};
+pub use session::{Diff, Session};
 pub use step::{
     CacheMount, PROBE_STDOUT_LIMIT, Probe, ProbeOutput, RunIn, STDERR_TAIL, Step, StepOutcome, Stream,
     ToolingRoot,

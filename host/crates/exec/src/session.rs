@@ -6,7 +6,7 @@ use std::ffi::{CString, OsStr, OsString};
 use std::fs::{self, File};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -894,10 +894,4 @@ fn lock_caches(label: &str, caches: &[CacheMount], cancel: &CancelToken) -> Resu
         locks.push(file);
     }
     Ok(locks)
-}
-
-/// Whether a directory entry on disk is a whiteout (for tests and callers
-/// inspecting a diff).
-pub fn is_whiteout_entry(path: &Path) -> bool {
-    fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_char_device() && m.rdev() == 0)
 }

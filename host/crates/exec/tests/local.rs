@@ -626,6 +626,46 @@ fn layer_dirs_overlayfs_refuses_fall_back_to_copy_in_auto_mode() {
     assert!(session.reader().list("/").unwrap().is_empty());
 }
 
+#[test]
+fn a_cache_dir_is_held_exclusively_for_the_step() {
+    let fx = fixture();
+    let work = workdir();
+    let cache = tempfile::tempdir_in(work.path()).unwrap();
+    let exec = executor(work.path(), Mode::Overlay);
+    let cancel = CancelToken::new();
+    let mut session = exec.prepare(&fx.layers(), cancel.clone()).unwrap();
+    let step = sh("use the cache", "date +%s%N > /var/cache/apt/archives/stamp")
+        .cache(cache.path(), "/var/cache/apt/archives");
+
+    // Another caulk holds the cache: the step waits until it lets go.
+    let holder = fs::File::open(cache.path()).unwrap();
+    rustix::fs::flock(&holder, rustix::fs::FlockOperation::LockExclusive).unwrap();
+    let released = std::thread::scope(|scope| {
+        let waiter = scope.spawn(|| {
+            session.run_step(&step, &mut quiet()).unwrap();
+            Instant::now()
+        });
+        std::thread::sleep(Duration::from_millis(700));
+        assert!(!cache.path().join("stamp").exists(), "the step did not wait for the lock");
+        let released = Instant::now();
+        drop(holder);
+        assert!(waiter.join().unwrap() >= released);
+        released
+    });
+    assert!(cache.path().join("stamp").exists() && released.elapsed() < Duration::from_secs(10));
+
+    // Waiting for a lock can be cancelled.
+    let holder = fs::File::open(cache.path()).unwrap();
+    rustix::fs::flock(&holder, rustix::fs::FlockOperation::LockExclusive).unwrap();
+    let canceller = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        cancel.cancel();
+    });
+    let err = session.run_step(&step, &mut quiet()).unwrap_err();
+    canceller.join().unwrap();
+    assert!(matches!(err, Error::Cancelled { .. }), "{err}");
+}
+
 const CHILD: &str = "CAULK_EXEC_TEST_CHILD";
 
 /// Runs this test binary again for one test, with `env` set.
