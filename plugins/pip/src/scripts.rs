@@ -1,0 +1,156 @@
+//! The Python programs the plugin runs, as constant text.
+//!
+//! Each runs as `python -c SCRIPT ARG...`: whatever comes from a report or
+//! the image reaches them as `sys.argv` elements, never as program text. They
+//! stay within Python 3.6 (f-strings, no walrus) so old images can run them.
+
+/// Prints what the planner needs to know about an interpreter: its PEP 508
+/// marker environment, where its pip installs (`sysconfig` paths), the
+/// directories on `sys.path`, its C library (for wheel platform tags) and
+/// pip's version, on one line after the `caulk-python-facts ` prefix (a
+/// `sitecustomize` may print before it).
+pub const PYTHON_FACTS: &str = r#"import json, os, platform, site, sys, sysconfig
+i = sys.implementation
+v = i.version
+iv = "%d.%d.%d" % (v.major, v.minor, v.micro)
+if v.releaselevel != "final":
+    iv += v.releaselevel[0] + str(v.serial)
+paths = sysconfig.get_paths()
+facts = {
+    "markers": {
+        "implementation_name": i.name,
+        "implementation_version": iv,
+        "os_name": os.name,
+        "platform_machine": platform.machine(),
+        "platform_python_implementation": platform.python_implementation(),
+        "platform_release": platform.release(),
+        "platform_system": platform.system(),
+        "platform_version": platform.version(),
+        "python_full_version": platform.python_version(),
+        "python_version": ".".join(platform.python_version_tuple()[:2]),
+        "sys_platform": sys.platform,
+    },
+    "executable": sys.executable,
+    "prefix": sys.prefix,
+    "base_prefix": getattr(sys, "base_prefix", sys.prefix),
+    "purelib": paths.get("purelib"),
+    "platlib": paths.get("platlib"),
+    "user_site": site.getusersitepackages() if site.ENABLE_USER_SITE else None,
+    "sys_path": [p for p in sys.path if p],
+    "libc": list(platform.libc_ver()),
+}
+try:
+    import pip
+    facts["pip"] = pip.__version__
+except Exception:
+    facts["pip"] = None
+print("caulk-python-facts " + json.dumps(facts))
+"#;
+
+/// Prefix of the facts line.
+pub const PYTHON_FACTS_PREFIX: &str = "caulk-python-facts ";
+
+/// Imports each module named in `sys.argv[1:]` and prints, after the
+/// `caulk-import ` prefix, a JSON list of `[module, ok, error]`.
+pub const IMPORT_CHECK: &str = r#"import importlib, json, sys
+out = []
+for m in sys.argv[1:]:
+    try:
+        importlib.import_module(m)
+        out.append([m, True, ""])
+    except BaseException as e:
+        out.append([m, False, "%s: %s" % (type(e).__name__, e)])
+print("caulk-import " + json.dumps(out))
+"#;
+
+pub const IMPORT_PREFIX: &str = "caulk-import ";
+
+/// Removes what is left of an old distribution after `pip install --target
+/// SITE --upgrade` put the new one beside it:
+/// `SITE OLD_DIST_INFO NAME NEW_VERSION`.
+///
+/// It finds the new `*.dist-info` (by its METADATA name and version), then
+/// deletes every file of the old RECORD inside SITE that the new RECORD
+/// does not list, the old `.dist-info` itself, and directories that became
+/// empty. Files the old RECORD places outside SITE (console scripts in
+/// `PREFIX/bin`) stay: they import the package by name and still work. Console
+/// scripts `--target` put into `SITE/bin` are removed from there and from the
+/// new RECORD, since nothing on `PATH` reaches them. It refuses to run when
+/// the new distribution is missing, so a failed install never costs the old
+/// one.
+pub const REPLACE_DIST: &str = r#"import csv, os, re, shutil, sys
+site, old_info, name, version = sys.argv[1:5]
+site = os.path.normpath(site)
+def norm(n):
+    return re.sub(r"[-_.]+", "-", n).lower()
+def meta(d):
+    n = v = None
+    try:
+        with open(os.path.join(d, "METADATA"), encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if not line.strip():
+                    break
+                k, _, val = line.partition(":")
+                k = k.strip().lower()
+                if k == "name" and n is None:
+                    n = val.strip()
+                elif k == "version" and v is None:
+                    v = val.strip()
+    except OSError:
+        pass
+    return n, v
+def rows(d):
+    try:
+        with open(os.path.join(d, "RECORD"), newline="", encoding="utf-8") as f:
+            return [r for r in csv.reader(f) if r]
+    except OSError:
+        return []
+def inside(p, d):
+    return p == d or p.startswith(d + os.sep)
+old = os.path.join(site, old_info)
+if os.sep in old_info or not old_info.endswith(".dist-info") or not os.path.isdir(old):
+    sys.exit("caulk: %s is not a distribution directory" % old)
+new = None
+for entry in sorted(os.listdir(site)):
+    d = os.path.join(site, entry)
+    if entry != old_info and entry.endswith(".dist-info") and os.path.isdir(d):
+        n, v = meta(d)
+        if n is not None and norm(n) == norm(name) and v == version:
+            new = d
+if new is None:
+    sys.exit("caulk: %s %s is not installed in %s; leaving %s in place" % (name, version, site, old_info))
+new_rows = rows(new)
+keep = set(os.path.normpath(os.path.join(site, r[0])) for r in new_rows)
+emptied = set()
+removed = 0
+for r in rows(old):
+    p = os.path.normpath(os.path.join(site, r[0]))
+    if not inside(p, site) or inside(p, old) or p in keep:
+        continue
+    if os.path.islink(p) or os.path.isfile(p):
+        os.unlink(p)
+        removed += 1
+        emptied.add(os.path.dirname(p))
+shutil.rmtree(old)
+bin_dir = os.path.join(site, "bin")
+scripts = [r for r in new_rows if os.path.normpath(os.path.join(site, r[0])).startswith(bin_dir + os.sep)]
+if scripts:
+    for r in scripts:
+        p = os.path.normpath(os.path.join(site, r[0]))
+        if os.path.islink(p) or os.path.isfile(p):
+            os.unlink(p)
+    emptied.add(bin_dir)
+    kept = [r for r in new_rows if r not in scripts]
+    with open(os.path.join(new, "RECORD"), "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, lineterminator="\n")
+        for r in kept:
+            w.writerow(r)
+for d in sorted(emptied, key=len, reverse=True):
+    while inside(d, site) and d != site:
+        try:
+            os.rmdir(d)
+        except OSError:
+            break
+        d = os.path.dirname(d)
+print("caulk: removed %s (%d files); %s in place" % (old_info, removed, os.path.basename(new)))
+"#;

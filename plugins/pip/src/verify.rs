@@ -1,0 +1,379 @@
+//! Judging each selected update from the patched image.
+//!
+//! The evidence, gathered by the verify-phase probes on the patched root:
+//! the distributions' METADATA read again (the version must be exactly the
+//! one planned, and only one `.dist-info` of the name may remain in its
+//! directory), `pip check` in every environment touched (its complaints that
+//! involve a patched package and were not there before: a requirement the old
+//! version met and the new one does not, or a requirement of the new version
+//! itself), and one `python -c` importing each patched distribution's
+//! top-level modules (from `top_level.txt`, else its RECORD). Environments
+//! without pip get caulk's own dependency check from METADATA instead of
+//! `pip check`; those without a runnable interpreter get no import check.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::str::FromStr;
+
+use caulk_sdk::facts::FactsExt;
+use caulk_sdk::update::{
+    Answer, Check, Command, Fact, Outcome, OutcomeStatus, Question, SelectedUpdate, StepResult, Target,
+    Update, VerifyRequest, VersionTarget,
+};
+use pep508_rs::{Requirement, VerbatimUrl};
+
+use crate::conflict;
+use crate::discover::{self, Image};
+use crate::env::{self, Dist, Env};
+use crate::error::PipError;
+use crate::metadata;
+use crate::name::{self, Version};
+use crate::plan::{DIST_FILES, dist_file, dist_files_question, dists_named, settings};
+use crate::resolve::{self, CheckLine};
+use crate::scripts::{IMPORT_CHECK, IMPORT_PREFIX};
+
+pub const PIP_CHECK: &str = "pip-check:";
+pub const IMPORT: &str = "import:";
+
+/// Most modules imported per distribution.
+const MAX_MODULES: usize = 3;
+
+/// The names of the updates, normalised, that pass the name check.
+fn update_names(updates: &[Update]) -> BTreeSet<String> {
+    updates
+        .iter()
+        .filter_map(|u| u.name.parse::<name::DistName>().ok())
+        .map(|n| n.normal().to_owned())
+        .collect()
+}
+
+/// The interpreter that imports a distribution at `site`, with the
+/// `PYTHONPATH` it needs when the directory is not on its `sys.path`.
+fn importer<'e>(image: &'e Image, site: &str) -> Option<(&'e Env, Option<String>)> {
+    let owners = env::owners(&image.envs, site);
+    let (_, env) = owners.into_iter().find(|(_, e)| e.facts.is_some())?;
+    let extra = (!env.sys_path.iter().any(|p| p == site)).then(|| site.to_owned());
+    Some((env, extra))
+}
+
+/// Top-level modules of a distribution, from the dist-files facts.
+fn modules(facts: &[Fact], dist: &Dist) -> Vec<String> {
+    let top = dist_file(facts, &format!("{}/top_level.txt", dist.meta_dir));
+    let record = dist_file(facts, &format!("{}/RECORD", dist.meta_dir));
+    let mut found = metadata::top_level_modules(top, record);
+    found.truncate(MAX_MODULES);
+    found
+}
+
+fn import_id(python: &str, dist: &Dist) -> String {
+    format!("{IMPORT}{python}:{}", dist.meta_dir)
+}
+
+fn pip_check_id(python: &str) -> String {
+    format!("{PIP_CHECK}{python}")
+}
+
+/// The verify-phase questions still to ask.
+pub fn questions(target: &Target, updates: &[Update], facts: &[Fact]) -> Vec<Question> {
+    let pending: Vec<Question> =
+        discover::pending(target, updates, facts).into_iter().filter(|q| !facts.answered(&q.id)).collect();
+    if !pending.is_empty() {
+        return pending;
+    }
+    let image = Image::from_facts(target, facts);
+    let names = update_names(updates);
+    let dists: Vec<&Dist> =
+        dists_named(&image, &names).into_iter().filter(|d| env::vendored_in(&d.site).is_none()).collect();
+    if !facts.answered(DIST_FILES) {
+        return dist_files_question(&dists).into_iter().collect();
+    }
+    let mut out = Vec::new();
+    let mut checked_envs = BTreeSet::new();
+    for dist in &dists {
+        let Some((env, pythonpath)) = importer(&image, &dist.site) else { continue };
+        let Some(python) = env.python.clone() else { continue };
+        if env.runs_pip() && pythonpath.is_none() && checked_envs.insert(python.clone()) {
+            out.push(Question::command(
+                pip_check_id(&python),
+                Command::new([python.as_str(), "-m", "pip", "check", "--disable-pip-version-check"]),
+            ));
+        }
+        let mods = modules(facts, dist);
+        if mods.is_empty() {
+            continue;
+        }
+        let mut argv = vec![python.clone(), "-c".to_owned(), IMPORT_CHECK.to_owned()];
+        argv.extend(mods);
+        let mut command = Command::new(argv);
+        if let Some(path) = pythonpath {
+            command = command.env("PYTHONPATH", path);
+        }
+        out.push(Question::command(import_id(&python, dist), command));
+    }
+    out.retain(|q| !facts.answered(&q.id));
+    out
+}
+
+/// The outcome of every selected update.
+pub fn verify(request: &VerifyRequest) -> Result<Vec<Outcome>, PipError> {
+    settings(&request.options)?;
+    let facts = &request.facts;
+    if !discover::round_one_done(facts) {
+        return Err(PipError::MissingFact { phase: "verify", id: discover::DISTS.to_owned() });
+    }
+    let image = Image::from_facts(&request.target, facts);
+    Ok(request.selected.iter().map(|s| judge(&image, facts, s, &request.steps)).collect())
+}
+
+fn outcome(
+    selected: &SelectedUpdate,
+    to: Option<String>,
+    status: OutcomeStatus,
+    detail: String,
+    checks: Vec<Check>,
+) -> Outcome {
+    Outcome {
+        ecosystem: selected.ecosystem.clone(),
+        name: selected.name.clone(),
+        location: selected.location.clone(),
+        from: selected.from.clone(),
+        to,
+        status,
+        detail,
+        checks,
+    }
+}
+
+fn judge(image: &Image, facts: &[Fact], selected: &SelectedUpdate, steps: &[StepResult]) -> Outcome {
+    let failed = |to, detail, checks| outcome(selected, to, OutcomeStatus::Failed, detail, checks);
+    let normal = name::normalise(&selected.name);
+    let wanted = match &selected.target {
+        VersionTarget::Exactly(v) | VersionTarget::AtLeast(v) => v.parse::<Version>().ok(),
+        VersionTarget::Newest => None,
+    };
+    let Some(wanted) = wanted else {
+        return failed(
+            None,
+            format!("the plan's target for {} is not a PEP 440 version", selected.name),
+            Vec::new(),
+        );
+    };
+    let found: Vec<&Dist> = image
+        .dists
+        .iter()
+        .filter(|d| d.normal == normal && env::vendored_in(&d.site).is_none())
+        .filter(|d| selected.location.as_ref().is_none_or(|l| &d.site == l))
+        .collect();
+    let Some(dist) =
+        found.iter().find(|d| d.version.as_ref() == Some(&wanted)).or_else(|| found.first()).copied()
+    else {
+        let place = selected.location.as_deref().unwrap_or("any environment");
+        return failed(
+            None,
+            format!("{} is not installed in {place} after the steps{}", selected.name, because(steps)),
+            Vec::new(),
+        );
+    };
+    let same_site: Vec<&&Dist> = found.iter().filter(|d| d.site == dist.site).collect();
+    let to = Some(dist.version_text.clone());
+    if same_site.len() > 1 {
+        let names: Vec<&str> = same_site.iter().map(|d| d.meta_name()).collect();
+        return failed(
+            to,
+            format!(
+                "{} holds {} distributions of {} ({}): the old one was not removed{}",
+                dist.site,
+                names.len(),
+                selected.name,
+                names.join(", "),
+                because(steps)
+            ),
+            Vec::new(),
+        );
+    }
+    let mut checks = vec![Check {
+        name: "version".to_owned(),
+        passed: dist.version.as_ref() == Some(&wanted),
+        detail: format!("{} in {} reads {}", dist.meta_name(), dist.site, dist.version_text),
+    }];
+    if dist.version.as_ref() != Some(&wanted) {
+        let moved = dist.version_text != selected.from;
+        let detail = if moved {
+            format!(
+                "{} moved from {} to {}, not {wanted}{}",
+                selected.name,
+                selected.from,
+                dist.version_text,
+                because(steps)
+            )
+        } else {
+            format!("{} stayed at {}, not {wanted}{}", selected.name, dist.version_text, because(steps))
+        };
+        return failed(to, detail, checks);
+    }
+    let mut notes = Vec::new();
+    checks.extend(dependency_checks(image, facts, dist, selected, &mut notes));
+    if let Some((env, _)) = importer(image, &dist.site)
+        && let Some(python) = &env.python
+    {
+        match facts.answer(&import_id(python, dist)) {
+            Some(Answer::Output(out)) => checks.extend(import_checks(&out.stdout, &out.stderr)),
+            Some(Answer::Unavailable(why)) => notes.push(format!("the import check could not run: {why}")),
+            _ => {}
+        }
+    } else {
+        notes.push("no interpreter of the image can import it, so no import check".to_owned());
+    }
+    let failures: Vec<&Check> = checks.iter().filter(|c| !c.passed).collect();
+    let mut detail = if failures.is_empty() {
+        format!("{} {} → {wanted} in {}", selected.name, selected.from, dist.site)
+    } else {
+        let listed: Vec<String> = failures.iter().map(|c| format!("{}: {}", c.name, c.detail)).collect();
+        format!("{} is at {wanted}, but {}", selected.name, listed.join("; "))
+    };
+    if !notes.is_empty() {
+        let _ = write!(detail, " ({})", notes.join("; "));
+    }
+    let status = if failures.is_empty() { OutcomeStatus::Patched } else { OutcomeStatus::Failed };
+    outcome(selected, to, status, detail, checks)
+}
+
+/// What failed steps said, for a detail.
+fn because(steps: &[StepResult]) -> String {
+    let failed: Vec<String> = steps
+        .iter()
+        .filter(|s| s.exit_code != 0)
+        .map(|s| format!("`{}` exited {}: {}", s.summary, s.exit_code, resolve::pip_error(&s.stderr_tail)))
+        .collect();
+    if failed.is_empty() { String::new() } else { format!("; {}", failed.join("; ")) }
+}
+
+fn meets_text(requirement: &str, version: &str) -> Option<bool> {
+    let req = Requirement::<VerbatimUrl>::from_str(requirement).ok()?;
+    let v: Version = version.parse().ok()?;
+    Some(conflict::meets(&req, &v))
+}
+
+/// `pip check` (or caulk's own check without pip), narrowed to complaints
+/// about this distribution that its move caused.
+fn dependency_checks(
+    image: &Image,
+    facts: &[Fact],
+    dist: &Dist,
+    selected: &SelectedUpdate,
+    notes: &mut Vec<String>,
+) -> Vec<Check> {
+    let Some((env, pythonpath)) = importer(image, &dist.site)
+        .or_else(|| env::owners(&image.envs, &dist.site).into_iter().next().map(|(_, e)| (e, None)))
+    else {
+        return Vec::new();
+    };
+    let normal = name::normalise(&selected.name);
+    if env.runs_pip() && pythonpath.is_none() {
+        let python = env.python.clone().unwrap_or_default();
+        return match facts.answer(&pip_check_id(&python)) {
+            Some(Answer::Output(out)) => {
+                let lines = resolve::check_lines(&out.stdout);
+                let (new, old) = attribute(&lines, &normal, &selected.from);
+                let mut detail = if new.is_empty() {
+                    format!("no broken requirement involves {} {}", selected.name, dist.version_text)
+                } else {
+                    new.join("; ")
+                };
+                if !old.is_empty() {
+                    let _ = write!(detail, " (already unmet before: {})", old.join("; "));
+                }
+                vec![Check { name: "pip check".to_owned(), passed: new.is_empty(), detail }]
+            }
+            Some(Answer::Unavailable(why)) => {
+                notes.push(format!("pip check could not run: {why}"));
+                Vec::new()
+            }
+            _ => Vec::new(),
+        };
+    }
+    let markers = env.markers(image.machine);
+    let state = conflict::state(env::visible(env, &image.dists));
+    let broken = conflict::broken(&state, std::slice::from_ref(&normal), markers.as_ref());
+    let (new, old): (Vec<_>, Vec<_>) = broken.into_iter().partition(|b| {
+        // A requirement on the package the old version met too was not
+        // broken by the move.
+        b.on != normal || meets_text(&b.requirement, &selected.from) != Some(false)
+    });
+    let new: Vec<String> = new.iter().map(conflict::Broken::describe).collect();
+    let mut detail = if new.is_empty() {
+        format!(
+            "no broken requirement involves {} (from METADATA; {} has no pip)",
+            selected.name,
+            env.label()
+        )
+    } else {
+        new.join("; ")
+    };
+    if !old.is_empty() {
+        let _ = write!(
+            detail,
+            " (already unmet before: {})",
+            old.iter().map(conflict::Broken::describe).collect::<Vec<_>>().join("; ")
+        );
+    }
+    vec![Check { name: "dependency check".to_owned(), passed: new.is_empty(), detail }]
+}
+
+/// `pip check` lines about `normal`: (caused by the move, there before).
+fn attribute(lines: &[CheckLine], normal: &str, from: &str) -> (Vec<String>, Vec<String>) {
+    let mut new = Vec::new();
+    let mut old = Vec::new();
+    for line in lines {
+        match line {
+            CheckLine::Mismatch { dependent, requirement, name: required, .. } => {
+                if name::normalise(dependent) == normal {
+                    new.push(line.text());
+                } else if name::normalise(required) == normal {
+                    if meets_text(requirement, from) == Some(false) {
+                        old.push(line.text());
+                    } else {
+                        new.push(line.text());
+                    }
+                }
+            }
+            CheckLine::Missing { dependent, .. } if name::normalise(dependent) == normal => {
+                new.push(line.text());
+            }
+            CheckLine::Other(text) if text.to_ascii_lowercase().starts_with(&format!("{normal} ")) => {
+                new.push(line.text());
+            }
+            _ => {}
+        }
+    }
+    (new, old)
+}
+
+fn import_checks(stdout: &[u8], stderr: &[u8]) -> Vec<Check> {
+    let text = String::from_utf8_lossy(stdout);
+    let Some(line) = text.lines().rev().find_map(|l| l.strip_prefix(IMPORT_PREFIX)) else {
+        return vec![Check {
+            name: "import".to_owned(),
+            passed: false,
+            detail: format!(
+                "the interpreter failed: {}",
+                discover::first_line(stderr).unwrap_or_else(|| "no output".to_owned())
+            ),
+        }];
+    };
+    let Ok(results) = serde_json::from_str::<Vec<(String, bool, String)>>(line) else {
+        return vec![Check {
+            name: "import".to_owned(),
+            passed: false,
+            detail: "unreadable import check output".to_owned(),
+        }];
+    };
+    results
+        .into_iter()
+        .map(|(module, ok, error)| Check {
+            name: format!("import {module}"),
+            passed: ok,
+            detail: if ok { "imported".to_owned() } else { discover::truncate(&error, 400) },
+        })
+        .collect()
+}
