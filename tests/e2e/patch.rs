@@ -299,7 +299,9 @@ fn patches_debian_11_by_report() {
 
 #[test]
 fn patches_debian_13_by_report() {
-    patch_by_report("trixie", &["openssl", "libssl3t64", "libexpat1", "tzdata"]);
+    // trixie's point releases fold most security fixes into the release
+    // suite, so fewer packages are behind: take every one that is.
+    patch_by_report("trixie", &["--all-behind"]);
 }
 
 #[test]

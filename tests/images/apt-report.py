@@ -7,6 +7,7 @@ index). Packages whose candidate is newer become findings fixed in the
 candidate; no scanner runs.
 
 Usage: apt-report.py LAYOUT REF PACKAGE... > report.json
+       apt-report.py LAYOUT REF --all-behind > report.json  (every installed package)
 A package named like `nope-*` that is not installed becomes a finding anyway
 (fixed in 99), for tests of packages that do not exist in the image.
 """
@@ -52,22 +53,39 @@ with tempfile.TemporaryDirectory() as root:
                     k, v = line.strip().split("=", 1)
                     os_release[k] = v.strip('"')
             break
-    vulns = []
+    if packages == ["--all-behind"]:
+        listed = subprocess.run(
+            ["dpkg-query", f"--admindir={root}/var/lib/dpkg", "-W", "-f=${Package}\\t${db:Status-Abbrev}\\n"],
+            capture_output=True, text=True, check=True).stdout
+        packages = [line.split("\t")[0] for line in listed.splitlines() if line.split("\t")[1].startswith("ii")]
+    installed = {}
     for package in packages:
-        installed = subprocess.run(
+        version = subprocess.run(
             ["dpkg-query", f"--admindir={root}/var/lib/dpkg", "-W", "-f=${Version}", package],
             capture_output=True, text=True).stdout.strip()
-        if not installed:
+        if version:
+            installed[package] = version
+    candidates = {}
+    if installed:
+        policy = subprocess.run(["apt-cache", *apt, "policy", *installed],
+                                capture_output=True, text=True, check=True).stdout
+        current = None
+        for line in policy.splitlines():
+            if line and not line.startswith(" "):
+                current = line.rstrip(":").split(":")[0]
+            elif line.strip().startswith("Candidate:") and current:
+                candidates[current] = line.split(":", 1)[1].strip()
+    vulns = []
+    for package in packages:
+        if package not in installed:
             if package.startswith("nope-"):
                 vulns.append((package, "1.0", "99"))
             continue
-        policy = subprocess.run(["apt-cache", *apt, "policy", package],
-                                capture_output=True, text=True, check=True).stdout
-        candidate = next((l.split(":", 1)[1].strip() for l in policy.splitlines()
-                          if l.strip().startswith("Candidate:")), "")
-        newer = subprocess.run(["dpkg", "--compare-versions", candidate, "gt", installed]).returncode == 0
-        if candidate and newer:
-            vulns.append((package, installed, candidate))
+        candidate = candidates.get(package, "")
+        newer = candidate and candidate != "(none)" and subprocess.run(
+            ["dpkg", "--compare-versions", candidate, "gt", installed[package]]).returncode == 0
+        if newer:
+            vulns.append((package, installed[package], candidate))
 
 report = {
     "SchemaVersion": 2,

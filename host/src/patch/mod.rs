@@ -265,10 +265,10 @@ pub fn run(
         Some(_) => (&layer_dirs[..base_layers], layer_dirs.get(base_layers)),
         None => (&layer_dirs[..], None),
     };
-    if top.is_some() {
-        return Err(PatchError::Usage("re-patching an image caulk patched is not supported yet".into()));
-    }
-    let mut session = executor.prepare(lower, cancel.clone()).map_err(exec_err)?;
+    // The earlier caulk layer seeds this session's changes, so the new layer
+    // holds both and replaces it.
+    let mut session =
+        executor.prepare_on(lower, top.map(PathBuf::as_path), cancel.clone()).map_err(exec_err)?;
 
     // Who patches what.
     let reader = session.reader();

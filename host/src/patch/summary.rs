@@ -267,7 +267,9 @@ impl PatchSummary {
                 "VULNERABILITIES".into(),
                 "OUTCOME".into(),
             ]];
-            for r in &self.rows {
+            // In update-all mode most packages are already current: count them.
+            let quiet_current = self.mode == "all";
+            for r in self.rows.iter().filter(|r| !(quiet_current && r.status == RowStatus::AlreadyFixed)) {
                 let vulns = if r.vulnerabilities.len() > 3 {
                     format!("{} (+{})", r.vulnerabilities[..3].join(", "), r.vulnerabilities.len() - 3)
                 } else {
@@ -298,6 +300,10 @@ impl PatchSummary {
         }
         let patched = self.count(RowStatus::Patched);
         let failed = self.count(RowStatus::Failed);
+        let current = self.count(RowStatus::AlreadyFixed);
+        if self.mode == "all" && current > 0 {
+            let _ = writeln!(out, "{current} other packages were already up to date");
+        }
         match self.result {
             Result::Patched => {
                 let _ = writeln!(out, "\npatched {patched} packages into {}", self.destination);
@@ -315,9 +321,8 @@ impl PatchSummary {
                 let _ =
                     writeln!(out, "\nnothing to patch: no package needed an update; no image was written");
             }
-            Result::Failed => {
-                let _ = writeln!(out, "\n{failed} updates failed; no image was written");
-            }
+            // The error message that follows says it.
+            Result::Failed => {}
         }
         if let Some(vex) = &self.vex {
             let _ = writeln!(out, "VEX document: {vex}");

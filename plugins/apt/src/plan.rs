@@ -154,7 +154,8 @@ pub fn plan(request: &PlanRequest) -> Result<PatchPlan, AptError> {
             upgrade_step(image.ubuntu)
         }
     };
-    plan.steps = vec![refresh_step(), install];
+    let [fetch, install] = fetch_then_install(install);
+    plan.steps = vec![refresh_step(), fetch, install];
     plan.drop_paths = DROP_PATHS.iter().map(|p| (*p).to_owned()).collect();
     let digest = cache_digest(&request.target, &request.facts);
     let label = cache_label(&request.target, image.native.as_deref());
@@ -425,6 +426,23 @@ fn step(summary: String, argv: Vec<String>, tolerate_failure: bool) -> Step {
         command: Command::new(argv).env(NONINTERACTIVE.0, NONINTERACTIVE.1).with_network(),
         tolerate_failure,
     }
+}
+
+/// Splits an install (or upgrade) into the same apt command with
+/// `--download-only`, with network, and the command itself without: the
+/// packages' maintainer scripts then run offline, and they are free to
+/// replace the image's CA bundle (ca-certificates renames a new one over
+/// it), which the host's bundle, bound read-only over it in network steps
+/// only, would refuse with EBUSY. The downloads stay in the archives cache
+/// mount between the two steps.
+fn fetch_then_install(install: Step) -> [Step; 2] {
+    let mut fetch = install.clone();
+    fetch.command.argv.insert(2, "--download-only".to_owned());
+    let (label, what) = install.summary.split_once(": ").unwrap_or(("apt-get", install.summary.as_str()));
+    fetch.summary = format!("{label} --download-only: fetch the packages to {what}");
+    let mut offline = install;
+    offline.command.network = false;
+    [fetch, offline]
 }
 
 fn refresh_step() -> Step {

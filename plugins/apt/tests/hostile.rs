@@ -58,7 +58,7 @@ fn with_ignore_errors_hostile_entries_are_skipped_and_never_reach_argv() {
         assert!(skipped.reason.contains("--ignore-errors"), "{}", skipped.reason);
         assert!(!skipped.already_fixed);
     }
-    let argv = &plan.steps[1].command.argv;
+    let argv = &plan.steps[2].command.argv;
     assert_eq!(argv.last().map(String::as_str), Some("openssl"));
     assert_eq!(argv.iter().filter(|a| *a == "--").count(), 1);
     for name in HOSTILE_NAMES.iter().filter(|n| !n.is_empty() && **n != "-y") {

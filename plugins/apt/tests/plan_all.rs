@@ -45,10 +45,12 @@ fn every_installed_package_is_selected_for_its_newest_version() {
     let libssl_i386 = plan.selected.iter().find(|s| s.name == "libssl3:i386").unwrap();
     assert_eq!(libssl_i386.from, "3.0.20-1~deb12u2");
 
-    assert_eq!(plan.steps.len(), 2);
+    assert_eq!(plan.steps.len(), 3);
     assert_eq!(plan.steps[0].command.argv[..2], ["apt-get", "update"]);
+    assert_eq!(plan.steps[1].command.argv[..3], ["apt-get", "upgrade", "--download-only"]);
+    assert!(plan.steps[1].command.network && !plan.steps[2].command.network);
     assert_eq!(
-        plan.steps[1].command.argv,
+        plan.steps[2].command.argv,
         [
             "apt-get",
             "upgrade",
@@ -63,7 +65,7 @@ fn every_installed_package_is_selected_for_its_newest_version() {
             "Dpkg::Options::=--force-unsafe-io",
         ]
     );
-    assert!(plan.steps.iter().all(|s| s.command.network));
+    assert!(plan.steps[..2].iter().all(|s| s.command.network), "only the install runs offline");
     assert!(!plan.drop_paths.is_empty() && plan.caches.len() == 2);
 }
 
@@ -84,5 +86,5 @@ fn ubuntu_upgrades_include_phased_updates() {
     let mut request = plan_request(&Root::mini("bookworm"), Vec::new(), options(UpdateMode::All));
     request.target.os.as_mut().unwrap().id = "ubuntu".into();
     let plan = Apt::plan(&request).unwrap();
-    assert_eq!(plan.steps[1].command.argv.last().unwrap(), "APT::Get::Always-Include-Phased-Updates=true");
+    assert_eq!(plan.steps[2].command.argv.last().unwrap(), "APT::Get::Always-Include-Phased-Updates=true");
 }

@@ -13,8 +13,15 @@ use support::{
 };
 
 fn install_step(plan: &PatchPlan) -> &Step {
-    assert_eq!(plan.steps.len(), 2, "refresh, then install: {:#?}", plan.steps);
-    &plan.steps[1]
+    assert_eq!(plan.steps.len(), 3, "refresh, fetch, then install: {:#?}", plan.steps);
+    // The fetch is the same command, downloading only, with network; the
+    // install runs offline from what it fetched.
+    let (fetch, install) = (&plan.steps[1], &plan.steps[2]);
+    assert!(fetch.command.network && !install.command.network);
+    let mut without = fetch.command.argv.clone();
+    assert_eq!(without.remove(2), "--download-only");
+    assert_eq!(without, install.command.argv);
+    install
 }
 
 /// The package names given to apt-get, after `--`.
@@ -66,7 +73,7 @@ fn packages_apt_can_upgrade_are_installed_by_name() {
     assert_eq!(refresh.command.argv, ["apt-get", "update", "-o", "Acquire::Retries=3"]);
     assert!(refresh.tolerate_failure && refresh.command.network);
     let install = install_step(&plan);
-    assert!(!install.tolerate_failure && install.command.network);
+    assert!(!install.tolerate_failure && !install.command.network);
     assert_eq!(
         install.command.argv[..13],
         [
@@ -87,7 +94,7 @@ fn packages_apt_can_upgrade_are_installed_by_name() {
     );
     for step in &plan.steps {
         assert_eq!(step.command.env, [("DEBIAN_FRONTEND".to_owned(), "noninteractive".to_owned())]);
-        assert!(step.summary.starts_with(&format!("{} {}:", step.command.argv[0], step.command.argv[1])));
+        assert!(step.summary.starts_with(&format!("{} {}", step.command.argv[0], step.command.argv[1])));
     }
 }
 

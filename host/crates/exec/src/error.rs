@@ -68,6 +68,11 @@ pub enum Error {
     #[error("step `{step}` did not finish within {}s and was killed", timeout.as_secs_f64())]
     StepTimedOut { step: String, timeout: Duration, outcome: Box<StepOutcome> },
 
+    #[error(
+        "{what} needs overlay mode (this run uses copy mode: overlayfs is unavailable or --executor-mode copy)"
+    )]
+    NeedsOverlay { what: String },
+
     #[error("cancelled {during}")]
     Cancelled { during: String },
 

@@ -217,6 +217,25 @@ impl LocalExecutor {
         &self.bwrap
     }
 
+    /// Like [`prepare`](Self::prepare), with `top` (an earlier diff in
+    /// overlayfs upper-dir form, such as a previous caulk layer unpacked by
+    /// the image crate) as the start of this session's changes: the steps see
+    /// the layers with `top` applied, and the diff that comes out holds
+    /// `top`'s changes and theirs together, ready to replace `top`. Needs
+    /// overlay mode.
+    pub fn prepare_on(
+        &self,
+        layers: &[PathBuf],
+        top: Option<&Path>,
+        cancel: CancelToken,
+    ) -> Result<Session<'_>> {
+        let mut session = self.prepare(layers, cancel)?;
+        if let Some(top) = top {
+            session.seed_changes(top)?;
+        }
+        Ok(session)
+    }
+
     /// A session over an image platform's root fs: `layers` are the layer
     /// dirs bottom first, in overlayfs lower-dir form (see the crate docs).
     /// In copy mode this merges them into the working folder first.

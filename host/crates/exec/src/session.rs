@@ -276,6 +276,30 @@ impl<'e> Session<'e> {
         overlay_spec(self.base(), lower, upper, work, target, volatile)
     }
 
+    /// Makes `top`'s entries (upper-dir form: whiteouts and opaque markers
+    /// included) the first changes of this session.
+    pub(crate) fn seed_changes(&mut self, top: &Path) -> Result<()> {
+        let Workspace::Overlay { .. } = self.workspace else {
+            return Err(Error::NeedsOverlay { what: "starting from an earlier diff".to_owned() });
+        };
+        let upper = self.base().join("u");
+        // cp keeps what the upper dir needs: 0/0 character devices (as
+        // root), trusted.overlay.* xattrs (as root), owners, modes, times.
+        let status = std::process::Command::new("cp")
+            .args(["-a", "--reflink=auto", "--no-target-directory"])
+            .arg(top)
+            .arg(&upper)
+            .status()
+            .ctx(|| "running cp".to_owned())?;
+        if !status.success() {
+            return Err(Error::io(
+                format!("copying {} into the session", top.display()),
+                io::Error::other(format!("cp exited with {status}")),
+            ));
+        }
+        Ok(())
+    }
+
     /// Runs one step on the root fs. A failure (or timeout) of a step that
     /// does not tolerate it is an error carrying the outcome; the session
     /// stays usable (for verify probes), unless cancelled.
