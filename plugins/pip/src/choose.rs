@@ -88,15 +88,16 @@ pub enum Choice {
 
 struct Tried {
     passed_over: Vec<PassedOver>,
-    /// The most telling refusal (a dependent's constraint wins).
-    main: Option<String>,
+    /// The most telling refusal: the first dependent's constraint, else the
+    /// first refusal.
+    main: Option<(String, bool)>,
     omitted: usize,
 }
 
 impl Tried {
     fn refuse(&mut self, version: &Version, reason: String, telling: bool) {
-        if telling || self.main.is_none() {
-            self.main = Some(reason.clone());
+        if self.main.as_ref().is_none_or(|(_, was_telling)| telling && !was_telling) {
+            self.main = Some((reason.clone(), telling));
         }
         if self.passed_over.len() < MAX_PASSED_OVER {
             self.passed_over.push(PassedOver { version: version.to_string(), reason });
@@ -166,7 +167,7 @@ pub fn choose(request: &Request<'_>) -> Choice {
             return Choice::Select { version: candidate, rationale, passed_over };
         }
     }
-    let main = tried.main.clone().unwrap_or_else(|| "no candidate".to_owned());
+    let main = tried.main.clone().map_or_else(|| "no candidate".to_owned(), |(m, _)| m);
     let mut reason = format!("{package} {installed} stays: {main}");
     let others = tried.passed_over.len() + tried.omitted;
     if others > 1 {

@@ -37,6 +37,8 @@ pub struct Indexes {
     /// `no-index`: pip would only use `find-links`.
     pub no_index: bool,
     pub trusted_hosts: Vec<String>,
+    /// `cert`: the CA bundle the image told pip to trust.
+    pub cert: Option<String>,
     /// Where the settings came from, for rationales.
     pub sources: Vec<String>,
     /// Whether the command line decided the indexes.
@@ -126,6 +128,7 @@ pub fn indexes(files: &[ConfigFile<'_>], env: &[(String, String)], command_line:
         ("extra-index-url", "PIP_EXTRA_INDEX_URL"),
         ("no-index", "PIP_NO_INDEX"),
         ("trusted-host", "PIP_TRUSTED_HOST"),
+        ("cert", "PIP_CERT"),
     ] {
         if let Some(value) = var(name)
             && apply(&mut out, key, value)
@@ -160,6 +163,10 @@ fn apply(out: &mut Indexes, key: &str, value: &str) -> bool {
         "trusted-host" => {
             out.trusted_hosts = list(value);
             true
+        }
+        "cert" => {
+            out.cert = Some(value.trim().to_owned()).filter(|v| !v.is_empty());
+            false
         }
         _ => false,
     }

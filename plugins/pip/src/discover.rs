@@ -30,6 +30,19 @@ pub const MARKERS: &str = "externally-managed";
 pub const VENV_DISTS: &str = "venv-dists";
 pub const VENV_CONF: &str = "venv-conf";
 pub const PYTHON: &str = "python:";
+pub const CA: &str = "ca-bundles";
+
+/// The system CA bundles where caulk's executor mounts the host's bundle in
+/// network steps (the same list as the executor's).
+pub const CA_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/ssl/cert.pem",
+    "/etc/pki/tls/cacert.pem",
+    "/var/lib/ca-certificates/ca-bundle.pem",
+];
 
 /// Directories searched for distributions in every image.
 pub const SITE_GLOBS: &[&str] = &[
@@ -64,11 +77,10 @@ pub fn metadata_globs(dir: &str) -> [String; 4] {
     ]
 }
 
-/// The image config's environment. Read through this one function so the
-/// rest of the plugin does not care where the host puts it.
+/// The image config's environment (`PIP_INDEX_URL`, `PIP_CONFIG_FILE`, a
+/// virtualenv's `PATH` live there).
 pub fn image_env(target: &Target) -> Vec<(String, String)> {
-    let _ = target;
-    Vec::new()
+    target.env.clone()
 }
 
 /// The report's locations that pass the checks of [`name::location`].
@@ -113,6 +125,7 @@ pub fn round_one(target: &Target, updates: &[Update]) -> Vec<Question> {
         Question::files(STDLIBS, STDLIB_GLOBS.iter().copied()),
         Question::files(PIP_CONF, conf),
         Question::files(MARKERS, MARKER_GLOBS.iter().copied()),
+        Question::files(CA, CA_BUNDLES.iter().copied()),
     ]
 }
 
@@ -173,7 +186,7 @@ pub fn round_two(facts: &[Fact]) -> Vec<Question> {
 
 /// Whether every round-1 question is answered.
 pub fn round_one_done(facts: &[Fact]) -> bool {
-    [DISTS, VENVS, STDLIBS, PIP_CONF, MARKERS].iter().all(|id| facts.answered(id))
+    [DISTS, VENVS, STDLIBS, PIP_CONF, MARKERS, CA].iter().all(|id| facts.answered(id))
 }
 
 /// Questions of rounds 1 and 2 not answered yet; empty when discovery is
@@ -199,6 +212,9 @@ pub struct Image {
     pub machine: &'static str,
     /// The image is Alpine (musl): wheels for musllinux.
     pub musl: bool,
+    /// The image's system CA bundle, where the host mounts its own in
+    /// network steps.
+    pub ca_bundle: Option<String>,
 }
 
 impl Image {
@@ -255,7 +271,27 @@ impl Image {
             .os
             .as_ref()
             .is_some_and(|os| os.id == "alpine" || os.id_like.iter().any(|i| i == "alpine"));
-        Self { dists, envs, config_files, env_config_file, image_env, machine, musl }
+        let ca_bundle = CA_BUNDLES
+            .iter()
+            .find(|path| regular(facts, CA).any(|f| f.path == **path))
+            .map(|p| (*p).to_owned());
+        Self { dists, envs, config_files, env_config_file, image_env, machine, musl, ca_bundle }
+    }
+
+    /// `PIP_CERT` for pip running in the image with the host's network: the
+    /// system bundle, where the host mounts its own CA bundle. pip releases
+    /// that verify with their vendored certifi (upstream pip before 24.2)
+    /// would otherwise not trust what the host trusts (an intercepting
+    /// proxy's CA). Left alone when the image chose a bundle itself
+    /// (`cert` in pip.conf, `PIP_CERT`, `REQUESTS_CA_BUNDLE`).
+    pub fn pip_cert(&self, env: &Env) -> Option<(String, String)> {
+        let bundle = self.ca_bundle.clone()?;
+        let own = self.indexes(env, &[]);
+        let set = |key: &str| self.image_env.iter().any(|(k, _)| k == key);
+        if own.cert.is_some() || set("PIP_CERT") || set("REQUESTS_CA_BUNDLE") {
+            return None;
+        }
+        Some(("PIP_CERT".to_owned(), bundle))
     }
 
     /// The indexes pip uses in `env`, the command line's taking precedence.

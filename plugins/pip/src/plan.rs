@@ -646,6 +646,9 @@ fn dry_run(ctx: &Ctx<'_>, image: &Image, works: &[Work<'_>], group: &Group, pins
     let mut argv: Vec<String>;
     let mut command_env = vec![("PIP_ROOT_USER_ACTION".to_owned(), "ignore".to_owned())];
     let mut context = ExecContext::Target;
+    if group.how != How::Tooling {
+        command_env.extend(image.pip_cert(env));
+    }
     match &group.how {
         How::OwnPip { user } => {
             argv = vec![env.python.clone().unwrap_or_default(), "-m".into(), "pip".into(), "install".into()];
@@ -991,6 +994,9 @@ fn steps(ctx: &Ctx<'_>, image: &Image, works: &[Work<'_>], install: &Install) ->
     ];
     let cli_args = command_line_indexes(&ctx.options.index_urls);
     let listed = install.pins.join(", ");
+    if group.how != How::Tooling {
+        command_env.extend(image.pip_cert(env));
+    }
     match &group.how {
         How::OwnPip { user } => {
             let mut argv = vec![
@@ -1207,6 +1213,13 @@ pub fn plan(request: &PlanRequest) -> Result<PatchPlan, PipError> {
                 .collect();
             let mut rationale = rationale.clone();
             let _ = write!(rationale, "; {} in {}", how_text(&work.how, install.dry_run), env.label());
+            if name::version(&work.checked.update.installed_version).ok().as_ref() != Some(&work.installed) {
+                let _ = write!(
+                    rationale,
+                    "; the report saw {}, the image has {}",
+                    work.checked.update.installed_version, work.dist.version_text
+                );
+            }
             plan.selected.push(SelectedUpdate {
                 ecosystem: PYTHON.to_owned(),
                 name: work.checked.update.name.clone(),

@@ -73,11 +73,15 @@ pub const IMPORT_PREFIX: &str = "caulk-import ";
 /// deletes every file of the old RECORD inside SITE that the new RECORD
 /// does not list, the old `.dist-info` itself, and directories that became
 /// empty. Files the old RECORD places outside SITE (console scripts in
-/// `PREFIX/bin`) stay: they import the package by name and still work. Console
-/// scripts `--target` put into `SITE/bin` are removed from there and from the
-/// new RECORD, since nothing on `PATH` reaches them. It refuses to run when
+/// `PREFIX/bin`) stay: they import the package by name and still work. It
+/// refuses to run when
 /// the new distribution is missing, so a failed install never costs the old
 /// one.
+///
+/// `--target` installs under a temporary home and moves its `bin/` and data
+/// directories into SITE (RECORD lists them as `../../bin/x`): those are
+/// removed again, and dropped from the new RECORD, unless the old
+/// distribution kept them there too (it was installed with `--target`).
 pub const REPLACE_DIST: &str = r#"import csv, os, re, shutil, sys
 site, old_info, name, version = sys.argv[1:5]
 site = os.path.normpath(site)
@@ -121,9 +125,10 @@ if new is None:
     sys.exit("caulk: %s %s is not installed in %s; leaving %s in place" % (name, version, site, old_info))
 new_rows = rows(new)
 keep = set(os.path.normpath(os.path.join(site, r[0])) for r in new_rows)
+old_rows = rows(old)
 emptied = set()
 removed = 0
-for r in rows(old):
+for r in old_rows:
     p = os.path.normpath(os.path.join(site, r[0]))
     if not inside(p, site) or inside(p, old) or p in keep:
         continue
@@ -132,15 +137,21 @@ for r in rows(old):
         removed += 1
         emptied.add(os.path.dirname(p))
 shutil.rmtree(old)
-bin_dir = os.path.join(site, "bin")
-scripts = [r for r in new_rows if os.path.normpath(os.path.join(site, r[0])).startswith(bin_dir + os.sep)]
-if scripts:
-    for r in scripts:
-        p = os.path.normpath(os.path.join(site, r[0]))
-        if os.path.islink(p) or os.path.isfile(p):
+# `--target` installs under a temporary home and moves its `bin/`, `share/`
+# ... into SITE; RECORD lists them as `../../bin/x`. They belong in SITE
+# only if the old distribution had them there too (it was installed with
+# --target as well); otherwise its own copies live in the environment.
+def home_relative(rows_):
+    return set(r[0][6:] for r in rows_ if r[0].startswith("../../") and not r[0].startswith("../../../"))
+had = home_relative(old_rows)
+stray = [r for r in new_rows if r[0].startswith("../../") and not r[0].startswith("../../../") and r[0][6:] not in had]
+if stray:
+    for r in stray:
+        p = os.path.normpath(os.path.join(site, r[0][6:]))
+        if inside(p, site) and (os.path.islink(p) or os.path.isfile(p)):
             os.unlink(p)
-    emptied.add(bin_dir)
-    kept = [r for r in new_rows if r not in scripts]
+            emptied.add(os.path.dirname(p))
+    kept = [r for r in new_rows if r not in stray]
     with open(os.path.join(new, "RECORD"), "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f, lineterminator="\n")
         for r in kept:

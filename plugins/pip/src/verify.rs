@@ -28,7 +28,7 @@ use crate::env::{self, Dist, Env};
 use crate::error::PipError;
 use crate::metadata;
 use crate::name::{self, Version};
-use crate::plan::{DIST_FILES, dist_file, dist_files_question, dists_named, settings};
+use crate::plan::{DIST_FILES, dist_file, dist_files_question, settings};
 use crate::resolve::{self, CheckLine};
 use crate::scripts::{IMPORT_CHECK, IMPORT_PREFIX};
 
@@ -38,12 +38,25 @@ pub const IMPORT: &str = "import:";
 /// Most modules imported per distribution.
 const MAX_MODULES: usize = 3;
 
-/// The names of the updates, normalised, that pass the name check.
-fn update_names(updates: &[Update]) -> BTreeSet<String> {
-    updates
+/// The distributions the updates may have moved: by name, at the update's
+/// location when it gives one, never a vendored copy.
+fn touched<'i>(image: &'i Image, updates: &[Update]) -> Vec<&'i Dist> {
+    let wanted: Vec<(String, Option<String>)> = updates
         .iter()
-        .filter_map(|u| u.name.parse::<name::DistName>().ok())
-        .map(|n| n.normal().to_owned())
+        .filter_map(|u| {
+            let name = u.name.parse::<name::DistName>().ok()?;
+            let location = match &u.location {
+                Some(l) => Some(name::location(l).ok()?),
+                None => None,
+            };
+            Some((name.normal().to_owned(), location))
+        })
+        .collect();
+    image
+        .dists
+        .iter()
+        .filter(|d| env::vendored_in(&d.site).is_none())
+        .filter(|d| wanted.iter().any(|(n, l)| *n == d.normal && l.as_ref().is_none_or(|l| *l == d.site)))
         .collect()
 }
 
@@ -81,9 +94,7 @@ pub fn questions(target: &Target, updates: &[Update], facts: &[Fact]) -> Vec<Que
         return pending;
     }
     let image = Image::from_facts(target, facts);
-    let names = update_names(updates);
-    let dists: Vec<&Dist> =
-        dists_named(&image, &names).into_iter().filter(|d| env::vendored_in(&d.site).is_none()).collect();
+    let dists = touched(&image, updates);
     if !facts.answered(DIST_FILES) {
         return dist_files_question(&dists).into_iter().collect();
     }

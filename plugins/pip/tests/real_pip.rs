@@ -1,0 +1,273 @@
+//! The plan run for real: the Debian 12 test image (see
+//! `support::base_image`: system pins, a virtualenv, a virtualenv without
+//! pip, a Python 3.9 tree without an interpreter) probed, planned, patched
+//! by running the plan's steps under bubblewrap as the local executor does
+//! (the image's own root for target steps; for tooling steps a read-only
+//! Debian root with python3-pip standing in for the host's, the image
+//! mounted at /target), then verified. Look-ups go to PyPI.
+//!
+//! Needs root, bubblewrap, mmdebstrap, curl and the network; the image is
+//! cached under /var/tmp/caulk-test-cache/pip. Set CAULK_SKIP_REAL_PIP=1 to
+//! skip.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+
+use caulk_plugin_pip::Pip;
+use caulk_sdk::Updater;
+use caulk_sdk::update::{
+    Command, ExecContext, OutcomeStatus, PatchLevel, Phase, PlanRequest, StepResult, Update, VerifyRequest,
+    VersionTarget,
+};
+use support::{Host, RealHost, base_image, image_copy, options, probe, run, runnable};
+
+const SYSTEM: &str = "/usr/local/lib/python3.11/dist-packages";
+const VENV: &str = "/opt/app/venv/lib/python3.11/site-packages";
+const NOPIP: &str = "/srv/nopip/lib/python3.11/site-packages";
+const LEGACY: &str = "/opt/legacy/lib/python3.9/site-packages";
+
+fn report(name: &str, installed: &str, location: &str, vulns: &[(&str, &[&str])]) -> Update {
+    let mut fixed: Vec<String> = Vec::new();
+    for (_, versions) in vulns {
+        for v in *versions {
+            if !fixed.iter().any(|f| f == v) {
+                fixed.push((*v).to_owned());
+            }
+        }
+    }
+    Update {
+        ecosystem: "python".into(),
+        name: name.into(),
+        location: Some(location.into()),
+        installed_version: installed.into(),
+        fixed_versions: fixed,
+        vulnerabilities: vulns.iter().map(|(id, _)| (*id).to_owned()).collect(),
+    }
+}
+
+/// Findings as Trivy reports them for this image (real advisories; the
+/// MarkupSafe and chardet ones are made up to move a compiled wheel and a
+/// distribution with a console script).
+fn updates() -> Vec<Update> {
+    vec![
+        report(
+            "urllib3",
+            "1.26.5",
+            SYSTEM,
+            &[("CVE-2023-43804", &["1.26.17", "2.0.6"]), ("CVE-2023-45803", &["1.26.18", "2.0.7"])],
+        ),
+        report("requests", "2.25.1", SYSTEM, &[("CVE-2023-32681", &["2.31.0"])]),
+        report("urllib3", "2.0.6", VENV, &[("CVE-2023-45803", &["1.26.18", "2.0.7"])]),
+        report("Jinja2", "3.1.2", VENV, &[("CVE-2024-22195", &["3.1.3"]), ("CVE-2024-34064", &["3.1.4"])]),
+        report("certifi", "2023.5.7", VENV, &[("CVE-2023-37920", &["2023.7.22"])]),
+        report("idna", "3.6", NOPIP, &[("CVE-2024-3651", &["3.7"])]),
+        report("MarkupSafe", "2.1.2", NOPIP, &[("TEST-MARKUPSAFE", &["2.1.3"])]),
+        report("chardet", "5.1.0", NOPIP, &[("TEST-CHARDET", &["5.2.0"])]),
+        report("idna", "3.6", LEGACY, &[("CVE-2024-3651", &["3.7"])]),
+        report("urllib3", "1.26.5", LEGACY, &[("CVE-2023-45803", &["1.26.18", "2.0.7"])]),
+        report(
+            "wheel",
+            "0.43.0",
+            "/opt/app/venv/lib/python3.11/site-packages/setuptools/_vendor",
+            &[("CVE-2026-24049", &["0.46.2"])],
+        ),
+        report("setuptools", "66.1.1", "/usr/lib/python3/dist-packages", &[("CVE-2024-6345", &["70.0.0"])]),
+    ]
+}
+
+/// Names of the `.dist-info` directories of `normal` in `site`.
+fn dist_infos(root: &Path, site: &str, prefix: &str) -> Vec<String> {
+    let dir = root.join(site.trim_start_matches('/'));
+    let mut found: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| {
+            n.ends_with(".dist-info") && n.to_lowercase().starts_with(&format!("{}-", prefix.to_lowercase()))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+#[test]
+fn the_plan_patches_every_environment_of_a_real_debian_12_image() {
+    if let Err(why) = runnable() {
+        eprintln!("skipping the real pip run: {why}");
+        return;
+    }
+    let tooling = base_image();
+    let work = image_copy();
+    let mut host = RealHost::new(work.path(), &tooling);
+    let updates = updates();
+    let options = options(PatchLevel::Minor);
+
+    let started = Instant::now();
+    let (facts, rounds) = probe(&host, Phase::Plan, &updates, &options);
+    eprintln!(
+        "plan probes: {rounds} rounds, {} facts, {:.1} s",
+        facts.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let plan = Pip::plan(&PlanRequest {
+        target: host.target(),
+        updates: updates.clone(),
+        options: options.clone(),
+        facts,
+    })
+    .unwrap_or_else(|e| panic!("{e:?}"));
+    let chosen: BTreeMap<(String, Option<String>), String> = plan
+        .selected
+        .iter()
+        .map(|s| {
+            let VersionTarget::Exactly(v) = &s.target else { panic!("{s:?}") };
+            ((s.name.to_lowercase(), s.location.clone()), v.clone())
+        })
+        .collect();
+    let at =
+        |name: &str, site: &str| chosen.get(&(name.to_owned(), Some(site.to_owned()))).map(String::as_str);
+    assert_eq!(at("urllib3", SYSTEM), Some("1.26.18"), "{:#?}", plan.selected);
+    assert_eq!(at("requests", SYSTEM), Some("2.31.0"));
+    assert_eq!(at("urllib3", VENV), Some("2.0.7"));
+    assert_eq!(at("jinja2", VENV), Some("3.1.4"));
+    assert_eq!(at("certifi", VENV), Some("2023.7.22"));
+    assert_eq!(at("idna", NOPIP), Some("3.7"));
+    assert_eq!(at("markupsafe", NOPIP), Some("2.1.3"));
+    assert_eq!(at("chardet", NOPIP), Some("5.2.0"));
+    assert_eq!(at("idna", LEGACY), Some("3.7"), "{:#?}", plan.skipped);
+    assert_eq!(at("urllib3", LEGACY), Some("1.26.18"));
+    // requests 2.31.0 needs charset-normalizer, which the system site lacks:
+    // the dry run found it and the plan moves it in the same pip run.
+    let dependency =
+        plan.selected.iter().find(|s| s.name == "charset-normalizer").expect("the new dependency");
+    assert_eq!(dependency.from, "");
+    assert!(dependency.rationale.as_deref().unwrap().contains("requests 2.31.0 requires charset-normalizer"));
+    let skipped: Vec<&str> = plan.skipped.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(skipped, ["wheel", "setuptools"], "{:#?}", plan.skipped);
+    // The Python 3.9 tree has no interpreter: the host's pip, told the
+    // environment's Python, installs into it.
+    let tooling_steps: Vec<&str> = plan
+        .steps
+        .iter()
+        .filter(|s| matches!(s.command.context, ExecContext::Tooling(_)))
+        .map(|s| s.summary.as_str())
+        .collect();
+    assert_eq!(tooling_steps.len(), 4, "{tooling_steps:#?}");
+    assert!(plan.steps.iter().any(|s| s.command.argv.contains(&"--break-system-packages".to_owned())));
+
+    let mut results = Vec::new();
+    for step in &plan.steps {
+        let started = Instant::now();
+        let (code, _, stderr) = run(work.path(), &tooling, &step.command, true);
+        let stderr = String::from_utf8_lossy(&stderr).into_owned();
+        eprintln!("{}: exit {code} in {:.1} s", step.summary, started.elapsed().as_secs_f64());
+        assert_eq!(code, 0, "{}:\n{stderr}", step.summary);
+        results.push(StepResult { summary: step.summary.clone(), exit_code: code, stderr_tail: stderr });
+    }
+
+    let started = Instant::now();
+    // CAULK_RECORD=1 keeps the patched image's metadata and the verify
+    // outputs as test data (tests/verify.rs).
+    host.record_verify = std::env::var_os("CAULK_RECORD").is_some();
+    let (facts, rounds) = probe(&host, Phase::Verify, &updates, &options);
+    eprintln!("verify probes: {rounds} rounds, {:.1} s", started.elapsed().as_secs_f64());
+    let outcomes = Pip::verify(&VerifyRequest {
+        target: host.target(),
+        options: options.clone(),
+        selected: plan.selected.clone(),
+        steps: results,
+        facts,
+    })
+    .unwrap();
+    if host.record_verify {
+        let capture = support::data("capture.sh");
+        let status = std::process::Command::new("sh")
+            .arg(capture)
+            .arg(work.path())
+            .arg("bookworm-python-patched")
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    assert_eq!(outcomes.len(), plan.selected.len());
+    for outcome in &outcomes {
+        assert_eq!(outcome.status, OutcomeStatus::Patched, "{outcome:#?}");
+        assert!(outcome.checks.iter().all(|c| c.passed), "{outcome:#?}");
+    }
+    let checks = |name: &str, site: &str| -> Vec<String> {
+        outcomes
+            .iter()
+            .find(|o| o.name.eq_ignore_ascii_case(name) && o.location.as_deref() == Some(site))
+            .map(|o| o.checks.iter().map(|c| c.name.clone()).collect())
+            .unwrap_or_default()
+    };
+    assert_eq!(checks("urllib3", SYSTEM), ["version", "pip check", "import urllib3"]);
+    assert_eq!(checks("markupsafe", NOPIP), ["version", "dependency check", "import markupsafe"]);
+    assert_eq!(checks("idna", LEGACY), ["version", "dependency check"], "no interpreter runs the 3.9 tree");
+
+    // One distribution per name, and nothing of the old ones left.
+    for (site, name, wanted) in [
+        (SYSTEM, "urllib3", "urllib3-1.26.18.dist-info"),
+        (VENV, "jinja2", "jinja2-3.1.4.dist-info"),
+        (NOPIP, "idna", "idna-3.7.dist-info"),
+        (NOPIP, "markupsafe", "MarkupSafe-2.1.3.dist-info"),
+        (NOPIP, "chardet", "chardet-5.2.0.dist-info"),
+        (LEGACY, "idna", "idna-3.7.dist-info"),
+        (LEGACY, "urllib3", "urllib3-1.26.18.dist-info"),
+    ] {
+        assert_eq!(dist_infos(work.path(), site, name), [wanted], "{site}");
+    }
+    let root = work.path();
+    assert!(
+        !root.join("srv/nopip/lib/python3.11/site-packages/bin").exists(),
+        "--target's scripts dir removed"
+    );
+    assert!(
+        root.join(
+            "srv/nopip/lib/python3.11/site-packages/markupsafe/_speedups.cpython-311-x86_64-linux-gnu.so"
+        )
+        .is_file()
+    );
+    assert!(
+        root.join(
+            "opt/legacy/lib/python3.9/site-packages/markupsafe/_speedups.cpython-39-x86_64-linux-gnu.so"
+        )
+        .is_file(),
+        "the untouched 3.9 MarkupSafe keeps its cp39 extension"
+    );
+    assert!(!root.join("root/.cache/pip").exists(), "no pip cache in the image");
+    // The old console script still runs, now on chardet 5.2.0.
+    let chardetect = Command {
+        argv: vec!["/srv/nopip/bin/chardetect".into(), "--version".into()],
+        env: Vec::new(),
+        context: ExecContext::Target,
+        network: false,
+    };
+    let (code, out, err) = run(root, &tooling, &chardetect, false);
+    assert_eq!(code, 0, "{}", String::from_utf8_lossy(&err));
+    assert!(String::from_utf8_lossy(&out).contains("5.2.0"), "{}", String::from_utf8_lossy(&out));
+}
+
+#[test]
+fn a_pinned_requests_keeps_urllib3_below_2_on_the_real_index() {
+    if let Err(why) = runnable() {
+        eprintln!("skipping the real pip run: {why}");
+        return;
+    }
+    let host = RealHost::new(base_image(), base_image());
+    let updates = vec![report("urllib3", "1.26.5", SYSTEM, &[("CVE-2024-37891", &["2.2.2"])])];
+    let options = options(PatchLevel::Major);
+    let (facts, _) = probe(&host, Phase::Plan, &updates, &options);
+    let plan = Pip::plan(&PlanRequest { target: host.target(), updates, options, facts }).unwrap();
+    assert!(plan.selected.is_empty() && plan.steps.is_empty(), "{plan:#?}");
+    let reason = &plan.skipped[0].reason;
+    assert!(
+        reason.starts_with(
+            "urllib3 1.26.5 stays: requests 2.25.1 requires urllib3<1.27,>=1.21.1; 2.2.2 not installed"
+        ),
+        "{reason}"
+    );
+}
