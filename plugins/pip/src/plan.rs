@@ -326,8 +326,12 @@ pub fn prepare<'u>(ctx: &Ctx<'u>, image: &Image) -> Result<Staged<Analysis<'u>>,
     {
         return Ok(Err(vec![q]));
     }
-    for checked in checked_updates {
-        place(ctx, image, &checked, &mut analysis);
+    // Updates naming a location claim their distribution first; one without
+    // a location takes the environments nobody named.
+    let (located, anywhere): (Vec<_>, Vec<_>) =
+        checked_updates.into_iter().partition(|c| c.location.is_some());
+    for checked in located.iter().chain(&anywhere) {
+        place(ctx, image, checked, &mut analysis);
     }
     Ok(Ok(analysis))
 }
@@ -380,6 +384,8 @@ fn place<'u>(ctx: &Ctx<'u>, image: &Image, checked: &Checked<'u>, analysis: &mut
     }
     let sites: BTreeSet<&str> = candidates.iter().map(|d| d.site.as_str()).collect();
     let several = sites.len() > 1;
+    let sites_count = sites.len();
+    let mut claimed = 0;
     for site in sites {
         let here: Vec<&Dist> = candidates.iter().copied().filter(|d| d.site == site).collect();
         let location = if several { Some(site.to_owned()) } else { update.location.clone() };
@@ -401,6 +407,11 @@ fn place<'u>(ctx: &Ctx<'u>, image: &Image, checked: &Checked<'u>, analysis: &mut
             continue;
         }
         let dist = here[0];
+        if analysis.works.iter().any(|w| w.dist.meta_dir == dist.meta_dir) {
+            // An update naming this location covers it.
+            claimed += 1;
+            continue;
+        }
         let installer = dist_file(ctx.facts, &format!("{}/INSTALLER", dist.meta_dir))
             .map(|b| String::from_utf8_lossy(b).into_owned());
         if let Some(reason) = os_owned(dist, installer.as_deref()) {
@@ -442,6 +453,11 @@ fn place<'u>(ctx: &Ctx<'u>, image: &Image, checked: &Checked<'u>, analysis: &mut
             location,
             installed,
         });
+    }
+    if claimed == sites_count {
+        let reason =
+            format!("every installation of {} is covered by the updates naming its location", checked.name);
+        analysis.skipped.push(skipped(update, None, None, reason, false));
     }
 }
 
@@ -544,12 +560,6 @@ pub fn digest(text: &str) -> String {
         let _ = write!(out, "{b:02x}");
         out
     })
-}
-
-/// A decided work item.
-#[derive(Debug, Clone)]
-pub struct Decided {
-    pub choice: Choice,
 }
 
 /// The state of the resolution loop.
@@ -868,7 +878,7 @@ pub fn decide(ctx: &Ctx<'_>, image: &Image, works: &[Work<'_>], settings: &Setti
                 questions.push(Question::command(id, command));
                 continue;
             };
-            match judge_dry_run(image, works, &group, &chosen, answer) {
+            match judge_dry_run(image, works, &group, answer) {
                 DryRun::Accepted(resolved) => {
                     let pins = match group.how {
                         How::OwnPip { .. } => {
@@ -934,13 +944,7 @@ enum DryRun {
     Split,
 }
 
-fn judge_dry_run(
-    image: &Image,
-    works: &[Work<'_>],
-    group: &Group,
-    chosen: &[Option<Version>],
-    answer: &Answer,
-) -> DryRun {
+fn judge_dry_run(image: &Image, works: &[Work<'_>], group: &Group, answer: &Answer) -> DryRun {
     let blame_all = |why: String| -> DryRun {
         if group.works.len() == 1 { DryRun::Refused(vec![(group.works[0], why)]) } else { DryRun::Split }
     };
@@ -954,6 +958,16 @@ fn judge_dry_run(
         Some(r) if out.exit_code == 0 => r,
         _ => return blame_all(format!("pip refused it: {}", resolve::pip_error(&stderr))),
     };
+    // The report's names and versions come from the index and become pins:
+    // they pass the same checks as a report's.
+    if let Some(bad) =
+        resolved.iter().find(|r| r.name.parse::<DistName>().is_err() || name::version(&r.version).is_err())
+    {
+        return blame_all(format!(
+            "pip's dry run named {:?} {:?}, which is not a distribution name and PEP 440 version",
+            bad.name, bad.version
+        ));
+    }
     let env = &image.envs[group.env];
     let markers = env.markers(image.machine);
     let (after, changed) = after_state(image, env, &resolved);
@@ -979,7 +993,6 @@ fn judge_dry_run(
             text.join("; ")
         ));
     }
-    let _ = chosen;
     DryRun::Refused(refused.into_iter().map(|(i, reasons)| (i, reasons.join("; "))).collect())
 }
 

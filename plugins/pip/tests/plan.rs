@@ -474,3 +474,24 @@ fn the_interpreters_answer_decides_the_environment() {
     assert!(request.facts.answered("python:/opt/app/venv/bin/python"));
     assert!(request.facts.answered("python:/srv/nopip/bin/python"));
 }
+
+#[test]
+fn an_update_naming_a_location_takes_it_from_one_that_does_not() {
+    let host = DataHost::new(mini());
+    let mut anywhere = update("urllib3", "1.26.5", &["1.26.18", "2.0.7"], None);
+    anywhere.vulnerabilities = vec!["CVE-2023-45803".into()];
+    let mut here = update("urllib3", "1.26.5", &["1.26.18"], Some(SYSTEM));
+    here.vulnerabilities = vec!["CVE-2023-43804".into()];
+    let plan = plan_with(&host, vec![anywhere, here], PatchLevel::Minor);
+    let system: Vec<&SelectedUpdate> = plan
+        .selected
+        .iter()
+        .filter(|s| s.location.as_deref() == Some(SYSTEM) && s.name == "urllib3")
+        .collect();
+    assert_eq!(system.len(), 1, "one pip pin per distribution: {plan:#?}");
+    assert_eq!(system[0].vulnerabilities, ["CVE-2023-43804"]);
+    let elsewhere: Vec<&str> =
+        plan.selected.iter().filter(|s| s.name == "urllib3").filter_map(|s| s.location.as_deref()).collect();
+    assert_eq!(elsewhere, [SYSTEM, VENV, LEGACY]);
+    assert!(plan.skipped.is_empty(), "{plan:#?}");
+}

@@ -26,7 +26,8 @@ fn decide(installed: &str, findings: &[&[&str]], level: Level, certifi: bool) ->
 use Level::{Major, Minor, Patch};
 
 /// installed, findings, level, certifi, expected.
-type Row = (&'static str, &'static [&'static [&'static str]], Level, bool, Result<&'static str, &'static str>);
+type Row =
+    (&'static str, &'static [&'static [&'static str]], Level, bool, Result<&'static str, &'static str>);
 
 #[rustfmt::skip]
 const TABLE: &[Row] = &[
