@@ -39,7 +39,7 @@ pub mod labels {
 }
 
 /// How many rounds of questions an updater may ask per phase.
-const MAX_PROBE_ROUNDS: usize = 8;
+const MAX_PROBE_ROUNDS: usize = 16;
 
 /// Which package classes to patch (Copa's `--pkg-types`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
