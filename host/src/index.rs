@@ -297,13 +297,15 @@ fn file_version(name: &str, filename: &str) -> Option<String> {
     let stem = [".tar.gz", ".tar.bz2", ".tar.xz", ".zip", ".tgz", ".egg"]
         .iter()
         .find_map(|ext| filename.strip_suffix(ext))?;
-    // The name part has as many dash-separated pieces as the project name
-    // when normalised; older sdists keep their own separators.
-    let pieces = normalised.split('-').count();
-    let mut split = stem.splitn(pieces + 1, '-');
-    let dist: Vec<&str> = split.by_ref().take(pieces).collect();
-    let version = split.next()?;
-    (normalise_name(&dist.join("-")) == normalised).then(|| version.to_owned())
+    // Sdists keep the project's own spelling (`zope.interface-6.0`,
+    // `python-dateutil-2.9.0`): the name is the prefix before whichever dash
+    // makes it normalise to the project's name.
+    // A version starts with a digit (or `v`): `requests-toolbelt-1.0` is
+    // not a `requests` release.
+    stem.match_indices('-')
+        .find(|(at, _)| normalise_name(&stem[..*at]) == normalised)
+        .map(|(at, _)| stem[at + 1..].to_owned())
+        .filter(|v| v.trim_start_matches(['v', 'V']).starts_with(|c: char| c.is_ascii_digit()))
 }
 
 fn versions_of(name: &str, files: Vec<File>) -> Vec<PublishedVersion> {

@@ -296,7 +296,7 @@ fn cache_entries(sandbox: &Sandbox) -> Vec<PathBuf> {
 
 #[test]
 fn corrupt_and_unreadable_cache_entries_are_recompiled_not_trusted() {
-    let sandbox = Sandbox::new();
+    let sandbox = Sandbox::with_private_cache();
     let wasm = wasm_of("caulk-example-csv-scanner");
     let report = sandbox.path().join("r.csv");
     std::fs::write(&report, CSV_REPORT).unwrap();
@@ -332,7 +332,7 @@ fn corrupt_and_unreadable_cache_entries_are_recompiled_not_trusted() {
 
 #[test]
 fn processes_starting_at_once_share_the_cache_safely() {
-    let sandbox = Sandbox::new();
+    let sandbox = Sandbox::with_private_cache();
     let wasm = wasm_of("caulk-example-csv-scanner");
     let dir = sandbox.mkdir("plugins");
     copy_into(&dir, &wasm, "csv.wasm");

@@ -39,7 +39,7 @@ pub mod labels {
 }
 
 /// How many rounds of questions an updater may ask per phase.
-const MAX_PROBE_ROUNDS: usize = 8;
+const MAX_PROBE_ROUNDS: usize = 16;
 
 /// Which package classes to patch (Copa's `--pkg-types`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -260,6 +260,7 @@ pub fn run(
     let mut config = ExecutorConfig::new(&working_folder);
     config.mode = request.mode;
     config.ca_bundle.clone_from(&request.ca_bundle);
+    config.extra_ca_paths = certifi_bundles(&caulk_exec::MergedReader::new(layer_dirs.clone()));
     let executor = LocalExecutor::new(config).map_err(exec_err)?;
     let (lower, top) = match previous_caulk_layer {
         Some(_) => (&layer_dirs[..base_layers], layer_dirs.get(base_layers)),
@@ -504,6 +505,32 @@ pub fn run(
 
 fn same(a: &PackageUpdate, b: &PackageUpdate) -> bool {
     a.ecosystem == b.ecosystem && a.name == b.name && a.location == b.location
+}
+
+/// pip's own CA bundles in the image (its vendored certifi, which it uses
+/// instead of the system's), so network steps get the host's bundle there
+/// too: behind a TLS-intercepting proxy pip fails otherwise.
+fn certifi_bundles(reader: &caulk_exec::MergedReader) -> Vec<String> {
+    const PATTERNS: &[&str] = &[
+        "/usr/lib/python3*/site-packages/pip/_vendor/certifi/cacert.pem",
+        "/usr/local/lib/python3*/site-packages/pip/_vendor/certifi/cacert.pem",
+        "/usr/local/lib/python3*/dist-packages/pip/_vendor/certifi/cacert.pem",
+        "/opt/**/site-packages/pip/_vendor/certifi/cacert.pem",
+        "/root/**/site-packages/pip/_vendor/certifi/cacert.pem",
+        "/home/**/site-packages/pip/_vendor/certifi/cacert.pem",
+        "/app/**/site-packages/pip/_vendor/certifi/cacert.pem",
+        "/srv/**/site-packages/pip/_vendor/certifi/cacert.pem",
+    ];
+    let mut found: Vec<String> = PATTERNS
+        .iter()
+        .filter_map(|p| reader.glob(p).ok())
+        .flatten()
+        .filter(|info| info.kind == caulk_exec::EntryKind::File)
+        .map(|info| info.path)
+        .collect();
+    found.sort();
+    found.dedup();
+    found
 }
 
 /// The image config's `Env` as pairs.

@@ -27,15 +27,24 @@ fn target_dir() -> PathBuf {
         .map_or_else(|| caulk_bin().parent().and_then(Path::parent).unwrap().to_path_buf(), PathBuf::from)
 }
 
-/// A temporary home for one test: its own plugin cache, data and config
-/// directories, so tests neither share state nor touch the user's.
+/// A temporary home for one test: its own data and config directories, so
+/// tests neither share state nor touch the user's. The compiled-plugin and
+/// layer caches are shared by the tests of a run (caulk keeps them safe for
+/// concurrent processes; compiling every built-in in every test of a debug
+/// build costs minutes) unless a test asks for a private one.
 pub struct Sandbox {
     pub dir: tempfile::TempDir,
+    private_cache: bool,
 }
 
 impl Sandbox {
     pub fn new() -> Self {
-        Self { dir: tempfile::tempdir().unwrap() }
+        Self { dir: tempfile::tempdir().unwrap(), private_cache: false }
+    }
+
+    /// A sandbox whose caches start empty, for tests of the caches.
+    pub fn with_private_cache() -> Self {
+        Self { dir: tempfile::tempdir().unwrap(), private_cache: true }
     }
 
     pub fn path(&self) -> &Path {
@@ -43,7 +52,7 @@ impl Sandbox {
     }
 
     pub fn cache_dir(&self) -> PathBuf {
-        self.path().join("cache")
+        if self.private_cache { self.path().join("cache") } else { target_dir().join("test-cache") }
     }
 
     /// A `caulk` command with the sandbox's environment.
