@@ -52,7 +52,7 @@ fn finding(site: &str, name: &str, installed: &str, id: &str, fixed: &str) -> Va
     })
 }
 
-fn report(sandbox: &Sandbox, name: &str, os: Vec<Value>, python: Vec<Value>) -> PathBuf {
+fn report(sandbox: &Sandbox, name: &str, os: &[Value], python: &[Value]) -> PathBuf {
     let doc = json!({
         "SchemaVersion": 2, "ArtifactName": "python", "ArtifactType": "container_image",
         "Metadata": {"OS": {"Family": "debian", "Name": "12"}, "ImageConfig": {"architecture": "amd64", "os": "linux"}},
@@ -120,7 +120,7 @@ fn libraries_move_within_the_patch_level_and_conflicts_are_named() {
     let sandbox = Sandbox::new();
     let layout = layout_copy(&sandbox);
     let input = format!("oci:{}:python", layout.display());
-    let report = report(&sandbox, "libs", Vec::new(), library_findings());
+    let report = report(&sandbox, "libs", &[], &library_findings());
     let vex = sandbox.path().join("vex.json");
     let out = run(sandbox
         .caulk()
@@ -202,7 +202,7 @@ fn minor_level_moves_requests_and_os_and_library_share_one_layer() {
         "Status": "fixed", "Severity": "HIGH"
     })];
     let libs = vec![finding(SYSTEM, "requests", "2.25.1", "CVE-2023-32681", "2.31.0")];
-    let report = report(&sandbox, "both", os, libs);
+    let report = report(&sandbox, "both", &os, &libs);
     let out = run(sandbox
         .caulk()
         .args([
