@@ -75,7 +75,7 @@ fn library_findings() -> Vec<Value> {
         // certifi goes to its newest fixed version whatever the level.
         finding(SYSTEM, "certifi", "2022.12.7", "CVE-2023-37920", "2023.7.22"),
         finding(SYSTEM, "certifi", "2022.12.7", "CVE-2024-39689", "2024.7.4"),
-        // idna 3.7 breaks requests' idna<3: skipped, naming requests.
+        // idna's only fix is a major release: not at the patch level.
         finding(SYSTEM, "idna", "2.10", "CVE-2024-3651", "3.7"),
         // requests' fixes are minor releases: not at the default patch level.
         finding(SYSTEM, "requests", "2.25.1", "CVE-2023-32681", "2.31.0"),
@@ -116,7 +116,7 @@ fn layer_count(reference: &str) -> usize {
 }
 
 #[test]
-fn libraries_move_within_the_patch_level_and_conflicts_are_named() {
+fn libraries_move_within_the_patch_level_and_skips_say_why() {
     let sandbox = Sandbox::new();
     let layout = layout_copy(&sandbox);
     let input = format!("oci:{}:python", layout.display());
@@ -149,12 +149,12 @@ fn libraries_move_within_the_patch_level_and_conflicts_are_named() {
     // Skipped, with reasons that name what blocked them.
     let idna = row(&summary, "idna", SYSTEM);
     assert_eq!(idna["status"], "skipped");
-    assert!(idna["detail"].as_str().unwrap().contains("requests"), "{idna:#}");
+    assert!(idna["detail"].as_str().unwrap().contains("--library-patch-level patch"), "{idna:#}");
     let requests = row(&summary, "requests", SYSTEM);
     assert_eq!(requests["status"], "skipped", "{requests:#}");
     let click = row(&summary, "click", VENV);
     assert_eq!(click["status"], "skipped", "{click:#}");
-    assert!(click["detail"].as_str().unwrap().contains("8.1.99"), "{click:#}");
+    assert!(click["detail"].as_str().unwrap().contains("not published"), "{click:#}");
 
     // The image holds what the summary says, with no stale metadata.
     let system = dist_versions(&output, SYSTEM);
@@ -226,6 +226,37 @@ fn minor_level_moves_requests_and_os_and_library_share_one_layer() {
     let output = format!("oci:{}:python-patched", layout.display());
     assert_eq!(layer_count(&output), layer_count(&input) + 1, "OS and library updates land in one layer");
     assert_eq!(dist_versions(&output, SYSTEM)["requests"], [requests["to"].as_str().unwrap()]);
+}
+
+#[test]
+fn a_fix_that_breaks_a_dependent_is_skipped_naming_the_dependent() {
+    // At level major idna may go to 3.7, but requests 2.25.1 requires
+    // idna<3: caulk says so instead of letting pip break requests.
+    let sandbox = Sandbox::new();
+    let layout = layout_copy(&sandbox);
+    let input = format!("oci:{}:python", layout.display());
+    let report = report(&sandbox, "idna", &[], &[finding(SYSTEM, "idna", "2.10", "CVE-2024-3651", "3.7")]);
+    let out = run(sandbox
+        .caulk()
+        .args([
+            "patch",
+            "--json",
+            "--pkg-types",
+            "library",
+            "--library-patch-level",
+            "major",
+            "-i",
+            &input,
+            "-r",
+        ])
+        .arg(&report));
+    let summary: Value = serde_json::from_str(&success(&out)).unwrap();
+    assert_eq!(summary["result"], "nothing-to-patch");
+    let idna = row(&summary, "idna", SYSTEM);
+    assert_eq!(idna["status"], "skipped");
+    let detail = idna["detail"].as_str().unwrap();
+    assert!(detail.contains("requests 2.25.1") && detail.contains("idna<3"), "{detail}");
+    assert!(!layout.join("index.json").exists() || common::stdout(&out).contains("nothing"));
 }
 
 #[test]
