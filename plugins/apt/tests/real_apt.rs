@@ -19,7 +19,11 @@ use caulk_sdk::update::{
 };
 use support::{Root, dpkg_compare, options, probe};
 
-const CACHE: &str = "/var/tmp/caulk-test-cache";
+/// The test cache: `$CAULK_TEST_CACHE` (default `/var/tmp/caulk-test-cache`).
+fn cache() -> std::path::PathBuf {
+    std::env::var_os("CAULK_TEST_CACHE")
+        .map_or_else(|| std::path::PathBuf::from("/var/tmp/caulk-test-cache"), std::path::PathBuf::from)
+}
 const PACKAGES: &[&str] = &["openssl", "libssl3", "libexpat1"];
 
 fn runnable() -> Result<(), String> {
@@ -42,12 +46,12 @@ fn runnable() -> Result<(), String> {
 
 /// The cached base root, built once.
 fn base_root() -> PathBuf {
-    let base = Path::new(CACHE).join("apt-plugin-bookworm");
+    let base = cache().join("apt-plugin-bookworm");
     if base.join("var/lib/dpkg/status").is_file() {
         return base;
     }
-    std::fs::create_dir_all(CACHE).unwrap();
-    let building = Path::new(CACHE).join(format!("apt-plugin-bookworm.building-{}", std::process::id()));
+    std::fs::create_dir_all(cache()).unwrap();
+    let building = cache().join(format!("apt-plugin-bookworm.building-{}", std::process::id()));
     let status = Command::new("mmdebstrap")
         .args(["--variant=apt", "--quiet", &format!("--include={}", PACKAGES.join(","))])
         .arg("bookworm")
@@ -104,7 +108,7 @@ fn cache_dirs(caches: &[CacheMount]) -> Vec<(PathBuf, String)> {
     caches
         .iter()
         .map(|c| {
-            let dir = Path::new(CACHE).join("apt-plugin-caches").join(&c.key);
+            let dir = cache().join("apt-plugin-caches").join(&c.key);
             std::fs::create_dir_all(dir.join("partial")).unwrap();
             (dir, c.path.clone())
         })

@@ -22,7 +22,12 @@ use caulk_exec::{ExecutorConfig, LocalExecutor, Mode};
 use rustix::fs::{AtFlags, CWD, FileType, FlockOperation, Mode as FsMode, Timespec, Timestamps, XattrFlags};
 use sha2::{Digest, Sha256};
 
-pub const CACHE: &str = "/var/tmp/caulk-test-cache/exec";
+/// The test cache: `$CAULK_TEST_CACHE` (default `/var/tmp/caulk-test-cache`), `exec` in it.
+pub fn cache() -> std::path::PathBuf {
+    std::env::var_os("CAULK_TEST_CACHE")
+        .map_or_else(|| std::path::PathBuf::from("/var/tmp/caulk-test-cache"), std::path::PathBuf::from)
+        .join("exec")
+}
 const FIXTURE: &str = "bookworm-v1";
 pub const MIRROR: &str = "http://deb.debian.org/debian";
 pub const SECURITY_LIST: &str = "deb http://deb.debian.org/debian-security bookworm-security main\n";
@@ -45,7 +50,7 @@ impl Fixture {
 pub fn fixture() -> &'static Fixture {
     static FIXTURE_ONCE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE_ONCE.get_or_init(|| {
-        let dir = Path::new(CACHE).join(FIXTURE);
+        let dir = cache().join(FIXTURE);
         fs::create_dir_all(&dir).unwrap();
         let lock = File::create(dir.join(".lock")).unwrap();
         rustix::fs::flock(&lock, FlockOperation::LockExclusive).unwrap();
@@ -130,8 +135,8 @@ pub fn is_opaque(path: &Path) -> bool {
 
 /// A working folder for one test, removed at the end.
 pub fn workdir() -> tempfile::TempDir {
-    fs::create_dir_all(CACHE).unwrap();
-    tempfile::Builder::new().prefix("work-").tempdir_in(CACHE).unwrap()
+    fs::create_dir_all(cache()).unwrap();
+    tempfile::Builder::new().prefix("work-").tempdir_in(cache()).unwrap()
 }
 
 pub fn executor(work: &Path, mode: Mode) -> LocalExecutor {
@@ -223,7 +228,7 @@ pub fn processes_with_cmdline(argv: &[&str]) -> Vec<u32> {
 /// Host-side apt caches shared by the tests and the benchmark (lists and
 /// downloaded packages), as the pipeline keeps them.
 pub fn apt_caches() -> (PathBuf, PathBuf) {
-    let root = Path::new(CACHE).join("apt-cache");
+    let root = cache().join("apt-cache");
     let lists = root.join("lists");
     let archives = root.join("archives");
     for dir in [&lists, &archives] {
