@@ -442,3 +442,43 @@ fn a_timeout_stops_the_run_and_leaves_nothing() {
     assert_eq!(ref_digest(&layout, "bookworm-patched"), None);
     assert_eq!(std::fs::read_dir(&work).unwrap().count(), 0, "{}", stderr(&out));
 }
+
+#[test]
+fn patches_an_image_in_a_registry_and_names_it_there_in_the_vex() {
+    let sandbox = Sandbox::new();
+    let registry = common::Registry::start();
+    let layout = layout_copy(&sandbox, "bookworm");
+    let remote = format!("{}/team/app/debian:bookworm", registry.addr);
+    success(&run(sandbox.caulk().args([
+        "image",
+        "copy",
+        &format!("oci:{}:bookworm", layout.display()),
+        &remote,
+    ])));
+    let report = apt_report(&sandbox, &layout, "bookworm", &["libexpat1"]);
+    let vex = sandbox.path().join("vex.json");
+    let out =
+        run(sandbox.caulk().args(["patch", "--json", "-i", &remote, "-r"]).arg(&report).arg("-o").arg(&vex));
+    let summary = json(&success(&out));
+    let patched = format!("{}/team/app/debian:bookworm-patched", registry.addr);
+    assert_eq!(summary["destination"], format!("docker://{patched}"));
+    let (before, after) = (open(&remote), open(&patched));
+    assert_eq!(layer_digests(&after).len(), layer_digests(&before).len() + 1);
+    assert_eq!(layer_digests(&after)[..1], layer_digests(&before)[..]);
+    // skopeo, independently, finds the image where the summary says.
+    let inspect = Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false", &format!("docker://{patched}")])
+        .output()
+        .unwrap();
+    assert!(inspect.status.success(), "{}", String::from_utf8_lossy(&inspect.stderr));
+    let skopeo: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    assert_eq!(skopeo["Digest"], summary["digest"]);
+    // The VEX product keeps the registry, the namespace and the tag.
+    let doc = json(&std::fs::read_to_string(&vex).unwrap());
+    assert_openvex(&doc);
+    let product = doc["statements"][0]["products"][0]["@id"].as_str().unwrap();
+    let port = registry.addr.rsplit(':').next().unwrap();
+    assert!(product.starts_with("pkg:oci/debian@sha256%3A"), "{product}");
+    assert!(product.contains(&format!("repository_url=127.0.0.1%3A{port}/team/app/debian")), "{product}");
+    assert!(product.contains("tag=bookworm-patched"), "{product}");
+}
