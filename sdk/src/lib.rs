@@ -24,6 +24,7 @@
 //! component through the real host from a test (see `testing`).
 
 pub mod facts;
+pub mod json;
 pub mod log;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -27,9 +27,7 @@
 //! host can link several plugins' rlibs into one native binary.
 
 mod ecosystem;
-mod input;
 mod report;
-mod shape;
 mod sniff;
 
 use caulk_sdk::Scanner;
@@ -40,7 +38,7 @@ pub const FORMAT: &str = "grype-json";
 
 /// Parses a Grype JSON report into findings.
 pub fn parse(report: &[u8]) -> Result<Findings, Error> {
-    report::parse_text(input::json_text(report)?)
+    report::parse_text(caulk_sdk::json::text(report)?)
 }
 
 /// Confidence from 0 to 100 that `report` is a Grype JSON report, from its

@@ -1,7 +1,7 @@
 //! How sure we are that bytes are a Grype JSON report, from the keys near
 //! its start.
 
-use crate::shape::{self, Event};
+use caulk_sdk::json::{self as shape, Event};
 
 /// Grype writes `matches` first, and each match's `vulnerability` and
 /// `artifact` near its start, so the verdict is in the first kilobytes; the

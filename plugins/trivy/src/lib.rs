@@ -26,9 +26,7 @@
 //! host can link several plugins' rlibs into one native binary.
 
 mod ecosystem;
-mod input;
 mod report;
-mod shape;
 mod sniff;
 
 use caulk_sdk::Scanner;
@@ -39,7 +37,7 @@ pub const FORMAT: &str = "trivy-json";
 
 /// Parses a Trivy JSON report into findings.
 pub fn parse(report: &[u8]) -> Result<Findings, Error> {
-    report::parse_text(input::json_text(report)?)
+    report::parse_text(caulk_sdk::json::text(report)?)
 }
 
 /// Confidence from 0 to 100 that `report` is a Trivy JSON report, from its

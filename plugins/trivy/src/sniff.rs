@@ -1,7 +1,7 @@
 //! How sure we are that bytes are a Trivy JSON report, from the keys near
 //! its start.
 
-use crate::shape::{self, Event};
+use caulk_sdk::json::{self as shape, Event};
 
 /// Trivy writes `SchemaVersion` first and a result's `Target` before its
 /// vulnerabilities, so the verdict is in the first few kilobytes; the budget
