@@ -7,6 +7,8 @@
 # with two gzip layers (the root fs, and a small second layer that changes a
 # file and whites one out), assembled with GNU tar, gzip and jq only.
 set -euo pipefail
+# shellcheck source=layout.sh
+. "$(dirname "$0")/layout.sh"
 
 cache=${CAULK_TEST_CACHE:-/var/tmp/caulk-test-cache}
 out=$cache/debian-bookworm-v1
@@ -31,36 +33,14 @@ printf 'caulk-test\n' >"$work/l2/etc/hostname"
 tar -c --sort=name --owner=0 --group=0 --numeric-owner --mtime=@1700000000 \
   -C "$work/l2" . >"$work/l2.tar"
 
-layout=$work/layout
-mkdir -p "$layout/blobs/sha256"
-printf '{"imageLayoutVersion":"1.0.0"}' >"$layout/oci-layout"
-put() {
-  local file=$1 media=$2 hex size
-  hex=$(sha256sum "$file" | cut -d' ' -f1)
-  size=$(stat -c %s "$file")
-  mv "$file" "$layout/blobs/sha256/$hex"
-  jq -cn --arg m "$media" --arg d "sha256:$hex" --argjson s "$size" '{mediaType: $m, digest: $d, size: $s}'
-}
-d1="sha256:$(sha256sum "$work/rootfs.tar" | cut -d' ' -f1)"
-d2="sha256:$(sha256sum "$work/l2.tar" | cut -d' ' -f1)"
-gzip -6 -n "$work/rootfs.tar"
-gzip -6 -n "$work/l2.tar"
-l1=$(put "$work/rootfs.tar.gz" application/vnd.oci.image.layer.v1.tar+gzip)
-l2=$(put "$work/l2.tar.gz" application/vnd.oci.image.layer.v1.tar+gzip)
-jq -cn --arg a "$d1" --arg b "$d2" '{
+jq -n '{
   created: "2023-11-14T22:13:20Z", architecture: "amd64", os: "linux",
   config: {Env: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"], Cmd: ["bash"]},
-  rootfs: {type: "layers", diff_ids: [$a, $b]},
   history: [{created: "2023-11-14T22:13:20Z", created_by: "mmdebstrap --variant=minbase bookworm"},
             {created: "2023-11-14T22:13:20Z", created_by: "caulk test: hostname, no bash docs"}]
 }' >"$work/config.json"
-c=$(put "$work/config.json" application/vnd.oci.image.config.v1+json)
-jq -cn --argjson c "$c" --argjson a "$l1" --argjson b "$l2" \
-  '{schemaVersion: 2, mediaType: "application/vnd.oci.image.manifest.v1+json", config: $c, layers: [$a, $b]}' \
-  >"$work/manifest.json"
-m=$(put "$work/manifest.json" application/vnd.oci.image.manifest.v1+json)
-jq -cn --argjson m "$m" '{schemaVersion: 2, mediaType: "application/vnd.oci.image.index.v1+json",
-  manifests: [$m + {annotations: {"org.opencontainers.image.ref.name": "bookworm"}}]}' >"$layout/index.json"
+layout=$work/layout
+oci_layout "$layout" bookworm "$work/config.json" "$work/rootfs.tar" "$work/l2.tar"
 rm -rf "$out"
 mv "$layout" "$out"
 echo "$out"

@@ -10,6 +10,8 @@
 # PyPI is reached over HTTPS: the host's CA bundle is bound over the root's
 # during the installs (this network intercepts TLS) and never kept.
 set -euo pipefail
+# shellcheck source=layout.sh
+. "$(dirname "$0")/layout.sh"
 
 system_pins=${CAULK_TEST_SYSTEM_PINS:-"requests==2.25.1 urllib3==1.26.5 certifi==2022.12.7 jinja2==3.1.2 markupsafe==2.1.3 idna==2.10 chardet==4.0.0"}
 venv_pins=${CAULK_TEST_VENV_PINS:-"flask==2.2.2 werkzeug==2.2.2 jinja2==3.1.2 markupsafe==2.1.3 itsdangerous==2.1.2 click==8.1.3"}
@@ -51,33 +53,14 @@ tar -c --sort=name --numeric-owner --xattrs --xattrs-include='*' --mtime=@170406
   -C "$root" . >"$work/rootfs.tar"
 rm -rf "$root"
 
-layout=$work/layout
-mkdir -p "$layout/blobs/sha256"
-printf '{"imageLayoutVersion":"1.0.0"}' >"$layout/oci-layout"
-put() {
-  local file=$1 media=$2 hex size
-  hex=$(sha256sum "$file" | cut -d' ' -f1)
-  size=$(stat -c %s "$file")
-  mv "$file" "$layout/blobs/sha256/$hex"
-  jq -cn --arg m "$media" --arg d "sha256:$hex" --argjson s "$size" '{mediaType: $m, digest: $d, size: $s}'
-}
-diff_id="sha256:$(sha256sum "$work/rootfs.tar" | cut -d' ' -f1)"
-gzip -6 -n "$work/rootfs.tar"
-layer=$(put "$work/rootfs.tar.gz" application/vnd.oci.image.layer.v1.tar+gzip)
-jq -cn --arg d "$diff_id" '{
+jq -n '{
   created: "2024-01-01T00:00:00Z", architecture: "amd64", os: "linux",
   config: {Env: ["PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
            Cmd: ["python3"], WorkingDir: "/srv"},
-  rootfs: {type: "layers", diff_ids: [$d]},
   history: [{created: "2024-01-01T00:00:00Z", created_by: "mmdebstrap bookworm python3; pip install old pins"}]
 }' >"$work/config.json"
-config=$(put "$work/config.json" application/vnd.oci.image.config.v1+json)
-jq -cn --argjson c "$config" --argjson l "$layer" \
-  '{schemaVersion: 2, mediaType: "application/vnd.oci.image.manifest.v1+json", config: $c, layers: [$l]}' \
-  >"$work/manifest.json"
-manifest=$(put "$work/manifest.json" application/vnd.oci.image.manifest.v1+json)
-jq -cn --argjson m "$manifest" '{schemaVersion: 2, mediaType: "application/vnd.oci.image.index.v1+json",
-  manifests: [$m + {annotations: {"org.opencontainers.image.ref.name": "python"}}]}' >"$layout/index.json"
+layout=$work/layout
+oci_layout "$layout" python "$work/config.json" "$work/rootfs.tar"
 rm -rf "$out"
 mv "$layout" "$out"
 echo "$out"

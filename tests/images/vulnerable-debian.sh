@@ -9,6 +9,8 @@
 # SUITE. One gzip layer, OCI media types, a config with Env, Cmd, Labels,
 # ExposedPorts, Volumes, WorkingDir and User so tests can see them preserved.
 set -euo pipefail
+# shellcheck source=layout.sh
+. "$(dirname "$0")/layout.sh"
 
 suite=${1:?usage: vulnerable-debian.sh SUITE [EXTRA_PACKAGES]}
 extra=${2:-}
@@ -44,36 +46,17 @@ mmdebstrap --quiet --variant=apt --mode=root --format=tar --include="$packages" 
   --customize-hook='rm -f "$1"/etc/apt/sources.list.d/*' \
   "$suite" "$work/rootfs.tar" "$mirror" >&2
 
-layout=$work/layout
-mkdir -p "$layout/blobs/sha256"
-printf '{"imageLayoutVersion":"1.0.0"}' >"$layout/oci-layout"
-put() {
-  local file=$1 media=$2 hex size
-  hex=$(sha256sum "$file" | cut -d' ' -f1)
-  size=$(stat -c %s "$file")
-  mv "$file" "$layout/blobs/sha256/$hex"
-  jq -cn --arg m "$media" --arg d "sha256:$hex" --argjson s "$size" '{mediaType: $m, digest: $d, size: $s}'
-}
-diff_id="sha256:$(sha256sum "$work/rootfs.tar" | cut -d' ' -f1)"
-gzip -6 -n "$work/rootfs.tar"
-layer=$(put "$work/rootfs.tar.gz" application/vnd.oci.image.layer.v1.tar+gzip)
-jq -cn --arg d "$diff_id" --arg s "$suite" '{
+jq -n --arg s "$suite" '{
   created: "2024-01-01T00:00:00Z", architecture: "amd64", os: "linux",
   config: {
     Env: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "CAULK_TEST=1"],
     Entrypoint: ["/bin/sh", "-c"], Cmd: ["openssl version"], WorkingDir: "/srv", User: "0:0",
     Labels: {"org.example.suite": $s}, ExposedPorts: {"8080/tcp": {}}, Volumes: {"/data": {}}
   },
-  rootfs: {type: "layers", diff_ids: [$d]},
   history: [{created: "2024-01-01T00:00:00Z", created_by: ("mmdebstrap --variant=apt " + $s)}]
 }' >"$work/config.json"
-config=$(put "$work/config.json" application/vnd.oci.image.config.v1+json)
-jq -cn --argjson c "$config" --argjson l "$layer" \
-  '{schemaVersion: 2, mediaType: "application/vnd.oci.image.manifest.v1+json", config: $c, layers: [$l]}' \
-  >"$work/manifest.json"
-manifest=$(put "$work/manifest.json" application/vnd.oci.image.manifest.v1+json)
-jq -cn --argjson m "$manifest" --arg s "$suite" '{schemaVersion: 2, mediaType: "application/vnd.oci.image.index.v1+json",
-  manifests: [$m + {annotations: {"org.opencontainers.image.ref.name": $s}}]}' >"$layout/index.json"
+layout=$work/layout
+oci_layout "$layout" "$suite" "$work/config.json" "$work/rootfs.tar"
 rm -rf "$out"
 mv "$layout" "$out"
 echo "$out"
