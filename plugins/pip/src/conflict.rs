@@ -5,12 +5,11 @@
 //! extras anyone asked for).
 
 use std::collections::BTreeMap;
-use std::str::FromStr;
 
-use pep508_rs::{MarkerEnvironment, Requirement, VerbatimUrl, VersionOrUrl};
+use crate::pep508::{MarkerEnv, Requirement};
 
 use crate::env::Dist;
-use crate::name::{Version, normalise};
+use crate::name::Version;
 
 /// One distribution as the checks see it.
 #[derive(Debug, Clone)]
@@ -18,7 +17,7 @@ pub struct Node {
     pub name: String,
     pub version: Option<Version>,
     pub version_text: String,
-    pub requires: Vec<Requirement<VerbatimUrl>>,
+    pub requires: Vec<Requirement>,
 }
 
 impl Node {
@@ -38,7 +37,7 @@ impl Node {
             name: name.to_owned(),
             version: version.parse().ok(),
             version_text: version.to_owned(),
-            requires: requires.iter().filter_map(|r| Requirement::from_str(r).ok()).collect(),
+            requires: requires.iter().filter_map(|r| r.parse::<Requirement>().ok()).collect(),
         }
     }
 
@@ -58,36 +57,22 @@ pub fn state<'a>(dists: impl IntoIterator<Item = &'a Dist>) -> State {
     state
 }
 
-/// Whether a requirement applies in `markers`. With no marker environment
-/// known, a requirement applies unless only an extra could activate it.
-pub fn applies(req: &Requirement<VerbatimUrl>, markers: Option<&MarkerEnvironment>) -> bool {
-    match markers {
-        Some(m) => req.evaluate_markers(m, &[]),
-        None => req.marker.evaluate_extras(&[]),
-    }
+/// Whether a requirement applies in `markers` (see
+/// [`crate::pep508::Marker::evaluate`] for an unknown environment).
+pub fn applies(req: &Requirement, markers: Option<&MarkerEnv>) -> bool {
+    req.applies(markers)
 }
 
 /// Whether `version` meets a requirement's specifiers. A URL requirement
 /// names no version and is met by any.
-pub fn meets(req: &Requirement<VerbatimUrl>, version: &Version) -> bool {
-    match &req.version_or_url {
-        Some(VersionOrUrl::VersionSpecifier(specs)) => specs.contains(version),
-        _ => true,
-    }
+pub fn meets(req: &Requirement, version: &Version) -> bool {
+    req.allows(version)
 }
 
 /// `urllib3<1.27,>=1.21.1`: the requirement without markers, its
 /// specifiers sorted as text the way `pip check` prints them.
-pub fn spelt(req: &Requirement<VerbatimUrl>) -> String {
-    match &req.version_or_url {
-        Some(VersionOrUrl::VersionSpecifier(specs)) => {
-            let mut parts: Vec<String> = specs.iter().map(ToString::to_string).collect();
-            parts.sort();
-            format!("{}{}", req.name, parts.join(","))
-        }
-        Some(VersionOrUrl::Url(url)) => format!("{} @ {url}", req.name),
-        None => req.name.to_string(),
-    }
+pub fn spelt(req: &Requirement) -> String {
+    req.spelt()
 }
 
 /// A constraint a dependent puts on a package.
@@ -114,20 +99,17 @@ impl Constraint {
 
 /// What every other distribution of `state` requires of `package`
 /// (normalised), markers evaluated.
-pub fn constraints_on(state: &State, package: &str, markers: Option<&MarkerEnvironment>) -> Vec<Constraint> {
+pub fn constraints_on(state: &State, package: &str, markers: Option<&MarkerEnv>) -> Vec<Constraint> {
     let mut out = Vec::new();
     for (normal, node) in state {
         if normal == package {
             continue;
         }
         for req in &node.requires {
-            if normalise(req.name.as_ref()) != package || !applies(req, markers) {
+            if req.normal() != package || !applies(req, markers) {
                 continue;
             }
-            let specs = match &req.version_or_url {
-                Some(VersionOrUrl::VersionSpecifier(specs)) => Some(specs.clone()),
-                _ => None,
-            };
+            let specs = req.specifiers.clone();
             out.push(Constraint { dependent: node.label(), requirement: spelt(req), specs });
         }
     }
@@ -161,12 +143,12 @@ impl Broken {
 /// The requirements that fail in `after` and involve a changed
 /// distribution (as the dependent or as the required one). Failures among
 /// unchanged distributions were there before and are not the move's doing.
-pub fn broken(after: &State, changed: &[String], markers: Option<&MarkerEnvironment>) -> Vec<Broken> {
+pub fn broken(after: &State, changed: &[String], markers: Option<&MarkerEnv>) -> Vec<Broken> {
     let mut out = Vec::new();
     for (normal, node) in after {
         let dependent_changed = changed.contains(normal);
         for req in &node.requires {
-            let on = normalise(req.name.as_ref());
+            let on = req.normal();
             if !(dependent_changed || changed.contains(&on)) || !applies(req, markers) {
                 continue;
             }
@@ -189,6 +171,7 @@ pub fn broken(after: &State, changed: &[String], markers: Option<&MarkerEnvironm
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::name::normalise;
 
     fn node(name: &str, version: &str, requires: &[&str]) -> (String, Node) {
         let reqs: Vec<String> = requires.iter().map(|r| (*r).to_owned()).collect();

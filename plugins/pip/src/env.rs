@@ -16,8 +16,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::pep508::{MarkerEnv, Requirement};
 use caulk_sdk::update::{FileEntry, FileKind};
-use pep508_rs::{MarkerEnvironment, Requirement, VerbatimUrl};
 
 use crate::metadata::{self, VenvConfig};
 use crate::name::{self, Version};
@@ -38,7 +38,7 @@ pub struct Dist {
     /// The directory holding it (site-packages, ...).
     pub site: String,
     pub egg: bool,
-    pub requires: Vec<Requirement<VerbatimUrl>>,
+    pub requires: Vec<Requirement>,
     pub requires_python: Option<String>,
 }
 
@@ -195,7 +195,7 @@ impl Env {
     }
 
     /// The marker environment for evaluating `Requires-Dist` markers.
-    pub fn markers(&self, machine: &str) -> Option<MarkerEnvironment> {
+    pub fn markers(&self, machine: &str) -> Option<MarkerEnv> {
         self.facts.as_ref().and_then(PythonFacts::marker_environment).or_else(|| {
             let (major, minor) = self.version?;
             pyfacts::assumed_markers(major, minor, machine)

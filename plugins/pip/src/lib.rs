@@ -31,6 +31,7 @@ pub mod env;
 pub mod error;
 pub mod metadata;
 pub mod name;
+pub mod pep508;
 pub mod plan;
 pub mod pyfacts;
 pub mod resolve;

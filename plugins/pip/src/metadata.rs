@@ -7,7 +7,7 @@
 
 use std::str::FromStr;
 
-use pep508_rs::{Requirement, VerbatimUrl};
+use crate::pep508::Requirement;
 
 /// The core-metadata fields the planner needs.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -15,7 +15,7 @@ pub struct CoreMetadata {
     pub name: Option<String>,
     pub version: Option<String>,
     /// `Requires-Dist` lines that parse as PEP 508 requirements.
-    pub requires: Vec<Requirement<VerbatimUrl>>,
+    pub requires: Vec<Requirement>,
     /// `Requires-Dist` lines that do not parse, as written.
     pub unparsed: Vec<String>,
     pub requires_python: Option<String>,
@@ -58,7 +58,7 @@ pub fn core_metadata(bytes: &[u8]) -> CoreMetadata {
 }
 
 fn push_requirement(meta: &mut CoreMetadata, line: &str) {
-    match Requirement::<VerbatimUrl>::from_str(line) {
+    match Requirement::from_str(line) {
         Ok(req) => meta.requires.push(req),
         Err(_) => meta.unparsed.push(line.to_owned()),
     }
@@ -272,7 +272,7 @@ Requires-Dist: not a requirement !!\n\nRequires-Dist: body text\n",
     fn egg_requires_sections() {
         let mut meta = CoreMetadata::default();
         egg_requires(b"six>=1.5\n\n[:python_version < \"3\"]\nenum34\n\n[security]\npyOpenSSL\n", &mut meta);
-        let names: Vec<String> = meta.requires.iter().map(|r| r.name.to_string()).collect();
+        let names: Vec<String> = meta.requires.iter().map(|r| r.name.clone()).collect();
         assert_eq!(names, ["six", "enum34"]);
     }
 

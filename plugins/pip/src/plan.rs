@@ -12,17 +12,23 @@
 //!   PEP 668's `EXTERNALLY-MANAGED` marker (Debian's), since caulk only
 //!   moves what pip installed there.
 //! - **`--target` with an interpreter of the image**, when the directory is
-//!   not where any pip installs (a `pip install --target` tree): `pip
-//!   install --no-deps --upgrade --target DIR`, then a small script (see
-//!   [`crate::scripts::REPLACE_DIST`]) removes the old distribution's files
-//!   and `.dist-info` by its RECORD, so no stale metadata is left.
+//!   not where the environment's pip installs (a `pip install --target`
+//!   tree), or the environment has no pip but an interpreter of the image
+//!   with the same Python version has one (a venv made `--without-pip`):
+//!   `PYTHON -m pip install --no-deps --upgrade --target DIR`, then a small
+//!   script (see [`crate::scripts::REPLACE_DIST`]) removes the old
+//!   distribution's files and `.dist-info` by its RECORD, so no stale
+//!   metadata is left. The image's own pip is preferred to the host's: it
+//!   picks wheels for exactly the image's interpreter and C library.
 //! - **`--target` with the host's pip** (`exec-context::tooling`, the host's
-//!   root file system read-only and the image mounted at `/target`), when the
-//!   environment has no pip: the host's `python3 -I -m pip --isolated`, told
-//!   the environment's Python version, implementation, ABI and wheel
-//!   platforms (`--only-binary=:all:`, so nothing is built for the wrong
-//!   interpreter), and the image's indexes spelt out (`PIP_CONFIG_FILE=/dev/null`
-//!   keeps the host's configuration out); then the same clean-up.
+//!   root file system read-only and the image mounted at `/target`), when no
+//!   interpreter of the image with that Python version has pip (distroless,
+//!   or a copied tree of another version): the host's `python3 -I -m pip
+//!   --isolated`, told the environment's Python version, implementation, ABI
+//!   and wheel platforms (`--only-binary=:all:`, so nothing is built for the
+//!   wrong interpreter), and the image's indexes spelt out
+//!   (`PIP_CONFIG_FILE=/dev/null` keeps the host's configuration out); then
+//!   the same clean-up.
 //!
 //! Distributions of the operating system (Debian's `/usr/lib/python3/dist-packages`,
 //! anything under `/usr/lib` not installed by pip) are left to the OS
@@ -1290,9 +1296,7 @@ fn dependencies(image: &Image, works: &[Work<'_>], install: &Install) -> Vec<Sel
                 let node = Node::from_report(&o.name, &o.version, &o.requires);
                 node.requires
                     .iter()
-                    .filter(|q| {
-                        name::normalise(q.name.as_ref()) == normal && conflict::applies(q, markers.as_ref())
-                    })
+                    .filter(|q| q.normal() == normal && conflict::applies(q, markers.as_ref()))
                     .map(|q| format!("{} requires {}", node.label(), conflict::spelt(q)))
                     .collect::<Vec<_>>()
             })

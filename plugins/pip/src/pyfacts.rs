@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use pep508_rs::{MarkerEnvironment, MarkerEnvironmentBuilder};
+use crate::pep508::MarkerEnv;
 use serde::Deserialize;
 
 use crate::scripts::PYTHON_FACTS_PREFIX;
@@ -39,21 +39,8 @@ impl PythonFacts {
     }
 
     /// The PEP 508 marker environment, when the interpreter's versions parse.
-    pub fn marker_environment(&self) -> Option<MarkerEnvironment> {
-        MarkerEnvironment::try_from(MarkerEnvironmentBuilder {
-            implementation_name: self.marker("implementation_name"),
-            implementation_version: self.marker("implementation_version"),
-            os_name: self.marker("os_name"),
-            platform_machine: self.marker("platform_machine"),
-            platform_python_implementation: self.marker("platform_python_implementation"),
-            platform_release: self.marker("platform_release"),
-            platform_system: self.marker("platform_system"),
-            platform_version: self.marker("platform_version"),
-            python_full_version: self.marker("python_full_version"),
-            python_version: self.marker("python_version"),
-            sys_platform: self.marker("sys_platform"),
-        })
-        .ok()
+    pub fn marker_environment(&self) -> Option<MarkerEnv> {
+        MarkerEnv::new(|var| self.markers.get(var).cloned())
     }
 
     /// `(major, minor)` of the interpreter.
@@ -97,23 +84,22 @@ pub fn machine(architecture: &str, variant: Option<&str>) -> &'static str {
 
 /// A CPython on Linux of version `major.minor` (patch level unknown: `.0`),
 /// for an environment whose interpreter cannot run.
-pub fn assumed_markers(major: u64, minor: u64, machine: &str) -> Option<MarkerEnvironment> {
+pub fn assumed_markers(major: u64, minor: u64, machine: &str) -> Option<MarkerEnv> {
     let full = format!("{major}.{minor}.0");
-    let short = format!("{major}.{minor}");
-    MarkerEnvironment::try_from(MarkerEnvironmentBuilder {
-        implementation_name: "cpython",
-        implementation_version: &full,
-        os_name: "posix",
-        platform_machine: machine,
-        platform_python_implementation: "CPython",
-        platform_release: "",
-        platform_system: "Linux",
-        platform_version: "",
-        python_full_version: &full,
-        python_version: &short,
-        sys_platform: "linux",
+    MarkerEnv::new(|var| {
+        Some(match var {
+            "implementation_name" => "cpython".to_owned(),
+            "implementation_version" | "python_full_version" => full.clone(),
+            "os_name" => "posix".to_owned(),
+            "platform_machine" => machine.to_owned(),
+            "platform_python_implementation" => "CPython".to_owned(),
+            "platform_system" => "Linux".to_owned(),
+            "python_version" => format!("{major}.{minor}"),
+            "sys_platform" => "linux".to_owned(),
+            "platform_release" | "platform_version" => String::new(),
+            _ => return None,
+        })
     })
-    .ok()
 }
 
 #[cfg(test)]
@@ -126,7 +112,9 @@ mod tests {
         let facts = PythonFacts::parse(out).unwrap();
         assert_eq!(facts.python_version(), Some((3, 11)));
         assert_eq!(facts.glibc(), Some((2, 36)));
-        assert!(facts.marker_environment().is_some());
+        assert!(facts.marker_environment().is_none(), "eight marker variables missing");
         assert!(PythonFacts::parse(b"Traceback ...").is_none());
+        let env = assumed_markers(3, 9, "aarch64").unwrap();
+        assert_eq!((env.get("python_full_version"), env.get("platform_machine")), (Some("3.9.0"), Some("aarch64")));
     }
 }

@@ -15,12 +15,12 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::str::FromStr;
 
+use crate::pep508::Requirement;
 use caulk_sdk::facts::FactsExt;
 use caulk_sdk::update::{
     Answer, Check, Command, Fact, Outcome, OutcomeStatus, Question, SelectedUpdate, StepResult, Target,
     Update, VerifyRequest, VersionTarget,
 };
-use pep508_rs::{Requirement, VerbatimUrl};
 
 use crate::conflict;
 use crate::discover::{self, Image};
@@ -260,7 +260,7 @@ fn because(steps: &[StepResult]) -> String {
 }
 
 fn meets_text(requirement: &str, version: &str) -> Option<bool> {
-    let req = Requirement::<VerbatimUrl>::from_str(requirement).ok()?;
+    let req = Requirement::from_str(requirement).ok()?;
     let v: Version = version.parse().ok()?;
     Some(conflict::meets(&req, &v))
 }
