@@ -605,8 +605,9 @@ fn pin(work: &Work<'_>, version: &Version) -> String {
     format!("{}=={version}", work.checked.name.as_str())
 }
 
-/// Tags for `--platform`: manylinux for the interpreter's glibc (2.17 when
-/// unknown), musllinux on Alpine, and plain `linux_ARCH`.
+/// Tags for `--platform`: manylinux for the image's glibc (as the
+/// environment's interpreter, else any interpreter of the image, reports
+/// it; 2.17 when none does), musllinux on Alpine, and plain `linux_ARCH`.
 pub fn platform_tags(image: &Image, env: &Env) -> Vec<String> {
     let arch = image.machine;
     let mut tags = Vec::new();
@@ -615,10 +616,9 @@ pub fn platform_tags(image: &Image, env: &Env) -> Vec<String> {
             tags.push(format!("musllinux_1_{minor}_{arch}"));
         }
     } else {
-        let glibc = env
-            .facts
-            .as_ref()
-            .and_then(crate::pyfacts::PythonFacts::glibc)
+        let glibc = std::iter::once(env)
+            .chain(&image.envs)
+            .find_map(|e| e.facts.as_ref().and_then(crate::pyfacts::PythonFacts::glibc))
             .filter(|(major, _)| *major == 2)
             .map_or(17, |(_, minor)| minor);
         for minor in (5..=glibc.max(17)).rev() {

@@ -115,6 +115,9 @@ mod tests {
         assert!(facts.marker_environment().is_none(), "eight marker variables missing");
         assert!(PythonFacts::parse(b"Traceback ...").is_none());
         let env = assumed_markers(3, 9, "aarch64").unwrap();
-        assert_eq!((env.get("python_full_version"), env.get("platform_machine")), (Some("3.9.0"), Some("aarch64")));
+        assert_eq!(
+            (env.get("python_full_version"), env.get("platform_machine")),
+            (Some("3.9.0"), Some("aarch64"))
+        );
     }
 }

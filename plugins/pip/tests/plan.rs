@@ -203,6 +203,7 @@ fn how_each_kind_of_environment_is_patched() {
         "--abi cp39",
         "--only-binary=:all:",
         "--platform manylinux2014_x86_64",
+        "--platform manylinux_2_36_x86_64",
         &format!("--target /target{LEGACY}"),
     ] {
         assert!(text.contains(expected), "{expected} missing: {text}");
@@ -416,6 +417,38 @@ fn pip_configuration_of_the_image_and_the_command_line() {
         ),
         "{text}"
     );
+}
+
+#[test]
+fn pip_variables_of_the_image_config() {
+    let mut host = DataHost::new(mini());
+    host.env = vec![
+        ("PIP_INDEX_URL".into(), "https://env.example/simple".into()),
+        ("PIP_EXTRA_INDEX_URL".into(), "https://a.example/simple https://b.example/simple".into()),
+    ];
+    let updates = vec![update("idna", "3.6", &["3.7"], Some(LEGACY))];
+    let questions = caulk_plugin_pip_questions(&host, &updates);
+    assert_eq!(
+        questions,
+        [(
+            "idna".to_owned(),
+            vec![
+                "https://env.example/simple".to_owned(),
+                "https://a.example/simple".to_owned(),
+                "https://b.example/simple".to_owned()
+            ]
+        )]
+    );
+    let plan = support::plan(&host, updates, without_dry_runs(options(PatchLevel::Minor)));
+    let text = plan.steps[0].command.argv.join(" ");
+    assert!(
+        text.contains("--index-url https://env.example/simple --extra-index-url https://a.example/simple --extra-index-url https://b.example/simple"),
+        "{text}"
+    );
+    // PIP_CONFIG_FILE=/dev/null turns the image's files off, as in pip.
+    host.env = vec![("PIP_CONFIG_FILE".into(), "/dev/null".into())];
+    let questions = caulk_plugin_pip_questions(&host, &[update("idna", "3.6", &["3.7"], Some(LEGACY))]);
+    assert_eq!(questions[0].1, Vec::<String>::new());
 }
 
 /// Every look-up the plan phase asks: (name, index URLs).

@@ -283,11 +283,13 @@ pub struct DataHost {
     pub runs: Runs,
     /// Look-ups answered `unavailable` for these names.
     pub offline: Vec<String>,
+    /// Added to the image config's `Env`.
+    pub env: Vec<(String, String)>,
 }
 
 impl DataHost {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into(), runs: Box::new(|_| None), offline: Vec::new() }
+        Self { root: root.into(), runs: Box::new(|_| None), offline: Vec::new(), env: Vec::new() }
     }
 
     pub fn with_runs(mut self, runs: impl Fn(&Command) -> Option<Answer> + 'static) -> Self {
@@ -411,7 +413,9 @@ impl Host for DataHost {
     }
 
     fn target(&self) -> Target {
-        target(&self.root)
+        let mut target = target(&self.root);
+        target.env.extend(self.env.iter().cloned());
+        target
     }
 }
 
