@@ -19,9 +19,14 @@
 //!
 //! Versions are chosen by Copa's `--library-patch-level` rules ([`rules`]),
 //! then checked against the index, the interpreter's version and every
-//! dependent ([`choose`], [`conflict`]). Verification reads the metadata
-//! again and runs `pip check` and an import of each patched distribution
-//! ([`verify`]).
+//! dependent ([`choose`], [`conflict`]), then resolved by a pip dry run and
+//! installed pinned with `--no-deps` ([`plan`] explains why). Verification
+//! reads the metadata again and runs `pip check` and an import of each
+//! patched distribution ([`verify`]).
+//!
+//! Setting: `--plugin-opt pip.dry-run=false` skips the dry runs (faster,
+//! but a new version's new dependencies are then only found by `pip check`
+//! after the install). The indexes: [`config`].
 
 pub mod choose;
 pub mod config;

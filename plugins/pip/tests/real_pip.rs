@@ -7,7 +7,8 @@
 //! mounted at /target), then verified. Look-ups go to PyPI.
 //!
 //! Needs root, bubblewrap, mmdebstrap, curl and the network; the image is
-//! cached under /var/tmp/caulk-test-cache/pip. Set CAULK_SKIP_REAL_PIP=1 to
+//! cached under $CAULK_TEST_CACHE/pip
+//! (default /var/tmp/caulk-test-cache). Set CAULK_SKIP_REAL_PIP=1 to
 //! skip.
 
 mod support;

@@ -18,7 +18,13 @@ use caulk_sdk::update::{
     Target, Update, UpdateMode, VerifyRequest,
 };
 
-pub const CACHE: &str = "/var/tmp/caulk-test-cache/pip";
+/// The test cache: `$CAULK_TEST_CACHE` (default `/var/tmp/caulk-test-cache`),
+/// `pip` in it.
+pub fn cache() -> PathBuf {
+    std::env::var_os("CAULK_TEST_CACHE")
+        .map_or_else(|| PathBuf::from("/var/tmp/caulk-test-cache"), PathBuf::from)
+        .join("pip")
+}
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 pub fn data(relative: &str) -> PathBuf {
@@ -697,12 +703,13 @@ pub const IMAGE: &str = "bookworm-python-v2";
 /// tests/data/roots/bookworm-python holds the metadata files of exactly
 /// this image.
 pub fn base_image() -> PathBuf {
-    let base = Path::new(CACHE).join(IMAGE);
+    let cache = cache();
+    let base = cache.join(IMAGE);
     if base.join("opt/legacy/lib/python3.9/site-packages").is_dir() {
         return base;
     }
-    std::fs::create_dir_all(CACHE).unwrap();
-    let building = Path::new(CACHE).join(format!("{IMAGE}.building-{}", std::process::id()));
+    std::fs::create_dir_all(&cache).unwrap();
+    let building = cache.join(format!("{IMAGE}.building-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&building);
     let status = Process::new("mmdebstrap")
         .args(["--variant=apt", "--quiet", "--include=python3,python3-pip,python3-venv,ca-certificates"])
