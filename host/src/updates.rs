@@ -195,6 +195,32 @@ pub fn group(findings: &Findings) -> Grouped {
     grouped
 }
 
+/// Whether `version`, now installed, fixes a vulnerability whose fixed
+/// versions are `fixed`. Scanners list one fix per release line for
+/// libraries (`2.0.7, 1.26.18`): a version is fixed when it reaches every
+/// fix, or a fix on its own line (same major and minor release). OS
+/// packages have one line: reaching any fix is enough. Versions that do not
+/// parse count as fixed only by string equality.
+pub fn fixes_vulnerability(ecosystem: &str, version: &str, fixed: &[String]) -> bool {
+    let Some(scheme) = Scheme::from_ecosystem(ecosystem) else {
+        return fixed.iter().any(|f| f == version);
+    };
+    let reaches = |f: &String| version::is_fixed_by(scheme, version, f).unwrap_or(f == version);
+    if scheme != Scheme::Python {
+        return fixed.iter().any(reaches);
+    }
+    if fixed.iter().all(reaches) {
+        return true;
+    }
+    let line = |v: &str| -> Option<(u64, u64)> {
+        let v = v.parse::<version::python::Version>().ok()?;
+        let release = v.pep440().release();
+        Some((release.first().copied().unwrap_or(0), release.get(1).copied().unwrap_or(0)))
+    };
+    let own = line(version);
+    own.is_some() && fixed.iter().any(|f| reaches(f) && line(f) == own)
+}
+
 /// For each vulnerability its lowest fixed version above the installed one,
 /// then the highest of those; `None` when the scheme is unknown or a version
 /// does not parse.
@@ -299,6 +325,21 @@ mod tests {
         );
         assert_eq!(n("/opt/venv/lib/python3.11/site-packages"), "/opt/venv/lib/python3.11/site-packages");
         assert_eq!(normalise_location("npm", "app/package-lock.json"), "/app/package-lock.json");
+    }
+
+    #[test]
+    fn a_vulnerability_is_fixed_on_its_own_release_line() {
+        let fixes = |v: &str, f: &[&str]| {
+            fixes_vulnerability("python", v, &f.iter().map(ToString::to_string).collect::<Vec<_>>())
+        };
+        assert!(fixes("1.26.19", &["2.0.7", "1.26.18"]));
+        assert!(fixes("2.0.7", &["2.0.7", "1.26.18"]));
+        assert!(!fixes("2.0.1", &["2.0.7", "1.26.18"]), "2.0.1 is on the 2.0 line, fixed only at 2.0.7");
+        assert!(!fixes("1.26.19", &["2.6.0"]), "the fix exists only on a later line");
+        assert!(fixes("2.7.0", &["2.6.0"]));
+        assert!(!fixes("1.26.17", &["1.26.18"]));
+        assert!(fixes_vulnerability("deb", "1:2.38.1-5+deb12u3", &["2.38.1-5+deb12u2".into()]));
+        assert!(!fixes_vulnerability("deb", "2.38.1-5+deb12u1", &["2.38.1-5+deb12u2".into()]));
     }
 
     #[test]

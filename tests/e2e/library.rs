@@ -72,6 +72,9 @@ fn library_findings() -> Vec<Value> {
         // urllib3: requests 2.25.1 requires urllib3<1.27, so only 1.26.x fixes fit.
         finding(SYSTEM, "urllib3", "1.26.5", "CVE-2023-43804", "2.0.6, 1.26.17"),
         finding(SYSTEM, "urllib3", "1.26.5", "CVE-2023-45803", "2.0.7, 1.26.18"),
+        // Fixed only on the 2.x line, which requests' bound rules out: the
+        // 1.26.x that lands leaves it open, and the VEX must not claim it.
+        finding(SYSTEM, "urllib3", "1.26.5", "CVE-2025-66471", "2.6.0"),
         // certifi goes to its newest fixed version whatever the level.
         finding(SYSTEM, "certifi", "2022.12.7", "CVE-2023-37920", "2023.7.22"),
         finding(SYSTEM, "certifi", "2022.12.7", "CVE-2024-39689", "2024.7.4"),
@@ -135,6 +138,7 @@ fn libraries_move_within_the_patch_level_and_skips_say_why() {
     let urllib3 = row(&summary, "urllib3", SYSTEM);
     assert_eq!(urllib3["status"], "patched", "{urllib3:#}");
     assert!(urllib3["to"].as_str().unwrap().starts_with("1.26."), "{urllib3:#}");
+    assert_eq!(urllib3["still_open"], json!(["CVE-2025-66471"]), "{urllib3:#}");
     let certifi = row(&summary, "certifi", SYSTEM);
     assert_eq!(certifi["status"], "patched");
     assert!(row(&summary, "jinja2", SYSTEM)["status"] == "patched");
@@ -178,7 +182,7 @@ fn libraries_move_within_the_patch_level_and_skips_say_why() {
     for id in ["CVE-2023-43804", "CVE-2023-45803", "CVE-2023-37920", "CVE-2024-22195", "CVE-2023-25577"] {
         assert!(stated.contains(&id), "{id} missing from {stated:?}");
     }
-    for id in ["CVE-2024-3651", "CVE-2023-32681", "TEST-CLICK-1"] {
+    for id in ["CVE-2024-3651", "CVE-2023-32681", "TEST-CLICK-1", "CVE-2025-66471"] {
         assert!(!stated.contains(&id), "{id} was not fixed but is in the VEX");
     }
     let purls: Vec<&str> = doc["statements"]

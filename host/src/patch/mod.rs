@@ -260,7 +260,6 @@ pub fn run(
     let mut config = ExecutorConfig::new(&working_folder);
     config.mode = request.mode;
     config.ca_bundle.clone_from(&request.ca_bundle);
-    config.extra_ca_paths = certifi_bundles(&caulk_exec::MergedReader::new(layer_dirs.clone()));
     let executor = LocalExecutor::new(config).map_err(exec_err)?;
     let (lower, top) = match previous_caulk_layer {
         Some(_) => (&layer_dirs[..base_layers], layer_dirs.get(base_layers)),
@@ -495,8 +494,17 @@ pub fn run(
     // VEX.
     if let Some(path) = &request.vex_output {
         let document = vex_document(&summary, &destination, os.as_ref(), &platform_image.platform);
-        write_atomically(path, &serde_json::to_vec_pretty(&document).expect("serialisable"))?;
-        summary.vex = Some(path.display().to_string());
+        // OpenVEX needs at least one statement; without a report (or when
+        // only packages no report named moved) there is nothing to state.
+        if document.statements.is_empty() {
+            tracing::warn!(
+                "no vulnerability a report named was fixed: no VEX document written to {}",
+                path.display()
+            );
+        } else {
+            write_atomically(path, &serde_json::to_vec_pretty(&document).expect("serialisable"))?;
+            summary.vex = Some(path.display().to_string());
+        }
     }
     summary.timings.total = started.elapsed();
     observer.finished();
@@ -505,32 +513,6 @@ pub fn run(
 
 fn same(a: &PackageUpdate, b: &PackageUpdate) -> bool {
     a.ecosystem == b.ecosystem && a.name == b.name && a.location == b.location
-}
-
-/// pip's own CA bundles in the image (its vendored certifi, which it uses
-/// instead of the system's), so network steps get the host's bundle there
-/// too: behind a TLS-intercepting proxy pip fails otherwise.
-fn certifi_bundles(reader: &caulk_exec::MergedReader) -> Vec<String> {
-    const PATTERNS: &[&str] = &[
-        "/usr/lib/python3*/site-packages/pip/_vendor/certifi/cacert.pem",
-        "/usr/local/lib/python3*/site-packages/pip/_vendor/certifi/cacert.pem",
-        "/usr/local/lib/python3*/dist-packages/pip/_vendor/certifi/cacert.pem",
-        "/opt/**/site-packages/pip/_vendor/certifi/cacert.pem",
-        "/root/**/site-packages/pip/_vendor/certifi/cacert.pem",
-        "/home/**/site-packages/pip/_vendor/certifi/cacert.pem",
-        "/app/**/site-packages/pip/_vendor/certifi/cacert.pem",
-        "/srv/**/site-packages/pip/_vendor/certifi/cacert.pem",
-    ];
-    let mut found: Vec<String> = PATTERNS
-        .iter()
-        .filter_map(|p| reader.glob(p).ok())
-        .flatten()
-        .filter(|info| info.kind == caulk_exec::EntryKind::File)
-        .map(|info| info.path)
-        .collect();
-    found.sort();
-    found.dedup();
-    found
 }
 
 /// The image config's `Env` as pairs.
@@ -689,8 +671,9 @@ fn vex_document(
             ecosystem: r.ecosystem.clone(),
             name: r.name.clone(),
             version: r.to.clone().unwrap_or_default(),
-            vulnerabilities: r.vulnerabilities.clone(),
+            vulnerabilities: r.fixed_vulnerabilities(),
         })
+        .filter(|p| !p.vulnerabilities.is_empty())
         .collect();
     let subject = vex::Subject {
         reference: destination.display_name.clone(),

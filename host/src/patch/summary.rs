@@ -77,6 +77,13 @@ pub struct Row {
     /// Checks the updater made after patching.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<(String, bool, String)>,
+    /// Vulnerabilities the version now installed does not fix (its fixes
+    /// are on another release line): left out of the VEX document.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub still_open: Vec<String>,
+    /// Each vulnerability's fixed versions, from the report.
+    #[serde(skip)]
+    pub fixes: Vec<(String, Vec<String>)>,
 }
 
 impl Row {
@@ -94,6 +101,8 @@ impl Row {
             rationale: None,
             passed_over: Vec::new(),
             checks: Vec::new(),
+            still_open: Vec::new(),
+            fixes: Vec::new(),
         }
     }
 
@@ -117,6 +126,8 @@ impl Row {
             rationale: None,
             passed_over: Vec::new(),
             checks: Vec::new(),
+            still_open: Vec::new(),
+            fixes: Vec::new(),
         }
     }
 
@@ -154,6 +165,21 @@ impl Row {
         {
             vulnerabilities = u.vulnerabilities.iter().map(|v| v.id.clone()).collect();
         }
+        let fixes: Vec<(String, Vec<String>)> = update
+            .map(|u| u.vulnerabilities.iter().map(|v| (v.id.clone(), v.fixed_versions.clone())).collect())
+            .unwrap_or_default();
+        let still_open = match (&to, status) {
+            (Some(now), RowStatus::Patched) => vulnerabilities
+                .iter()
+                .filter(|id| {
+                    fixes.iter().find(|(v, _)| v == *id).is_some_and(|(_, fixed)| {
+                        !crate::updates::fixes_vulnerability(&selected.ecosystem, now, fixed)
+                    })
+                })
+                .cloned()
+                .collect(),
+            _ => Vec::new(),
+        };
         Self {
             ecosystem: selected.ecosystem.clone(),
             name: selected.name.clone(),
@@ -167,7 +193,18 @@ impl Row {
             rationale: selected.rationale.clone(),
             passed_over: selected.passed_over.iter().map(|p| (p.version.clone(), p.reason.clone())).collect(),
             checks,
+            still_open,
+            fixes,
         }
+    }
+
+    /// The vulnerabilities this row fixed: none unless patched, and not those
+    /// the version now installed leaves open.
+    pub fn fixed_vulnerabilities(&self) -> Vec<String> {
+        if self.status != RowStatus::Patched {
+            return Vec::new();
+        }
+        self.vulnerabilities.iter().filter(|v| !self.still_open.contains(v)).cloned().collect()
     }
 }
 
@@ -296,6 +333,15 @@ impl PatchSummary {
                     let _ = write!(out, "; passed over {v}: {why}");
                 }
                 out.push('\n');
+            }
+            for r in self.rows.iter().filter(|r| !r.still_open.is_empty()) {
+                let _ = writeln!(
+                    out,
+                    "  {} {}: still open (fixed only on another release line): {}",
+                    r.name,
+                    r.to.as_deref().unwrap_or(""),
+                    r.still_open.join(", ")
+                );
             }
         }
         let patched = self.count(RowStatus::Patched);
