@@ -22,6 +22,13 @@ pub const SUPPORTED_WIT_VERSIONS: &[&str] = &["0.1.0"];
 /// How often the epoch ticks; deadlines are counted in ticks.
 const TICK: Duration = Duration::from_millis(10);
 
+/// Plugin instances alive at once (caulk makes them one after another).
+const POOL_SLOTS: u32 = 16;
+
+/// Bytes of each pooled memory kept resident between instances: what a
+/// typical report's parse touches, not what a huge one does.
+const KEEP_RESIDENT: usize = 32 << 20;
+
 /// What plugin stdout/stderr may hold before writes fail; only the end is shown.
 const OUTPUT_CAPACITY: usize = 1 << 20;
 
@@ -192,6 +199,21 @@ impl Runtime {
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
+        // Every call gets a fresh instance. From a pool whose slots keep the
+        // first pages of a plugin's memory resident, a new instance reuses
+        // them (reset by memset) instead of faulting fresh pages in: parsing
+        // a 3.5 MB report that touches ~40 MB is a third faster this way.
+        let mut pool = wasmtime::PoolingAllocationConfig::default();
+        pool.total_component_instances(POOL_SLOTS)
+            .total_core_instances(POOL_SLOTS * 2)
+            .total_memories(POOL_SLOTS * 2)
+            .total_tables(POOL_SLOTS * 2)
+            // Above the limit, so the limiter refuses growth first and the
+            // error can say the plugin ran out of memory.
+            .max_memory_size(limits.memory.max(16 << 20) + (1 << 20))
+            .linear_memory_keep_resident(KEEP_RESIDENT)
+            .table_keep_resident(1 << 16);
+        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config).map_err(|e| PluginError::Engine(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
