@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 rounds=${1:-3}
 
 cargo build --release --quiet -p caulk
-caulk=$PWD/target/release/caulk
+caulk=${CARGO_TARGET_DIR:-$PWD/target}/release/caulk
 layout=$(tests/images/python-debian.sh)
 work=$(mktemp -d /var/tmp/caulk-bench-lib.XXXXXX)
 cleanup() {

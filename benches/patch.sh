@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 rounds=${1:-3}
 
 cargo build --release --quiet -p caulk
-caulk=$PWD/target/release/caulk
+caulk=${CARGO_TARGET_DIR:-$PWD/target}/release/caulk
 layout=$(tests/images/vulnerable-debian.sh bookworm)
 work=$(mktemp -d /var/tmp/caulk-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
@@ -37,7 +37,7 @@ for i in $(seq "$rounds"); do
     >"$work/summary.json"
   end=$(date +%s.%N)
   echo "$end - $start" | bc >>"$work/caulk.times"
-  jq '.timings.total_ms - .timings.steps_ms' "$work/summary.json" >>"$work/caulk.overhead"
+  jq '.timings.total_ms - .timings.steps_ms - .timings.probes_ms' "$work/summary.json" >>"$work/caulk.overhead"
   cat "$work/rss" >>"$work/caulk.rss"
   test "$(jq -r .result "$work/summary.json")" = patched
 done

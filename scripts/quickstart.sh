@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 
 echo "== building caulk (cargo build --release)"
 cargo build --release --quiet -p caulk
-caulk=$PWD/target/release/caulk
+caulk=${CARGO_TARGET_DIR:-$PWD/target}/release/caulk
 
 echo "== building a vulnerable Debian 12 image (cached after the first run)"
 cached=$(tests/images/vulnerable-debian.sh bookworm)

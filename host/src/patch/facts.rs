@@ -23,6 +23,8 @@ pub struct Answerer<'s, 'e> {
     pub lookup: &'s dyn Fn(&crate::model::IndexQuery) -> Answer,
     /// The image config's environment, under each command's own.
     pub base_env: &'s [(String, String)],
+    /// Time spent in commands, summed.
+    pub spent: &'s std::cell::Cell<Duration>,
 }
 
 /// Maps a plan's execution context onto the executor's.
@@ -98,7 +100,11 @@ impl Answerer<'_, '_> {
         for (k, v) in self.base_env.iter().chain(&command.env) {
             probe = probe.env(k.clone(), v.clone());
         }
-        match self.session.probe(&probe) {
+        let result = self.session.probe(&probe);
+        if let Ok(out) = &result {
+            self.spent.set(self.spent.get() + out.duration);
+        }
+        match result {
             Ok(out) => Answer::Output(CommandOutput {
                 exit_code: out.exit_code.unwrap_or(-1),
                 stdout: out.stdout,

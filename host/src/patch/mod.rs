@@ -19,8 +19,8 @@ use caulk_image::layer::{LayerCache, LayerSource, UnpackOptions, WhiteoutFormat,
 use caulk_image::{CopyOptions, Image, ImageRef, Platform, PlatformImage, TransportOptions};
 
 use crate::model::{
-    Answer, Fact, IndexQuery, Options, OutcomeStatus, PackageClass, PatchLevel, PatchPlan, Phase,
-    PlanRequest, ProbeRequest, StepResult, Target, Update, UpdateMode, VerifyRequest,
+    Fact, IndexQuery, Options, PackageClass, PatchLevel, PatchPlan, Phase, PlanRequest, ProbeRequest,
+    StepResult, Target, Update, UpdateMode, VerifyRequest,
 };
 use crate::plugin::{Plugin, PluginError, PluginSet};
 use crate::scan::{ScanError, Scanners};
@@ -302,13 +302,17 @@ pub fn run(
             .collect(),
     };
 
+    // Time inside commands run for updaters' questions (pip's dry runs).
+    let probe_time = std::cell::Cell::new(Duration::ZERO);
+
     // Plan.
     observer.phase("planning");
     let mut steps: Vec<Step> = Vec::new();
     let mut drop_paths: Vec<String> = Vec::new();
     for job in &mut jobs {
         check_cancel("while planning")?;
-        let answerer = facts::Answerer { session: &session, lookup: &lookup, base_env: &target.env };
+        let answerer =
+            facts::Answerer { session: &session, lookup: &lookup, base_env: &target.env, spent: &probe_time };
         let updates: Vec<Update> = job.updates.iter().map(PackageUpdate::to_update).collect();
         let options = options_for(job.plugin);
         let facts = gather(job.plugin, Phase::Plan, &target, &updates, &options, &answerer, &reader)?;
@@ -360,12 +364,9 @@ pub fn run(
             Err(e) => return Err(exec_err(e)),
         };
         observer.step_finished(&outcome);
-        summary.timings.steps += outcome.duration;
         outcomes.push(outcome);
     }
-    for outcome in &outcomes {
-        summary.timings.steps += if outcome.success() { Duration::ZERO } else { outcome.duration };
-    }
+    summary.timings.steps = outcomes.iter().map(|o| o.duration).sum();
 
     // Verify.
     observer.phase("verifying");
@@ -376,7 +377,8 @@ pub fn run(
         if plan.selected.is_empty() {
             continue;
         }
-        let answerer = facts::Answerer { session: &session, lookup: &lookup, base_env: &target.env };
+        let answerer =
+            facts::Answerer { session: &session, lookup: &lookup, base_env: &target.env, spent: &probe_time };
         let updates: Vec<Update> = job.updates.iter().map(PackageUpdate::to_update).collect();
         let options = options_for(job.plugin);
         let facts = gather(job.plugin, Phase::Verify, &target, &updates, &options, &answerer, &reader)?;
@@ -507,6 +509,7 @@ pub fn run(
         }
     }
     summary.timings.total = started.elapsed();
+    summary.timings.probes = probe_time.get();
     observer.finished();
     Ok(summary)
 }
@@ -698,14 +701,4 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), PatchErr
     file.as_file().sync_data().map_err(fail)?;
     file.persist(path).map_err(|e| fail(e.error))?;
     Ok(())
-}
-
-/// Whether the outcome of an update counts as fixed, for summaries.
-pub fn is_fixed(status: OutcomeStatus) -> bool {
-    matches!(status, OutcomeStatus::Patched | OutcomeStatus::AlreadyFixed)
-}
-
-/// Index look-ups the pipeline cannot answer are reported to the plugin.
-pub fn unavailable(why: &str) -> Answer {
-    Answer::Unavailable(why.to_owned())
 }

@@ -220,6 +220,9 @@ pub struct Timings {
     /// Inside package-manager steps.
     #[serde(serialize_with = "millis", rename = "steps_ms")]
     pub steps: Duration,
+    /// Inside commands run to answer updaters' questions (pip's dry runs).
+    #[serde(serialize_with = "millis", rename = "probes_ms")]
+    pub probes: Duration,
     /// Writing the layer and the image.
     #[serde(serialize_with = "millis", rename = "write_ms")]
     pub write: Duration,
