@@ -3,10 +3,17 @@
 //! - [`text`]: the report's bytes as UTF-8 JSON text, with errors that say
 //!   where the bytes went wrong (a byte-order mark dropped, UTF-16 and bad
 //!   UTF-8 refused even inside values a parser would skip);
+//! - [`Text`]: a string deserialised without a copy when it has no escapes,
+//!   and [`Segment`]/[`path_string`] to say where in a document an error is;
 //! - [`walk`]: a forgiving look at the keys near the start of a document,
 //!   for `sniff`, that never fails and builds nothing.
 
 // --- reading the report as JSON text
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, Deserialize, Deserializer, Visitor};
 
 use crate::types::Error;
 
@@ -70,6 +77,66 @@ mod text_tests {
         assert!(text(b"").unwrap_err().message.contains("0 bytes"));
         assert!(text(b" \r\n").unwrap_err().message.contains("only whitespace"));
     }
+}
+
+// --- reading reports with serde: borrowed strings and JSON paths
+
+/// A string from the report, borrowed when it has no escapes.
+pub struct Text<'a>(pub Cow<'a, str>);
+
+impl Text<'_> {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The string, or `None` when it is empty.
+    pub fn non_empty(self) -> Option<String> {
+        (!self.0.trim().is_empty()).then(|| self.0.into_owned())
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextVisitor;
+        impl<'de> Visitor<'de> for TextVisitor {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(TextVisitor)
+    }
+}
+
+/// One step of the JSON path to what is being read, for error messages
+/// (`$.Results[0].Vulnerabilities[3]`).
+pub enum Segment {
+    Key(&'static str),
+    Index(usize),
+}
+
+pub fn path_string(path: &[Segment]) -> String {
+    let mut out = String::from("$");
+    for segment in path {
+        match segment {
+            Segment::Key(key) => {
+                out.push('.');
+                out.push_str(key);
+            }
+            Segment::Index(index) => {
+                out.push('[');
+                out.push_str(&index.to_string());
+                out.push(']');
+            }
+        }
+    }
+    out
 }
 
 // --- walking the first keys, for sniffing

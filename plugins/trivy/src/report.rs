@@ -8,12 +8,12 @@
 //! vulnerabilities in the JSON, so each result's findings are completed when
 //! the result's object closes.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Range;
 
+use caulk_sdk::json::{Segment, Text, path_string};
 use caulk_sdk::types::{
     Error, ErrorKind, Finding, Findings, FixStatus, OsInfo, PackageClass, Platform, Severity,
 };
@@ -32,63 +32,6 @@ pub(crate) fn parse_text(text: &str) -> Result<Findings, Error> {
         Ok(()) => state.finish(),
         Err(err) => Err(state.describe(&err)),
     }
-}
-
-/// A string from the report, borrowed when it has no escapes.
-struct Text<'a>(Cow<'a, str>);
-
-impl Text<'_> {
-    fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The string, or `None` when it is empty.
-    fn non_empty(self) -> Option<String> {
-        (!self.0.trim().is_empty()).then(|| self.0.into_owned())
-    }
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct TextVisitor;
-        impl<'de> Visitor<'de> for TextVisitor {
-            type Value = Text<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Text(Cow::Borrowed(v)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Text(Cow::Owned(v.to_owned())))
-            }
-        }
-        deserializer.deserialize_str(TextVisitor)
-    }
-}
-
-/// One step of the JSON path to what is being read, for error messages.
-enum Segment {
-    Key(&'static str),
-    Index(usize),
-}
-
-fn path_string(path: &[Segment]) -> String {
-    let mut out = String::from("$");
-    for segment in path {
-        match segment {
-            Segment::Key(key) => {
-                out.push('.');
-                out.push_str(key);
-            }
-            Segment::Index(index) => {
-                out.push('[');
-                out.push_str(&index.to_string());
-                out.push(']');
-            }
-        }
-    }
-    out
 }
 
 #[derive(Deserialize)]
