@@ -162,9 +162,11 @@ fn plugin_err(e: PluginError) -> PatchError {
 }
 
 /// caulk's own directories: the layer cache and host-side step caches.
+/// Always absolute: steps bind its subdirectories from another cwd.
 fn cache_root() -> PathBuf {
-    if let Some(dir) = std::env::var_os("CAULK_CACHE_DIR") {
-        return PathBuf::from(dir);
+    if let Some(dir) = std::env::var_os("CAULK_CACHE_DIR").filter(|v| !v.is_empty()) {
+        let dir = PathBuf::from(dir);
+        return std::path::absolute(&dir).unwrap_or(dir);
     }
     let base = std::env::var_os("XDG_CACHE_HOME")
         .filter(|v| !v.is_empty())

@@ -880,6 +880,11 @@ fn validate(
         if !cache.path.starts_with('/') {
             return Err(invalid(format!("cache path {:?} must be absolute", cache.path)));
         }
+        // bwrap runs in another directory, so a relative host dir would
+        // name a different place there than where it was created.
+        if !cache.host_dir.is_absolute() {
+            return Err(invalid(format!("cache dir {} must be an absolute path", cache.host_dir.display())));
+        }
     }
     Ok(())
 }

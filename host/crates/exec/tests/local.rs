@@ -666,6 +666,19 @@ fn a_cache_dir_is_held_exclusively_for_the_step() {
     assert!(matches!(err, Error::Cancelled { .. }), "{err}");
 }
 
+#[test]
+fn a_relative_cache_dir_is_refused_before_anything_runs() {
+    let fx = fixture();
+    let work = workdir();
+    let exec = executor(work.path(), Mode::Overlay);
+    let mut session = exec.prepare(&fx.layers(), CancelToken::new()).unwrap();
+    let step = sh("use the cache", "touch /var/cache/apt/archives/stamp")
+        .cache("relative/cache", "/var/cache/apt/archives");
+    let err = session.run_step(&step, &mut quiet()).unwrap_err();
+    assert!(matches!(err, Error::InvalidStep { .. }) && err.to_string().contains("relative/cache"), "{err}");
+    assert!(!Path::new("relative/cache").exists());
+}
+
 const CHILD: &str = "CAULK_EXEC_TEST_CHILD";
 
 /// Runs this test binary again for one test, with `env` set.
