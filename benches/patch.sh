@@ -31,6 +31,8 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 for i in $(seq "$rounds"); do
   rm -rf "$work/c" && cp -a "$layout" "$work/c"
   rm -rf "$work/cache/steps"
+  # The copy's dirty pages would otherwise be written back during the run.
+  sync
   start=$(date +%s.%N)
   CAULK_CACHE_DIR=$work/cache /usr/bin/time -f '%M' -o "$work/rss" \
     "$caulk" patch --json -i "oci:$work/c:bookworm" -r "$work/report.json" --working-folder "$work/w" \
@@ -46,6 +48,7 @@ done
 for i in $(seq "$rounds"); do
   root=$work/buildah-$i
   b=(buildah --root "$root/root" --runroot "$root/run" --storage-driver overlay)
+  sync
   start=$(date +%s.%N)
   ctr=$("${b[@]}" from --quiet "oci:$layout:bookworm")
   "${b[@]}" run --isolation chroot --network host "$ctr" -- apt-get update -qq >/dev/null
@@ -69,6 +72,7 @@ FROM caulk-bench:vulnerable
 RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends --only-upgrade ${names[*]}
 DOCKERFILE
 for i in $(seq "$rounds"); do
+  sync
   start=$(date +%s.%N)
   DOCKER_BUILDKIT=0 /usr/bin/docker build --no-cache --network host -q -t "caulk-bench:patched-$i" "$work/ctx" >/dev/null
   end=$(date +%s.%N)

@@ -70,7 +70,10 @@ fn packages_apt_can_upgrade_are_installed_by_name() {
     assert_eq!(names, expected);
 
     let refresh = &plan.steps[0];
-    assert_eq!(refresh.command.argv, ["apt-get", "update", "-o", "Acquire::Retries=3"]);
+    assert_eq!(
+        refresh.command.argv,
+        ["apt-get", "update", "-o", "Acquire::Retries=3", "-o", "Acquire::Languages=none"]
+    );
     assert!(refresh.tolerate_failure && refresh.command.network);
     let install = install_step(&plan);
     assert!(!install.tolerate_failure && !install.command.network);
