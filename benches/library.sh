@@ -38,7 +38,7 @@ now() { date +%s.%N; }
 
 for dry in true false; do
   for i in $(seq "$rounds"); do
-    rm -rf "$work/l" && cp -a "$layout" "$work/l"
+    rm -rf "$work/l" && cp -a "$layout" "$work/l" && sync
     start=$(now)
     "$caulk" patch --json --pkg-types library -i "oci:$work/l:python" -r "$work/report.json" \
       --plugin-opt "pip.dry-run=$dry" >"$work/summary.json"
@@ -60,6 +60,7 @@ for i in $(seq "$rounds"); do
   tar -xzf "$layout/blobs/$layer" -C "$work/root"
   mount --bind -o ro /etc/ssl/certs/ca-certificates.crt "$work/root/etc/ssl/certs/ca-certificates.crt"
   cp /etc/resolv.conf "$work/root/etc/resolv.conf"
+  sync
   start=$(now)
   chroot "$work/root" env -i PATH=/usr/bin:/bin HOME=/root pip install -q --no-cache-dir --no-deps \
     --break-system-packages "${sys_pins[@]}"

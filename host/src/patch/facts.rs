@@ -17,14 +17,20 @@ pub const MAX_FILE: u64 = 16 << 20;
 /// How long a probe command may run.
 const PROBE_TIMEOUT: Duration = Duration::from_mins(2);
 
+/// How many commands and index look-ups of one round run at once. They
+/// wait mostly on the network or on an interpreter starting (pip's dry
+/// runs, `pip check`, imports), each in its own read-only sandbox, so a
+/// few at a time pay even on two cores.
+const PARALLEL_ANSWERS: usize = 4;
+
 /// Answers questions against one sandbox session.
 pub struct Answerer<'s, 'e> {
     pub session: &'s Session<'e>,
-    pub lookup: &'s dyn Fn(&crate::model::IndexQuery) -> Answer,
+    pub lookup: &'s (dyn Fn(&crate::model::IndexQuery) -> Answer + Sync),
     /// The image config's environment, under each command's own.
     pub base_env: &'s [(String, String)],
-    /// Time spent in commands, summed.
-    pub spent: &'s std::cell::Cell<Duration>,
+    /// Wall time spent waiting for commands and look-ups.
+    pub spent: &'s std::sync::Mutex<Duration>,
 }
 
 /// Maps a plan's execution context onto the executor's.
@@ -100,11 +106,7 @@ impl Answerer<'_, '_> {
         for (k, v) in self.base_env.iter().chain(&command.env) {
             probe = probe.env(k.clone(), v.clone());
         }
-        let result = self.session.probe(&probe);
-        if let Ok(out) = &result {
-            self.spent.set(self.spent.get() + out.duration);
-        }
-        match result {
+        match self.session.probe(&probe) {
             Ok(out) => Answer::Output(CommandOutput {
                 exit_code: out.exit_code.unwrap_or(-1),
                 stdout: out.stdout,
@@ -114,18 +116,57 @@ impl Answerer<'_, '_> {
         }
     }
 
-    /// Answers every question not answered yet.
+    /// Answers every question not answered yet, in the order asked. Files
+    /// are read here; commands and look-ups run [`PARALLEL_ANSWERS`] at a
+    /// time, and the wall time they take is added to `spent`.
     pub fn answer_new(&self, reader: &MergedReader, questions: &[Question], facts: &mut Vec<Fact>) -> usize {
-        let mut added = 0;
-        for q in questions {
-            if facts.iter().any(|f| f.question_id == q.id) {
-                continue;
+        let mut seen: HashSet<&str> = facts.iter().map(|f| f.question_id.as_str()).collect();
+        let new: Vec<&Question> = questions.iter().filter(|q| seen.insert(q.id.as_str())).collect();
+        let mut answers: Vec<Option<Answer>> = new
+            .iter()
+            .map(|q| match q.kind {
+                QuestionKind::Files(_) => {
+                    tracing::debug!(question = %q.id, "answering");
+                    Some(self.answer(reader, q))
+                }
+                QuestionKind::Run(_) | QuestionKind::Lookup(_) => None,
+            })
+            .collect();
+        let waiting: Vec<usize> = (0..new.len()).filter(|&i| answers[i].is_none()).collect();
+        if !waiting.is_empty() {
+            let started = std::time::Instant::now();
+            let next = std::sync::atomic::AtomicUsize::new(0);
+            let results = std::sync::Mutex::new(Vec::with_capacity(waiting.len()));
+            std::thread::scope(|scope| {
+                for _ in 0..waiting.len().min(PARALLEL_ANSWERS) {
+                    scope.spawn(|| {
+                        loop {
+                            let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(&i) = waiting.get(k) else { break };
+                            let q = new[i];
+                            tracing::debug!(question = %q.id, "answering");
+                            let answer = match &q.kind {
+                                QuestionKind::Run(command) => self.run(command),
+                                QuestionKind::Lookup(query) => (self.lookup)(query),
+                                QuestionKind::Files(_) => unreachable!("answered above"),
+                            };
+                            results
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                .push((i, answer));
+                        }
+                    });
+                }
+            });
+            for (i, answer) in results.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner) {
+                answers[i] = Some(answer);
             }
-            tracing::debug!(question = %q.id, "answering");
-            facts.push(Fact { question_id: q.id.clone(), answer: self.answer(reader, q) });
-            added += 1;
+            *self.spent.lock().unwrap_or_else(std::sync::PoisonError::into_inner) += started.elapsed();
         }
-        added
+        for (q, answer) in new.iter().zip(answers) {
+            facts.push(Fact { question_id: q.id.clone(), answer: answer.expect("every question answered") });
+        }
+        new.len()
     }
 }
 

@@ -304,8 +304,8 @@ pub fn run(
             .collect(),
     };
 
-    // Time inside commands run for updaters' questions (pip's dry runs).
-    let probe_time = std::cell::Cell::new(Duration::ZERO);
+    // Time waiting for commands and look-ups run for updaters' questions.
+    let probe_time = std::sync::Mutex::new(Duration::ZERO);
 
     // Plan.
     observer.phase("planning");
@@ -511,7 +511,7 @@ pub fn run(
         }
     }
     summary.timings.total = started.elapsed();
-    summary.timings.probes = probe_time.get();
+    summary.timings.probes = probe_time.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
     observer.finished();
     Ok(summary)
 }
