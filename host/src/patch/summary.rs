@@ -220,7 +220,8 @@ pub struct Timings {
     /// Inside package-manager steps.
     #[serde(serialize_with = "millis", rename = "steps_ms")]
     pub steps: Duration,
-    /// Inside commands run to answer updaters' questions (pip's dry runs).
+    /// Waiting for commands and package-index look-ups run to answer
+    /// updaters' questions (pip's dry runs, `pip check`), wall time.
     #[serde(serialize_with = "millis", rename = "probes_ms")]
     pub probes: Duration,
     /// Writing the layer and the image.
