@@ -202,6 +202,13 @@ fn assert_openvex(doc: &serde_json::Value) {
     }
 }
 
+/// This process's umask, from `/proc/self/status`.
+fn umask() -> u32 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let field = status.lines().find_map(|l| l.strip_prefix("Umask:")).expect("Umask in /proc/self/status");
+    u32::from_str_radix(field.trim(), 8).unwrap()
+}
+
 /// Patches a vulnerable image of `suite` by report and checks everything the
 /// issue asks of a patched image.
 fn patch_by_report(suite: &str, packages: &[&str]) {
@@ -233,6 +240,14 @@ fn patch_by_report(suite: &str, packages: &[&str]) {
     }
     // The input untouched.
     assert_eq!(ref_digest(&layout, suite).unwrap(), input_digest);
+
+    // What caulk wrote is readable by other users, as any other file made
+    // now (0666 less the umask), not left at a temp file's 0600.
+    let written = new_layers.last().unwrap().replace(':', "/");
+    for file in [layout.join("index.json"), layout.join("blobs").join(written), vex.clone()] {
+        let mode = std::os::unix::fs::PermissionsExt::mode(&file.metadata().unwrap().permissions()) & 0o777;
+        assert_eq!(mode, 0o666 & !umask(), "{} has mode {mode:o}", file.display());
+    }
 
     // Every fixed version reached.
     let versions = dpkg_versions(&after);

@@ -698,7 +698,11 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), PatchErr
     use std::io::Write as _;
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| Path::new("."));
     let fail = |source| PatchError::Write { path: path.to_owned(), source };
-    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(fail)?;
+    let mut file = tempfile::Builder::new()
+        .prefix(".caulk-tmp-")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
+        .tempfile_in(dir)
+        .map_err(fail)?;
     file.write_all(bytes).map_err(fail)?;
     file.as_file().sync_data().map_err(fail)?;
     file.persist(path).map_err(|e| fail(e.error))?;

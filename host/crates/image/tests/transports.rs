@@ -83,6 +83,29 @@ fn skopeo_agrees(reference: &str, digest: &str, tmp: &Path) {
     skopeo(&["copy", "--all", "--preserve-digests", reference, &onward]);
 }
 
+/// Every file under `path` has the mode a plain file created now gets
+/// (0666 less the umask), not a temp file's 0600.
+fn readable_by_all(path: &Path) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let umask = status.lines().find_map(|l| l.strip_prefix("Umask:")).expect("Umask in /proc/self/status");
+    let expected = 0o666 & !u32::from_str_radix(umask.trim(), 8).unwrap();
+    let files: Vec<std::path::PathBuf> = if path.is_dir() { walk(path) } else { vec![path.to_owned()] };
+    assert!(!files.is_empty());
+    for file in files {
+        let mode = std::os::unix::fs::PermissionsExt::mode(&file.metadata().unwrap().permissions()) & 0o777;
+        assert_eq!(mode, expected, "{} has mode {mode:o}", file.display());
+    }
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() { files.extend(walk(&path)) } else { files.push(path) }
+    }
+    files
+}
+
 #[test]
 fn oci_layout_round_trip_preserves_every_digest() {
     let tmp = tempdir();
@@ -99,6 +122,7 @@ fn oci_layout_round_trip_preserves_every_digest() {
         assert_eq!(a.config.bytes, b.config.bytes);
     }
     skopeo_agrees(&dst, original.top.digest.as_str(), tmp.path());
+    readable_by_all(&tmp.path().join("copy"));
 
     // A second copy into the same layout transfers nothing and keeps the
     // other names in index.json.
@@ -117,6 +141,7 @@ fn oci_archive_round_trip() {
     let archive = format!("oci-archive:{}/img.tar:multi", tmp.path().display());
     let report = cp(&src, &archive);
     skopeo_agrees(&archive, report.digest.as_ref().unwrap().as_str(), tmp.path());
+    readable_by_all(&tmp.path().join("img.tar"));
     // caulk reads back what it wrote and what skopeo writes.
     let back = format!("oci:{}/back:x", tmp.path().display());
     assert_eq!(cp(&archive, &back).digest, report.digest);

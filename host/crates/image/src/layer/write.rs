@@ -91,6 +91,7 @@ pub fn write_layer(root: &Path, path: &Path, options: &WriteOptions) -> Result<W
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| Path::new("."));
     let tmp = tempfile::Builder::new()
         .prefix(".caulk-layer-")
+        .permissions(crate::transport::oci_layout::output_permissions())
         .tempfile_in(dir)
         .ctx(|| format!("creating a temp file in {}", dir.display()))?;
     let file = tmp.reopen().ctx(|| format!("opening {}", tmp.path().display()))?;

@@ -177,12 +177,21 @@ fn index_entry(top: &RawManifest, name: Option<&str>) -> Result<Descriptor> {
     Ok(desc)
 }
 
+/// What a written blob, index or archive gets: readable by all, as `cp` or
+/// skopeo would leave it (the umask still applies). A temp file's own 0600
+/// would lock other users, a CI job's later non-root step for one, out.
+pub(crate) fn output_permissions() -> fs::Permissions {
+    use std::os::unix::fs::PermissionsExt as _;
+    fs::Permissions::from_mode(0o666)
+}
+
 /// Writes `bytes` to `path` through a temp file and a rename, so a reader
 /// sees the old content or the new, never a mix.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
     let mut tmp = tempfile::Builder::new()
         .prefix(".caulk-tmp-")
+        .permissions(output_permissions())
         .tempfile_in(dir)
         .ctx(|| format!("creating a temp file in {}", dir.display()))?;
     tmp.write_all(bytes).ctx(|| format!("writing {}", path.display()))?;
@@ -227,6 +236,7 @@ impl OciDirDestination {
         let blobs = final_path.parent().expect("blob paths have a parent");
         let mut tmp = tempfile::Builder::new()
             .prefix(".caulk-tmp-")
+            .permissions(output_permissions())
             .tempfile_in(blobs)
             .ctx(|| format!("creating a temp file in {}", blobs.display()))?;
         {
@@ -313,6 +323,7 @@ impl ArchiveWriter {
         }
         let tmp = tempfile::Builder::new()
             .prefix(".caulk-tmp-")
+            .permissions(output_permissions())
             .tempfile_in(&dir)
             .ctx(|| format!("creating a temp file in {}", dir.display()))?;
         let file = tmp.reopen().ctx(|| format!("opening {}", tmp.path().display()))?;
