@@ -10,6 +10,7 @@ pub mod error;
 pub mod index;
 pub mod model;
 pub mod names;
+pub mod parallel;
 pub mod patch;
 pub mod plugin;
 pub mod report;

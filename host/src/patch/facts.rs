@@ -135,30 +135,16 @@ impl Answerer<'_, '_> {
         let waiting: Vec<usize> = (0..new.len()).filter(|&i| answers[i].is_none()).collect();
         if !waiting.is_empty() {
             let started = std::time::Instant::now();
-            let next = std::sync::atomic::AtomicUsize::new(0);
-            let results = std::sync::Mutex::new(Vec::with_capacity(waiting.len()));
-            std::thread::scope(|scope| {
-                for _ in 0..waiting.len().min(PARALLEL_ANSWERS) {
-                    scope.spawn(|| {
-                        loop {
-                            let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            let Some(&i) = waiting.get(k) else { break };
-                            let q = new[i];
-                            tracing::debug!(question = %q.id, "answering");
-                            let answer = match &q.kind {
-                                QuestionKind::Run(command) => self.run(command),
-                                QuestionKind::Lookup(query) => (self.lookup)(query),
-                                QuestionKind::Files(_) => unreachable!("answered above"),
-                            };
-                            results
-                                .lock()
-                                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                                .push((i, answer));
-                        }
-                    });
+            let answered = crate::parallel::map(&waiting, PARALLEL_ANSWERS, |&i| {
+                let q = new[i];
+                tracing::debug!(question = %q.id, "answering");
+                match &q.kind {
+                    QuestionKind::Run(command) => self.run(command),
+                    QuestionKind::Lookup(query) => (self.lookup)(query),
+                    QuestionKind::Files(_) => unreachable!("answered above"),
                 }
             });
-            for (i, answer) in results.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner) {
+            for (&i, answer) in waiting.iter().zip(answered) {
                 answers[i] = Some(answer);
             }
             *self.spent.lock().unwrap_or_else(std::sync::PoisonError::into_inner) += started.elapsed();

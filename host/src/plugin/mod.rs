@@ -18,6 +18,7 @@ pub use runtime::{Limits, PluginKind, Runtime, SUPPORTED_WIT_VERSIONS};
 use crate::model::{
     Findings, Outcome, PatchPlan, PlanRequest, PluginInfo, ProbeRequest, Question, VerifyRequest,
 };
+use crate::parallel;
 use runtime::{Loaded, Pre};
 
 mod builtin {
@@ -277,7 +278,7 @@ impl PluginSet {
         for dir in dirs {
             let mut in_dir: HashMap<String, PathBuf> = HashMap::new();
             let paths = wasm_files(dir)?;
-            let loaded = in_parallel(&paths, |path| {
+            let loaded = parallel::map(&paths, parallel::cores(), |path| {
                 let wasm =
                     std::fs::read(path).map_err(|source| PluginError::Read { path: path.clone(), source })?;
                 Plugin::load(runtime, PluginSource::File(path.clone()), &wasm, None)
@@ -306,7 +307,8 @@ impl PluginSet {
                 set.add(plugin, &mut by_name);
             }
         }
-        let builtins = in_parallel(BUILTINS, |builtin| {
+        // Loading is mostly deserialising compiled code and one small call.
+        let builtins = parallel::map(BUILTINS, parallel::cores(), |builtin| {
             Plugin::load(runtime, PluginSource::Builtin, builtin.wasm, Some(builtin.sha256))
         });
         for plugin in builtins {
@@ -391,37 +393,6 @@ pub fn search_path(flags: &[PathBuf]) -> Vec<PathBuf> {
         dirs.push(data.join("caulk").join("plugins"));
     }
     dirs
-}
-
-/// `load` applied to each item, a few at a time, results in item order.
-/// Loading is mostly deserialising compiled code and one small call, so
-/// spreading it over the cores shortens start-up by about their number.
-fn in_parallel<T: Sync, R: Send>(items: &[T], load: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get).min(items.len());
-    if threads <= 1 {
-        return items.iter().map(load).collect();
-    }
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut results: Vec<(usize, R)> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut done = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(item) = items.get(i) else { break done };
-                        done.push((i, load(item)));
-                    }
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
-            .collect()
-    });
-    results.sort_unstable_by_key(|(i, _)| *i);
-    results.into_iter().map(|(_, r)| r).collect()
 }
 
 #[cfg(test)]
