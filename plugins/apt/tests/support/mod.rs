@@ -5,7 +5,6 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -57,16 +56,12 @@ impl Root {
         self
     }
 
-    /// Every entry matching `pattern` (absolute; `*` and `?` within one
-    /// path component), sorted by path.
+    /// Every entry matching `pattern`, sorted by path.
     pub fn glob(&self, pattern: &str) -> Vec<FileEntry> {
-        let mut found = Vec::new();
-        let components: Vec<&str> = pattern.trim_start_matches('/').split('/').collect();
-        walk(&self.dir, "", &components, &mut found);
+        let mut found = caulk_sdk::testing::glob(&self.dir, pattern);
         if found.is_empty() && pattern == "/usr/bin/apt-get" && self.host_apt_get {
-            found.push(entry(Path::new("/usr/bin/apt-get"), "/usr/bin/apt-get".into()));
+            found.push(caulk_sdk::testing::entry(Path::new("/usr/bin/apt-get"), "/usr/bin/apt-get".into()));
         }
-        found.sort_by(|a, b| a.path.cmp(&b.path));
         found
     }
 
@@ -84,24 +79,7 @@ impl Root {
 
     /// `/etc/os-release` parsed as the host parses it.
     pub fn os_release(&self) -> Option<OsRelease> {
-        let text = std::fs::read_to_string(self.dir.join("etc/os-release"))
-            .or_else(|_| std::fs::read_to_string(self.dir.join("usr/lib/os-release")))
-            .ok()?;
-        let fields: BTreeMap<&str, String> = text
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.trim(), v.trim().trim_matches('"').to_owned()))
-            .collect();
-        Some(OsRelease {
-            id: fields.get("ID")?.to_lowercase(),
-            id_like: fields
-                .get("ID_LIKE")
-                .map(|v| v.split_whitespace().map(str::to_owned).collect())
-                .unwrap_or_default(),
-            version_id: fields.get("VERSION_ID").cloned(),
-            version_codename: fields.get("VERSION_CODENAME").cloned(),
-            pretty_name: fields.get("PRETTY_NAME").cloned(),
-        })
+        caulk_sdk::testing::os_release(&self.dir)
     }
 
     pub fn target(&self) -> Target {
@@ -110,64 +88,6 @@ impl Root {
             platform: Platform { os: "linux".into(), architecture: "amd64".into(), variant: None },
             env: vec![("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into())],
         }
-    }
-}
-
-fn walk(dir: &Path, prefix: &str, components: &[&str], found: &mut Vec<FileEntry>) {
-    let Some((first, rest)) = components.split_first() else { return };
-    let names: Vec<String> = if first.contains(['*', '?']) {
-        let Ok(entries) = std::fs::read_dir(dir) else { return };
-        entries
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|name| glob_match(first.as_bytes(), name.as_bytes()))
-            .collect()
-    } else {
-        vec![(*first).to_owned()]
-    };
-    for name in names {
-        let path = dir.join(&name);
-        let image_path = format!("{prefix}/{name}");
-        if std::fs::symlink_metadata(&path).is_err() {
-            continue;
-        }
-        if rest.is_empty() {
-            found.push(entry(&path, image_path));
-        } else if path.is_dir() {
-            walk(&path, &image_path, rest, found);
-        }
-    }
-}
-
-fn entry(path: &Path, image_path: String) -> FileEntry {
-    let meta = std::fs::symlink_metadata(path).expect("exists");
-    let kind = if meta.file_type().is_symlink() {
-        FileKind::Symlink
-    } else if meta.is_dir() {
-        FileKind::Directory
-    } else if meta.is_file() {
-        FileKind::Regular
-    } else {
-        FileKind::Other
-    };
-    FileEntry {
-        path: image_path,
-        contents: (kind == FileKind::Regular).then(|| std::fs::read(path).expect("readable")),
-        link_target: (kind == FileKind::Symlink)
-            .then(|| std::fs::read_link(path).expect("a link").to_string_lossy().into_owned()),
-        kind,
-    }
-}
-
-fn glob_match(pattern: &[u8], name: &[u8]) -> bool {
-    match (pattern.split_first(), name.split_first()) {
-        (None, None) => true,
-        (Some((b'*', rest)), _) => {
-            glob_match(rest, name) || (!name.is_empty() && glob_match(pattern, &name[1..]))
-        }
-        (Some((b'?', rest)), Some((_, name_rest))) => glob_match(rest, name_rest),
-        (Some((p, rest)), Some((n, name_rest))) => p == n && glob_match(rest, name_rest),
-        _ => false,
     }
 }
 

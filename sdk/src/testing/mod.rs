@@ -19,11 +19,19 @@
 //!
 //! `Host::find` uses `$CAULK_BIN`, then `caulk` next to the test's own target
 //! directory (a plugin inside caulk's workspace), then `caulk` on `PATH`.
+//!
+//! For an updater's probe rounds run natively, [`files`] answers `files`
+//! questions from a directory laid out like an image root, and
+//! [`os_release`] reads that root's OS as the host does.
 
 use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+
+mod root;
+
+pub use root::{entry, files, glob, os_release};
 
 use crate::types::Findings;
 use crate::update::{Outcome, PatchPlan, PlanRequest, ProbeRequest, Question, VerifyRequest};
