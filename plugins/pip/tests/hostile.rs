@@ -6,7 +6,7 @@ use caulk_plugin_pip::Pip;
 use caulk_sdk::Updater;
 use caulk_sdk::types::ErrorKind;
 use caulk_sdk::update::{PatchLevel, Phase, ProbeRequest, QuestionKind, Update};
-use support::{DataHost, Host, argv_words, mini, options, plan_request, update, without_dry_runs};
+use support::{DataHost, Host, argv_words, asked, mini, options, plan_request, update, without_dry_runs};
 
 const HOSTILE_NAMES: &[&str] = &[
     "-r/etc/passwd",
@@ -146,25 +146,7 @@ fn all_questions(
     updates: &[Update],
     options: &caulk_sdk::update::Options,
 ) -> Vec<caulk_sdk::update::Question> {
-    let mut facts = Vec::new();
-    let mut all = Vec::new();
-    loop {
-        let request = ProbeRequest {
-            phase: Phase::Plan,
-            target: host.target(),
-            updates: updates.to_vec(),
-            options: options.clone(),
-            facts: facts.clone(),
-        };
-        let questions = Pip::probe(&request).unwrap();
-        if questions.is_empty() {
-            return all;
-        }
-        for q in questions {
-            facts.push(caulk_sdk::update::Fact { question_id: q.id.clone(), answer: host.answer(&q) });
-            all.push(q);
-        }
-    }
+    asked(host, Phase::Plan, updates, options).into_iter().map(|(q, _)| q).collect()
 }
 
 #[test]

@@ -10,7 +10,7 @@ use caulk_sdk::facts::FactsExt;
 use caulk_sdk::update::{
     Answer, ExecContext, PatchLevel, PatchPlan, QuestionKind, SelectedUpdate, UpdateMode, VersionTarget,
 };
-use support::{DataHost, Host, argv_words, mini, options, plan, plan_request, update, without_dry_runs};
+use support::{DataHost, argv_words, asked, mini, options, plan, plan_request, update, without_dry_runs};
 
 const SYSTEM: &str = "/usr/local/lib/python3.11/dist-packages";
 const VENV: &str = "/opt/app/venv/lib/python3.11/site-packages";
@@ -457,27 +457,13 @@ fn caulk_plugin_pip_questions(
     updates: &[caulk_sdk::update::Update],
 ) -> Vec<(String, Vec<String>)> {
     let options = without_dry_runs(options(PatchLevel::Minor));
-    let mut facts = Vec::new();
-    let mut lookups = Vec::new();
-    loop {
-        let request = caulk_sdk::update::ProbeRequest {
-            phase: caulk_sdk::update::Phase::Plan,
-            target: host.target(),
-            updates: updates.to_vec(),
-            options: options.clone(),
-            facts: facts.clone(),
-        };
-        let questions = Pip::probe(&request).unwrap();
-        if questions.is_empty() {
-            return lookups;
-        }
-        for q in questions {
-            if let QuestionKind::Lookup(query) = &q.kind {
-                lookups.push((query.name.clone(), query.index_urls.clone()));
-            }
-            facts.push(caulk_sdk::update::Fact { question_id: q.id.clone(), answer: host.answer(&q) });
-        }
-    }
+    asked(host, caulk_sdk::update::Phase::Plan, updates, &options)
+        .into_iter()
+        .filter_map(|(q, _)| match q.kind {
+            QuestionKind::Lookup(query) => Some((query.name, query.index_urls)),
+            _ => None,
+        })
+        .collect()
 }
 
 #[test]

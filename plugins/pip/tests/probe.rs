@@ -6,7 +6,7 @@ use caulk_plugin_pip::Pip;
 use caulk_plugin_pip::scripts::{IMPORT_CHECK, PYTHON_FACTS};
 use caulk_sdk::Updater;
 use caulk_sdk::update::{ExecContext, Fact, PatchLevel, Phase, ProbeRequest, Question, QuestionKind, Update};
-use support::{DataHost, Host, mini, options, probe, update, without_dry_runs};
+use support::{DataHost, Host, asked, mini, options, probe, update, without_dry_runs};
 
 const SYSTEM: &str = "/usr/local/lib/python3.11/dist-packages";
 const VENV: &str = "/opt/app/venv/lib/python3.11/site-packages";
@@ -89,27 +89,7 @@ fn plan_rounds_settle_and_ask_each_question_once() {
 
 /// Every question of a phase, with the facts that answered them.
 fn questions(host: &DataHost, phase: Phase, updates: &[Update], minor: bool) -> Vec<(Question, Fact)> {
-    let options = options(if minor { PatchLevel::Minor } else { PatchLevel::Patch });
-    let mut facts: Vec<Fact> = Vec::new();
-    let mut out = Vec::new();
-    loop {
-        let request = ProbeRequest {
-            phase,
-            target: host.target(),
-            updates: updates.to_vec(),
-            options: options.clone(),
-            facts: facts.clone(),
-        };
-        let asked = Pip::probe(&request).unwrap();
-        if asked.is_empty() {
-            return out;
-        }
-        for q in asked {
-            let fact = Fact { question_id: q.id.clone(), answer: host.answer(&q) };
-            facts.push(fact.clone());
-            out.push((q, fact));
-        }
-    }
+    asked(host, phase, updates, &options(if minor { PatchLevel::Minor } else { PatchLevel::Patch }))
 }
 
 #[test]

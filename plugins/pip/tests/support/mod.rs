@@ -469,26 +469,44 @@ pub fn update(name: &str, installed: &str, fixed: &[&str], location: Option<&str
 /// Drives `probe` as the host does: ask, answer, ask again until nothing is
 /// new. Returns the facts and the number of rounds that asked something.
 pub fn probe(host: &dyn Host, phase: Phase, updates: &[Update], options: &Options) -> (Vec<Fact>, usize) {
-    let mut facts: Vec<Fact> = Vec::new();
+    let (asked, rounds) = probe_rounds(host, phase, updates, options);
+    (asked.into_iter().map(|(_, fact)| fact).collect(), rounds)
+}
+
+/// Every question of a phase, in the order asked, with the fact that
+/// answered it.
+pub fn asked(host: &dyn Host, phase: Phase, updates: &[Update], options: &Options) -> Vec<(Question, Fact)> {
+    probe_rounds(host, phase, updates, options).0
+}
+
+/// Drives the probe rounds as the host does; also how many rounds it took.
+fn probe_rounds(
+    host: &dyn Host,
+    phase: Phase,
+    updates: &[Update],
+    options: &Options,
+) -> (Vec<(Question, Fact)>, usize) {
+    let mut asked: Vec<(Question, Fact)> = Vec::new();
     for round in 0..30 {
         let request = ProbeRequest {
             phase,
             target: host.target(),
             updates: updates.to_vec(),
             options: options.clone(),
-            facts: facts.clone(),
+            facts: asked.iter().map(|(_, fact)| fact.clone()).collect(),
         };
         let questions = Pip::probe(&request).unwrap_or_else(|e| panic!("probe failed: {e:?}"));
         if questions.is_empty() {
-            return (facts, round);
+            return (asked, round);
         }
-        for question in &questions {
+        for question in questions {
             assert!(
-                !facts.iter().any(|f| f.question_id == question.id),
+                !asked.iter().any(|(_, f)| f.question_id == question.id),
                 "round {round} asked {} again",
                 question.id
             );
-            facts.push(Fact { question_id: question.id.clone(), answer: host.answer(question) });
+            let fact = Fact { question_id: question.id.clone(), answer: host.answer(&question) };
+            asked.push((question, fact));
         }
     }
     panic!("the plugin kept asking after 30 rounds");
