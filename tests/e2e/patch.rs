@@ -461,7 +461,7 @@ fn a_timeout_stops_the_run_and_leaves_nothing() {
 #[test]
 fn patches_an_image_in_a_registry_and_names_it_there_in_the_vex() {
     let sandbox = Sandbox::new();
-    let registry = common::Registry::start();
+    let registry = common::registry::Registry::start();
     let layout = layout_copy(&sandbox, "bookworm");
     let remote = format!("{}/team/app/debian:bookworm", registry.addr);
     success(&run(sandbox.caulk().args([

@@ -7,6 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+/// Debian's docker-registry, the same harness the image crate's tests use.
+#[path = "../../../host/crates/image/tests/common/registry.rs"]
+pub mod registry;
+
 /// The `caulk` binary under test.
 pub fn caulk_bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_caulk"))
@@ -129,58 +133,4 @@ pub fn wasm_of(package: &str) -> PathBuf {
     assert!(status.success(), "building {package} for wasm32-wasip2 failed");
     assert!(wasm.is_file(), "{} was not produced", wasm.display());
     wasm
-}
-
-/// Debian's docker-registry on a free loopback port, stopped on drop.
-pub struct Registry {
-    child: std::process::Child,
-    /// `127.0.0.1:PORT`.
-    pub addr: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Registry {
-    pub fn start() -> Self {
-        for _ in 0..5 {
-            let dir = tempfile::tempdir().unwrap();
-            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-            let addr = format!("127.0.0.1:{port}");
-            let config = dir.path().join("config.yml");
-            let storage = dir.path().join("data");
-            std::fs::write(
-                &config,
-                format!(
-                    "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
-                    storage.display()
-                ),
-            )
-            .unwrap();
-            let mut child = Command::new("/usr/bin/docker-registry")
-                .arg("serve")
-                .arg(&config)
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .expect("docker-registry (Debian package docker-registry) runs");
-            for _ in 0..200 {
-                if std::net::TcpStream::connect(&addr).is_ok() {
-                    return Self { child, addr, _dir: dir };
-                }
-                if child.try_wait().unwrap().is_some() {
-                    break; // lost the port to another process: try again
-                }
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        panic!("docker-registry did not start");
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

@@ -106,7 +106,7 @@ fn main() {
     let compressed: u64 = image.images[0].layers.iter().map(|l| l.desc.size).sum();
     let tmp = tempfile::Builder::new().prefix("caulk-bench-").tempdir_in(common::test_cache()).unwrap();
     let t = |name: &str| -> PathBuf { tmp.path().join(name) };
-    let registry = common::Registry::start();
+    let registry = common::registry::Registry::start();
     let mut rows = Vec::new();
 
     rows.push(Row {
@@ -128,7 +128,7 @@ fn main() {
     // (skopeo would mount them from an earlier repository).
     let push = |tool: &str| {
         best(reps, |_| {
-            let fresh = common::Registry::start();
+            let fresh = common::registry::Registry::start();
             let dst = format!("docker://{}/bench/{tool}:x", fresh.addr);
             if tool == "caulk" {
                 measure(&mut caulk("copy", &src, &dst))

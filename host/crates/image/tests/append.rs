@@ -11,7 +11,8 @@ use caulk_image::append::{AppendSpec, EditedImage, HistoryEntry, append};
 use caulk_image::layer::{RootFs, WriteOptions, write_layer};
 use caulk_image::media::{self, Compression};
 use caulk_image::{CopyOptions, Error, Image, ImageRef, Platform, TransportOptions};
-use common::{Registry, skopeo, skopeo_json, synthetic, tempdir};
+use common::registry::Registry;
+use common::{skopeo, skopeo_json, synthetic, tempdir};
 
 const ORIGIN_LABEL: &str = "dev.caulk.image.original";
 

@@ -15,7 +15,8 @@ use std::time::Instant;
 use caulk_image::layer::{EntryKind, LayerCache, RootFs, UnpackOptions, WriteOptions, write_layer};
 use caulk_image::media::Compression;
 use caulk_image::{CopyOptions, Image, ImageRef, TransportOptions, copy};
-use common::{Registry, debian, run, skopeo, tempdir};
+use common::registry::Registry;
+use common::{debian, run, skopeo, tempdir};
 
 fn debian_ref() -> String {
     format!("oci:{}:bookworm", debian().display())

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use caulk_image::transport::RegistryOptions;
 use caulk_image::{CopyOptions, Error, Image, ImageRef, Platform, TransportOptions, copy};
-use common::{Registry, skopeo, synthetic, tempdir};
+use common::registry::Registry;
+use common::{skopeo, synthetic, tempdir};
 
 fn cp_with(
     src: &str,
