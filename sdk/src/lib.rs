@@ -43,6 +43,34 @@ pub mod types {
 /// Records of the updater interface (`caulk:plugin/updater`).
 pub mod update {
     pub use crate::bindings::updater::exports::caulk::plugin::updater::*;
+
+    impl Outcome {
+        /// The outcome of `selected`, naming it as the plan did; no checks.
+        pub fn of(
+            selected: &SelectedUpdate,
+            to: Option<String>,
+            status: OutcomeStatus,
+            detail: String,
+        ) -> Self {
+            Outcome {
+                ecosystem: selected.ecosystem.clone(),
+                name: selected.name.clone(),
+                location: selected.location.clone(),
+                from: selected.from.clone(),
+                to,
+                status,
+                detail,
+                checks: Vec::new(),
+            }
+        }
+
+        /// The same outcome with `checks`.
+        #[must_use]
+        pub fn with_checks(mut self, checks: Vec<Check>) -> Self {
+            self.checks = checks;
+            self
+        }
+    }
 }
 
 /// A scanner plugin: reads one report format.

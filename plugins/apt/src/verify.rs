@@ -35,26 +35,13 @@ pub fn verify(request: &VerifyRequest) -> Result<Vec<Outcome>, AptError> {
     Ok(request.selected.iter().map(|s| judge(s, status.as_ref(), &steps, codename)).collect())
 }
 
-fn outcome(selected: &SelectedUpdate, to: Option<String>, status: OutcomeStatus, detail: String) -> Outcome {
-    Outcome {
-        ecosystem: selected.ecosystem.clone(),
-        name: selected.name.clone(),
-        location: selected.location.clone(),
-        from: selected.from.clone(),
-        to,
-        status,
-        detail,
-        checks: Vec::new(),
-    }
-}
-
 fn judge(
     selected: &SelectedUpdate,
     status: Option<&Status>,
     steps: &StepReport<'_>,
     codename: Option<&str>,
 ) -> Outcome {
-    let failed = |to, detail: String| outcome(selected, to, OutcomeStatus::Failed, detail);
+    let failed = |to, detail: String| Outcome::of(selected, to, OutcomeStatus::Failed, detail);
     let package: PackageName = match selected.name.parse() {
         Ok(package) => package,
         Err(e) => return failed(None, format!("{:?} is not a Debian package name: {e}", selected.name)),
@@ -124,7 +111,7 @@ fn judge(
         VersionTarget::Newest => {
             if moved {
                 let detail = format!("upgraded from {} to {to}{split}", selected.from);
-                outcome(selected, Some(to), OutcomeStatus::Patched, detail)
+                Outcome::of(selected, Some(to), OutcomeStatus::Patched, detail)
             } else if let Some(trouble) = steps.trouble(Some(package.name())) {
                 // Without fresh indexes "nothing newer" is not known.
                 let detail = format!("{package} stayed at {to}; {trouble}");
@@ -136,7 +123,7 @@ fn judge(
                     "{package} stayed at {to}: no newer candidate in the image's apt sources, or kept back by apt \
                      (the upgrade step's output names those)"
                 );
-                outcome(selected, Some(to), OutcomeStatus::AlreadyFixed, detail)
+                Outcome::of(selected, Some(to), OutcomeStatus::AlreadyFixed, detail)
             }
         }
     }
@@ -145,10 +132,10 @@ fn judge(
 fn fixed_outcome(selected: &SelectedUpdate, to: String, moved: bool, fixed: &str) -> Outcome {
     if moved {
         let detail = format!("upgraded from {} to {to} (fixed in {fixed})", selected.from);
-        outcome(selected, Some(to), OutcomeStatus::Patched, detail)
+        Outcome::of(selected, Some(to), OutcomeStatus::Patched, detail)
     } else {
         let detail = format!("already at {to}, at or above the fixed version {fixed}");
-        outcome(selected, Some(to), OutcomeStatus::AlreadyFixed, detail)
+        Outcome::of(selected, Some(to), OutcomeStatus::AlreadyFixed, detail)
     }
 }
 

@@ -136,27 +136,9 @@ pub fn verify(request: &VerifyRequest) -> Result<Vec<Outcome>, PipError> {
     Ok(request.selected.iter().map(|s| judge(&image, facts, s, &request.steps)).collect())
 }
 
-fn outcome(
-    selected: &SelectedUpdate,
-    to: Option<String>,
-    status: OutcomeStatus,
-    detail: String,
-    checks: Vec<Check>,
-) -> Outcome {
-    Outcome {
-        ecosystem: selected.ecosystem.clone(),
-        name: selected.name.clone(),
-        location: selected.location.clone(),
-        from: selected.from.clone(),
-        to,
-        status,
-        detail,
-        checks,
-    }
-}
-
 fn judge(image: &Image, facts: &[Fact], selected: &SelectedUpdate, steps: &[StepResult]) -> Outcome {
-    let failed = |to, detail, checks| outcome(selected, to, OutcomeStatus::Failed, detail, checks);
+    let failed =
+        |to, detail, checks| Outcome::of(selected, to, OutcomeStatus::Failed, detail).with_checks(checks);
     let normal = name::normalise(&selected.name);
     let wanted = match &selected.target {
         VersionTarget::Exactly(v) | VersionTarget::AtLeast(v) => v.parse::<Version>().ok(),
@@ -246,7 +228,7 @@ fn judge(image: &Image, facts: &[Fact], selected: &SelectedUpdate, steps: &[Step
         let _ = write!(detail, " ({})", notes.join("; "));
     }
     let status = if failures.is_empty() { OutcomeStatus::Patched } else { OutcomeStatus::Failed };
-    outcome(selected, to, status, detail, checks)
+    Outcome::of(selected, to, status, detail).with_checks(checks)
 }
 
 /// What failed steps said, for a detail.
