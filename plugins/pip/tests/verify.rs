@@ -172,20 +172,27 @@ fn a_version_not_reached_names_the_failed_step() {
     );
 }
 
-#[test]
-fn new_conflicts_and_broken_imports_fail_the_update() {
-    // urllib3 2.0.7 forced under the pinned requests 2.25.1, and a module of
-    // Jinja2 deleted: pip check and the import check as they ran there.
-    let root = copy_of(&patched());
-    let system = root.path().join(SYSTEM.trim_start_matches('/'));
+/// A copy of `root` whose system site-packages holds the virtualenv's
+/// urllib3 2.0.7 in place of 1.26.18 (the metadata pip check reads).
+fn with_venv_urllib3_in_system(root: &Path) -> tempfile::TempDir {
+    let copy = copy_of(root);
+    let system = copy.path().join(SYSTEM.trim_start_matches('/'));
     std::fs::remove_dir_all(system.join("urllib3-1.26.18.dist-info")).unwrap();
     let ok = std::process::Command::new("cp")
         .arg("-a")
-        .arg(root.path().join(VENV.trim_start_matches('/')).join("urllib3-2.0.7.dist-info"))
+        .arg(copy.path().join(VENV.trim_start_matches('/')).join("urllib3-2.0.7.dist-info"))
         .arg(&system)
         .status()
         .unwrap();
     assert!(ok.success());
+    copy
+}
+
+#[test]
+fn new_conflicts_and_broken_imports_fail_the_update() {
+    // urllib3 2.0.7 forced under the pinned requests 2.25.1, and a module of
+    // Jinja2 deleted: pip check and the import check as they ran there.
+    let root = with_venv_urllib3_in_system(&patched());
     let host = DataHost::new(root.path())
         .with_runs(|command| recorded_verify(command, "runs/verify-broken").map(|a: Answer| a));
     let selected =
@@ -216,17 +223,8 @@ fn new_conflicts_and_broken_imports_fail_the_update() {
 fn a_conflict_the_old_version_had_too_is_not_the_moves_doing() {
     // requests 2.25.1 wants urllib3<1.27; had the image already held a
     // urllib3 it rejects, moving that urllib3 on did not break requests.
-    let root = copy_of(&patched());
+    let root = with_venv_urllib3_in_system(&patched());
     let host = DataHost::new(root.path()).with_runs(|command| recorded_verify(command, "runs/verify-broken"));
-    let system = root.path().join(SYSTEM.trim_start_matches('/'));
-    std::fs::remove_dir_all(system.join("urllib3-1.26.18.dist-info")).unwrap();
-    let ok = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(root.path().join(VENV.trim_start_matches('/')).join("urllib3-2.0.7.dist-info"))
-        .arg(&system)
-        .status()
-        .unwrap();
-    assert!(ok.success());
     let outcomes = verify(
         &host,
         vec![selected("urllib3", SYSTEM, "2.0.6", "2.0.7")],
