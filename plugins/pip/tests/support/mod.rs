@@ -597,6 +597,13 @@ pub fn base_image() -> PathBuf {
         return base;
     }
     std::fs::create_dir_all(&cache).unwrap();
+    // nextest runs every test in a process of its own: without the lock two
+    // cold tests both build, and the loser's rename meets a full directory.
+    let lock = std::fs::File::create(cache.join(format!(".{IMAGE}.lock"))).unwrap();
+    lock.lock().unwrap();
+    if base.join("opt/legacy/lib/python3.9/site-packages").is_dir() {
+        return base;
+    }
     let building = cache.join(format!("{IMAGE}.building-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&building);
     let status = Process::new("mmdebstrap")
