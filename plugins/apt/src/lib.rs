@@ -64,4 +64,6 @@ impl Updater for Apt {
 }
 
 #[cfg(target_family = "wasm")]
-caulk_sdk::export_updater!(Apt);
+// Built-ins need no grants; the declaration says what a copy installed
+// in a plugin directory would have to be granted.
+caulk_sdk::export_updater!(Apt, capabilities = ["image-commands", "network"]);
