@@ -158,6 +158,8 @@ impl Updater for Asks {
     }
 }
 
+// Natively (a workspace build) there is no component to export.
+#[cfg(target_family = "wasm")]
 caulk_sdk::export_updater!(
     Asks,
     capabilities = ["image-commands", "host-tooling", "network", "index:pypi.org"]
