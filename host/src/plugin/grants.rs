@@ -37,7 +37,7 @@ pub enum GrantStoreError {
     Malformed { path: PathBuf, detail: String },
 
     #[error(
-        "refusing the grants file {}: it is writable by group or others (mode {mode:o}), so anyone could grant plugins capabilities",
+        "refusing the grants file: {} is writable by group or others (mode {mode:o}), so they could grant plugins capabilities",
         path.display()
     )]
     Insecure { path: PathBuf, mode: u32 },
@@ -109,6 +109,15 @@ impl GrantStore {
     /// Reads the grants file at `path`; a missing file grants nothing.
     pub fn open(path: &Path) -> Result<Self, GrantStoreError> {
         let read_err = |source| GrantStoreError::Read { path: path.to_owned(), source };
+        // Whoever may write the directory may put a grants file there.
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+            && let Ok(meta) = std::fs::metadata(dir)
+        {
+            let mode = meta.permissions().mode();
+            if mode & 0o022 != 0 && mode & 0o1000 == 0 {
+                return Err(GrantStoreError::Insecure { path: dir.to_owned(), mode: mode & 0o7777 });
+            }
+        }
         let file = match std::fs::File::open(path) {
             Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -410,6 +419,13 @@ mod tests {
 
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
         assert!(matches!(GrantStore::open(&path), Err(GrantStoreError::Insecure { .. })));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let dir_of = path.parent().unwrap();
+        std::fs::set_permissions(dir_of, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(matches!(GrantStore::open(&path), Err(GrantStoreError::Insecure { .. })));
+        std::fs::set_permissions(dir_of, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        assert!(GrantStore::open(&path).is_ok(), "a sticky directory keeps others' hands off the file");
+        std::fs::set_permissions(dir_of, std::fs::Permissions::from_mode(0o755)).unwrap();
         for bad in [&b"{\"format\":\"caulk-grants/v1\",\"plugins\":{\"a\":{\"sha256\":\"x\",\"capabilities\":[\"files\"]}}}"[..], b"[]", b"{\"format\":\"v9\"}", b"\xff"] {
             std::fs::write(&path, bad).unwrap();
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
