@@ -648,4 +648,12 @@ fn a_plugin_over_a_budget_fails_the_run_with_a_plugin_error() {
             && err.contains("--plugin-file-budget"),
         "{err}"
     );
+
+    // Built-ins are trusted, not unbounded: apt's first round reads files.
+    let out = run(asks
+        .caulk(&["--plugin-file-budget", "0"])
+        .args(["patch", "-i", &asks.image, "--dest"])
+        .arg(format!("oci:{}:apt", asks.sandbox.path().join("out").display())));
+    let err = failure(&out, 1);
+    assert!(err.contains("plugin apt went over its budget of 0 MiB of file contents"), "{err}");
 }
