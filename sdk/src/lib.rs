@@ -45,6 +45,19 @@ pub mod types {
 pub mod update {
     pub use crate::bindings::updater::exports::caulk::plugin::updater::*;
 
+    impl PatchPlan {
+        /// A plan that selects, skips and runs nothing yet.
+        pub fn empty() -> Self {
+            PatchPlan {
+                selected: Vec::new(),
+                skipped: Vec::new(),
+                steps: Vec::new(),
+                drop_paths: Vec::new(),
+                caches: Vec::new(),
+            }
+        }
+    }
+
     impl Outcome {
         /// The outcome of `selected`, naming it as the plan did; no checks.
         pub fn of(

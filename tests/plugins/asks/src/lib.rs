@@ -103,13 +103,7 @@ impl Updater for Asks {
     fn plan(request: &PlanRequest) -> Result<PatchPlan, Error> {
         let update = first(&request.updates)?;
         let ask = ask_of(&request.options.settings);
-        let mut plan = PatchPlan {
-            selected: Vec::new(),
-            skipped: Vec::new(),
-            steps: Vec::new(),
-            drop_paths: Vec::new(),
-            caches: Vec::new(),
-        };
+        let mut plan = PatchPlan::empty();
         if ask == "step" || ask == "step-network" {
             let mut command = Command::new(["true"]);
             command.network = ask == "step-network";
