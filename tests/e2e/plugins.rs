@@ -482,13 +482,9 @@ fn each_capability_is_refused_until_granted_and_a_changed_plugin_loses_its_grant
     // The network, commands from the host's root fs, index look-ups: each its own grant.
     for (ask, capability, answer) in [
         ("network", "network", "answered: exit 0"),
-        ("step-network", "network", ""),
         ("host-tooling", "host-tooling", "answered: exit 0"),
         ("index", "index:pypi.org", "versions"),
     ] {
-        if ask == "step-network" {
-            continue; // granted with `network` above; checked below
-        }
         let command = refused(&asks.patch(ask, &[]), capability, &asks.dir);
         success(&asks.shell(&command));
         let detail = asks.answered(ask, &[]);
@@ -607,6 +603,8 @@ fn built_in_plugins_are_trusted_and_say_what_they_declare() {
     assert!(inspect.contains("declares     image-commands, network"), "{inspect}");
     let err = failure(&run(sandbox.caulk().args(["plugins", "grant", "apt", "network"])), 2);
     assert!(err.contains("built-in"), "{err}");
+    let err = failure(&run(sandbox.caulk().args(["--grant", "apt:network", "plugins", "list"])), 2);
+    assert!(err.contains("apt is a built-in plugin, trusted without grants"), "{err}");
 }
 
 #[test]

@@ -98,6 +98,13 @@ impl serde::Serialize for Capability {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for Capability {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// The capabilities a component declares: every `caulk:capabilities`
 /// custom section in it (at any nesting depth), one capability per line,
 /// sorted and without repeats. No section declares nothing.
@@ -170,10 +177,12 @@ pub fn lookup_needs(query: &IndexQuery, default_index: &str) -> Result<CheckedLo
         let Some(host) = url.host_str() else {
             return Err(format!("index URL {}: it names no host", url_for_people(&url)));
         };
-        needs.push(Capability::Index(IndexHost::Host(host.to_ascii_lowercase())));
+        let need = Capability::Index(IndexHost::Host(host.to_ascii_lowercase()));
+        if !needs.contains(&need) {
+            needs.push(need);
+        }
         urls.push(if query.index_urls.is_empty() { Vec::new() } else { vec![url.to_string()] });
     }
-    needs.dedup();
     let index_urls = urls.into_iter().flatten().collect();
     Ok(CheckedLookup { query: IndexQuery { index_urls, ..query.clone() }, needs })
 }

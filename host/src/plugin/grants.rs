@@ -78,13 +78,6 @@ struct GrantsFile {
     plugins: BTreeMap<String, StoredGrant>,
 }
 
-impl<'de> Deserialize<'de> for Capability {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        text.parse().map_err(serde::de::Error::custom)
-    }
-}
-
 /// The grants file: every plugin's stored grant, by plugin name.
 #[derive(Debug, Clone, Default)]
 pub struct GrantStore {
