@@ -655,3 +655,14 @@ fn a_plugin_over_a_budget_fails_the_run_with_a_plugin_error() {
     let err = failure(&out, 1);
     assert!(err.contains("plugin apt went over its budget of 0 MiB of file contents"), "{err}");
 }
+
+#[test]
+fn a_declaration_this_caulk_cannot_read_keeps_the_plugin_out() {
+    let sandbox = Sandbox::new();
+    let mut bytes = std::fs::read(wasm_of("caulk-test-asks")).unwrap();
+    bytes.extend_from_slice(&custom_section("caulk:capabilities", b"teleport\n"));
+    let path = sandbox.path().join("odd.wasm");
+    std::fs::write(&path, &bytes).unwrap();
+    let err = failure(&run(sandbox.caulk().args(["plugins", "call"]).arg(&path).arg("info")), 1);
+    assert!(err.contains("cannot be loaded") && err.contains("`teleport` is not a capability"), "{err}");
+}
