@@ -33,6 +33,9 @@ pub enum Error {
 
     #[error(transparent)]
     Patch(Box<crate::patch::PatchError>),
+
+    #[error(transparent)]
+    Grants(#[from] crate::plugin::grants::GrantStoreError),
 }
 
 impl From<crate::scan::ScanError> for Error {
@@ -57,6 +60,7 @@ impl Error {
             Self::Plugin(e) => e.hint(),
             Self::Scan(e) => e.hint(),
             Self::Patch(e) => e.hint(),
+            Self::Grants(e) => e.hint(),
             Self::NoSuchPlugin { .. } => Some("`caulk plugins list` shows the plugins caulk found".into()),
             _ => None,
         }

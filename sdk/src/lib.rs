@@ -23,6 +23,7 @@
 //! Enable the `testing` feature in `dev-dependencies` to run the built
 //! component through the real host from a test (see `testing`).
 
+pub mod capability;
 pub mod facts;
 pub mod json;
 pub mod log;
@@ -43,6 +44,19 @@ pub mod types {
 /// Records of the updater interface (`caulk:plugin/updater`).
 pub mod update {
     pub use crate::bindings::updater::exports::caulk::plugin::updater::*;
+
+    impl PatchPlan {
+        /// A plan that selects, skips and runs nothing yet.
+        pub fn empty() -> Self {
+            PatchPlan {
+                selected: Vec::new(),
+                skipped: Vec::new(),
+                steps: Vec::new(),
+                drop_paths: Vec::new(),
+                caches: Vec::new(),
+            }
+        }
+    }
 
     impl Outcome {
         /// The outcome of `selected`, naming it as the plan did; no checks.
@@ -180,9 +194,20 @@ macro_rules! export_scanner {
 }
 
 /// Exports an [`Updater`] implementation as the plugin's component interface.
+///
+/// `capabilities = [...]` declares what the plugin may ask the host for
+/// beyond the image's files (see [`capability`]); the list is recorded in
+/// the component, and a misspelt name fails the build:
+///
+/// ```ignore
+/// caulk_sdk::export_updater!(MyUpdater, capabilities = ["image-commands", "network"]);
+/// ```
 #[macro_export]
 macro_rules! export_updater {
     ($plugin:ty) => {
+        $crate::export_updater!($plugin, capabilities = []);
+    };
+    ($plugin:ty, capabilities = [$($capability:literal),* $(,)?]) => {
         const _: () = {
             struct CaulkUpdaterExport;
 
@@ -208,7 +233,27 @@ macro_rules! export_updater {
             }
 
             $crate::__private::updater::__export_updater_world!(CaulkUpdaterExport with_types_in $crate::__private::updater);
+            $crate::__declare_capabilities!($($capability),*);
         };
+    };
+}
+
+/// Records declared capabilities in the `caulk:capabilities` custom
+/// section, the way Zed records an extension's API version: the host reads
+/// the section without instantiating anything, and the WIT stays as it is.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __declare_capabilities {
+    () => {};
+    ($($capability:literal),+) => {
+        const CAULK_CAPABILITIES: &str = ::core::concat!($($capability, "\n"),+);
+        const _: () = $crate::capability::__validate(CAULK_CAPABILITIES);
+        // Custom sections survive linking and componentisation untouched.
+        #[allow(unsafe_code)]
+        #[unsafe(link_section = "caulk:capabilities")]
+        #[used]
+        static CAULK_CAPABILITIES_SECTION: [u8; CAULK_CAPABILITIES.len()] =
+            $crate::capability::__bytes(CAULK_CAPABILITIES);
     };
 }
 

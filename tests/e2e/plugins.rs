@@ -364,3 +364,305 @@ fn processes_starting_at_once_share_the_cache_safely() {
     let log = stderr(&out);
     assert!(!log.contains("recompiling"), "{log}");
 }
+
+/// A `caulk patch` set-up for the `asks` test plugin: a minimal Debian
+/// image, a CSV report with one finding of the made-up ecosystem `asks`
+/// (read by the example CSV scanner), and both plugins in one directory.
+struct Asks {
+    sandbox: Sandbox,
+    dir: PathBuf,
+    wasm: PathBuf,
+    report: PathBuf,
+    image: String,
+}
+
+impl Asks {
+    fn new() -> Self {
+        let sandbox = Sandbox::new();
+        let dir = sandbox.mkdir("plugins");
+        let wasm = copy_into(&dir, &wasm_of("caulk-test-asks"), "asks.wasm");
+        copy_into(&dir, &wasm_of("caulk-example-csv-scanner"), "csv.wasm");
+        let report = sandbox.path().join("report.csv");
+        std::fs::write(
+            &report,
+            "# caulk-csv v1\nvulnerability,package,installed,fixed,severity,ecosystem\n\
+             CVE-2099-0001,thing,1.0,1.1,low,asks\n",
+        )
+        .unwrap();
+        let out =
+            std::process::Command::new(common::workspace().join("tests/images/debian.sh")).output().unwrap();
+        assert!(out.status.success(), "debian.sh failed:\n{}", stderr(&out));
+        let layout = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        Self { sandbox, dir, wasm, report, image: format!("oci:{layout}:bookworm") }
+    }
+
+    /// `caulk` with the plugin directory and `extra` global flags.
+    fn caulk(&self, extra: &[&str]) -> std::process::Command {
+        let mut cmd = self.sandbox.caulk();
+        cmd.arg("--plugin-dir").arg(&self.dir).args(extra);
+        cmd
+    }
+
+    /// Patches the image with `asks.ask=ask` and `extra` flags; the result
+    /// goes to a layout in the sandbox, never into the cached image.
+    fn patch(&self, ask: &str, extra: &[&str]) -> std::process::Output {
+        let dest = format!("oci:{}:patched", self.sandbox.path().join("out").display());
+        run(self
+            .caulk(&[])
+            .args(["patch", "--json", "--pkg-types", "library", "-i", &self.image, "-r"])
+            .arg(&self.report)
+            .args(["--dest", &dest, "--plugin-opt", &format!("asks.ask={ask}")])
+            .args(extra))
+    }
+
+    /// What the plugin reported for its one update: the summary row's detail.
+    fn answered(&self, ask: &str, extra: &[&str]) -> String {
+        let summary = json(&success(&self.patch(ask, extra)));
+        let row = &summary["rows"][0];
+        row["detail"].as_str().unwrap_or_else(|| panic!("no detail in {summary}")).to_owned()
+    }
+
+    /// Runs `command` (as printed by caulk, starting with `caulk`) through
+    /// the shell, with the sandbox's environment and this caulk first on PATH.
+    fn shell(&self, command: &str) -> std::process::Output {
+        let bin = common::caulk_bin().parent().unwrap();
+        let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+        let caulk = self.sandbox.caulk();
+        let mut sh = std::process::Command::new("sh");
+        sh.arg("-c").arg(command).env_clear().current_dir(self.sandbox.path());
+        for (key, value) in caulk.get_envs() {
+            if let Some(value) = value {
+                sh.env(key, value);
+            }
+        }
+        run(sh.env("PATH", path))
+    }
+}
+
+/// The command a refusal tells the user to run.
+fn grant_command(err: &str) -> &str {
+    let start = err.find("grant it with `").map(|i| i + "grant it with `".len());
+    let start =
+        start.or_else(|| err.find("grant it again with `").map(|i| i + "grant it again with `".len()));
+    let start = start.unwrap_or_else(|| panic!("no grant command in: {err}"));
+    let len = err[start..].find('`').unwrap();
+    &err[start..start + len]
+}
+
+/// Asserts `out` is the refusal of `capability`, naming the plugin and the
+/// command that grants it; returns that command.
+#[track_caller]
+fn refused(out: &std::process::Output, capability: &str, dir: &Path) -> String {
+    let err = failure(out, 1);
+    assert!(err.contains("plugin asks") && err.contains(&format!("the capability `{capability}`")), "{err}");
+    let command = grant_command(&err);
+    assert_eq!(
+        command,
+        format!("caulk --plugin-dir {} plugins grant asks {capability}", dir.display()),
+        "{err}"
+    );
+    command.to_owned()
+}
+
+#[test]
+fn each_capability_is_refused_until_granted_and_a_changed_plugin_loses_its_grants() {
+    let asks = Asks::new();
+
+    // Commands in the image: refused; the printed command grants; then it runs.
+    let command = refused(&asks.patch("image-commands", &[]), "image-commands", &asks.dir);
+    let granted = success(&asks.shell(&command));
+    assert!(granted.contains("is granted: image-commands"), "{granted}");
+    let detail = asks.answered("image-commands", &[]);
+    assert!(detail.starts_with("answered: exit 0, stdout \"12."), "the image's debian_version: {detail}");
+
+    // A plan step runs image commands too, so it is allowed now.
+    let summary = json(&success(&asks.patch("step", &[])));
+    assert_eq!(summary["rows"][0]["status"], "patched", "{summary}");
+
+    // The network, commands from the host's root fs, index look-ups: each its own grant.
+    for (ask, capability, answer) in [
+        ("network", "network", "answered: exit 0"),
+        ("host-tooling", "host-tooling", "answered: exit 0"),
+        ("index", "index:pypi.org", "versions"),
+    ] {
+        let command = refused(&asks.patch(ask, &[]), capability, &asks.dir);
+        success(&asks.shell(&command));
+        let detail = asks.answered(ask, &[]);
+        assert!(detail.contains(answer), "{ask}: {detail}");
+    }
+    let summary = json(&success(&asks.patch("step-network", &[])));
+    assert_eq!(summary["rows"][0]["status"], "patched", "{summary}");
+
+    let list = json(&success(&run(asks.caulk(&[]).args(["plugins", "list", "--json"]))));
+    let row = list["plugins"].as_array().unwrap().iter().find(|p| p["name"] == "asks").unwrap();
+    assert_eq!(row["grants"]["granted"].as_array().unwrap().len(), 4, "{row}");
+
+    // New bytes (one more custom section): every grant is gone, and the
+    // refusal says why.
+    let mut bytes = std::fs::read(&asks.wasm).unwrap();
+    let old_sha = hex_sha256(&bytes);
+    bytes.extend_from_slice(&custom_section("caulk-test-edit", b"changed"));
+    std::fs::write(&asks.wasm, &bytes).unwrap();
+    let out = asks.patch("image-commands", &[]);
+    let err = failure(&out, 1);
+    assert!(
+        err.contains("its grant no longer holds")
+            && err.contains(&old_sha)
+            && err.contains(&hex_sha256(&bytes))
+            && err.contains("bytes changed"),
+        "{err}"
+    );
+    let command = grant_command(&err).to_owned();
+    let table = success(&run(asks.caulk(&[]).args(["plugins", "list"])));
+    let line = table.lines().find(|l| l.starts_with("asks ")).unwrap();
+    assert!(line.contains("not granted: image-commands") && line.contains("no longer holds"), "{line}");
+    success(&asks.shell(&command));
+    assert!(asks.answered("image-commands", &[]).starts_with("answered: exit 0"));
+    let err = failure(&asks.patch("network", &[]), 1);
+    assert!(
+        err.contains("the capability `network`, which is not granted"),
+        "re-granting one is not all: {err}"
+    );
+
+    // Revoked: refused again.
+    success(&run(asks.caulk(&[]).args(["plugins", "revoke", "asks", "image-commands"])));
+    refused(&asks.patch("image-commands", &[]), "image-commands", &asks.dir);
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// A component-level custom section: id 0, size, name, data.
+fn custom_section(name: &str, data: &[u8]) -> Vec<u8> {
+    fn leb(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = u8::try_from(n & 0x7f).expect("seven bits");
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let mut body = Vec::new();
+    leb(name.len(), &mut body);
+    body.extend_from_slice(name.as_bytes());
+    body.extend_from_slice(data);
+    let mut section = vec![0];
+    leb(body.len(), &mut section);
+    section.extend(body);
+    section
+}
+
+#[test]
+fn what_a_plugin_does_not_declare_cannot_be_granted() {
+    let asks = Asks::new();
+    let err = failure(&asks.patch("index-elsewhere", &[]), 1);
+    assert!(
+        err.contains("look up `pip` on the index at example.org")
+            && err.contains("`index:example.org`, which the plugin does not declare")
+            && err.contains("it declares image-commands, host-tooling, network, index:pypi.org"),
+        "{err}"
+    );
+    assert!(!err.contains("grant it with"), "{err}");
+    let err = failure(&run(asks.caulk(&[]).args(["plugins", "grant", "asks", "index:example.org"])), 2);
+    assert!(err.contains("does not declare"), "{err}");
+    let err = failure(&asks.patch("index-elsewhere", &["--grant", "asks:index:example.org"]), 2);
+    assert!(err.contains("does not declare"), "{err}");
+    let err = failure(&run(asks.caulk(&[]).args(["plugins", "grant", "csv", "network"])), 2);
+    assert!(err.contains("it declares nothing"), "a scanner asks for nothing: {err}");
+    let err = failure(&run(asks.caulk(&[]).args(["plugins", "grant", "asks", "files"])), 2);
+    assert!(err.contains("`files` is not a capability"), "{err}");
+}
+
+#[test]
+fn a_one_run_grant_is_not_kept() {
+    let asks = Asks::new();
+    let detail = asks.answered("image-commands", &["--grant", "asks:image-commands"]);
+    assert!(detail.starts_with("answered: exit 0"), "{detail}");
+    let inspect = json(&success(&run(asks
+        .caulk(&["--grant", "asks:network"])
+        .args(["plugins", "inspect", "asks", "--json"]))));
+    assert_eq!(inspect["grants"]["granted"], serde_json::json!(["network"]), "{inspect}");
+    assert!(!asks.sandbox.path().join("home/.config/caulk/grants.json").exists());
+    refused(&asks.patch("image-commands", &[]), "image-commands", &asks.dir);
+    let err = failure(&asks.patch("image-commands", &["--grant", "nobody:network"]), 2);
+    assert!(err.contains("no plugin named `nobody`"), "{err}");
+}
+
+#[test]
+fn built_in_plugins_are_trusted_and_say_what_they_declare() {
+    let sandbox = Sandbox::new();
+    let table = success(&run(sandbox.caulk().args(["plugins", "list"])));
+    let apt = table.lines().find(|l| l.starts_with("apt ")).unwrap();
+    assert!(apt.contains("all (built-in)"), "{table}");
+    let inspect = success(&run(sandbox.caulk().args(["plugins", "inspect", "apt"])));
+    assert!(inspect.contains("declares     image-commands, network"), "{inspect}");
+    let err = failure(&run(sandbox.caulk().args(["plugins", "grant", "apt", "network"])), 2);
+    assert!(err.contains("built-in"), "{err}");
+    let err = failure(&run(sandbox.caulk().args(["--grant", "apt:network", "plugins", "list"])), 2);
+    assert!(err.contains("apt is a built-in plugin, trusted without grants"), "{err}");
+}
+
+#[test]
+fn a_plugin_over_a_budget_fails_the_run_with_a_plugin_error() {
+    let asks = Asks::new();
+    let all = ["--grant", "asks:image-commands"];
+
+    // Questions per round: at the budget it is answered, one more is refused.
+    let flags = ["--plugin-question-budget", "10", "--plugin-opt", "asks.count=10"];
+    success(&asks.patch("questions", &flags));
+    let flags = ["--plugin-question-budget", "10", "--plugin-opt", "asks.count=11"];
+    let err = failure(&asks.patch("questions", &flags), 1);
+    assert!(
+        err.contains("plugin asks went over its budget of 10 questions per round: it asked 11 new questions")
+            && err.contains("--plugin-question-budget"),
+        "{err}"
+    );
+
+    // Output of a command: 1 MiB printed fits 1 MiB, one byte more does not.
+    let fits = [all[0], all[1], "--plugin-output-budget", "1", "--plugin-opt", "asks.bytes=1048576"];
+    assert!(asks.answered("output", &fits).starts_with("answered: exit 0"));
+    let over = [all[0], all[1], "--plugin-output-budget", "1", "--plugin-opt", "asks.bytes=1048577"];
+    let err = failure(&asks.patch("output", &over), 1);
+    assert!(
+        err.contains("went over its budget of 1 MiB of output per command")
+            && err.contains("head -c 1048577 /dev/zero")
+            && err.contains("--plugin-output-budget"),
+        "{err}"
+    );
+
+    // File contents per round: /etc/apt fits in 1 MiB, /usr does not.
+    let etc = ["--plugin-file-budget", "1", "--plugin-opt", "asks.glob=/etc/apt/**"];
+    assert!(asks.answered("files", &etc).starts_with("answered: "));
+    let usr = ["--plugin-file-budget", "1", "--plugin-opt", "asks.glob=/usr/**"];
+    let err = failure(&asks.patch("files", &usr), 1);
+    assert!(
+        err.contains("went over its budget of 1 MiB of file contents per round")
+            && err.contains("question `ask` (/usr/**)")
+            && err.contains("--plugin-file-budget"),
+        "{err}"
+    );
+
+    // Built-ins are trusted, not unbounded: apt's first round reads files.
+    let out = run(asks
+        .caulk(&["--plugin-file-budget", "0"])
+        .args(["patch", "-i", &asks.image, "--dest"])
+        .arg(format!("oci:{}:apt", asks.sandbox.path().join("out").display())));
+    let err = failure(&out, 1);
+    assert!(err.contains("plugin apt went over its budget of 0 MiB of file contents"), "{err}");
+}
+
+#[test]
+fn a_declaration_this_caulk_cannot_read_keeps_the_plugin_out() {
+    let sandbox = Sandbox::new();
+    let mut bytes = std::fs::read(wasm_of("caulk-test-asks")).unwrap();
+    bytes.extend_from_slice(&custom_section("caulk:capabilities", b"teleport\n"));
+    let path = sandbox.path().join("odd.wasm");
+    std::fs::write(&path, &bytes).unwrap();
+    let err = failure(&run(sandbox.caulk().args(["plugins", "call"]).arg(&path).arg("info")), 1);
+    assert!(err.contains("cannot be loaded") && err.contains("`teleport` is not a capability"), "{err}");
+}

@@ -16,7 +16,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use crate::Error;
-use crate::plugin::{Limits, PluginSet, Runtime, cache::CodeCache};
+use crate::plugin::{Budgets, GrantStore, Limits, PluginSet, Policy, Runtime, cache::CodeCache};
 
 /// Patch vulnerable packages inside container images without rebuilding them.
 #[derive(Debug, Parser)]
@@ -44,6 +44,24 @@ pub struct GlobalArgs {
     /// Memory limit for each plugin instance, in MiB.
     #[arg(long, value_name = "MIB", default_value_t = 512, global = true)]
     plugin_memory: usize,
+
+    /// Grant a directory plugin a capability it declares for this run only
+    /// (NAME:CAPABILITY, e.g. my-updater:network); repeatable. `caulk plugins
+    /// grant` grants for good.
+    #[arg(long = "grant", value_name = "NAME:CAPABILITY", global = true)]
+    grants: Vec<String>,
+
+    /// Bytes of file contents an updater's questions may read per round, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 64, global = true)]
+    plugin_file_budget: u64,
+
+    /// New questions an updater may ask per round.
+    #[arg(long, value_name = "N", default_value_t = 1000, global = true)]
+    plugin_question_budget: usize,
+
+    /// Bytes of stdout each command an updater asks for may print, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 16, global = true)]
+    plugin_output_budget: usize,
 
     /// More output: -v for progress details, -vv for debugging.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -123,6 +141,27 @@ impl GlobalArgs {
 
     fn plugins(&self, runtime: &Arc<Runtime>) -> Result<PluginSet, Error> {
         Ok(PluginSet::discover(runtime, &self.plugin_search_path())?)
+    }
+
+    fn budgets(&self) -> Budgets {
+        Budgets {
+            file_bytes: self.plugin_file_budget.saturating_mul(1 << 20),
+            questions: self.plugin_question_budget,
+            output_bytes: self.plugin_output_budget.saturating_mul(1 << 20),
+        }
+    }
+
+    /// The grants file and the `--grant` flags, checked against `plugins`.
+    fn policy(&self, plugins: &PluginSet) -> Result<Policy, Error> {
+        let once = self
+            .grants
+            .iter()
+            .map(|g| crate::plugin::grants::parse_once(g).map_err(Error::Usage))
+            .collect::<Result<Vec<_>, _>>()?;
+        let store = GrantStore::open(&GrantStore::default_path()?)?;
+        let policy = Policy::new(store, once);
+        policy.check_once(plugins).map_err(Error::Usage)?;
+        Ok(policy)
     }
 }
 

@@ -211,6 +211,8 @@ impl PatchArgs {
             plugin_settings,
             vex_output: self.output.clone(),
             transport: TransportOptions::default(),
+            policy: crate::plugin::Policy::default(),
+            budgets: crate::plugin::Budgets::default(),
         })
     }
 }
@@ -304,6 +306,8 @@ pub fn run(args: &PatchArgs, global: &GlobalArgs) -> Result<ExitCode, Error> {
     request.transport = global.transport();
     let runtime = global.runtime()?;
     let plugins = global.plugins(&runtime)?;
+    request.policy = global.policy(&plugins)?;
+    request.budgets = global.budgets();
     let scanners = Scanners::new(&plugins, &global.plugin_search_path(), global.allow_native_plugins);
     let cancel = cancellation(args.timeout);
     let mut progress = Progress::new(global.verbose > 0, global.quiet);

@@ -1,4 +1,4 @@
-//! `caulk plugins list | inspect | call`.
+//! `caulk plugins list | inspect | grant | revoke | call`.
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};
@@ -12,7 +12,10 @@ use serde::Serialize;
 use super::GlobalArgs;
 use crate::Error;
 use crate::model::{PlanRequest, ProbeRequest, VerifyRequest};
-use crate::plugin::{Plugin, PluginKind, PluginSet, PluginSource, Runtime};
+use crate::plugin::grants::{Refusal, StoredGrant};
+use crate::plugin::{
+    Capability, GrantStore, Plugin, PluginKind, PluginSet, PluginSource, Policy, Runtime, Standing,
+};
 
 #[derive(Debug, Subcommand)]
 pub enum PluginsCommand {
@@ -29,6 +32,23 @@ pub enum PluginsCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Grant a plugin from a plugin directory capabilities it declares, for
+    /// its current bytes (sha256) only; stored in
+    /// $XDG_CONFIG_HOME/caulk/grants.json.
+    Grant {
+        /// Plugin name.
+        name: String,
+        /// image-commands, host-tooling, network or index:HOST (index:* for any host).
+        #[arg(required = true, value_name = "CAPABILITY")]
+        capabilities: Vec<String>,
+    },
+    /// Take back capabilities granted to a plugin (all of them when none is named).
+    Revoke {
+        /// Plugin name.
+        name: String,
+        #[arg(value_name = "CAPABILITY")]
+        capabilities: Vec<String>,
     },
     /// Call one function of a plugin and print its result as JSON (for plugin
     /// authors and their tests).
@@ -59,13 +79,21 @@ pub fn run(cmd: &PluginsCommand, global: &GlobalArgs) -> Result<ExitCode, Error>
     match cmd {
         PluginsCommand::List { json } => {
             let set = global.plugins(&runtime)?;
-            list(&set, *json)
+            let policy = global.policy(&set)?;
+            list(&set, &policy, *json)
         }
         PluginsCommand::Inspect { name, json } => {
             let set = global.plugins(&runtime)?;
+            let policy = global.policy(&set)?;
             let plugin = set.get(name).ok_or_else(|| Error::NoSuchPlugin { message: set.missing(name) })?;
-            inspect(plugin, &set, *json)
+            inspect(plugin, &set, &policy, *json)
         }
+        PluginsCommand::Grant { name, capabilities } => {
+            let set = global.plugins(&runtime)?;
+            let plugin = set.get(name).ok_or_else(|| Error::NoSuchPlugin { message: set.missing(name) })?;
+            grant(plugin, capabilities)
+        }
+        PluginsCommand::Revoke { name, capabilities } => revoke(name, capabilities),
         PluginsCommand::Call { plugin, function, input } => {
             call(&runtime, global, plugin, *function, input.as_ref())
         }
@@ -82,6 +110,10 @@ struct Row<'a> {
     /// Sources of plugins of the same name this one overrides.
     overrides: Vec<&'a PluginSource>,
     summary: &'a str,
+    /// What it declares it may ask the host for.
+    declared: &'a [Capability],
+    /// What it may ask for in this run.
+    grants: Standing,
 }
 
 #[derive(Serialize)]
@@ -90,7 +122,7 @@ struct BrokenRow {
     error: String,
 }
 
-fn rows(set: &PluginSet) -> Vec<Row<'_>> {
+fn rows<'a>(set: &'a PluginSet, policy: &Policy) -> Vec<Row<'a>> {
     set.all()
         .iter()
         .map(|p| Row {
@@ -101,12 +133,40 @@ fn rows(set: &PluginSet) -> Vec<Row<'_>> {
             source: p.source(),
             overrides: set.shadowed.iter().filter(|s| s.name == p.name()).map(|s| &s.source).collect(),
             summary: &p.info.summary,
+            declared: p.declared(),
+            grants: policy.standing(p),
         })
         .collect()
 }
 
-fn list(set: &PluginSet, json: bool) -> Result<ExitCode, Error> {
-    let rows = rows(set);
+/// A plugin's capabilities in a few words: what it holds and what it
+/// declares without holding.
+fn capabilities_text(declared: &[Capability], standing: &Standing) -> String {
+    let Standing::Directory { granted, stale_grant_sha256 } = standing else {
+        return "all (built-in)".to_owned();
+    };
+    if declared.is_empty() {
+        return "-".to_owned();
+    }
+    let join = |caps: &mut dyn Iterator<Item = &Capability>| {
+        caps.map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    };
+    let mut parts = Vec::new();
+    if !granted.is_empty() {
+        parts.push(format!("granted: {}", join(&mut granted.iter())));
+    }
+    let mut missing = declared.iter().filter(|d| !granted.contains(d)).peekable();
+    if missing.peek().is_some() {
+        parts.push(format!("not granted: {}", join(&mut missing)));
+    }
+    if stale_grant_sha256.is_some() {
+        parts.push("a grant for other bytes no longer holds".to_owned());
+    }
+    parts.join("; ")
+}
+
+fn list(set: &PluginSet, policy: &Policy, json: bool) -> Result<ExitCode, Error> {
+    let rows = rows(set, policy);
     let broken: Vec<BrokenRow> =
         set.broken.iter().map(|b| BrokenRow { path: b.path.clone(), error: b.error.to_string() }).collect();
     let mut out = std::io::stdout().lock();
@@ -116,13 +176,27 @@ fn list(set: &PluginSet, json: bool) -> Result<ExitCode, Error> {
             .map_err(Error::Output)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let mut table = vec![["NAME".to_owned(), "KIND".into(), "VERSION".into(), "WIT".into(), "SOURCE".into()]];
+    let mut table = vec![[
+        "NAME".to_owned(),
+        "KIND".into(),
+        "VERSION".into(),
+        "WIT".into(),
+        "CAPABILITIES".into(),
+        "SOURCE".into(),
+    ]];
     for row in &rows {
         let mut source = row.source.to_string();
         for overridden in &row.overrides {
             let _ = write!(source, " (overrides {overridden})");
         }
-        table.push([row.name.into(), row.kind.to_string(), row.version.into(), row.wit.into(), source]);
+        table.push([
+            row.name.into(),
+            row.kind.to_string(),
+            row.version.into(),
+            row.wit.into(),
+            capabilities_text(row.declared, &row.grants),
+            source,
+        ]);
     }
     write_table(&mut out, &table).map_err(Error::Output)?;
     for b in &broken {
@@ -168,9 +242,11 @@ struct Inspection<'a> {
     overrides: Vec<&'a PluginSource>,
     exports: &'a [String],
     imports: &'a [String],
+    declared: &'a [Capability],
+    grants: Standing,
 }
 
-fn inspect(plugin: &Plugin, set: &PluginSet, json: bool) -> Result<ExitCode, Error> {
+fn inspect(plugin: &Plugin, set: &PluginSet, policy: &Policy, json: bool) -> Result<ExitCode, Error> {
     let info = &plugin.info;
     let doc = Inspection {
         name: &info.name,
@@ -186,6 +262,8 @@ fn inspect(plugin: &Plugin, set: &PluginSet, json: bool) -> Result<ExitCode, Err
         overrides: set.shadowed.iter().filter(|s| s.name == info.name).map(|s| &s.source).collect(),
         exports: plugin.exports(),
         imports: plugin.imports(),
+        declared: plugin.declared(),
+        grants: policy.standing(plugin),
     };
     let mut out = std::io::stdout().lock();
     if json {
@@ -194,6 +272,18 @@ fn inspect(plugin: &Plugin, set: &PluginSet, json: bool) -> Result<ExitCode, Err
         return Ok(ExitCode::SUCCESS);
     }
     let list = |items: &[String]| if items.is_empty() { "-".to_owned() } else { items.join(", ") };
+    let declared: Vec<String> = doc.declared.iter().map(ToString::to_string).collect();
+    let granted = match &doc.grants {
+        Standing::Trusted => "everything: built-in plugins are part of caulk".to_owned(),
+        Standing::Directory { granted, stale_grant_sha256 } => {
+            let mut text = list(&granted.iter().map(ToString::to_string).collect::<Vec<_>>());
+            if let Some(sha) = stale_grant_sha256 {
+                let _ =
+                    write!(text, " (a grant for sha256 {sha} no longer holds: the plugin's bytes changed)");
+            }
+            text
+        }
+    };
     let lines = [
         ("name", doc.name.to_owned()),
         ("kind", doc.kind.to_string()),
@@ -207,6 +297,8 @@ fn inspect(plugin: &Plugin, set: &PluginSet, json: bool) -> Result<ExitCode, Err
         ("sha256", doc.sha256.to_owned()),
         ("exports", list(doc.exports)),
         ("imports", list(doc.imports)),
+        ("declares", list(&declared)),
+        ("granted", granted),
     ];
     for (key, value) in lines {
         writeln!(out, "{key:<12} {value}").map_err(Error::Output)?;
@@ -214,6 +306,82 @@ fn inspect(plugin: &Plugin, set: &PluginSet, json: bool) -> Result<ExitCode, Err
     for overridden in &doc.overrides {
         writeln!(out, "{:<12} {overridden}", "overrides").map_err(Error::Output)?;
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn parse_capabilities(texts: &[String]) -> Result<Vec<Capability>, Error> {
+    texts.iter().map(|t| t.parse::<Capability>().map_err(|e| Error::Usage(e.to_string()))).collect()
+}
+
+fn grant(plugin: &Plugin, texts: &[String]) -> Result<ExitCode, Error> {
+    let name = plugin.name();
+    if plugin.source() == &PluginSource::Builtin {
+        return Err(Error::Usage(format!(
+            "{name} is a built-in plugin: built-ins are part of caulk and need no grants"
+        )));
+    }
+    let wanted = parse_capabilities(texts)?;
+    for capability in &wanted {
+        if !plugin.declared().iter().any(|d| d.covers(capability)) {
+            let refusal = Refusal::Undeclared { declared: plugin.declared().to_vec() };
+            return Err(Error::Usage(format!("cannot grant {name} `{capability}`, {refusal}")));
+        }
+    }
+    let path = GrantStore::default_path()?;
+    let PluginSource::File(source) = plugin.source() else { unreachable!("built-ins returned above") };
+    let replaced = GrantStore::update(&path, |grants| {
+        let previous = grants.remove(name);
+        let (mut capabilities, replaced) = match previous {
+            Some(g) if g.sha256 == plugin.sha256() => (g.capabilities, None),
+            Some(g) => (Vec::new(), Some(g.sha256)),
+            None => (Vec::new(), None),
+        };
+        capabilities.extend(wanted.iter().cloned());
+        capabilities.sort();
+        capabilities.dedup();
+        let grant =
+            StoredGrant { sha256: plugin.sha256().to_owned(), path: Some(source.clone()), capabilities };
+        grants.insert(name.to_owned(), grant.clone());
+        (grant, replaced)
+    })?;
+    let (grant, replaced) = replaced;
+    let mut out = std::io::stdout().lock();
+    let held: Vec<String> = grant.capabilities.iter().map(ToString::to_string).collect();
+    writeln!(out, "{name} ({}, sha256 {}) is granted: {}", source.display(), grant.sha256, held.join(", "))
+        .map_err(Error::Output)?;
+    if let Some(old) = replaced {
+        writeln!(out, "the grant for its earlier bytes (sha256 {old}) is replaced").map_err(Error::Output)?;
+    }
+    writeln!(out, "grants are kept in {}", path.display()).map_err(Error::Output)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn revoke(name: &str, texts: &[String]) -> Result<ExitCode, Error> {
+    let unwanted = parse_capabilities(texts)?;
+    let path = GrantStore::default_path()?;
+    let left = GrantStore::update(&path, |grants| {
+        let grant = grants.get_mut(name)?;
+        if unwanted.is_empty() {
+            grant.capabilities.clear();
+        } else {
+            grant.capabilities.retain(|c| !unwanted.contains(c));
+        }
+        let left = grant.capabilities.clone();
+        if left.is_empty() {
+            grants.remove(name);
+        }
+        Some(left)
+    })?;
+    let mut out = std::io::stdout().lock();
+    let line = match left {
+        None => format!("{name} had no grants"),
+        Some(left) if left.is_empty() => format!("{name} now holds no grants"),
+        Some(left) => format!(
+            "{name} still holds: {}",
+            left.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+        ),
+    };
+    writeln!(out, "{line}").map_err(Error::Output)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,6 +1,8 @@
 //! Answering updaters' questions: files from the root fs (merged across the
 //! layers and, after the steps, the new changes), read-only commands in the
-//! sandbox, and package-index look-ups from outside the image.
+//! sandbox, and package-index look-ups from outside the image. Each new
+//! question passes the plugin's grants first, and each round stays within
+//! the plugin's budgets.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -8,8 +10,12 @@ use std::time::Duration;
 use caulk_exec::{EntryKind, MergedReader, Probe, RunIn, Session, ToolingRoot};
 
 use crate::model::{
-    Answer, Command, CommandOutput, ExecContext, Fact, FileEntry, FileKind, OsRelease, Question, QuestionKind,
+    Answer, Command, CommandOutput, ExecContext, Fact, FileEntry, FileKind, IndexQuery, OsRelease, Question,
+    QuestionKind,
 };
+use crate::plugin::budget::{Budget, Budgets};
+use crate::plugin::capability::{self, Capability};
+use crate::plugin::{Plugin, PluginError, PluginLabel, Policy};
 
 /// Files larger than this are listed without contents.
 pub const MAX_FILE: u64 = 16 << 20;
@@ -23,14 +29,25 @@ const PROBE_TIMEOUT: Duration = Duration::from_mins(2);
 /// few at a time pay even on two cores.
 const PARALLEL_ANSWERS: usize = 4;
 
-/// Answers questions against one sandbox session.
-pub struct Answerer<'s, 'e> {
-    pub session: &'s Session<'e>,
-    pub lookup: &'s (dyn Fn(&crate::model::IndexQuery) -> Answer + Sync),
+/// The most of an argv a message shows: a plugin chooses its length.
+const SHOWN_ARGV: usize = 200;
+
+/// What answering needs for every plugin of a run.
+pub struct Shared<'s> {
+    pub lookup: &'s (dyn Fn(&IndexQuery) -> Answer + Sync),
     /// The image config's environment, under each command's own.
     pub base_env: &'s [(String, String)],
     /// Wall time spent waiting for commands and look-ups.
     pub spent: &'s std::sync::Mutex<Duration>,
+    pub policy: &'s Policy,
+    pub budgets: &'s Budgets,
+}
+
+/// Answers one plugin's questions against one sandbox session.
+pub struct Answerer<'s, 'e> {
+    pub session: &'s Session<'e>,
+    pub shared: &'s Shared<'s>,
+    pub plugin: &'s Plugin,
 }
 
 /// Maps a plan's execution context onto the executor's.
@@ -46,113 +63,198 @@ pub fn run_in(context: &ExecContext) -> Result<RunIn, String> {
     }
 }
 
+/// What running `command` means, for messages: "run `argv` in the image
+/// with the network".
+pub fn describe_command(command: &Command) -> String {
+    let mut argv = command.argv.join(" ");
+    if argv.len() > SHOWN_ARGV {
+        let cut = (0..=SHOWN_ARGV).rev().find(|&i| argv.is_char_boundary(i)).unwrap_or(0);
+        argv.truncate(cut);
+        argv.push('…');
+    }
+    let place = match &command.context {
+        ExecContext::Target => "in the image",
+        ExecContext::Tooling(_) => "from the host's root fs",
+    };
+    let network = if command.network { " with the network" } else { "" };
+    format!("run `{argv}` {place}{network}")
+}
+
 fn has_glob(pattern: &str) -> bool {
     pattern.contains(['*', '?', '['])
 }
 
-fn file_entry(reader: &MergedReader, info: &caulk_exec::FileInfo) -> FileEntry {
-    let kind = match info.kind {
-        EntryKind::File => FileKind::Regular,
-        EntryKind::Dir => FileKind::Directory,
-        EntryKind::Symlink => FileKind::Symlink,
-        _ => FileKind::Other,
-    };
-    let contents =
-        (kind == FileKind::Regular && info.size <= MAX_FILE).then(|| reader.read(&info.path).ok()).flatten();
-    FileEntry { path: info.path.clone(), kind, contents, link_target: info.link_target.clone() }
+/// A question checked against the grants, ready to answer.
+enum Ready<'q> {
+    Files(&'q [String]),
+    Run(&'q Command),
+    Lookup(IndexQuery),
+    /// Answered without running anything (an unusable index URL).
+    Answered(Answer),
 }
 
 impl Answerer<'_, '_> {
-    /// The answer to one question.
-    pub fn answer(&self, reader: &MergedReader, question: &Question) -> Answer {
-        match &question.kind {
-            QuestionKind::Files(patterns) => {
-                let mut seen = HashSet::new();
-                let mut entries = Vec::new();
-                for pattern in patterns {
-                    let found = if has_glob(pattern) {
-                        reader.glob(pattern).map_err(|e| e.to_string())
-                    } else {
-                        reader
-                            .stat(pattern)
-                            .map(|o| o.into_iter().collect::<Vec<_>>())
-                            .map_err(|e| e.to_string())
-                    };
-                    match found {
-                        Ok(infos) => {
-                            for info in infos {
-                                if seen.insert(info.path.clone()) {
-                                    entries.push(file_entry(reader, &info));
-                                }
-                            }
-                        }
-                        Err(e) => return Answer::Unavailable(format!("reading {pattern}: {e}")),
-                    }
-                }
-                Answer::Files(entries)
-            }
-            QuestionKind::Run(command) => self.run(command),
-            QuestionKind::Lookup(query) => (self.lookup)(query),
+    fn over_budget(&self, budget: Budget, detail: String) -> PluginError {
+        PluginError::OverBudget {
+            plugin: PluginLabel(self.plugin.name().to_owned()),
+            budget,
+            budgets: *self.shared.budgets,
+            detail,
         }
     }
 
-    fn run(&self, command: &Command) -> Answer {
+    /// Checks `question` against the plugin's grants.
+    fn admit<'q>(&self, question: &'q Question) -> Result<Ready<'q>, PluginError> {
+        match &question.kind {
+            QuestionKind::Files(patterns) => Ok(Ready::Files(patterns)),
+            QuestionKind::Run(command) => {
+                let needs = capability::command_needs(command);
+                self.shared.policy.check(
+                    self.plugin,
+                    &|| format!("asked to {}", describe_command(command)),
+                    &needs,
+                )?;
+                Ok(Ready::Run(command))
+            }
+            QuestionKind::Lookup(query) => {
+                let checked = match capability::lookup_needs(query, crate::index::PYPI) {
+                    Ok(checked) => checked,
+                    Err(why) => return Ok(Ready::Answered(Answer::Unavailable(why))),
+                };
+                for need in &checked.needs {
+                    let Capability::Index(host) = need else { continue };
+                    let request = || format!("asked to look up `{}` on the index at {host}", query.name);
+                    self.shared.policy.check(self.plugin, &request, std::slice::from_ref(need))?;
+                }
+                Ok(Ready::Lookup(checked.query))
+            }
+        }
+    }
+
+    /// The files matching `patterns`, counting what they hold against
+    /// `left` (bytes of this round's file budget still unspent).
+    fn files(
+        &self,
+        reader: &MergedReader,
+        id: &str,
+        patterns: &[String],
+        left: &mut u64,
+    ) -> Result<Answer, PluginError> {
+        let mut seen = HashSet::new();
+        let mut entries = Vec::new();
+        for pattern in patterns {
+            let found = if has_glob(pattern) {
+                reader.glob(pattern).map_err(|e| e.to_string())
+            } else {
+                reader.stat(pattern).map(|o| o.into_iter().collect::<Vec<_>>()).map_err(|e| e.to_string())
+            };
+            let infos = match found {
+                Ok(infos) => infos,
+                Err(e) => return Ok(Answer::Unavailable(format!("reading {pattern}: {e}"))),
+            };
+            for info in infos {
+                if !seen.insert(info.path.clone()) {
+                    continue;
+                }
+                let kind = match info.kind {
+                    EntryKind::File => FileKind::Regular,
+                    EntryKind::Dir => FileKind::Directory,
+                    EntryKind::Symlink => FileKind::Symlink,
+                    _ => FileKind::Other,
+                };
+                let with_contents = kind == FileKind::Regular && info.size <= MAX_FILE;
+                // Counted before reading, so the budget bounds what is read.
+                let cost = info.path.len() as u64
+                    + info.link_target.as_ref().map_or(0, |t| t.len() as u64)
+                    + if with_contents { info.size } else { 0 };
+                *left = left.checked_sub(cost).ok_or_else(|| {
+                    self.over_budget(
+                        Budget::FileBytes,
+                        format!("its question `{id}` ({pattern}) went over at {}", info.path),
+                    )
+                })?;
+                let contents = with_contents.then(|| reader.read(&info.path).ok()).flatten();
+                entries.push(FileEntry { path: info.path, kind, contents, link_target: info.link_target });
+            }
+        }
+        Ok(Answer::Files(entries))
+    }
+
+    fn run(&self, command: &Command) -> Result<Answer, PluginError> {
         let run_in = match run_in(&command.context) {
             Ok(r) => r,
-            Err(e) => return Answer::Unavailable(e),
+            Err(e) => return Ok(Answer::Unavailable(e)),
         };
         let mut probe = Probe::new(command.argv.clone()).network(command.network).run_in(run_in);
         probe = probe.timeout(PROBE_TIMEOUT);
-        for (k, v) in self.base_env.iter().chain(&command.env) {
+        probe.stdout_limit = self.shared.budgets.output_bytes;
+        for (k, v) in self.shared.base_env.iter().chain(&command.env) {
             probe = probe.env(k.clone(), v.clone());
         }
         match self.session.probe(&probe) {
-            Ok(out) => Answer::Output(CommandOutput {
+            Ok(out) if out.stdout_truncated => Err(self.over_budget(
+                Budget::OutputBytes,
+                format!("the command it asked to {} printed more", describe_command(command)),
+            )),
+            Ok(out) => Ok(Answer::Output(CommandOutput {
                 exit_code: out.exit_code.unwrap_or(-1),
                 stdout: out.stdout,
                 stderr: out.stderr,
-            }),
-            Err(e) => Answer::Unavailable(e.to_string()),
+            })),
+            Err(e) => Ok(Answer::Unavailable(e.to_string())),
         }
     }
 
-    /// Answers every question not answered yet, in the order asked. Files
-    /// are read here; commands and look-ups run [`PARALLEL_ANSWERS`] at a
-    /// time, and the wall time they take is added to `spent`.
-    pub fn answer_new(&self, reader: &MergedReader, questions: &[Question], facts: &mut Vec<Fact>) -> usize {
+    /// Answers every question not answered yet, in the order asked, after
+    /// checking each against the grants and the round against the budgets.
+    /// Files are read here; commands and look-ups run [`PARALLEL_ANSWERS`]
+    /// at a time, and the wall time they take is added to `spent`.
+    pub fn answer_new(
+        &self,
+        reader: &MergedReader,
+        questions: &[Question],
+        facts: &mut Vec<Fact>,
+    ) -> Result<usize, PluginError> {
         let mut seen: HashSet<&str> = facts.iter().map(|f| f.question_id.as_str()).collect();
         let new: Vec<&Question> = questions.iter().filter(|q| seen.insert(q.id.as_str())).collect();
-        let mut answers: Vec<Option<Answer>> = new
-            .iter()
-            .map(|q| match q.kind {
-                QuestionKind::Files(_) => {
+        if new.len() > self.shared.budgets.questions {
+            return Err(self.over_budget(Budget::Questions, format!("it asked {} new questions", new.len())));
+        }
+        // Every question is checked before any is answered: a refusal
+        // leaves nothing half done.
+        let ready: Vec<Ready<'_>> = new.iter().map(|q| self.admit(q)).collect::<Result<_, _>>()?;
+        let mut left = self.shared.budgets.file_bytes;
+        let mut answers: Vec<Option<Answer>> = Vec::with_capacity(new.len());
+        for (q, ready) in new.iter().zip(&ready) {
+            answers.push(match ready {
+                Ready::Files(patterns) => {
                     tracing::debug!(question = %q.id, "answering");
-                    Some(self.answer(reader, q))
+                    Some(self.files(reader, &q.id, patterns, &mut left)?)
                 }
-                QuestionKind::Run(_) | QuestionKind::Lookup(_) => None,
-            })
-            .collect();
+                Ready::Answered(answer) => Some(answer.clone()),
+                Ready::Run(_) | Ready::Lookup(_) => None,
+            });
+        }
         let waiting: Vec<usize> = (0..new.len()).filter(|&i| answers[i].is_none()).collect();
         if !waiting.is_empty() {
             let started = std::time::Instant::now();
             let answered = crate::parallel::map(&waiting, PARALLEL_ANSWERS, |&i| {
-                let q = new[i];
-                tracing::debug!(question = %q.id, "answering");
-                match &q.kind {
-                    QuestionKind::Run(command) => self.run(command),
-                    QuestionKind::Lookup(query) => (self.lookup)(query),
-                    QuestionKind::Files(_) => unreachable!("answered above"),
+                tracing::debug!(question = %new[i].id, "answering");
+                match &ready[i] {
+                    Ready::Run(command) => self.run(command),
+                    Ready::Lookup(query) => Ok((self.shared.lookup)(query)),
+                    Ready::Files(_) | Ready::Answered(_) => unreachable!("answered above"),
                 }
             });
+            *self.shared.spent.lock().unwrap_or_else(std::sync::PoisonError::into_inner) += started.elapsed();
             for (&i, answer) in waiting.iter().zip(answered) {
-                answers[i] = Some(answer);
+                answers[i] = Some(answer?);
             }
-            *self.spent.lock().unwrap_or_else(std::sync::PoisonError::into_inner) += started.elapsed();
         }
         for (q, answer) in new.iter().zip(answers) {
             facts.push(Fact { question_id: q.id.clone(), answer: answer.expect("every question answered") });
         }
-        new.len()
+        Ok(new.len())
     }
 }
 

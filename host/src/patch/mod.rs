@@ -22,7 +22,7 @@ use crate::model::{
     Fact, IndexQuery, Options, PackageClass, PatchLevel, PatchPlan, Phase, PlanRequest, ProbeRequest,
     StepResult, Target, Update, UpdateMode, VerifyRequest,
 };
-use crate::plugin::{Plugin, PluginError, PluginSet};
+use crate::plugin::{Budgets, Plugin, PluginError, PluginSet, Policy};
 use crate::scan::{ScanError, Scanners};
 use crate::updates::{Grouped, PackageUpdate};
 use crate::vex;
@@ -74,6 +74,9 @@ pub struct PatchRequest {
     pub plugin_settings: Vec<(String, String, String)>,
     pub vex_output: Option<PathBuf>,
     pub transport: TransportOptions,
+    /// What directory plugins may ask the host for.
+    pub policy: Policy,
+    pub budgets: Budgets,
 }
 
 /// What the pipeline reports while it works: phases, step output.
@@ -306,6 +309,13 @@ pub fn run(
 
     // Time waiting for commands and look-ups run for updaters' questions.
     let probe_time = std::sync::Mutex::new(Duration::ZERO);
+    let answering = facts::Shared {
+        lookup: &lookup,
+        base_env: &target.env,
+        spent: &probe_time,
+        policy: &request.policy,
+        budgets: &request.budgets,
+    };
 
     // Plan.
     observer.phase("planning");
@@ -313,8 +323,7 @@ pub fn run(
     let mut drop_paths: Vec<String> = Vec::new();
     for job in &mut jobs {
         check_cancel("while planning")?;
-        let answerer =
-            facts::Answerer { session: &session, lookup: &lookup, base_env: &target.env, spent: &probe_time };
+        let answerer = facts::Answerer { session: &session, shared: &answering, plugin: job.plugin };
         let updates: Vec<Update> = job.updates.iter().map(PackageUpdate::to_update).collect();
         let options = options_for(job.plugin);
         let facts = gather(job.plugin, Phase::Plan, &target, &updates, &options, &answerer, &reader)?;
@@ -324,7 +333,7 @@ pub fn run(
             .map_err(plugin_err)?;
         let first = steps.len();
         for step in &plan.steps {
-            steps.push(to_step(job.plugin, step, &plan, &target.env)?);
+            steps.push(to_step(job.plugin, step, &plan, &target.env, &request.policy)?);
         }
         job.steps = (first, plan.steps.len());
         drop_paths.extend(plan.drop_paths.iter().cloned());
@@ -379,8 +388,7 @@ pub fn run(
         if plan.selected.is_empty() {
             continue;
         }
-        let answerer =
-            facts::Answerer { session: &session, lookup: &lookup, base_env: &target.env, spent: &probe_time };
+        let answerer = facts::Answerer { session: &session, shared: &answering, plugin: job.plugin };
         let updates: Vec<Update> = job.updates.iter().map(PackageUpdate::to_update).collect();
         let options = options_for(job.plugin);
         let facts = gather(job.plugin, Phase::Verify, &target, &updates, &options, &answerer, &reader)?;
@@ -611,7 +619,7 @@ fn gather(
             facts: facts.clone(),
         };
         let questions = plugin.probe(&request).map_err(plugin_err)?;
-        if answerer.answer_new(reader, &questions, &mut facts) == 0 {
+        if answerer.answer_new(reader, &questions, &mut facts).map_err(plugin_err)? == 0 {
             return Ok(facts);
         }
     }
@@ -621,13 +629,20 @@ fn gather(
     })
 }
 
-/// A plan step as the executor runs it, with the plan's caches mounted.
+/// A plan step as the executor runs it, with the plan's caches mounted,
+/// once the plugin's grants allow it.
 fn to_step(
     plugin: &Plugin,
     step: &crate::model::Step,
     plan: &PatchPlan,
     base_env: &[(String, String)],
+    policy: &Policy,
 ) -> Result<Step, PatchError> {
+    let request =
+        || format!("planned the step `{}` to {}", step.summary, facts::describe_command(&step.command));
+    policy
+        .check(plugin, &request, &crate::plugin::capability::command_needs(&step.command))
+        .map_err(plugin_err)?;
     let run_in = facts::run_in(&step.command.context)
         .map_err(|reason| PatchError::BadPlan { plugin: plugin.name().to_owned(), reason })?;
     let mut out = Step::new(step.summary.clone(), step.command.argv.clone())

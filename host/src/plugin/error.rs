@@ -2,6 +2,10 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::budget::{Budget, Budgets};
+use super::capability::Capability;
+use super::grants::Refusal;
+
 /// Where a plugin came from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "kebab-case", tag = "kind", content = "path")]
@@ -73,6 +77,15 @@ pub enum PluginError {
     #[error("plugin {plugin} has an invalid name `{name}`: use lowercase letters, digits and `-`")]
     InvalidName { plugin: PluginLabel, name: String },
 
+    #[error("plugin {plugin} cannot be loaded: {detail}")]
+    BadDeclaration { plugin: PluginLabel, detail: String },
+
+    #[error("plugin {plugin} {request}: that needs the capability `{capability}`, {refusal}")]
+    NotGranted { plugin: PluginLabel, request: String, capability: Capability, refusal: Box<Refusal> },
+
+    #[error("plugin {plugin} went over its budget of {}: {detail}", budget.describe(budgets))]
+    OverBudget { plugin: PluginLabel, budget: Budget, budgets: Budgets, detail: String },
+
     #[error("reading plugin {}: {source}", path.display())]
     Read { path: PathBuf, source: std::io::Error },
 
@@ -97,6 +110,20 @@ impl PluginError {
                 Some("raise the limit with --plugin-timeout if the input is very large".into())
             }
             Self::DuplicateName { .. } => Some("remove or rename one of the two files".into()),
+            Self::NotGranted { plugin, refusal, capability, .. } => Some(match **refusal {
+                Refusal::Undeclared { .. } => "a plugin declares what it asks for in its component \
+                     (caulk_sdk::export_updater!(Plugin, capabilities = [...])); ask its author"
+                    .into(),
+                _ => format!(
+                    "grant only what you trust the plugin with; `--grant {plugin}:{capability}` \
+                     allows it for this run only"
+                ),
+            }),
+            Self::OverBudget { budget, .. } => Some(format!(
+                "budgets keep a plugin, or a hostile image it reads, from filling caulk's memory; \
+                 raise this one with {} only for an image that needs it",
+                budget.flag()
+            )),
             Self::Returned { hint, .. } => hint.clone(),
             _ => None,
         }

@@ -2,8 +2,11 @@
 //! plugins, the compiled-code cache, and typed calls into each kind.
 
 pub mod bindings;
+pub mod budget;
 pub mod cache;
+pub mod capability;
 mod error;
+pub mod grants;
 mod runtime;
 
 use std::collections::HashMap;
@@ -11,8 +14,11 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use budget::Budgets;
 pub use cache::Provenance;
+pub use capability::Capability;
 pub use error::{PluginError, PluginLabel, PluginSource};
+pub use grants::{GrantStore, Policy, Standing};
 pub use runtime::{Limits, PluginKind, Runtime, SUPPORTED_WIT_VERSIONS};
 
 use crate::model::{
@@ -107,6 +113,11 @@ impl Plugin {
 
     pub fn imports(&self) -> &[String] {
         &self.loaded.imports
+    }
+
+    /// The capabilities the component declares.
+    pub fn declared(&self) -> &[Capability] {
+        &self.loaded.declared
     }
 
     fn wrong_kind(&self, call: &'static str) -> PluginError {

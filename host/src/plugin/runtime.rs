@@ -14,6 +14,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::bindings::v0_1;
 use super::cache::{CodeCache, Provenance};
+use super::capability::{self, Capability};
 use super::error::{PluginError, PluginLabel, PluginSource};
 
 /// The WIT package versions this host can load, newest first.
@@ -93,6 +94,8 @@ pub struct Loaded {
     pub exports: Vec<String>,
     /// Names of the component's imports, for `plugins inspect`.
     pub imports: Vec<String>,
+    /// What the component declares it may ask the host for.
+    pub declared: Vec<Capability>,
     pub(crate) pre: Pre,
 }
 
@@ -258,6 +261,8 @@ impl Runtime {
         let exports: Vec<String> = ty.exports(&self.engine).map(|(name, _)| name.to_owned()).collect();
         let imports: Vec<String> = ty.imports(&self.engine).map(|(name, _)| name.to_owned()).collect();
         let (kind, wit_version) = classify(&label, &exports)?;
+        let declared = capability::declared(wasm)
+            .map_err(|detail| PluginError::BadDeclaration { plugin: label.clone(), detail })?;
         for import in &imports {
             if !import_allowed(import) {
                 return Err(PluginError::UnsupportedImport { plugin: label, import: import.clone() });
@@ -275,15 +280,21 @@ impl Runtime {
                 Pre::UpdaterV0_1(v0_1::updater::UpdaterPluginPre::new(instance_pre).map_err(link_error)?)
             }
         };
-        Ok(Loaded { source, kind, wit_version, sha256, provenance, exports, imports, pre })
+        Ok(Loaded { source, kind, wit_version, sha256, provenance, exports, imports, declared, pre })
     }
 
     /// A store for one plugin, with its memory limit and a fresh deadline.
     pub(crate) fn store(&self, name: &str) -> Store<State> {
         let stderr = MemoryOutputPipe::new(OUTPUT_CAPACITY);
+        // WASI's defaults already give no files, environment, arguments or
+        // stdin; the network is shut explicitly so a change of those
+        // defaults cannot open it. Host questions are what grants gate.
         let wasi = WasiCtxBuilder::new()
             .stderr(stderr.clone())
             .stdout(MemoryOutputPipe::new(OUTPUT_CAPACITY))
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
             .build();
         let state = State {
             wasi,

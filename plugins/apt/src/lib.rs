@@ -63,5 +63,7 @@ impl Updater for Apt {
     }
 }
 
+// Built-ins need no grants; the declaration says what a copy installed
+// in a plugin directory would have to be granted.
 #[cfg(target_family = "wasm")]
-caulk_sdk::export_updater!(Apt);
+caulk_sdk::export_updater!(Apt, capabilities = ["image-commands", "network"]);

@@ -91,5 +91,8 @@ impl Updater for Pip {
     }
 }
 
+// Built-ins need no grants; the declaration says what a copy installed
+// in a plugin directory would have to be granted. The indexes are whatever
+// the image or the command line configures, hence any host.
 #[cfg(target_family = "wasm")]
-caulk_sdk::export_updater!(Pip);
+caulk_sdk::export_updater!(Pip, capabilities = ["image-commands", "host-tooling", "network", "index:*"]);

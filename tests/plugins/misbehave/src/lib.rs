@@ -52,4 +52,6 @@ fn empty() -> Findings {
     Findings { scanner: None, artifact: None, os: None, platform: None, findings: Vec::new() }
 }
 
+// Natively (a workspace build) there is no component to export.
+#[cfg(target_family = "wasm")]
 caulk_sdk::export_scanner!(Misbehave);
