@@ -1,0 +1,323 @@
+//! caulk's BuildKit client against the BuildKit embedded in Debian's dockerd
+//! (the v0.8 line), reached through the Engine's `/grpc` upgrade. The daemon
+//! is started outside the tests by tests/scripts/dockerd.sh, which prints the
+//! socket for CAULK_TEST_DOCKER_HOST; without it these tests fail, because
+//! skipping would hide a client that was never exercised.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use caulk_buildkit::pb::control::SolveRequest;
+use caulk_buildkit::{
+    Address, CaBundle, Client, DockerApi, Error, Event, Network, SavedImage, Step, Stream, TlsFiles,
+};
+
+const IMAGE: &str = "caulk-buildkit-test/bookworm:v1";
+const BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().nth(3).unwrap().to_owned()
+}
+
+fn docker_host() -> String {
+    let host = std::env::var("CAULK_TEST_DOCKER_HOST").unwrap_or_default();
+    assert!(
+        host.starts_with("unix://"),
+        "CAULK_TEST_DOCKER_HOST is not a unix:// socket ({host:?}): start the test daemon with \
+         `eval \"$(tests/scripts/dockerd.sh start >/dev/null; tests/scripts/dockerd.sh env)\"`"
+    );
+    host
+}
+
+fn addr() -> Address {
+    let host = docker_host();
+    Address::parse(&format!("docker-unix://{}", host.trim_start_matches("unix://"))).unwrap()
+}
+
+fn client() -> Client {
+    Client::connect(&addr(), &TlsFiles::default()).unwrap()
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn test_cache() -> PathBuf {
+    let dir = std::env::var_os("CAULK_TEST_CACHE")
+        .map_or_else(|| "/var/tmp/caulk-test-cache".into(), PathBuf::from);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// tests/images/debian.sh's bookworm image, in the Engine's store under
+/// IMAGE (Docker Hub is out of reach, so BuildKit must find it locally).
+/// Loaded with the crate's own `docker load`, once, under a lock shared by
+/// the test processes.
+fn debian_image() -> &'static str {
+    let cache = test_cache();
+    let lock = std::fs::File::create(cache.join(".buildkit-load.lock")).unwrap();
+    lock.lock().unwrap();
+    let present = Command::new("/usr/bin/docker")
+        .args(["-H", &docker_host(), "image", "inspect", IMAGE])
+        .output()
+        .unwrap()
+        .status
+        .success();
+    if !present {
+        let layout = run(Command::new("bash")
+            .arg(repo_root().join("tests/images/debian.sh"))
+            .env("CAULK_TEST_CACHE", &cache));
+        let tmp = tempfile::tempdir().unwrap();
+        let archive = tmp.path().join("bookworm.tar");
+        run(Command::new("skopeo").args([
+            "copy",
+            "--quiet",
+            &format!("oci:{}:bookworm", layout.trim()),
+            &format!("docker-archive:{}:{IMAGE}", archive.display()),
+        ]));
+        DockerApi::for_address(&addr(), "loading the test image").unwrap().load(&archive).unwrap();
+    }
+    IMAGE
+}
+
+fn diff_ids(image: &str) -> Vec<String> {
+    let out = run(Command::new("/usr/bin/docker").args([
+        "-H",
+        &docker_host(),
+        "image",
+        "inspect",
+        "--format",
+        "{{json .RootFS.Layers}}",
+        image,
+    ]));
+    serde_json::from_str(&out).unwrap()
+}
+
+fn sh(name: &str, script: &str) -> Step {
+    Step { name: name.into(), args: vec!["sh".into(), "-c".into(), script.into()], ..Step::default() }
+}
+
+/// Every regular file's path and contents in a layer tar.
+fn files(saved: &SavedImage, layer: &caulk_buildkit::SavedLayer) -> Vec<(String, Vec<u8>)> {
+    let mut archive = tar::Archive::new(saved.open_layer(layer).unwrap());
+    let mut out = Vec::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        if entry.header().entry_type().is_file() {
+            let path = entry.path().unwrap().to_string_lossy().trim_start_matches("./").to_owned();
+            let mut data = Vec::new();
+            entry.read_to_end(&mut data).unwrap();
+            out.push((path, data));
+        }
+    }
+    out
+}
+
+/// A unique result name per test process, removed again at the end.
+struct Result {
+    name: String,
+    docker: DockerApi,
+}
+
+impl Result {
+    fn new(tag: &str) -> Self {
+        let name = format!("caulk-buildkit-test/result:{tag}-{}", std::process::id());
+        Result { name, docker: DockerApi::for_address(&addr(), "reading the result").unwrap() }
+    }
+}
+
+impl Drop for Result {
+    fn drop(&mut self) {
+        let _ = self.docker.remove(&self.name);
+    }
+}
+
+#[test]
+fn list_workers_answers_moby() {
+    let workers = client().list_workers().unwrap();
+    let ids: Vec<&str> = workers.iter().map(|w| w.id.as_str()).collect();
+    assert_eq!(ids, ["moby"], "Docker's embedded BuildKit has one worker");
+    assert!(!workers[0].platforms.is_empty(), "the worker names its platforms");
+}
+
+#[test]
+fn info_is_negotiated_on_a_daemon_without_it() {
+    // BuildKit v0.8 answers Unimplemented; that must read as "no version
+    // known", not as a failure.
+    let info = client().info().unwrap();
+    assert_eq!(info, None, "Debian's dockerd 20.10 carries BuildKit v0.8, which has no Control.Info");
+}
+
+#[test]
+fn a_probe_returns_its_output_and_exit_code() {
+    let client = client();
+    let image = debian_image();
+    let mut events = Vec::new();
+    let echo = Step {
+        name: "echo".into(),
+        args: vec!["echo".into(), "hello from bookworm".into()],
+        ..Step::default()
+    };
+    let out = client.probe(image, &[], &echo, &mut |e| events.push(e)).unwrap();
+    assert_eq!(
+        (out.stdout.as_slice(), out.stderr.as_slice(), out.exit_code),
+        (&b"hello from bookworm\n"[..], &b""[..], 0)
+    );
+    assert!(
+        events.iter().any(|e| matches!(e, Event::Log { name, stream: Stream::Stdout, line, .. }
+            if name == "echo" && line == "hello from bookworm")),
+        "the log line arrives as an event: {events:?}"
+    );
+    assert!(
+        events.iter().any(|e| matches!(e, Event::Completed { name, .. } if name == "echo")),
+        "{events:?}"
+    );
+
+    // The same probe again runs again (BuildKit would answer it from cache
+    // with no output at all), and a failing one is an answer.
+    let again = client.probe(image, &[], &echo, &mut |_| {}).unwrap();
+    assert_eq!(again.stdout, b"hello from bookworm\n");
+    let failing = sh("fail", "cat /etc/debian_version; echo oops >&2; exit 3");
+    let out = client.probe(image, &[], &failing, &mut |_| {}).unwrap();
+    assert_eq!(out.exit_code, 3);
+    assert!(out.stdout.starts_with(b"12."), "{:?}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(out.stderr, b"oops\n");
+}
+
+#[test]
+fn a_probe_sees_the_steps_before_it() {
+    let steps = [sh("mark", "echo marked > /root/mark")];
+    let out = client().probe(debian_image(), &steps, &sh("read", "cat /root/mark"), &mut |_| {}).unwrap();
+    assert_eq!((out.stdout.as_slice(), out.exit_code), (&b"marked\n"[..], 0));
+}
+
+#[test]
+fn a_two_step_chain_adds_exactly_two_layers() {
+    let image = debian_image();
+    let original = diff_ids(image);
+    let result = Result::new("chain");
+    let stamp = format!("{}", std::process::id());
+    let steps = [
+        sh("one", &format!("echo one-{stamp} > /root/one")),
+        sh("two", &format!("echo two-{stamp} > /root/two && rm /etc/hostname")),
+    ];
+    let built = client().run_chain(image, &steps, &result.name, &mut |_| {}).unwrap();
+    assert_eq!(built.name, result.name);
+    assert!(built.image_id.as_deref().is_some_and(|id| id.starts_with("sha256:")), "{built:?}");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let saved = result.docker.save_image(&result.name, tmp.path()).unwrap();
+    assert_eq!(saved.layers().len(), original.len() + 2);
+    let new = saved.layers_after(&original).unwrap();
+    assert_eq!(new.len(), 2, "one layer per step on top of the original layers");
+    let first = files(&saved, &new[0]);
+    assert!(first.contains(&("root/one".to_owned(), format!("one-{stamp}\n").into_bytes())), "{first:?}");
+    assert!(!first.iter().any(|(p, _)| p == "root/two"));
+    let second = files(&saved, &new[1]);
+    assert!(second.contains(&("root/two".to_owned(), format!("two-{stamp}\n").into_bytes())), "{second:?}");
+    // The deletion is a whiteout in the second layer.
+    let mut archive = tar::Archive::new(saved.open_layer(&new[1]).unwrap());
+    let names: Vec<String> = archive
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().any(|n| n.trim_start_matches("./") == "etc/.wh.hostname"), "{names:?}");
+    let config: serde_json::Value = serde_json::from_slice(saved.config()).unwrap();
+    let saved_ids: Vec<String> = serde_json::from_value(config["rootfs"]["diff_ids"].clone()).unwrap();
+    assert_eq!(saved_ids[..original.len()], original[..]);
+}
+
+#[test]
+fn the_ca_bundle_is_seen_by_the_step_but_not_kept() {
+    let image = debian_image();
+    let original = diff_ids(image);
+    let marker = format!("caulk test CA {}\n", std::process::id());
+    let ca = Some(CaBundle { pem: marker.clone().into_bytes(), dest: BUNDLE.into() });
+    let copy = Step { ca_bundle: ca.clone(), ..sh("copy the bundle", &format!("cp {BUNDLE} /root/seen-ca")) };
+
+    let probe = Step { ca_bundle: ca, ..sh("read", &format!("cat {BUNDLE}")) };
+    let out = client().probe(image, &[], &probe, &mut |_| {}).unwrap();
+    assert_eq!(out.stdout, marker.as_bytes(), "the mounted bundle replaces the image's for the step");
+
+    let result = Result::new("ca");
+    client().run_chain(image, &[copy], &result.name, &mut |_| {}).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let saved = result.docker.save_image(&result.name, tmp.path()).unwrap();
+    let new = saved.layers_after(&original).unwrap();
+    assert_eq!(new.len(), 1);
+    let layer = files(&saved, &new[0]);
+    assert!(layer.contains(&("root/seen-ca".to_owned(), marker.into_bytes())), "{layer:?}");
+    assert!(
+        !layer.iter().any(|(p, _)| p.starts_with("etc/ssl")),
+        "the bundle is a mount, not part of the result: {layer:?}"
+    );
+}
+
+#[test]
+fn only_host_network_steps_reach_the_network() {
+    let client = client();
+    let image = debian_image();
+    // Debian's mirror is reachable from this machine; a step without
+    // network must not reach it, the same step with host network must. By
+    // address, so the check is about the network and not only about DNS.
+    let ip = std::net::ToSocketAddrs::to_socket_addrs("deb.debian.org:80")
+        .unwrap()
+        .find(std::net::SocketAddr::is_ipv4)
+        .expect("deb.debian.org has an IPv4 address")
+        .ip();
+    let connect = format!("timeout 20 bash -c 'exec 3<>/dev/tcp/{ip}/80' && echo connected");
+    let connect = connect.as_str();
+    let offline = client.probe(image, &[], &sh("offline", connect), &mut |_| {}).unwrap();
+    assert_eq!(offline.exit_code, 1, "bash's own failure, not timeout's: {offline:?}");
+    assert!(offline.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&offline.stderr);
+    assert!(stderr.contains("Network is unreachable"), "{stderr}");
+    let online = Step { network: Network::Host, ..sh("online", connect) };
+    let online = client.probe(image, &[], &online, &mut |_| {}).unwrap();
+    assert_eq!((online.stdout.as_slice(), online.exit_code), (&b"connected\n"[..], 0), "{online:?}");
+}
+
+#[test]
+fn an_unreachable_address_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("no.sock");
+    for text in [
+        format!("unix://{}", missing.display()),
+        format!("docker-unix://{}", missing.display()),
+        "tcp://127.0.0.1:1".to_owned(),
+    ] {
+        let err = Client::connect(&Address::parse(&text).unwrap(), &TlsFiles::default()).unwrap_err();
+        assert!(matches!(err, Error::Unreachable { .. }), "{text}: {err:?}");
+        assert!(err.to_string().contains(&text), "{err}");
+        assert!(err.hint().is_some());
+    }
+}
+
+#[test]
+fn a_refused_entitlement_is_named() {
+    let mut graph = caulk_buildkit::llb::Graph::new();
+    let image = graph.image(debian_image());
+    let request = SolveRequest {
+        definition: Some(graph.definition(&image)),
+        entitlements: vec!["security.insecure".into()],
+        ..SolveRequest::default()
+    };
+    let err = client().solve(request, &mut |_| {}).unwrap_err();
+    assert!(
+        matches!(&err, Error::EntitlementRefused { entitlement, .. } if entitlement == "security.insecure"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("security.insecure") && err.hint().is_some(), "{err}");
+}
+
+#[test]
+fn results_need_a_docker_engine() {
+    let plain = Address::parse("unix:///run/buildkit/buildkitd.sock").unwrap();
+    let err = DockerApi::for_address(&plain, "reading the result").unwrap_err();
+    assert!(matches!(err, Error::NotDocker { .. }), "{err:?}");
+    assert!(err.to_string().contains("unix:///run/buildkit/buildkitd.sock"), "{err}");
+}
