@@ -4,136 +4,13 @@
 //! socket for CAULK_TEST_DOCKER_HOST; without it these tests fail, because
 //! skipping would hide a client that was never exercised.
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
 use caulk_buildkit::pb::control::SolveRequest;
 use caulk_buildkit::{
-    Address, CaBundle, Client, DockerApi, Error, Event, Network, SavedImage, Step, Stream, TlsFiles,
+    Address, CaBundle, CacheMount, Client, DockerApi, Error, Event, Network, Sharing, Step, Stream, TlsFiles,
 };
-
-const IMAGE: &str = "caulk-buildkit-test/bookworm:v1";
-const BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().nth(3).unwrap().to_owned()
-}
-
-fn docker_host() -> String {
-    let host = std::env::var("CAULK_TEST_DOCKER_HOST").unwrap_or_default();
-    assert!(
-        host.starts_with("unix://"),
-        "CAULK_TEST_DOCKER_HOST is not a unix:// socket ({host:?}): start the test daemon with \
-         `eval \"$(tests/scripts/dockerd.sh start >/dev/null; tests/scripts/dockerd.sh env)\"`"
-    );
-    host
-}
-
-fn addr() -> Address {
-    let host = docker_host();
-    Address::parse(&format!("docker-unix://{}", host.trim_start_matches("unix://"))).unwrap()
-}
-
-fn client() -> Client {
-    Client::connect(&addr(), &TlsFiles::default()).unwrap()
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn test_cache() -> PathBuf {
-    let dir = std::env::var_os("CAULK_TEST_CACHE")
-        .map_or_else(|| "/var/tmp/caulk-test-cache".into(), PathBuf::from);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// tests/images/debian.sh's bookworm image, in the Engine's store under
-/// IMAGE (Docker Hub is out of reach, so BuildKit must find it locally).
-/// Loaded with the crate's own `docker load`, once, under a lock shared by
-/// the test processes.
-fn debian_image() -> &'static str {
-    let cache = test_cache();
-    let lock = std::fs::File::create(cache.join(".buildkit-load.lock")).unwrap();
-    lock.lock().unwrap();
-    let present = Command::new("/usr/bin/docker")
-        .args(["-H", &docker_host(), "image", "inspect", IMAGE])
-        .output()
-        .unwrap()
-        .status
-        .success();
-    if !present {
-        let layout = run(Command::new("bash")
-            .arg(repo_root().join("tests/images/debian.sh"))
-            .env("CAULK_TEST_CACHE", &cache));
-        let tmp = tempfile::tempdir().unwrap();
-        let archive = tmp.path().join("bookworm.tar");
-        run(Command::new("skopeo").args([
-            "copy",
-            "--quiet",
-            &format!("oci:{}:bookworm", layout.trim()),
-            &format!("docker-archive:{}:{IMAGE}", archive.display()),
-        ]));
-        DockerApi::for_address(&addr(), "loading the test image").unwrap().load(&archive).unwrap();
-    }
-    IMAGE
-}
-
-fn diff_ids(image: &str) -> Vec<String> {
-    let out = run(Command::new("/usr/bin/docker").args([
-        "-H",
-        &docker_host(),
-        "image",
-        "inspect",
-        "--format",
-        "{{json .RootFS.Layers}}",
-        image,
-    ]));
-    serde_json::from_str(&out).unwrap()
-}
-
-fn sh(name: &str, script: &str) -> Step {
-    Step { name: name.into(), args: vec!["sh".into(), "-c".into(), script.into()], ..Step::default() }
-}
-
-/// Every regular file's path and contents in a layer tar.
-fn files(saved: &SavedImage, layer: &caulk_buildkit::SavedLayer) -> Vec<(String, Vec<u8>)> {
-    let mut archive = tar::Archive::new(saved.open_layer(layer).unwrap());
-    let mut out = Vec::new();
-    for entry in archive.entries().unwrap() {
-        let mut entry = entry.unwrap();
-        if entry.header().entry_type().is_file() {
-            let path = entry.path().unwrap().to_string_lossy().trim_start_matches("./").to_owned();
-            let mut data = Vec::new();
-            entry.read_to_end(&mut data).unwrap();
-            out.push((path, data));
-        }
-    }
-    out
-}
-
-/// A unique result name per test process, removed again at the end.
-struct Result {
-    name: String,
-    docker: DockerApi,
-}
-
-impl Result {
-    fn new(tag: &str) -> Self {
-        let name = format!("caulk-buildkit-test/result:{tag}-{}", std::process::id());
-        Result { name, docker: DockerApi::for_address(&addr(), "reading the result").unwrap() }
-    }
-}
-
-impl Drop for Result {
-    fn drop(&mut self) {
-        let _ = self.docker.remove(&self.name);
-    }
-}
+use common::{BUNDLE, Target, client, debian_image, diff_ids, files, sh};
 
 #[test]
 fn list_workers_answers_moby() {
@@ -198,7 +75,7 @@ fn a_probe_sees_the_steps_before_it() {
 fn a_two_step_chain_adds_exactly_two_layers() {
     let image = debian_image();
     let original = diff_ids(image);
-    let result = Result::new("chain");
+    let result = Target::new("chain");
     let stamp = format!("{}", std::process::id());
     let steps = [
         sh("one", &format!("echo one-{stamp} > /root/one")),
@@ -243,7 +120,7 @@ fn the_ca_bundle_is_seen_by_the_step_but_not_kept() {
     let out = client().probe(image, &[], &probe, &mut |_| {}).unwrap();
     assert_eq!(out.stdout, marker.as_bytes(), "the mounted bundle replaces the image's for the step");
 
-    let result = Result::new("ca");
+    let result = Target::new("ca");
     client().run_chain(image, &[copy], &result.name, &mut |_| {}).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let saved = result.docker.save_image(&result.name, tmp.path()).unwrap();
@@ -255,6 +132,40 @@ fn the_ca_bundle_is_seen_by_the_step_but_not_kept() {
         !layer.iter().any(|(p, _)| p.starts_with("etc/ssl")),
         "the bundle is a mount, not part of the result: {layer:?}"
     );
+}
+
+#[test]
+fn a_cache_mount_is_shared_by_steps_and_stays_out_of_the_result() {
+    let image = debian_image();
+    let original = diff_ids(image);
+    let stamp = format!("stamp-{}-{:?}", std::process::id(), std::time::SystemTime::now());
+    let cache = |key: &str| CacheMount {
+        key: format!("caulk-buildkit-test-{key}-{}", std::process::id()),
+        dest: "/var/cache/caulk-test".into(),
+        sharing: Sharing::Locked,
+    };
+    let fill = Step {
+        caches: vec![cache("a")],
+        ..sh("fill", &format!("echo '{stamp}' > /var/cache/caulk-test/stamp"))
+    };
+    let read = |key| Step {
+        caches: vec![cache(key)],
+        ..sh("read", "cat /var/cache/caulk-test/stamp > /root/seen 2>&1; echo $? >> /root/seen")
+    };
+    let result = Target::new("cache");
+    client().run_chain(image, &[fill, read("a"), read("b")], &result.name, &mut |_| {}).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let saved = result.docker.save_image(&result.name, tmp.path()).unwrap();
+    let layers: Vec<_> = saved.layers_after(&original).unwrap().iter().map(|l| files(&saved, l)).collect();
+    assert!(layers.iter().flatten().all(|(p, _)| !p.starts_with("var/cache/caulk-test/")), "{layers:?}");
+    let seen = |layer: &[(String, Vec<u8>)]| {
+        let (_, data) = layer.iter().find(|(p, _)| p == "root/seen").expect("the step wrote /root/seen");
+        String::from_utf8_lossy(data).into_owned()
+    };
+    // The first layer is the fill step's: its only change went to the cache.
+    assert_eq!(layers.len(), 3, "{layers:?}");
+    assert_eq!(seen(&layers[1]), format!("{stamp}\n0\n"), "a later step with the same key sees the cache");
+    assert!(seen(&layers[2]).ends_with("\n1\n"), "another key is another cache: {:?}", seen(&layers[2]));
 }
 
 #[test]

@@ -1,0 +1,131 @@
+//! Helpers shared by the tests against Debian's dockerd: the daemon's
+//! address, the test image in its store, and reading results back.
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use caulk_buildkit::{Address, Client, DockerApi, SavedImage, Step, TlsFiles};
+
+pub const IMAGE: &str = "caulk-buildkit-test/bookworm:v1";
+pub const BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().nth(3).unwrap().to_owned()
+}
+
+pub fn docker_host() -> String {
+    let host = std::env::var("CAULK_TEST_DOCKER_HOST").unwrap_or_default();
+    assert!(
+        host.starts_with("unix://"),
+        "CAULK_TEST_DOCKER_HOST is not a unix:// socket ({host:?}): start the test daemon with \
+         `eval \"$(tests/scripts/dockerd.sh start >/dev/null; tests/scripts/dockerd.sh env)\"`"
+    );
+    host
+}
+
+pub fn addr() -> Address {
+    let host = docker_host();
+    Address::parse(&format!("docker-unix://{}", host.trim_start_matches("unix://"))).unwrap()
+}
+
+pub fn client() -> Client {
+    Client::connect(&addr(), &TlsFiles::default()).unwrap()
+}
+
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+pub fn test_cache() -> PathBuf {
+    let dir = std::env::var_os("CAULK_TEST_CACHE")
+        .map_or_else(|| "/var/tmp/caulk-test-cache".into(), PathBuf::from);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// tests/images/debian.sh's bookworm image, in the Engine's store under
+/// IMAGE (Docker Hub is out of reach, so BuildKit must find it locally).
+/// Loaded with the crate's own `docker load`, once, under a lock shared by
+/// the test processes.
+pub fn debian_image() -> &'static str {
+    let cache = test_cache();
+    let lock = std::fs::File::create(cache.join(".buildkit-load.lock")).unwrap();
+    lock.lock().unwrap();
+    let present = Command::new("/usr/bin/docker")
+        .args(["-H", &docker_host(), "image", "inspect", IMAGE])
+        .output()
+        .unwrap()
+        .status
+        .success();
+    if !present {
+        let layout = run(Command::new("bash")
+            .arg(repo_root().join("tests/images/debian.sh"))
+            .env("CAULK_TEST_CACHE", &cache));
+        let tmp = tempfile::tempdir().unwrap();
+        let archive = tmp.path().join("bookworm.tar");
+        run(Command::new("skopeo").args([
+            "copy",
+            "--quiet",
+            &format!("oci:{}:bookworm", layout.trim()),
+            &format!("docker-archive:{}:{IMAGE}", archive.display()),
+        ]));
+        DockerApi::for_address(&addr(), "loading the test image").unwrap().load(&archive).unwrap();
+    }
+    IMAGE
+}
+
+pub fn diff_ids(image: &str) -> Vec<String> {
+    let out = run(Command::new("/usr/bin/docker").args([
+        "-H",
+        &docker_host(),
+        "image",
+        "inspect",
+        "--format",
+        "{{json .RootFS.Layers}}",
+        image,
+    ]));
+    serde_json::from_str(&out).unwrap()
+}
+
+pub fn sh(name: &str, script: &str) -> Step {
+    Step { name: name.into(), args: vec!["sh".into(), "-c".into(), script.into()], ..Step::default() }
+}
+
+/// Every regular file's path and contents in a layer tar.
+pub fn files(saved: &SavedImage, layer: &caulk_buildkit::SavedLayer) -> Vec<(String, Vec<u8>)> {
+    let mut archive = tar::Archive::new(saved.open_layer(layer).unwrap());
+    let mut out = Vec::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        if entry.header().entry_type().is_file() {
+            let path = entry.path().unwrap().to_string_lossy().trim_start_matches("./").to_owned();
+            let mut data = Vec::new();
+            entry.read_to_end(&mut data).unwrap();
+            out.push((path, data));
+        }
+    }
+    out
+}
+
+/// A unique result name per test process, removed again at the end.
+pub struct Target {
+    pub name: String,
+    pub docker: DockerApi,
+}
+
+impl Target {
+    pub fn new(tag: &str) -> Self {
+        let name = format!("caulk-buildkit-test/result:{tag}-{}", std::process::id());
+        Target { name, docker: DockerApi::for_address(&addr(), "reading the result").unwrap() }
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        let _ = self.docker.remove(&self.name);
+    }
+}
