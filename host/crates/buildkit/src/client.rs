@@ -185,6 +185,11 @@ pub(crate) fn classify(addr: &Address, call: &'static str, status: &tonic::Statu
     if let Some(feature) = missing_capability(&message) {
         return Error::DaemonTooOld { addr, feature: format!("the LLB capability {feature}") };
     }
+    // A connection that breaks under a call (a TLS alert, a daemon that
+    // went away) arrives as a status carrying the transport error.
+    if let Some(source) = std::error::Error::source(status) {
+        return Error::Unreachable { addr, source: root_cause(source) };
+    }
     if status.code() == tonic::Code::Unavailable {
         return Error::Unreachable { addr, source: message.into() };
     }

@@ -175,6 +175,9 @@ fn tls_config(
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(ca)
         .and_then(Iterator::collect)
         .map_err(|e| tls_err("CA certificate", ca, e.into()))?;
+    if certs.is_empty() {
+        return Err(tls_err("CA certificate", ca, "no PEM certificate in the file".into()));
+    }
     for cert in certs {
         roots.add(cert).map_err(|e| tls_err("CA certificate", ca, e.into()))?;
     }
