@@ -48,6 +48,7 @@ pub use connect::TlsFiles;
 pub use docker::DockerApi;
 pub use error::{Error, Result};
 pub use llb::{CacheMount, Network, Sharing};
+pub use pb::llb::ProxyEnv;
 pub use progress::{Event, Stream, Tracker};
 pub use run::{Built, CaBundle, ProbeOutput, Step};
 pub use saved::{SavedImage, SavedLayer};

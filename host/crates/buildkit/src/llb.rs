@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 use crate::pb::llb::{
     CacheOpt, CacheSharingOpt, Definition, ExecOp, FileAction, FileActionMkFile, FileOp, Input, Meta, Mount,
-    MountType, NetMode, Op, OpMetadata, SourceOp, file_action, op,
+    MountType, NetMode, Op, OpMetadata, ProxyEnv, SourceOp, file_action, op,
 };
 
 /// BuildKit's "no input" / "no output" index (`pb.Empty`, `pb.SkipOutput`).
@@ -70,6 +70,8 @@ pub struct Exec {
     pub network: Network,
     pub files: Vec<FileMount>,
     pub caches: Vec<CacheMount>,
+    /// Proxy variables the step sees without them entering the cache key.
+    pub proxy_env: Option<ProxyEnv>,
     /// Run even when BuildKit has the result cached (probes must run to
     /// produce their output).
     pub ignore_cache: bool,
@@ -153,12 +155,15 @@ impl Graph {
             Network::Host => NetMode::Host,
         };
         caps.push("exec.meta.network");
+        if exec.proxy_env.is_some() {
+            caps.push("exec.meta.proxyenv");
+        }
         let meta = Meta {
             args: exec.args.clone(),
             env: exec.env.clone(),
             cwd: if exec.cwd.is_empty() { "/".into() } else { exec.cwd.clone() },
             user: exec.user.clone(),
-            proxy_env: None,
+            proxy_env: exec.proxy_env.clone(),
         };
         let exec_op = ExecOp { meta: Some(meta), mounts, network: network.into() };
         let op = Op { inputs, op: Some(op::Kind::Exec(exec_op)), platform: None };

@@ -8,6 +8,7 @@ use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::llb::{CacheMount, Exec, FileMount, Graph, Network, Output};
 use crate::pb::control::SolveRequest;
+use crate::pb::llb::ProxyEnv;
 use crate::progress::{Event, Stream, Tracker};
 
 /// Where the host's CA bundle is placed in the scratch file op.
@@ -26,6 +27,9 @@ pub struct Step {
     /// The host's CA bundle, bound read-only over `dest` for this step only.
     pub ca_bundle: Option<CaBundle>,
     pub caches: Vec<CacheMount>,
+    /// `http_proxy` and friends for this step, kept out of BuildKit's cache
+    /// key (a proxy change does not rerun a step).
+    pub proxy_env: Option<ProxyEnv>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -158,6 +162,7 @@ fn exec_of(graph: &mut Graph, step: &Step, ignore_cache: bool) -> Exec {
         network: step.network,
         files,
         caches: step.caches.clone(),
+        proxy_env: step.proxy_env.clone(),
         ignore_cache,
         ..Exec::default()
     }

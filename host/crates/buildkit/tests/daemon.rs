@@ -8,7 +8,8 @@ mod common;
 
 use caulk_buildkit::pb::control::SolveRequest;
 use caulk_buildkit::{
-    Address, CaBundle, CacheMount, Client, DockerApi, Error, Event, Network, Sharing, Step, Stream, TlsFiles,
+    Address, CaBundle, CacheMount, Client, DockerApi, Error, Event, Network, ProxyEnv, Sharing, Step, Stream,
+    TlsFiles,
 };
 use common::{BUNDLE, Target, client, debian_image, diff_ids, files, sh};
 
@@ -223,6 +224,34 @@ fn a_refused_entitlement_is_named() {
         "{err:?}"
     );
     assert!(err.to_string().contains("security.insecure") && err.hint().is_some(), "{err}");
+}
+
+#[test]
+fn a_capability_the_daemon_lacks_is_named() {
+    // Declaring a capability BuildKit added after v0.8 (exit codes other
+    // than 0 counting as success) is how a newer feature would be asked for.
+    let mut graph = caulk_buildkit::llb::Graph::new();
+    let image = graph.image(debian_image());
+    let mut definition = graph.definition(&image);
+    for meta in definition.metadata.values_mut() {
+        meta.caps.insert("exec.validexitcode".into(), true);
+    }
+    let request = SolveRequest { definition: Some(definition), ..SolveRequest::default() };
+    let err = client().solve(request, &mut |_| {}).unwrap_err();
+    assert!(
+        matches!(&err, Error::DaemonTooOld { feature, .. } if feature.contains("exec.validexitcode")),
+        "{err:?}"
+    );
+    assert!(err.hint().is_some());
+}
+
+#[test]
+fn proxy_variables_reach_the_step() {
+    let proxy = ProxyEnv { http_proxy: "http://proxy.invalid:3128".into(), ..ProxyEnv::default() };
+    let step = Step { proxy_env: Some(proxy), ..sh("env", "env | grep -i _proxy= | sort") };
+    let out = client().probe(debian_image(), &[], &step, &mut |_| {}).unwrap();
+    let env = String::from_utf8_lossy(&out.stdout);
+    assert!(env.lines().any(|l| l.eq_ignore_ascii_case("http_proxy=http://proxy.invalid:3128")), "{env}");
 }
 
 #[test]
