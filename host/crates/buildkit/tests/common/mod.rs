@@ -47,6 +47,15 @@ pub fn test_cache() -> PathBuf {
     dir
 }
 
+/// The OCI layout of tests/images/debian.sh (built once, then cached); its
+/// one image is tagged `bookworm`.
+pub fn debian_layout() -> PathBuf {
+    let out = run(Command::new("bash")
+        .arg(repo_root().join("tests/images/debian.sh"))
+        .env("CAULK_TEST_CACHE", test_cache()));
+    PathBuf::from(out.trim())
+}
+
 /// tests/images/debian.sh's bookworm image, in the Engine's store under
 /// IMAGE (Docker Hub is out of reach, so BuildKit must find it locally).
 /// Loaded with the crate's own `docker load`, once, under a lock shared by
@@ -62,15 +71,13 @@ pub fn debian_image() -> &'static str {
         .status
         .success();
     if !present {
-        let layout = run(Command::new("bash")
-            .arg(repo_root().join("tests/images/debian.sh"))
-            .env("CAULK_TEST_CACHE", &cache));
+        let layout = debian_layout();
         let tmp = tempfile::tempdir().unwrap();
         let archive = tmp.path().join("bookworm.tar");
         run(Command::new("skopeo").args([
             "copy",
             "--quiet",
-            &format!("oci:{}:bookworm", layout.trim()),
+            &format!("oci:{}:bookworm", layout.display()),
             &format!("docker-archive:{}:{IMAGE}", archive.display()),
         ]));
         DockerApi::for_address(&addr(), "loading the test image").unwrap().load(&archive).unwrap();
