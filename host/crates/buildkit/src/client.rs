@@ -15,7 +15,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic_prost::ProstCodec;
 
 use crate::addr::Address;
-use crate::connect::{Dialer, TlsFiles};
+use crate::connect::{ConnectOptions, Dialer};
 use crate::error::{Error, Result};
 use crate::pb::control::{
     BuildkitVersion, InfoRequest, InfoResponse, ListWorkersRequest, ListWorkersResponse, SolveRequest,
@@ -29,6 +29,7 @@ const MAX_MESSAGE: usize = 64 << 20;
 
 pub struct Client {
     addr: Address,
+    dialer: Dialer,
     runtime: tokio::runtime::Runtime,
     channel: Channel,
 }
@@ -42,21 +43,21 @@ impl std::fmt::Debug for Client {
 impl Client {
     /// Connects now, so an unreachable daemon is reported here, naming the
     /// address tried.
-    pub fn connect(addr: &Address, tls: &TlsFiles) -> Result<Self> {
-        let dialer = Dialer::new(addr, tls)?;
+    pub fn connect(addr: &Address, options: &ConnectOptions) -> Result<Self> {
+        let dialer = Dialer::new(addr, options)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("caulk-buildkit")
             .enable_all()
             .build()
             .map_err(|e| Error::io("starting the BuildKit client's runtime", e))?;
-        let unreachable = |source: Box<dyn std::error::Error + Send + Sync>| Error::Unreachable {
-            addr: addr.to_string(),
-            source,
+        let unreachable = |source: Box<dyn std::error::Error + Send + Sync>| {
+            explain(&dialer, Error::Unreachable { addr: addr.to_string(), source })
         };
+        let for_connector = dialer.clone();
         let channel = runtime.block_on(async {
             let connector = tower::service_fn(move |_: http::Uri| {
-                let dialer = dialer.clone();
+                let dialer = for_connector.clone();
                 async move { dialer.dial().await.map(TokioIo::new) }
             });
             // The URI only fills :authority; the connector decides where to go.
@@ -68,7 +69,7 @@ impl Client {
             Ok(Err(e)) => return Err(unreachable(root_cause(&e))),
             Ok(Ok(channel)) => channel,
         };
-        Ok(Client { addr: addr.clone(), runtime, channel })
+        Ok(Client { addr: addr.clone(), dialer, runtime, channel })
     }
 
     pub fn address(&self) -> &Address {
@@ -77,8 +78,10 @@ impl Client {
 
     /// The daemon's workers; Docker's embedded BuildKit has one, `moby`.
     pub fn list_workers(&self) -> Result<Vec<WorkerRecord>> {
-        let response: ListWorkersResponse =
-            self.runtime.block_on(self.unary("ListWorkers", ListWorkersRequest::default()))?;
+        let response: ListWorkersResponse = self
+            .runtime
+            .block_on(self.unary("ListWorkers", ListWorkersRequest::default()))
+            .map_err(|e| explain(&self.dialer, e))?;
         Ok(response.record)
     }
 
@@ -89,7 +92,7 @@ impl Client {
         match self.runtime.block_on(self.unary::<_, InfoResponse>("Info", InfoRequest {})) {
             Ok(info) => Ok(info.buildkit_version),
             Err(Error::DaemonTooOld { .. }) => Ok(None),
-            Err(e) => Err(e),
+            Err(e) => Err(explain(&self.dialer, e)),
         }
     }
 
@@ -102,29 +105,31 @@ impl Client {
     ) -> Result<SolveResponse> {
         request.r#ref = new_ref();
         let status_request = StatusRequest { r#ref: request.r#ref.clone() };
-        self.runtime.block_on(async {
-            let solve = self.unary::<_, SolveResponse>("Solve", request);
-            let status = async {
-                let mut stream = self.streaming::<_, StatusResponse>("Status", status_request).await?;
-                while let Some(message) =
-                    stream.message().await.map_err(|s| self.status_error("Status", &s))?
-                {
-                    on_status(&message);
+        self.runtime
+            .block_on(async {
+                let solve = self.unary::<_, SolveResponse>("Solve", request);
+                let status = async {
+                    let mut stream = self.streaming::<_, StatusResponse>("Status", status_request).await?;
+                    while let Some(message) =
+                        stream.message().await.map_err(|s| self.status_error("Status", &s))?
+                    {
+                        on_status(&message);
+                    }
+                    Ok::<_, Error>(())
+                };
+                let (solved, followed) = tokio::join!(solve, status);
+                let response = solved.map_err(|e| match e {
+                    Error::Rpc { message, .. } => Error::Solve { addr: self.addr.to_string(), message },
+                    other => other,
+                })?;
+                // A status stream that broke after a successful solve lost only
+                // progress lines; the result stands.
+                if let Err(e) = followed {
+                    tracing::warn!("BuildKit status stream ended early: {e}");
                 }
-                Ok::<_, Error>(())
-            };
-            let (solved, followed) = tokio::join!(solve, status);
-            let response = solved.map_err(|e| match e {
-                Error::Rpc { message, .. } => Error::Solve { addr: self.addr.to_string(), message },
-                other => other,
-            })?;
-            // A status stream that broke after a successful solve lost only
-            // progress lines; the result stands.
-            if let Err(e) = followed {
-                tracing::warn!("BuildKit status stream ended early: {e}");
-            }
-            Ok(response)
-        })
+                Ok(response)
+            })
+            .map_err(|e| explain(&self.dialer, e))
     }
 
     async fn unary<Req, Resp>(&self, method: &'static str, request: Req) -> Result<Resp>
@@ -165,6 +170,19 @@ impl Client {
 
     fn status_error(&self, call: &'static str, status: &tonic::Status) -> Error {
         classify(&self.addr, call, status)
+    }
+}
+
+/// Adds what the connection's helper command said to an unreachable error.
+fn explain(dialer: &Dialer, err: Error) -> Error {
+    match err {
+        Error::Unreachable { addr, source } => {
+            let said = dialer.stderr();
+            let source =
+                if said.is_empty() { source } else { format!("{source}; docker said: {said}").into() };
+            Error::Unreachable { addr, source }
+        }
+        other => other,
     }
 }
 

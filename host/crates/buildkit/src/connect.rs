@@ -6,7 +6,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::Stdio;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use http_body_util::Empty;
@@ -24,15 +24,19 @@ pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
 pub type BoxIo = Box<dyn Io>;
 
-/// TLS files for `tcp://` (buildctl's `--tlscacert/--tlscert/--tlskey`,
-/// Copa's `--cacert/--cert/--key`). No CA file means plain TCP.
+/// How to reach the daemon beyond its address. The TLS files are for
+/// `tcp://` (buildctl's `--tlscacert/--tlscert/--tlskey`, Copa's
+/// `--cacert/--cert/--key`); no CA file means plain TCP.
 #[derive(Clone, Debug, Default)]
-pub struct TlsFiles {
+pub struct ConnectOptions {
     pub ca_cert: Option<PathBuf>,
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
     /// The name to verify on the server's certificate; the host by default.
     pub server_name: Option<String>,
+    /// `DOCKER_HOST` for the `docker` command behind
+    /// `docker-container://`; the command's own default when unset.
+    pub docker_host: Option<String>,
 }
 
 /// Everything needed to open a stream, prepared once per client.
@@ -40,17 +44,27 @@ pub struct TlsFiles {
 pub(crate) struct Dialer {
     addr: Address,
     tls: Option<(Arc<rustls::ClientConfig>, rustls::pki_types::ServerName<'static>)>,
+    docker_host: Option<String>,
+    stderr: Arc<Mutex<String>>,
 }
 
+/// The most a helper command's stderr is kept for an error message.
+const MAX_STDERR: usize = 4096;
+
 impl Dialer {
-    pub(crate) fn new(addr: &Address, tls: &TlsFiles) -> Result<Self> {
+    pub(crate) fn new(addr: &Address, options: &ConnectOptions) -> Result<Self> {
         let tls = match addr {
-            Address::Tcp { host, .. } if tls.ca_cert.is_some() || tls.cert.is_some() => {
-                Some(tls_config(addr, host, tls)?)
+            Address::Tcp { host, .. } if options.ca_cert.is_some() || options.cert.is_some() => {
+                Some(tls_config(addr, host, options)?)
             }
             _ => None,
         };
-        Ok(Dialer { addr: addr.clone(), tls })
+        Ok(Dialer {
+            addr: addr.clone(),
+            tls,
+            docker_host: options.docker_host.clone(),
+            stderr: Arc::default(),
+        })
     }
 
     pub(crate) async fn dial(&self) -> io::Result<BoxIo> {
@@ -68,8 +82,20 @@ impl Dialer {
                 }
             }
             Address::Docker(path) => docker_grpc(path).await,
-            Address::DockerContainer(name) => dial_stdio(name),
+            Address::DockerContainer(name) => dial_stdio(name, self.docker_host.as_deref(), &self.stderr),
         }
+    }
+
+    /// What a helper command (`docker exec`) wrote to stderr, for the error
+    /// when the connection through it fails: docker's own complaint ("No
+    /// such container") is the most useful message there is.
+    pub(crate) fn stderr(&self) -> String {
+        if matches!(self.addr, Address::DockerContainer(_)) {
+            // The stream breaks when docker exits; its stderr may still be
+            // on the way.
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        self.stderr.lock().map(|s| s.trim().to_owned()).unwrap_or_default()
     }
 }
 
@@ -104,18 +130,36 @@ async fn docker_grpc(socket: &Path) -> io::Result<BoxIo> {
 
 /// buildx's docker-container driver: buildctl inside the container copies
 /// its stdio to buildkitd's socket.
-fn dial_stdio(container: &str) -> io::Result<BoxIo> {
-    let mut child = Command::new("docker")
+fn dial_stdio(container: &str, docker_host: Option<&str>, log: &Arc<Mutex<String>>) -> io::Result<BoxIo> {
+    let mut command = Command::new("docker");
+    if let Some(host) = docker_host {
+        command.env("DOCKER_HOST", host);
+    }
+    let mut child = command
         .args(["exec", "-i", container, "buildctl", "dial-stdio"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        // docker's own complaint (no such container, no buildctl) is the
-        // most useful message there is: let the user see it.
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()?;
     let stdin = child.stdin.take().ok_or_else(|| io::Error::other("docker exec: no stdin pipe"))?;
     let stdout = child.stdout.take().ok_or_else(|| io::Error::other("docker exec: no stdout pipe"))?;
+    if let Some(mut stderr) = child.stderr.take() {
+        let log = log.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0; MAX_STDERR];
+            while let Ok(n) = tokio::io::AsyncReadExt::read(&mut stderr, &mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                if let Ok(mut log) = log.lock()
+                    && log.len() < MAX_STDERR
+                {
+                    log.push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            }
+        });
+    }
     Ok(Box::new(ChildIo { _child: child, stdin, stdout }))
 }
 
@@ -155,7 +199,7 @@ fn other(e: impl std::error::Error + Send + Sync + 'static) -> io::Error {
 fn tls_config(
     addr: &Address,
     host: &str,
-    files: &TlsFiles,
+    files: &ConnectOptions,
 ) -> Result<(Arc<rustls::ClientConfig>, rustls::pki_types::ServerName<'static>)> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};

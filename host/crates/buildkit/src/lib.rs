@@ -3,10 +3,10 @@
 //! and the Docker Engine calls that read a `moby` export back.
 //!
 //! ```no_run
-//! use caulk_buildkit::{Address, Client, DockerApi, Network, Step, TlsFiles};
+//! use caulk_buildkit::{Address, Client, DockerApi, Network, Step, ConnectOptions};
 //! # fn main() -> caulk_buildkit::Result<()> {
 //! let addr = Address::resolve(None, std::env::var("BUILDKIT_HOST").ok().as_deref())?;
-//! let client = Client::connect(&addr, &TlsFiles::default())?;
+//! let client = Client::connect(&addr, &ConnectOptions::default())?;
 //! let mut log = |event| println!("{event:?}");
 //!
 //! // (a) a probe: output and exit code of one command on the image
@@ -44,7 +44,7 @@ mod saved;
 
 pub use addr::{Address, DEFAULT_ADDRESS, DOCKER_DEFAULT_SOCKET};
 pub use client::Client;
-pub use connect::TlsFiles;
+pub use connect::ConnectOptions;
 pub use docker::DockerApi;
 pub use error::{Error, Result};
 pub use llb::{CacheMount, Network, Sharing};

@@ -8,8 +8,8 @@ mod common;
 
 use caulk_buildkit::pb::control::SolveRequest;
 use caulk_buildkit::{
-    Address, CaBundle, CacheMount, Client, DockerApi, Error, Event, Network, ProxyEnv, Sharing, Step, Stream,
-    TlsFiles,
+    Address, CaBundle, CacheMount, Client, ConnectOptions, DockerApi, Error, Event, Network, ProxyEnv,
+    Sharing, Step, Stream,
 };
 use common::{BUNDLE, Target, client, debian_image, diff_ids, files, sh};
 
@@ -202,7 +202,7 @@ fn an_unreachable_address_is_named() {
         format!("docker-unix://{}", missing.display()),
         "tcp://127.0.0.1:1".to_owned(),
     ] {
-        let err = Client::connect(&Address::parse(&text).unwrap(), &TlsFiles::default()).unwrap_err();
+        let err = Client::connect(&Address::parse(&text).unwrap(), &ConnectOptions::default()).unwrap_err();
         assert!(matches!(err, Error::Unreachable { .. }), "{text}: {err:?}");
         assert!(err.to_string().contains(&text), "{err}");
         assert!(err.hint().is_some());

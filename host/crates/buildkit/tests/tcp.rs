@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use caulk_buildkit::{Address, Client, Error, Step, TlsFiles};
+use caulk_buildkit::{Address, Client, ConnectOptions, Error, Step};
 use common::{debian_image, docker_host, run};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -126,12 +126,12 @@ impl Pki {
         Arc::new(config)
     }
 
-    fn client(&self, ca: &str) -> TlsFiles {
-        TlsFiles {
+    fn client(&self, ca: &str) -> ConnectOptions {
+        ConnectOptions {
             ca_cert: Some(self.path(ca)),
             cert: Some(self.path("client.pem")),
             key: Some(self.path("client.key")),
-            server_name: None,
+            ..ConnectOptions::default()
         }
     }
 }
@@ -143,7 +143,7 @@ fn workers(client: &Client) -> Vec<String> {
 #[test]
 fn plain_tcp_reaches_buildkit() {
     let front = Front::start(None);
-    let client = Client::connect(&front.addr(), &TlsFiles::default()).unwrap();
+    let client = Client::connect(&front.addr(), &ConnectOptions::default()).unwrap();
     assert_eq!(workers(&client), ["moby"]);
 }
 
@@ -173,13 +173,13 @@ fn a_server_from_another_ca_is_refused() {
 fn unusable_tls_files_are_named() {
     let pki = Pki::new();
     let addr = Address::parse("tcp://127.0.0.1:1").unwrap();
-    let missing = TlsFiles { ca_cert: Some(pki.path("nope.pem")), ..TlsFiles::default() };
+    let missing = ConnectOptions { ca_cert: Some(pki.path("nope.pem")), ..ConnectOptions::default() };
     let err = Client::connect(&addr, &missing).unwrap_err();
     assert!(matches!(err, Error::Tls { .. }) && err.to_string().contains("nope.pem"), "{err}");
-    let not_pem = TlsFiles { ca_cert: Some(pki.path("server.ext")), ..TlsFiles::default() };
+    let not_pem = ConnectOptions { ca_cert: Some(pki.path("server.ext")), ..ConnectOptions::default() };
     let err = Client::connect(&addr, &not_pem).unwrap_err();
     assert!(matches!(err, Error::Tls { .. }) && err.to_string().contains("server.ext"), "{err}");
-    let half = TlsFiles { key: None, ..pki.client("ca.pem") };
+    let half = ConnectOptions { key: None, ..pki.client("ca.pem") };
     let err = Client::connect(&addr, &half).unwrap_err();
     assert!(matches!(err, Error::Tls { .. }) && err.to_string().contains("client.pem"), "{err}");
 }
@@ -188,7 +188,7 @@ fn unusable_tls_files_are_named() {
 fn a_server_that_wants_a_client_certificate_refuses_one_without() {
     let pki = Pki::new();
     let front = Front::start(Some(pki.server()));
-    let anonymous = TlsFiles { ca_cert: Some(pki.path("ca.pem")), ..TlsFiles::default() };
+    let anonymous = ConnectOptions { ca_cert: Some(pki.path("ca.pem")), ..ConnectOptions::default() };
     // TLS 1.3 finishes the client's side of the handshake before the server
     // says no, so the refusal may come with the first call.
     let err = Client::connect(&front.addr(), &anonymous).and_then(|c| c.list_workers()).unwrap_err();

@@ -6,7 +6,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use caulk_buildkit::{Address, Client, DockerApi, SavedImage, Step, TlsFiles};
+use caulk_buildkit::{Address, Client, ConnectOptions, DockerApi, SavedImage, Step};
 
 pub const IMAGE: &str = "caulk-buildkit-test/bookworm:v1";
 pub const BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
@@ -31,7 +31,7 @@ pub fn addr() -> Address {
 }
 
 pub fn client() -> Client {
-    Client::connect(&addr(), &TlsFiles::default()).unwrap()
+    Client::connect(&addr(), &ConnectOptions::default()).unwrap()
 }
 
 pub fn run(cmd: &mut Command) -> String {
