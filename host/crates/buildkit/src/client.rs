@@ -26,6 +26,7 @@ const SERVICE: &str = "/moby.buildkit.v1.Control/";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 // Status messages carry whole log chunks; BuildKit's own limit is 16 MiB.
 const MAX_MESSAGE: usize = 64 << 20;
+const STATUS_GRACE: Duration = Duration::from_secs(5);
 
 pub struct Client {
     addr: Address,
@@ -100,36 +101,61 @@ impl Client {
     /// every status message as it arrives; the request's `ref` is set here.
     pub fn solve(
         &self,
+        request: SolveRequest,
+        on_status: &mut dyn FnMut(&StatusResponse),
+    ) -> Result<SolveResponse> {
+        self.block_on(self.solve_async(request, on_status)).map_err(|e| self.explain(e))
+    }
+
+    pub(crate) fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.runtime.block_on(future)
+    }
+
+    pub(crate) fn explain(&self, err: Error) -> Error {
+        explain(&self.dialer, err)
+    }
+
+    pub(crate) async fn solve_async(
+        &self,
         mut request: SolveRequest,
         on_status: &mut dyn FnMut(&StatusResponse),
     ) -> Result<SolveResponse> {
         request.r#ref = new_ref();
         let status_request = StatusRequest { r#ref: request.r#ref.clone() };
-        self.runtime
-            .block_on(async {
-                let solve = self.unary::<_, SolveResponse>("Solve", request);
-                let status = async {
-                    let mut stream = self.streaming::<_, StatusResponse>("Status", status_request).await?;
-                    while let Some(message) =
-                        stream.message().await.map_err(|s| self.status_error("Status", &s))?
-                    {
-                        on_status(&message);
-                    }
-                    Ok::<_, Error>(())
-                };
-                let (solved, followed) = tokio::join!(solve, status);
-                let response = solved.map_err(|e| match e {
-                    Error::Rpc { message, .. } => Error::Solve { addr: self.addr.to_string(), message },
-                    other => other,
-                })?;
-                // A status stream that broke after a successful solve lost only
-                // progress lines; the result stands.
-                if let Err(e) = followed {
-                    tracing::warn!("BuildKit status stream ended early: {e}");
-                }
-                Ok(response)
-            })
-            .map_err(|e| explain(&self.dialer, e))
+        let solve = self.unary::<_, SolveResponse>("Solve", request);
+        let status = async {
+            let mut stream = self.streaming::<_, StatusResponse>("Status", status_request).await?;
+            while let Some(message) = stream.message().await.map_err(|s| self.status_error("Status", &s))? {
+                on_status(&message);
+            }
+            Ok::<_, Error>(())
+        };
+        tokio::pin!(solve, status);
+        let mut followed = None;
+        let solved = tokio::select! {
+            solved = &mut solve => solved,
+            ended = &mut status => {
+                followed = Some(ended);
+                solve.await
+            }
+        };
+        // The stream ends with the job; a daemon that never closes it must
+        // not hold a finished solve.
+        if followed.is_none() {
+            followed = tokio::time::timeout(STATUS_GRACE, status).await.ok();
+        }
+        let response = solved.map_err(|e| match e {
+            Error::Rpc { message, .. } => Error::Solve { addr: self.addr.to_string(), message },
+            other => other,
+        })?;
+        // A status stream that broke after a successful solve lost only
+        // progress lines; the result stands.
+        match followed {
+            Some(Ok(())) => {}
+            Some(Err(e)) => tracing::warn!("BuildKit status stream ended early: {e}"),
+            None => tracing::warn!("BuildKit status stream still open {STATUS_GRACE:?} after the solve"),
+        }
+        Ok(response)
     }
 
     async fn unary<Req, Resp>(&self, method: &'static str, request: Req) -> Result<Resp>

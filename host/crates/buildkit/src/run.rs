@@ -2,6 +2,7 @@
 //! command on an image, and run a chain of steps whose result (the image
 //! plus one layer per step) lands in the Docker Engine's image store.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use crate::client::Client;
@@ -66,6 +67,34 @@ impl Client {
         probe: &Step,
         on_event: &mut dyn FnMut(Event),
     ) -> Result<ProbeOutput> {
+        let mut outputs = self.probe_all(image, steps, std::slice::from_ref(probe), on_event)?;
+        Ok(outputs.remove(0))
+    }
+
+    /// Runs several probes at once, one solve each over the same
+    /// connection; the steps they share run once. Outputs come in the
+    /// order of `probes`; the first probe that fails (other than by its
+    /// exit code) is the error.
+    pub fn probe_all(
+        &self,
+        image: &str,
+        steps: &[Step],
+        probes: &[Step],
+        on_event: &mut dyn FnMut(Event),
+    ) -> Result<Vec<ProbeOutput>> {
+        let on_event = RefCell::new(on_event);
+        let runs = probes.iter().map(|probe| self.probe_async(image, steps, probe, &on_event));
+        let outputs = self.block_on(futures_util::future::join_all(runs));
+        outputs.into_iter().map(|output| output.map_err(|e| self.explain(e))).collect()
+    }
+
+    async fn probe_async(
+        &self,
+        image: &str,
+        steps: &[Step],
+        probe: &Step,
+        on_event: &RefCell<&mut dyn FnMut(Event)>,
+    ) -> Result<ProbeOutput> {
         let mut graph = Graph::new();
         let root = chain(&mut graph, image, steps);
         let exec = exec_of(&mut graph, probe, true);
@@ -76,8 +105,11 @@ impl Client {
             ..SolveRequest::default()
         };
         let mut tracker = Tracker::new();
-        let solved = self.solve(request, &mut |status| tracker.feed(status, on_event));
-        tracker.finish(on_event);
+        // Each callback runs to its end before any other probe's: the
+        // borrows never overlap.
+        let solved =
+            self.solve_async(request, &mut |status| tracker.feed(status, &mut *on_event.borrow_mut())).await;
+        tracker.finish(&mut *on_event.borrow_mut());
         let exit_code = match solved {
             Ok(_) => 0,
             Err(Error::Solve { addr, message }) => {

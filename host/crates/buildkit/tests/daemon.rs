@@ -66,6 +66,30 @@ fn a_probe_returns_its_output_and_exit_code() {
 }
 
 #[test]
+fn probes_run_together_and_answer_in_order() {
+    let probes: Vec<Step> =
+        (0..4).map(|i| sh(&format!("probe {i}"), &format!("echo {i}; exit {i}"))).collect();
+    let mut names = Vec::new();
+    let started = std::time::Instant::now();
+    let outputs = client()
+        .probe_all(debian_image(), &[], &probes, &mut |e| {
+            if let Event::Completed { name, .. } | Event::Failed { name, .. } = e {
+                names.push(name);
+            }
+        })
+        .unwrap();
+    eprintln!("4 probes at once: {:?}", started.elapsed());
+    let answers: Vec<(String, i32)> =
+        outputs.iter().map(|o| (String::from_utf8_lossy(&o.stdout).into_owned(), o.exit_code)).collect();
+    assert_eq!(answers, [("0\n".into(), 0), ("1\n".into(), 1), ("2\n".into(), 2), ("3\n".into(), 3)]);
+    names.sort();
+    assert!(
+        ["probe 0", "probe 1", "probe 2", "probe 3"].iter().all(|n| names.iter().any(|m| m == n)),
+        "{names:?}"
+    );
+}
+
+#[test]
 fn a_probe_sees_the_steps_before_it() {
     let steps = [sh("mark", "echo marked > /root/mark")];
     let out = client().probe(debian_image(), &steps, &sh("read", "cat /root/mark"), &mut |_| {}).unwrap();
