@@ -21,6 +21,7 @@ use crate::pb::control::{
     BuildkitVersion, InfoRequest, InfoResponse, ListWorkersRequest, ListWorkersResponse, SolveRequest,
     SolveResponse, StatusRequest, StatusResponse, WorkerRecord,
 };
+use crate::session::{self, Credentials, Session};
 
 const SERVICE: &str = "/moby.buildkit.v1.Control/";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
@@ -31,6 +32,7 @@ const STATUS_GRACE: Duration = Duration::from_secs(5);
 pub struct Client {
     addr: Address,
     dialer: Dialer,
+    credentials: Option<Credentials>,
     runtime: tokio::runtime::Runtime,
     channel: Channel,
 }
@@ -70,7 +72,7 @@ impl Client {
             Ok(Err(e)) => return Err(unreachable(root_cause(&e))),
             Ok(Ok(channel)) => channel,
         };
-        Ok(Client { addr: addr.clone(), dialer, runtime, channel })
+        Ok(Client { addr: addr.clone(), dialer, credentials: options.credentials.clone(), runtime, channel })
     }
 
     pub fn address(&self) -> &Address {
@@ -121,6 +123,7 @@ impl Client {
         on_status: &mut dyn FnMut(&StatusResponse),
     ) -> Result<SolveResponse> {
         request.r#ref = new_ref();
+        let _session = self.session(&mut request).await?;
         let status_request = StatusRequest { r#ref: request.r#ref.clone() };
         let solve = self.unary::<_, SolveResponse>("Solve", request);
         let status = async {
@@ -156,6 +159,23 @@ impl Client {
             None => tracing::warn!("BuildKit status stream still open {STATUS_GRACE:?} after the solve"),
         }
         Ok(response)
+    }
+
+    /// Opens a session for the solve when there are credentials to offer.
+    async fn session(&self, request: &mut SolveRequest) -> Result<Option<Session>> {
+        let Some(credentials) = &self.credentials else { return Ok(None) };
+        let Some(socket) = self.addr.docker_socket() else {
+            tracing::warn!(
+                "registry credentials are only offered to Docker's BuildKit; {} pulls anonymously",
+                self.addr
+            );
+            return Ok(None);
+        };
+        let session = session::attach(socket, new_ref(), credentials.clone())
+            .await
+            .map_err(|e| Error::Unreachable { addr: self.addr.to_string(), source: Box::new(e) })?;
+        request.session.clone_from(&session.id);
+        Ok(Some(session))
     }
 
     async fn unary<Req, Resp>(&self, method: &'static str, request: Req) -> Result<Resp>

@@ -18,6 +18,7 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 use crate::addr::Address;
 use crate::error::{Error, Result};
+use crate::session::Credentials;
 
 /// A connected duplex stream, whatever carries it.
 pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
@@ -37,6 +38,9 @@ pub struct ConnectOptions {
     /// `DOCKER_HOST` for the `docker` command behind
     /// `docker-container://`; the command's own default when unset.
     pub docker_host: Option<String>,
+    /// Registry credentials for BuildKit's own pulls, offered through a
+    /// client session (Docker's embedded BuildKit only, for now).
+    pub credentials: Option<Credentials>,
 }
 
 /// Everything needed to open a stream, prepared once per client.

@@ -41,6 +41,7 @@ pub mod pb;
 mod progress;
 mod run;
 mod saved;
+mod session;
 
 pub use addr::{Address, DEFAULT_ADDRESS, DOCKER_DEFAULT_SOCKET};
 pub use client::Client;
@@ -52,3 +53,4 @@ pub use pb::llb::ProxyEnv;
 pub use progress::{Event, Stream, Tracker};
 pub use run::{Built, CaBundle, ProbeOutput, Step};
 pub use saved::{SavedImage, SavedLayer};
+pub use session::Credentials;

@@ -6,23 +6,52 @@ mod common;
 mod registry;
 
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 
-use common::{client, debian_layout, run, sh};
+use caulk_buildkit::{Client, ConnectOptions, Credentials, Error};
+use common::{addr, client, debian_layout, run, sh};
 use registry::Registry;
+
+fn push(registry: &Registry, creds: Option<&str>) -> String {
+    let image = format!("{}/caulk/bookworm:v1", registry.addr);
+    let mut args = vec!["copy".to_owned(), "--quiet".into(), "--dest-tls-verify=false".into()];
+    if let Some(creds) = creds {
+        args.push(format!("--dest-creds={creds}"));
+    }
+    args.push(format!("oci:{}:bookworm", debian_layout().display()));
+    args.push(format!("docker://{image}"));
+    run(Command::new("skopeo").args(&args));
+    image
+}
 
 #[test]
 fn buildkit_pulls_a_registry_image_itself() {
     let registry = Registry::start();
-    let image = format!("{}/caulk/bookworm:v1", registry.addr);
-    run(Command::new("skopeo").args([
-        "copy",
-        "--quiet",
-        "--dest-tls-verify=false",
-        &format!("oci:{}:bookworm", debian_layout().display()),
-        &format!("docker://{image}"),
-    ]));
+    let image = push(&registry, None);
     // The test image's second layer writes /etc/hostname: reading it shows
     // that every layer came through.
     let out = client().probe(&image, &[], &sh("hostname", "cat /etc/hostname"), &mut |_| {}).unwrap();
     assert_eq!((out.stdout.as_slice(), out.exit_code), (&b"caulk-test\n"[..], 0), "{out:?}");
+}
+
+#[test]
+fn credentials_reach_buildkit_through_a_session() {
+    let registry = Registry::start_with(Some(("caulk", "s3cret")));
+    let image = push(&registry, Some("caulk:s3cret"));
+    let hostname = sh("hostname", "cat /etc/hostname");
+
+    let err = client().probe(&image, &[], &hostname, &mut |_| {}).unwrap_err();
+    assert!(matches!(err, Error::Solve { .. }), "anonymous pulls are refused: {err:?}");
+
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let (seen, host) = (asked.clone(), registry.addr.clone());
+    let credentials = Credentials::new(move |asked_for| {
+        seen.lock().unwrap().push(asked_for.to_owned());
+        (asked_for == host).then(|| ("caulk".to_owned(), "s3cret".to_owned()))
+    });
+    let options = ConnectOptions { credentials: Some(credentials), ..ConnectOptions::default() };
+    let client = Client::connect(&addr(), &options).unwrap();
+    let out = client.probe(&image, &[], &hostname, &mut |_| {}).unwrap();
+    assert_eq!((out.stdout.as_slice(), out.exit_code), (&b"caulk-test\n"[..], 0), "{out:?}");
+    assert!(asked.lock().unwrap().contains(&registry.addr), "{asked:?}");
 }
