@@ -134,6 +134,11 @@ impl Tracker {
         self.raw.get(&(vertex.to_owned(), stream)).map_or(&[], Vec::as_slice)
     }
 
+    /// Whether the stream said `vertex` completed or failed.
+    pub fn finished(&self, vertex: &str) -> bool {
+        self.vertices.get(vertex).is_some_and(|v| v.done)
+    }
+
     /// The error BuildKit reported for `vertex`, if it failed.
     pub fn error_of(&self, vertex: &str) -> Option<&str> {
         self.vertices.get(vertex)?.error.as_deref()
@@ -214,5 +219,7 @@ mod tests {
         assert_eq!(tracker.output("a", Stream::Stdout), b"hello\nworld");
         assert_eq!(tracker.output("a", Stream::Stderr), b"warn\r\n");
         assert_eq!(tracker.output("c", Stream::Stdout), b"");
+        assert!(tracker.finished("a") && tracker.finished("b") && !tracker.finished("c"));
+        assert_eq!((tracker.error_of("a"), tracker.error_of("b")), (None, Some("boom")));
     }
 }

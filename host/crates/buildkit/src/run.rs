@@ -104,21 +104,40 @@ impl Client {
             entitlements: entitlements(steps.iter().chain([probe])),
             ..SolveRequest::default()
         };
-        let mut tracker = Tracker::new();
-        // Each callback runs to its end before any other probe's: the
-        // borrows never overlap.
-        let solved =
-            self.solve_async(request, &mut |status| tracker.feed(status, &mut *on_event.borrow_mut())).await;
-        tracker.finish(&mut *on_event.borrow_mut());
-        let exit_code = match solved {
-            Ok(_) => 0,
-            Err(Error::Solve { addr, message }) => {
-                match tracker.error_of(&probe_out.digest).and_then(exit_code) {
-                    Some(code) => code,
-                    None => return Err(Error::Solve { addr, message }),
+        // A probe's answer is its output, which only the status stream
+        // carries: one that never reported the probe's end is asked again,
+        // once, rather than read as silence.
+        let mut attempts = 0;
+        let (tracker, exit_code) = loop {
+            attempts += 1;
+            let mut tracker = Tracker::new();
+            // Each callback runs to its end before any other probe's: the
+            // borrows never overlap.
+            let solved = self
+                .solve_async(request.clone(), &mut |status| tracker.feed(status, &mut *on_event.borrow_mut()))
+                .await;
+            tracker.finish(&mut *on_event.borrow_mut());
+            let exit_code = match solved {
+                Ok(_) if tracker.finished(&probe_out.digest) => 0,
+                Ok(_) if attempts < 2 => continue,
+                Ok(_) => {
+                    return Err(Error::Solve {
+                        addr: self.address().to_string(),
+                        message: format!(
+                            "the daemon did not report the end of the probe {:?} twice",
+                            probe.args
+                        ),
+                    });
                 }
-            }
-            Err(e) => return Err(e),
+                Err(Error::Solve { addr, message }) => {
+                    match tracker.error_of(&probe_out.digest).and_then(exit_code) {
+                        Some(code) => code,
+                        None => return Err(Error::Solve { addr, message }),
+                    }
+                }
+                Err(e) => return Err(e),
+            };
+            break (tracker, exit_code);
         };
         let stdout = tracker.output(&probe_out.digest, Stream::Stdout).to_vec();
         let stderr = tracker.output(&probe_out.digest, Stream::Stderr).to_vec();
