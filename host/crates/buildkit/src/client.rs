@@ -164,16 +164,9 @@ impl Client {
     /// Opens a session for the solve when there are credentials to offer.
     async fn session(&self, request: &mut SolveRequest) -> Result<Option<Session>> {
         let Some(credentials) = &self.credentials else { return Ok(None) };
-        let Some(socket) = self.addr.docker_socket() else {
-            tracing::warn!(
-                "registry credentials are only offered to Docker's BuildKit; {} pulls anonymously",
-                self.addr
-            );
-            return Ok(None);
-        };
-        let session = session::attach(socket, new_ref(), credentials.clone())
+        let session = session::attach(self.grpc(), new_ref(), credentials.clone())
             .await
-            .map_err(|e| Error::Unreachable { addr: self.addr.to_string(), source: Box::new(e) })?;
+            .map_err(|s| self.status_error("Session", &s))?;
         request.session.clone_from(&session.id);
         Ok(Some(session))
     }

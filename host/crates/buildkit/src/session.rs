@@ -1,13 +1,12 @@
-//! A client session for Docker's embedded BuildKit, so the daemon can ask
-//! caulk for registry credentials while it pulls. The session is a second
-//! connection: `POST /session` upgraded to h2c, on which the daemon is the
-//! gRPC client and caulk answers `moby.filesync.v1.Auth/Credentials` and
-//! the health checks that keep the session open.
+//! A client session, so the daemon can ask caulk for registry credentials
+//! while it pulls. The session is an HTTP/2 connection tunnelled through a
+//! `Control.Session` stream of byte chunks, on which the daemon is the gRPC
+//! client and caulk answers `moby.filesync.v1.Auth/Credentials` and the
+//! health checks that keep the session open. The same call works for a
+//! buildkitd and for Docker's embedded BuildKit.
 
 use std::convert::Infallible;
 use std::fmt;
-use std::io;
-use std::path::Path;
 use std::sync::Arc;
 
 use http_body_util::combinators::BoxBody;
@@ -16,11 +15,15 @@ use hyper::body::{Bytes, Frame, Incoming};
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use prost::Message;
-use tokio::net::UnixStream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinHandle;
+
+use crate::pb::control::BytesMessage;
 
 const CREDENTIALS: &str = "/moby.filesync.v1.Auth/Credentials";
 const HEALTH: &str = "/grpc.health.v1.Health/Check";
+/// The most bytes one BytesMessage carries.
+const CHUNK: usize = 32 * 1024;
 
 type Lookup = dyn Fn(&str) -> Option<(String, String)> + Send + Sync;
 
@@ -66,47 +69,72 @@ struct HealthCheckResponse {
 /// An open session; dropping it closes it.
 pub(crate) struct Session {
     pub(crate) id: String,
-    task: JoinHandle<()>,
+    tasks: [JoinHandle<()>; 2],
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
-        self.task.abort();
+        for task in &self.tasks {
+            task.abort();
+        }
     }
 }
 
-/// Opens a session on the Engine at `socket` that answers with `credentials`.
-pub(crate) async fn attach(socket: &Path, id: String, credentials: Credentials) -> io::Result<Session> {
-    let stream = UnixStream::connect(socket).await?;
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(io::Error::other)?;
-    tokio::spawn(async move {
-        // Ends when the upgraded stream is handed over.
-        let _ = conn.with_upgrades().await;
+/// Opens a session through `Control.Session` on `grpc`, answering with
+/// `credentials`. Returns once the daemon has taken the call.
+pub(crate) async fn attach(
+    mut grpc: tonic::client::Grpc<tonic::transport::Channel>,
+    id: String,
+    credentials: Credentials,
+) -> Result<Session, tonic::Status> {
+    // `near` carries caulk's HTTP/2 server; `far` is shuttled to and from
+    // the daemon as BytesMessages.
+    let (near, far) = tokio::io::duplex(CHUNK * 4);
+    let (far_read, mut far_write) = tokio::io::split(far);
+    let outgoing = futures_util::stream::unfold(far_read, |mut from| async move {
+        let mut data = vec![0; CHUNK];
+        match from.read(&mut data).await {
+            Ok(0) | Err(_) => None,
+            Ok(n) => {
+                data.truncate(n);
+                Some((BytesMessage { data }, from))
+            }
+        }
     });
-    let request = Request::post("/session")
-        .header(hyper::header::HOST, "docker")
-        .header(hyper::header::CONNECTION, "Upgrade")
-        .header(hyper::header::UPGRADE, "h2c")
-        .header("X-Docker-Expose-Session-Uuid", &id)
-        .header("X-Docker-Expose-Session-Name", "caulk")
-        .header("X-Docker-Expose-Session-Sharedkey", "")
-        .header("X-Docker-Expose-Session-Grpc-Method", CREDENTIALS)
-        .body(Empty::<Bytes>::new())
-        .map_err(io::Error::other)?;
-    let response = sender.send_request(request).await.map_err(io::Error::other)?;
-    if response.status() != hyper::StatusCode::SWITCHING_PROTOCOLS {
-        return Err(io::Error::other(format!("POST /session answered {}", response.status())));
+    let mut request = tonic::Request::new(outgoing);
+    let meta = request.metadata_mut();
+    for (key, value) in [
+        ("x-docker-expose-session-uuid", id.as_str()),
+        ("x-docker-expose-session-name", "caulk"),
+        ("x-docker-expose-session-sharedkey", ""),
+        ("x-docker-expose-session-grpc-method", CREDENTIALS),
+    ] {
+        let value =
+            value.parse().map_err(|_| tonic::Status::internal(format!("bad session header {key}")))?;
+        meta.insert(key, value);
     }
-    let upgraded = hyper::upgrade::on(response).await.map_err(io::Error::other)?;
-    let task = tokio::spawn(async move {
+    grpc.ready().await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let path = http::uri::PathAndQuery::from_static("/moby.buildkit.v1.Control/Session");
+    let mut incoming = grpc
+        .streaming(request, path, tonic_prost::ProstCodec::<BytesMessage, BytesMessage>::default())
+        .await?
+        .into_inner();
+    let pump = tokio::spawn(async move {
+        while let Ok(Some(message)) = incoming.message().await {
+            if far_write.write_all(&message.data).await.is_err() {
+                break;
+            }
+        }
+        let _ = far_write.shutdown().await;
+    });
+    let server = tokio::spawn(async move {
         let service = hyper::service::service_fn(move |request| answer(request, credentials.clone()));
         // Ends when the daemon closes the session or the task is aborted.
         let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-            .serve_connection(upgraded, service)
+            .serve_connection(TokioIo::new(near), service)
             .await;
     });
-    Ok(Session { id, task })
+    Ok(Session { id, tasks: [pump, server] })
 }
 
 type Body = BoxBody<Bytes, Infallible>;

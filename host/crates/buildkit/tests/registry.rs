@@ -5,29 +5,16 @@ mod common;
 #[path = "../../image/tests/common/registry.rs"]
 mod registry;
 
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use caulk_buildkit::{Client, ConnectOptions, Credentials, Error};
-use common::{addr, client, debian_layout, run, sh};
+use common::{addr, client, push_debian, sh};
 use registry::Registry;
-
-fn push(registry: &Registry, creds: Option<&str>) -> String {
-    let image = format!("{}/caulk/bookworm:v1", registry.addr);
-    let mut args = vec!["copy".to_owned(), "--quiet".into(), "--dest-tls-verify=false".into()];
-    if let Some(creds) = creds {
-        args.push(format!("--dest-creds={creds}"));
-    }
-    args.push(format!("oci:{}:bookworm", debian_layout().display()));
-    args.push(format!("docker://{image}"));
-    run(Command::new("skopeo").args(&args));
-    image
-}
 
 #[test]
 fn buildkit_pulls_a_registry_image_itself() {
     let registry = Registry::start();
-    let image = push(&registry, None);
+    let image = push_debian(&registry.addr, None);
     // The test image's second layer writes /etc/hostname: reading it shows
     // that every layer came through.
     let out = client().probe(&image, &[], &sh("hostname", "cat /etc/hostname"), &mut |_| {}).unwrap();
@@ -37,7 +24,7 @@ fn buildkit_pulls_a_registry_image_itself() {
 #[test]
 fn credentials_reach_buildkit_through_a_session() {
     let registry = Registry::start_with(Some(("caulk", "s3cret")));
-    let image = push(&registry, Some("caulk:s3cret"));
+    let image = push_debian(&registry.addr, Some("caulk:s3cret"));
     let hostname = sh("hostname", "cat /etc/hostname");
 
     let err = client().probe(&image, &[], &hostname, &mut |_| {}).unwrap_err();

@@ -4,13 +4,16 @@
 //! the openssl command line.
 
 mod common;
+#[path = "../../image/tests/common/registry.rs"]
+#[allow(dead_code)]
+mod registry;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use caulk_buildkit::{Address, Client, ConnectOptions, Error, Step};
-use common::{debian_image, docker_host, run};
+use caulk_buildkit::{Address, Client, ConnectOptions, Credentials, Error, Step};
+use common::{debian_image, docker_host, push_debian, run, sh};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -194,4 +197,19 @@ fn a_server_that_wants_a_client_certificate_refuses_one_without() {
     let err = Client::connect(&front.addr(), &anonymous).and_then(|c| c.list_workers()).unwrap_err();
     assert!(matches!(err, Error::Unreachable { .. }), "{err:?}");
     assert!(err.to_string().contains(&front.addr().to_string()), "{err}");
+}
+
+#[test]
+fn credentials_travel_in_a_session_over_tcp() {
+    // Control.Session, the way a buildkitd gets credentials too.
+    let registry = registry::Registry::start_with(Some(("caulk", "s3cret")));
+    let image = push_debian(&registry.addr, Some("caulk:s3cret"));
+    let host = registry.addr.clone();
+    let credentials =
+        Credentials::new(move |asked| (asked == host).then(|| ("caulk".to_owned(), "s3cret".to_owned())));
+    let front = Front::start(None);
+    let options = ConnectOptions { credentials: Some(credentials), ..ConnectOptions::default() };
+    let client = Client::connect(&front.addr(), &options).unwrap();
+    let out = client.probe(&image, &[], &sh("hostname", "cat /etc/hostname"), &mut |_| {}).unwrap();
+    assert_eq!((out.stdout.as_slice(), out.exit_code), (&b"caulk-test\n"[..], 0), "{out:?}");
 }

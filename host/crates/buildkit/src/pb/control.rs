@@ -120,3 +120,10 @@ pub struct InfoResponse {
     #[prost(message, optional, tag = "1")]
     pub buildkit_version: Option<BuildkitVersion>,
 }
+
+/// One chunk of a byte stream tunnelled through `Control.Session`.
+#[derive(Clone, PartialEq, Eq, ::prost::Message)]
+pub struct BytesMessage {
+    #[prost(bytes = "vec", tag = "1")]
+    pub data: Vec<u8>,
+}

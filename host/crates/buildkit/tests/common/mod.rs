@@ -136,3 +136,18 @@ impl Drop for Target {
         let _ = self.docker.remove(&self.name);
     }
 }
+
+/// Pushes the Debian test image to the registry at `registry` (HOST:PORT,
+/// plain HTTP) as `caulk/bookworm:v1`, with `user:password` if given, and
+/// returns its reference.
+pub fn push_debian(registry: &str, creds: Option<&str>) -> String {
+    let image = format!("{registry}/caulk/bookworm:v1");
+    let mut args = vec!["copy".to_owned(), "--quiet".into(), "--dest-tls-verify=false".into()];
+    if let Some(creds) = creds {
+        args.push(format!("--dest-creds={creds}"));
+    }
+    args.push(format!("oci:{}:bookworm", debian_layout().display()));
+    args.push(format!("docker://{image}"));
+    run(Command::new("skopeo").args(&args));
+    image
+}
