@@ -77,6 +77,12 @@ impl Address {
         Self::parse(chosen)
     }
 
+    /// The Engine as a `DOCKER_HOST` value (`unix:///path`), for reading
+    /// results with caulk-image's `docker-daemon:` transport.
+    pub fn docker_host(&self) -> Option<String> {
+        self.docker_socket().map(|path| format!("unix://{}", path.display()))
+    }
+
     /// A Docker Engine socket whose image store the `moby` exporter writes
     /// into, if this address has one.
     pub fn docker_socket(&self) -> Option<&std::path::Path> {

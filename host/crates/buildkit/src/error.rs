@@ -47,9 +47,6 @@ pub enum Error {
     #[error("Docker Engine API {request} at {addr}: {message}")]
     Docker { addr: String, request: String, message: String },
 
-    #[error("the image {image} exported by the Docker Engine is malformed: {reason}")]
-    SavedImage { image: String, reason: String },
-
     #[error("{what}: {source}")]
     Io {
         what: String,

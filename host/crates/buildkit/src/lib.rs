@@ -1,29 +1,26 @@
 //! caulk's BuildKit client: the Control service subset caulk needs (Solve,
-//! Status, ListWorkers, Info), LLB built from hand-written `prost` messages,
-//! and the Docker Engine calls that read a `moby` export back.
+//! Status, ListWorkers, Info, Session), LLB built from hand-written `prost`
+//! messages, and Copa's ways of reaching a daemon.
 //!
 //! ```no_run
-//! use caulk_buildkit::{Address, Client, DockerApi, Network, Step, ConnectOptions};
+//! use caulk_buildkit::{Address, Client, ConnectOptions, DockerApi, Network, Step};
 //! # fn main() -> caulk_buildkit::Result<()> {
 //! let addr = Address::resolve(None, std::env::var("BUILDKIT_HOST").ok().as_deref())?;
 //! let client = Client::connect(&addr, &ConnectOptions::default())?;
 //! let mut log = |event| println!("{event:?}");
 //!
-//! // (a) a probe: output and exit code of one command on the image
+//! // (a) probes: output and exit code of commands on the image
 //! let probe = Step { args: vec!["dpkg-query".into(), "-W".into()], ..Step::default() };
-//! let out = client.probe("caulk/app:1", &[], &probe, &mut log)?;
+//! let answers = client.probe_all("caulk/app:1", &[], &[probe], &mut log)?;
 //!
-//! // (b) a chain of steps, exported into the Engine's store, read back
+//! // (b) a chain of steps, exported into the Engine's store as a name that
+//! // caulk-image's `docker-daemon:` transport reads back (Address::docker_host
+//! // is its DOCKER_HOST); the layers after the original ones are the steps'.
 //! let step = Step { args: vec!["apt-get".into(), "update".into()], network: Network::Host, ..Step::default() };
 //! let built = client.run_chain("caulk/app:1", &[step], "caulk-tmp/app:patched", &mut log)?;
-//! let docker = DockerApi::for_address(&addr, "reading the result")?;
-//! let saved = docker.save_image(&built.name, std::path::Path::new("/var/tmp"))?;
-//! let original_diff_ids: Vec<String> = Vec::new(); // from caulk's own read of the image
-//! for layer in saved.layers_after(&original_diff_ids)? {
-//!     let _tar = saved.open_layer(layer)?;
-//! }
-//! docker.remove(&built.name)?;
-//! # let _ = out;
+//! // ... read `docker-daemon:{built.name}` ...
+//! DockerApi::for_address(&addr, "removing the result")?.remove(&built.name)?;
+//! # let _ = answers;
 //! # Ok(())
 //! # }
 //! ```
@@ -40,7 +37,6 @@ pub mod llb;
 pub mod pb;
 mod progress;
 mod run;
-mod saved;
 mod session;
 
 pub use addr::{Address, DEFAULT_ADDRESS, DOCKER_DEFAULT_SOCKET};
@@ -52,5 +48,4 @@ pub use llb::{CacheMount, Network, Sharing};
 pub use pb::llb::ProxyEnv;
 pub use progress::{Event, Stream, Tracker};
 pub use run::{Built, CaBundle, ProbeOutput, Step};
-pub use saved::{SavedImage, SavedLayer};
 pub use session::Credentials;

@@ -6,7 +6,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use caulk_buildkit::{Address, Client, ConnectOptions, DockerApi, SavedImage, Step};
+use caulk_buildkit::{Address, Client, ConnectOptions, DockerApi, Step};
+use caulk_image::{CopyOptions, Image, ImageRef, TransportOptions};
 
 pub const IMAGE: &str = "caulk-buildkit-test/bookworm:v1";
 pub const BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
@@ -58,8 +59,8 @@ pub fn debian_layout() -> PathBuf {
 
 /// tests/images/debian.sh's bookworm image, in the Engine's store under
 /// IMAGE (Docker Hub is out of reach, so BuildKit must find it locally).
-/// Loaded with the crate's own `docker load`, once, under a lock shared by
-/// the test processes.
+/// Loaded with caulk-image's docker-daemon transport, once, under a lock
+/// shared by the test processes.
 pub fn debian_image() -> &'static str {
     let cache = test_cache();
     let lock = std::fs::File::create(cache.join(".buildkit-load.lock")).unwrap();
@@ -71,18 +72,15 @@ pub fn debian_image() -> &'static str {
         .status
         .success();
     if !present {
-        let layout = debian_layout();
-        let tmp = tempfile::tempdir().unwrap();
-        let archive = tmp.path().join("bookworm.tar");
-        run(Command::new("skopeo").args([
-            "copy",
-            "--quiet",
-            &format!("oci:{}:bookworm", layout.display()),
-            &format!("docker-archive:{}:{IMAGE}", archive.display()),
-        ]));
-        DockerApi::for_address(&addr(), "loading the test image").unwrap().load(&archive).unwrap();
+        let layout = ImageRef::parse(&format!("oci:{}:bookworm", debian_layout().display())).unwrap();
+        let daemon = ImageRef::parse(&format!("docker-daemon:{IMAGE}")).unwrap();
+        caulk_image::copy(&layout, &daemon, &CopyOptions::default(), &transport()).unwrap();
     }
     IMAGE
+}
+
+fn transport() -> TransportOptions {
+    TransportOptions { docker_host: addr().docker_host(), ..TransportOptions::default() }
 }
 
 pub fn diff_ids(image: &str) -> Vec<String> {
@@ -102,20 +100,41 @@ pub fn sh(name: &str, script: &str) -> Step {
     Step { name: name.into(), args: vec!["sh".into(), "-c".into(), script.into()], ..Step::default() }
 }
 
-/// Every regular file's path and contents in a layer tar.
-pub fn files(saved: &SavedImage, layer: &caulk_buildkit::SavedLayer) -> Vec<(String, Vec<u8>)> {
-    let mut archive = tar::Archive::new(saved.open_layer(layer).unwrap());
-    let mut out = Vec::new();
-    for entry in archive.entries().unwrap() {
-        let mut entry = entry.unwrap();
-        if entry.header().entry_type().is_file() {
-            let path = entry.path().unwrap().to_string_lossy().trim_start_matches("./").to_owned();
-            let mut data = Vec::new();
-            entry.read_to_end(&mut data).unwrap();
-            out.push((path, data));
-        }
-    }
-    out
+/// A layer's entry names and its regular files with their contents.
+#[derive(Debug)]
+pub struct LayerFiles {
+    pub names: Vec<String>,
+    pub files: Vec<(String, Vec<u8>)>,
+}
+
+/// An image in the Engine read back the way caulk reads images (the
+/// docker-daemon transport): its diff_ids, and the contents of the layers
+/// after the first `skip`.
+pub fn read_back(name: &str, skip: usize) -> (Vec<String>, Vec<LayerFiles>) {
+    let image =
+        Image::open(&ImageRef::parse(&format!("docker-daemon:{name}")).unwrap(), &transport()).unwrap();
+    let platform = image.image_for(None).unwrap();
+    let diff_ids = platform.layers.iter().map(|l| l.diff_id.to_string()).collect();
+    let layers = platform.layers[skip..]
+        .iter()
+        .map(|layer| {
+            let stream = caulk_image::layer::open_tar_stream(image.source().as_ref(), layer).unwrap();
+            let mut archive = tar::Archive::new(stream);
+            let mut contents = LayerFiles { names: Vec::new(), files: Vec::new() };
+            for entry in archive.entries().unwrap() {
+                let mut entry = entry.unwrap();
+                let path = entry.path().unwrap().to_string_lossy().trim_start_matches("./").to_owned();
+                if entry.header().entry_type().is_file() {
+                    let mut data = Vec::new();
+                    entry.read_to_end(&mut data).unwrap();
+                    contents.files.push((path.clone(), data));
+                }
+                contents.names.push(path);
+            }
+            contents
+        })
+        .collect();
+    (diff_ids, layers)
 }
 
 /// A unique result name per test process, removed again at the end.
