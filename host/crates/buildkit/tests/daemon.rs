@@ -11,7 +11,7 @@ use caulk_buildkit::{
     Address, CaBundle, CacheMount, Client, ConnectOptions, DockerApi, Error, Event, Network, ProxyEnv,
     Sharing, Step, Stream,
 };
-use common::{BUNDLE, Target, client, debian_image, diff_ids, read_back, sh};
+use common::{BUNDLE, Target, client, config_of, debian_image, diff_ids, read_back, sh};
 
 #[test]
 fn list_workers_answers_moby() {
@@ -120,6 +120,11 @@ fn a_two_step_chain_adds_exactly_two_layers() {
     assert!(second.contains(&("root/two".to_owned(), format!("two-{stamp}\n").into_bytes())), "{second:?}");
     // The deletion is a whiteout in the second layer.
     assert!(new[1].names.iter().any(|n| n == "etc/.wh.hostname"), "{:?}", new[1].names);
+    // A raw LLB solve does not carry the image's config over: the caller
+    // has to keep the original one.
+    assert_eq!(config_of(image)["config"]["Cmd"], serde_json::json!(["bash"]));
+    let result_config = config_of(&result.name);
+    assert!(result_config["config"]["Cmd"].is_null(), "{result_config}");
 }
 
 #[test]

@@ -107,6 +107,13 @@ pub struct LayerFiles {
     pub files: Vec<(String, Vec<u8>)>,
 }
 
+/// The config of an image in the Engine, as caulk reads it.
+pub fn config_of(name: &str) -> serde_json::Value {
+    let image =
+        Image::open(&ImageRef::parse(&format!("docker-daemon:{name}")).unwrap(), &transport()).unwrap();
+    serde_json::from_slice(&image.image_for(None).unwrap().config.bytes).unwrap()
+}
+
 /// An image in the Engine read back the way caulk reads images (the
 /// docker-daemon transport): its diff_ids, and the contents of the layers
 /// after the first `skip`.
