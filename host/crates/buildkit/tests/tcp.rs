@@ -213,3 +213,16 @@ fn credentials_travel_in_a_session_over_tcp() {
     let out = client.probe(&image, &[], &sh("hostname", "cat /etc/hostname"), &mut |_| {}).unwrap();
     assert_eq!((out.stdout.as_slice(), out.exit_code), (&b"caulk-test\n"[..], 0), "{out:?}");
 }
+
+#[test]
+fn chains_need_an_address_with_an_image_store() {
+    // Behind this tcp:// is Docker's BuildKit, but nothing says so: caulk
+    // could not read a moby export back, so it does not make one.
+    let front = Front::start(None);
+    let client = Client::connect(&front.addr(), &ConnectOptions::default()).unwrap();
+    let err =
+        client.run_chain(debian_image(), &[sh("x", "true")], "caulk-buildkit-test/never:x", &mut |_| {});
+    let err = err.unwrap_err();
+    assert!(matches!(err, Error::NotDocker { .. }), "{err:?}");
+    assert!(err.to_string().contains(&front.addr().to_string()) && err.hint().is_some(), "{err}");
+}
