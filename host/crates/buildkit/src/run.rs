@@ -1,0 +1,255 @@
+//! What the patch pipeline asks of BuildKit, in its own terms: run a probe
+//! command on an image, and run a chain of steps whose result (the image
+//! plus one layer per step) lands in the Docker Engine's image store.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+use crate::client::Client;
+use crate::error::{Error, Result};
+use crate::llb::{CacheMount, Exec, FileMount, Graph, Network, Output};
+use crate::pb::control::SolveRequest;
+use crate::pb::llb::ProxyEnv;
+use crate::progress::{Event, Stream, Tracker};
+
+/// Where the host's CA bundle is placed in the scratch file op.
+const CA_FILE: &str = "/ca-certificates.crt";
+/// BuildKit's marker when it drops a step's output past its log limit.
+const CLIPPED: &[u8] = b"[output clipped, log limit";
+
+/// One command on the previous step's root.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Step {
+    /// Shown in progress.
+    pub name: String,
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub network: Network,
+    /// The host's CA bundle, bound read-only over `dest` for this step only.
+    pub ca_bundle: Option<CaBundle>,
+    pub caches: Vec<CacheMount>,
+    /// `http_proxy` and friends for this step, kept out of BuildKit's cache
+    /// key (a proxy change does not rerun a step).
+    pub proxy_env: Option<ProxyEnv>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CaBundle {
+    pub pem: Vec<u8>,
+    /// A file the image already has (a missing one would leave an empty
+    /// mount point behind in the step's layer).
+    pub dest: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeOutput {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub exit_code: i32,
+}
+
+/// A chain's result in the Engine's image store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Built {
+    pub name: String,
+    /// The image ID (config digest) the exporter reported, if it did.
+    pub image_id: Option<String>,
+}
+
+impl Client {
+    /// Runs `probe` on `image` after `steps` and returns its output and exit
+    /// code; a non-zero exit is an answer, not an error. The probe always
+    /// runs (never answered from BuildKit's cache) and changes no image.
+    pub fn probe(
+        &self,
+        image: &str,
+        steps: &[Step],
+        probe: &Step,
+        on_event: &mut dyn FnMut(Event),
+    ) -> Result<ProbeOutput> {
+        let mut outputs = self.probe_all(image, steps, std::slice::from_ref(probe), on_event)?;
+        Ok(outputs.remove(0))
+    }
+
+    /// Runs several probes at once, one solve each over the same
+    /// connection; the steps they share run once. Outputs come in the
+    /// order of `probes`; the first probe that fails (other than by its
+    /// exit code) is the error.
+    pub fn probe_all(
+        &self,
+        image: &str,
+        steps: &[Step],
+        probes: &[Step],
+        on_event: &mut dyn FnMut(Event),
+    ) -> Result<Vec<ProbeOutput>> {
+        let on_event = RefCell::new(on_event);
+        let runs = probes.iter().map(|probe| self.probe_async(image, steps, probe, &on_event));
+        let outputs = self.block_on(futures_util::future::join_all(runs));
+        outputs.into_iter().map(|output| output.map_err(|e| self.explain(e))).collect()
+    }
+
+    async fn probe_async(
+        &self,
+        image: &str,
+        steps: &[Step],
+        probe: &Step,
+        on_event: &RefCell<&mut dyn FnMut(Event)>,
+    ) -> Result<ProbeOutput> {
+        let mut graph = Graph::new();
+        let root = chain(&mut graph, image, steps);
+        let exec = exec_of(&mut graph, probe, true);
+        let probe_out = graph.exec(&root, &exec);
+        let request = SolveRequest {
+            definition: Some(graph.definition(&probe_out)),
+            entitlements: entitlements(steps.iter().chain([probe])),
+            ..SolveRequest::default()
+        };
+        // A probe's answer is its output, which only the status stream
+        // carries: one that never reported the probe's end is asked again,
+        // once, rather than read as silence.
+        let mut attempts = 0;
+        let (tracker, exit_code) = loop {
+            attempts += 1;
+            let mut tracker = Tracker::new();
+            // Each callback runs to its end before any other probe's: the
+            // borrows never overlap.
+            let solved = self
+                .solve_async(request.clone(), &mut |status| tracker.feed(status, &mut *on_event.borrow_mut()))
+                .await;
+            tracker.finish(&mut *on_event.borrow_mut());
+            let exit_code = match solved {
+                Ok(_) if tracker.finished(&probe_out.digest) => 0,
+                Ok(_) if attempts < 2 => continue,
+                Ok(_) => {
+                    return Err(Error::Solve {
+                        addr: self.address().to_string(),
+                        message: format!(
+                            "the daemon did not report the end of the probe {:?} twice",
+                            probe.args
+                        ),
+                    });
+                }
+                Err(Error::Solve { addr, message }) => {
+                    match tracker.error_of(&probe_out.digest).and_then(exit_code) {
+                        Some(code) => code,
+                        None => return Err(Error::Solve { addr, message }),
+                    }
+                }
+                Err(e) => return Err(e),
+            };
+            break (tracker, exit_code);
+        };
+        let stdout = tracker.output(&probe_out.digest, Stream::Stdout).to_vec();
+        let stderr = tracker.output(&probe_out.digest, Stream::Stderr).to_vec();
+        if [&stdout, &stderr].iter().any(|out| out.windows(CLIPPED.len()).any(|w| w == CLIPPED)) {
+            return Err(Error::Solve {
+                addr: self.address().to_string(),
+                message: format!(
+                    "the probe {:?} wrote more than the daemon's log limit (BUILDKIT_STEP_LOG_MAX_SIZE), so its output is incomplete",
+                    probe.args
+                ),
+            });
+        }
+        Ok(ProbeOutput { stdout, stderr, exit_code })
+    }
+
+    /// Runs `steps` on `image`, one exec per step on the previous one's
+    /// root, and exports the result with Docker's `moby` exporter as
+    /// `name`: the image's layers plus one layer per step that changed
+    /// something. Only Docker's embedded BuildKit has that exporter.
+    pub fn run_chain(
+        &self,
+        image: &str,
+        steps: &[Step],
+        name: &str,
+        on_event: &mut dyn FnMut(Event),
+    ) -> Result<Built> {
+        if self.address().docker_socket().is_none() {
+            return Err(Error::NotDocker { addr: self.address().to_string(), what: "the moby exporter" });
+        }
+        let mut graph = Graph::new();
+        let result = chain(&mut graph, image, steps);
+        let request = SolveRequest {
+            definition: Some(graph.definition(&result)),
+            exporter: "moby".into(),
+            exporter_attrs: BTreeMap::from([("name".to_owned(), name.to_owned())]),
+            entitlements: entitlements(steps),
+            ..SolveRequest::default()
+        };
+        let mut tracker = Tracker::new();
+        let solved = self.solve(request, &mut |status| tracker.feed(status, on_event));
+        tracker.finish(on_event);
+        let response = solved?;
+        Ok(Built {
+            name: name.to_owned(),
+            image_id: response.exporter_response.get("containerimage.digest").cloned(),
+        })
+    }
+}
+
+fn chain(graph: &mut Graph, image: &str, steps: &[Step]) -> Output {
+    let mut root = graph.image(image);
+    for step in steps {
+        let exec = exec_of(graph, step, false);
+        root = graph.exec(&root, &exec);
+    }
+    root
+}
+
+fn exec_of(graph: &mut Graph, step: &Step, ignore_cache: bool) -> Exec {
+    let files = step
+        .ca_bundle
+        .iter()
+        .map(|ca| FileMount {
+            source: graph.file(CA_FILE, &ca.pem, 0o644),
+            selector: CA_FILE.into(),
+            dest: ca.dest.clone(),
+        })
+        .collect();
+    Exec {
+        name: step.name.clone(),
+        args: step.args.clone(),
+        env: step.env.clone(),
+        network: step.network,
+        files,
+        caches: step.caches.clone(),
+        proxy_env: step.proxy_env.clone(),
+        ignore_cache,
+        ..Exec::default()
+    }
+}
+
+fn entitlements<'a>(steps: impl IntoIterator<Item = &'a Step>) -> Vec<String> {
+    let host = steps.into_iter().any(|s| s.network == Network::Host);
+    if host { vec!["network.host".to_owned()] } else { Vec::new() }
+}
+
+/// BuildKit ends a failed exec's error with "exit code: N" (v0.8's
+/// "executor failed running …" and later "process … did not complete
+/// successfully" alike).
+fn exit_code(error: &str) -> Option<i32> {
+    let rest = error.rsplit("exit code: ").next().filter(|_| error.contains("exit code: "))?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_are_read_from_both_message_forms() {
+        assert_eq!(exit_code("executor failed running [/bin/sh -c exit 3]: exit code: 3"), Some(3));
+        assert_eq!(exit_code("process \"/bin/false\" did not complete successfully: exit code: 1"), Some(1));
+        assert_eq!(exit_code("failed to compute cache key: not found"), None);
+        assert_eq!(exit_code("exit code: "), None);
+    }
+
+    #[test]
+    fn only_network_steps_ask_for_the_host_network() {
+        let quiet = Step::default();
+        let online = Step { network: Network::Host, ..Step::default() };
+        assert!(entitlements([&quiet]).is_empty());
+        assert_eq!(entitlements([&quiet, &online]), ["network.host"]);
+    }
+}
