@@ -59,8 +59,11 @@ mod cancel;
 mod copy;
 mod error;
 mod executor;
+mod limits;
 mod merged;
+mod privileges;
 mod sandbox;
+mod seccomp;
 mod session;
 mod step;
 
@@ -70,7 +73,10 @@ pub use executor::{
     CA_BUNDLE_PATHS, DEFAULT_CA_BUNDLE, DEFAULT_PATH, ExecutorConfig, LocalExecutor, MAX_LAYERS, Mode,
     PROXY_VARIABLES,
 };
+pub use limits::{LimitHit, StepLimits};
 pub use merged::{EntryKind, FileInfo, MAX_READ, MergedReader};
+pub use privileges::{kept_mask as kept_capabilities_mask, kept_names as kept_capabilities};
+pub use seccomp::FilterError;
 pub use session::{Diff, Session};
 pub use step::{
     CacheMount, PROBE_STDOUT_LIMIT, Probe, ProbeOutput, RunIn, STDERR_TAIL, Step, StepOutcome, Stream,
