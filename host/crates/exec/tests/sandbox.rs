@@ -206,3 +206,23 @@ test -x /usr/bin/perl && echo "tools: yes"
     assert_eq!(got["/etc/shadow"], "empty", "{out:#?}");
     assert_eq!(got["tools"], "yes", "{out:#?}");
 }
+
+#[test]
+fn the_tools_maintainer_scripts_use_still_work() {
+    let fx = fixture();
+    let work = workdir();
+    let exec = executor(work.path(), StepLimits::default());
+    let mut session = exec.prepare(&fx.layers(), CancelToken::new()).unwrap();
+    let script = r#"
+adduser --quiet --system --group --no-create-home caulk-test && id -u caulk-test >/dev/null && echo "adduser: ok"
+update-ca-certificates --fresh >/dev/null 2>&1 && echo "update-ca-certificates: ok"
+chown caulk-test /tmp && chmod 4755 /usr/bin/env && echo "chown-setuid: ok"
+dpkg --configure -a && echo "dpkg: ok"
+"#;
+    let out = lines_of(&mut session, script);
+    assert_eq!(
+        out,
+        ["adduser: ok", "update-ca-certificates: ok", "chown-setuid: ok", "dpkg: ok"],
+        "{out:#?}"
+    );
+}
