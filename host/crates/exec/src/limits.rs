@@ -221,6 +221,7 @@ impl Limiter {
             backend = Backend::Rlimits;
         }
         let limiter = Limiter { limits, backend };
+        limiter.sweep_stale();
         if limiter.backend != Backend::Rlimits {
             match limiter.start() {
                 Ok(Some(trial)) => trial.finish(),
@@ -256,6 +257,38 @@ impl Limiter {
             );
         }
         self
+    }
+
+    /// The dirs step cgroups are made in.
+    fn parents(&self) -> Vec<&Path> {
+        match &self.backend {
+            Backend::V2 { parent } => vec![parent.as_path()],
+            Backend::V1 { memory, pids } => memory.iter().chain(pids).map(PathBuf::as_path).collect(),
+            Backend::Rlimits => Vec::new(),
+        }
+    }
+
+    /// Removes step cgroups left by a caulk that died (SIGKILL): the
+    /// sandbox's processes died with it, the empty cgroup dirs stay.
+    fn sweep_stale(&self) {
+        for parent in self.parents() {
+            let Ok(entries) = fs::read_dir(parent) else { continue };
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("caulk-")?.split('-').next())
+                else {
+                    continue;
+                };
+                // Only an empty one goes: the pid may belong to another pid
+                // namespace, whose caulk's live cgroups must stay.
+                if pid.parse::<u32>().is_ok()
+                    && !Path::new("/proc").join(pid).exists()
+                    && fs::remove_dir(entry.path()).is_ok()
+                {
+                    tracing::info!(cgroup = %entry.path().display(), "removed a step cgroup left by an earlier run");
+                }
+            }
+        }
     }
 
     /// The per-process fallback for memory when no cgroup enforces it.

@@ -205,6 +205,18 @@ test -x /usr/bin/perl && echo "tools: yes"
     assert!(fs::metadata("/etc/shadow").unwrap().len() > 0, "the host has a shadow file");
     assert_eq!(got["/etc/shadow"], "empty", "{out:#?}");
     assert_eq!(got["tools"], "yes", "{out:#?}");
+
+    // What the pip updater runs with the host's tools (CI installs
+    // python3-pip): pip itself, and a download through the host's CA bundle.
+    let pip = "python3 -I -m pip download -q --no-deps --no-cache-dir -d /tmp/d six==1.16.0 && ls /tmp/d";
+    let step = Step::new("host pip", ["sh", "-c", pip])
+        .env("PIP_CONFIG_FILE", "/dev/null")
+        .network(true)
+        .run_in(RunIn::Tooling { root: ToolingRoot::Host, mount_point: "/target".to_owned() });
+    let mut out = Vec::new();
+    let result = session.run_step(&step, &mut |_, l| out.push(l.to_owned()));
+    assert!(result.is_ok(), "{result:?}: {out:#?}");
+    assert_eq!(out, ["six-1.16.0-py2.py3-none-any.whl"]);
 }
 
 #[test]
@@ -225,4 +237,25 @@ dpkg --configure -a && echo "dpkg: ok"
         ["adduser: ok", "update-ca-certificates: ok", "chown-setuid: ok", "dpkg: ok"],
         "{out:#?}"
     );
+}
+
+#[test]
+fn cgroups_left_by_a_killed_caulk_are_swept() {
+    let own = fs::read_to_string("/proc/self/cgroup").unwrap();
+    let parent = if let Some((_, path)) = own.lines().find_map(|l| l.split_once(":pids:")) {
+        // cgroup v1: step cgroups go below caulk's own.
+        Path::new("/sys/fs/cgroup/pids").join(path.trim_start_matches('/'))
+    } else {
+        // cgroup v2: beside caulk's own, unless that is the root.
+        let path = own.lines().find_map(|l| l.strip_prefix("0::")).unwrap();
+        let dir = Path::new("/sys/fs/cgroup").join(path.trim_start_matches('/'));
+        if path == "/" { dir } else { dir.parent().unwrap().to_owned() }
+    };
+    // Above pid_max: no live process has this pid.
+    let pid_max: u64 = fs::read_to_string("/proc/sys/kernel/pid_max").unwrap().trim().parse().unwrap();
+    let stale = parent.join(format!("caulk-{}-0", pid_max + 1));
+    fs::create_dir(&stale).unwrap();
+    let work = workdir();
+    let _exec = executor(work.path(), StepLimits::default());
+    assert!(!stale.exists(), "{} is still there", stale.display());
 }
