@@ -561,7 +561,13 @@ impl<'e> Session<'e> {
                     if flag == "--tmpfs" {
                         basics.extend([os("--perms"), os("1777")]);
                     }
-                    basics.extend([os(flag), os(dest)]);
+                    if flag == "--proc" {
+                        let proc_dest = dest.clone();
+                        basics.extend([os(flag), os(dest)]);
+                        basics.extend(self.proc_masks(&proc_dest)?);
+                    } else {
+                        basics.extend([os(flag), os(dest)]);
+                    }
                 }
                 planned.args.extend(basics);
                 // Name resolution and the host's CA only matter with the
@@ -635,6 +641,7 @@ impl<'e> Session<'e> {
                     os("--tmpfs"),
                     os("/tmp"),
                 ]);
+                planned.args.extend(self.proc_masks("/proc")?);
                 if host {
                     planned.args.extend(self.host_secret_masks()?);
                 }
@@ -689,6 +696,40 @@ impl<'e> Session<'e> {
         Ok(planned)
     }
 
+    /// An empty file in the session dir, bound over files a step must not
+    /// read.
+    fn empty_file(&self) -> Result<PathBuf> {
+        let empty = self.base().join("empty");
+        if !empty.exists() {
+            File::create(&empty).ctx(|| format!("creating {}", empty.display()))?;
+        }
+        Ok(empty)
+    }
+
+    /// bwrap arguments that make the kernel's knobs under the sandbox's
+    /// `/proc` (mounted at `dest`) read-only and hide what Docker masks.
+    /// As uid 0 a step could otherwise write `/proc/sys/kernel/core_pattern`
+    /// or `modprobe`, and the host would run a program of the image's as
+    /// root; bubblewrap 0.8 leaves them writable for root. The host's own
+    /// entries are bound: the same kernel settings, with the per-network
+    /// ones still looked up in the reader's namespace.
+    fn proc_masks(&self, dest: &str) -> Result<Vec<OsString>> {
+        let dest = dest.trim_end_matches('/');
+        let mut args = Vec::new();
+        for name in PROC_READ_ONLY {
+            let host = Path::new("/proc").join(name);
+            if host.exists() {
+                args.extend([os("--ro-bind"), os(&host), os(format!("{dest}/{name}"))]);
+            }
+        }
+        for name in PROC_MASKED {
+            if Path::new("/proc").join(name).is_file() {
+                args.extend([os("--ro-bind"), os(self.empty_file()?), os(format!("{dest}/{name}"))]);
+            }
+        }
+        Ok(args)
+    }
+
     /// bwrap arguments hiding [`HOST_SECRET_DIRS`] and [`HOST_SECRET_FILES`]
     /// where the host has them (as real directories and files: a symlink
     /// would be followed by bwrap to somewhere else).
@@ -700,15 +741,8 @@ impl<'e> Session<'e> {
         for dir in HOST_SECRET_DIRS.iter().filter(|d| is(d, true)) {
             args.extend([os("--tmpfs"), os(dir)]);
         }
-        let files: Vec<&&str> = HOST_SECRET_FILES.iter().filter(|f| is(f, false)).collect();
-        if !files.is_empty() {
-            let empty = self.base().join("empty");
-            if !empty.exists() {
-                File::create(&empty).ctx(|| format!("creating {}", empty.display()))?;
-            }
-            for file in files {
-                args.extend([os("--ro-bind"), os(&empty), os(file)]);
-            }
+        for file in HOST_SECRET_FILES.iter().filter(|f| is(f, false)) {
+            args.extend([os("--ro-bind"), os(self.empty_file()?), os(file)]);
         }
         Ok(args)
     }
@@ -865,6 +899,12 @@ fn ca_dests(view: &MergedReader, extra: &[String]) -> Result<Vec<String>> {
     }
     Ok(dests.into_iter().collect())
 }
+
+/// Entries of `/proc` bound read-only, as Docker has them.
+const PROC_READ_ONLY: &[&str] = &["sys", "sysrq-trigger", "irq", "bus", "fs"];
+/// Entries of `/proc` Docker masks: kernel memory, keys, scheduler and
+/// timer internals.
+const PROC_MASKED: &[&str] = &["kcore", "keys", "timer_list", "sched_debug"];
 
 /// The host's top-level directories a step with the host as its tooling
 /// root sees (read-only): the programs and libraries and their

@@ -97,6 +97,11 @@ try mknod-fifo mknod /tmp/fifo p
 try mount mount -t tmpfs x /mnt
 try unshare-user unshare -U true
 try unshare-mount unshare -m true
+# Writes back the value it read: if the write goes through, the host is unharmed.
+try core_pattern sh -c 'v=$(cat /proc/sys/kernel/core_pattern) && echo "$v" > /proc/sys/kernel/core_pattern'
+try modprobe sh -c 'v=$(cat /proc/sys/kernel/modprobe) && echo "$v" > /proc/sys/kernel/modprobe'
+echo "timer_list: $(wc -c < /proc/timer_list)"
+try sysrq sh -c 'echo h > /proc/sysrq-trigger'
 echo "name_to_handle_at: $(perl -e 'syscall({SYS_NAME_TO_HANDLE_AT}, -100, 0, 0, 0, 0); print $!+0')"
 echo "open_by_handle_at: $(perl -e 'syscall({SYS_OPEN_BY_HANDLE_AT}, -1, 0, 0); print $!+0')"
 echo "session: $(cut -d' ' -f6 /proc/$$/stat)"
@@ -127,6 +132,13 @@ echo "cgroup-namespace: $(grep -c -v ':/$' /proc/self/cgroup)"
         // stops it.
         ("unshare-user", "refused"),
         ("unshare-mount", "refused"),
+        // The host would run the image's program as root on the next crash:
+        // bwrap makes /proc/sys and friends read-only, as Docker does.
+        ("core_pattern", "refused"),
+        ("modprobe", "refused"),
+        ("sysrq", "refused"),
+        // Masked as Docker masks it (the host shows kilobytes).
+        ("timer_list", "0"),
         // Without the filter this is EFAULT (a NULL path): EPERM is the
         // filter's answer.
         ("name_to_handle_at", eperm),
