@@ -154,8 +154,14 @@ pub(crate) fn denied() -> Vec<Denied> {
             rules: vec![rule(vec![cond(0, Len::Dword, Op::Eq, AF_VSOCK)])],
         },
     ];
-    #[cfg(target_arch = "x86_64")]
-    list.extend([
+    list.extend(arch_only());
+    list
+}
+
+/// Calls only x86_64 has (aarch64 never had the legacy ones).
+#[cfg(target_arch = "x86_64")]
+fn arch_only() -> Vec<Denied> {
+    vec![
         Denied { name: "mknod", nr: libc::SYS_mknod, rules: device_node(1) },
         always("iopl", libc::SYS_iopl),
         always("ioperm", libc::SYS_ioperm),
@@ -164,8 +170,12 @@ pub(crate) fn denied() -> Vec<Denied> {
         always("sysfs", libc::SYS_sysfs),
         always("_sysctl", libc::SYS__sysctl),
         always("nfsservctl", libc::SYS_nfsservctl),
-    ]);
-    list
+    ]
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn arch_only() -> Vec<Denied> {
+    Vec::new()
 }
 
 /// Why the filter could not be built (a bug, or an architecture
