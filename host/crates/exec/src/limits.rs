@@ -417,6 +417,9 @@ impl Drop for StepCgroup {
 /// it, but a cgroup dir cannot be removed until the kernel has reaped them.
 fn remove_cgroup(dir: &Path) {
     let deadline = Instant::now() + Duration::from_secs(5);
+    // Usually a few hundred microseconds; a fixed 10 ms would dominate a
+    // short step's cost.
+    let mut pause = Duration::from_micros(200);
     loop {
         match fs::remove_dir(dir) {
             Ok(()) => return,
@@ -427,7 +430,8 @@ fn remove_cgroup(dir: &Path) {
             }
             Err(_) => {
                 kill_members(dir);
-                std::thread::sleep(Duration::from_millis(10));
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(20));
             }
         }
     }
