@@ -518,6 +518,39 @@ mod tests {
         assert_eq!(counter(&dir.path().join("absent"), "max"), 0);
     }
 
+    fn mountinfo_line(id: u32, point: &Path, fstype: &str, options: &str) -> String {
+        format!("{id} 1 0:{id} / {} rw,relatime - {fstype} {fstype} {options}\n", point.display())
+    }
+
+    #[test]
+    fn detection_prefers_v2_with_controllers_then_v1_then_rlimits() {
+        let dir = tempfile::tempdir().unwrap();
+        let unified = dir.path().join("unified");
+        let memory = dir.path().join("memory");
+        fs::create_dir_all(unified.join("user.slice/caulk.scope")).unwrap();
+        fs::create_dir_all(memory.join("job")).unwrap();
+        let mounts = mountinfo_line(40, &memory, "cgroup", "rw,memory")
+            + &mountinfo_line(41, &unified, "cgroup2", "rw");
+        let own = "4:memory:/job\n0::/user.slice/caulk.scope\n";
+
+        // A hybrid host: the v2 hierarchy has no controllers; v1 has memory.
+        fs::write(unified.join("user.slice/cgroup.controllers"), "hugetlb\n").unwrap();
+        assert_eq!(detect(&mounts, own), Backend::V1 { memory: Some(memory.join("job")), pids: None });
+
+        // Controllers offered to the parent of caulk's cgroup: v2, beside it,
+        // with them enabled for the parent's children.
+        fs::write(unified.join("user.slice/cgroup.controllers"), "cpu memory pids\n").unwrap();
+        fs::write(unified.join("user.slice/cgroup.subtree_control"), "cpu\n").unwrap();
+        assert_eq!(detect(&mounts, own), Backend::V2 { parent: unified.join("user.slice") });
+        assert_eq!(
+            fs::read_to_string(unified.join("user.slice/cgroup.subtree_control")).unwrap(),
+            "+memory +pids"
+        );
+
+        // No cgroup file systems at all.
+        assert_eq!(detect("22 1 0:5 / /proc rw - proc proc rw\n", own), Backend::Rlimits);
+    }
+
     #[test]
     fn hitting_a_limit_names_the_flag_that_raises_it() {
         assert!(LimitHit::Memory(64 << 20).describe().contains("64 MiB"));
