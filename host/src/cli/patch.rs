@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use caulk_exec::{CancelToken, Mode, StepOutcome, Stream};
+use caulk_exec::{CancelToken, Mode, StepLimits, StepOutcome, Stream};
 use caulk_image::{ImageRef, Platform, TransportOptions};
 
 use super::GlobalArgs;
@@ -116,6 +116,16 @@ pub struct PatchArgs {
     #[arg(long, value_name = "PLATFORM")]
     pub platform: Option<String>,
 
+    /// Memory limit of each package-manager step (all its processes), in
+    /// MiB; 0 for none. A step that runs out fails and says so.
+    #[arg(long, value_name = "MIB", default_value_t = StepLimits::DEFAULT_MEMORY_MIB)]
+    pub step_memory: u64,
+
+    /// Limit on the processes and threads of each package-manager step; 0
+    /// for none.
+    #[arg(long, value_name = "N", default_value_t = StepLimits::DEFAULT_PIDS)]
+    pub step_pids: u64,
+
     /// CA bundle mounted read-only into package-manager steps (default: the
     /// host's); never written into the image.
     #[arg(long, value_name = "FILE")]
@@ -202,6 +212,10 @@ impl PatchArgs {
             },
             platform,
             ca_bundle: self.ca_bundle.clone(),
+            step_limits: StepLimits {
+                memory: (self.step_memory > 0).then(|| self.step_memory.saturating_mul(1 << 20)),
+                pids: (self.step_pids > 0).then_some(self.step_pids),
+            },
             mode: match self.executor_mode {
                 ExecMode::Auto => Mode::Auto,
                 ExecMode::Overlay => Mode::Overlay,

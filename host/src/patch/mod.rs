@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use caulk_exec::{CancelToken, ExecutorConfig, LocalExecutor, Mode, Step, StepOutcome, Stream};
+use caulk_exec::{CancelToken, ExecutorConfig, LocalExecutor, Mode, Step, StepLimits, StepOutcome, Stream};
 use caulk_image::append::{AppendSpec, EditedImage, HistoryEntry, append};
 use caulk_image::layer::{LayerCache, LayerSource, UnpackOptions, WhiteoutFormat, WriteOptions, write_layer};
 use caulk_image::{CopyOptions, Image, ImageRef, Platform, PlatformImage, TransportOptions};
@@ -68,6 +68,8 @@ pub struct PatchRequest {
     pub platform: Option<Platform>,
     pub ca_bundle: Option<PathBuf>,
     pub mode: Mode,
+    /// Memory and process limits of each step (`--step-memory`, `--step-pids`).
+    pub step_limits: StepLimits,
     /// Package index URLs for library updaters (first replaces the default).
     pub index_urls: Vec<String>,
     /// `--plugin-opt NAME.KEY=VALUE`.
@@ -265,6 +267,7 @@ pub fn run(
     let mut config = ExecutorConfig::new(&working_folder);
     config.mode = request.mode;
     config.ca_bundle.clone_from(&request.ca_bundle);
+    config.limits = request.step_limits;
     let executor = LocalExecutor::new(config).map_err(exec_err)?;
     let (lower, top) = match previous_caulk_layer {
         Some(_) => (&layer_dirs[..base_layers], layer_dirs.get(base_layers)),
@@ -365,6 +368,7 @@ pub fn run(
             Ok(o) => o,
             Err(
                 caulk_exec::Error::StepFailed { outcome, .. }
+                | caulk_exec::Error::StepLimit { outcome, .. }
                 | caulk_exec::Error::StepTimedOut { outcome, .. },
             ) => {
                 // Recorded; the updater's verify says what it means per package.

@@ -5,6 +5,8 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::limits::LimitHit;
+use crate::seccomp::FilterError;
 use crate::step::StepOutcome;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -54,6 +56,19 @@ pub enum Error {
         source: io::Error,
     },
 
+    #[error(
+        "step `{step}`: could not set up its cgroup for the resource limits: {source}; turn the limits \
+         off with --step-memory 0 --step-pids 0"
+    )]
+    Limits {
+        step: String,
+        #[source]
+        source: io::Error,
+    },
+
+    #[error(transparent)]
+    Filter(#[from] FilterError),
+
     #[error("step `{step}`: {what}: {source}")]
     Supervise {
         step: String,
@@ -64,6 +79,9 @@ pub enum Error {
 
     #[error("step `{step}` failed ({status}){}", stderr_excerpt(&outcome.stderr_tail))]
     StepFailed { step: String, status: String, outcome: Box<StepOutcome> },
+
+    #[error("step `{step}` failed ({status}): {}{}", hit.describe(), stderr_excerpt(&outcome.stderr_tail))]
+    StepLimit { step: String, status: String, hit: LimitHit, outcome: Box<StepOutcome> },
 
     #[error("step `{step}` did not finish within {}s and was killed", timeout.as_secs_f64())]
     StepTimedOut { step: String, timeout: Duration, outcome: Box<StepOutcome> },
@@ -104,7 +122,9 @@ impl Error {
     /// The step outcome carried by a failed or timed-out step.
     pub fn outcome(&self) -> Option<&StepOutcome> {
         match self {
-            Error::StepFailed { outcome, .. } | Error::StepTimedOut { outcome, .. } => Some(outcome),
+            Error::StepFailed { outcome, .. }
+            | Error::StepLimit { outcome, .. }
+            | Error::StepTimedOut { outcome, .. } => Some(outcome),
             _ => None,
         }
     }

@@ -12,8 +12,10 @@ use std::time::Duration;
 use crate::cancel::CancelToken;
 use crate::copy;
 use crate::error::{Error, IoContext, Result};
+use crate::limits::{Limiter, StepLimits};
 use crate::merged::MergedReader;
 use crate::sandbox::{self, MAX_MOUNT_DATA, OverlayMount};
+use crate::seccomp;
 use crate::session::{self, Session, SessionDir, Workspace};
 
 /// The host's CA bundle on Debian and its derivatives.
@@ -96,6 +98,8 @@ pub struct ExecutorConfig {
     /// Use overlayfs when the host has it. `false` makes the executor act
     /// as on a host without overlayfs (copy mode, read-only probes).
     pub use_overlay: bool,
+    /// Memory and process limits of every step and probe.
+    pub limits: StepLimits,
 }
 
 impl ExecutorConfig {
@@ -115,6 +119,7 @@ impl ExecutorConfig {
             proxy_env,
             path_env: DEFAULT_PATH.to_owned(),
             use_overlay: true,
+            limits: StepLimits::default(),
         }
     }
 }
@@ -136,6 +141,9 @@ pub struct LocalExecutor {
     pub(crate) overlay: Option<OverlaySupport>,
     pub(crate) ca_bundle: Option<PathBuf>,
     pub(crate) resolv_conf: Option<PathBuf>,
+    /// The seccomp program every sandbox gets.
+    pub(crate) seccomp: Vec<u8>,
+    pub(crate) limiter: Limiter,
 }
 
 impl LocalExecutor {
@@ -149,6 +157,8 @@ impl LocalExecutor {
         }
         let bwrap = find_bwrap(config.bwrap.as_deref(), config.search_path.as_ref())?;
         check_bwrap(&bwrap)?;
+        let seccomp = seccomp::program()?;
+        let limiter = Limiter::new(config.limits);
 
         let folder = &config.working_folder;
         fs::create_dir_all(folder).map_err(|e| Error::WorkingFolder {
@@ -202,9 +212,9 @@ impl LocalExecutor {
             (Mode::Copy, _) | (Mode::Auto, None) => Mode::Copy,
             _ => Mode::Overlay,
         };
-        tracing::debug!(bwrap = %bwrap.display(), ?mode, ?overlay, "local executor ready");
+        tracing::debug!(bwrap = %bwrap.display(), ?mode, ?overlay, limits = ?limiter, "local executor ready");
         let config = ExecutorConfig { working_folder: folder, ..config };
-        Ok(LocalExecutor { config, bwrap, mode, overlay, ca_bundle, resolv_conf })
+        Ok(LocalExecutor { config, bwrap, mode, overlay, ca_bundle, resolv_conf, seccomp, limiter })
     }
 
     /// The mode sessions of this executor use ([`Mode::Overlay`] or

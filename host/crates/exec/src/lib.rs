@@ -44,6 +44,14 @@
 //!   read-only over the image's (the bundle only over bundle files the image
 //!   has). Mount points bwrap had to create in the image are removed after
 //!   each step, so none reaches the diff.
+//! - confinement (see `docs/sandbox.md`): Docker's default capabilities
+//!   without `CAP_MKNOD` and `CAP_NET_RAW` (effective, permitted and
+//!   bounding), a seccomp filter with the intent of Docker's profile
+//!   (`seccomp.rs`), no-new-privileges, `--new-session`,
+//!   `--unshare-cgroup-try`, and a cgroup per step with memory and pids
+//!   limits ([`StepLimits`], `limits.rs`). With the host as tooling root
+//!   only its program and configuration directories are bound, with its
+//!   shadow files and private keys hidden.
 //!
 //! A bundle mounted read-only cannot be replaced: `update-ca-certificates`
 //! (the ca-certificates package's postinst) fails with EBUSY when it renames
@@ -59,8 +67,11 @@ mod cancel;
 mod copy;
 mod error;
 mod executor;
+mod limits;
 mod merged;
+mod privileges;
 mod sandbox;
+mod seccomp;
 mod session;
 mod step;
 
@@ -70,7 +81,10 @@ pub use executor::{
     CA_BUNDLE_PATHS, DEFAULT_CA_BUNDLE, DEFAULT_PATH, ExecutorConfig, LocalExecutor, MAX_LAYERS, Mode,
     PROXY_VARIABLES,
 };
+pub use limits::{LimitHit, StepLimits};
 pub use merged::{EntryKind, FileInfo, MAX_READ, MergedReader};
+pub use privileges::{kept_mask as kept_capabilities_mask, kept_names as kept_capabilities};
+pub use seccomp::FilterError;
 pub use session::{Diff, Session};
 pub use step::{
     CacheMount, PROBE_STDOUT_LIMIT, Probe, ProbeOutput, RunIn, STDERR_TAIL, Step, StepOutcome, Stream,

@@ -1,9 +1,15 @@
 //! Starting bubblewrap (optionally inside a private mount namespace holding
 //! the overlay mount) and supervising it: streaming its output line by line,
 //! enforcing a timeout and cancellation by killing its process group.
+//!
+//! Before bwrap execs, the child joins its step's cgroup, narrows its
+//! capability bounding set to what the step may keep, drops the core
+//! size to 0 (a crashing script leaves no `core` in the image), sets
+//! no-new-privileges and unmasks the seccomp program's fd for bwrap.
 
 use std::ffi::{CString, OsString};
 use std::io::{self, BufRead, BufReader, Read};
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -12,6 +18,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::cancel::CancelToken;
+use crate::limits::{self, LimitHit, Limiter, StepCgroup};
+use crate::privileges;
+use crate::seccomp;
 use crate::step::{STDERR_TAIL, Stream};
 
 /// Lines longer than this are passed on in pieces, so a process printing
@@ -60,6 +69,9 @@ pub(crate) struct Launch<'a> {
     pub cancel: &'a CancelToken,
     /// Bytes of stdout to keep (the rest is still streamed, then dropped).
     pub stdout_limit: usize,
+    /// The compiled seccomp filter (see [`seccomp::program`]).
+    pub seccomp: &'a [u8],
+    pub limiter: &'a Limiter,
 }
 
 /// How a sandboxed process ended.
@@ -73,12 +85,15 @@ pub(crate) struct Finished {
     pub timed_out: bool,
     pub cancelled: bool,
     pub duration: Duration,
+    /// The resource limit the process tree ran into, if one was.
+    pub limit_hit: Option<LimitHit>,
 }
 
 /// Why [`run`] could not run the process at all.
 #[derive(Debug)]
 pub(crate) enum RunError {
     Spawn(io::Error),
+    Limits(io::Error),
     Supervise(&'static str, io::Error),
 }
 
@@ -108,8 +123,14 @@ impl Drop for GroupGuard {
 
 /// Starts the process and supervises it to the end.
 pub(crate) fn run(launch: Launch<'_>, on_line: &mut dyn FnMut(Stream, &str)) -> Result<Finished, RunError> {
+    let filter = seccomp::memfd(launch.seccomp).map_err(RunError::Spawn)?;
+    // Declared before the guard below, so dropped after it: the cgroup goes
+    // once the process tree is dead and reaped.
+    let cgroup = launch.limiter.start().map_err(RunError::Limits)?;
     let mut command = Command::new(launch.bwrap);
     command
+        .arg("--seccomp")
+        .arg(filter.as_raw_fd().to_string())
         .args(&launch.args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -118,11 +139,13 @@ pub(crate) fn run(launch: Launch<'_>, on_line: &mut dyn FnMut(Stream, &str)) -> 
         // Its own process group, so a timeout can kill bwrap and all it
         // started with one signal.
         .process_group(0);
+    confine(&mut command, filter.as_raw_fd(), cgroup.as_ref(), launch.limiter.rlimit_data());
     if let Some(overlay) = launch.overlay {
         in_private_overlay(&mut command, overlay);
     }
     let started = Instant::now();
     let child = command.spawn().map_err(RunError::Spawn)?;
+    drop(filter);
     let mut guard = GroupGuard { child, reaped: false };
 
     let (tx, rx) = mpsc::channel::<(Stream, Vec<u8>)>();
@@ -141,6 +164,7 @@ pub(crate) fn run(launch: Launch<'_>, on_line: &mut dyn FnMut(Stream, &str)) -> 
         timed_out: false,
         cancelled: false,
         duration: Duration::ZERO,
+        limit_hit: None,
     };
     let mut killed = false;
     loop {
@@ -184,7 +208,37 @@ pub(crate) fn run(launch: Launch<'_>, on_line: &mut dyn FnMut(Stream, &str)) -> 
         out.exit_code = None;
         out.signal = Some(rustix::process::Signal::KILL.as_raw());
     }
+    out.limit_hit = cgroup.as_ref().and_then(StepCgroup::hit);
     Ok(out)
+}
+
+/// The pre-exec part of the confinement (see the module docs).
+#[allow(unsafe_code)]
+fn confine(command: &mut Command, seccomp_fd: i32, cgroup: Option<&StepCgroup>, rlimit_data: Option<u64>) {
+    use rustix::process::{Resource, Rlimit, setrlimit};
+
+    // Built before the fork: the hook only reads it.
+    let join_fds = cgroup.map(StepCgroup::join_fds).unwrap_or_default();
+    let hook = move || -> io::Result<()> {
+        // SAFETY: the parent holds these files open until `spawn` returns.
+        unsafe { limits::join(&join_fds) }?;
+        privileges::narrow_bounding_set()?;
+        setrlimit(Resource::Core, Rlimit { current: Some(0), maximum: Some(0) })?;
+        if let Some(bytes) = rlimit_data {
+            setrlimit(Resource::Data, Rlimit { current: Some(bytes), maximum: Some(bytes) })?;
+        }
+        rustix::thread::set_no_new_privs(true)?;
+        // SAFETY: the parent holds the memfd open until `spawn` returns.
+        let fd = unsafe { BorrowedFd::borrow_raw(seccomp_fd) };
+        rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())?;
+        Ok(())
+    };
+    // SAFETY: the hook runs between fork and exec and only makes raw
+    // syscalls (write, capget/capset, setrlimit, prctl, fcntl) on values prepared before
+    // the fork; it does not allocate, lock or touch other threads' state.
+    unsafe {
+        command.pre_exec(hook);
+    }
 }
 
 fn spawn_reader<R: Read + Send + 'static>(

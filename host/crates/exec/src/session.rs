@@ -18,6 +18,7 @@ use crate::copy::{self, Snap};
 use crate::error::{Error, IoContext, Result};
 use crate::executor::{CA_BUNDLE_PATHS, LocalExecutor, Mode, check_mount_data, session_prefix};
 use crate::merged::{EntryKind, MergedReader, is_opaque, is_whiteout};
+use crate::privileges;
 use crate::sandbox::{self, Finished, Launch, OverlayMount, RunError};
 use crate::step::{CacheMount, Probe, ProbeOutput, RunIn, Step, StepOutcome, Stream, ToolingRoot};
 
@@ -347,6 +348,8 @@ impl<'e> Session<'e> {
                 timeout: step.timeout,
                 cancel: &self.cancel,
                 stdout_limit: 0,
+                seccomp: &self.exec.seccomp,
+                limiter: &self.exec.limiter,
             },
             on_output,
         );
@@ -365,6 +368,7 @@ impl<'e> Session<'e> {
             duration: finished.duration,
             stderr_tail: String::from_utf8_lossy(&finished.stderr_tail).into_owned(),
             timed_out: finished.timed_out,
+            limit_hit: finished.limit_hit,
         };
         tracing::info!(
             step = label,
@@ -372,6 +376,9 @@ impl<'e> Session<'e> {
             elapsed_ms = outcome.duration.as_millis(),
             "step finished"
         );
+        if let Some(hit) = outcome.limit_hit {
+            tracing::warn!(step = label, "{}", hit.describe());
+        }
         if outcome.success() {
             return Ok(outcome);
         }
@@ -384,6 +391,14 @@ impl<'e> Session<'e> {
             return Err(Error::StepTimedOut {
                 step: step.summary.clone(),
                 timeout,
+                outcome: Box::new(outcome),
+            });
+        }
+        if let Some(hit) = outcome.limit_hit {
+            return Err(Error::StepLimit {
+                step: step.summary.clone(),
+                status: outcome.status_text(),
+                hit,
                 outcome: Box::new(outcome),
             });
         }
@@ -478,6 +493,8 @@ impl<'e> Session<'e> {
                 timeout: probe.timeout,
                 cancel: &self.cancel,
                 stdout_limit: probe.stdout_limit,
+                seccomp: &self.exec.seccomp,
+                limiter: &self.exec.limiter,
             },
             &mut |stream, line| {
                 if stream == Stream::Stderr {
@@ -490,6 +507,9 @@ impl<'e> Session<'e> {
         if finished.cancelled {
             return Err(Error::Cancelled { during: label });
         }
+        if let Some(hit) = finished.limit_hit {
+            tracing::warn!(probe = %label, "{}", hit.describe());
+        }
         Ok(ProbeOutput {
             exit_code: finished.exit_code,
             signal: finished.signal,
@@ -498,6 +518,7 @@ impl<'e> Session<'e> {
             stderr: finished.stderr_tail,
             timed_out: finished.timed_out,
             duration: finished.duration,
+            limit_hit: finished.limit_hit,
         })
     }
 
@@ -540,7 +561,13 @@ impl<'e> Session<'e> {
                     if flag == "--tmpfs" {
                         basics.extend([os("--perms"), os("1777")]);
                     }
-                    basics.extend([os(flag), os(dest)]);
+                    if flag == "--proc" {
+                        let proc_dest = dest.clone();
+                        basics.extend([os(flag), os(dest)]);
+                        basics.extend(self.proc_masks(&proc_dest)?);
+                    } else {
+                        basics.extend([os(flag), os(dest)]);
+                    }
                 }
                 planned.args.extend(basics);
                 // Name resolution and the host's CA only matter with the
@@ -581,6 +608,7 @@ impl<'e> Session<'e> {
                     ToolingRoot::Dir(dir) => dir.clone(),
                 };
                 let tview = MergedReader::new(vec![tooling.clone()]);
+                let host = matches!(root, ToolingRoot::Host);
                 let skip = ["proc", "dev", "tmp"];
                 let entries =
                     fs::read_dir(&tooling).ctx(|| format!("listing tooling root {}", tooling.display()))?;
@@ -590,7 +618,7 @@ impl<'e> Session<'e> {
                     .ctx(|| format!("listing tooling root {}", tooling.display()))?;
                 names.sort();
                 for name in names {
-                    if skip.iter().any(|s| OsStr::new(s) == name) {
+                    if skip.iter().any(|s| OsStr::new(s) == name) || (host && !host_tooling_dir(&name)) {
                         continue;
                     }
                     let src = tooling.join(&name);
@@ -613,7 +641,11 @@ impl<'e> Session<'e> {
                     os("--tmpfs"),
                     os("/tmp"),
                 ]);
-                check_tooling_mount_point(label, &tview, mount_point, "the target")?;
+                planned.args.extend(self.proc_masks("/proc")?);
+                if host {
+                    planned.args.extend(self.host_secret_masks()?);
+                }
+                check_tooling_mount_point(label, &tview, host, mount_point, "the target")?;
                 let flag = if target.writable { "--bind" } else { "--ro-bind" };
                 planned.args.extend([os(flag), os(&target.dir), os(mount_point)]);
                 if let Some(resolv) = exec.resolv_conf.as_ref().filter(|_| req.network)
@@ -632,7 +664,7 @@ impl<'e> Session<'e> {
                         let in_target = Self::target_dest(label, target, &format!("/{rest}"), &mut planned)?;
                         format!("{}{}", inside.trim_end_matches('/'), in_target)
                     } else {
-                        check_tooling_mount_point(label, &tview, &cache.path, "a cache")?;
+                        check_tooling_mount_point(label, &tview, host, &cache.path, "a cache")?;
                         cache.path.clone()
                     };
                     binds.extend([os("--bind"), os(&cache.host_dir), os(dest)]);
@@ -640,11 +672,19 @@ impl<'e> Session<'e> {
             }
         }
         planned.args.extend(binds);
-        planned.args.extend([os("--unshare-pid"), os("--unshare-ipc"), os("--unshare-uts")]);
+        planned.args.extend([
+            os("--unshare-pid"),
+            os("--unshare-ipc"),
+            os("--unshare-uts"),
+            os("--unshare-cgroup-try"),
+        ]);
         if !req.network {
             planned.args.push(os("--unshare-net"));
         }
-        planned.args.extend([os("--die-with-parent"), os("--clearenv")]);
+        // A session of its own: no controlling terminal to push input into
+        // (TIOCSTI) or to open as /dev/tty.
+        planned.args.extend([os("--new-session"), os("--die-with-parent"), os("--clearenv")]);
+        planned.args.extend(privileges::bwrap_args());
         let mut env: Vec<(&str, &str)> = vec![("PATH", exec.config.path_env.as_str()), ("HOME", "/root")];
         env.extend(exec.config.proxy_env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         env.extend(req.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
@@ -654,6 +694,57 @@ impl<'e> Session<'e> {
         planned.args.extend([os("--chdir"), os("/"), os("--")]);
         planned.args.extend(req.argv.iter().map(os));
         Ok(planned)
+    }
+
+    /// An empty file in the session dir, bound over files a step must not
+    /// read.
+    fn empty_file(&self) -> Result<PathBuf> {
+        let empty = self.base().join("empty");
+        if !empty.exists() {
+            File::create(&empty).ctx(|| format!("creating {}", empty.display()))?;
+        }
+        Ok(empty)
+    }
+
+    /// bwrap arguments that make the kernel's knobs under the sandbox's
+    /// `/proc` (mounted at `dest`) read-only and hide what Docker masks.
+    /// As uid 0 a step could otherwise write `/proc/sys/kernel/core_pattern`
+    /// or `modprobe`, and the host would run a program of the image's as
+    /// root; bubblewrap 0.8 leaves them writable for root. The host's own
+    /// entries are bound: the same kernel settings, with the per-network
+    /// ones still looked up in the reader's namespace.
+    fn proc_masks(&self, dest: &str) -> Result<Vec<OsString>> {
+        let dest = dest.trim_end_matches('/');
+        let mut args = Vec::new();
+        for name in PROC_READ_ONLY {
+            let host = Path::new("/proc").join(name);
+            if host.exists() {
+                args.extend([os("--ro-bind"), os(&host), os(format!("{dest}/{name}"))]);
+            }
+        }
+        for name in PROC_MASKED {
+            if Path::new("/proc").join(name).is_file() {
+                args.extend([os("--ro-bind"), os(self.empty_file()?), os(format!("{dest}/{name}"))]);
+            }
+        }
+        Ok(args)
+    }
+
+    /// bwrap arguments hiding [`HOST_SECRET_DIRS`] and [`HOST_SECRET_FILES`]
+    /// where the host has them (as real directories and files: a symlink
+    /// would be followed by bwrap to somewhere else).
+    fn host_secret_masks(&self) -> Result<Vec<OsString>> {
+        let mut args = Vec::new();
+        let is = |path: &str, dir: bool| {
+            fs::symlink_metadata(path).is_ok_and(|m| if dir { m.is_dir() } else { m.is_file() })
+        };
+        for dir in HOST_SECRET_DIRS.iter().filter(|d| is(d, true)) {
+            args.extend([os("--tmpfs"), os(dir)]);
+        }
+        for file in HOST_SECRET_FILES.iter().filter(|f| is(f, false)) {
+            args.extend([os("--ro-bind"), os(self.empty_file()?), os(file)]);
+        }
+        Ok(args)
     }
 
     /// Resolves `dest` (absolute, in the target) for bwrap and records what
@@ -809,10 +900,39 @@ fn ca_dests(view: &MergedReader, extra: &[String]) -> Result<Vec<String>> {
     Ok(dests.into_iter().collect())
 }
 
+/// Entries of `/proc` bound read-only, as Docker has them.
+const PROC_READ_ONLY: &[&str] = &["sys", "sysrq-trigger", "irq", "bus", "fs"];
+/// Entries of `/proc` Docker masks: kernel memory, keys, scheduler and
+/// timer internals.
+const PROC_MASKED: &[&str] = &["kcore", "keys", "timer_list", "sched_debug"];
+
+/// The host's top-level directories a step with the host as its tooling
+/// root sees (read-only): the programs and libraries and their
+/// configuration. Not `/run`, `/var`, `/home`, `/root` and the rest: host
+/// sockets there (a container engine's, systemd's) would let a step out of
+/// the sandbox, and users' files are none of its business.
+const HOST_TOOLING_DIRS: &[&str] = &["bin", "etc", "lib", "lib32", "lib64", "libx32", "opt", "sbin", "usr"];
+
+fn host_tooling_dir(name: &OsStr) -> bool {
+    HOST_TOOLING_DIRS.iter().any(|d| OsStr::new(d) == name)
+}
+
+/// Host secrets under `/etc` hidden from steps run with the host's tools:
+/// directories get an empty tmpfs, files an empty file.
+const HOST_SECRET_DIRS: &[&str] =
+    &["/etc/ssh", "/etc/ssl/private", "/etc/credstore", "/etc/credstore.encrypted"];
+const HOST_SECRET_FILES: &[&str] = &["/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-"];
+
 /// A mount point in a read-only tooling root must exist as a directory,
 /// or hang off a top-level name the root lacks (then bwrap creates it in
 /// its own tmpfs root).
-fn check_tooling_mount_point(label: &str, tview: &MergedReader, path: &str, what: &str) -> Result<()> {
+fn check_tooling_mount_point(
+    label: &str,
+    tview: &MergedReader,
+    host: bool,
+    path: &str,
+    what: &str,
+) -> Result<()> {
     let err = |reason: String| Error::MountPoint { step: label.to_owned(), path: path.to_owned(), reason };
     let comps: Vec<&str> = path.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
     if !path.starts_with('/') || comps.is_empty() || comps.contains(&"..") {
@@ -821,7 +941,8 @@ fn check_tooling_mount_point(label: &str, tview: &MergedReader, path: &str, what
     if ["proc", "dev", "tmp"].contains(&comps[0]) && comps[0] != "tmp" {
         return Err(err(format!("{what} cannot go under /{}", comps[0])));
     }
-    if comps[0] == "tmp" || tview.stat(&format!("/{}", comps[0]))?.is_none() {
+    let unbound = host && !host_tooling_dir(OsStr::new(comps[0]));
+    if comps[0] == "tmp" || unbound || tview.stat(&format!("/{}", comps[0]))?.is_none() {
         return Ok(());
     }
     match tview.canonicalize(path)? {
@@ -836,6 +957,7 @@ fn check_tooling_mount_point(label: &str, tview: &MergedReader, path: &str, what
 fn run_error(label: &str, e: RunError) -> Error {
     match e {
         RunError::Spawn(source) => Error::Spawn { step: label.to_owned(), source },
+        RunError::Limits(source) => Error::Limits { step: label.to_owned(), source },
         RunError::Supervise(what, source) => {
             Error::Supervise { step: label.to_owned(), what: what.to_owned(), source }
         }

@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::limits::LimitHit;
+
 /// The most of a step's stderr kept in its outcome.
 pub const STDERR_TAIL: usize = 64 * 1024;
 /// The most of a probe's stdout kept by default.
@@ -188,6 +190,8 @@ pub struct StepOutcome {
     pub stderr_tail: String,
     /// Killed because it ran past its timeout.
     pub timed_out: bool,
+    /// The resource limit it ran into, if any (it may have coped).
+    pub limit_hit: Option<LimitHit>,
 }
 
 impl StepOutcome {
@@ -223,6 +227,8 @@ pub struct ProbeOutput {
     pub stderr: Vec<u8>,
     pub timed_out: bool,
     pub duration: Duration,
+    /// The resource limit it ran into, if any.
+    pub limit_hit: Option<LimitHit>,
 }
 
 impl ProbeOutput {
