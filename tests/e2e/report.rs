@@ -301,7 +301,10 @@ fn bad_reports_are_clear_errors_naming_file_and_plugin() {
     }
     // Without --scanner, nobody claims them, and the error lists who was asked.
     let err = bad_input(&sandbox, "junk.json", b"[1, 2, 3]", &[]);
-    assert!(err.contains("trivy (0)") && err.contains("grype (0)") && err.contains("native (0)"), "{err}");
+    assert!(
+        err.contains("trivy 0") && err.contains("grype 0") && err.contains("native (Copa UpdateManifest) 0"),
+        "{err}"
+    );
 }
 
 /// A valid Trivy report of about 100 MB: long descriptions, as real ones have.
