@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::model::{OsInfo, Platform};
+use crate::patch::summary::counted;
 use crate::plugin::PluginSet;
 use crate::scan::{Scanned, ScannerUsed};
 use crate::updates::{Grouped, PackageUpdate, Unfixed};
@@ -175,8 +176,11 @@ impl Report {
         let s = &self.summary;
         let _ = writeln!(
             out,
-            "\n{} findings: {} fixable in {} packages, {} without a fix",
-            s.findings, s.fixable, s.packages_to_update, s.unfixed.total
+            "\n{}: {} fixable in {}, {} without a fix",
+            counted(s.findings, "finding", "findings"),
+            s.fixable,
+            counted(s.packages_to_update, "package", "packages"),
+            s.unfixed.total
         );
         if s.unfixed.total > 0 {
             let parts: Vec<String> = s.unfixed.by_status.iter().map(|(k, v)| format!("{v} {k}")).collect();
@@ -186,7 +190,7 @@ impl Report {
             .ecosystems
             .iter()
             .filter(|(_, e)| e.updater.is_none())
-            .map(|(name, e)| format!("{name} ({} packages)", e.packages))
+            .map(|(name, e)| format!("{name} ({})", counted(e.packages, "package", "packages")))
             .collect();
         if !unhandled.is_empty() {
             let _ = writeln!(out, "no updater for: {}", unhandled.join(", "));

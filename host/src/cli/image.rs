@@ -8,6 +8,7 @@ use clap::Subcommand;
 
 use super::GlobalArgs;
 use crate::Error;
+use crate::patch::summary::counted;
 
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
@@ -73,9 +74,9 @@ pub fn run(cmd: &ImageCommand, global: &GlobalArgs) -> Result<ExitCode, Error> {
                 .map_err(|e| Error::Image { image: src.to_string(), source: Box::new(e) })?;
             writeln!(
                 out,
-                "copied {src} to {dst}: {} blobs copied ({} bytes), {} already there, {} mounted; digest {}",
-                report.blobs_copied,
-                report.bytes_copied,
+                "copied {src} to {dst}: {} copied ({}), {} already there, {} mounted; digest {}",
+                counted(report.blobs_copied, "blob", "blobs"),
+                counted(usize::try_from(report.bytes_copied).unwrap_or(usize::MAX), "byte", "bytes"),
                 report.blobs_present,
                 report.blobs_mounted,
                 report.digest.map(|d| d.to_string()).unwrap_or_default()
