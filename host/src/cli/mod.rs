@@ -46,7 +46,8 @@ pub struct GlobalArgs {
     #[arg(long, value_name = "MIB", default_value_t = 512, global = true)]
     plugin_memory: usize,
 
-    /// More output: -v for progress details, -vv for debugging.
+    /// More output: -v names each phase and step once and shows the steps'
+    /// output, -vv adds debugging detail (the executor's own lines).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
 
@@ -256,6 +257,16 @@ mod tests {
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("ten").is_err());
         assert!(parse_duration("5 weeks").is_err());
+    }
+
+    #[test]
+    fn color_is_read_before_clap_parses() {
+        let args = |text: &str| text.split(' ').map(std::ffi::OsString::from).collect::<Vec<_>>();
+        assert_eq!(ColorChoice::from_args(&args("caulk patch --color never -i x")), ColorChoice::Never);
+        assert_eq!(ColorChoice::from_args(&args("caulk --color=always report r")), ColorChoice::Always);
+        assert_eq!(ColorChoice::from_args(&args("caulk report r")), ColorChoice::Auto);
+        assert_eq!(ColorChoice::from_args(&args("caulk report -- --color=never")), ColorChoice::Auto);
+        assert!(ColorChoice::Always.enabled() && !ColorChoice::Never.enabled());
     }
 
     #[test]
