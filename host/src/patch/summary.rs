@@ -471,20 +471,45 @@ pub(crate) fn counted(n: usize, one: &str, many: &str) -> String {
 
 /// Where a library package lives, short: the environment's prefix
 /// (`/opt/venv`), marked `(system)` for the interpreter's own
-/// (`/usr/local (system)`); a path of another shape as it is.
+/// (`/usr/local (system)`); a path of another shape cut to fit a column.
 pub fn location_label(location: &str) -> String {
     let trimmed = location.trim_end_matches('/');
-    let Some(lib) = trimmed.rfind("/lib/python") else { return location.to_owned() };
+    let Some(lib) = trimmed.rfind("/lib/python") else { return cut_path(location) };
     let (prefix, rest) = trimmed.split_at(lib);
     let site = rest.trim_start_matches("/lib/").split_once('/').map(|(_, s)| s);
     if !matches!(site, Some("site-packages" | "dist-packages")) {
-        return location.to_owned();
+        return cut_path(location);
     }
     match prefix {
         "" => "/ (system)".to_owned(),
         "/usr" | "/usr/local" => format!("{prefix} (system)"),
-        venv => venv.to_owned(),
+        venv => cut_path(venv),
     }
+}
+
+/// Longer than this, a path in a table cell loses its middle.
+const MAX_PATH: usize = 40;
+
+/// `/srv/…/node_modules/lodash` for a long path: its first component and
+/// as many of its last as fit, so the start and the package stay readable.
+pub fn cut_path(path: &str) -> String {
+    if path.chars().count() <= MAX_PATH {
+        return path.to_owned();
+    }
+    let parts: Vec<&str> = path.split('/').collect();
+    let head =
+        if path.starts_with('/') { format!("/{}", parts.get(1).unwrap_or(&"")) } else { parts[0].to_owned() };
+    let mut tail: Vec<&str> = Vec::new();
+    for part in parts.iter().skip(2).rev() {
+        let len = head.chars().count()
+            + 2
+            + tail.iter().chain([part]).map(|p| p.chars().count() + 1).sum::<usize>();
+        if len > MAX_PATH && !tail.is_empty() {
+            break;
+        }
+        tail.insert(0, part);
+    }
+    format!("{head}/…/{}", tail.join("/"))
 }
 
 #[cfg(test)]
@@ -538,6 +563,20 @@ mod tests {
         assert_eq!(location_label("/opt/venv/lib/python3.11/site-packages/"), "/opt/venv");
         assert_eq!(location_label("/app/vendor"), "/app/vendor");
         assert_eq!(location_label("/srv/lib/python-tools/x"), "/srv/lib/python-tools/x");
+        assert_eq!(
+            location_label(
+                "/srv/applications/customer-portal/releases/2024-11/venv/lib/python3.12/site-packages"
+            ),
+            "/srv/…/releases/2024-11/venv"
+        );
+        assert_eq!(
+            location_label("/app/frontend/node_modules/@scope/some-package/node_modules/lodash"),
+            "/app/…/some-package/node_modules/lodash"
+        );
+        assert_eq!(
+            cut_path("/a/very-long-component-name-that-alone-is-longer-than-forty"),
+            "/a/…/very-long-component-name-that-alone-is-longer-than-forty"
+        );
     }
 
     #[test]
