@@ -679,3 +679,12 @@ fn patch_help_sets_global_options_apart() {
         assert!(help.find(global).unwrap() > heading, "{global} is not under Global options:\n{help}");
     }
 }
+
+#[test]
+fn a_source_date_epoch_that_is_not_a_number_is_refused() {
+    let sandbox = Sandbox::new();
+    let out =
+        run(sandbox.caulk().env("SOURCE_DATE_EPOCH", "yesterday").args(["patch", "-i", "oci:/nowhere:x"]));
+    let err = failure(&out, 2);
+    assert!(err.contains("SOURCE_DATE_EPOCH=\"yesterday\" is not a whole number of seconds"), "{err}");
+}

@@ -206,6 +206,7 @@ pub fn run(
     cancel: &CancelToken,
 ) -> Result<PatchSummary, PatchError> {
     let started = Instant::now();
+    check_source_date_epoch()?;
     let check_cancel = |during: &str| {
         if cancel.is_cancelled() { Err(PatchError::Cancelled { during: during.to_owned() }) } else { Ok(()) }
     };
@@ -693,7 +694,18 @@ fn step_cache_dir(plugin: &str, key: &str, path: &str) -> PathBuf {
 }
 
 fn source_date_epoch() -> Option<u64> {
-    std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|v| v.parse().ok())
+    std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|v| v.trim().parse().ok())
+}
+
+/// A `SOURCE_DATE_EPOCH` that is set but not a number would silently give
+/// a run stamped with the current time: refuse it instead.
+fn check_source_date_epoch() -> Result<(), PatchError> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.trim().is_empty() && v.trim().parse::<u64>().is_err() => Err(PatchError::Usage(format!(
+            "SOURCE_DATE_EPOCH={v:?} is not a whole number of seconds since 1970"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 pub(crate) fn now_rfc3339() -> String {
