@@ -28,7 +28,7 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
 
-    #[error("image {image}: {source}")]
+    #[error("{}", about_image(image, source))]
     Image { image: String, source: Box<caulk_image::Error> },
 
     #[error(transparent)]
@@ -36,6 +36,13 @@ pub enum Error {
 
     #[error(transparent)]
     Grants(#[from] crate::plugin::grants::GrantStoreError),
+}
+
+/// `image REF: MESSAGE`, or just the message when it names the image
+/// already (most image errors start with where they happened).
+pub(crate) fn about_image(image: &str, source: &caulk_image::Error) -> String {
+    let message = source.to_string();
+    if message.contains(image) { message } else { format!("image {image}: {message}") }
 }
 
 impl From<crate::scan::ScanError> for Error {

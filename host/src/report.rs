@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::model::{OsInfo, Platform};
+use crate::patch::summary::{counted, location_label};
 use crate::plugin::PluginSet;
 use crate::scan::{Scanned, ScannerUsed};
 use crate::updates::{Grouped, PackageUpdate, Unfixed};
@@ -135,16 +136,17 @@ impl Report {
         if self.packages.is_empty() {
             out.push_str("nothing to update: no finding has a fixed version\n");
         } else {
-            let mut rows = vec![[
-                "PACKAGE".to_owned(),
-                "ECOSYSTEM".into(),
-                "INSTALLED".into(),
-                "FIXED IN".into(),
-                "VULNERABILITIES".into(),
-            ]];
+            // The same package can be installed in several places (the
+            // system Python, a virtualenv): one row each, saying where.
+            let with_location = self.packages.iter().any(|p| p.update.location.is_some());
+            let mut header = vec!["PACKAGE".to_owned()];
+            if with_location {
+                header.push("LOCATION".into());
+            }
+            header.extend(["ECOSYSTEM", "INSTALLED", "FIXED IN", "VULNERABILITIES"].map(String::from));
+            let mut rows = vec![header];
             for p in &self.packages {
                 let u = &p.update;
-                let name = u.name.clone();
                 let fixed = u.fixes_all_at.clone().unwrap_or_else(|| u.fixed_versions.join(", "));
                 let ids: Vec<&str> = u.vulnerabilities.iter().map(|v| v.id.as_str()).collect();
                 let vulns = if ids.len() > 3 {
@@ -152,31 +154,25 @@ impl Report {
                 } else {
                     ids.join(", ")
                 };
-                rows.push([name, u.ecosystem.clone(), u.installed_version.clone(), fixed, vulns]);
+                let mut row = vec![u.name.clone()];
+                if with_location {
+                    row.push(u.location.as_deref().map_or_else(|| "-".to_owned(), location_label));
+                }
+                row.extend([u.ecosystem.clone(), u.installed_version.clone(), fixed, vulns]);
+                rows.push(row);
             }
             let mut table = Vec::new();
             crate::cli::write_table(&mut table, &rows).expect("writing to memory");
             out.push_str(&String::from_utf8_lossy(&table));
-            let located: Vec<&PackageUpdate> =
-                self.packages.iter().map(|p| &p.update).filter(|u| u.location.is_some()).collect();
-            if !located.is_empty() {
-                out.push_str("\nlocations:\n");
-                for u in located {
-                    let _ = writeln!(
-                        out,
-                        "  {} {}: {}",
-                        u.name,
-                        u.installed_version,
-                        u.location.as_deref().unwrap_or("")
-                    );
-                }
-            }
         }
         let s = &self.summary;
         let _ = writeln!(
             out,
-            "\n{} findings: {} fixable in {} packages, {} without a fix",
-            s.findings, s.fixable, s.packages_to_update, s.unfixed.total
+            "\n{}: {} fixable in {}, {} without a fix",
+            counted(s.findings, "finding", "findings"),
+            s.fixable,
+            counted(s.packages_to_update, "package", "packages"),
+            s.unfixed.total
         );
         if s.unfixed.total > 0 {
             let parts: Vec<String> = s.unfixed.by_status.iter().map(|(k, v)| format!("{v} {k}")).collect();
@@ -186,7 +182,7 @@ impl Report {
             .ecosystems
             .iter()
             .filter(|(_, e)| e.updater.is_none())
-            .map(|(name, e)| format!("{name} ({} packages)", e.packages))
+            .map(|(name, e)| format!("{name} ({})", counted(e.packages, "package", "packages")))
             .collect();
         if !unhandled.is_empty() {
             let _ = writeln!(out, "no updater for: {}", unhandled.join(", "));

@@ -324,9 +324,18 @@ fn update_all_mode_brings_every_package_up_to_date() {
     let sandbox = Sandbox::new();
     let layout = layout_copy(&sandbox, "bookworm");
     let input = format!("oci:{}:bookworm", layout.display());
-    let summary = json(&success(&run(sandbox.caulk().args(["patch", "--json", "-i", &input, "-t", "all"]))));
+    let vex = sandbox.path().join("vex.json");
+    let summary = json(&success(&run(sandbox
+        .caulk()
+        .args(["patch", "--json", "-i", &input, "-t", "all", "-o"])
+        .arg(&vex))));
     assert_eq!(summary["result"], "patched");
     assert_eq!(summary["mode"], "all");
+    // No report, so no vulnerability to state: -o says so rather than
+    // writing a document OpenVEX's schema rejects.
+    let why = summary["vex_not_written"].as_str().unwrap_or_else(|| panic!("{summary:#}"));
+    assert!(why.contains("no vulnerability a report named was fixed"), "{why}");
+    assert!(summary["vex"].is_null() && !vex.exists());
     let after = open(&format!("oci:{}:all", layout.display()));
     let versions = dpkg_versions(&after);
     let behind = findings_of(&apt_report(&sandbox, &layout, "all", &["openssl", "libssl3", "libexpat1"]));
@@ -414,10 +423,16 @@ fn nothing_to_patch_writes_nothing() {
               {"VulnerabilityID": "TEST-1", "PkgName": "zlib1g", "InstalledVersion": "1:1.2.13.dfsg-1", "Status": "affected", "Severity": "LOW"}]}]}"#,
     )
     .unwrap();
-    let out = run(sandbox.caulk().args(["patch", "-i", &input, "-r"]).arg(&report));
+    let vex = sandbox.path().join("vex.json");
+    let out = run(sandbox.caulk().args(["patch", "-i", &input, "-r"]).arg(&report).arg("-o").arg(&vex));
     let text = success(&out);
     assert!(text.contains("nothing to patch"), "{text}");
     assert_eq!(ref_digest(&layout, "bookworm-patched"), None);
+    assert!(
+        text.contains(&format!("no VEX document written to {}: nothing was patched", vex.display())),
+        "{text}"
+    );
+    assert!(!vex.exists());
 }
 
 #[test]
@@ -496,4 +511,180 @@ fn patches_an_image_in_a_registry_and_names_it_there_in_the_vex() {
     assert!(product.starts_with("pkg:oci/debian@sha256%3A"), "{product}");
     assert!(product.contains(&format!("repository_url=127.0.0.1%3A{port}/team/app/debian")), "{product}");
     assert!(product.contains("tag=bookworm-patched"), "{product}");
+}
+
+/// The entries of a gzipped layer blob with everything tar shows about
+/// them, for saying what differs between two layers that should not.
+fn layer_listing(layout: &Path, digest: &str) -> Vec<String> {
+    let blob = layout.join("blobs").join(digest.replace(':', "/"));
+    let out = run(Command::new("tar").args(["--full-time", "-tvzf"]).arg(&blob));
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn the_same_inputs_with_source_date_epoch_give_the_same_digest() {
+    let sandbox = Sandbox::new();
+    // Two copies of one image, patched under the same name: the VEX names it.
+    let layout = layout_copy(&sandbox, "bookworm");
+    let twin = sandbox.path().join("twin");
+    assert!(Command::new("cp").arg("-a").arg(&layout).arg(&twin).status().unwrap().success());
+    let input = format!("oci:{}:bookworm", layout.display());
+    let report = apt_report(&sandbox, &layout, "bookworm", &["openssl", "libssl3", "libexpat1"]);
+    let patch = |layout: &Path, vex: &Path| {
+        let out = run(sandbox
+            .caulk()
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .args(["patch", "--json", "-i", &format!("oci:{}:bookworm", layout.display()), "-t", "a", "-r"])
+            .arg(&report)
+            .arg("-o")
+            .arg(vex));
+        json(&success(&out))
+    };
+    let (vex_a, vex_b) = (sandbox.path().join("a.json"), sandbox.path().join("b.json"));
+    let a = patch(&layout, &vex_a);
+    let b = patch(&twin, &vex_b);
+    let new_layer =
+        |layout: &Path| layer_digests(&open(&format!("oci:{}:a", layout.display()))).pop().unwrap();
+    let (layer_a, layer_b) = (new_layer(&layout), new_layer(&twin));
+    if layer_a != layer_b {
+        let (la, lb) = (layer_listing(&layout, &layer_a), layer_listing(&twin, &layer_b));
+        let differ: Vec<_> =
+            la.iter().filter(|l| !lb.contains(l)).chain(lb.iter().filter(|l| !la.contains(l))).collect();
+        panic!(
+            "two runs wrote different layers; entries whose metadata differ (none: contents):\n{differ:#?}"
+        );
+    }
+    assert_eq!(a["digest"], b["digest"], "one layer, but different images");
+    let read = |path: &Path| std::fs::read_to_string(path).unwrap();
+    assert_eq!(read(&vex_a), read(&vex_b), "different VEX documents");
+    let created = config(&open(&format!("oci:{}:a", layout.display())))["created"].clone();
+    assert_eq!(created, "2023-11-14T22:13:20Z");
+
+    // Another time is another image, and writing it over `a` says what `a`
+    // named before; -v names each step once.
+    let out = run(sandbox
+        .caulk()
+        .env("SOURCE_DATE_EPOCH", "1800000000")
+        .args(["patch", "-v", "-i", &input, "-t", "a", "-r"])
+        .arg(&report));
+    let text = success(&out);
+    let old = a["digest"].as_str().unwrap();
+    assert!(
+        text.contains(&format!(
+            "{}:a already existed ({old}); it now names the patched image",
+            layout.display()
+        )),
+        "{text}"
+    );
+    let err = stderr(&out);
+    assert!(err.contains(&format!("already existed ({old})")), "the replacement is also a warning:\n{err}");
+    assert!(!err.contains("Some("), "{err}");
+    let steps: Vec<&str> = err.lines().filter(|l| l.trim_start().starts_with("INFO step ")).collect();
+    assert!(!steps.is_empty(), "{err}");
+    for line in &steps {
+        let summary = line.split_once(": ").map_or(*line, |(_, s)| s);
+        assert_eq!(err.matches(summary).count(), 1, "`{summary}` logged more than once:\n{err}");
+    }
+    assert!(!err.contains('\u{1b}'), "no colour off a terminal:\n{err}");
+}
+
+#[test]
+fn an_image_with_no_layers_has_no_operating_system() {
+    let sandbox = Sandbox::new();
+    let layout = sandbox.mkdir("empty");
+    let put = |bytes: &[u8]| {
+        let digest = caulk_image::Digest::of(bytes);
+        let dir = layout.join("blobs/sha256");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(digest.hex()), bytes).unwrap();
+        serde_json::json!({"digest": digest.to_string(), "size": bytes.len()})
+    };
+    let config =
+        put(br#"{"architecture":"amd64","os":"linux","config":{},"rootfs":{"type":"layers","diff_ids":[]}}"#);
+    let mut config_desc = config.clone();
+    config_desc["mediaType"] = "application/vnd.oci.image.config.v1+json".into();
+    let manifest = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": config_desc, "layers": []});
+    let mut manifest_desc = put(&serde_json::to_vec(&manifest).unwrap());
+    manifest_desc["mediaType"] = "application/vnd.oci.image.manifest.v1+json".into();
+    manifest_desc["annotations"] = serde_json::json!({"org.opencontainers.image.ref.name": "empty"});
+    std::fs::write(layout.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    std::fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "manifests": [manifest_desc]})).unwrap(),
+    )
+    .unwrap();
+    let input = format!("oci:{}:empty", layout.display());
+    let err = failure(&run(sandbox.caulk().args(["patch", "-i", &input])), 1);
+    assert!(err.contains("no operating system found (the image has no layers)"), "{err}");
+    assert!(!err.contains("nothing to patch"), "{err}");
+    assert_eq!(err.matches(&layout.display().to_string()).count(), 1, "the image is named once:\n{err}");
+}
+
+#[test]
+fn copying_a_docker_archive_into_an_oci_layout_gives_what_skopeo_reads() {
+    let sandbox = Sandbox::new();
+    let layout = layout_copy(&sandbox, "bookworm");
+    let archive = format!("docker-archive:{}/debian.tar:debian:12", sandbox.path().display());
+    success(&run(sandbox.caulk().args([
+        "image",
+        "copy",
+        &format!("oci:{}:bookworm", layout.display()),
+        &archive,
+    ])));
+
+    let out = sandbox.path().join("out");
+    let dest = format!("oci:{}:t", out.display());
+    let text = success(&run(sandbox.caulk().args(["image", "copy", &archive, &dest])));
+    assert!(text.contains("converted Docker v2 schema 2 media types to OCI"), "{text}");
+    let skopeo = |args: &[&str]| {
+        let out = Command::new("skopeo").args(args).output().unwrap();
+        assert!(out.status.success(), "skopeo {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        out.stdout
+    };
+    let inspected: serde_json::Value = serde_json::from_slice(&skopeo(&["inspect", &dest])).unwrap();
+    let archived = open(&archive);
+    let layers: Vec<String> = layer_digests(&archived);
+    assert_eq!(inspected["Layers"], serde_json::json!(layers), "layer bytes unchanged");
+    skopeo(&["copy", &dest, &format!("oci:{}/onward:x", sandbox.path().display())]);
+
+    // --preserve-digests keeps the Docker manifest, as skopeo's flag does,
+    // and says what that costs; in colour only when asked.
+    let kept = format!("oci:{}/kept:t", sandbox.path().display());
+    let out = run(sandbox.caulk().args(["image", "copy", "--preserve-digests", &archive, &kept]));
+    success(&out);
+    assert_eq!(open(&kept).top.digest, archived.top.digest);
+    let err = stderr(&out);
+    assert!(err.contains("keeps Docker media types") && !err.contains('\u{1b}'), "{err}");
+    let out = run(sandbox.caulk().args([
+        "image",
+        "copy",
+        "--color",
+        "always",
+        "--preserve-digests",
+        &archive,
+        &kept,
+    ]));
+    success(&out);
+    assert!(stderr(&out).contains('\u{1b}'), "--color always colours: {}", stderr(&out));
+}
+
+#[test]
+fn patch_help_sets_global_options_apart() {
+    let sandbox = Sandbox::new();
+    let help = success(&run(sandbox.caulk().args(["patch", "--help"])));
+    let heading = help.find("Global options:").unwrap_or_else(|| panic!("{help}"));
+    assert!(help.find("--image").unwrap() < heading, "{help}");
+    for global in ["--plugin-dir", "--verbose", "--color", "--docker-host"] {
+        assert!(help.find(global).unwrap() > heading, "{global} is not under Global options:\n{help}");
+    }
+}
+
+#[test]
+fn a_source_date_epoch_that_is_not_a_number_is_refused() {
+    let sandbox = Sandbox::new();
+    let out =
+        run(sandbox.caulk().env("SOURCE_DATE_EPOCH", "yesterday").args(["patch", "-i", "oci:/nowhere:x"]));
+    let err = failure(&out, 2);
+    assert!(err.contains("SOURCE_DATE_EPOCH=\"yesterday\" is not a whole number of seconds"), "{err}");
 }

@@ -301,7 +301,10 @@ fn bad_reports_are_clear_errors_naming_file_and_plugin() {
     }
     // Without --scanner, nobody claims them, and the error lists who was asked.
     let err = bad_input(&sandbox, "junk.json", b"[1, 2, 3]", &[]);
-    assert!(err.contains("trivy (0)") && err.contains("grype (0)") && err.contains("native (0)"), "{err}");
+    assert!(
+        err.contains("trivy 0") && err.contains("grype 0") && err.contains("native (Copa UpdateManifest) 0"),
+        "{err}"
+    );
 }
 
 /// A valid Trivy report of about 100 MB: long descriptions, as real ones have.
@@ -341,4 +344,43 @@ fn a_100_mb_report_is_read_within_the_plugin_limits() {
     let err =
         bad_input(&sandbox, "huge-truncated.json", cut, &["--plugin-timeout", "120s", "--scanner", "trivy"]);
     assert!(err.contains("scanner trivy"), "{err}");
+}
+
+#[test]
+fn one_row_per_package_and_location_and_counts_in_the_right_number() {
+    let sandbox = Sandbox::new();
+    let finding = |site: &str, id: &str| {
+        serde_json::json!({
+            "VulnerabilityID": id, "PkgName": "certifi", "InstalledVersion": "2022.12.7",
+            "FixedVersion": "2023.7.22", "Status": "fixed", "Severity": "HIGH",
+            "PkgPath": format!("{site}/certifi-2022.12.7.dist-info/METADATA"),
+        })
+    };
+    let report = |name: &str, vulns: Vec<serde_json::Value>| {
+        let doc = serde_json::json!({
+            "SchemaVersion": 2, "ArtifactName": "python", "ArtifactType": "container_image",
+            "Metadata": {"OS": {"Family": "debian", "Name": "12"}},
+            "Results": [{"Target": "Python", "Class": "lang-pkgs", "Type": "python-pkg", "Vulnerabilities": vulns}]
+        });
+        let path = sandbox.path().join(name);
+        std::fs::write(&path, serde_json::to_vec(&doc).unwrap()).unwrap();
+        path
+    };
+    let both = report(
+        "both.json",
+        vec![
+            finding("usr/local/lib/python3.11/dist-packages", "CVE-2023-37920"),
+            finding("opt/venv/lib/python3.11/site-packages", "CVE-2023-37920"),
+        ],
+    );
+    let text = common::success(&common::run(sandbox.caulk().arg("report").arg(&both)));
+    let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("certifi")).collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    assert!(rows.iter().any(|r| r.contains("/usr/local (system)")), "{text}");
+    assert!(rows.iter().any(|r| r.contains("/opt/venv ")), "{text}");
+    assert!(text.contains("2 findings") && text.contains("in 2 packages"), "{text}");
+
+    let one = report("one.json", vec![finding("opt/venv/lib/python3.11/site-packages", "CVE-2023-37920")]);
+    let text = common::success(&common::run(sandbox.caulk().arg("report").arg(&one)));
+    assert!(text.contains("1 finding:") && text.contains("in 1 package,"), "{text}");
 }

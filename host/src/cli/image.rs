@@ -8,6 +8,7 @@ use clap::Subcommand;
 
 use super::GlobalArgs;
 use crate::Error;
+use crate::patch::summary::counted;
 
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
@@ -21,12 +22,21 @@ pub enum ImageCommand {
         json: bool,
     },
     /// Copy an image between transports, keeping its blobs byte-identical.
+    ///
+    /// Into an OCI layout (oci:, oci-archive:) a Docker v2 schema 2 manifest
+    /// is converted to OCI media types, as skopeo does: the manifest's digest
+    /// changes, config and layer bytes do not.
     Copy {
         source: String,
         destination: String,
         /// Copy only this platform (os/arch[/variant]) of a multi-platform image.
         #[arg(long, value_name = "PLATFORM")]
         platform: Vec<String>,
+        /// Keep manifests byte for byte, Docker media types included (as
+        /// skopeo's flag; skopeo 1.9 and podman then cannot read the image
+        /// from an OCI layout).
+        #[arg(long)]
+        preserve_digests: bool,
     },
 }
 
@@ -49,10 +59,10 @@ pub fn run(cmd: &ImageCommand, global: &GlobalArgs) -> Result<ExitCode, Error> {
                 write!(out, "{summary}").map_err(Error::Output)?;
             }
         }
-        ImageCommand::Copy { source, destination, platform } => {
+        ImageCommand::Copy { source, destination, platform, preserve_digests } => {
             let src = parse("source", source)?;
             let dst = parse("destination", destination)?;
-            let mut options = CopyOptions::default();
+            let mut options = CopyOptions { preserve_digests: *preserve_digests, ..CopyOptions::default() };
             if !platform.is_empty() {
                 let platforms = platform
                     .iter()
@@ -64,14 +74,21 @@ pub fn run(cmd: &ImageCommand, global: &GlobalArgs) -> Result<ExitCode, Error> {
                 .map_err(|e| Error::Image { image: src.to_string(), source: Box::new(e) })?;
             writeln!(
                 out,
-                "copied {src} to {dst}: {} blobs copied ({} bytes), {} already there, {} mounted; digest {}",
-                report.blobs_copied,
-                report.bytes_copied,
+                "copied {src} to {dst}: {} copied ({}), {} already there, {} mounted; digest {}",
+                counted(report.blobs_copied, "blob", "blobs"),
+                counted(usize::try_from(report.bytes_copied).unwrap_or(usize::MAX), "byte", "bytes"),
                 report.blobs_present,
                 report.blobs_mounted,
                 report.digest.map(|d| d.to_string()).unwrap_or_default()
             )
             .map_err(Error::Output)?;
+            if report.converted_to_oci {
+                writeln!(
+                    out,
+                    "converted Docker v2 schema 2 media types to OCI (--preserve-digests keeps them)"
+                )
+                .map_err(Error::Output)?;
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -31,6 +31,7 @@ pub struct Cli {
 
 /// Options every command accepts.
 #[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// A directory of `.wasm` plugins; repeatable, searched in order before
     /// $CAULK_PLUGIN_PATH and $XDG_DATA_HOME/caulk/plugins.
@@ -63,7 +64,8 @@ pub struct GlobalArgs {
     #[arg(long, value_name = "MIB", default_value_t = 16, global = true)]
     plugin_output_budget: usize,
 
-    /// More output: -v for progress details, -vv for debugging.
+    /// More output: -v names each phase and step once and shows the steps'
+    /// output, -vv adds debugging detail (the executor's own lines).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
 
@@ -85,6 +87,53 @@ pub struct GlobalArgs {
     /// Only errors.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     quiet: bool,
+
+    /// Colour in messages: auto (on a terminal, unless $NO_COLOR is set),
+    /// always or never.
+    #[arg(long, value_name = "WHEN", value_enum, default_value = "auto", global = true)]
+    color: ColorChoice,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorChoice {
+    /// Whether to colour what goes to stderr.
+    fn enabled(self) -> bool {
+        match self {
+            Self::Always => true,
+            Self::Never => false,
+            Self::Auto => {
+                std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                    && std::io::IsTerminal::is_terminal(&std::io::stderr())
+            }
+        }
+    }
+
+    /// The choice on the command line, read before clap parses it so that
+    /// clap's own help and errors follow it too.
+    fn from_args(args: &[std::ffi::OsString]) -> Self {
+        let mut choice = Self::Auto;
+        let mut iter = args.iter().filter_map(|a| a.to_str());
+        while let Some(arg) = iter.next() {
+            let value = match arg.strip_prefix("--color") {
+                Some("") => iter.next(),
+                Some(rest) => rest.strip_prefix('='),
+                None if arg == "--" => break,
+                None => continue,
+            };
+            choice = match value {
+                Some("always") => Self::Always,
+                Some("never") => Self::Never,
+                _ => Self::Auto,
+            };
+        }
+        choice
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -166,11 +215,12 @@ impl GlobalArgs {
 }
 
 fn init_tracing(global: &GlobalArgs) {
-    // Other crates' logs (wasmtime's are chatty at debug) only from -vvv on.
+    // Other crates' logs (wasmtime's are chatty at debug) only from -vvv on;
+    // the executor's own step lines from -vv, so -v shows each step once.
     let default = match (global.quiet, global.verbose) {
         (true, _) => "error",
         (false, 0) => "warn",
-        (false, 1) => "warn,caulk=info",
+        (false, 1) => "warn,caulk=info,caulk_exec=warn",
         (false, 2) => "warn,caulk=debug",
         (false, _) => "debug,caulk=trace",
     };
@@ -179,6 +229,7 @@ fn init_tracing(global: &GlobalArgs) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(global.color.enabled())
         .with_target(false)
         .without_time()
         .try_init();
@@ -186,7 +237,19 @@ fn init_tracing(global: &GlobalArgs) {
 
 /// Runs the command line and turns the outcome into an exit code.
 pub fn run() -> ExitCode {
-    let cli = Cli::parse();
+    use clap::{CommandFactory as _, FromArgMatches as _};
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let color = match ColorChoice::from_args(&args) {
+        ColorChoice::Always => clap::ColorChoice::Always,
+        ColorChoice::Never => clap::ColorChoice::Never,
+        // clap's own `auto` looks at the terminal and $NO_COLOR.
+        ColorChoice::Auto => clap::ColorChoice::Auto,
+    };
+    let cli = Cli::command()
+        .color(color)
+        .try_get_matches_from(&args)
+        .and_then(|matches| Cli::from_arg_matches(&matches))
+        .unwrap_or_else(|e| e.exit());
     init_tracing(&cli.global);
     let result = match &cli.command {
         Command::Patch(args) => patch::run(args, &cli.global),
@@ -233,6 +296,16 @@ mod tests {
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("ten").is_err());
         assert!(parse_duration("5 weeks").is_err());
+    }
+
+    #[test]
+    fn color_is_read_before_clap_parses() {
+        let args = |text: &str| text.split(' ').map(std::ffi::OsString::from).collect::<Vec<_>>();
+        assert_eq!(ColorChoice::from_args(&args("caulk patch --color never -i x")), ColorChoice::Never);
+        assert_eq!(ColorChoice::from_args(&args("caulk --color=always report r")), ColorChoice::Always);
+        assert_eq!(ColorChoice::from_args(&args("caulk report r")), ColorChoice::Auto);
+        assert_eq!(ColorChoice::from_args(&args("caulk report -- --color=never")), ColorChoice::Auto);
+        assert!(ColorChoice::Always.enabled() && !ColorChoice::Never.enabled());
     }
 
     #[test]

@@ -274,12 +274,13 @@ impl Observer for Progress {
     }
 
     fn step_finished(&mut self, outcome: &StepOutcome) {
-        tracing::info!(
-            "{}: exit {:?} in {:.1}s",
-            outcome.summary,
-            outcome.exit_code,
-            outcome.duration.as_secs_f64()
-        );
+        // step_started named the step; this only says how it ended.
+        let seconds = outcome.duration.as_secs_f64();
+        match outcome.exit_code {
+            Some(0) => tracing::info!("  done in {seconds:.1}s"),
+            Some(code) => tracing::info!("  exit status {code} after {seconds:.1}s"),
+            None => tracing::info!("  stopped by a signal after {seconds:.1}s"),
+        }
     }
 
     fn finished(&mut self) {

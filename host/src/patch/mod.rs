@@ -99,7 +99,7 @@ pub enum PatchError {
     #[error(transparent)]
     Scan(#[from] Box<ScanError>),
 
-    #[error("image {image}: {source}")]
+    #[error("{}", crate::error::about_image(image, source))]
     Image { image: String, source: Box<caulk_image::Error> },
 
     #[error("{0}")]
@@ -117,7 +117,7 @@ pub enum PatchError {
     #[error("destination: {0}")]
     Destination(String),
 
-    #[error("{failed} of {total} updates failed; no image was written")]
+    #[error("{failed} of {} failed; no image was written", summary::counted(*total, "update", "updates"))]
     UpdatesFailed { failed: usize, total: usize, summary: Box<PatchSummary> },
 
     #[error("{0}")]
@@ -128,6 +128,17 @@ pub enum PatchError {
 
     #[error("cancelled {during}; nothing was written")]
     Cancelled { during: String },
+
+    #[error("{image}: no operating system found ({}); nothing can be patched", no_os_detail(*layers))]
+    NoOperatingSystem { image: String, layers: usize },
+}
+
+fn no_os_detail(layers: usize) -> String {
+    if layers == 0 {
+        "the image has no layers".to_owned()
+    } else {
+        "no /etc/os-release or /usr/lib/os-release in its layers".to_owned()
+    }
 }
 
 impl PatchError {
@@ -200,6 +211,7 @@ pub fn run(
     cancel: &CancelToken,
 ) -> Result<PatchSummary, PatchError> {
     let started = Instant::now();
+    check_source_date_epoch()?;
     let check_cancel = |during: &str| {
         if cancel.is_cancelled() { Err(PatchError::Cancelled { during: during.to_owned() }) } else { Ok(()) }
     };
@@ -290,6 +302,13 @@ pub fn run(
         },
         env: image_env(platform_image),
     };
+    let needs_os = mode == UpdateMode::All || wanted.iter().any(|u| u.class == PackageClass::Os);
+    if os.is_none() && (needs_os || platform_image.layers.is_empty()) {
+        return Err(PatchError::NoOperatingSystem {
+            image: request.image.to_string(),
+            layers: platform_image.layers.len(),
+        });
+    }
     let mut jobs = select_updaters(plugins, mode, &wanted, os.as_ref(), &mut summary);
     let index = crate::index::IndexClient::new(request.ca_bundle.as_deref());
     let lookup = |q: &IndexQuery| index.lookup(q);
@@ -354,6 +373,7 @@ pub fn run(
     if mode == UpdateMode::Report && selected == 0 {
         summary.result = summary::Result::NothingToPatch;
         summary.timings.total = started.elapsed();
+        summary.no_vex(request.vex_output.as_deref(), "nothing was patched");
         return Ok(summary);
     }
 
@@ -431,12 +451,17 @@ pub fn run(
     if failed > 0 && !request.ignore_errors {
         summary.result = summary::Result::Failed;
         summary.timings.total = started.elapsed();
+        summary.no_vex(request.vex_output.as_deref(), "no image was written");
         let total = summary.rows.iter().filter(|r| r.status != RowStatus::LeftOut).count();
         return Err(PatchError::UpdatesFailed { failed, total, summary: Box::new(summary) });
     }
     if patched == 0 {
         summary.result = if failed > 0 { summary::Result::Failed } else { summary::Result::NothingToPatch };
         summary.timings.total = started.elapsed();
+        summary.no_vex(
+            request.vex_output.as_deref(),
+            if failed > 0 { "no image was written" } else { "nothing was patched" },
+        );
         if failed > 0 {
             let total = summary.rows.iter().filter(|r| r.status != RowStatus::LeftOut).count();
             return Err(PatchError::UpdatesFailed { failed, total, summary: Box::new(summary) });
@@ -488,7 +513,10 @@ pub fn run(
         layer: Some(layer),
         history: HistoryEntry {
             created: Some(now_rfc3339()),
-            created_by: Some(format!("caulk patch ({} packages updated)", patched_names.len())),
+            created_by: Some(format!(
+                "caulk patch ({} updated)",
+                summary::counted(patched_names.len(), "package", "packages")
+            )),
             comment: Some(format!("caulk {}: {}", env!("CARGO_PKG_VERSION"), patched_names.join(", "))),
             author: None,
         },
@@ -498,25 +526,29 @@ pub fn run(
     let appended = append(platform_image, &spec).map_err(image_err(&request.image))?;
     let edited = EditedImage::new(&image, vec![appended]).map_err(image_err(&request.image))?;
     check_cancel("before writing the image")?;
+    let replaced = caulk_image::transport::existing(&destination.reference, &request.transport);
     observer.phase("writing the image");
     let report = edited
-        .write(&destination.reference, &CopyOptions::default(), &request.transport)
+        .write(&destination.reference, &keep_media_types(), &request.transport)
         .map_err(image_err(&destination.reference))?;
     drop(layer_file);
     summary.digest = report.digest.as_ref().map(ToString::to_string);
+    summary.replaced = replaced.map(|existing| summary::Replaced::new(existing, summary.digest.as_deref()));
+    if let Some(replaced) = &summary.replaced
+        && !replaced.same
+    {
+        tracing::warn!("{}", summary.replaced_line().unwrap_or_default());
+    }
     summary.result = summary::Result::Patched;
     summary.timings.write = write_started.elapsed();
 
     // VEX.
     if let Some(path) = &request.vex_output {
         let document = vex_document(&summary, &destination, os.as_ref(), &platform_image.platform);
-        // OpenVEX needs at least one statement; without a report (or when
-        // only packages no report named moved) there is nothing to state.
+        // OpenVEX's schema asks for at least one statement; without a report
+        // (or when only packages no report named moved) there is none.
         if document.statements.is_empty() {
-            tracing::warn!(
-                "no vulnerability a report named was fixed: no VEX document written to {}",
-                path.display()
-            );
+            summary.no_vex(Some(path), "no vulnerability a report named was fixed");
         } else {
             write_atomically(path, &serde_json::to_vec_pretty(&document).expect("serialisable"))?;
             summary.vex = Some(path.display().to_string());
@@ -526,6 +558,12 @@ pub fn run(
     summary.timings.probes = probe_time.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
     observer.finished();
     Ok(summary)
+}
+
+/// `patch` writes the media types the input had (an OCI layout the input
+/// came from keeps its Docker types), unlike `image copy`.
+fn keep_media_types() -> CopyOptions {
+    CopyOptions { preserve_digests: true, ..CopyOptions::default() }
 }
 
 fn same(a: &PackageUpdate, b: &PackageUpdate) -> bool {
@@ -656,6 +694,11 @@ fn to_step(
     for (k, v) in base_env.iter().chain(&step.command.env) {
         out = out.env(k.clone(), v.clone());
     }
+    // Tools that honour it (pip's byte-compiling, for one) then write the
+    // same bytes on every run.
+    if let Some(epoch) = source_date_epoch() {
+        out = out.env("SOURCE_DATE_EPOCH".to_owned(), epoch.to_string());
+    }
     for cache in &plan.caches {
         out = out.cache(step_cache_dir(plugin.name(), &cache.key, &cache.path), cache.path.clone());
     }
@@ -670,13 +713,22 @@ fn step_cache_dir(plugin: &str, key: &str, path: &str) -> PathBuf {
 }
 
 fn source_date_epoch() -> Option<u64> {
-    std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|v| v.parse().ok())
+    std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|v| v.trim().parse().ok())
+}
+
+/// A `SOURCE_DATE_EPOCH` that is set but not a number would silently give
+/// a run stamped with the current time: refuse it instead.
+fn check_source_date_epoch() -> Result<(), PatchError> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.trim().is_empty() && v.trim().parse::<u64>().is_err() => Err(PatchError::Usage(format!(
+            "SOURCE_DATE_EPOCH={v:?} is not a whole number of seconds since 1970"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 pub(crate) fn now_rfc3339() -> String {
-    let now = std::env::var("SOURCE_DATE_EPOCH")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
+    let now = source_date_epoch()
         .map_or_else(std::time::SystemTime::now, |s| std::time::UNIX_EPOCH + Duration::from_secs(s));
     humantime::format_rfc3339_seconds(now).to_string()
 }

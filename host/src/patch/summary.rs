@@ -229,6 +229,26 @@ pub struct Timings {
     pub write: Duration,
 }
 
+/// What the destination named before this run wrote over it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Replaced {
+    /// Its digest (the image ID for the Docker Engine), when it is an image.
+    pub digest: Option<String>,
+    /// Whether it was the very image written now (a reproducible re-run).
+    pub same: bool,
+}
+
+impl Replaced {
+    pub fn new(existing: caulk_image::Existing, written: Option<&str>) -> Self {
+        match existing {
+            caulk_image::Existing::Image(digest) => {
+                Self { same: written == Some(digest.as_str()), digest: Some(digest) }
+            }
+            caulk_image::Existing::File => Self { digest: None, same: false },
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct LayerInfo {
     pub digest: String,
@@ -252,7 +272,13 @@ pub struct PatchSummary {
     pub result: Result,
     pub rows: Vec<Row>,
     pub layer: Option<LayerInfo>,
+    /// What the destination held before, now replaced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replaced: Option<Replaced>,
     pub vex: Option<String>,
+    /// Why `-o` got no document.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vex_not_written: Option<String>,
     pub timings: Timings,
 }
 
@@ -283,9 +309,37 @@ impl PatchSummary {
             result: Result::NothingToPatch,
             rows: Vec::new(),
             layer: None,
+            replaced: None,
             vex: None,
+            vex_not_written: None,
             timings: Timings::default(),
         }
+    }
+
+    /// Records that `-o PATH` gets no document, and why: OpenVEX's schema
+    /// wants at least one statement, so an empty document would not be valid.
+    pub fn no_vex(&mut self, path: Option<&std::path::Path>, why: &str) {
+        let Some(path) = path else { return };
+        let mut reason = format!(
+            "no VEX document written to {}: {why}, and an OpenVEX document needs at least one statement",
+            path.display()
+        );
+        if path.exists() {
+            reason.push_str("; the file there is from an earlier run and was left as it was");
+        }
+        self.vex_not_written = Some(reason);
+    }
+
+    /// The line that says the destination's earlier image was replaced.
+    pub fn replaced_line(&self) -> Option<String> {
+        let replaced = self.replaced.as_ref()?;
+        Some(match (&replaced.digest, replaced.same) {
+            (Some(_), true) => format!("{} already held this very image; it is unchanged", self.destination),
+            (Some(old), false) => {
+                format!("{} already existed ({old}); it now names the patched image", self.destination)
+            }
+            (None, _) => format!("{} already existed and was replaced whole", self.destination),
+        })
     }
 
     pub fn sort_rows(&mut self) {
@@ -300,70 +354,43 @@ impl PatchSummary {
     /// The table and closing lines for a terminal.
     pub fn render_text(&self) -> String {
         let mut out = String::new();
-        if !self.rows.is_empty() {
-            let mut rows = vec![[
-                "PACKAGE".to_owned(),
-                "FROM".into(),
-                "TO".into(),
-                "VULNERABILITIES".into(),
-                "OUTCOME".into(),
-            ]];
-            // In update-all mode most packages are already current: count them.
-            let quiet_current = self.mode == "all";
-            for r in self.rows.iter().filter(|r| !(quiet_current && r.status == RowStatus::AlreadyFixed)) {
-                let vulns = if r.vulnerabilities.len() > 3 {
-                    format!("{} (+{})", r.vulnerabilities[..3].join(", "), r.vulnerabilities.len() - 3)
-                } else {
-                    r.vulnerabilities.join(", ")
-                };
-                let mut outcome = r.status.label().to_owned();
-                if !r.detail.is_empty() && r.status != RowStatus::Patched {
-                    let _ = write!(outcome, ": {}", r.detail);
-                }
-                rows.push([
-                    r.name.clone(),
-                    r.from.clone(),
-                    r.to.clone().unwrap_or_else(|| "-".into()),
-                    vulns,
-                    outcome,
-                ]);
-            }
-            let mut table = Vec::new();
-            crate::cli::write_table(&mut table, &rows).expect("writing to memory");
-            out.push_str(&String::from_utf8_lossy(&table));
-            for r in self.rows.iter().filter(|r| r.rationale.is_some() || !r.passed_over.is_empty()) {
-                let _ = write!(out, "  {}: {}", r.name, r.rationale.as_deref().unwrap_or(""));
-                for (v, why) in &r.passed_over {
-                    let _ = write!(out, "; passed over {v}: {why}");
-                }
-                out.push('\n');
-            }
-            for r in self.rows.iter().filter(|r| !r.still_open.is_empty()) {
-                let _ = writeln!(
-                    out,
-                    "  {} {}: still open (fixed only on another release line): {}",
-                    r.name,
-                    r.to.as_deref().unwrap_or(""),
-                    r.still_open.join(", ")
-                );
-            }
+        // In update-all mode most packages are already current: count them.
+        let quiet_current = self.mode == "all";
+        let shown: Vec<&Row> =
+            self.rows.iter().filter(|r| !(quiet_current && r.status == RowStatus::AlreadyFixed)).collect();
+        if !shown.is_empty() {
+            write_rows(&mut out, &shown);
         }
         let patched = self.count(RowStatus::Patched);
         let failed = self.count(RowStatus::Failed);
         let current = self.count(RowStatus::AlreadyFixed);
-        if self.mode == "all" && current > 0 {
-            let _ = writeln!(out, "{current} other packages were already up to date");
+        if quiet_current && current > 0 {
+            let _ = writeln!(
+                out,
+                "{} already up to date",
+                counted(current, "other package was", "other packages were")
+            );
         }
         match self.result {
             Result::Patched => {
-                let _ = writeln!(out, "\npatched {patched} packages into {}", self.destination);
+                let _ = writeln!(
+                    out,
+                    "\npatched {} into {}",
+                    counted(patched, "package", "packages"),
+                    self.destination
+                );
                 if let Some(d) = &self.digest {
                     let _ = writeln!(out, "digest {d}");
+                }
+                if let Some(line) = self.replaced_line() {
+                    let _ = writeln!(out, "{line}");
                 }
                 if failed > 0 {
                     let _ = writeln!(
                         out,
-                        "{failed} updates failed and are not in the VEX document (--ignore-errors)"
+                        "{} and {} not in the VEX document (--ignore-errors)",
+                        counted(failed, "update failed", "updates failed"),
+                        if failed == 1 { "is" } else { "are" }
                     );
                 }
             }
@@ -377,6 +404,221 @@ impl PatchSummary {
         if let Some(vex) = &self.vex {
             let _ = writeln!(out, "VEX document: {vex}");
         }
+        if let Some(why) = &self.vex_not_written {
+            let _ = writeln!(out, "{why}");
+        }
         out
+    }
+}
+
+/// One row per package and place, then the notes that do not fit a cell.
+fn write_rows(out: &mut String, shown: &[&Row]) {
+    // Library rows name where they live: the same package can sit in the
+    // system Python and in a virtualenv, at different versions.
+    let with_location = shown.iter().any(|r| r.location.is_some());
+    let mut header = vec!["PACKAGE".to_owned()];
+    if with_location {
+        header.push("LOCATION".into());
+    }
+    header.extend(["FROM", "TO", "VULNERABILITIES", "OUTCOME"].map(String::from));
+    let mut rows = vec![header];
+    for r in shown {
+        let vulns = if r.vulnerabilities.len() > 3 {
+            format!("{} (+{})", r.vulnerabilities[..3].join(", "), r.vulnerabilities.len() - 3)
+        } else {
+            r.vulnerabilities.join(", ")
+        };
+        let mut outcome = r.status.label().to_owned();
+        if !r.detail.is_empty() && r.status != RowStatus::Patched {
+            let _ = write!(outcome, ": {}", r.detail);
+        }
+        let mut row = vec![r.name.clone()];
+        if with_location {
+            row.push(r.location.as_deref().map_or_else(|| "-".to_owned(), location_label));
+        }
+        row.extend([r.from.clone(), r.to.clone().unwrap_or_else(|| "-".into()), vulns, outcome]);
+        rows.push(row);
+    }
+    let mut table = Vec::new();
+    crate::cli::write_table(&mut table, &rows).expect("writing to memory");
+    out.push_str(&String::from_utf8_lossy(&table));
+    let name = |r: &Row| match &r.location {
+        Some(location) => format!("{} ({})", r.name, location_label(location)),
+        None => r.name.clone(),
+    };
+    for r in shown.iter().filter(|r| r.rationale.is_some() || !r.passed_over.is_empty()) {
+        let _ = write!(out, "  {}: {}", name(r), r.rationale.as_deref().unwrap_or(""));
+        for (v, why) in &r.passed_over {
+            let _ = write!(out, "; passed over {v}: {why}");
+        }
+        out.push('\n');
+    }
+    for r in shown.iter().filter(|r| !r.still_open.is_empty()) {
+        let _ = writeln!(
+            out,
+            "  {} {}: still open (fixed only on another release line): {}",
+            name(r),
+            r.to.as_deref().unwrap_or(""),
+            r.still_open.join(", ")
+        );
+    }
+}
+
+/// `1 package`, `2 packages`.
+pub(crate) fn counted(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// Where a library package lives, short: the environment's prefix
+/// (`/opt/venv`), marked `(system)` for the interpreter's own
+/// (`/usr/local (system)`); a path of another shape cut to fit a column.
+pub fn location_label(location: &str) -> String {
+    let trimmed = location.trim_end_matches('/');
+    let Some(lib) = trimmed.rfind("/lib/python") else { return cut_path(location) };
+    let (prefix, rest) = trimmed.split_at(lib);
+    let site = rest.trim_start_matches("/lib/").split_once('/').map(|(_, s)| s);
+    if !matches!(site, Some("site-packages" | "dist-packages")) {
+        return cut_path(location);
+    }
+    match prefix {
+        "" => "/ (system)".to_owned(),
+        "/usr" | "/usr/local" => format!("{prefix} (system)"),
+        venv => cut_path(venv),
+    }
+}
+
+/// Longer than this, a path in a table cell loses its middle.
+const MAX_PATH: usize = 40;
+
+/// `/srv/…/node_modules/lodash` for a long path: its first component and
+/// as many of its last as fit, so the start and the package stay readable.
+pub fn cut_path(path: &str) -> String {
+    if path.chars().count() <= MAX_PATH {
+        return path.to_owned();
+    }
+    let parts: Vec<&str> = path.split('/').collect();
+    let head =
+        if path.starts_with('/') { format!("/{}", parts.get(1).unwrap_or(&"")) } else { parts[0].to_owned() };
+    let mut tail: Vec<&str> = Vec::new();
+    for part in parts.iter().skip(2).rev() {
+        let len = head.chars().count()
+            + 2
+            + tail.iter().chain([part]).map(|p| p.chars().count() + 1).sum::<usize>();
+        if len > MAX_PATH && !tail.is_empty() {
+            break;
+        }
+        tail.insert(0, part);
+    }
+    format!("{head}/…/{}", tail.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(name: &str, location: Option<&str>, from: &str, to: &str, status: RowStatus) -> Row {
+        Row {
+            ecosystem: if location.is_some() { "python" } else { "deb" }.to_owned(),
+            name: name.to_owned(),
+            location: location.map(str::to_owned),
+            updater: Some(if location.is_some() { "pip" } else { "apt" }.to_owned()),
+            from: from.to_owned(),
+            to: Some(to.to_owned()),
+            status,
+            vulnerabilities: vec![format!("CVE-{name}")],
+            detail: String::new(),
+            rationale: None,
+            passed_over: Vec::new(),
+            checks: Vec::new(),
+            still_open: Vec::new(),
+            fixes: Vec::new(),
+        }
+    }
+
+    fn summary(rows: Vec<Row>, result: Result) -> PatchSummary {
+        PatchSummary {
+            schema: SCHEMA,
+            image: "oci:/work/layout:python".into(),
+            destination: "oci:/work/layout:python-patched".into(),
+            digest: (result == Result::Patched).then(|| "sha256:0123".into()),
+            platform: "linux/amd64".into(),
+            mode: "report",
+            report: Some("report.json".into()),
+            scanner: Some("trivy".into()),
+            result,
+            rows,
+            layer: None,
+            replaced: None,
+            vex: None,
+            vex_not_written: None,
+            timings: Timings::default(),
+        }
+    }
+
+    #[test]
+    fn locations_tell_the_system_python_from_a_virtualenv() {
+        assert_eq!(location_label("/usr/local/lib/python3.11/dist-packages"), "/usr/local (system)");
+        assert_eq!(location_label("/usr/lib/python3/dist-packages"), "/usr (system)");
+        assert_eq!(location_label("/opt/venv/lib/python3.11/site-packages"), "/opt/venv");
+        assert_eq!(location_label("/opt/venv/lib/python3.11/site-packages/"), "/opt/venv");
+        assert_eq!(location_label("/app/vendor"), "/app/vendor");
+        assert_eq!(location_label("/srv/lib/python-tools/x"), "/srv/lib/python-tools/x");
+        assert_eq!(
+            location_label(
+                "/srv/applications/customer-portal/releases/2024-11/venv/lib/python3.12/site-packages"
+            ),
+            "/srv/…/releases/2024-11/venv"
+        );
+        assert_eq!(
+            location_label("/app/frontend/node_modules/@scope/some-package/node_modules/lodash"),
+            "/app/…/some-package/node_modules/lodash"
+        );
+        assert_eq!(
+            cut_path("/a/very-long-component-name-that-alone-is-longer-than-forty"),
+            "/a/…/very-long-component-name-that-alone-is-longer-than-forty"
+        );
+    }
+
+    #[test]
+    fn one_row_per_package_and_location() {
+        let mut certifi_venv = row(
+            "certifi",
+            Some("/opt/venv/lib/python3.11/site-packages"),
+            "2022.12.7",
+            "2023.7.22",
+            RowStatus::Patched,
+        );
+        certifi_venv.rationale = Some("the newest fixed version".into());
+        let mut summary = summary(
+            vec![
+                row(
+                    "certifi",
+                    Some("/usr/local/lib/python3.11/dist-packages"),
+                    "2022.12.7",
+                    "2023.7.22",
+                    RowStatus::Patched,
+                ),
+                certifi_venv,
+            ],
+            Result::Patched,
+        );
+        summary.replaced = Some(Replaced { digest: Some("sha256:abcd".into()), same: false });
+        insta::assert_snapshot!(summary.render_text());
+    }
+
+    #[test]
+    fn os_rows_have_no_location_column_and_counts_agree_in_number() {
+        let mut summary = summary(
+            vec![
+                row("libssl3", None, "3.0.11-1~deb12u2", "3.0.15-1~deb12u1", RowStatus::Patched),
+                row("tar", None, "1.34+dfsg-1.2", "99.0-1", RowStatus::Failed),
+            ],
+            Result::Patched,
+        );
+        summary.no_vex(
+            Some(std::path::Path::new("/nonexistent/vex.json")),
+            "no vulnerability a report named was fixed",
+        );
+        insta::assert_snapshot!(summary.render_text());
     }
 }

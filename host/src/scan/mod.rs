@@ -58,7 +58,7 @@ pub enum ScanError {
     #[error("reading report {}: {source}", path.display())]
     Read { path: PathBuf, source: std::io::Error },
 
-    #[error("no scanner recognises {}; tried: {tried}", path.display())]
+    #[error("no scanner recognises {}; confidence out of 100 by scanner: {tried}", path.display())]
     NoTaker { path: PathBuf, tried: String },
 
     #[error("{} is claimed equally by {candidates}", path.display())]
@@ -172,7 +172,9 @@ impl<'a> Scanners<'a> {
         let listing = |claims: &[(String, u8)]| {
             let mut text = String::new();
             for (i, (name, c)) in claims.iter().enumerate() {
-                let _ = write!(text, "{}{name} ({c})", if i == 0 { "" } else { ", " });
+                // `native` alone says nothing to someone who never used Copa.
+                let name = if name == COPA_MANIFEST { "native (Copa UpdateManifest)" } else { name.as_str() };
+                let _ = write!(text, "{}{name} {c}", if i == 0 { "" } else { ", " });
             }
             text
         };

@@ -78,6 +78,9 @@ pub const DROP_PATHS: &[&str] = &[
     "/var/lib/dpkg/lock-frontend",
     "/var/lib/dpkg/triggers/Lock",
     "/var/cache/debconf/*-old",
+    // ldconfig's cache of inode numbers and ctimes: different on every run,
+    // so two runs would never give one digest; ldconfig rebuilds it.
+    "/var/cache/ldconfig/aux-cache",
 ];
 
 /// Where apt keeps the indexes and the downloaded packages.

@@ -122,6 +122,7 @@ fn layer_drops_indexes_caches_and_logs_but_never_the_dpkg_database() {
         "/var/lib/dpkg/diversions-old",
         "/var/cache/debconf/config.dat-old",
         "/var/cache/debconf/templates.dat-old",
+        "/var/cache/ldconfig/aux-cache",
     ] {
         assert!(dropped(path), "{path} stays in the layer: {:?}", plan.drop_paths);
     }
@@ -132,6 +133,7 @@ fn layer_drops_indexes_caches_and_logs_but_never_the_dpkg_database() {
         "/var/cache/debconf/config.dat",
         "/usr/bin/openssl",
         "/etc/ssl/openssl.cnf",
+        "/etc/ld.so.cache",
     ] {
         assert!(!dropped(path), "{path} would be dropped: {:?}", plan.drop_paths);
     }

@@ -15,7 +15,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     #[error(
         "the local executor needs root (running as uid {euid}): overlayfs mounts and correct file \
-         ownership in the new layer need it; run caulk as root (e.g. with sudo) or use another engine"
+         ownership in the new layer need it; run caulk as root (e.g. with sudo)"
     )]
     NotRoot { euid: u32 },
 

@@ -1,13 +1,16 @@
 //! Copying an image between transports: blobs first (skipping what the
 //! destination has, mounting across repositories of one registry), then
-//! child manifests, then the top-level document in `commit`.
+//! child manifests, then the top-level document in `commit`. A destination
+//! that reads only OCI media types gets Docker manifests converted, as
+//! skopeo does, unless digests are to be preserved.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use oci_spec::image::ImageManifest;
 use serde::Serialize;
 
+use crate::convert;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::media::{self, ManifestKind};
@@ -26,11 +29,20 @@ pub struct CopyOptions {
     pub attempts: u32,
     /// Pause before the first retry; doubles each time.
     pub retry_delay: Duration,
+    /// Keep every manifest byte for byte (skopeo's `--preserve-digests`),
+    /// even where the destination reads only OCI media types and a Docker
+    /// manifest would otherwise be converted.
+    pub preserve_digests: bool,
 }
 
 impl Default for CopyOptions {
     fn default() -> Self {
-        CopyOptions { platforms: None, attempts: 3, retry_delay: Duration::from_millis(250) }
+        CopyOptions {
+            platforms: None,
+            attempts: 3,
+            retry_delay: Duration::from_millis(250),
+            preserve_digests: false,
+        }
     }
 }
 
@@ -45,6 +57,8 @@ pub struct CopyReport {
     pub blobs_present: usize,
     pub blobs_mounted: usize,
     pub bytes_copied: u64,
+    /// Whether Docker media types were converted to OCI ones on the way.
+    pub converted_to_oci: bool,
 }
 
 /// Copies `src` to `dst`.
@@ -66,10 +80,24 @@ pub fn copy_from_source(
     options: &CopyOptions,
 ) -> Result<CopyReport> {
     let top = source.top()?;
-    let mut copier =
-        Copier { source, destination, options, done: HashSet::new(), report: CopyReport::default() };
+    let to_oci = destination.oci_only() && !options.preserve_digests;
+    let mut copier = Copier {
+        source,
+        destination,
+        options,
+        to_oci,
+        done: HashSet::new(),
+        children: HashMap::new(),
+        report: CopyReport::default(),
+    };
     copier.report.destination = copier.destination.origin();
     let top = copier.copy_top(top)?;
+    if copier.destination.oci_only() && convert::needed(&top.media_type) {
+        tracing::warn!(
+            "{} keeps Docker media types (digests preserved): skopeo 1.9, podman and buildah will not find it there",
+            copier.report.destination
+        );
+    }
     copier.report.digest = Some(top.digest.clone());
     copier.report.media_type.clone_from(&top.media_type);
     let Copier { destination, report, .. } = copier;
@@ -81,7 +109,12 @@ struct Copier<'a> {
     source: &'a dyn ImageSource,
     destination: Box<dyn ImageDestination>,
     options: &'a CopyOptions,
+    /// Convert Docker manifests to OCI ones for this destination.
+    to_oci: bool,
+    /// Blobs handled so far.
     done: HashSet<Digest>,
+    /// Child manifests written so far, by their source digest: what was written.
+    children: HashMap<Digest, BlobDesc>,
     report: CopyReport,
 }
 
@@ -90,20 +123,19 @@ impl Copier<'_> {
         match media::manifest_kind(&top.media_type) {
             Some(ManifestKind::Manifest) => {
                 self.copy_manifest_blobs(&top)?;
-                Ok(top)
+                self.for_destination(top)
             }
             Some(ManifestKind::Index) if !self.destination.accepts_index() => {
                 let chosen = self.single_platform(&top)?;
                 self.copy_manifest_blobs(&chosen)?;
-                Ok(chosen)
+                self.for_destination(chosen)
             }
             Some(ManifestKind::Index) => {
                 let top = match &self.options.platforms {
                     Some(wanted) => filter_index(&self.source.origin(), &top, wanted)?,
                     None => top,
                 };
-                self.copy_index_children(&top, 0)?;
-                Ok(top)
+                self.copy_index_children(&top, 0)
             }
             None => Err(Error::UnsupportedMediaType {
                 origin: self.source.origin(),
@@ -141,16 +173,35 @@ impl Copier<'_> {
         })
     }
 
-    fn copy_index_children(&mut self, index_raw: &RawManifest, depth: usize) -> Result<()> {
+    /// An image manifest as the destination should get it: converted to
+    /// OCI media types where the destination needs them.
+    fn for_destination(&mut self, manifest: RawManifest) -> Result<RawManifest> {
+        if self.to_oci && convert::needed(&manifest.media_type) {
+            self.report.converted_to_oci = true;
+            return convert::manifest_to_oci(&self.source.origin(), &manifest);
+        }
+        Ok(manifest)
+    }
+
+    /// Copies an index's children and returns the index to write: the one
+    /// read, or one pointing at converted children.
+    fn copy_index_children(&mut self, index_raw: &RawManifest, depth: usize) -> Result<RawManifest> {
         let index = parse_index(&self.source.origin(), index_raw)?;
+        let mut replaced = HashMap::new();
         for entry in index.manifests() {
             let desc = BlobDesc::from_oci(entry);
-            if self.done.contains(&desc.digest) {
+            if let Some(written) = self.children.get(&desc.digest) {
+                if written.digest != desc.digest {
+                    replaced.insert(desc.digest.clone(), written.clone());
+                }
                 continue;
             }
             let child = self.source.manifest(&desc)?;
-            match media::manifest_kind(&desc.media_type) {
-                Some(ManifestKind::Manifest) => self.copy_manifest_blobs(&child)?,
+            let written = match media::manifest_kind(&desc.media_type) {
+                Some(ManifestKind::Manifest) => {
+                    self.copy_manifest_blobs(&child)?;
+                    self.for_destination(child)?
+                }
                 Some(ManifestKind::Index) if depth < 4 => self.copy_index_children(&child, depth + 1)?,
                 _ => {
                     return Err(Error::UnsupportedMediaType {
@@ -159,11 +210,19 @@ impl Copier<'_> {
                         media_type: desc.media_type,
                     });
                 }
+            };
+            self.destination.put_manifest(&written)?;
+            if written.digest != desc.digest {
+                replaced.insert(desc.digest.clone(), written.desc());
             }
-            self.destination.put_manifest(&child)?;
-            self.done.insert(desc.digest);
+            self.children.insert(desc.digest, written.desc());
         }
-        Ok(())
+        let to_oci = self.to_oci && convert::needed(&index_raw.media_type);
+        if replaced.is_empty() && !to_oci {
+            return Ok(index_raw.clone());
+        }
+        self.report.converted_to_oci |= to_oci;
+        convert::index_with(&self.source.origin(), index_raw, &replaced, to_oci)
     }
 
     fn copy_manifest_blobs(&mut self, raw: &RawManifest) -> Result<()> {

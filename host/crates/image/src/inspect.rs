@@ -167,7 +167,8 @@ impl fmt::Display for ImageSummary {
         for p in &self.platforms {
             let c = &p.config;
             writeln!(f)?;
-            writeln!(f, "Platform {}  ({} in {} layers)", p.platform, human(p.size), p.layers.len())?;
+            let layers = if p.layers.len() == 1 { "layer" } else { "layers" };
+            writeln!(f, "Platform {}  ({} in {} {layers})", p.platform, human(p.size), p.layers.len())?;
             writeln!(f, "  Manifest: {} ({})", p.digest, p.media_type)?;
             writeln!(f, "  Config:   {}", c.digest)?;
             let mut line = |label: &str, value: String| writeln!(f, "  {label:<9} {value}");

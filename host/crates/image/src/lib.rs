@@ -51,6 +51,7 @@
 //!   byte-identical.
 
 pub mod append;
+mod convert;
 pub mod copy;
 pub mod digest;
 pub mod error;
@@ -73,4 +74,4 @@ pub use error::{Error, Result};
 pub use inspect::ImageSummary;
 pub use model::{Image, Layer, Platform, PlatformImage};
 pub use reference::{ArchiveSelector, ImageRef, RegistryRef};
-pub use transport::{ImageDestination, ImageSource, TransportOptions};
+pub use transport::{Existing, ImageDestination, ImageSource, TransportOptions};

@@ -1,6 +1,7 @@
 //! Media types caulk recognises, OCI and Docker v2 schema 2 alike. Media
-//! types travel through the crate as the exact strings the source used, so
-//! a copy never rewrites them; these helpers only classify.
+//! types travel through the crate as the exact strings the source used; the
+//! only rewrite is [`oci_equivalent`], for destinations that read nothing but
+//! OCI types.
 
 use crate::error::{Error, Result};
 
@@ -49,6 +50,24 @@ pub fn manifest_kind(media_type: &str) -> Option<ManifestKind> {
 
 pub fn family(media_type: &str) -> Family {
     if media_type.starts_with("application/vnd.docker.") { Family::Docker } else { Family::Oci }
+}
+
+/// The OCI media type that means what `media_type` means, for converting a
+/// Docker v2 schema 2 document as skopeo does for `oci:` destinations; OCI
+/// types map to themselves, anything else to `None`.
+pub fn oci_equivalent(media_type: &str) -> Option<&'static str> {
+    Some(match media_type {
+        DOCKER_LIST | OCI_INDEX => OCI_INDEX,
+        DOCKER_MANIFEST | OCI_MANIFEST => OCI_MANIFEST,
+        DOCKER_CONFIG | OCI_CONFIG => OCI_CONFIG,
+        DOCKER_LAYER | OCI_LAYER => OCI_LAYER,
+        DOCKER_LAYER_GZIP | OCI_LAYER_GZIP => OCI_LAYER_GZIP,
+        DOCKER_FOREIGN_LAYER | OCI_LAYER_ND_GZIP => OCI_LAYER_ND_GZIP,
+        OCI_LAYER_ZSTD => OCI_LAYER_ZSTD,
+        OCI_LAYER_ND => OCI_LAYER_ND,
+        OCI_LAYER_ND_ZSTD => OCI_LAYER_ND_ZSTD,
+        _ => return None,
+    })
 }
 
 /// How a layer blob is compressed, as declared by its media type.

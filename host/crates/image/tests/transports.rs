@@ -48,17 +48,102 @@ fn reads_a_multi_platform_index_from_an_oci_layout() {
     assert_eq!(theirs["Layers"], serde_json::json!(layers));
 }
 
+fn cp_with(src: &str, dst: &str, options: &CopyOptions) -> caulk_image::CopyReport {
+    copy(
+        &ImageRef::parse(src).unwrap(),
+        &ImageRef::parse(dst).unwrap(),
+        options,
+        &TransportOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("copy {src} -> {dst}: {e}"))
+}
+
+/// The descriptor index.json gives `name`.
+fn index_entry(layout: &Path, name: &str) -> serde_json::Value {
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {index}"))
+        .clone()
+}
+
 #[test]
-fn reads_docker_media_types_and_keeps_them() {
+fn docker_media_types_become_oci_ones_in_an_oci_layout_unless_digests_are_preserved() {
     let dir = synthetic().display().to_string();
     let image = open(&format!("oci:{dir}:docker"));
     assert_eq!(image.top.media_type, media::DOCKER_MANIFEST);
     assert_eq!(image.images[0].config.desc.media_type, media::DOCKER_CONFIG);
     let tmp = tempdir();
+
+    // As skopeo does: OCI types, a new manifest digest, the same blobs.
     let out = format!("oci:{}/out:d", tmp.path().display());
     let report = cp(&format!("oci:{dir}:docker"), &out);
+    assert!(report.converted_to_oci);
+    let converted = open(&out);
+    assert_eq!(converted.top.media_type, media::OCI_MANIFEST);
+    assert_ne!(converted.top.digest, image.top.digest);
+    assert_eq!(report.digest.as_ref(), Some(&converted.top.digest));
+    let (before, after) = (&image.images[0], &converted.images[0]);
+    assert_eq!(after.config.desc.media_type, media::OCI_CONFIG);
+    assert_eq!(after.config.bytes, before.config.bytes, "the config keeps its bytes");
+    let layers = |i: &caulk_image::PlatformImage| {
+        i.layers.iter().map(|l| (l.desc.digest.clone(), l.desc.size)).collect::<Vec<_>>()
+    };
+    assert_eq!(layers(after), layers(before), "the layers keep their bytes");
+    let types: Vec<&str> = after.layers.iter().map(|l| l.desc.media_type.as_str()).collect();
+    assert_eq!(types, [media::OCI_LAYER_GZIP, media::OCI_LAYER]);
+    assert_eq!(index_entry(&tmp.path().join("out"), "d")["mediaType"], media::OCI_MANIFEST);
+    skopeo_agrees(&out, converted.top.digest.as_str(), tmp.path());
+
+    // --preserve-digests keeps the manifest as it was.
+    let kept = format!("oci:{}/kept:d", tmp.path().display());
+    let options = CopyOptions { preserve_digests: true, ..CopyOptions::default() };
+    let report = cp_with(&format!("oci:{dir}:docker"), &kept, &options);
+    assert!(!report.converted_to_oci);
     assert_eq!(report.digest.as_ref(), Some(&image.top.digest));
-    assert_eq!(open(&out).top.media_type, media::DOCKER_MANIFEST);
+    assert_eq!(open(&kept).top.bytes, image.top.bytes);
+}
+
+#[test]
+fn a_docker_archive_copied_into_an_oci_layout_is_found_by_skopeo() {
+    // The arm64 image: skopeo refuses zstd layers under Docker types.
+    let tmp = tempdir();
+    let archive = format!("docker-archive:{}/img.tar:example/app:1", tmp.path().display());
+    skopeo(&["copy", "--override-arch", "arm64", &format!("oci:{}:multi", synthetic().display()), &archive]);
+    let source = open(&archive);
+    assert_eq!(source.top.media_type, media::DOCKER_MANIFEST);
+
+    let out = format!("oci:{}/layout:app", tmp.path().display());
+    let report = cp(&archive, &out);
+    assert!(report.converted_to_oci);
+    let inspected = skopeo_json(&["inspect", &out]);
+    assert_eq!(inspected["Digest"], report.digest.as_ref().unwrap().to_string());
+    let layers: Vec<String> = source.images[0].layers.iter().map(|l| l.desc.digest.to_string()).collect();
+    assert_eq!(inspected["Layers"], serde_json::json!(layers), "layer bytes unchanged");
+    skopeo_agrees(&out, report.digest.as_ref().unwrap().as_str(), tmp.path());
+    let onward = format!("docker-archive:{}/onward.tar:example/app:2", tmp.path().display());
+    skopeo(&["copy", &out, &onward]);
+    assert_eq!(open(&onward).images[0].config.bytes, source.images[0].config.bytes);
+
+    // --preserve-digests keeps the Docker type, as skopeo's flag does (the
+    // manifest a docker-archive lacks is synthesised, by each tool its own way).
+    let options = CopyOptions { preserve_digests: true, ..CopyOptions::default() };
+    cp_with(&archive, &format!("oci:{}/kept:app", tmp.path().display()), &options);
+    skopeo(&["copy", "--preserve-digests", &archive, &format!("oci:{}/theirs:app", tmp.path().display())]);
+    let (ours, skopeos) =
+        (index_entry(&tmp.path().join("kept"), "app"), index_entry(&tmp.path().join("theirs"), "app"));
+    assert_eq!(ours["mediaType"], media::DOCKER_MANIFEST);
+    assert_eq!(ours["mediaType"], skopeos["mediaType"]);
+
+    // An OCI archive is an OCI layout too.
+    let oci_archive = format!("oci-archive:{}/img-oci.tar:app", tmp.path().display());
+    let report = cp(&archive, &oci_archive);
+    assert!(report.converted_to_oci);
+    skopeo(&["inspect", &oci_archive]);
 }
 
 #[test]

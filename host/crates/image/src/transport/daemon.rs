@@ -171,6 +171,23 @@ pub struct DaemonSource {
     _spool: tempfile::TempDir,
 }
 
+/// The image ID the Engine has under `name`, if it has one; reads no layers.
+pub fn image_id(name: &str, options: &TransportOptions) -> Result<Option<String>> {
+    let host = DockerHost::from_options(options)?;
+    let short = familiar(name);
+    let response = host.request("GET", &format!("/images/{short}/json"), None)?;
+    match response.status {
+        200 => {
+            let text = response.text();
+            let value: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| host.error(format!("inspecting {short}: {e}")))?;
+            Ok(value.get("Id").and_then(|id| id.as_str()).map(str::to_owned))
+        }
+        404 => Ok(None),
+        s => Err(host.error(format!("inspecting {short}: HTTP {s}: {}", response.text().trim()))),
+    }
+}
+
 pub fn open_source(name: &str, options: &TransportOptions) -> Result<DaemonSource> {
     let host = DockerHost::from_options(options)?;
     let short = familiar(name);

@@ -138,6 +138,13 @@ pub trait ImageDestination: Send {
         true
     }
 
+    /// Whether the destination is read only through OCI media types, so a
+    /// Docker manifest is converted on the way in (skopeo 1.9, podman and
+    /// buildah find nothing else in an OCI layout).
+    fn oci_only(&self) -> bool {
+        false
+    }
+
     /// Whether writes go over a network (and so are worth retrying).
     fn is_remote(&self) -> bool {
         false
@@ -190,6 +197,44 @@ pub fn open_source(reference: &ImageRef, options: &TransportOptions) -> Result<A
         ImageRef::DockerDaemon { name } => Arc::new(daemon::open_source(name, options)?),
         ImageRef::Registry(r) => Arc::new(registry::RegistrySource::open(r, &options.registry)?),
     })
+}
+
+/// What writing to a reference would replace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Existing {
+    /// An image under that name: its manifest digest (its image ID for the
+    /// Docker Engine).
+    Image(String),
+    /// An archive file with no single image caulk can name (several, or
+    /// none it reads); writing replaces the whole file.
+    File,
+}
+
+/// What `reference` names now, reading no layers: `None` when writing there
+/// replaces nothing. A registry that cannot be asked counts as empty.
+pub fn existing(reference: &ImageRef, options: &TransportOptions) -> Option<Existing> {
+    match reference {
+        ImageRef::OciLayout { dir, .. } if !dir.join("index.json").exists() => None,
+        ImageRef::OciArchive { file, .. } | ImageRef::DockerArchive { file, .. } if !file.exists() => None,
+        // An archive is rewritten whole, whatever name it held.
+        ImageRef::OciArchive { file, .. } | ImageRef::DockerArchive { file, .. } => {
+            let whole = match reference {
+                ImageRef::OciArchive { .. } => ImageRef::OciArchive { file: file.clone(), name: None },
+                _ => ImageRef::DockerArchive { file: file.clone(), name: None },
+            };
+            Some(match open_source(&whole, options).and_then(|s| s.top()) {
+                Ok(top) => Existing::Image(top.digest.to_string()),
+                Err(_) => Existing::File,
+            })
+        }
+        ImageRef::DockerDaemon { name } => {
+            daemon::image_id(name, options).ok().flatten().map(Existing::Image)
+        }
+        ImageRef::OciLayout { .. } | ImageRef::Registry(_) => open_source(reference, options)
+            .and_then(|s| s.top())
+            .ok()
+            .map(|t| Existing::Image(t.digest.to_string())),
+    }
 }
 
 /// Opens the write side of a reference.

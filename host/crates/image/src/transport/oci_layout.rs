@@ -251,6 +251,10 @@ impl OciDirDestination {
 }
 
 impl ImageDestination for OciDirDestination {
+    fn oci_only(&self) -> bool {
+        true
+    }
+
     fn origin(&self) -> String {
         format!(
             "oci:{}{}",
@@ -396,6 +400,10 @@ impl OciArchiveDestination {
 }
 
 impl ImageDestination for OciArchiveDestination {
+    fn oci_only(&self) -> bool {
+        true
+    }
+
     fn origin(&self) -> String {
         format!(
             "oci-archive:{}{}",
