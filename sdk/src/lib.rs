@@ -24,8 +24,11 @@
 //! component through the real host from a test (see `testing`).
 
 pub mod facts;
+#[cfg(feature = "index-url")]
+pub mod index_url;
 pub mod json;
 pub mod log;
+pub mod names;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod version;
