@@ -149,9 +149,11 @@ impl IndexUrl {
 
     /// The simple-API page of a project: the index URL with the name as one
     /// more path segment (escaped as a segment, so a name cannot climb the
-    /// path) and a trailing slash.
+    /// path) and a trailing slash. A query stays after the path; a fragment,
+    /// which no server sees, is dropped.
     pub fn project_page(&self, project: &str) -> String {
         let mut page = self.url.clone();
+        page.set_fragment(None);
         if let Ok(mut segments) = page.path_segments_mut() {
             segments.pop_if_empty().push(project).push("");
         }
@@ -235,6 +237,9 @@ mod tests {
         let url = IndexUrl::parse("https://h.example/simple").unwrap();
         assert_eq!(url.project_page("requests"), "https://h.example/simple/requests/");
         assert_eq!(url.project_page("../../admin"), "https://h.example/simple/..%2F..%2Fadmin/");
+        // Found by fuzzing: a fragment ended up after the project's path.
+        let url = IndexUrl::parse("https://h.example/simple/?t=1#frag").unwrap();
+        assert_eq!(url.project_page("requests"), "https://h.example/simple/requests/?t=1");
     }
 
     #[test]
