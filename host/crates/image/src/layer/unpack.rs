@@ -109,8 +109,11 @@ const DIR_FLAGS: OFlags =
 
 impl Tree {
     fn open(dest: &Path) -> Result<Self> {
-        let root = rustix::fs::open(dest, DIR_FLAGS, Mode::empty())
-            .map_err(|e| Error::io(format!("opening {}", dest.display()), e.into()))?;
+        // `dest` is the caller's choice and may be reached through a
+        // symlink; only what lies below it comes from the layer.
+        let root =
+            rustix::fs::open(dest, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+                .map_err(|e| Error::io(format!("opening {}", dest.display()), e.into()))?;
         Ok(Tree { root: Rc::new(root), last: None })
     }
 
