@@ -21,7 +21,10 @@
 //! ```
 //!
 //! Enable the `testing` feature in `dev-dependencies` to run the built
-//! component through the real host from a test (see `testing`).
+//! component through the real host from a test (see `testing`). An updater
+//! that reads package-index URLs from images enables `index-url` and checks
+//! them with `index_url::IndexUrl`, as the host does; `names::pep503`
+//! compares Python package names.
 
 pub mod facts;
 #[cfg(feature = "index-url")]
