@@ -7,12 +7,18 @@
 //! `data-requires-python` and `data-yanked` attributes. TLS trusts the same
 //! CA bundle the steps get (`--ca-bundle`, default the host's), so an
 //! intercepting proxy's CA works; proxies come from the environment.
+//!
+//! Index URLs come from plugins, which read them from images (`pip.conf`,
+//! `PIP_INDEX_URL`): each passes [`IndexUrl::parse`] before any request,
+//! and credentials travel only in an `Authorization` header.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use caulk_sdk::index_url::{IndexUrl, redact};
+use caulk_sdk::names::pep503;
 use serde::Deserialize;
 
 use crate::model::{Answer, IndexQuery, PublishedVersion};
@@ -30,24 +36,6 @@ impl std::fmt::Debug for IndexClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("IndexClient").finish_non_exhaustive()
     }
-}
-
-/// PEP 503 name normalisation.
-pub fn normalise_name(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    let mut last_sep = false;
-    for c in name.chars() {
-        if matches!(c, '-' | '_' | '.') {
-            if !last_sep {
-                out.push('-');
-            }
-            last_sep = true;
-        } else {
-            out.push(c.to_ascii_lowercase());
-            last_sep = false;
-        }
-    }
-    out
 }
 
 impl IndexClient {
@@ -91,7 +79,7 @@ impl IndexClient {
         }
         let urls: Vec<String> =
             if query.index_urls.is_empty() { vec![PYPI.to_owned()] } else { query.index_urls.clone() };
-        let key = (urls.join(" "), normalise_name(&query.name));
+        let key = (urls.join(" "), pep503(&query.name));
         if let Some(answer) = self.answers.lock().expect("not poisoned").get(&key) {
             return answer.clone();
         }
@@ -105,8 +93,15 @@ impl IndexClient {
     fn python(&self, urls: &[String], name: &str) -> Answer {
         let mut merged: BTreeMap<String, PublishedVersion> = BTreeMap::new();
         let mut problems = Vec::new();
-        for url in urls {
-            match self.simple_page(url, name) {
+        for text in urls {
+            let url = match IndexUrl::parse(text) {
+                Ok(url) => url,
+                Err(e) => {
+                    problems.push(format!("index URL {:?} is refused: {e}", redact(text)));
+                    continue;
+                }
+            };
+            match self.simple_page(&url, name) {
                 Ok(versions) => {
                     for v in versions {
                         merged
@@ -120,7 +115,7 @@ impl IndexClient {
                             .or_insert(v);
                     }
                 }
-                Err(e) => problems.push(format!("{}: {e}", redact(url))),
+                Err(e) => problems.push(format!("{url}: {e}")),
             }
         }
         if merged.is_empty() {
@@ -131,12 +126,12 @@ impl IndexClient {
         Answer::Versions(merged.into_values().collect())
     }
 
-    fn simple_page(&self, base: &str, name: &str) -> Result<Vec<PublishedVersion>, String> {
-        let (url, auth) =
-            split_credentials(&format!("{}/{}/", base.trim_end_matches('/'), normalise_name(name)));
-        let mut request =
-            self.agent.get(&url).header("Accept", "application/vnd.pypi.simple.v1+json, text/html;q=0.1");
-        if let Some(auth) = &auth {
+    fn simple_page(&self, base: &IndexUrl, name: &str) -> Result<Vec<PublishedVersion>, String> {
+        let mut request = self
+            .agent
+            .get(&base.project_page(&pep503(name)))
+            .header("Accept", "application/vnd.pypi.simple.v1+json, text/html;q=0.1");
+        if let Some(auth) = basic_auth(base) {
             request = request.header("Authorization", auth);
         }
         let mut response = request.call().map_err(|e| e.to_string())?;
@@ -156,39 +151,12 @@ impl IndexClient {
     }
 }
 
-/// Removes `user:password@` from a URL for messages.
-fn redact(url: &str) -> String {
-    split_credentials(url).0
-}
-
-/// The URL without credentials, and a Basic `Authorization` value for them.
-fn split_credentials(url: &str) -> (String, Option<String>) {
+/// The Basic `Authorization` value for a URL's credentials.
+fn basic_auth(url: &IndexUrl) -> Option<String> {
     use base64::Engine as _;
-    let Some((scheme, rest)) = url.split_once("://") else { return (url.to_owned(), None) };
-    let host_end = rest.find('/').unwrap_or(rest.len());
-    let Some((userinfo, host)) = rest[..host_end].rsplit_once('@') else { return (url.to_owned(), None) };
-    let clean = format!("{scheme}://{host}{}", &rest[host_end..]);
-    let decoded = percent_decode(userinfo);
-    (clean, Some(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(decoded))))
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Ok(b) = u8::from_str_radix(&text[i + 1..i + 3], 16)
-        {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    let (user, password) = url.credentials()?;
+    let pair = format!("{user}:{}", password.unwrap_or(""));
+    Some(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair)))
 }
 
 /// One distribution file an index lists.
@@ -288,11 +256,11 @@ fn html_files(body: &str) -> Vec<File> {
 
 /// The version a distribution file holds, for package `name`.
 fn file_version(name: &str, filename: &str) -> Option<String> {
-    let normalised = normalise_name(name);
+    let normalised = pep503(name);
     if let Some(stem) = filename.strip_suffix(".whl") {
         let mut parts = stem.split('-');
         let dist = parts.next()?;
-        return (normalise_name(dist) == normalised).then(|| parts.next().map(str::to_owned)).flatten();
+        return (pep503(dist) == normalised).then(|| parts.next().map(str::to_owned)).flatten();
     }
     let stem = [".tar.gz", ".tar.bz2", ".tar.xz", ".zip", ".tgz", ".egg"]
         .iter()
@@ -303,7 +271,7 @@ fn file_version(name: &str, filename: &str) -> Option<String> {
     // A version starts with a digit (or `v`): `requests-toolbelt-1.0` is
     // not a `requests` release.
     stem.match_indices('-')
-        .find(|(at, _)| normalise_name(&stem[..*at]) == normalised)
+        .find(|(at, _)| pep503(&stem[..*at]) == normalised)
         .map(|(at, _)| stem[at + 1..].to_owned())
         .filter(|v| v.trim_start_matches(['v', 'V']).starts_with(|c: char| c.is_ascii_digit()))
 }
@@ -332,14 +300,6 @@ fn versions_of(name: &str, files: Vec<File>) -> Vec<PublishedVersion> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_normalise_like_pep_503() {
-        assert_eq!(normalise_name("Jinja2"), "jinja2");
-        assert_eq!(normalise_name("typing_extensions"), "typing-extensions");
-        assert_eq!(normalise_name("zope.interface"), "zope-interface");
-        assert_eq!(normalise_name("a__b--c"), "a-b-c");
-    }
 
     #[test]
     fn versions_from_wheels_and_sdists() {
@@ -379,12 +339,46 @@ mod tests {
 
     #[test]
     fn credentials_leave_the_url_for_a_header() {
-        let (url, auth) = split_credentials("https://user:p%40ss@pypi.example/simple/x/");
-        assert_eq!(url, "https://pypi.example/simple/x/");
-        assert_eq!(auth.as_deref(), Some("Basic dXNlcjpwQHNz"));
-        assert_eq!(
-            split_credentials("https://pypi.org/simple/x/"),
-            ("https://pypi.org/simple/x/".to_owned(), None)
+        let url = IndexUrl::parse("https://user:p%40ss@pypi.example/simple").unwrap();
+        assert_eq!(url.project_page("x"), "https://pypi.example/simple/x/");
+        assert_eq!(basic_auth(&url).as_deref(), Some("Basic dXNlcjpwQHNz"));
+        let token = IndexUrl::parse("https://tok@pypi.example/simple").unwrap();
+        assert_eq!(basic_auth(&token).as_deref(), Some("Basic dG9rOg=="));
+        assert_eq!(basic_auth(&IndexUrl::parse("https://pypi.org/simple").unwrap()), None);
+    }
+
+    /// The review's crash: an image's `pip.conf` said
+    /// `index-url = https://u:%aé@h/` and the look-up sliced the escape
+    /// through `é`. Now the URL is refused before any request.
+    #[test]
+    fn crafted_index_urls_are_unavailable_with_a_reason_not_a_panic() {
+        let client = IndexClient::new(None);
+        for (url, why) in [
+            ("https://u:%aé@h/", "its password has a `%` not followed by two hex digits"),
+            ("https://h/%", "its path has a `%`"),
+            ("https://h/%zz", "its path has a `%`"),
+            ("https://u:%ff%fe@h/", "its password is not UTF-8"),
+            ("file:///etc/passwd", "only http:// and https://"),
+            ("https://", "it is not a URL"),
+        ] {
+            let answer = client.lookup(&IndexQuery {
+                ecosystem: "python".into(),
+                name: "requests".into(),
+                index_urls: vec![url.to_owned()],
+            });
+            let Answer::Unavailable(reason) = answer else { panic!("{url}: {answer:?}") };
+            assert!(reason.contains("is refused") && reason.contains(why), "{url}: {reason}");
+            assert!(!reason.contains("%ff"), "{reason}");
+        }
+        let huge = format!("https://h/{}", "a".repeat(1 << 20));
+        let answer = client.lookup(&IndexQuery {
+            ecosystem: "python".into(),
+            name: "requests".into(),
+            index_urls: vec![huge],
+        });
+        assert!(
+            matches!(&answer, Answer::Unavailable(r) if r.len() < 400 && r.contains("longer than")),
+            "{answer:?}"
         );
     }
 }

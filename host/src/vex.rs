@@ -202,8 +202,8 @@ pub fn package_purl(package: &FixedPackage, subject: &Subject) -> String {
             )
         }
         "python" => {
-            // PyPI names are case-insensitive with `_`, `-` and `.` equivalent.
-            let name = package.name.to_ascii_lowercase().replace(['_', '.'], "-");
+            // PyPI names compare in their PEP 503 form, as the purl spec asks.
+            let name = caulk_sdk::names::pep503(&package.name);
             format!("pkg:pypi/{}@{}", encode(&name), encode(&package.version))
         }
         "npm" => {

@@ -21,12 +21,18 @@
 //! ```
 //!
 //! Enable the `testing` feature in `dev-dependencies` to run the built
-//! component through the real host from a test (see `testing`).
+//! component through the real host from a test (see `testing`). An updater
+//! that reads package-index URLs from images enables `index-url` and checks
+//! them with `index_url::IndexUrl`, as the host does; `names::pep503`
+//! compares Python package names.
 
 pub mod capability;
 pub mod facts;
+#[cfg(feature = "index-url")]
+pub mod index_url;
 pub mod json;
 pub mod log;
+pub mod names;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod version;

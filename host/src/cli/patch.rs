@@ -187,6 +187,15 @@ impl PatchArgs {
                 _ => return Err(usage(format!("--plugin-opt `{opt}`: expected NAME.KEY=VALUE"))),
             }
         }
+        // Checked here too, not only by the updater, so a bad URL is a usage
+        // error before an image is pulled.
+        let flagged = self.pip_index_url.iter().map(|u| ("--pip-index-url", u));
+        for (flag, url) in
+            flagged.chain(self.pip_extra_index_url.iter().map(|u| ("--pip-extra-index-url", u)))
+        {
+            caulk_sdk::index_url::IndexUrl::parse(url)
+                .map_err(|e| usage(format!("{flag} {:?}: {e}", caulk_sdk::index_url::redact(url))))?;
+        }
         let mut index_urls: Vec<String> = self.pip_index_url.iter().cloned().collect();
         if index_urls.is_empty() && !self.pip_extra_index_url.is_empty() {
             index_urls.push("https://pypi.org/simple".to_owned());
@@ -342,4 +351,38 @@ pub fn run(args: &PatchArgs, global: &GlobalArgs) -> Result<ExitCode, Error> {
         }
     }
     result.map(|_| ExitCode::SUCCESS).map_err(Error::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        patch: PatchArgs,
+    }
+
+    fn request(extra: &[&str]) -> Result<PatchRequest, Error> {
+        let args = ["caulk", "-i", "debian:12", "-r", "report.json", "--pkg-types", "library"];
+        Wrapper::try_parse_from(args.iter().chain(extra)).expect("clap accepts it").patch.request()
+    }
+
+    #[test]
+    fn index_urls_are_checked_before_anything_runs() {
+        let ok = request(&["--pip-index-url", "https://u:t%40k@mirror.example/simple"]).unwrap();
+        assert_eq!(ok.index_urls, ["https://u:t%40k@mirror.example/simple"]);
+        for (flag, url, why) in [
+            ("--pip-index-url", "https://u:%aé@h/", "its password has a `%` not followed by two hex digits"),
+            ("--pip-extra-index-url", "file:///wheels", "only http:// and https://"),
+            ("--pip-extra-index-url", "https://h/%zz", "its path has a `%`"),
+        ] {
+            let Err(Error::Usage(message)) = request(&[flag, url]) else { panic!("{url} accepted") };
+            assert!(message.starts_with(flag) && message.contains(why), "{message}");
+        }
+        let Err(Error::Usage(message)) = request(&["--pip-index-url", "ftp://u:s3cret@h/"]) else { panic!() };
+        assert!(!message.contains("s3cret"), "{message}");
+    }
 }

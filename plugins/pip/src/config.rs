@@ -16,6 +16,14 @@
 //! the host for look-ups and into the argv of steps that run pip outside the
 //! image; they are never written into a file and are masked in everything the
 //! plugin says for people.
+//!
+//! Every URL, from a file, a variable or the command line, passes
+//! [`IndexUrl::parse`], the check the host applies too. One that fails is
+//! not used: it becomes a problem naming where it came from, and an
+//! environment with a problem is not updated (falling back to PyPI could
+//! fetch a public package in place of a private one).
+
+use caulk_sdk::index_url::{IndexUrl, redact};
 
 use crate::metadata::{Entry, ini};
 
@@ -43,6 +51,9 @@ pub struct Indexes {
     pub sources: Vec<String>,
     /// Whether the command line decided the indexes.
     pub from_command_line: bool,
+    /// Refused values still in force, by setting (`index-url`,
+    /// `extra-index-url`): where each came from and what is wrong.
+    pub problems: Vec<(&'static str, String)>,
 }
 
 impl Indexes {
@@ -74,6 +85,11 @@ impl Indexes {
             args.extend(["--trusted-host".to_owned(), host.clone()]);
         }
         args
+    }
+
+    /// The first refused value still in force, for a skip reason.
+    pub fn problem(&self) -> Option<&str> {
+        self.problems.first().map(|(_, why)| why.as_str())
     }
 
     /// For people: the indexes with credentials masked.
@@ -115,7 +131,7 @@ pub fn indexes(files: &[ConfigFile<'_>], env: &[(String, String)], command_line:
             for (path, entries) in &parsed {
                 let mut touched = false;
                 for (_, key, value) in entries.iter().filter(|(s, _, _)| s == section) {
-                    touched |= apply(&mut out, key, value);
+                    touched |= apply(&mut out, key, value, path);
                 }
                 if touched && !out.sources.iter().any(|s| s == path) {
                     out.sources.push((*path).to_owned());
@@ -131,7 +147,7 @@ pub fn indexes(files: &[ConfigFile<'_>], env: &[(String, String)], command_line:
         ("cert", "PIP_CERT"),
     ] {
         if let Some(value) = var(name)
-            && apply(&mut out, key, value)
+            && apply(&mut out, key, value, &format!("${name}"))
         {
             out.sources.push(format!("${name}"));
         }
@@ -142,18 +158,39 @@ pub fn indexes(files: &[ConfigFile<'_>], env: &[(String, String)], command_line:
         out.no_index = false;
         out.from_command_line = true;
         out.sources = vec!["the command line".to_owned()];
+        // Checked by `plan::settings` before anything is asked.
+        out.problems.clear();
     }
     out
 }
 
-fn apply(out: &mut Indexes, key: &str, value: &str) -> bool {
+/// Applies one setting from `source` (a file's path or `$VARIABLE`);
+/// whether it is one that decides the indexes.
+fn apply(out: &mut Indexes, key: &str, value: &str, source: &str) -> bool {
     match key {
         "index-url" | "i" => {
-            out.index = Some(value.trim().to_owned()).filter(|v| !v.is_empty());
+            out.problems.retain(|(k, _)| *k != "index-url");
+            let value = value.trim();
+            out.index = None;
+            if !value.is_empty() {
+                match IndexUrl::parse(value) {
+                    Ok(_) => out.index = Some(value.to_owned()),
+                    Err(e) => out.problems.push(("index-url", refusal(source, "index-url", value, &e))),
+                }
+            }
             true
         }
         "extra-index-url" => {
-            out.extra = list(value);
+            out.problems.retain(|(k, _)| *k != "extra-index-url");
+            out.extra.clear();
+            for url in list(value) {
+                match IndexUrl::parse(&url) {
+                    Ok(_) => out.extra.push(url),
+                    Err(e) => {
+                        out.problems.push(("extra-index-url", refusal(source, "extra-index-url", &url, &e)));
+                    }
+                }
+            }
             true
         }
         "no-index" => {
@@ -172,31 +209,8 @@ fn apply(out: &mut Indexes, key: &str, value: &str) -> bool {
     }
 }
 
-/// Whether a URL may be handed to pip or the host: http(s), no whitespace
-/// or control characters, not an option.
-pub fn check_url(url: &str) -> Result<(), &'static str> {
-    let lower = url.to_ascii_lowercase();
-    if !(lower.starts_with("https://") || lower.starts_with("http://")) {
-        return Err("only http:// and https:// indexes are supported");
-    }
-    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err("it contains whitespace or control characters");
-    }
-    Ok(())
-}
-
-/// `https://user:secret@host/simple` → `https://user:***@host/simple`;
-/// a token alone (`https://token@host`) is masked whole.
-pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    let Some((userinfo, host)) = authority.rsplit_once('@') else { return url.to_owned() };
-    let masked = match userinfo.split_once(':') {
-        Some((user, _)) => format!("{user}:***"),
-        None => "***".to_owned(),
-    };
-    format!("{scheme}://{masked}@{host}{path}")
+fn refusal(source: &str, key: &str, url: &str, error: &caulk_sdk::index_url::IndexUrlError) -> String {
+    format!("{source}: {key} {:?} is refused: {error}", redact(url))
 }
 
 #[cfg(test)]
@@ -218,6 +232,7 @@ mod tests {
             ["https://mirror.example/simple", "https://u:p@private.example/simple"]
         );
         assert!(found.describe().contains("u:***@private.example"), "{}", found.describe());
+        assert_eq!(found.problem(), None);
         let found = indexes(&files, &env(&[("PIP_INDEX_URL", "https://env.example/simple")]), &[]);
         assert_eq!(found.index.as_deref(), Some("https://env.example/simple"));
         let found = indexes(&files, &env(&[("PIP_CONFIG_FILE", "/dev/null")]), &[]);
@@ -228,11 +243,40 @@ mod tests {
     }
 
     #[test]
+    fn crafted_urls_become_problems_naming_their_source() {
+        let crafted: &[u8] = b"[global]\nindex-url = https://u:%a\xc3\xa9@h/\nextra-index-url = https://ok.example/simple %zz\n";
+        let found = indexes(&[("/etc/pip.conf", crafted)], &[], &[]);
+        assert_eq!(found.index, None);
+        assert_eq!(found.extra, ["https://ok.example/simple"]);
+        assert_eq!(found.problems.len(), 2, "{found:?}");
+        assert_eq!(
+            found.problem(),
+            Some(
+                "/etc/pip.conf: index-url \"https://u:***@h/\" is refused: its password has a `%` not followed \
+                 by two hex digits (a literal `%` is written %25)"
+            )
+        );
+        assert!(
+            found.problems[1].1.starts_with("/etc/pip.conf: extra-index-url \"%zz\" is refused"),
+            "{found:?}"
+        );
+        // A later, valid setting replaces the refused one, as in pip.
+        let env = env(&[("PIP_INDEX_URL", "https://env.example/simple"), ("PIP_EXTRA_INDEX_URL", "")]);
+        let found = indexes(&[("/etc/pip.conf", crafted)], &env, &[]);
+        assert_eq!(found.problem(), None, "{found:?}");
+        assert_eq!(found.lookup_urls(), ["https://env.example/simple"]);
+        // A refused variable names itself.
+        let found = indexes(&[], &[("PIP_INDEX_URL".into(), "file:///wheels".into())], &[]);
+        assert!(found.problem().is_some_and(|p| p.starts_with("$PIP_INDEX_URL: index-url")), "{found:?}");
+        // The command line decides alone.
+        let found = indexes(&[("/etc/pip.conf", crafted)], &[], &["https://cli.example/simple".to_owned()]);
+        assert_eq!(found.problem(), None);
+    }
+
+    #[test]
     fn redaction() {
         assert_eq!(redact("https://a:b@h/simple"), "https://a:***@h/simple");
         assert_eq!(redact("https://tok@h"), "https://***@h");
         assert_eq!(redact("https://h/simple"), "https://h/simple");
-        assert!(check_url("--index-url=x").is_err());
-        assert!(check_url("https://h/ x").is_err());
     }
 }

@@ -23,7 +23,7 @@ pub enum PipError {
     #[error("setting pip.{key}={value:?}: {problem}")]
     BadSetting { key: String, value: String, problem: &'static str },
     #[error("package index URL {url:?} is refused: {problem}")]
-    BadIndexUrl { url: String, problem: &'static str },
+    BadIndexUrl { url: String, problem: caulk_sdk::index_url::IndexUrlError },
 }
 
 impl PipError {
@@ -48,7 +48,9 @@ impl PipError {
             Self::UnknownSetting { .. } | Self::BadSetting { .. } => {
                 "the pip updater knows `dry-run=true|false` (resolve each install with pip before planning)"
             }
-            Self::BadIndexUrl { .. } => "give index URLs as http:// or https:// URLs without spaces",
+            Self::BadIndexUrl { .. } => {
+                "give index URLs as http:// or https:// URLs with a host, without spaces, with `%` only in %XX escapes"
+            }
         }
     }
 }

@@ -77,23 +77,8 @@ impl FromStr for DistName {
 }
 
 /// PEP 503 normalisation of any string (invalid names included, for
-/// comparing what the image holds).
-pub fn normalise(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    let mut separator = false;
-    for c in name.chars() {
-        if matches!(c, '-' | '_' | '.') {
-            separator = true;
-            continue;
-        }
-        if separator && !out.is_empty() {
-            out.push('-');
-        }
-        separator = false;
-        out.push(c.to_ascii_lowercase());
-    }
-    out
-}
+/// comparing what the image holds): the SDK's, which the host uses too.
+pub use caulk_sdk::names::pep503 as normalise;
 
 /// A PEP 440 version, kept as parsed; `Display` gives the normalised form.
 pub type Version = pep440_rs::Version;

@@ -68,7 +68,7 @@ use caulk_sdk::update::{
 use sha2::{Digest, Sha256};
 
 use crate::choose::{self, Choice, Interpreter, Published};
-use crate::config::{self, Indexes};
+use crate::config::Indexes;
 use crate::conflict::{self, Node, State};
 use crate::discover::{self, Image};
 use crate::env::{self, Dist, Env, EnvKind};
@@ -123,8 +123,8 @@ pub fn settings(options: &Options) -> Result<Settings, PipError> {
         }
     }
     for url in &options.index_urls {
-        config::check_url(url)
-            .map_err(|problem| PipError::BadIndexUrl { url: config::redact(url), problem })?;
+        caulk_sdk::index_url::IndexUrl::parse(url)
+            .map_err(|problem| PipError::BadIndexUrl { url: caulk_sdk::index_url::redact(url), problem })?;
     }
     Ok(settings)
 }
@@ -438,6 +438,15 @@ fn place<'u>(ctx: &Ctx<'u>, image: &Image, checked: &Checked<'u>, analysis: &mut
             analysis.skipped.push(skipped(update, location, Some(dist.version_text.clone()), reason, false));
             continue;
         };
+        if let Some(problem) = image.indexes(env, &ctx.options.index_urls).problem() {
+            let reason = format!(
+                "{} uses a pip configuration caulk cannot follow: {problem}; fix it in the image or give \
+                 --pip-index-url",
+                env.label()
+            );
+            analysis.skipped.push(skipped(update, location, Some(dist.version_text.clone()), reason, false));
+            continue;
+        }
         let how = match how(image, env, dist, ctx.facts) {
             Ok(how) => how,
             Err(reason) => {

@@ -196,3 +196,64 @@ fn a_plan_without_facts_says_which_is_missing() {
     assert_eq!(err.kind, ErrorKind::MissingFacts);
     assert!(err.message.contains("the host gave no answer to the plan probe `dists`"), "{}", err.message);
 }
+
+/// The review's crash came from an image's `pip.conf`: its index URLs are
+/// checked like the command line's, and an environment whose configuration
+/// holds a refused one is skipped with the file and the problem named,
+/// never falling back to PyPI.
+#[test]
+fn crafted_index_urls_in_the_image_skip_the_environment_naming_the_file() {
+    let site = "/usr/local/lib/python3.11/dist-packages";
+    let crafted: &[(&[u8], &str)] = &[
+        (
+            b"[global]\nindex-url = https://u:%a\xc3\xa9@h/\n",
+            "its password has a `%` not followed by two hex digits",
+        ),
+        (b"[global]\nindex-url = https://h/simple%\n", "its path has a `%`"),
+        (b"[global]\nindex-url = https://h/%zz\n", "its path has a `%`"),
+        (b"[global]\nindex-url = https://h\xff\xfe/simple\n", "is not a URL"),
+        (
+            b"[install]\nextra-index-url = https://ok.example/simple file:///wheels\n",
+            "only http:// and https://",
+        ),
+    ];
+    let mut huge = b"[global]\nindex-url = https://h/".to_vec();
+    huge.extend(std::iter::repeat_n(b'a', 1 << 20));
+    let cases = crafted.iter().map(|(c, w)| (c.to_vec(), *w)).chain([(huge, "longer than 4096 bytes")]);
+    for (conf, why) in cases {
+        let root = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(format!("{}/.", support::mini().display()))
+            .arg(root.path())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        std::fs::write(root.path().join("etc/pip.conf"), &conf).unwrap();
+        let host = DataHost::new(root.path());
+        let plan = support::plan(
+            &host,
+            vec![update("urllib3", "1.26.5", &["1.26.18"], Some(site))],
+            without_dry_runs(options(PatchLevel::Patch)),
+        );
+        assert!(plan.selected.is_empty(), "{why}: {plan:#?}");
+        let reason = &plan.skipped[0].reason;
+        assert!(reason.contains("/etc/pip.conf: ") && reason.contains(why), "{why}: {reason}");
+        assert!(reason.len() < 600, "{reason}");
+        let words = argv_words(&plan);
+        assert!(!words.iter().any(|w| w.contains("h/")), "{words:?}");
+    }
+    // The image's environment, too.
+    let mut host = DataHost::new(mini());
+    host.env = vec![("PIP_INDEX_URL".into(), "https://u:%aé@h/".into())];
+    let plan = support::plan(
+        &host,
+        vec![update("urllib3", "1.26.5", &["1.26.18"], Some(site))],
+        without_dry_runs(options(PatchLevel::Patch)),
+    );
+    assert!(plan.selected.is_empty(), "{plan:#?}");
+    assert!(
+        plan.skipped[0].reason.contains("$PIP_INDEX_URL: index-url \"https://u:***@h/\" is refused"),
+        "{plan:#?}"
+    );
+}

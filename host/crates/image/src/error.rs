@@ -127,6 +127,21 @@ impl Error {
 }
 
 /// Attaches a context to `io::Result`s.
+/// Longest path [`short_path`] leaves whole, in characters.
+const SHOWN_PATH: usize = 160;
+
+/// A path fit for a message: whole when short, else its head and tail
+/// around `…`. Layer entries can nest far deeper than anyone reads.
+pub fn short_path(path: &str) -> std::borrow::Cow<'_, str> {
+    let count = path.chars().count();
+    if count <= SHOWN_PATH {
+        return path.into();
+    }
+    let head: String = path.chars().take(60).collect();
+    let tail: String = path.chars().skip(count - (SHOWN_PATH - 61)).collect();
+    format!("{head}…{tail}").into()
+}
+
 pub(crate) trait IoContext<T> {
     fn ctx(self, context: impl FnOnce() -> String) -> Result<T>;
 }

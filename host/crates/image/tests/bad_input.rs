@@ -248,3 +248,130 @@ fn hostile_tar_entries_are_refused_or_contained() {
     let err = unpack_into(&dest, &[7u8; 2048], options).unwrap_err();
     assert!(matches!(err, Error::CorruptLayer { .. }), "{err}");
 }
+
+/// A PAX extended header (type `x`) holding `records`, for the entry after it.
+fn pax(records: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut data = Vec::new();
+    for (key, value) in records {
+        // The length counts itself: try the width until it is stable.
+        let body = key.len() + value.len() + 3;
+        let mut len = body + 1;
+        while len != body + len.to_string().len() {
+            len = body + len.to_string().len();
+        }
+        data.extend_from_slice(format!("{len} {key}=").as_bytes());
+        data.extend_from_slice(value);
+        data.push(b'\n');
+    }
+    entry("pax", b'x', "", &data, (0, 0))
+}
+
+fn has_xattr(path: &Path, name: &str) -> bool {
+    let mut buf = [0u8; 64];
+    rustix::fs::lgetxattr(path, name, &mut buf[..]).is_ok()
+}
+
+#[test]
+fn layer_xattrs_are_applied_only_when_an_image_may_set_them() {
+    let tmp = tempdir();
+    let dest = tmp.path().join("root");
+    let crafted = [
+        ("trusted.overlay.opaque", &b"y"[..]),
+        ("trusted.overlay.redirect", b"/etc"),
+        ("trusted.other", b"x"),
+        ("user.overlay.opaque", b"y"),
+        ("security.selinux", b"system_u:object_r:shadow_t:s0"),
+        ("user.caulk", b"kept"),
+    ];
+    let pax_xattrs: Vec<(String, &[u8])> =
+        crafted.iter().map(|(name, value)| (format!("SCHILY.xattr.{name}"), *value)).collect();
+    let records: Vec<(&str, &[u8])> = pax_xattrs.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    let capability = [(
+        "SCHILY.xattr.security.capability",
+        &b"\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"[..],
+    )];
+    let tar = tar_of(&[
+        entry("opt/", b'5', "", b"", (0, 0)),
+        pax(&records),
+        entry("opt/dir/", b'5', "", b"", (0, 0)),
+        pax(&records),
+        entry("opt/file", b'0', "", b"data", (0, 0)),
+        pax(&capability),
+        entry("usr/bin/ping", b'0', "", b"\x7fELF", (0, 0)),
+        entry("opt/marked/", b'5', "", b"", (0, 0)),
+        entry("opt/marked/.wh..wh..opq", b'0', "", b"", (0, 0)),
+    ]);
+    let options = UnpackOptions { whiteouts: WhiteoutFormat::OverlayTrusted, ..UnpackOptions::default() };
+    unpack_into(&dest, &tar, options).unwrap();
+    for path in ["opt/dir", "opt/file"] {
+        let path = dest.join(path);
+        assert!(has_xattr(&path, "user.caulk"), "{}: user.* is the image's own", path.display());
+        for (name, _) in &crafted[..5] {
+            assert!(!has_xattr(&path, name), "{}: {name} was applied", path.display());
+        }
+    }
+    assert!(has_xattr(&dest.join("usr/bin/ping"), "security.capability"), "file capabilities are kept");
+    // The file system takes trusted.* (caulk's own opaque marker is there):
+    // its absence above is the filter's doing.
+    assert!(has_xattr(&dest.join("opt/marked"), "trusted.overlay.opaque"));
+}
+
+/// Walks `rel` below `root` one component at a time, as no single path
+/// longer than PATH_MAX can be opened.
+fn read_deep(root: &Path, rel: &str) -> Vec<u8> {
+    use rustix::fs::{Mode, OFlags};
+    let mut dir = rustix::fs::open(root, OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty()).unwrap();
+    let (parents, name) = rel.rsplit_once('/').unwrap();
+    for part in parents.split('/') {
+        dir = rustix::fs::openat(&dir, part, OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty()).unwrap();
+    }
+    let file = rustix::fs::openat(&dir, name, OFlags::RDONLY, Mode::empty()).unwrap();
+    std::io::read_to_string(fs::File::from(file)).unwrap().into_bytes()
+}
+
+#[test]
+fn entries_deeper_than_path_max_unpack_and_errors_stay_short() {
+    let tmp = tempdir();
+    let options = UnpackOptions::default();
+    // About 6000 bytes of path: 60 directories of 99 bytes each.
+    let mut long: String = (0..60).map(|i| format!("{i:0>98}")).collect::<Vec<_>>().join("/");
+    long.push_str("/leaf");
+    assert!(long.len() > 5000);
+    let dest = tmp.path().join("deep");
+    let tar = tar_of(&[pax(&[("path", long.as_bytes())]), entry("placeholder", b'0', "", b"deep", (0, 0))]);
+    unpack_into(&dest, &tar, options).unwrap();
+    assert_eq!(read_deep(&dest, &long), b"deep");
+
+    // A name the file system cannot hold fails with a message a person can
+    // read, naming the layer and what it was doing.
+    let too_long = format!("{}/{}", "d".repeat(200), "n".repeat(300));
+    let dest = tmp.path().join("name-too-long");
+    let tar = tar_of(&[pax(&[("path", too_long.as_bytes())]), entry("placeholder", b'0', "", b"x", (0, 0))]);
+    let err = unpack_into(&dest, &tar, options).unwrap_err().to_string();
+    assert!(err.len() < 400, "{} bytes: {err}", err.len());
+    assert!(err.contains("layer hostile") && err.contains('…'), "{err}");
+
+    // A refused entry deep down is named short too.
+    let hostile = format!("{}../../outside", "a/".repeat(3000));
+    let dest = tmp.path().join("deep-dotdot");
+    let tar = tar_of(&[pax(&[("path", hostile.as_bytes())]), entry("placeholder", b'0', "", b"x", (0, 0))]);
+    let err = unpack_into(&dest, &tar, options).unwrap_err();
+    assert!(matches!(err, Error::HostileEntry { .. }), "{err}");
+    assert!(err.to_string().len() < 400, "{err}");
+}
+
+#[test]
+fn whiteouts_of_dot_and_dotdot_are_refused() {
+    let tmp = tempdir();
+    let options = UnpackOptions { whiteouts: WhiteoutFormat::OverlayTrusted, ..UnpackOptions::default() };
+    let keep = tmp.path().join("keep");
+    fs::create_dir(&keep).unwrap();
+    for name in [".wh..", ".wh...", "sub/.wh...", ".wh."] {
+        let dest = tmp.path().join("root");
+        let _ = fs::remove_dir_all(&dest);
+        let tar = tar_of(&[entry("sub/", b'5', "", b"", (0, 0)), entry(name, b'0', "", b"", (0, 0))]);
+        let err = unpack_into(&dest, &tar, options).unwrap_err();
+        assert!(matches!(err, Error::HostileEntry { .. }), "{name}: {err}");
+        assert!(keep.is_dir() && dest.is_dir(), "{name} removed a directory above the entry");
+    }
+}

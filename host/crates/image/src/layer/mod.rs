@@ -5,7 +5,7 @@
 use std::io::{self, BufRead, BufReader, Read};
 
 use crate::digest::{Digest, Hasher};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, short_path};
 use crate::media::{self, Compression};
 use crate::model::Layer;
 use crate::transport::{self, ImageSource};
@@ -112,7 +112,7 @@ pub(crate) fn corrupt(layer: &str, e: io::Error) -> Error {
 pub(crate) fn clean_entry_path(raw: &[u8], layer: &str) -> Result<String> {
     let name = std::str::from_utf8(raw).map_err(|_| Error::HostileEntry {
         layer: layer.to_owned(),
-        entry: String::from_utf8_lossy(raw).into_owned(),
+        entry: short_path(&String::from_utf8_lossy(raw)).into_owned(),
         reason: "name is not UTF-8".to_owned(),
     })?;
     let mut parts = Vec::new();
@@ -122,14 +122,14 @@ pub(crate) fn clean_entry_path(raw: &[u8], layer: &str) -> Result<String> {
             ".." => {
                 return Err(Error::HostileEntry {
                     layer: layer.to_owned(),
-                    entry: name.to_owned(),
+                    entry: short_path(name).into_owned(),
                     reason: "a `..` component would leave the root".to_owned(),
                 });
             }
             p if p.contains('\0') => {
                 return Err(Error::HostileEntry {
                     layer: layer.to_owned(),
-                    entry: name.to_owned(),
+                    entry: short_path(name).into_owned(),
                     reason: "name contains NUL".to_owned(),
                 });
             }
@@ -137,6 +137,24 @@ pub(crate) fn clean_entry_path(raw: &[u8], layer: &str) -> Result<String> {
         }
     }
     Ok(parts.join("/"))
+}
+
+/// Whether an extended attribute from a layer is applied on unpack and
+/// carried into a written layer: what an image may say about its own files.
+///
+/// - `user.*`, except `user.overlay.*`: file data of the image's own.
+/// - `security.capability`: file capabilities, which setcap'd binaries such
+///   as `ping` need to work.
+///
+/// Everything else is left out. `trusted.overlay.*` and `user.overlay.*`
+/// would steer the overlayfs caulk mounts over the unpacked layers (an
+/// `opaque` hides lower layers, a `redirect` points a directory at another
+/// path); other `trusted.*` is for the host's privileged processes;
+/// `security.selinux` and other LSM labels describe the host that wrote the
+/// layer, not the image, and applying them could relabel files on this
+/// host; `system.*` (ACLs) is not something image tools write.
+pub fn xattr_is_kept(name: &str) -> bool {
+    name == "security.capability" || (name.starts_with("user.") && !name.starts_with("user.overlay."))
 }
 
 /// Pulls the extended attributes out of an entry's PAX records.

@@ -480,10 +480,10 @@ impl Walker<'_> {
                 });
             }
             opaque = xattrs.iter().any(|(n, v)| OVERLAY_OPAQUE.contains(&n.as_str()) && v == b"y");
-            xattrs.retain(|(n, _)| !n.starts_with("trusted.overlay.") && !n.starts_with("user.overlay."));
         }
-        // Host security labels say nothing about the image.
-        xattrs.retain(|(n, _)| n != "security.selinux");
+        // What unpacking would apply and nothing more: host security labels
+        // say nothing about the image, overlay xattrs are the mount's own.
+        xattrs.retain(|(n, _)| super::xattr_is_kept(n));
         let mode = meta.mode() & 0o7777;
         let mtime = meta.mtime().max(0).cast_unsigned();
         let (uid, gid) = (u64::from(meta.uid()), u64::from(meta.gid()));
