@@ -61,7 +61,7 @@ pub enum ScanError {
     #[error("no scanner recognises {}; confidence out of 100 by scanner: {tried}", path.display())]
     NoTaker { path: PathBuf, tried: String },
 
-    #[error("{} is claimed equally by {candidates}", path.display())]
+    #[error("{} is claimed equally (confidence out of 100 by scanner: {candidates})", path.display())]
     Ambiguous { path: PathBuf, candidates: String },
 
     #[error("no scanner named `{name}`: no plugin of that name and no `copa-{name}` on PATH{broken}")]
