@@ -72,6 +72,10 @@ need_space() {
 
 # Fails unless URL answers within 20 s.
 need_url() {
+  if ! command -v curl >/dev/null; then
+    echo "curl is missing: not checking $1"
+    return
+  fi
   curl -sSfI --max-time 20 -o /dev/null "$1" \
     || die "cannot reach $1" "$2"
   echo "reachable: $1"

@@ -33,7 +33,7 @@ step "system packages"
 #   buildah time bc   benchmarks only: benches/patch.sh, benches/library.sh and
 #                     caulk-image's image_io bench (not run here)
 install_packages \
-  ca-certificates curl util-linux \
+  ca-certificates util-linux \
   mmdebstrap bubblewrap jq zstd \
   python3 python3-pip python3-packaging \
   skopeo docker-registry apache2-utils docker.io \
