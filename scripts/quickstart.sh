@@ -25,8 +25,13 @@ step "checking the machine"
 need_root "the quickstart"
 grep -qs '^ID=debian' /etc/os-release \
   || echo "warning: this is not Debian; the quickstart is written for Debian 12 and may fail"
-# The build (about 3 GiB of target/), the image and its cache, the work dir.
-need_space "$target_dir" 4 "the release build"
+# The build (target/release grows to about 1.5 GiB the first time),
+# the image and its cache, the work dir.
+if [ -x "$target_dir/release/caulk" ]; then
+  need_space "$target_dir" 1 "rebuilding caulk"
+else
+  need_space "$target_dir" 4 "the release build"
+fi
 need_space "$image_cache" 1 "the test image"
 need_space /tmp 1 "the work dir"
 need_url "$mirror/dists/bookworm/InRelease" "the image is installed from the Debian mirror; set CAULK_DEBIAN_MIRROR to one you reach"
