@@ -8,7 +8,7 @@
 #
 #   benches/patch.sh [ROUNDS]     (default 3; the median of each is reported)
 #
-# Needs root, network to the Debian mirrors, and the packages .ci/run installs.
+# Needs root, network to the Debian mirrors, and the packages scripts/test.sh installs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}

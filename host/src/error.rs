@@ -14,7 +14,7 @@ pub enum Error {
     Scan(Box<crate::scan::ScanError>),
 
     #[error("{message}")]
-    NoSuchPlugin { message: String },
+    NoSuchPlugin { message: String, install_dir: Option<PathBuf> },
 
     #[error("reading {}: {source}", path.display())]
     Read { path: PathBuf, source: std::io::Error },
@@ -68,7 +68,13 @@ impl Error {
             Self::Scan(e) => e.hint(),
             Self::Patch(e) => e.hint(),
             Self::Grants(e) => e.hint(),
-            Self::NoSuchPlugin { .. } => Some("`caulk plugins list` shows the plugins caulk found".into()),
+            Self::NoSuchPlugin { install_dir, .. } => Some(match install_dir {
+                Some(dir) => format!(
+                    "`caulk plugins list` shows the plugins caulk found; to install one, copy its .wasm file into {}",
+                    dir.display()
+                ),
+                None => "`caulk plugins list` shows the plugins caulk found".into(),
+            }),
             _ => None,
         }
     }

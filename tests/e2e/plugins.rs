@@ -112,6 +112,38 @@ fn a_third_party_plugin_runs_without_rebuilding_caulk() {
     assert_eq!(binary_before, binary_after, "caulk was rebuilt");
 }
 
+/// README's plugin commands, run as printed from the repository root: the
+/// user's plugin directory is made when missing and named where it helps.
+#[test]
+fn the_user_plugin_directory_is_made_and_named() {
+    let sandbox = Sandbox::new();
+    let user_dir = sandbox.path().join("data/caulk/plugins");
+    let from_root = || {
+        let mut cmd = sandbox.caulk();
+        cmd.current_dir(common::workspace());
+        cmd
+    };
+    let sample = "examples/csv-scanner/report.csv";
+
+    let err = failure(&run(from_root().args(["plugins", "call", "csv", "parse", sample])), 1);
+    assert!(err.contains("no plugin named `csv`"), "{err}");
+    assert!(err.contains(&format!("copy its .wasm file into {}", user_dir.display())), "{err}");
+    assert!(user_dir.is_dir(), "{} was not made", user_dir.display());
+
+    std::fs::remove_dir_all(sandbox.path().join("data")).unwrap();
+    let table = success(&run(from_root().args(["plugins", "list"])));
+    assert!(table.contains(&format!("copy its .wasm file into {}", user_dir.display())), "{table}");
+    assert!(user_dir.is_dir(), "{} was not made", user_dir.display());
+    let list = json(&success(&run(from_root().args(["plugins", "list", "--json"]))));
+    assert_eq!(list["user_dir"], user_dir.to_str().unwrap());
+
+    copy_into(&user_dir, &wasm_of("caulk-example-csv-scanner"), "csv.wasm");
+    let findings = json(&success(&run(from_root().args(["plugins", "call", "csv", "parse", sample]))));
+    let packages: Vec<&str> =
+        findings["findings"].as_array().unwrap().iter().map(|f| f["package"].as_str().unwrap()).collect();
+    assert_eq!(packages, ["libssl3", "libexpat1", "setuptools", "urllib3", "pip"]);
+}
+
 #[test]
 fn earlier_directories_win_and_say_what_they_override() {
     let sandbox = Sandbox::new();

@@ -10,7 +10,7 @@ use std::process::Output;
 
 use common::{Sandbox, failure, fixtures, run, success};
 
-/// Every JSON report under the shared fixtures, relative to the fixtures dir.
+/// Every JSON report under `tests/fixtures`, relative to the fixtures dir.
 fn fixture_reports() -> Vec<PathBuf> {
     fn walk(dir: &Path, base: &Path, out: &mut Vec<PathBuf>) {
         for entry in std::fs::read_dir(dir).unwrap().filter_map(Result::ok) {

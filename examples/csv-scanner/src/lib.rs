@@ -12,6 +12,7 @@
 //!
 //! `fixed` may hold several versions separated by `;` or be empty (no fix).
 //! Fields are not quoted; blank lines and lines starting with `#` are ignored.
+//! `report.csv` beside this crate's manifest is a sample.
 
 use caulk_sdk::Scanner;
 use caulk_sdk::types::{Error, Finding, Findings, FixStatus, PackageClass, PluginInfo, Severity};
@@ -148,6 +149,18 @@ mod tests {
         assert_eq!(Csv::sniff(HEADER.as_bytes()), 80);
         assert_eq!(Csv::sniff(br#"{"SchemaVersion": 2}"#), 0);
         assert_eq!(Csv::sniff(b""), 0);
+    }
+
+    #[test]
+    fn the_shipped_sample_report_parses() {
+        // README's `caulk plugins call csv parse examples/csv-scanner/report.csv`.
+        let sample = include_bytes!("../report.csv");
+        assert_eq!(Csv::sniff(sample), 100);
+        let findings = Csv::parse(sample).unwrap();
+        let packages: Vec<&str> = findings.findings.iter().map(|f| f.package.as_str()).collect();
+        assert_eq!(packages, ["libssl3", "libexpat1", "setuptools", "urllib3", "pip"]);
+        assert_eq!(findings.findings[3].fixed_versions, ["1.26.18", "2.0.7"]);
+        assert_eq!(findings.findings[4].status, FixStatus::Affected);
     }
 
     #[test]

@@ -78,19 +78,20 @@ pub fn run(cmd: &PluginsCommand, global: &GlobalArgs) -> Result<ExitCode, Error>
     let runtime = global.runtime()?;
     match cmd {
         PluginsCommand::List { json } => {
+            let user_dir = ensure_user_dir();
             let set = global.plugins(&runtime)?;
             let policy = global.policy(&set)?;
-            list(&set, &policy, *json)
+            list(&set, &policy, user_dir.as_deref(), *json)
         }
         PluginsCommand::Inspect { name, json } => {
             let set = global.plugins(&runtime)?;
             let policy = global.policy(&set)?;
-            let plugin = set.get(name).ok_or_else(|| Error::NoSuchPlugin { message: set.missing(name) })?;
+            let plugin = set.get(name).ok_or_else(|| no_such_plugin(&set, name))?;
             inspect(plugin, &set, &policy, *json)
         }
         PluginsCommand::Grant { name, capabilities } => {
             let set = global.plugins(&runtime)?;
-            let plugin = set.get(name).ok_or_else(|| Error::NoSuchPlugin { message: set.missing(name) })?;
+            let plugin = set.get(name).ok_or_else(|| no_such_plugin(&set, name))?;
             grant(plugin, capabilities)
         }
         PluginsCommand::Revoke { name, capabilities } => revoke(name, capabilities),
@@ -165,13 +166,38 @@ fn capabilities_text(declared: &[Capability], standing: &Standing) -> String {
     parts.join("; ")
 }
 
-fn list(set: &PluginSet, policy: &Policy, json: bool) -> Result<ExitCode, Error> {
+
+/// The user's plugin directory, made when it is missing so that installing
+/// a plugin is one `cp` into a directory `caulk plugins list` names. Not
+/// being able to make it (a read-only home) costs only that convenience.
+fn ensure_user_dir() -> Option<PathBuf> {
+    let dir = crate::plugin::user_dir()?;
+    if dir.is_dir() {
+        return Some(dir);
+    }
+    match std::fs::create_dir_all(&dir) {
+        Ok(()) => {
+            tracing::info!("created the plugin directory {}", dir.display());
+            Some(dir)
+        }
+        Err(e) => {
+            tracing::warn!("cannot create the plugin directory {}: {e}", dir.display());
+            None
+        }
+    }
+}
+
+fn no_such_plugin(set: &PluginSet, name: &str) -> Error {
+    Error::NoSuchPlugin { message: set.missing(name), install_dir: ensure_user_dir() }
+}
+
+fn list(set: &PluginSet, policy: &Policy, user_dir: Option<&std::path::Path>, json: bool) -> Result<ExitCode, Error> {
     let rows = rows(set, policy);
     let broken: Vec<BrokenRow> =
         set.broken.iter().map(|b| BrokenRow { path: b.path.clone(), error: b.error.to_string() }).collect();
     let mut out = std::io::stdout().lock();
     if json {
-        let doc = serde_json::json!({ "plugins": rows, "broken": broken });
+        let doc = serde_json::json!({ "plugins": rows, "broken": broken, "user_dir": user_dir });
         writeln!(out, "{}", serde_json::to_string_pretty(&doc).expect("serialisable"))
             .map_err(Error::Output)?;
         return Ok(ExitCode::SUCCESS);
@@ -201,6 +227,10 @@ fn list(set: &PluginSet, policy: &Policy, json: bool) -> Result<ExitCode, Error>
     write_table(&mut out, &table).map_err(Error::Output)?;
     for b in &broken {
         writeln!(out, "not loaded: {}: {}", b.path.display(), b.error).map_err(Error::Output)?;
+    }
+    if let Some(dir) = user_dir {
+        writeln!(out, "\nTo install a plugin, copy its .wasm file into {}", dir.display())
+            .map_err(Error::Output)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -431,7 +461,7 @@ fn call(
         &from_file
     } else {
         set = global.plugins(runtime)?;
-        set.get(plugin).ok_or_else(|| Error::NoSuchPlugin { message: set.missing(plugin) })?
+        set.get(plugin).ok_or_else(|| no_such_plugin(&set, plugin))?
     };
     let bytes = read_input(input)?;
     let value = match function {

@@ -389,21 +389,27 @@ fn wasm_files(dir: &Path) -> Result<Vec<PathBuf>, PluginError> {
 }
 
 /// Plugin directories in search order: `--plugin-dir` flags, then
-/// `$CAULK_PLUGIN_PATH` (colon-separated), then `$XDG_DATA_HOME/caulk/plugins`
-/// (or `~/.local/share/caulk/plugins`).
+/// `$CAULK_PLUGIN_PATH` (colon-separated), then [`user_dir`].
 pub fn search_path(flags: &[PathBuf]) -> Vec<PathBuf> {
     let mut dirs = flags.to_vec();
     if let Some(path) = std::env::var_os("CAULK_PLUGIN_PATH") {
         dirs.extend(std::env::split_paths(&path).filter(|p| !p.as_os_str().is_empty()));
     }
-    let data = std::env::var_os("XDG_DATA_HOME")
+    dirs.extend(user_dir());
+    dirs
+}
+
+/// The user's own plugin directory, `$XDG_DATA_HOME/caulk/plugins` (or
+/// `~/.local/share/caulk/plugins`): where installing a plugin is one `cp`.
+/// None when neither variable is set.
+pub fn user_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_DATA_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")));
-    if let Some(data) = data {
-        dirs.push(data.join("caulk").join("plugins"));
-    }
-    dirs
+        .or_else(|| {
+            std::env::var_os("HOME").filter(|v| !v.is_empty()).map(|h| PathBuf::from(h).join(".local/share"))
+        })
+        .map(|data| data.join("caulk").join("plugins"))
 }
 
 #[cfg(test)]

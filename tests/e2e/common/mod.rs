@@ -21,12 +21,13 @@ pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
-/// The shared fixtures (`../shared/fixtures` beside the checkout).
+/// The repository's real scanner reports and Copa test data (`tests/fixtures`).
 pub fn fixtures() -> PathBuf {
-    workspace().parent().unwrap().join("shared").join("fixtures")
+    workspace().join("tests").join("fixtures")
 }
 
-fn target_dir() -> PathBuf {
+/// The target dir the binary under test was built in.
+pub fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map_or_else(|| caulk_bin().parent().and_then(Path::parent).unwrap().to_path_buf(), PathBuf::from)
 }

@@ -25,9 +25,9 @@ pub fn read_data(relative: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
 
-/// `/work/shared/fixtures`, found from this crate.
+/// A report under the repository's `tests/fixtures`.
 pub fn fixture(relative: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures").join(relative)
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures")).join(relative)
 }
 
 /// An image root file system on disk, answering `files` probes as the host

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 use caulk_sdk::types::{Finding, Findings};
 
-/// `/work/shared/fixtures` (locally and in CI), found from this crate.
+/// The repository's `tests/fixtures` (see `reports/SOURCES.md` there).
 pub fn fixtures_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures")
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures")).to_path_buf()
 }
 
 pub fn read_fixture(relative: &str) -> Vec<u8> {

@@ -52,6 +52,8 @@ fn empty() -> Findings {
     Findings { scanner: None, artifact: None, os: None, platform: None, findings: Vec::new() }
 }
 
-// Natively (a workspace build) there is no component to export.
+// The component exports exist only in the wasm build: their symbol names
+// (`caulk:plugin/scanner@0.1.0#parse`) cannot be linked into a host cdylib,
+// and `cargo build` at the workspace root builds this crate for the host too.
 #[cfg(target_family = "wasm")]
 caulk_sdk::export_scanner!(Misbehave);
