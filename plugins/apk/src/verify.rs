@@ -180,17 +180,20 @@ impl Steps<'_> {
 /// none.
 fn error_lines(stderr: &str, name: &str) -> String {
     let lines: Vec<&str> = stderr.lines().map(str::trim_end).filter(|l| !l.trim().is_empty()).collect();
-    let errors: Vec<&str> = lines
-        .iter()
-        .copied()
-        .filter(|l| l.starts_with("ERROR:") || l.starts_with("  "))
-        .map(str::trim)
-        .collect();
-    let naming: Vec<&str> = errors.iter().copied().filter(|l| names(l, name)).collect();
+    let is_error = |l: &&str| l.starts_with("ERROR:") || l.starts_with("  ");
+    let errors: Vec<(usize, &str)> = lines.iter().copied().enumerate().filter(|(_, l)| is_error(l)).collect();
+    let mut naming: Vec<(usize, &str)> = errors.iter().copied().filter(|(_, l)| names(l, name)).collect();
+    // `  libssl3-3.1.4-r5:` means little without the `ERROR:` line above it.
+    if let Some(&(first, _)) = naming.first()
+        && !naming.iter().any(|(_, l)| l.starts_with("ERROR:"))
+        && let Some(&header) = errors.iter().rev().find(|(i, l)| *i < first && l.starts_with("ERROR:"))
+    {
+        naming.insert(0, header);
+    }
     let chosen: Vec<&str> = if !naming.is_empty() {
-        naming
+        naming.into_iter().map(|(_, l)| l.trim()).collect()
     } else if !errors.is_empty() {
-        errors
+        errors.into_iter().map(|(_, l)| l.trim()).collect()
     } else {
         lines.last().map(|l| l.trim()).into_iter().collect()
     };
