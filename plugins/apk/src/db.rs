@@ -44,8 +44,8 @@ impl Package {
 /// Why the installed database cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DbError {
-    #[error("{INSTALLED_PATH} is not UTF-8 text (byte {at})")]
-    NotText { at: usize },
+    #[error("{INSTALLED_PATH} line {line}: the {key}: field is not UTF-8 text")]
+    NotText { line: usize, key: char },
     #[error("{INSTALLED_PATH} line {line}: {shown:?} is not a `K:value` field")]
     NotField { line: usize, shown: String },
     #[error("{INSTALLED_PATH} line {line}: a package block without a P: (name) field")]
@@ -98,26 +98,32 @@ const SHOWN: usize = 60;
 
 impl Installed {
     pub fn parse(bytes: &[u8]) -> Result<Self, DbError> {
-        let text = std::str::from_utf8(bytes).map_err(|e| DbError::NotText { at: e.valid_up_to() })?;
         let mut packages = Vec::new();
         let mut block: Option<Block> = None;
-        for (index, raw) in text.split('\n').enumerate() {
+        // Bytes, not text: file names (`R:`) and descriptions may be in any
+        // encoding; only the fields used here must be UTF-8.
+        for (index, raw) in bytes.split(|b| *b == b'\n').enumerate() {
             let line = index + 1;
-            let raw = raw.strip_suffix('\r').unwrap_or(raw);
+            let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
             if raw.is_empty() {
                 if let Some(done) = block.take() {
                     done.finish(&mut packages)?;
                 }
                 continue;
             }
-            let mut chars = raw.chars();
-            let (Some(key), Some(':')) = (chars.next(), chars.next()) else {
-                return Err(DbError::NotField { line, shown: raw.chars().take(SHOWN).collect() });
+            let not_field = || DbError::NotField {
+                line,
+                shown: String::from_utf8_lossy(&raw[..raw.len().min(SHOWN)]).into_owned(),
             };
-            if !key.is_ascii_alphabetic() {
-                return Err(DbError::NotField { line, shown: raw.chars().take(SHOWN).collect() });
+            let (key, value) = match raw {
+                [key, b':', value @ ..] if key.is_ascii_alphabetic() => (char::from(*key), value),
+                _ => return Err(not_field()),
+            };
+            if !matches!(key, 'P' | 'V' | 'A' | 'o' | 'p') {
+                block.get_or_insert_with(|| Block { start: line, ..Block::default() });
+                continue;
             }
-            let value = &raw[2..];
+            let value = std::str::from_utf8(value).map_err(|_| DbError::NotText { line, key })?;
             let current = block.get_or_insert_with(|| Block { start: line, ..Block::default() });
             let once = |slot: &mut Option<String>| {
                 if slot.is_some() {
@@ -254,7 +260,8 @@ mod tests {
         assert_eq!(Installed::parse(b"V:1\n"), Err(DbError::NoName { line: 1 }));
         assert_eq!(Installed::parse(b"P:a\nA:x\n"), Err(DbError::NoVersion { line: 1, name: "a".into() }));
         assert_eq!(Installed::parse(b"P:a\nP:b\nV:1\n"), Err(DbError::Repeated { line: 2, key: 'P' }));
-        assert_eq!(Installed::parse(b"P:a\nV:1\n\xff"), Err(DbError::NotText { at: 8 }));
+        assert_eq!(Installed::parse(b"P:a\nV:\xff"), Err(DbError::NotText { line: 2, key: 'V' }));
+        assert!(Installed::parse(b"P:a\nV:1\nR:caf\xe9\n").is_ok(), "Latin-1 file names are fine");
         assert_eq!(Installed::parse(b"\n\n"), Ok(Installed::default()));
         assert!(matches!(Installed::parse("é:x".as_bytes()), Err(DbError::NotField { line: 1, .. })));
     }

@@ -97,16 +97,17 @@ fn skipped_packages_say_why() {
     assert!(!plan.skipped.iter().any(|s| s.name != "musl" && s.already_fixed));
 }
 
+fn add<'a>(name: &'a str, constraint: &'a str) -> (Vec<&'a str>, bool) {
+    (vec!["apk", "--no-progress", "add", "--upgrade", "--virtual", name, constraint], false)
+}
+fn del(name: &str) -> (Vec<&str>, bool) {
+    (vec!["apk", "--no-progress", "del", name], true)
+}
+
 #[test]
 fn one_virtual_package_per_fix_keeps_the_world_file() {
     let plan = alpine_plan();
     let steps: Vec<(Vec<&str>, bool)> = plan.steps.iter().map(|s| (argv(s), s.tolerate_failure)).collect();
-    fn add<'a>(name: &'a str, constraint: &'a str) -> (Vec<&'a str>, bool) {
-        (vec!["apk", "--no-progress", "add", "--upgrade", "--virtual", name, constraint], false)
-    }
-    fn del(name: &str) -> (Vec<&str>, bool) {
-        (vec!["apk", "--no-progress", "del", name], true)
-    }
     let virt = |name: &str| format!(".caulk-{name}");
     let (ssl, crypto, bb, curl) = (virt("libssl3"), virt("libcrypto3"), virt("busybox"), virt("libcurl"));
     assert_eq!(
