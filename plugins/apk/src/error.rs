@@ -9,8 +9,13 @@ use crate::name::NameError;
 /// its kind and a hint.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ApkError {
-    #[error("the image has no apk database: {path} is missing")]
-    NoDatabase { path: &'static str },
+    #[error("the image has no apk database: {path} is missing{}", .os.as_ref().map(|os| format!(", though its os-release says {os}")).unwrap_or_default())]
+    NoDatabase {
+        path: &'static str,
+        /// The image's OS when os-release names an apk distribution: then
+        /// the database was removed, not never there.
+        os: Option<String>,
+    },
     #[error(
         "the image has an apk database but no apk binary ({paths}), and the host has none to use with --root: {why}"
     )]
@@ -45,7 +50,11 @@ impl ApkError {
 
     fn hint(&self) -> &'static str {
         match self {
-            Self::NoDatabase { .. } => {
+            Self::NoDatabase { os: Some(_), .. } => {
+                "the image removed apk's database (a hardened or static variant); without it nothing says \
+                 which packages are installed, so caulk cannot patch them"
+            }
+            Self::NoDatabase { os: None, .. } => {
                 "the apk updater patches Alpine and Wolfi (Chainguard) images; is this image built from one?"
             }
             Self::NoApk { .. } => {

@@ -90,14 +90,23 @@ pub struct Image {
     pub runner: Runner,
 }
 
+/// Whether os-release names an apk distribution, itself or through
+/// `ID_LIKE`; the host picks this updater by the same names.
+pub fn is_apk_os(os: &caulk_sdk::update::OsRelease) -> bool {
+    const FAMILIES: [&str; 3] = ["alpine", "wolfi", "chainguard"];
+    std::iter::once(&os.id).chain(&os.id_like).any(|id| FAMILIES.contains(&id.as_str()))
+}
+
 /// Reads the plan-phase facts.
-pub fn image(facts: &[Fact]) -> Result<Image, ApkError> {
+pub fn image(target: &Target, facts: &[Fact]) -> Result<Image, ApkError> {
     let missing = |id, what| ApkError::MissingFact { phase: "plan", id, what };
     if !facts.answered(INSTALLED) {
         return Err(missing(INSTALLED, INSTALLED_PATH));
     }
     let Some(bytes) = facts.file(INSTALLED) else {
-        return Err(ApkError::NoDatabase { path: INSTALLED_PATH });
+        let os = target.os.as_ref().filter(|os| is_apk_os(os));
+        let os = os.map(|os| os.pretty_name.clone().unwrap_or_else(|| os.id.clone()));
+        return Err(ApkError::NoDatabase { path: INSTALLED_PATH, os });
     };
     let installed = Installed::parse(bytes)?;
     if !facts.answered(APK_BIN) {
@@ -130,7 +139,7 @@ pub fn image(facts: &[Fact]) -> Result<Image, ApkError> {
 /// The whole plan for `request`.
 pub fn plan(request: &PlanRequest) -> Result<PatchPlan, ApkError> {
     check_options(&request.options)?;
-    let image = image(&request.facts)?;
+    let image = image(&request.target, &request.facts)?;
     let mut plan = PatchPlan::empty();
     let mut work = Vec::new();
     match request.options.mode {

@@ -68,7 +68,26 @@ fn a_root_without_an_apk_database_is_not_applicable() {
         PlanRequest { target: root.target(), updates: Vec::new(), options: options(UpdateMode::All), facts };
     let err = Apk::plan(&request).unwrap_err();
     assert_eq!(err.kind, ErrorKind::NotApplicable);
-    assert!(err.message.contains("/lib/apk/db/installed is missing"), "{}", err.message);
+    assert_eq!(err.message, "the image has no apk database: /lib/apk/db/installed is missing");
+    assert!(err.hint.as_deref().is_some_and(|h| h.contains("Alpine and Wolfi")), "{err:?}");
+
+    // os-release says Alpine (or is like it): the database was removed.
+    std::fs::create_dir_all(dir.path().join("etc")).unwrap();
+    std::fs::write(
+        dir.path().join("etc/os-release"),
+        "ID=postmarketos\nID_LIKE=alpine\nPRETTY_NAME=\"postmarketOS edge\"\n",
+    )
+    .unwrap();
+    let root = Root::at(dir.path());
+    let request = support::plan_request(&root, Vec::new(), options(UpdateMode::All));
+    let err = Apk::plan(&request).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::NotApplicable);
+    assert!(
+        err.message.ends_with("is missing, though its os-release says postmarketOS edge"),
+        "{}",
+        err.message
+    );
+    assert!(err.hint.as_deref().is_some_and(|h| h.contains("removed apk's database")), "{err:?}");
 }
 
 #[test]
