@@ -231,10 +231,8 @@ fn meaning(errors: &str) -> Option<&'static str> {
         ),
         ("UNTRUSTED signature", "the index is signed with a key missing from the image's /etc/apk/keys"),
         ("temporary error", "apk could not reach the repository (network or DNS); retrying later may work"),
-        (
-            "No such file or directory",
-            "a repository in /etc/apk/repositories does not exist or is unreachable",
-        ),
+        ("execvp", "the apk command could not be started in the step's root"),
+        ("ERROR: /", "a repository path in /etc/apk/repositories does not exist"),
         (
             "script exited with error",
             "a package's install script failed; the step's output (-v) has its messages",
@@ -254,5 +252,13 @@ mod tests {
         assert!(names("    libssl3>=3.1.4-r6 (no such package)", "libssl3"));
         assert!(!names("  libssl3-dbg-3.1.4-r5:", "libssl3"));
         assert!(!names("  xlibssl3-1", "libssl3"));
+    }
+
+    #[test]
+    fn an_apk_that_cannot_start_is_named_as_such() {
+        // What the real host's sandbox says when the image's apk will not run.
+        let lines = error_lines("bwrap: execvp apk: No such file or directory\n", "musl");
+        assert_eq!(lines, "bwrap: execvp apk: No such file or directory");
+        assert_eq!(meaning(&lines), Some("the apk command could not be started in the step's root"));
     }
 }
