@@ -69,10 +69,12 @@ pub const VIRTUAL_PREFIX: &str = ".caulk-";
 pub const CACHE_DIR: &str = "/var/cache/apk";
 
 /// Paths left out of the new layer: indexes and cached packages (also under
-/// `/etc/apk/cache`, where an image may configure its package cache) and
-/// apk's lock file. Never `/lib/apk/db/installed`, `scripts.tar` or
+/// `/etc/apk/cache`, where an image may configure its package cache), apk's
+/// lock file, and the log apk-tools 3 appends every change to (apk(8):
+/// "logged to /var/log/apk.log"). Never `/lib/apk/db/installed`, `scripts.tar` or
 /// `triggers`, which must move together with the installed files.
-pub const DROP_PATHS: &[&str] = &["/var/cache/apk/**", "/etc/apk/cache/**", "/lib/apk/db/lock"];
+pub const DROP_PATHS: &[&str] =
+    &["/var/cache/apk/**", "/etc/apk/cache/**", "/lib/apk/db/lock", "/var/log/apk.log"];
 
 /// Where the commands run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
