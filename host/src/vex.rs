@@ -290,6 +290,32 @@ mod tests {
     }
 
     #[test]
+    fn apk_package_urls_name_the_distribution_and_its_release() {
+        let package = FixedPackage {
+            ecosystem: "apk".into(),
+            name: "libssl3".into(),
+            version: "3.1.4-r5".into(),
+            vulnerabilities: vec![],
+        };
+        let alpine = Subject { os_id: Some("alpine".into()), os_version: Some("3.19.1".into()), ..subject() };
+        assert_eq!(
+            package_purl(&package, &alpine),
+            "pkg:apk/alpine/libssl3@3.1.4-r5?arch=x86_64&distro=alpine-3.19.1"
+        );
+        let wolfi = Subject {
+            os_id: Some("wolfi".into()),
+            os_version: Some("20230201".into()),
+            architecture: "arm64".into(),
+            ..subject()
+        };
+        let busybox = FixedPackage { name: "busybox".into(), version: "1.36.1_p1-r0".into(), ..package };
+        assert_eq!(
+            package_purl(&busybox, &wolfi),
+            "pkg:apk/wolfi/busybox@1.36.1_p1-r0?arch=aarch64&distro=wolfi-20230201"
+        );
+    }
+
+    #[test]
     fn one_statement_per_vulnerability_with_every_package_it_touched() {
         let fixed = vec![
             FixedPackage {
