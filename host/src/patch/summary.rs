@@ -440,7 +440,7 @@ fn write_rows(out: &mut String, shown: &[&Row]) {
         rows.push(row);
     }
     let mut table = Vec::new();
-    crate::cli::write_table(&mut table, &rows).expect("writing to memory");
+    crate::table::write(&mut table, &rows).expect("writing to memory");
     out.push_str(&String::from_utf8_lossy(&table));
     let name = |r: &Row| match &r.location {
         Some(location) => format!("{} ({})", r.name, location_label(location)),
