@@ -13,12 +13,15 @@ mod phase_tests;
 pub mod summary;
 
 use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use caulk_exec::{CancelToken, ExecutorConfig, Mode, Step, StepLimits, StepOutcome, Stream};
 use caulk_image::append::{AppendSpec, EditedImage, HistoryEntry, append};
-use caulk_image::layer::{LayerCache, UnpackOptions, WhiteoutFormat, WriteOptions, write_layer};
+use caulk_image::layer::{
+    LayerCache, UnpackOptions, WhiteoutFormat, WriteOptions, WrittenLayer, write_layer,
+};
 use caulk_image::{CopyOptions, Image, ImageRef, Platform, PlatformImage, TransportOptions};
 
 use crate::model::{
@@ -239,29 +242,7 @@ pub fn run_on(
         if cancel.is_cancelled() { Err(PatchError::Cancelled { during: during.to_owned() }) } else { Ok(()) }
     };
 
-    // The report.
-    let (scanned, grouped) = match &request.report {
-        Some(path) => {
-            observer.phase("reading the report");
-            let scanned = scanners.scan(path, request.scanner.as_deref()).map_err(Box::new)?;
-            let grouped = crate::updates::group(&scanned.findings);
-            (Some(scanned), grouped)
-        }
-        None => (None, Grouped::default()),
-    };
-    if request.pkg_types.library && request.report.is_none() {
-        return Err(PatchError::Usage("--pkg-types library needs a report (-r)".into()));
-    }
-    let mode = if request.report.is_some() { UpdateMode::Report } else { UpdateMode::All };
-    let wanted: Vec<PackageUpdate> = grouped
-        .updates
-        .iter()
-        .filter(|u| match u.class {
-            PackageClass::Os => request.pkg_types.os,
-            PackageClass::Library => request.pkg_types.library,
-        })
-        .cloned()
-        .collect();
+    let Findings { scanned, grouped, wanted, mode } = findings(request, scanners, observer)?;
 
     // The image and the platform to patch.
     observer.phase("reading the image");
@@ -439,47 +420,16 @@ pub fn run_on(
     }
     summary.sort_rows();
 
-    let failed = summary.rows.iter().filter(|r| r.status == RowStatus::Failed).count();
-    let patched = summary.rows.iter().filter(|r| r.status == RowStatus::Patched).count();
-    if failed > 0 && !request.ignore_errors {
-        summary.result = summary::Result::Failed;
-        summary.timings.total = started.elapsed();
-        summary.no_vex(request.vex_output.as_deref(), "no image was written");
-        let total = summary.rows.iter().filter(|r| r.status != RowStatus::LeftOut).count();
-        return Err(PatchError::UpdatesFailed { failed, total, summary: Box::new(summary) });
-    }
-    if patched == 0 {
-        summary.result = if failed > 0 { summary::Result::Failed } else { summary::Result::NothingToPatch };
-        summary.timings.total = started.elapsed();
-        summary.no_vex(
-            request.vex_output.as_deref(),
-            if failed > 0 { "no image was written" } else { "nothing was patched" },
-        );
-        if failed > 0 {
-            let total = summary.rows.iter().filter(|r| r.status != RowStatus::LeftOut).count();
-            return Err(PatchError::UpdatesFailed { failed, total, summary: Box::new(summary) });
-        }
-        return Ok(summary);
-    }
+    let mut summary = match judge(summary, request.ignore_errors, request.vex_output.as_deref(), started)? {
+        ControlFlow::Continue(summary) => summary,
+        ControlFlow::Break(summary) => return Ok(summary),
+    };
 
     // The layer.
     check_cancel("before writing the layer")?;
     observer.phase("writing the layer");
     let write_started = Instant::now();
-    let changes = session.finish().map_err(exec_err)?;
-    let layer_file = tempfile::Builder::new()
-        .prefix("layer-")
-        .tempfile_in(&working_folder)
-        .map_err(|source| PatchError::Write { path: working_folder.clone(), source })?;
-    let write_options = WriteOptions {
-        source: changes.source,
-        exclude: drop_paths,
-        mtime_clamp: request.source_date_epoch,
-        ..WriteOptions::default()
-    };
-    let layer =
-        write_layer(&changes.dir, layer_file.path(), &write_options).map_err(image_err(&request.image))?;
-    drop(changes);
+    let (layer_file, layer) = assemble_layer(session, &working_folder, drop_paths, request)?;
     summary.layer = Some(summary::LayerInfo {
         digest: layer.digest.to_string(),
         diff_id: layer.diff_id.to_string(),
@@ -535,22 +485,76 @@ pub fn run_on(
     summary.result = summary::Result::Patched;
     summary.timings.write = write_started.elapsed();
 
-    // VEX.
-    if let Some(path) = &request.vex_output {
-        let document = vex_document(request, &summary, &destination, os.as_ref(), &platform_image.platform);
-        // OpenVEX's schema asks for at least one statement; without a report
-        // (or when only packages no report named moved) there is none.
-        if document.statements.is_empty() {
-            summary.no_vex(Some(path), "no vulnerability a report named was fixed");
-        } else {
-            write_atomically(path, &serde_json::to_vec_pretty(&document).expect("serialisable"))?;
-            summary.vex = Some(path.display().to_string());
-        }
-    }
+    write_vex(request, &mut summary, &destination, os.as_ref(), &platform_image.platform)?;
     summary.timings.total = started.elapsed();
     summary.timings.probes = probe_time.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
     observer.finished();
     Ok(summary)
+}
+
+/// The report's updates, and those of them `--pkg-types` asks for.
+struct Findings {
+    scanned: Option<crate::scan::Scanned>,
+    grouped: Grouped,
+    wanted: Vec<PackageUpdate>,
+    mode: UpdateMode,
+}
+
+/// Reads the report, if there is one; without one every OS package is to
+/// be brought up to date.
+fn findings(
+    request: &PatchRequest,
+    scanners: &Scanners<'_>,
+    observer: &mut dyn Observer,
+) -> Result<Findings, PatchError> {
+    if request.pkg_types.library && request.report.is_none() {
+        return Err(PatchError::Usage("--pkg-types library needs a report (-r)".into()));
+    }
+    let Some(path) = &request.report else {
+        return Ok(Findings {
+            scanned: None,
+            grouped: Grouped::default(),
+            wanted: Vec::new(),
+            mode: UpdateMode::All,
+        });
+    };
+    observer.phase("reading the report");
+    let scanned = scanners.scan(path, request.scanner.as_deref()).map_err(Box::new)?;
+    let grouped = crate::updates::group(&scanned.findings);
+    let wanted = grouped
+        .updates
+        .iter()
+        .filter(|u| match u.class {
+            PackageClass::Os => request.pkg_types.os,
+            PackageClass::Library => request.pkg_types.library,
+        })
+        .cloned()
+        .collect();
+    Ok(Findings { scanned: Some(scanned), grouped, wanted, mode: UpdateMode::Report })
+}
+
+/// The steps' changes as one layer file in the working folder, without
+/// the paths the plans dropped; the file goes when the handle is dropped.
+fn assemble_layer(
+    workspace: Box<dyn Workspace + '_>,
+    working_folder: &Path,
+    drop_paths: Vec<String>,
+    request: &PatchRequest,
+) -> Result<(tempfile::NamedTempFile, WrittenLayer), PatchError> {
+    let changes = workspace.finish().map_err(exec_err)?;
+    let layer_file = tempfile::Builder::new()
+        .prefix("layer-")
+        .tempfile_in(working_folder)
+        .map_err(|source| PatchError::Write { path: working_folder.to_owned(), source })?;
+    let write_options = WriteOptions {
+        source: changes.source,
+        exclude: drop_paths,
+        mtime_clamp: request.source_date_epoch,
+        ..WriteOptions::default()
+    };
+    let layer =
+        write_layer(&changes.dir, layer_file.path(), &write_options).map_err(image_err(&request.image))?;
+    Ok((layer_file, layer))
 }
 
 /// Runs the steps in order until one fails; a failed step's outcome is the
@@ -585,6 +589,33 @@ fn execute(
         outcomes.push(outcome);
     }
     Ok(outcomes)
+}
+
+/// Whether the verified rows make an image worth writing: `Continue` when
+/// they do; `Break` with the finished summary when nothing was patched; an
+/// error when an update failed and `--ignore-errors` does not let the rest
+/// through (or nothing else worked).
+fn judge(
+    mut summary: PatchSummary,
+    ignore_errors: bool,
+    vex_output: Option<&Path>,
+    started: Instant,
+) -> Result<ControlFlow<PatchSummary, PatchSummary>, PatchError> {
+    let failed = summary.count(RowStatus::Failed);
+    let patched = summary.count(RowStatus::Patched);
+    if patched > 0 && (failed == 0 || ignore_errors) {
+        return Ok(ControlFlow::Continue(summary));
+    }
+    summary.timings.total = started.elapsed();
+    if failed == 0 {
+        summary.result = summary::Result::NothingToPatch;
+        summary.no_vex(vex_output, "nothing was patched");
+        return Ok(ControlFlow::Break(summary));
+    }
+    summary.result = summary::Result::Failed;
+    summary.no_vex(vex_output, "no image was written");
+    let total = summary.rows.iter().filter(|r| r.status != RowStatus::LeftOut).count();
+    Err(PatchError::UpdatesFailed { failed, total, summary: Box::new(summary) })
 }
 
 /// `patch` writes the media types the input had (an OCI layout the input
@@ -748,6 +779,27 @@ pub(crate) fn rfc3339(epoch: Option<u64>) -> String {
     let now =
         epoch.map_or_else(std::time::SystemTime::now, |s| std::time::UNIX_EPOCH + Duration::from_secs(s));
     humantime::format_rfc3339_seconds(now).to_string()
+}
+
+/// `-o`: the OpenVEX document for what was fixed, or why there is none.
+fn write_vex(
+    request: &PatchRequest,
+    summary: &mut PatchSummary,
+    destination: &dest::Destination,
+    os: Option<&crate::model::OsRelease>,
+    platform: &Platform,
+) -> Result<(), PatchError> {
+    let Some(path) = &request.vex_output else { return Ok(()) };
+    let document = vex_document(request, summary, destination, os, platform);
+    // OpenVEX's schema asks for at least one statement; without a report
+    // (or when only packages no report named moved) there is none.
+    if document.statements.is_empty() {
+        summary.no_vex(Some(path), "no vulnerability a report named was fixed");
+    } else {
+        write_atomically(path, &serde_json::to_vec_pretty(&document).expect("serialisable"))?;
+        summary.vex = Some(path.display().to_string());
+    }
+    Ok(())
 }
 
 fn vex_document(

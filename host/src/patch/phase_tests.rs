@@ -1,12 +1,15 @@
-//! The execute phase against a test engine whose steps do what each test
-//! scripts, so the phase's own rules are what is checked.
+//! The pipeline's phases on their own: the execute phase against a test
+//! engine whose steps do what each test scripts, and the judgement of the
+//! verified rows.
 
 use std::collections::VecDeque;
-use std::time::Duration;
+use std::ops::ControlFlow;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 use caulk_exec::{CancelToken, MergedReader, Probe, ProbeOutput, Step, StepOutcome, Stream};
 
-use super::{Changes, Observer, PatchError, Workspace, execute};
+use super::{Changes, Observer, PatchError, PatchSummary, RowStatus, Workspace, execute, judge, summary};
 
 /// What the test engine's next step does.
 enum Then {
@@ -139,4 +142,43 @@ fn a_cancelled_run_starts_no_step() {
     let err = execute(&mut engine, &steps(&["install"]), &mut Seen::default(), &cancel).unwrap_err();
     assert!(matches!(err, PatchError::Cancelled { .. }), "{err:?}");
     assert!(engine.ran.is_empty());
+}
+
+/// A summary with one OS package per status.
+fn rows(statuses: &[RowStatus]) -> PatchSummary {
+    let rows = statuses
+        .iter()
+        .enumerate()
+        .map(|(i, status)| summary::tests::row(&format!("pkg{i}"), None, "1.0", "1.1", *status))
+        .collect();
+    summary::tests::summary(rows, summary::Result::NothingToPatch)
+}
+
+#[test]
+fn a_failed_update_stops_the_run_unless_errors_are_ignored() {
+    use RowStatus::{Failed, LeftOut, Patched};
+    let summary = rows(&[Patched, Failed, LeftOut]);
+    let err = judge(summary.clone(), false, Some(Path::new("vex.json")), Instant::now()).unwrap_err();
+    let PatchError::UpdatesFailed { failed, total, summary: told } = &err else { panic!("{err:?}") };
+    assert_eq!((*failed, *total), (1, 2), "left-out packages are not counted as updates");
+    assert_eq!(told.result, summary::Result::Failed);
+    assert!(told.vex_not_written.as_deref().is_some_and(|w| w.contains("no image was written")));
+
+    let kept = judge(summary, true, None, Instant::now()).unwrap();
+    assert!(matches!(kept, ControlFlow::Continue(s) if s.count(Patched) == 1));
+}
+
+#[test]
+fn ignoring_errors_still_fails_when_nothing_worked() {
+    let err = judge(rows(&[RowStatus::Failed]), true, None, Instant::now()).unwrap_err();
+    assert!(matches!(err, PatchError::UpdatesFailed { failed: 1, total: 1, .. }), "{err:?}");
+}
+
+#[test]
+fn nothing_patched_ends_the_run_without_an_image() {
+    let flow =
+        judge(rows(&[RowStatus::LeftOut]), false, Some(Path::new("vex.json")), Instant::now()).unwrap();
+    let ControlFlow::Break(done) = flow else { panic!("an image would be written with nothing patched") };
+    assert_eq!(done.result, summary::Result::NothingToPatch);
+    assert!(done.vex_not_written.as_deref().is_some_and(|w| w.contains("nothing was patched")));
 }
