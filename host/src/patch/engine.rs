@@ -10,17 +10,30 @@ use caulk_exec::{
     StepOutcome, Stream,
 };
 use caulk_image::layer::LayerSource;
+use caulk_image::{Image, PlatformImage};
+
+use super::PatchError;
+
+/// What a workspace starts from: the image (an engine that runs steps
+/// elsewhere needs it whole) and its layers as caulk unpacked them.
+pub struct Base<'a> {
+    pub image: &'a Image,
+    /// The platform's image within `image`.
+    pub platform_image: &'a PlatformImage,
+    /// Its layers unpacked, bottom first, below any earlier caulk layer.
+    pub lower: &'a [PathBuf],
+    /// An earlier caulk layer, unpacked: the starting changes, so the new
+    /// layer holds both and replaces it.
+    pub seed: Option<&'a Path>,
+}
 
 /// Where steps run.
 pub trait Engine {
-    /// A workspace over `lower` (bottom first) with `seed` — an earlier
-    /// caulk layer, unpacked — as its starting changes.
     fn prepare<'e>(
         &'e self,
-        lower: &[PathBuf],
-        seed: Option<&Path>,
+        base: &Base<'_>,
         cancel: CancelToken,
-    ) -> caulk_exec::Result<Box<dyn Workspace + 'e>>;
+    ) -> Result<Box<dyn Workspace + 'e>, PatchError>;
 }
 
 /// The image's root fs with the steps run so far. `Sync` because command
@@ -37,7 +50,7 @@ pub trait Workspace: Sync {
         on_output: &mut dyn FnMut(Stream, &str),
     ) -> caulk_exec::Result<StepOutcome>;
     /// The steps' changes, to be written as the new layer.
-    fn finish(self: Box<Self>) -> caulk_exec::Result<Changes>;
+    fn finish(self: Box<Self>) -> Result<Changes, PatchError>;
 }
 
 /// The steps' changes as a directory, in the form `source` names, kept on
@@ -69,11 +82,10 @@ impl LocalEngine {
 impl Engine for LocalEngine {
     fn prepare<'e>(
         &'e self,
-        lower: &[PathBuf],
-        seed: Option<&Path>,
+        base: &Base<'_>,
         cancel: CancelToken,
-    ) -> caulk_exec::Result<Box<dyn Workspace + 'e>> {
-        Ok(Box::new(self.executor.prepare_on(lower, seed, cancel)?))
+    ) -> Result<Box<dyn Workspace + 'e>, PatchError> {
+        Ok(Box::new(self.executor.prepare_on(base.lower, base.seed, cancel).map_err(super::exec_err)?))
     }
 }
 
@@ -94,8 +106,8 @@ impl Workspace for Session<'_> {
         Session::run_step(self, step, on_output)
     }
 
-    fn finish(self: Box<Self>) -> caulk_exec::Result<Changes> {
-        let diff = Session::finish(*self)?;
+    fn finish(self: Box<Self>) -> Result<Changes, PatchError> {
+        let diff = Session::finish(*self).map_err(super::exec_err)?;
         Ok(Changes { dir: diff.path().to_owned(), source: LayerSource::OverlayUpper, _keep: Some(diff) })
     }
 }

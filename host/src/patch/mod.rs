@@ -32,7 +32,7 @@ use crate::plugin::{Budgets, Plugin, PluginError, PluginSet, Policy};
 use crate::scan::{ScanError, Scanners};
 use crate::updates::{Grouped, PackageUpdate};
 use crate::vex;
-pub use engine::{Changes, Engine, LocalEngine, Workspace};
+pub use engine::{Base, Changes, Engine, LocalEngine, Workspace};
 pub use summary::{PatchSummary, Row, RowStatus};
 
 /// Config labels caulk sets on a patched image.
@@ -284,7 +284,8 @@ pub fn run_on(
     };
     // The earlier caulk layer seeds this session's changes, so the new layer
     // holds both and replaces it.
-    let mut session = engine.prepare(lower, top.map(PathBuf::as_path), cancel.clone()).map_err(exec_err)?;
+    let base = Base { image: &image, platform_image, lower, seed: top.map(PathBuf::as_path) };
+    let mut session = engine.prepare(&base, cancel.clone())?;
 
     // Who patches what.
     let reader = session.reader();
@@ -541,7 +542,7 @@ fn assemble_layer(
     drop_paths: Vec<String>,
     request: &PatchRequest,
 ) -> Result<(tempfile::NamedTempFile, WrittenLayer), PatchError> {
-    let changes = workspace.finish().map_err(exec_err)?;
+    let changes = workspace.finish()?;
     let layer_file = tempfile::Builder::new()
         .prefix("layer-")
         .tempfile_in(working_folder)

@@ -61,7 +61,7 @@ impl Workspace for Script {
         }
     }
 
-    fn finish(self: Box<Self>) -> caulk_exec::Result<Changes> {
+    fn finish(self: Box<Self>) -> Result<Changes, PatchError> {
         unreachable!("the execute phase leaves the diff to the layer phase")
     }
 }
