@@ -261,7 +261,7 @@ fn two_scanners_claiming_a_report_equally_is_an_error_listing_them() {
         1,
     );
     assert!(
-        err.contains("claimed equally by") && err.contains("csv (100)") && err.contains("native-lines (100)"),
+        err.contains("claimed equally by") && err.contains("csv 100") && err.contains("native-lines 100"),
         "{err}"
     );
     assert!(err.contains("--scanner"), "{err}");
