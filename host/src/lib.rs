@@ -15,6 +15,7 @@ pub mod patch;
 pub mod plugin;
 pub mod report;
 pub mod scan;
+pub mod table;
 pub mod updates;
 pub mod vex;
 

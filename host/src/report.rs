@@ -162,7 +162,7 @@ impl Report {
                 rows.push(row);
             }
             let mut table = Vec::new();
-            crate::cli::write_table(&mut table, &rows).expect("writing to memory");
+            crate::table::write(&mut table, &rows).expect("writing to memory");
             out.push_str(&String::from_utf8_lossy(&table));
         }
         let s = &self.summary;

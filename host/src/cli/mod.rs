@@ -5,8 +5,6 @@ mod patch;
 mod plugins;
 mod report;
 
-pub(crate) use plugins::write_table;
-
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;

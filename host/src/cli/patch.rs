@@ -236,8 +236,39 @@ impl PatchArgs {
             transport: TransportOptions::default(),
             policy: crate::plugin::Policy::default(),
             budgets: crate::plugin::Budgets::default(),
+            source_date_epoch: source_date_epoch()?,
+            cache_dir: cache_dir(),
+            vex_author: std::env::var("CAULK_VEX_AUTHOR")
+                .or_else(|_| std::env::var("COPA_VEX_AUTHOR"))
+                .unwrap_or_else(|_| "caulk".to_owned()),
         })
     }
+}
+
+/// `SOURCE_DATE_EPOCH`. One that is set but not a number would silently
+/// give a run stamped with the current time: refused instead.
+fn source_date_epoch() -> Result<Option<u64>, Error> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.trim().is_empty() => v.trim().parse().map(Some).map_err(|_| {
+            usage(format!("SOURCE_DATE_EPOCH={v:?} is not a whole number of seconds since 1970"))
+        }),
+        _ => Ok(None),
+    }
+}
+
+/// caulk's own directories: `$CAULK_CACHE_DIR`, else the XDG cache dir.
+/// Always absolute: steps bind its subdirectories from another cwd.
+fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CAULK_CACHE_DIR").filter(|v| !v.is_empty()) {
+        let dir = PathBuf::from(dir);
+        return std::path::absolute(&dir).unwrap_or(dir);
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("caulk")
 }
 
 /// Shows progress: step output with -v, a spinner on a terminal otherwise.

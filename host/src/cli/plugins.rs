@@ -224,7 +224,7 @@ fn list(set: &PluginSet, policy: &Policy, user_dir: Option<&std::path::Path>, js
             source,
         ]);
     }
-    write_table(&mut out, &table).map_err(Error::Output)?;
+    crate::table::write(&mut out, &table).map_err(Error::Output)?;
     for b in &broken {
         writeln!(out, "not loaded: {}: {}", b.path.display(), b.error).map_err(Error::Output)?;
     }
@@ -233,30 +233,6 @@ fn list(set: &PluginSet, policy: &Policy, user_dir: Option<&std::path::Path>, js
             .map_err(Error::Output)?;
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Left-aligned columns separated by two spaces; the last column unpadded.
-pub fn write_table<R: AsRef<[String]>>(out: &mut impl Write, rows: &[R]) -> std::io::Result<()> {
-    let columns = rows.iter().map(|r| r.as_ref().len()).max().unwrap_or(0);
-    let mut widths = vec![0usize; columns];
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row.as_ref()) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    for row in rows {
-        let row = row.as_ref();
-        let mut line = String::new();
-        for (i, cell) in row.iter().enumerate() {
-            if i + 1 == row.len() {
-                line.push_str(cell);
-            } else {
-                let _ = write!(line, "{cell:<width$}  ", width = widths[i]);
-            }
-        }
-        writeln!(out, "{}", line.trim_end())?;
-    }
-    Ok(())
 }
 
 #[derive(Serialize)]

@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use caulk_exec::{EntryKind, MergedReader, Probe, RunIn, Session, ToolingRoot};
+use caulk_exec::{EntryKind, MergedReader, Probe, RunIn, ToolingRoot};
 
 use crate::model::{
     Answer, Command, CommandOutput, ExecContext, Fact, FileEntry, FileKind, IndexQuery, OsRelease, Question,
@@ -43,9 +43,9 @@ pub struct Shared<'s> {
     pub budgets: &'s Budgets,
 }
 
-/// Answers one plugin's questions against one sandbox session.
+/// Answers one plugin's questions against one engine workspace.
 pub struct Answerer<'s, 'e> {
-    pub session: &'s Session<'e>,
+    pub session: &'s (dyn super::Workspace + 'e),
     pub shared: &'s Shared<'s>,
     pub plugin: &'s Plugin,
 }

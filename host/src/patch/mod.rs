@@ -6,16 +6,22 @@
 //! or cancelled run leaves no image and no temporary files behind.
 
 pub mod dest;
+pub mod engine;
 mod facts;
+#[cfg(test)]
+mod phase_tests;
 pub mod summary;
 
 use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use caulk_exec::{CancelToken, ExecutorConfig, LocalExecutor, Mode, Step, StepLimits, StepOutcome, Stream};
+use caulk_exec::{CancelToken, ExecutorConfig, Mode, Step, StepLimits, StepOutcome, Stream};
 use caulk_image::append::{AppendSpec, EditedImage, HistoryEntry, append};
-use caulk_image::layer::{LayerCache, LayerSource, UnpackOptions, WhiteoutFormat, WriteOptions, write_layer};
+use caulk_image::layer::{
+    LayerCache, UnpackOptions, WhiteoutFormat, WriteOptions, WrittenLayer, write_layer,
+};
 use caulk_image::{CopyOptions, Image, ImageRef, Platform, PlatformImage, TransportOptions};
 
 use crate::model::{
@@ -26,6 +32,7 @@ use crate::plugin::{Budgets, Plugin, PluginError, PluginSet, Policy};
 use crate::scan::{ScanError, Scanners};
 use crate::updates::{Grouped, PackageUpdate};
 use crate::vex;
+pub use engine::{Base, Changes, Engine, LocalEngine, Workspace};
 pub use summary::{PatchSummary, Row, RowStatus};
 
 /// Config labels caulk sets on a patched image.
@@ -79,6 +86,14 @@ pub struct PatchRequest {
     /// What directory plugins may ask the host for.
     pub policy: Policy,
     pub budgets: Budgets,
+    /// `SOURCE_DATE_EPOCH`: the time stamped on the layer's files, its
+    /// history and the VEX document, and passed to steps.
+    pub source_date_epoch: Option<u64>,
+    /// caulk's own directories: the layer cache and host-side step caches.
+    /// Absolute: steps bind its subdirectories from another cwd.
+    pub cache_dir: PathBuf,
+    /// The author named in the VEX document.
+    pub vex_author: String,
 }
 
 /// What the pipeline reports while it works: phases, step output.
@@ -177,21 +192,6 @@ fn plugin_err(e: PluginError) -> PatchError {
     PatchError::Plugin(Box::new(e))
 }
 
-/// caulk's own directories: the layer cache and host-side step caches.
-/// Always absolute: steps bind its subdirectories from another cwd.
-fn cache_root() -> PathBuf {
-    if let Some(dir) = std::env::var_os("CAULK_CACHE_DIR").filter(|v| !v.is_empty()) {
-        let dir = PathBuf::from(dir);
-        return std::path::absolute(&dir).unwrap_or(dir);
-    }
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir);
-    base.join("caulk")
-}
-
 /// An updater and the updates it is to make.
 struct Job<'p> {
     plugin: &'p Plugin,
@@ -201,8 +201,7 @@ struct Job<'p> {
     steps: (usize, usize),
 }
 
-/// Runs the pipeline.
-#[allow(clippy::too_many_lines)]
+/// Runs the pipeline with steps in the local sandbox.
 pub fn run(
     request: &PatchRequest,
     plugins: &PluginSet,
@@ -210,35 +209,40 @@ pub fn run(
     observer: &mut dyn Observer,
     cancel: &CancelToken,
 ) -> Result<PatchSummary, PatchError> {
+    let working_folder = working_folder(request)?;
+    let mut config = ExecutorConfig::new(&working_folder);
+    config.mode = request.mode;
+    config.ca_bundle.clone_from(&request.ca_bundle);
+    config.limits = request.step_limits;
+    let engine = LocalEngine::new(config).map_err(exec_err)?;
+    run_on(&engine, request, plugins, scanners, observer, cancel)
+}
+
+/// The directory for the layer being written (and the local engine's
+/// sessions), created if missing.
+fn working_folder(request: &PatchRequest) -> Result<PathBuf, PatchError> {
+    let working_folder = request.working_folder.clone().unwrap_or_else(|| std::env::temp_dir().join("caulk"));
+    std::fs::create_dir_all(&working_folder)
+        .map_err(|source| PatchError::Write { path: working_folder.clone(), source })?;
+    Ok(working_folder)
+}
+
+/// Runs the pipeline with steps where `engine` runs them.
+#[allow(clippy::too_many_lines)]
+pub fn run_on(
+    engine: &dyn Engine,
+    request: &PatchRequest,
+    plugins: &PluginSet,
+    scanners: &Scanners<'_>,
+    observer: &mut dyn Observer,
+    cancel: &CancelToken,
+) -> Result<PatchSummary, PatchError> {
     let started = Instant::now();
-    check_source_date_epoch()?;
     let check_cancel = |during: &str| {
         if cancel.is_cancelled() { Err(PatchError::Cancelled { during: during.to_owned() }) } else { Ok(()) }
     };
 
-    // The report.
-    let (scanned, grouped) = match &request.report {
-        Some(path) => {
-            observer.phase("reading the report");
-            let scanned = scanners.scan(path, request.scanner.as_deref()).map_err(Box::new)?;
-            let grouped = crate::updates::group(&scanned.findings);
-            (Some(scanned), grouped)
-        }
-        None => (None, Grouped::default()),
-    };
-    if request.pkg_types.library && request.report.is_none() {
-        return Err(PatchError::Usage("--pkg-types library needs a report (-r)".into()));
-    }
-    let mode = if request.report.is_some() { UpdateMode::Report } else { UpdateMode::All };
-    let wanted: Vec<PackageUpdate> = grouped
-        .updates
-        .iter()
-        .filter(|u| match u.class {
-            PackageClass::Os => request.pkg_types.os,
-            PackageClass::Library => request.pkg_types.library,
-        })
-        .cloned()
-        .collect();
+    let Findings { scanned, grouped, wanted, mode } = findings(request, scanners, observer)?;
 
     // The image and the platform to patch.
     observer.phase("reading the image");
@@ -262,7 +266,7 @@ pub fn run(
 
     // Layers unpacked for the executor.
     observer.phase("unpacking layers");
-    let cache = LayerCache::new(cache_root().join("layers")).map_err(image_err(&request.image))?;
+    let cache = LayerCache::new(request.cache_dir.join("layers")).map_err(image_err(&request.image))?;
     let unpack = UnpackOptions {
         whiteouts: WhiteoutFormat::OverlayTrusted,
         preserve_ownership: true,
@@ -273,22 +277,15 @@ pub fn run(
         .map_err(image_err(&request.image))?;
     check_cancel("after unpacking")?;
 
-    let working_folder = request.working_folder.clone().unwrap_or_else(|| std::env::temp_dir().join("caulk"));
-    std::fs::create_dir_all(&working_folder)
-        .map_err(|source| PatchError::Write { path: working_folder.clone(), source })?;
-    let mut config = ExecutorConfig::new(&working_folder);
-    config.mode = request.mode;
-    config.ca_bundle.clone_from(&request.ca_bundle);
-    config.limits = request.step_limits;
-    let executor = LocalExecutor::new(config).map_err(exec_err)?;
+    let working_folder = working_folder(request)?;
     let (lower, top) = match previous_caulk_layer {
         Some(_) => (&layer_dirs[..base_layers], layer_dirs.get(base_layers)),
         None => (&layer_dirs[..], None),
     };
     // The earlier caulk layer seeds this session's changes, so the new layer
     // holds both and replaces it.
-    let mut session =
-        executor.prepare_on(lower, top.map(PathBuf::as_path), cancel.clone()).map_err(exec_err)?;
+    let base = Base { image: &image, platform_image, lower, seed: top.map(PathBuf::as_path) };
+    let mut session = engine.prepare(&base, cancel.clone())?;
 
     // Who patches what.
     let reader = session.reader();
@@ -345,7 +342,7 @@ pub fn run(
     let mut drop_paths: Vec<String> = Vec::new();
     for job in &mut jobs {
         check_cancel("while planning")?;
-        let answerer = facts::Answerer { session: &session, shared: &answering, plugin: job.plugin };
+        let answerer = facts::Answerer { session: session.as_ref(), shared: &answering, plugin: job.plugin };
         let updates: Vec<Update> = job.updates.iter().map(PackageUpdate::to_update).collect();
         let options = options_for(job.plugin);
         let facts = gather(job.plugin, Phase::Plan, &target, &updates, &options, &answerer, &reader)?;
@@ -355,7 +352,7 @@ pub fn run(
             .map_err(plugin_err)?;
         let first = steps.len();
         for step in &plan.steps {
-            steps.push(to_step(job.plugin, step, &plan, &target.env, &request.policy)?);
+            steps.push(to_step(job.plugin, step, &plan, &target.env, request)?);
         }
         job.steps = (first, plan.steps.len());
         drop_paths.extend(plan.drop_paths.iter().cloned());
@@ -378,29 +375,7 @@ pub fn run(
     }
 
     // Run the steps.
-    let mut outcomes: Vec<StepOutcome> = Vec::new();
-    let total_steps = steps.len();
-    for (i, step) in steps.iter().enumerate() {
-        check_cancel("before a step")?;
-        observer.step_started(i, total_steps, &step.summary);
-        let outcome = session.run_step(step, &mut |stream, line| observer.step_output(stream, line));
-        let outcome = match outcome {
-            Ok(o) => o,
-            Err(
-                caulk_exec::Error::StepFailed { outcome, .. }
-                | caulk_exec::Error::StepLimit { outcome, .. }
-                | caulk_exec::Error::StepTimedOut { outcome, .. },
-            ) => {
-                // Recorded; the updater's verify says what it means per package.
-                observer.step_finished(&outcome);
-                outcomes.push(*outcome);
-                break;
-            }
-            Err(e) => return Err(exec_err(e)),
-        };
-        observer.step_finished(&outcome);
-        outcomes.push(outcome);
-    }
+    let outcomes = execute(session.as_mut(), &steps, observer, cancel)?;
     summary.timings.steps = outcomes.iter().map(|o| o.duration).sum();
 
     // Verify.
@@ -412,7 +387,7 @@ pub fn run(
         if plan.selected.is_empty() {
             continue;
         }
-        let answerer = facts::Answerer { session: &session, shared: &answering, plugin: job.plugin };
+        let answerer = facts::Answerer { session: session.as_ref(), shared: &answering, plugin: job.plugin };
         let updates: Vec<Update> = job.updates.iter().map(PackageUpdate::to_update).collect();
         let options = options_for(job.plugin);
         let facts = gather(job.plugin, Phase::Verify, &target, &updates, &options, &answerer, &reader)?;
@@ -446,47 +421,16 @@ pub fn run(
     }
     summary.sort_rows();
 
-    let failed = summary.rows.iter().filter(|r| r.status == RowStatus::Failed).count();
-    let patched = summary.rows.iter().filter(|r| r.status == RowStatus::Patched).count();
-    if failed > 0 && !request.ignore_errors {
-        summary.result = summary::Result::Failed;
-        summary.timings.total = started.elapsed();
-        summary.no_vex(request.vex_output.as_deref(), "no image was written");
-        let total = summary.rows.iter().filter(|r| r.status != RowStatus::LeftOut).count();
-        return Err(PatchError::UpdatesFailed { failed, total, summary: Box::new(summary) });
-    }
-    if patched == 0 {
-        summary.result = if failed > 0 { summary::Result::Failed } else { summary::Result::NothingToPatch };
-        summary.timings.total = started.elapsed();
-        summary.no_vex(
-            request.vex_output.as_deref(),
-            if failed > 0 { "no image was written" } else { "nothing was patched" },
-        );
-        if failed > 0 {
-            let total = summary.rows.iter().filter(|r| r.status != RowStatus::LeftOut).count();
-            return Err(PatchError::UpdatesFailed { failed, total, summary: Box::new(summary) });
-        }
-        return Ok(summary);
-    }
+    let mut summary = match judge(summary, request.ignore_errors, request.vex_output.as_deref(), started)? {
+        ControlFlow::Continue(summary) => summary,
+        ControlFlow::Break(summary) => return Ok(summary),
+    };
 
     // The layer.
     check_cancel("before writing the layer")?;
     observer.phase("writing the layer");
     let write_started = Instant::now();
-    let diff = session.finish().map_err(exec_err)?;
-    let layer_file = tempfile::Builder::new()
-        .prefix("layer-")
-        .tempfile_in(&working_folder)
-        .map_err(|source| PatchError::Write { path: working_folder.clone(), source })?;
-    let write_options = WriteOptions {
-        source: LayerSource::OverlayUpper,
-        exclude: drop_paths,
-        mtime_clamp: source_date_epoch(),
-        ..WriteOptions::default()
-    };
-    let layer =
-        write_layer(diff.path(), layer_file.path(), &write_options).map_err(image_err(&request.image))?;
-    drop(diff);
+    let (layer_file, layer) = assemble_layer(session, &working_folder, drop_paths, request)?;
     summary.layer = Some(summary::LayerInfo {
         digest: layer.digest.to_string(),
         diff_id: layer.diff_id.to_string(),
@@ -512,7 +456,7 @@ pub fn run(
         drop_last: usize::from(previous_caulk_layer.is_some()),
         layer: Some(layer),
         history: HistoryEntry {
-            created: Some(now_rfc3339()),
+            created: Some(rfc3339(request.source_date_epoch)),
             created_by: Some(format!(
                 "caulk patch ({} updated)",
                 summary::counted(patched_names.len(), "package", "packages")
@@ -542,22 +486,137 @@ pub fn run(
     summary.result = summary::Result::Patched;
     summary.timings.write = write_started.elapsed();
 
-    // VEX.
-    if let Some(path) = &request.vex_output {
-        let document = vex_document(&summary, &destination, os.as_ref(), &platform_image.platform);
-        // OpenVEX's schema asks for at least one statement; without a report
-        // (or when only packages no report named moved) there is none.
-        if document.statements.is_empty() {
-            summary.no_vex(Some(path), "no vulnerability a report named was fixed");
-        } else {
-            write_atomically(path, &serde_json::to_vec_pretty(&document).expect("serialisable"))?;
-            summary.vex = Some(path.display().to_string());
-        }
-    }
+    write_vex(request, &mut summary, &destination, os.as_ref(), &platform_image.platform)?;
     summary.timings.total = started.elapsed();
     summary.timings.probes = probe_time.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
     observer.finished();
     Ok(summary)
+}
+
+/// The report's updates, and those of them `--pkg-types` asks for.
+struct Findings {
+    scanned: Option<crate::scan::Scanned>,
+    grouped: Grouped,
+    wanted: Vec<PackageUpdate>,
+    mode: UpdateMode,
+}
+
+/// Reads the report, if there is one; without one every OS package is to
+/// be brought up to date.
+fn findings(
+    request: &PatchRequest,
+    scanners: &Scanners<'_>,
+    observer: &mut dyn Observer,
+) -> Result<Findings, PatchError> {
+    if request.pkg_types.library && request.report.is_none() {
+        return Err(PatchError::Usage("--pkg-types library needs a report (-r)".into()));
+    }
+    let Some(path) = &request.report else {
+        return Ok(Findings {
+            scanned: None,
+            grouped: Grouped::default(),
+            wanted: Vec::new(),
+            mode: UpdateMode::All,
+        });
+    };
+    observer.phase("reading the report");
+    let scanned = scanners.scan(path, request.scanner.as_deref()).map_err(Box::new)?;
+    let grouped = crate::updates::group(&scanned.findings);
+    let wanted = grouped
+        .updates
+        .iter()
+        .filter(|u| match u.class {
+            PackageClass::Os => request.pkg_types.os,
+            PackageClass::Library => request.pkg_types.library,
+        })
+        .cloned()
+        .collect();
+    Ok(Findings { scanned: Some(scanned), grouped, wanted, mode: UpdateMode::Report })
+}
+
+/// The steps' changes as one layer file in the working folder, without
+/// the paths the plans dropped; the file goes when the handle is dropped.
+fn assemble_layer(
+    workspace: Box<dyn Workspace + '_>,
+    working_folder: &Path,
+    drop_paths: Vec<String>,
+    request: &PatchRequest,
+) -> Result<(tempfile::NamedTempFile, WrittenLayer), PatchError> {
+    let changes = workspace.finish()?;
+    let layer_file = tempfile::Builder::new()
+        .prefix("layer-")
+        .tempfile_in(working_folder)
+        .map_err(|source| PatchError::Write { path: working_folder.to_owned(), source })?;
+    let write_options = WriteOptions {
+        source: changes.source,
+        exclude: drop_paths,
+        mtime_clamp: request.source_date_epoch,
+        ..WriteOptions::default()
+    };
+    let layer =
+        write_layer(&changes.dir, layer_file.path(), &write_options).map_err(image_err(&request.image))?;
+    Ok((layer_file, layer))
+}
+
+/// Runs the steps in order until one fails; a failed step's outcome is the
+/// last one, for the updaters' verify to judge per package.
+fn execute(
+    workspace: &mut dyn Workspace,
+    steps: &[Step],
+    observer: &mut dyn Observer,
+    cancel: &CancelToken,
+) -> Result<Vec<StepOutcome>, PatchError> {
+    let mut outcomes: Vec<StepOutcome> = Vec::new();
+    for (i, step) in steps.iter().enumerate() {
+        if cancel.is_cancelled() {
+            return Err(PatchError::Cancelled { during: "before a step".to_owned() });
+        }
+        observer.step_started(i, steps.len(), &step.summary);
+        let outcome = workspace.run_step(step, &mut |stream, line| observer.step_output(stream, line));
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(
+                caulk_exec::Error::StepFailed { outcome, .. }
+                | caulk_exec::Error::StepLimit { outcome, .. }
+                | caulk_exec::Error::StepTimedOut { outcome, .. },
+            ) => {
+                observer.step_finished(&outcome);
+                outcomes.push(*outcome);
+                break;
+            }
+            Err(e) => return Err(exec_err(e)),
+        };
+        observer.step_finished(&outcome);
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
+}
+
+/// Whether the verified rows make an image worth writing: `Continue` when
+/// they do; `Break` with the finished summary when nothing was patched; an
+/// error when an update failed and `--ignore-errors` does not let the rest
+/// through (or nothing else worked).
+fn judge(
+    mut summary: PatchSummary,
+    ignore_errors: bool,
+    vex_output: Option<&Path>,
+    started: Instant,
+) -> Result<ControlFlow<PatchSummary, PatchSummary>, PatchError> {
+    let failed = summary.count(RowStatus::Failed);
+    let patched = summary.count(RowStatus::Patched);
+    if patched > 0 && (failed == 0 || ignore_errors) {
+        return Ok(ControlFlow::Continue(summary));
+    }
+    summary.timings.total = started.elapsed();
+    if failed == 0 {
+        summary.result = summary::Result::NothingToPatch;
+        summary.no_vex(vex_output, "nothing was patched");
+        return Ok(ControlFlow::Break(summary));
+    }
+    summary.result = summary::Result::Failed;
+    summary.no_vex(vex_output, "no image was written");
+    let total = summary.rows.iter().filter(|r| r.status != RowStatus::LeftOut).count();
+    Err(PatchError::UpdatesFailed { failed, total, summary: Box::new(summary) })
 }
 
 /// `patch` writes the media types the input had (an OCI layout the input
@@ -678,12 +737,13 @@ fn to_step(
     step: &crate::model::Step,
     plan: &PatchPlan,
     base_env: &[(String, String)],
-    policy: &Policy,
+    request: &PatchRequest,
 ) -> Result<Step, PatchError> {
-    let request =
+    let asked =
         || format!("planned the step `{}` to {}", step.summary, facts::describe_command(&step.command));
-    policy
-        .check(plugin, &request, &crate::plugin::capability::command_needs(&step.command))
+    request
+        .policy
+        .check(plugin, &asked, &crate::plugin::capability::command_needs(&step.command))
         .map_err(plugin_err)?;
     let run_in = facts::run_in(&step.command.context)
         .map_err(|reason| PatchError::BadPlan { plugin: plugin.name().to_owned(), reason })?;
@@ -696,44 +756,55 @@ fn to_step(
     }
     // Tools that honour it (pip's byte-compiling, for one) then write the
     // same bytes on every run.
-    if let Some(epoch) = source_date_epoch() {
+    if let Some(epoch) = request.source_date_epoch {
         out = out.env("SOURCE_DATE_EPOCH".to_owned(), epoch.to_string());
     }
     for cache in &plan.caches {
-        out = out.cache(step_cache_dir(plugin.name(), &cache.key, &cache.path), cache.path.clone());
+        out = out.cache(
+            step_cache_dir(&request.cache_dir, plugin.name(), &cache.key, &cache.path),
+            cache.path.clone(),
+        );
     }
     Ok(out)
 }
 
 /// The host directory behind a plan's cache mount.
-fn step_cache_dir(plugin: &str, key: &str, path: &str) -> PathBuf {
+fn step_cache_dir(cache_dir: &Path, plugin: &str, key: &str, path: &str) -> PathBuf {
     use sha2::Digest as _;
     let digest = hex::encode(sha2::Sha256::digest(format!("{key}\0{path}")));
-    cache_root().join("steps").join(plugin).join(&digest[..32])
+    cache_dir.join("steps").join(plugin).join(&digest[..32])
 }
 
-fn source_date_epoch() -> Option<u64> {
-    std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|v| v.trim().parse().ok())
-}
-
-/// A `SOURCE_DATE_EPOCH` that is set but not a number would silently give
-/// a run stamped with the current time: refuse it instead.
-fn check_source_date_epoch() -> Result<(), PatchError> {
-    match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) if !v.trim().is_empty() && v.trim().parse::<u64>().is_err() => Err(PatchError::Usage(format!(
-            "SOURCE_DATE_EPOCH={v:?} is not a whole number of seconds since 1970"
-        ))),
-        _ => Ok(()),
-    }
-}
-
-pub(crate) fn now_rfc3339() -> String {
-    let now = source_date_epoch()
-        .map_or_else(std::time::SystemTime::now, |s| std::time::UNIX_EPOCH + Duration::from_secs(s));
+/// `epoch` (`SOURCE_DATE_EPOCH`) or now, as RFC 3339.
+pub(crate) fn rfc3339(epoch: Option<u64>) -> String {
+    let now =
+        epoch.map_or_else(std::time::SystemTime::now, |s| std::time::UNIX_EPOCH + Duration::from_secs(s));
     humantime::format_rfc3339_seconds(now).to_string()
 }
 
+/// `-o`: the OpenVEX document for what was fixed, or why there is none.
+fn write_vex(
+    request: &PatchRequest,
+    summary: &mut PatchSummary,
+    destination: &dest::Destination,
+    os: Option<&crate::model::OsRelease>,
+    platform: &Platform,
+) -> Result<(), PatchError> {
+    let Some(path) = &request.vex_output else { return Ok(()) };
+    let document = vex_document(request, summary, destination, os, platform);
+    // OpenVEX's schema asks for at least one statement; without a report
+    // (or when only packages no report named moved) there is none.
+    if document.statements.is_empty() {
+        summary.no_vex(Some(path), "no vulnerability a report named was fixed");
+    } else {
+        write_atomically(path, &serde_json::to_vec_pretty(&document).expect("serialisable"))?;
+        summary.vex = Some(path.display().to_string());
+    }
+    Ok(())
+}
+
 fn vex_document(
+    request: &PatchRequest,
     summary: &PatchSummary,
     destination: &dest::Destination,
     os: Option<&crate::model::OsRelease>,
@@ -758,10 +829,7 @@ fn vex_document(
         os_version: os.and_then(|o| o.version_id.clone()),
         architecture: platform.architecture.clone(),
     };
-    let author = std::env::var("CAULK_VEX_AUTHOR")
-        .or_else(|_| std::env::var("COPA_VEX_AUTHOR"))
-        .unwrap_or_else(|_| "caulk".to_owned());
-    vex::document(&subject, &fixed, &author, &now_rfc3339())
+    vex::document(&subject, &fixed, &request.vex_author, &rfc3339(request.source_date_epoch))
 }
 
 /// Writes `bytes` to a temporary file beside `path` and renames it there.

@@ -440,7 +440,7 @@ fn write_rows(out: &mut String, shown: &[&Row]) {
         rows.push(row);
     }
     let mut table = Vec::new();
-    crate::cli::write_table(&mut table, &rows).expect("writing to memory");
+    crate::table::write(&mut table, &rows).expect("writing to memory");
     out.push_str(&String::from_utf8_lossy(&table));
     let name = |r: &Row| match &r.location {
         Some(location) => format!("{} ({})", r.name, location_label(location)),
@@ -513,10 +513,10 @@ pub fn cut_path(path: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn row(name: &str, location: Option<&str>, from: &str, to: &str, status: RowStatus) -> Row {
+    pub(crate) fn row(name: &str, location: Option<&str>, from: &str, to: &str, status: RowStatus) -> Row {
         Row {
             ecosystem: if location.is_some() { "python" } else { "deb" }.to_owned(),
             name: name.to_owned(),
@@ -535,7 +535,7 @@ mod tests {
         }
     }
 
-    fn summary(rows: Vec<Row>, result: Result) -> PatchSummary {
+    pub(crate) fn summary(rows: Vec<Row>, result: Result) -> PatchSummary {
         PatchSummary {
             schema: SCHEMA,
             image: "oci:/work/layout:python".into(),
