@@ -166,7 +166,6 @@ fn capabilities_text(declared: &[Capability], standing: &Standing) -> String {
     parts.join("; ")
 }
 
-
 /// The user's plugin directory, made when it is missing so that installing
 /// a plugin is one `cp` into a directory `caulk plugins list` names. Not
 /// being able to make it (a read-only home) costs only that convenience.
@@ -191,7 +190,12 @@ fn no_such_plugin(set: &PluginSet, name: &str) -> Error {
     Error::NoSuchPlugin { message: set.missing(name), install_dir: ensure_user_dir() }
 }
 
-fn list(set: &PluginSet, policy: &Policy, user_dir: Option<&std::path::Path>, json: bool) -> Result<ExitCode, Error> {
+fn list(
+    set: &PluginSet,
+    policy: &Policy,
+    user_dir: Option<&std::path::Path>,
+    json: bool,
+) -> Result<ExitCode, Error> {
     let rows = rows(set, policy);
     let broken: Vec<BrokenRow> =
         set.broken.iter().map(|b| BrokenRow { path: b.path.clone(), error: b.error.to_string() }).collect();
