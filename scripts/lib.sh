@@ -56,6 +56,8 @@ ensure_rust() {
   toolchain=$(sed -n 's/^channel = "\(.*\)"/\1/p' rust-toolchain.toml)
   rustup toolchain list | grep -q "^$toolchain" \
     || rustup toolchain install "$toolchain" --profile minimal --component rustfmt,clippy
+  # A toolchain that was already there may lack them (a minimal profile).
+  rustup component add --toolchain "$toolchain" rustfmt clippy
   rustup target list --toolchain "$toolchain" --installed | grep -qx wasm32-wasip2 \
     || rustup target add --toolchain "$toolchain" wasm32-wasip2
   cargo --version
