@@ -107,6 +107,9 @@ pub enum Error {
         source: io::Error,
     },
 
+    #[error("tooling image {image}: {reason}")]
+    ToolingImage { image: String, reason: String },
+
     #[error("path {path} in the root fs: {reason}")]
     Path { path: String, reason: String },
 

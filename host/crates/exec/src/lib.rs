@@ -86,6 +86,14 @@ pub use merged::{EntryKind, FileInfo, MAX_READ, MergedReader};
 pub use privileges::{kept_mask as kept_capabilities_mask, kept_names as kept_capabilities};
 pub use seccomp::FilterError;
 pub use session::{Diff, Session};
+
+/// Merges `lowers` (layer dirs in overlayfs lower-dir form, bottom first)
+/// into the empty directory `dest` as one plain root fs: whiteouts and
+/// opaque directories applied, files reflinked where the file system can,
+/// else copied. How a tooling image becomes a root to run tools from.
+pub fn flatten(lowers: &[std::path::PathBuf], dest: &std::path::Path, cancel: &CancelToken) -> Result<()> {
+    copy::merge_copy(&MergedReader::new(lowers.to_vec()), dest, cancel).map(drop)
+}
 pub use step::{
     CacheMount, PROBE_STDOUT_LIMIT, Probe, ProbeOutput, RunIn, STDERR_TAIL, Step, StepOutcome, Stream,
     ToolingRoot,

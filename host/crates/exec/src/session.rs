@@ -606,6 +606,7 @@ impl<'e> Session<'e> {
                 let tooling = match root {
                     ToolingRoot::Host => PathBuf::from("/"),
                     ToolingRoot::Dir(dir) => dir.clone(),
+                    ToolingRoot::Image(image) => return Err(unresolved(image)),
                 };
                 let tview = MergedReader::new(vec![tooling.clone()]);
                 let host = matches!(root, ToolingRoot::Host);
@@ -954,6 +955,14 @@ fn check_tooling_mount_point(
     }
 }
 
+/// A tooling image reaches the executor only unpacked, as a directory.
+fn unresolved(image: &str) -> Error {
+    Error::ToolingImage {
+        image: image.to_owned(),
+        reason: "the engine must unpack it and pass its directory (ToolingRoot::Dir)".to_owned(),
+    }
+}
+
 fn run_error(label: &str, e: RunError) -> Error {
     match e {
         RunError::Spawn(source) => Error::Spawn { step: label.to_owned(), source },
@@ -996,6 +1005,9 @@ fn validate(
             && !dir.is_dir()
         {
             return Err(invalid(format!("tooling root {} is not a directory", dir.display())));
+        }
+        if let ToolingRoot::Image(image) = root {
+            return Err(unresolved(image));
         }
     }
     for cache in caches {

@@ -23,13 +23,21 @@ pub enum RunIn {
     Tooling { root: ToolingRoot, mount_point: String },
 }
 
-/// Where a tooling root fs comes from.
+/// Where a tooling root fs comes from. This is what an engine matches on:
+/// the local executor runs `Host` and `Dir`; an `Image` is the engine's to
+/// resolve (the local engine unpacks it into its cache and passes `Dir`,
+/// BuildKit makes it the root of the ExecOp with the target as a mount).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ToolingRoot {
-    /// The host's own `/`.
+    /// The host's own `/`, restricted to its program and configuration
+    /// directories.
     Host,
     /// A directory holding a root fs (an unpacked tooling image).
     Dir(PathBuf),
+    /// An image reference as the user or the plugin wrote it (any transport
+    /// caulk reads: `docker://…`, `oci:DIR:TAG`, `docker-archive:…`, …),
+    /// run read-only for the platform of the host.
+    Image(String),
 }
 
 /// A host directory mounted read-write into a step, never part of the diff

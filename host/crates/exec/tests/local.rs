@@ -497,6 +497,41 @@ fn userspace_reader_matches_a_real_overlay_mount() {
 }
 
 #[test]
+fn a_flattened_tooling_image_runs_as_a_root_and_an_unresolved_one_is_refused() {
+    let fx = fixture();
+    let work = workdir();
+    // The fixture's two layers merged: layer 1's whiteouts and opaque
+    // directory applied, nothing of the overlay form left.
+    let flat = work.path().join("flat");
+    fs::create_dir(&flat).unwrap();
+    caulk_exec::flatten(&fx.layers(), &flat, &CancelToken::new()).unwrap();
+    assert_eq!(fs::read_to_string(flat.join("etc/caulk-layer1")).unwrap(), "from layer 1\n");
+    assert!(!flat.join("etc/motd").exists() && fx.base.join("etc/motd").exists());
+    let doc: Vec<_> =
+        fs::read_dir(flat.join("usr/share/doc/apt")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(doc, ["NOTE"]);
+    assert!(!is_opaque(&flat.join("usr/share/doc/apt")));
+
+    let exec = executor(work.path(), Mode::Overlay);
+    let mut session = exec.prepare(&fx.layers(), CancelToken::new()).unwrap();
+    let mut out = String::new();
+    let step = sh("tooling", "cat /etc/caulk-layer1 > /target/etc/from-flat; test ! -e /etc/motd && echo ok")
+        .run_in(RunIn::Tooling { root: ToolingRoot::Dir(flat.clone()), mount_point: "/target".to_owned() });
+    session.run_step(&step, &mut |_, l| out.push_str(l)).unwrap();
+    assert_eq!(out, "ok");
+    let image = sh("image", "true").run_in(RunIn::Tooling {
+        root: ToolingRoot::Image("oci:/nowhere:tools".to_owned()),
+        mount_point: "/target".to_owned(),
+    });
+    match session.run_step(&image, &mut quiet()) {
+        Err(Error::ToolingImage { image, .. }) => assert_eq!(image, "oci:/nowhere:tools"),
+        other => panic!("an image reached the executor unresolved: {other:?}"),
+    }
+    let diff = session.finish().unwrap();
+    assert_eq!(fs::read_to_string(diff.path().join("etc/from-flat")).unwrap(), "from layer 1\n");
+}
+
+#[test]
 fn tooling_roots_mount_the_target_read_write_and_themselves_read_only() {
     let fx = fixture();
     let work = workdir();
