@@ -131,6 +131,13 @@ pub struct PatchArgs {
     #[arg(long, value_name = "FILE")]
     pub ca_bundle: Option<PathBuf>,
 
+    /// An image to run tools from (any transport caulk reads) when an
+    /// updater needs tools the image lacks (a distroless image): pulled
+    /// once, cached, run read-only for this machine's platform with the
+    /// image mounted. Default: this machine's own programs, read-only.
+    #[arg(long, value_name = "IMAGE")]
+    pub tooling_image: Option<String>,
+
     /// A package index for library updates (replaces the default).
     #[arg(long, value_name = "URL")]
     pub pip_index_url: Option<String>,
@@ -155,6 +162,9 @@ fn usage(message: impl Into<String>) -> Error {
 impl PatchArgs {
     fn request(&self) -> Result<PatchRequest, Error> {
         let image = ImageRef::parse(&self.image).map_err(|e| usage(format!("--image: {e}")))?;
+        if let Some(tooling) = &self.tooling_image {
+            ImageRef::parse(tooling).map_err(|e| usage(format!("--tooling-image: {e}")))?;
+        }
         let mut pkg_types = PkgTypes { os: false, library: false };
         for kind in self.pkg_types.split(',').map(str::trim) {
             match kind {
@@ -241,6 +251,7 @@ impl PatchArgs {
             vex_author: std::env::var("CAULK_VEX_AUTHOR")
                 .or_else(|_| std::env::var("COPA_VEX_AUTHOR"))
                 .unwrap_or_else(|_| "caulk".to_owned()),
+            tooling_image: self.tooling_image.clone(),
         })
     }
 }

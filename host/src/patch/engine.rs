@@ -6,13 +6,14 @@
 use std::path::{Path, PathBuf};
 
 use caulk_exec::{
-    CancelToken, Diff, ExecutorConfig, LocalExecutor, MergedReader, Probe, ProbeOutput, Session, Step,
-    StepOutcome, Stream,
+    CancelToken, Diff, ExecutorConfig, LocalExecutor, MergedReader, Probe, ProbeOutput, RunIn, Session, Step,
+    StepOutcome, Stream, ToolingRoot,
 };
 use caulk_image::layer::LayerSource;
 use caulk_image::{Image, PlatformImage};
 
 use super::PatchError;
+use super::tooling::ToolingImages;
 
 /// What a workspace starts from: the image (an engine that runs steps
 /// elsewhere needs it whole) and its layers as caulk unpacked them.
@@ -71,11 +72,20 @@ impl Changes {
 /// Steps in bubblewrap over overlayfs (or a copy) on this machine.
 pub struct LocalEngine {
     executor: LocalExecutor,
+    tooling: Option<ToolingImages>,
 }
 
 impl LocalEngine {
+    /// An engine that refuses tooling images (the host's root still works).
     pub fn new(config: ExecutorConfig) -> caulk_exec::Result<Self> {
-        Ok(Self { executor: LocalExecutor::new(config)? })
+        Ok(Self { executor: LocalExecutor::new(config)?, tooling: None })
+    }
+
+    /// Tooling images are pulled and unpacked through `tooling`.
+    #[must_use]
+    pub fn with_tooling_images(mut self, tooling: ToolingImages) -> Self {
+        self.tooling = Some(tooling);
+        self
     }
 }
 
@@ -85,17 +95,42 @@ impl Engine for LocalEngine {
         base: &Base<'_>,
         cancel: CancelToken,
     ) -> Result<Box<dyn Workspace + 'e>, PatchError> {
-        Ok(Box::new(self.executor.prepare_on(base.lower, base.seed, cancel).map_err(super::exec_err)?))
+        let session = self.executor.prepare_on(base.lower, base.seed, cancel).map_err(super::exec_err)?;
+        Ok(Box::new(LocalWorkspace { session, tooling: self.tooling.as_ref() }))
     }
 }
 
-impl Workspace for Session<'_> {
+/// A local session that runs tooling images from their unpacked roots.
+struct LocalWorkspace<'e> {
+    session: Session<'e>,
+    tooling: Option<&'e ToolingImages>,
+}
+
+impl LocalWorkspace<'_> {
+    /// `run_in` with a tooling image replaced by its unpacked root.
+    fn resolve(&self, run_in: &RunIn) -> caulk_exec::Result<Option<RunIn>> {
+        let RunIn::Tooling { root: ToolingRoot::Image(image), mount_point } = run_in else { return Ok(None) };
+        let Some(tooling) = self.tooling else {
+            return Err(caulk_exec::Error::ToolingImage {
+                image: image.clone(),
+                reason: "this engine has no cache to unpack tooling images into".to_owned(),
+            });
+        };
+        let dir = tooling.root(image, self.session.cancel_token())?;
+        Ok(Some(RunIn::Tooling { root: ToolingRoot::Dir(dir), mount_point: mount_point.clone() }))
+    }
+}
+
+impl Workspace for LocalWorkspace<'_> {
     fn reader(&self) -> MergedReader {
-        Session::reader(self)
+        self.session.reader()
     }
 
     fn probe(&self, probe: &Probe) -> caulk_exec::Result<ProbeOutput> {
-        Session::probe(self, probe)
+        match self.resolve(&probe.run_in)? {
+            Some(run_in) => self.session.probe(&probe.clone().run_in(run_in)),
+            None => self.session.probe(probe),
+        }
     }
 
     fn run_step(
@@ -103,11 +138,14 @@ impl Workspace for Session<'_> {
         step: &Step,
         on_output: &mut dyn FnMut(Stream, &str),
     ) -> caulk_exec::Result<StepOutcome> {
-        Session::run_step(self, step, on_output)
+        match self.resolve(&step.run_in)? {
+            Some(run_in) => self.session.run_step(&step.clone().run_in(run_in), on_output),
+            None => self.session.run_step(step, on_output),
+        }
     }
 
     fn finish(self: Box<Self>) -> Result<Changes, PatchError> {
-        let diff = Session::finish(*self).map_err(super::exec_err)?;
+        let diff = self.session.finish().map_err(super::exec_err)?;
         Ok(Changes { dir: diff.path().to_owned(), source: LayerSource::OverlayUpper, _keep: Some(diff) })
     }
 }

@@ -37,6 +37,8 @@ pub struct Shared<'s> {
     pub lookup: &'s (dyn Fn(&IndexQuery) -> Answer + Sync),
     /// The image config's environment, under each command's own.
     pub base_env: &'s [(String, String)],
+    /// `--tooling-image`, standing in for the host's root.
+    pub tooling_image: Option<&'s str>,
     /// Wall time spent waiting for commands and look-ups.
     pub spent: &'s std::sync::Mutex<Duration>,
     pub policy: &'s Policy,
@@ -50,22 +52,30 @@ pub struct Answerer<'s, 'e> {
     pub plugin: &'s Plugin,
 }
 
-/// Maps a plan's execution context onto the executor's.
-pub fn run_in(context: &ExecContext) -> Result<RunIn, String> {
+/// Maps a plan's execution context onto the engine's: a tooling context
+/// without an image runs from `default_image` (`--tooling-image`) when the
+/// user named one, else from the host's root. A reference that does not
+/// parse is refused here, before anything runs.
+pub fn run_in(context: &ExecContext, default_image: Option<&str>) -> Result<RunIn, String> {
     match context {
         ExecContext::Target => Ok(RunIn::Target),
-        ExecContext::Tooling(t) => match &t.image {
-            None => Ok(RunIn::Tooling { root: ToolingRoot::Host, mount_point: t.mount_point.clone() }),
-            Some(image) => {
-                Err(format!("tooling images ({image}) are not supported yet; only the host's root fs"))
-            }
-        },
+        ExecContext::Tooling(t) => {
+            let root = match t.image.as_deref().or(default_image) {
+                None => ToolingRoot::Host,
+                Some(image) => {
+                    caulk_image::ImageRef::parse(image)
+                        .map_err(|e| format!("tooling image {image:?} is not an image reference: {e}"))?;
+                    ToolingRoot::Image(image.to_owned())
+                }
+            };
+            Ok(RunIn::Tooling { root, mount_point: t.mount_point.clone() })
+        }
     }
 }
 
 /// What running `command` means, for messages: "run `argv` in the image
 /// with the network".
-pub fn describe_command(command: &Command) -> String {
+pub fn describe_command(command: &Command, default_image: Option<&str>) -> String {
     let mut argv = command.argv.join(" ");
     if argv.len() > SHOWN_ARGV {
         let cut = (0..=SHOWN_ARGV).rev().find(|&i| argv.is_char_boundary(i)).unwrap_or(0);
@@ -73,8 +83,11 @@ pub fn describe_command(command: &Command) -> String {
         argv.push('…');
     }
     let place = match &command.context {
-        ExecContext::Target => "in the image",
-        ExecContext::Tooling(_) => "from the host's root fs",
+        ExecContext::Target => "in the image".to_owned(),
+        ExecContext::Tooling(t) => match t.image.as_deref().or(default_image) {
+            None => "from the host's root fs".to_owned(),
+            Some(image) => format!("from the tooling image {image}"),
+        },
     };
     let network = if command.network { " with the network" } else { "" };
     format!("run `{argv}` {place}{network}")
@@ -111,7 +124,7 @@ impl Answerer<'_, '_> {
                 let needs = capability::command_needs(command);
                 self.shared.policy.check(
                     self.plugin,
-                    &|| format!("asked to {}", describe_command(command)),
+                    &|| format!("asked to {}", describe_command(command, self.shared.tooling_image)),
                     &needs,
                 )?;
                 Ok(Ready::Run(command))
@@ -181,7 +194,7 @@ impl Answerer<'_, '_> {
     }
 
     fn run(&self, command: &Command) -> Result<Answer, PluginError> {
-        let run_in = match run_in(&command.context) {
+        let run_in = match run_in(&command.context, self.shared.tooling_image) {
             Ok(r) => r,
             Err(e) => return Ok(Answer::Unavailable(e)),
         };
@@ -194,7 +207,10 @@ impl Answerer<'_, '_> {
         match self.session.probe(&probe) {
             Ok(out) if out.stdout_truncated => Err(self.over_budget(
                 Budget::OutputBytes,
-                format!("the command it asked to {} printed more", describe_command(command)),
+                format!(
+                    "the command it asked to {} printed more",
+                    describe_command(command, self.shared.tooling_image)
+                ),
             )),
             Ok(out) => Ok(Answer::Output(CommandOutput {
                 exit_code: out.exit_code.unwrap_or(-1),

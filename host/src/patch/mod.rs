@@ -11,6 +11,7 @@ mod facts;
 #[cfg(test)]
 mod phase_tests;
 pub mod summary;
+pub mod tooling;
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
@@ -94,6 +95,9 @@ pub struct PatchRequest {
     pub cache_dir: PathBuf,
     /// The author named in the VEX document.
     pub vex_author: String,
+    /// `--tooling-image`: the root commands run from when a plugin asks for
+    /// the host's (a tooling context without an image). None: the host's.
+    pub tooling_image: Option<String>,
 }
 
 /// What the pipeline reports while it works: phases, step output.
@@ -214,7 +218,9 @@ pub fn run(
     config.mode = request.mode;
     config.ca_bundle.clone_from(&request.ca_bundle);
     config.limits = request.step_limits;
-    let engine = LocalEngine::new(config).map_err(exec_err)?;
+    let engine = LocalEngine::new(config)
+        .map_err(exec_err)?
+        .with_tooling_images(tooling::ToolingImages::new(&request.cache_dir, request.transport.clone()));
     run_on(&engine, request, plugins, scanners, observer, cancel)
 }
 
@@ -331,6 +337,7 @@ pub fn run_on(
     let answering = facts::Shared {
         lookup: &lookup,
         base_env: &target.env,
+        tooling_image: request.tooling_image.as_deref(),
         spent: &probe_time,
         policy: &request.policy,
         budgets: &request.budgets,
@@ -420,6 +427,7 @@ pub fn run_on(
         }
     }
     summary.sort_rows();
+    summary.add_purls(os.as_ref(), &platform_image.platform.architecture);
 
     let mut summary = match judge(summary, request.ignore_errors, request.vex_output.as_deref(), started)? {
         ControlFlow::Continue(summary) => summary,
@@ -739,13 +747,18 @@ fn to_step(
     base_env: &[(String, String)],
     request: &PatchRequest,
 ) -> Result<Step, PatchError> {
-    let asked =
-        || format!("planned the step `{}` to {}", step.summary, facts::describe_command(&step.command));
+    let asked = || {
+        format!(
+            "planned the step `{}` to {}",
+            step.summary,
+            facts::describe_command(&step.command, request.tooling_image.as_deref())
+        )
+    };
     request
         .policy
         .check(plugin, &asked, &crate::plugin::capability::command_needs(&step.command))
         .map_err(plugin_err)?;
-    let run_in = facts::run_in(&step.command.context)
+    let run_in = facts::run_in(&step.command.context, request.tooling_image.as_deref())
         .map_err(|reason| PatchError::BadPlan { plugin: plugin.name().to_owned(), reason })?;
     let mut out = Step::new(step.summary.clone(), step.command.argv.clone())
         .network(step.command.network)

@@ -84,6 +84,11 @@ pub struct Row {
     /// Each vulnerability's fixed versions, from the report.
     #[serde(skip)]
     pub fixes: Vec<(String, Vec<String>)>,
+    /// The package URL of what is installed now, as the VEX document names
+    /// it (`pkg:apk/alpine/libssl3@3.1.4-r5?arch=x86_64&distro=alpine-3.19.1`);
+    /// patched rows only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub purl: Option<String>,
 }
 
 impl Row {
@@ -103,6 +108,7 @@ impl Row {
             checks: Vec::new(),
             still_open: Vec::new(),
             fixes: Vec::new(),
+            purl: None,
         }
     }
 
@@ -128,6 +134,7 @@ impl Row {
             checks: Vec::new(),
             still_open: Vec::new(),
             fixes: Vec::new(),
+            purl: None,
         }
     }
 
@@ -195,6 +202,7 @@ impl Row {
             checks,
             still_open,
             fixes,
+            purl: None,
         }
     }
 
@@ -340,6 +348,32 @@ impl PatchSummary {
             }
             (None, _) => format!("{} already existed and was replaced whole", self.destination),
         })
+    }
+
+    /// Gives each patched row the package URL of its new version, with the
+    /// distribution and architecture of the image (`os`, GOARCH
+    /// `architecture`).
+    pub fn add_purls(&mut self, os: Option<&crate::model::OsRelease>, architecture: &str) {
+        let subject = crate::vex::Subject {
+            reference: String::new(),
+            digest: String::new(),
+            os_id: os.map(|o| o.id.clone()),
+            os_version: os.and_then(|o| o.version_id.clone()),
+            architecture: architecture.to_owned(),
+        };
+        for row in &mut self.rows {
+            if row.status != RowStatus::Patched {
+                continue;
+            }
+            let Some(version) = &row.to else { continue };
+            let package = crate::vex::FixedPackage {
+                ecosystem: row.ecosystem.clone(),
+                name: row.name.clone(),
+                version: version.clone(),
+                vulnerabilities: Vec::new(),
+            };
+            row.purl = Some(crate::vex::package_purl(&package, &subject));
+        }
     }
 
     pub fn sort_rows(&mut self) {
@@ -532,6 +566,47 @@ pub(crate) mod tests {
             checks: Vec::new(),
             still_open: Vec::new(),
             fixes: Vec::new(),
+            purl: None,
+        }
+    }
+
+    #[test]
+    fn patched_rows_carry_the_purl_of_their_new_version() {
+        let apk = |name: &str, to: &str, status| Row {
+            ecosystem: "apk".into(),
+            ..row(name, None, "1-r0", to, status)
+        };
+        let os = |id: &str, version: Option<&str>| crate::model::OsRelease {
+            id: id.into(),
+            id_like: Vec::new(),
+            version_id: version.map(str::to_owned),
+            version_codename: None,
+            pretty_name: None,
+        };
+        let mut alpine = summary(
+            vec![
+                apk("libssl3", "3.1.4-r5", RowStatus::Patched),
+                apk("busybox", "1.36.1-r2", RowStatus::Failed),
+            ],
+            Result::Patched,
+        );
+        alpine.add_purls(Some(&os("alpine", Some("3.19.1"))), "amd64");
+        assert_eq!(
+            alpine.rows[0].purl.as_deref(),
+            Some("pkg:apk/alpine/libssl3@3.1.4-r5?arch=x86_64&distro=alpine-3.19.1")
+        );
+        assert_eq!(alpine.rows[1].purl, None, "only what was patched has a new version to name");
+        let json = serde_json::to_value(&alpine.rows).unwrap();
+        assert_eq!(json[0]["purl"], "pkg:apk/alpine/libssl3@3.1.4-r5?arch=x86_64&distro=alpine-3.19.1");
+        assert!(json[1].get("purl").is_none());
+
+        for (id, version, want) in [
+            ("wolfi", Some("20230201"), "pkg:apk/wolfi/glibc@2.39-r2?arch=aarch64&distro=wolfi-20230201"),
+            ("chainguard", None, "pkg:apk/chainguard/glibc@2.39-r2?arch=aarch64&distro=chainguard"),
+        ] {
+            let mut rows = summary(vec![apk("glibc", "2.39-r2", RowStatus::Patched)], Result::Patched);
+            rows.add_purls(Some(&os(id, version)), "arm64");
+            assert_eq!(rows.rows[0].purl.as_deref(), Some(want));
         }
     }
 
