@@ -17,6 +17,8 @@ use std::collections::BTreeSet;
 pub const INSTALLED_PATH: &str = "/lib/apk/db/installed";
 pub const WORLD_PATH: &str = "/etc/apk/world";
 pub const REPOSITORIES_PATH: &str = "/etc/apk/repositories";
+/// Where the image keeps the keys its repositories are signed with.
+pub const KEYS_DIR: &str = "/etc/apk/keys";
 
 /// One installed package.
 #[derive(Debug, Clone, PartialEq, Eq)]

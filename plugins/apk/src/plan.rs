@@ -28,14 +28,17 @@
 //!   packages, never changes world).
 //!
 //! With `apk` in the image the commands run there. Without one (Wolfi and
-//! Chainguard distroless images), they run from the host's root fs with the
-//! image mounted at `/target` and `--root /target`: apk then reads the
-//! image's own `etc/apk/repositories`, `etc/apk/keys` and `etc/apk/arch`
-//! relative to the root (apk(8), `--root`: "Manage file system at ROOT"),
-//! and runs package scripts chrooted into it. That needs an apk-tools on the
-//! host; the probe asks, and a host without one makes the image
-//! not-applicable with that reason. Tooling *images* are not supported by
-//! the host yet.
+//! Chainguard distroless images), they run in the tooling context: the
+//! host's root fs, or the image `caulk patch --tooling-image` names, with
+//! the image mounted at `/target`, as `apk --root /target
+//! --repositories-file /target/etc/apk/repositories --keys-dir
+//! /target/etc/apk/keys …` (apk(8): `--root` "Manage file system at ROOT";
+//! `--repositories-file` and `--keys-dir` name the image's own files, since
+//! apk-tools 2 opens the repositories file from its working directory);
+//! apk reads `etc/apk/arch` and the database relative to the root and runs
+//! package scripts chrooted into it. That needs an apk-tools in the tooling
+//! root; the probe asks, and one without makes the image not-applicable
+//! with that reason.
 //!
 //! Every name reaching an argv passed [`crate::name`], every version apk's
 //! version grammar; names start with a letter or digit, so none is read as
@@ -52,7 +55,7 @@ use caulk_sdk::update::{
 use caulk_sdk::version::apk;
 use sha2::{Digest, Sha256};
 
-use crate::db::{INSTALLED_PATH, Installed, REPOSITORIES_PATH, World, repositories};
+use crate::db::{INSTALLED_PATH, Installed, KEYS_DIR, REPOSITORIES_PATH, World, repositories};
 use crate::error::ApkError;
 use crate::name::PackageName;
 use crate::probe::{
@@ -413,7 +416,18 @@ fn everything(image: &Image, plan: &mut PatchPlan) {
 pub fn apk_argv(runner: Runner, applet: &str, args: &[String]) -> Vec<String> {
     let mut argv = vec!["apk".to_owned()];
     if runner == Runner::Host {
-        argv.extend(["--root".to_owned(), TOOLING_MOUNT.to_owned()]);
+        // The image's own repositories and keys, named outright: apk-tools
+        // reads `--repositories-file` from its working directory, not the
+        // root, and an apk built with other defaults than the image's would
+        // otherwise look elsewhere.
+        argv.extend([
+            "--root".to_owned(),
+            TOOLING_MOUNT.to_owned(),
+            "--repositories-file".to_owned(),
+            format!("{TOOLING_MOUNT}{REPOSITORIES_PATH}"),
+            "--keys-dir".to_owned(),
+            format!("{TOOLING_MOUNT}{KEYS_DIR}"),
+        ]);
     }
     argv.extend(["--no-progress".to_owned(), applet.to_owned()]);
     argv.extend(args.iter().cloned());

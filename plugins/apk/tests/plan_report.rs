@@ -191,6 +191,19 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     }
 }
 
+/// apk from the tooling root on the image at /target, with the image's own
+/// repositories and keys (apk(8): --root, --repositories-file, --keys-dir).
+const ROOTED: &[&str] = &[
+    "apk",
+    "--root",
+    "/target",
+    "--repositories-file",
+    "/target/etc/apk/repositories",
+    "--keys-dir",
+    "/target/etc/apk/keys",
+    "--no-progress",
+];
+
 #[test]
 fn without_apk_in_the_image_the_hosts_apk_works_on_it_with_root() {
     let root = Root::mini("wolfi-static").with_host_apk(HostApk::Present);
@@ -200,19 +213,10 @@ fn without_apk_in_the_image_the_hosts_apk_works_on_it_with_root() {
     assert_eq!(
         steps,
         [
-            vec!["apk", "--root", "/target", "--no-progress", "update"],
-            vec![
-                "apk",
-                "--root",
-                "/target",
-                "--no-progress",
-                "add",
-                "--upgrade",
-                "--virtual",
-                ".caulk-libcrypto3",
-                "libcrypto3>=3.2.0-r2"
-            ],
-            vec!["apk", "--root", "/target", "--no-progress", "del", ".caulk-libcrypto3"],
+            [ROOTED, &["update"][..]].concat(),
+            [ROOTED, &["add", "--upgrade", "--virtual", ".caulk-libcrypto3", "libcrypto3>=3.2.0-r2",][..],]
+                .concat(),
+            [ROOTED, &["del", ".caulk-libcrypto3"][..]].concat(),
         ]
     );
     for step in &plan.steps {
