@@ -11,7 +11,7 @@ use std::sync::{Mutex, OnceLock};
 
 use caulk_image::layer::RootFs;
 use caulk_image::{Image, ImageRef, TransportOptions};
-use common::{Sandbox, failure, run, stderr, success};
+use common::{Sandbox, failure, run, stderr, stdout, success};
 
 /// The cached vulnerable layout of `suite`, built once per test process.
 fn vulnerable(suite: &str) -> PathBuf {
@@ -687,4 +687,199 @@ fn a_source_date_epoch_that_is_not_a_number_is_refused() {
         run(sandbox.caulk().env("SOURCE_DATE_EPOCH", "yesterday").args(["patch", "-i", "oci:/nowhere:x"]));
     let err = failure(&out, 2);
     assert!(err.contains("SOURCE_DATE_EPOCH=\"yesterday\" is not a whole number of seconds"), "{err}");
+}
+
+/// The cached distroless-style layout (tests/images/distroless-debian.sh).
+fn distroless() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let script = common::workspace().join("tests/images/distroless-debian.sh");
+            let out = Command::new(&script).output().expect("running distroless-debian.sh");
+            assert!(
+                out.status.success(),
+                "distroless-debian.sh failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+        })
+        .clone()
+}
+
+/// `status.d/NAME` files of the image, by package: version and text.
+fn status_d(image: &Image) -> BTreeMap<String, (String, String)> {
+    let platform = &image.images[0];
+    let root = RootFs::open(image.source().clone(), platform).unwrap();
+    let mut found = BTreeMap::new();
+    for path in root.glob("/var/lib/dpkg/status.d/*").unwrap() {
+        let path = path.path;
+        if path.ends_with(".md5sums") {
+            continue;
+        }
+        let text = String::from_utf8(root.read(&path).unwrap()).unwrap();
+        let field = |name: &str| text.lines().find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()));
+        found.insert(field("Package:").unwrap(), (field("Version:").unwrap(), text));
+    }
+    found
+}
+
+/// The candidate of `package` in this machine's apt sources (the same
+/// Debian release as the image's, with its security and updates suites).
+fn apt_candidate(package: &str) -> String {
+    let out = run(Command::new("apt-cache").args(["policy", package]));
+    stdout(&out)
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Candidate:").map(|v| v.trim().to_owned()))
+        .unwrap_or_else(|| panic!("apt-cache policy {package} names no candidate"))
+}
+
+/// A Trivy report of `packages` of the distroless image, each fixed in
+/// this machine's candidate.
+fn distroless_report(
+    sandbox: &Sandbox,
+    image: &Image,
+    packages: &[&str],
+) -> (PathBuf, BTreeMap<String, String>) {
+    let installed = status_d(image);
+    let mut fixed = BTreeMap::new();
+    let vulns: Vec<serde_json::Value> = packages
+        .iter()
+        .map(|p| {
+            let (version, _) = &installed[*p];
+            let candidate = apt_candidate(p);
+            assert!(!dpkg_ge(version, &candidate), "{p} {version} is not behind the candidate {candidate}");
+            fixed.insert((*p).to_owned(), candidate.clone());
+            serde_json::json!({"VulnerabilityID": format!("TEST-distroless-{p}"), "PkgName": p,
+                "InstalledVersion": version, "FixedVersion": candidate, "Status": "fixed", "Severity": "HIGH"})
+        })
+        .collect();
+    let report = serde_json::json!({
+        "SchemaVersion": 2, "ArtifactName": "distroless", "ArtifactType": "container_image",
+        "Metadata": {"OS": {"Family": "debian", "Name": "12"},
+                     "ImageConfig": {"architecture": "amd64", "os": "linux"}},
+        "Results": [{"Target": "distroless (debian 12)", "Class": "os-pkgs", "Type": "debian",
+                     "Vulnerabilities": vulns}],
+    });
+    let path = sandbox.path().join("distroless-report.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&report).unwrap()).unwrap();
+    (path, fixed)
+}
+
+/// Patches the distroless image by report, from `tooling` (none: the
+/// host's root), and checks what the issue asks of it.
+fn patch_distroless(tooling: Option<&str>) {
+    let sandbox = Sandbox::new();
+    let layout = sandbox.path().join("distroless-layout");
+    assert!(Command::new("cp").arg("-a").arg(distroless()).arg(&layout).status().unwrap().success());
+    let input = format!("oci:{}:distroless", layout.display());
+    let before = open(&input);
+    let (report, fixed) = distroless_report(&sandbox, &before, &["libssl3", "openssl"]);
+    let vex = sandbox.path().join("vex.json");
+    let mut cmd = sandbox.caulk();
+    cmd.args(["patch", "--json", "-i", &input, "-r"]).arg(&report).arg("-o").arg(&vex);
+    if let Some(tooling) = tooling {
+        cmd.args(["--tooling-image", tooling]);
+    }
+    let summary = json(&success(&run(&mut cmd)));
+    assert_eq!(summary["result"], "patched", "{summary:#}");
+    let after = open(&format!("oci:{}:distroless-patched", layout.display()));
+
+    // One new layer over byte-identical blobs; the config kept.
+    let (old_layers, new_layers) = (layer_digests(&before), layer_digests(&after));
+    assert_eq!(new_layers.len(), old_layers.len() + 1);
+    assert_eq!(new_layers[..old_layers.len()], old_layers[..]);
+    for digest in &old_layers {
+        let path = |root: &Path| root.join("blobs").join(digest.replace(':', "/"));
+        assert_eq!(std::fs::read(path(&layout)).unwrap(), std::fs::read(path(&distroless())).unwrap());
+    }
+    let (old_config, new_config) = (config(&before), config(&after));
+    for key in ["Entrypoint", "Cmd", "Env", "User", "WorkingDir"] {
+        assert_eq!(new_config["config"][key], old_config["config"][key], "config.{key} changed");
+    }
+
+    // status.d says the fixed versions, in the image's style: one file per
+    // package, no Status field (the image's had none), md5sums beside it.
+    let (old, new) = (status_d(&before), status_d(&after));
+    assert_eq!(
+        old.keys().collect::<Vec<_>>(),
+        new.keys().collect::<Vec<_>>(),
+        "no package file added or lost"
+    );
+    for (package, fixed) in &fixed {
+        let (version, text) = &new[package];
+        assert!(dpkg_ge(version, fixed), "{package}: {version} is below the fixed {fixed}");
+        assert!(!text.contains("Status:"), "{package}'s status.d file gained a Status field:\n{text}");
+    }
+    assert_eq!(old["libc6"], new["libc6"], "a package not in the report changed");
+
+    // The layer holds no dpkg database the image did not have.
+    let listing = layer_listing(&layout, new_layers.last().unwrap());
+    let names: Vec<&str> = listing.iter().filter_map(|l| l.split_whitespace().nth(5)).collect();
+    assert!(names.contains(&"./var/lib/dpkg/status.d/libssl3"), "{names:#?}");
+    assert!(names.contains(&"./var/lib/dpkg/status.d/libssl3.md5sums"), "{names:#?}");
+    for name in &names {
+        let in_dpkg = name.starts_with("./var/lib/dpkg/") && !name.starts_with("./var/lib/dpkg/status.d");
+        assert!(
+            !in_dpkg && !name.contains("caulk-dpkg") && !name.starts_with("./caulk"),
+            "{name} in the layer"
+        );
+    }
+
+    // The patched openssl runs, with the new library.
+    let upstream = fixed["openssl"].split('-').next().unwrap().to_owned();
+    let version = run_in_image(
+        &sandbox,
+        &format!("oci:{}:distroless-patched", layout.display()),
+        &["/usr/bin/openssl", "version"],
+    );
+    assert!(
+        version.contains(&format!("OpenSSL {upstream}"))
+            && version.contains(&format!("Library: OpenSSL {upstream}")),
+        "{version}"
+    );
+
+    // VEX subcomponents are deb purls of the distroless image.
+    let doc = json(&std::fs::read_to_string(&vex).unwrap());
+    assert_openvex(&doc);
+    let purls: Vec<&str> = doc["statements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["products"][0]["subcomponents"].as_array().unwrap())
+        .map(|s| s["@id"].as_str().unwrap())
+        .collect();
+    assert!(
+        purls.iter().any(|p| p.starts_with("pkg:deb/debian/libssl3@") && p.contains("distro=debian-12")),
+        "{purls:?}"
+    );
+}
+
+#[test]
+fn patches_a_distroless_debian_image_from_the_hosts_root() {
+    patch_distroless(None);
+}
+
+#[test]
+fn patches_a_distroless_debian_image_from_a_tooling_image() {
+    let tooling = format!("oci:{}:bookworm", vulnerable("bookworm").display());
+    patch_distroless(Some(&tooling));
+}
+
+#[test]
+fn a_tooling_image_that_cannot_be_read_is_named() {
+    let sandbox = Sandbox::new();
+    let layout = sandbox.path().join("distroless-layout");
+    assert!(Command::new("cp").arg("-a").arg(distroless()).arg(&layout).status().unwrap().success());
+    let input = format!("oci:{}:distroless", layout.display());
+    let (report, _) = distroless_report(&sandbox, &open(&input), &["openssl"]);
+    let missing = format!("oci:{}:nothing", sandbox.path().join("no-such-layout").display());
+    let out = run(sandbox
+        .caulk()
+        .args(["patch", "-i", &input, "-r"])
+        .arg(&report)
+        .args(["--tooling-image", &missing]));
+    assert_ne!(out.status.code(), Some(0));
+    let err = stderr(&out);
+    assert!(err.contains(&format!("tooling image {missing}")), "{err}");
+    assert!(ref_digest(&layout, "distroless-patched").is_none(), "nothing is written");
 }

@@ -27,6 +27,17 @@ pub enum AptError {
     BadVersion { name: String, field: &'static str, problem: String },
     #[error("apt has no setting {key:?} (from --plugin-opt apt.{key}=...)")]
     UnknownSetting { key: String },
+    #[error("{path}: {problem}")]
+    StatusD { path: String, problem: String },
+    #[error(
+        "the distroless image has no apt sources and its os-release ({os}) names no Debian release to take \
+         them from"
+    )]
+    NoSources { os: String },
+    #[error("a distroless image (status.d, no apt) is patched from a report only, not in update-all mode")]
+    DistrolessAll,
+    #[error("the image platform's architecture {arch:?} has no Debian name")]
+    UnknownArch { arch: String },
     #[error("apt does not take package index URLs ({urls}): the image's own apt sources decide")]
     IndexUrls { urls: String },
 }
@@ -35,26 +46,38 @@ impl AptError {
     fn kind(&self) -> ErrorKind {
         match self {
             Self::NoDpkgStatus { .. } | Self::NoAptGet { .. } => ErrorKind::NotApplicable,
-            Self::Status(_) | Self::BadName { .. } | Self::BadVersion { .. } => ErrorKind::MalformedInput,
+            Self::Status(_) | Self::StatusD { .. } | Self::BadName { .. } | Self::BadVersion { .. } => {
+                ErrorKind::MalformedInput
+            }
             Self::MissingFact { .. } => ErrorKind::MissingFacts,
-            Self::UnknownSetting { .. } | Self::IndexUrls { .. } => ErrorKind::Unsupported,
+            Self::NoSources { .. }
+            | Self::DistrolessAll
+            | Self::UnknownArch { .. }
+            | Self::UnknownSetting { .. }
+            | Self::IndexUrls { .. } => ErrorKind::Unsupported,
         }
     }
 
     fn hint(&self) -> &'static str {
         match self {
             Self::NoDpkgStatus { distroless: true, .. } => {
-                "a distroless image lists its packages in /var/lib/dpkg/status.d and has no package \
-                 manager; patching it needs a tooling root file system, which caulk does not support yet"
+                "a distroless image lists its packages in /var/lib/dpkg/status.d; the apt updater patches \
+                 it from a tooling root when status.d holds package files"
             }
             Self::NoDpkgStatus { distroless: false, .. } => {
                 "the apt updater patches Debian and Ubuntu images; is this image built from one?"
             }
             Self::NoAptGet { .. } => {
-                "the image removed apt (a slim or distroless variant); patching it needs a tooling root \
-                 file system, which caulk does not support yet"
+                "the image removed apt but kept dpkg's status file; caulk patches only distroless images \
+                 (status.d, no status file) from a tooling root"
             }
             Self::Status(_) => "the image's dpkg database is damaged; `dpkg --audit` inside it says more",
+            Self::StatusD { .. } => "the image's status.d entries are damaged",
+            Self::NoSources { .. } => {
+                "add /etc/apt/sources.list to the image, or patch it with a report for a Debian release"
+            }
+            Self::DistrolessAll => "scan the image and pass the report with -r",
+            Self::UnknownArch { .. } => "patch a linux/amd64, arm64, armhf, i386, ppc64le or s390x image",
             Self::BadName { .. } | Self::BadVersion { .. } => {
                 "the report is damaged or was not made for a Debian package; --ignore-errors skips such \
                  entries"

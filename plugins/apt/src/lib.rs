@@ -7,8 +7,10 @@
 //! dpkg database again for verification.
 //!
 //! - Detection: `/var/lib/dpkg/status` and `/usr/bin/apt-get` must exist;
-//!   otherwise the error is `not-applicable`, with a hint for distroless
-//!   images (which keep `/var/lib/dpkg/status.d` and no package manager).
+//!   or, for distroless images, no status file and package files in
+//!   `/var/lib/dpkg/status.d`: those are patched from a Debian tooling root
+//!   with `apt-get download` and `dpkg --root` (see [`distroless`]).
+//!   Otherwise the error is `not-applicable`.
 //! - Report mode ([`plan`]): each update's name and versions are checked
 //!   before anything reaches an argv; an update is skipped, with its reason,
 //!   when the package is not installed, is already at or above the highest
@@ -23,6 +25,7 @@
 //!   and downloaded packages go to host-side caches keyed by a digest of the
 //!   image's apt sources, keys, release and architecture.
 
+pub mod distroless;
 pub mod error;
 pub mod fix;
 pub mod name;
@@ -66,4 +69,4 @@ impl Updater for Apt {
 // Built-ins need no grants; the declaration says what a copy installed
 // in a plugin directory would have to be granted.
 #[cfg(target_family = "wasm")]
-caulk_sdk::export_updater!(Apt, capabilities = ["image-commands", "network"]);
+caulk_sdk::export_updater!(Apt, capabilities = ["image-commands", "host-tooling", "network"]);

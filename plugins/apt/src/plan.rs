@@ -125,14 +125,11 @@ fn is_ubuntu(os: &OsRelease) -> bool {
 /// The whole plan for `request`.
 pub fn plan(request: &PlanRequest) -> Result<PatchPlan, AptError> {
     check_options(&request.options)?;
+    if crate::distroless::applies(&request.facts) {
+        return crate::distroless::plan(request);
+    }
     let image = image(&request.target, &request.facts)?;
-    let mut plan = PatchPlan {
-        selected: Vec::new(),
-        skipped: Vec::new(),
-        steps: Vec::new(),
-        drop_paths: Vec::new(),
-        caches: Vec::new(),
-    };
+    let mut plan = PatchPlan::empty();
     let install = match request.options.mode {
         UpdateMode::Report => {
             let mut names = Vec::new();
@@ -180,7 +177,7 @@ pub fn check_options(options: &caulk_sdk::update::Options) -> Result<(), AptErro
     Ok(())
 }
 
-enum Decision {
+pub(crate) enum Decision {
     /// Selected, with the names to give apt-get.
     Select(SelectedUpdate, Vec<String>),
     Skip(SkippedUpdate),
@@ -213,7 +210,7 @@ fn validate(update: &Update) -> Result<PackageName, AptError> {
     Ok(package)
 }
 
-fn decide(update: &Update, image: &Image, ignore_errors: bool) -> Result<Decision, AptError> {
+pub(crate) fn decide(update: &Update, image: &Image, ignore_errors: bool) -> Result<Decision, AptError> {
     if !update.ecosystem.eq_ignore_ascii_case(DEB) {
         let reason = format!(
             "{} is a package of ecosystem {:?}; the apt updater patches deb packages only",

@@ -3,8 +3,9 @@
 //! Plan phase, first round: the dpkg database, whether `apt-get` exists, the
 //! apt sources and trusted keys (they key the index cache) and dpkg's
 //! architectures. Second round, only when the image has no dpkg status file:
-//! whether it has distroless's `/var/lib/dpkg/status.d`, so the error can say
-//! what kind of image it is. Verify phase: the dpkg database again.
+//! distroless's `/var/lib/dpkg/status.d`, which the plan then works from
+//! (see [`crate::distroless`]). Verify phase: the dpkg database and status.d
+//! again.
 //!
 //! Everything is a file read: apt's own view of candidates needs its package
 //! indexes, which only exist after an `apt-get update` that no read-only,
@@ -28,7 +29,10 @@ pub const STATUS_D_GLOB: &str = "/var/lib/dpkg/status.d/*";
 /// The questions still to ask in `phase`, given the facts so far.
 pub fn questions(phase: Phase, facts: &[Fact]) -> Vec<Question> {
     let wanted = match phase {
-        Phase::Verify => vec![Question::files(DPKG_STATUS, [STATUS_PATH])],
+        // Both: a distroless image keeps status.d and no status file.
+        Phase::Verify => {
+            vec![Question::files(DPKG_STATUS, [STATUS_PATH]), Question::files(DPKG_STATUS_D, [STATUS_D_GLOB])]
+        }
         Phase::Plan if !facts.answered(DPKG_STATUS) => vec![
             Question::files(DPKG_STATUS, [STATUS_PATH]),
             Question::files(APT_GET, [APT_GET_PATH]),

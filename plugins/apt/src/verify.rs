@@ -17,7 +17,7 @@ use crate::error::AptError;
 use crate::fix::{self, Verdict};
 use crate::name::PackageName;
 use crate::plan::{check_options, lowest_version, not_installed};
-use crate::probe::DPKG_STATUS;
+use crate::probe::{DPKG_STATUS, DPKG_STATUS_D};
 use crate::status::{Entry, STATUS_PATH, Status};
 
 /// The outcome of every selected update.
@@ -28,6 +28,9 @@ pub fn verify(request: &VerifyRequest) -> Result<Vec<Outcome>, AptError> {
     }
     let status = match request.facts.file(DPKG_STATUS) {
         Some(bytes) => Some(Status::parse(bytes)?),
+        None if crate::distroless::applies(&request.facts) => {
+            Some(crate::distroless::read(request.facts.files(DPKG_STATUS_D))?.status)
+        }
         None => None,
     };
     let steps = StepReport::new(&request.steps);

@@ -1,0 +1,294 @@
+//! Distroless Debian images (status.d, no status file, no apt): the plan's
+//! exact commands in the tooling root, and verification from status.d.
+
+mod support;
+
+use std::path::Path;
+
+use caulk_plugin_apt::Apt;
+use caulk_sdk::Updater;
+use caulk_sdk::types::ErrorKind;
+use caulk_sdk::update::{
+    ExecContext, OutcomeStatus, Phase, PlanRequest, StepResult, UpdateMode, VerifyRequest, VersionTarget,
+};
+use support::{Root, options, probe, update};
+
+const OS_RELEASE: &str = "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_ID=\"12\"\nVERSION_CODENAME=bookworm\n";
+
+fn write(root: &Path, rel: &str, contents: &str) {
+    let path = root.join(rel);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, contents).unwrap();
+}
+
+fn paragraph(name: &str, version: &str, arch: &str, depends: &str) -> String {
+    format!(
+        "Package: {name}\nVersion: {version}\nArchitecture: {arch}\nMaintainer: Debian\nInstalled-Size: 10\n\
+         Depends: {depends}\nDescription: {name}\n a package\n"
+    )
+}
+
+/// A distroless-style root: libssl3 (with md5sums), openssl (without),
+/// base-files (arch all), libc6; no status file, no apt.
+fn distroless_root() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write(root, "etc/os-release", OS_RELEASE);
+    let d = "var/lib/dpkg/status.d";
+    write(root, &format!("{d}/libssl3"), &paragraph("libssl3", "3.0.20-1~deb12u2", "amd64", "libc6"));
+    write(root, &format!("{d}/libssl3.md5sums"), "0123  usr/lib/x86_64-linux-gnu/libssl.so.3\n");
+    write(root, &format!("{d}/openssl"), &paragraph("openssl", "3.0.20-1~deb12u2", "amd64", "libssl3"));
+    write(root, &format!("{d}/base-files"), &paragraph("base-files", "12.4+deb12u15", "all", "libc6"));
+    write(root, &format!("{d}/libc6"), &paragraph("libc6", "2.36-9+deb12u14", "amd64", "libgcc-s1"));
+    dir
+}
+
+fn plan_request(root: &Root, updates: Vec<caulk_sdk::update::Update>, mode: UpdateMode) -> PlanRequest {
+    let (facts, _) = probe(root, Phase::Plan, &updates, &options(mode));
+    PlanRequest { target: root.target(), updates, options: options(mode), facts }
+}
+
+fn report() -> Vec<caulk_sdk::update::Update> {
+    vec![
+        update("libssl3", "3.0.20-1~deb12u2", &["3.0.22-1~deb12u2"]),
+        update("openssl", "3.0.20-1~deb12u2", &["3.0.22-1~deb12u2"]),
+        update("base-files", "12.4+deb12u15", &["12.4+deb12u10"]),
+    ]
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// The apt options every apt command gets with sources from os-release.
+fn release_options() -> Vec<String> {
+    strings(&[
+        "-o",
+        "Dir::Etc::SourceList=/caulk/work/sources.list",
+        "-o",
+        "Dir::Etc::SourceParts=/caulk/work/sources.list.d",
+        "-o",
+        "Dir::State::Lists=/caulk/lists",
+        "-o",
+        "Dir::State=/caulk/work/state",
+        "-o",
+        "Dir::State::status=/caulk/work/status",
+        "-o",
+        "Dir::Cache=/caulk/work/cache",
+        "-o",
+        "Dir::Cache::pkgcache=",
+        "-o",
+        "Dir::Cache::srcpkgcache=",
+        "-o",
+        "APT::Architecture=amd64",
+        "-o",
+        "APT::Architectures=amd64",
+        "-o",
+        "Acquire::Languages=none",
+        "-o",
+        "Acquire::Retries=3",
+    ])
+}
+
+#[test]
+fn a_distroless_image_is_planned_through_the_tooling_root() {
+    let dir = distroless_root();
+    let root = Root::at(dir.path());
+    let plan = Apt::plan(&plan_request(&root, report(), UpdateMode::Report)).unwrap();
+
+    let selected: Vec<&str> = plan.selected.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(selected, ["libssl3", "openssl"]);
+    assert_eq!(plan.selected[0].target, VersionTarget::AtLeast("3.0.22-1~deb12u2".into()));
+    assert_eq!(plan.skipped.len(), 1);
+    assert!(plan.skipped[0].already_fixed, "{:?}", plan.skipped);
+
+    assert_eq!(plan.steps.len(), 4, "{:#?}", plan.steps);
+    for step in &plan.steps {
+        let ExecContext::Tooling(tooling) = &step.command.context else {
+            panic!("{} runs in the image, which has no apt", step.summary)
+        };
+        assert_eq!(tooling.image, None, "the host decides the tooling root (--tooling-image)");
+        assert_eq!(tooling.mount_point, "/target");
+    }
+    let [prepare, refresh, download, install] = &plan.steps[..] else { unreachable!() };
+    assert_eq!(
+        (prepare.command.network, refresh.command.network, download.command.network, install.command.network),
+        (false, true, true, false),
+        "only the downloads have network; dpkg and the scripts run offline"
+    );
+    assert!(refresh.tolerate_failure && !download.tolerate_failure && !install.tolerate_failure);
+
+    // The release's sources, as positional arguments of a constant script.
+    assert_eq!(&prepare.command.argv[..2], ["sh", "-c"]);
+    assert_eq!(
+        &prepare.command.argv[3..],
+        strings(&[
+            "sh",
+            "/caulk/work",
+            "deb http://deb.debian.org/debian bookworm main",
+            "deb http://deb.debian.org/debian bookworm-updates main",
+            "deb http://deb.debian.org/debian-security bookworm-security main",
+        ])
+    );
+
+    let mut want = strings(&["apt-get", "update"]);
+    want.extend(release_options());
+    assert_eq!(refresh.command.argv, want);
+
+    let mut want = strings(&["env", "-C", "/caulk/work/debs", "apt-get", "download"]);
+    want.extend(release_options());
+    want.extend(strings(&["--", "libssl3", "openssl"]));
+    assert_eq!(download.command.argv, want);
+
+    assert_eq!(&install.command.argv[..2], ["sh", "-c"]);
+    let script = &install.command.argv[2];
+    assert!(
+        script.contains("--force-script-chrootless")
+            && !script.contains("--force-depends")
+            && !script.contains("--force-all"),
+        "{script}"
+    );
+    assert_eq!(
+        &install.command.argv[3..],
+        strings(&[
+            "sh",
+            "/target",
+            "/caulk/work",
+            "/var/lib/caulk-dpkg",
+            "libssl3:amd64",
+            "/var/lib/dpkg/status.d/libssl3",
+            "/var/lib/dpkg/status.d/libssl3.md5sums",
+            "openssl:amd64",
+            "/var/lib/dpkg/status.d/openssl",
+            "-",
+        ])
+    );
+
+    assert_eq!(plan.drop_paths, ["/var/lib/caulk-dpkg", "/var/lib/caulk-dpkg/**"]);
+    let caches: Vec<&str> = plan.caches.iter().map(|c| c.path.as_str()).collect();
+    assert_eq!(caches, ["/caulk/lists", "/caulk/work"]);
+    assert!(plan.caches.iter().all(|c| c.key.starts_with("apt-distroless-")));
+}
+
+#[test]
+fn the_images_own_sources_and_keys_are_used_when_it_has_them() {
+    let dir = distroless_root();
+    write(dir.path(), "etc/apt/sources.list", "deb http://mirror.example/debian bookworm main\n");
+    write(dir.path(), "etc/apt/trusted.gpg.d/mirror.asc", "key\n");
+    let root = Root::at(dir.path());
+    let plan = Apt::plan(&plan_request(&root, report(), UpdateMode::Report)).unwrap();
+    assert_eq!(plan.steps[0].command.argv.len(), 5, "no lines to write: {:?}", plan.steps[0].command.argv);
+    let argv = &plan.steps[1].command.argv;
+    for option in [
+        "Dir::Etc::SourceList=/target/etc/apt/sources.list",
+        "Dir::Etc::SourceParts=/target/etc/apt/sources.list.d",
+        "Dir::Etc::Trusted=/target/etc/apt/trusted.gpg",
+        "Dir::Etc::TrustedParts=/target/etc/apt/trusted.gpg.d",
+    ] {
+        assert!(argv.iter().any(|a| a == option), "{option} missing from {argv:?}");
+    }
+}
+
+#[test]
+fn without_sources_or_a_debian_release_the_plan_says_so() {
+    let dir = distroless_root();
+    std::fs::remove_file(dir.path().join("etc/os-release")).unwrap();
+    let root = Root::at(dir.path());
+    let err = Apt::plan(&plan_request(&root, report(), UpdateMode::Report)).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Unsupported);
+    assert!(err.message.contains("no apt sources"), "{}", err.message);
+
+    let dir = distroless_root();
+    let err = Apt::plan(&plan_request(&Root::at(dir.path()), Vec::new(), UpdateMode::All)).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Unsupported);
+    assert!(err.message.contains("update-all"), "{}", err.message);
+}
+
+#[test]
+fn a_damaged_status_d_file_is_named() {
+    let dir = distroless_root();
+    write(dir.path(), "var/lib/dpkg/status.d/openssl", "Package: openssl\nVersion: not a version!\n");
+    let err = Apt::plan(&plan_request(&Root::at(dir.path()), report(), UpdateMode::Report)).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::MalformedInput);
+    assert!(err.message.contains("/var/lib/dpkg/status.d/openssl"), "{}", err.message);
+}
+
+#[test]
+fn a_status_d_file_of_several_packages_is_not_rewritten_for_one() {
+    let dir = distroless_root();
+    let both = format!(
+        "{}Status: install ok installed\n\n{}Status: install ok installed\n",
+        paragraph("openssl", "3.0.20-1~deb12u2", "amd64", "libssl3"),
+        paragraph("libfoo", "1.0", "amd64", "libc6"),
+    );
+    write(dir.path(), "var/lib/dpkg/status.d/openssl", &both);
+    let plan = Apt::plan(&plan_request(&Root::at(dir.path()), report(), UpdateMode::Report)).unwrap();
+    let skipped = plan.skipped.iter().find(|s| s.name == "openssl").expect("openssl skipped");
+    assert!(skipped.reason.contains("lists 2 packages"), "{}", skipped.reason);
+}
+
+fn verify(
+    root: &Root,
+    plan: &caulk_sdk::update::PatchPlan,
+    install_exit: i32,
+) -> Vec<caulk_sdk::update::Outcome> {
+    let (facts, _) = probe(root, Phase::Verify, &[], &options(UpdateMode::Report));
+    let steps = plan
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| StepResult {
+            summary: s.summary.clone(),
+            exit_code: if i == 3 { install_exit } else { 0 },
+            stderr_tail: if i == 3 && install_exit != 0 {
+                "dpkg: error processing package openssl (--install):\n".into()
+            } else {
+                String::new()
+            },
+        })
+        .collect();
+    Apt::verify(&VerifyRequest {
+        target: root.target(),
+        options: options(UpdateMode::Report),
+        selected: plan.selected.clone(),
+        steps,
+        facts,
+    })
+    .unwrap()
+}
+
+#[test]
+fn verification_reads_the_patched_status_d() {
+    let dir = distroless_root();
+    let root = Root::at(dir.path());
+    let plan = Apt::plan(&plan_request(&root, report(), UpdateMode::Report)).unwrap();
+    // What the install step writes back: libssl3 moved (no Status, as the
+    // image had none); openssl left half-configured by a failed script.
+    write(
+        dir.path(),
+        "var/lib/dpkg/status.d/libssl3",
+        &paragraph("libssl3", "3.0.22-1~deb12u2", "amd64", "libc6"),
+    );
+    write(
+        dir.path(),
+        "var/lib/dpkg/status.d/openssl",
+        &format!(
+            "{}Status: install reinstreq half-configured\n",
+            paragraph("openssl", "3.0.22-1~deb12u2", "amd64", "libssl3")
+        ),
+    );
+    let outcomes = verify(&root, &plan, 1);
+    let libssl3 = outcomes.iter().find(|o| o.name == "libssl3").unwrap();
+    assert_eq!(libssl3.status, OutcomeStatus::Patched, "{libssl3:?}");
+    assert_eq!(libssl3.to.as_deref(), Some("3.0.22-1~deb12u2"));
+    let openssl = outcomes.iter().find(|o| o.name == "openssl").unwrap();
+    assert_eq!(openssl.status, OutcomeStatus::Failed, "{openssl:?}");
+    assert!(openssl.detail.contains("half-configured"), "{}", openssl.detail);
+
+    // Nothing moved at all: both failed, still below the fix.
+    let dir = distroless_root();
+    let root = Root::at(dir.path());
+    let outcomes = verify(&root, &plan, 0);
+    assert!(outcomes.iter().all(|o| o.status == OutcomeStatus::Failed), "{outcomes:?}");
+    assert!(outcomes[0].detail.contains("below the fixed version"), "{}", outcomes[0].detail);
+}
