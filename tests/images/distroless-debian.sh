@@ -45,7 +45,6 @@ done
 # What distroless does not have: dpkg's own database, apt, a shell.
 find "$root/var/lib/dpkg" -mindepth 1 -maxdepth 1 ! -name status.d -exec rm -rf {} +
 rm -rf "$root/var/cache/apt" "$root/var/lib/apt" "$root/etc/apt" "$root"/dev/*
-rm -f "$root/usr/bin/mawk" "$root/usr/bin/awk" "$root/etc/alternatives/awk"
 for tool in sh dash bash dpkg apt-get apt; do
   if [ -e "$root/usr/bin/$tool" ] || [ -e "$root/bin/$tool" ]; then
     echo "distroless-debian.sh: $tool is in the root" >&2
