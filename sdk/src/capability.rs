@@ -17,7 +17,7 @@
 //! | capability | lets the plugin |
 //! |---|---|
 //! | `image-commands` | run commands in the image's own root fs (probes and plan steps), in the sandbox |
-//! | `host-tooling` | run commands from the host's root fs (read-only) with the image mounted, in the sandbox |
+//! | `host-tooling` | run commands from a tooling root (the host's root fs or a tooling image, read-only) with the image mounted, in the sandbox |
 //! | `network` | give such a command the host's network |
 //! | `index:HOST` | have the host look packages up on the index at `HOST` (`index:*`: any host) |
 

@@ -17,7 +17,8 @@ const MAX_DECLARATION: usize = 64 << 10;
 pub enum Capability {
     /// Run commands in the image's root fs (probes and plan steps).
     ImageCommands,
-    /// Run commands from the host's root fs with the image mounted.
+    /// Run commands from a tooling root (the host's root fs or a tooling
+    /// image) with the image mounted.
     HostTooling,
     /// Give a command the host's network.
     Network,
