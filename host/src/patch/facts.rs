@@ -311,6 +311,44 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_tooling_root_is_the_plugins_image_else_the_users_else_the_hosts() {
+        let tooling = |image: Option<&str>| {
+            ExecContext::Tooling(crate::model::Tooling {
+                image: image.map(str::to_owned),
+                mount_point: "/target".into(),
+            })
+        };
+        let root = |context: &ExecContext, default: Option<&str>| match run_in(context, default).unwrap() {
+            RunIn::Tooling { root, mount_point } => {
+                assert_eq!(mount_point, "/target");
+                root
+            }
+            RunIn::Target => panic!("a tooling context ran in the target"),
+        };
+        let users = Some("oci:/srv/tools:debian");
+        assert_eq!(root(&tooling(None), None), ToolingRoot::Host);
+        assert_eq!(root(&tooling(None), users), ToolingRoot::Image("oci:/srv/tools:debian".into()));
+        assert_eq!(
+            root(&tooling(Some("docker://cgr.dev/chainguard/wolfi-base")), users),
+            ToolingRoot::Image("docker://cgr.dev/chainguard/wolfi-base".into()),
+            "the plugin's own image wins"
+        );
+        assert_eq!(run_in(&ExecContext::Target, users).unwrap(), RunIn::Target);
+        let err = run_in(&tooling(Some("not a reference")), None).unwrap_err();
+        assert!(err.contains("\"not a reference\" is not an image reference"), "{err}");
+
+        let command = |context| Command { argv: vec!["apt-get".into()], env: vec![], context, network: true };
+        assert_eq!(
+            describe_command(&command(tooling(None)), users),
+            "run `apt-get` from the tooling image oci:/srv/tools:debian with the network"
+        );
+        assert_eq!(
+            describe_command(&command(tooling(None)), None),
+            "run `apt-get` from the host's root fs with the network"
+        );
+    }
+
+    #[test]
     fn os_release_of_debian_and_ubuntu() {
         let debian = parse_os_release(
             "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nVERSION_CODENAME=bookworm\nID=debian\n",
