@@ -4,7 +4,7 @@ mod support;
 
 use caulk_plugin_apk::plan::DROP_PATHS;
 use caulk_sdk::update::{ExecContext, PatchPlan, Step, UpdateMode, VersionTarget};
-use support::{HostApk, Root, options, plan, update};
+use support::{HostApk, ROOTED, Root, options, plan, update};
 
 fn argv(step: &Step) -> Vec<&str> {
     step.command.argv.iter().map(String::as_str).collect()
@@ -190,19 +190,6 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
-
-/// apk from the tooling root on the image at /target, with the image's own
-/// repositories and keys (apk(8): --root, --repositories-file, --keys-dir).
-const ROOTED: &[&str] = &[
-    "apk",
-    "--root",
-    "/target",
-    "--repositories-file",
-    "/target/etc/apk/repositories",
-    "--keys-dir",
-    "/target/etc/apk/keys",
-    "--no-progress",
-];
 
 #[test]
 fn without_apk_in_the_image_the_hosts_apk_works_on_it_with_root() {

@@ -179,3 +179,35 @@ fn update_all_reports_what_moved() {
     assert_eq!(status, &OutcomeStatus::Failed);
     assert!(detail.starts_with("libssl3 stayed at 3.1.4-r1; apk upgrade failed (exit 1): ERROR: unable to select packages: / libssl3-3.1.4-r5:"), "{detail}");
 }
+
+/// A Wolfi image without apk, patched from a tooling root: verification
+/// reads the image's own database as with apk inside it.
+#[test]
+fn toolless_wolfi_is_verified_from_its_own_database() {
+    let root = Root::mini("wolfi-static").with_host_apk(support::HostApk::Present);
+    let plan =
+        plan(&root, vec![update("libcrypto3", "3.2.0-r1", &["3.2.0-r2"])], options(UpdateMode::Report));
+    assert!(
+        plan.steps.iter().all(|s| matches!(s.command.context, caulk_sdk::update::ExecContext::Tooling(_)))
+    );
+    let before = read_data("roots/wolfi-static/lib/apk/db/installed");
+    let world = read_data("roots/wolfi-static/etc/apk/world");
+
+    let moved = before.replacen("P:libcrypto3\nV:3.2.0-r1\n", "P:libcrypto3\nV:3.2.0-r2\n", 1);
+    assert_ne!(moved, before);
+    let outcomes = run(&verify_request(&root, &plan, &moved, &world, ok_steps(&plan)));
+    assert_eq!(outcome(&outcomes, "libcrypto3").0, &OutcomeStatus::Patched);
+    assert_eq!(outcome(&outcomes, "libcrypto3").1, Some("3.2.0-r2"));
+
+    // The add step failed (the repository lacks the fix): the database is
+    // unchanged and apk's reason is named.
+    let steps = vec![
+        step_result(&plan.steps[0].summary, 0, None),
+        step_result(&plan.steps[1].summary, 1, Some("unable-to-select.txt")),
+        step_result(&plan.steps[2].summary, 1, None),
+    ];
+    let outcomes = run(&verify_request(&root, &plan, &before, &world, steps));
+    let (status, to, detail) = outcome(&outcomes, "libcrypto3");
+    assert_eq!((status, to), (&OutcomeStatus::Failed, Some("3.2.0-r1")));
+    assert!(detail.contains("unable to select packages"), "{detail}");
+}

@@ -216,3 +216,16 @@ pub fn upgraded(installed: &str, index: &str, names: &[&str]) -> String {
         .collect::<Vec<_>>()
         .join("\n\n")
 }
+
+/// apk from the tooling root on the image at /target, with the image's own
+/// repositories and keys (apk(8): --root, --repositories-file, --keys-dir).
+pub const ROOTED: &[&str] = &[
+    "apk",
+    "--root",
+    "/target",
+    "--repositories-file",
+    "/target/etc/apk/repositories",
+    "--keys-dir",
+    "/target/etc/apk/keys",
+    "--no-progress",
+];
