@@ -386,7 +386,12 @@ pub fn plan(request: &PlanRequest) -> Result<PatchPlan, AptError> {
     let digest = plan::cache_digest(&request.target, &request.facts);
     plan.caches = vec![
         CacheMount { path: LISTS.into(), key: format!("apt-distroless-lists-{native}-{digest}") },
-        CacheMount { path: WORK.into(), key: format!("apt-distroless-work-{native}-{digest}") },
+        // Per package set too: runs on other packages never share (and
+        // wipe) each other's downloads.
+        CacheMount {
+            path: WORK.into(),
+            key: format!("apt-distroless-work-{native}-{digest}-{}", names.join(",")),
+        },
     ];
     Ok(plan)
 }
