@@ -35,7 +35,8 @@
 //!
 //! Only the shell scripts of steps 1 and 4 are shell; they are constants,
 //! and every value reaches them as a positional argument, never as script
-//! text.
+//! text. The tooling root needs what any Debian root has: `sh`, `awk`,
+//! `env`, `apt-get`, `dpkg`, `dpkg-query`, `grep`, `cp`.
 
 use std::collections::BTreeMap;
 
@@ -83,11 +84,10 @@ t=$1 w=$2 a=$1$3; shift 3
 rm -rf "$a"
 mkdir -p "$a/info" "$a/updates" "$a/triggers"
 for f in "$t"/var/lib/dpkg/status.d/*; do
-  case $f in *.md5sums) continue ;; esac
-  [ -f "$f" ] || continue
-  sed -e '$a\' "$f"
-  grep -qi '^Status:' "$f" || echo 'Status: install ok installed'
-  echo
+  case ${f##*/} in .*|*.md5sums*|*.dpkg-*) continue ;; esac
+  [ -f "$f" ] && [ ! -L "$f" ] || continue
+  awk 'BEGIN { RS = ""; ORS = "\n\n" }
+    { if ($0 !~ /(^|\n)Status:/) $0 = $0 "\nStatus: install ok installed"; print }' "$f"
 done > "$a/status"
 : > "$a/available"
 rc=0
@@ -146,26 +146,11 @@ pub fn read(files: &[FileEntry]) -> Result<Listing, AptError> {
         let Some(contents) = &file.contents else {
             return Err(AptError::StatusD { path: file.path.clone(), problem: "too large to read".into() });
         };
-        let mut text = String::from_utf8_lossy(contents).replace("\r\n", "\n");
-        if !text.ends_with('\n') {
-            text.push('\n');
-        }
-        let has_status = text.lines().any(|l| l.len() > 7 && l[..7].eq_ignore_ascii_case("status:"));
-        if !has_status {
-            text.push_str("Status: install ok installed\n");
-        }
+        let text = with_status(&String::from_utf8_lossy(contents));
         let parsed = Status::parse(text.as_bytes()).map_err(|e| AptError::StatusD {
             path: file.path.clone(),
             problem: format!("line {}: {}", e.line, e.problem),
         })?;
-        if has_status && parsed.entries().len() > 1 {
-            // Several paragraphs with a Status each: a whole database.
-        } else if !has_status && parsed.entries().len() > 1 {
-            return Err(AptError::StatusD {
-                path: file.path.clone(),
-                problem: "it holds several packages but no Status field".into(),
-            });
-        }
         let md5sums = format!("{}.md5sums", file.path);
         let md5sums = sorted.iter().any(|f| f.path == md5sums).then_some(md5sums);
         for entry in parsed.entries() {
@@ -186,6 +171,24 @@ pub fn read(files: &[FileEntry]) -> Result<Listing, AptError> {
         problem: format!("line {} of the files read together: {}", e.line, e.problem),
     })?;
     Ok(listing)
+}
+
+/// `text` with `Status: install ok installed` added to each paragraph
+/// that has no Status field, every paragraph ending in a newline.
+fn with_status(text: &str) -> String {
+    let text = text.replace("\r\n", "\n");
+    let mut out = String::with_capacity(text.len() + 32);
+    for paragraph in text.split("\n\n").map(|p| p.trim_matches('\n')).filter(|p| !p.is_empty()) {
+        out.push_str(paragraph);
+        out.push('\n');
+        let has_status =
+            paragraph.lines().any(|l| l.get(..7).is_some_and(|field| field.eq_ignore_ascii_case("status:")));
+        if !has_status {
+            out.push_str("Status: install ok installed\n");
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// Where the packages come from.
