@@ -168,12 +168,20 @@ impl Row {
         let fixes: Vec<(String, Vec<String>)> = update
             .map(|u| u.vulnerabilities.iter().map(|v| (v.id.clone(), v.fixed_versions.clone())).collect())
             .unwrap_or_default();
+        // The host's version rules decide where it has them; elsewhere the
+        // updater's verdict does, and without either only an exact fix counts.
+        let rules = crate::updates::has_version_rules(&selected.ecosystem);
+        let plugin_says = |id: &str| {
+            verdict.filter(|_| !rules)?.verdicts.iter().find(|v| v.vulnerability == id).map(|v| v.fixed)
+        };
         let still_open = match (&to, status) {
             (Some(now), RowStatus::Patched) => vulnerabilities
                 .iter()
                 .filter(|id| {
                     fixes.iter().find(|(v, _)| v == *id).is_some_and(|(_, fixed)| {
-                        !crate::updates::fixes_vulnerability(&selected.ecosystem, now, fixed)
+                        !plugin_says(id).unwrap_or_else(|| {
+                            crate::updates::fixes_vulnerability(&selected.ecosystem, now, fixed)
+                        })
                     })
                 })
                 .cloned()
