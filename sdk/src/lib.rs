@@ -26,6 +26,7 @@
 //! them with `index_url::IndexUrl`, as the host does; `names::pep503`
 //! compares Python package names.
 
+pub mod cache_key;
 pub mod capability;
 pub mod facts;
 #[cfg(feature = "index-url")]
