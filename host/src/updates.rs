@@ -195,28 +195,42 @@ pub fn group(findings: &Findings) -> Grouped {
     grouped
 }
 
+/// Whether the host has version rules for `ecosystem`, so that
+/// [`fixes_vulnerability`] judges it rather than the updater's verdicts.
+pub fn has_version_rules(ecosystem: &str) -> bool {
+    Scheme::from_ecosystem(ecosystem).is_some()
+}
+
 /// Whether `version`, now installed, fixes a vulnerability whose fixed
 /// versions are `fixed`. Scanners list one fix per release line for
 /// libraries (`2.0.7, 1.26.18`): a version is fixed when it reaches every
-/// fix, or a fix on its own line (same major and minor release). OS
-/// packages have one line: reaching any fix is enough. Versions that do not
-/// parse count as fixed only by string equality.
+/// fix, or a fix on its own line (same major and minor release), so
+/// lodash 4.17.21 is fixed by `4.17.19` and 1.26.19 by `2.0.7, 1.26.18`.
+/// OS packages have one line: reaching any fix is enough. Versions that do
+/// not parse, and ecosystems without version rules here, count as fixed
+/// only by string equality.
 pub fn fixes_vulnerability(ecosystem: &str, version: &str, fixed: &[String]) -> bool {
     let Some(scheme) = Scheme::from_ecosystem(ecosystem) else {
         return fixed.iter().any(|f| f == version);
     };
     let reaches = |f: &String| version::is_fixed_by(scheme, version, f).unwrap_or(f == version);
-    if scheme != Scheme::Python {
+    let line = |v: &str| -> Option<(u64, u64)> {
+        match scheme {
+            Scheme::Python => {
+                let v = v.parse::<version::python::Version>().ok()?;
+                let release = v.pep440().release();
+                Some((release.first().copied().unwrap_or(0), release.get(1).copied().unwrap_or(0)))
+            }
+            Scheme::Npm => v.parse::<version::npm::Version>().ok().map(|v| (v.major(), v.minor())),
+            Scheme::Deb | Scheme::Rpm | Scheme::Apk => None,
+        }
+    };
+    if !matches!(scheme, Scheme::Python | Scheme::Npm) {
         return fixed.iter().any(reaches);
     }
     if fixed.iter().all(reaches) {
         return true;
     }
-    let line = |v: &str| -> Option<(u64, u64)> {
-        let v = v.parse::<version::python::Version>().ok()?;
-        let release = v.pep440().release();
-        Some((release.first().copied().unwrap_or(0), release.get(1).copied().unwrap_or(0)))
-    };
     let own = line(version);
     own.is_some() && fixed.iter().any(|f| reaches(f) && line(f) == own)
 }
@@ -338,6 +352,16 @@ mod tests {
         assert!(!fixes("1.26.19", &["2.6.0"]), "the fix exists only on a later line");
         assert!(fixes("2.7.0", &["2.6.0"]));
         assert!(!fixes("1.26.17", &["1.26.18"]));
+        let npm = |v: &str, f: &[&str]| {
+            fixes_vulnerability("npm", v, &f.iter().map(ToString::to_string).collect::<Vec<_>>())
+        };
+        assert!(npm("4.17.21", &["4.17.19"]), "lodash: fixed on a lower release than installed");
+        assert!(npm("4.17.21", &["4.17.21"]));
+        assert!(!npm("4.17.15", &["4.17.19"]));
+        assert!(npm("1.2.6", &["1.2.6", "0.2.4"]), "minimist: each line has its fix");
+        assert!(!npm("1.2.5", &["1.2.6", "0.2.4"]));
+        assert!(!npm("1.2.6-rc.1", &["1.2.6"]), "a prerelease is below its release");
+        assert!(!fixes_vulnerability("go", "1.2.4", &["1.2.3".into()]), "no rules: only equality");
         assert!(fixes_vulnerability("deb", "1:2.38.1-5+deb12u3", &["2.38.1-5+deb12u2".into()]));
         assert!(!fixes_vulnerability("deb", "2.38.1-5+deb12u1", &["2.38.1-5+deb12u2".into()]));
     }

@@ -7,7 +7,7 @@
 
 pub mod common {
     wit_bindgen::generate!({
-        path: "wit/v0.1",
+        path: "wit/v0.2",
         world: "common",
         additional_derives: [PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize],
         generate_unused_types: true,
@@ -16,11 +16,11 @@ pub mod common {
 
 pub mod scanner {
     wit_bindgen::generate!({
-        path: "wit/v0.1",
+        path: "wit/v0.2",
         world: "scanner-plugin",
         with: {
-            "caulk:plugin/types@0.1.0": crate::bindings::common::caulk::plugin::types,
-            "caulk:plugin/host@0.1.0": crate::bindings::common::caulk::plugin::host,
+            "caulk:plugin/types@0.2.0": crate::bindings::common::caulk::plugin::types,
+            "caulk:plugin/host@0.2.0": crate::bindings::common::caulk::plugin::host,
         },
         pub_export_macro: true,
         export_macro_name: "__export_scanner_world",
@@ -30,11 +30,11 @@ pub mod scanner {
 
 pub mod updater {
     wit_bindgen::generate!({
-        path: "wit/v0.1",
+        path: "wit/v0.2",
         world: "updater-plugin",
         with: {
-            "caulk:plugin/types@0.1.0": crate::bindings::common::caulk::plugin::types,
-            "caulk:plugin/host@0.1.0": crate::bindings::common::caulk::plugin::host,
+            "caulk:plugin/types@0.2.0": crate::bindings::common::caulk::plugin::types,
+            "caulk:plugin/host@0.2.0": crate::bindings::common::caulk::plugin::host,
         },
         additional_derives: [PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize],
         pub_export_macro: true,

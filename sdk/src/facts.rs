@@ -26,6 +26,7 @@ impl Command {
     pub fn new<S: Into<String>>(argv: impl IntoIterator<Item = S>) -> Self {
         Self {
             argv: argv.into_iter().map(Into::into).collect(),
+            cwd: None,
             env: Vec::new(),
             context: ExecContext::Target,
             network: false,
@@ -36,6 +37,15 @@ impl Command {
     #[must_use]
     pub fn with_network(mut self) -> Self {
         self.network = true;
+        self
+    }
+
+    /// Starts the command in `dir` (absolute, inside the root it runs in)
+    /// instead of `/`: npm, for one, works on the project in its current
+    /// directory.
+    #[must_use]
+    pub fn in_dir(mut self, dir: impl Into<String>) -> Self {
+        self.cwd = Some(dir.into());
         self
     }
 

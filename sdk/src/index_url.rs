@@ -159,6 +159,18 @@ impl IndexUrl {
         }
         page.to_string()
     }
+
+    /// An npm registry's document of a package: the registry URL with the
+    /// name as one more path segment (`@scope/name` as `@scope%2Fname`, as
+    /// npm sends it) and no trailing slash.
+    pub fn package_document(&self, package: &str) -> String {
+        let mut page = self.url.clone();
+        page.set_fragment(None);
+        if let Ok(mut segments) = page.path_segments_mut() {
+            segments.pop_if_empty().push(package);
+        }
+        page.to_string()
+    }
 }
 
 impl fmt::Display for IndexUrl {
@@ -228,6 +240,15 @@ mod tests {
         let plain = IndexUrl::parse("http://127.0.0.1:8080/simple").unwrap();
         assert_eq!(plain.credentials(), None);
         assert_eq!(plain.redacted(), "http://127.0.0.1:8080/simple");
+    }
+
+    #[test]
+    fn npm_package_documents_escape_the_scope_slash() {
+        let url = IndexUrl::parse("https://registry.npmjs.org/").unwrap();
+        assert_eq!(url.package_document("lodash"), "https://registry.npmjs.org/lodash");
+        assert_eq!(url.package_document("@babel/core"), "https://registry.npmjs.org/@babel%2Fcore");
+        let url = IndexUrl::parse("https://h.example/npm/").unwrap();
+        assert_eq!(url.package_document("../x"), "https://h.example/npm/..%2Fx");
     }
 
     #[test]

@@ -26,6 +26,7 @@
 //! them with `index_url::IndexUrl`, as the host does; `names::pep503`
 //! compares Python package names.
 
+pub mod cache_key;
 pub mod capability;
 pub mod facts;
 #[cfg(feature = "index-url")]
@@ -33,14 +34,31 @@ pub mod index_url;
 pub mod json;
 pub mod log;
 pub mod names;
+pub mod rules;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod version;
 
 mod bindings;
+mod records;
+
+/// Where images keep their system CA bundle. In steps and commands with
+/// network access the host mounts its own bundle (`--ca-bundle`, default the
+/// host's) read-only over each of these that is a regular file in the image,
+/// so tools with a bundle setting of their own (`NODE_EXTRA_CA_CERTS`,
+/// `PIP_CERT`) can be pointed at the first one the image has.
+pub const CA_BUNDLE_PATHS: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/ssl/cert.pem",
+    "/etc/pki/tls/cacert.pem",
+    "/var/lib/ca-certificates/ca-bundle.pem",
+];
 
 /// The WIT version this SDK builds plugins against.
-pub const WIT_VERSION: &str = "0.1.0";
+pub const WIT_VERSION: &str = "0.2.0";
 
 /// Records shared by every plugin kind (`caulk:plugin/types`).
 pub mod types {
@@ -81,6 +99,7 @@ pub mod update {
                 status,
                 detail,
                 checks: Vec::new(),
+                verdicts: Vec::new(),
             }
         }
 
@@ -147,6 +166,7 @@ pub trait Updater {
                 status: update::OutcomeStatus::Failed,
                 detail: "this plugin does not verify its updates".to_owned(),
                 checks: Vec::new(),
+                verdicts: Vec::new(),
             })
             .collect())
     }

@@ -58,7 +58,7 @@ fn every_plugin_crate_is_a_builtin_named_after_its_directory() {
     builtins_sorted.sort();
     assert_eq!(builtins_sorted, dirs, "plugins/* and the embedded built-ins differ");
     for plugin in list["plugins"].as_array().unwrap() {
-        assert_eq!(plugin["wit"], "0.1.0", "{plugin}");
+        assert_eq!(plugin["wit"], "0.2.0", "built-ins use the SDK's WIT: {plugin}");
     }
 }
 
@@ -85,8 +85,8 @@ fn a_third_party_plugin_runs_without_rebuilding_caulk() {
 
     let inspect =
         success(&run(sandbox.caulk().arg("--plugin-dir").arg(&dir).args(["plugins", "inspect", "csv"])));
-    assert!(inspect.contains("caulk:plugin/scanner@0.1.0"), "{inspect}");
-    assert!(inspect.contains("caulk:plugin@0.1.0"), "{inspect}");
+    assert!(inspect.contains("caulk:plugin/scanner@0.2.0"), "{inspect}");
+    assert!(inspect.contains("caulk:plugin@0.2.0"), "{inspect}");
 
     let report = sandbox.path().join("report.csv");
     std::fs::write(&report, CSV_REPORT).unwrap();
@@ -410,10 +410,15 @@ struct Asks {
 
 impl Asks {
     fn new() -> Self {
+        Self::with(&wasm_of("caulk-test-asks"), &wasm_of("caulk-example-csv-scanner"))
+    }
+
+    /// The set-up with the given builds of the two plugins.
+    fn with(asks: &Path, csv: &Path) -> Self {
         let sandbox = Sandbox::new();
         let dir = sandbox.mkdir("plugins");
-        let wasm = copy_into(&dir, &wasm_of("caulk-test-asks"), "asks.wasm");
-        copy_into(&dir, &wasm_of("caulk-example-csv-scanner"), "csv.wasm");
+        let wasm = copy_into(&dir, asks, "asks.wasm");
+        copy_into(&dir, csv, "csv.wasm");
         let report = sandbox.path().join("report.csv");
         std::fs::write(
             &report,
@@ -469,6 +474,39 @@ impl Asks {
         }
         run(sh.env("PATH", path))
     }
+}
+
+/// The CSV example and the `asks` updater as built against WIT 0.1 (before
+/// 0.2 existed; `tests/fixtures/plugins/wit-0.1/README.md`) still load, parse,
+/// probe, plan and verify through the 0.1 adapter.
+#[test]
+fn plugins_built_against_wit_0_1_still_run() {
+    let old = common::fixtures().join("plugins/wit-0.1");
+    let asks = Asks::with(&old.join("asks.wasm"), &old.join("csv-scanner.wasm"));
+    let list = json(&success(&run(asks.caulk(&[]).args(["plugins", "list", "--json"]))));
+    for name in ["asks", "csv"] {
+        let row = list["plugins"].as_array().unwrap().iter().find(|p| p["name"] == name).unwrap();
+        assert_eq!(row["wit"], "0.1.0", "{row}");
+    }
+
+    // Findings come up from 0.1; the asks updater reads its update.
+    let report = asks.sandbox.path().join("deb.csv");
+    std::fs::write(&report, CSV_REPORT).unwrap();
+    let findings =
+        json(&success(&run(asks.caulk(&[]).args(["plugins", "call", "csv", "parse"]).arg(&report))));
+    assert_eq!(findings["findings"][0]["package"], "libssl3");
+
+    // A probe command and an index look-up answered through the adapter
+    // (0.2's answer has fields 0.1 lacks), a step planned and verified.
+    for capability in ["image-commands", "index:pypi.org"] {
+        success(&run(asks.caulk(&[]).args(["plugins", "grant", "asks", capability])));
+    }
+    let detail = asks.answered("image-commands", &[]);
+    assert!(detail.starts_with("answered: exit 0, stdout \"12."), "{detail}");
+    let detail = asks.answered("index", &[]);
+    assert!(detail.contains("versions"), "{detail}");
+    let summary = json(&success(&asks.patch("step", &[])));
+    assert_eq!(summary["rows"][0]["status"], "patched", "{summary}");
 }
 
 /// The command a refusal tells the user to run.

@@ -138,11 +138,18 @@ pub struct PatchArgs {
     #[arg(long, value_name = "IMAGE")]
     pub tooling_image: Option<String>,
 
-    /// A package index for library updates (replaces the default).
+    /// A package index for one ecosystem's library updates, ECOSYSTEM=URL
+    /// (`python=https://mirror/simple`, `npm=https://registry.example/`);
+    /// repeatable: an ecosystem's first replaces its default index, the
+    /// rest are extra indexes.
+    #[arg(long, value_name = "ECOSYSTEM=URL")]
+    pub index_url: Vec<String>,
+
+    /// The Python package index (replaces PyPI); `--index-url python=URL`.
     #[arg(long, value_name = "URL")]
     pub pip_index_url: Option<String>,
 
-    /// An extra package index for library updates; repeatable.
+    /// An extra Python package index; repeatable.
     #[arg(long, value_name = "URL")]
     pub pip_extra_index_url: Vec<String>,
 
@@ -160,6 +167,43 @@ fn usage(message: impl Into<String>) -> Error {
 }
 
 impl PatchArgs {
+    /// `--index-url ECOSYSTEM=URL` with the pip flags as its aliases, by
+    /// ecosystem. Checked here too, not only by the updater, so a bad URL is
+    /// a usage error before an image is pulled.
+    fn index_urls(&self) -> Result<std::collections::BTreeMap<String, Vec<String>>, Error> {
+        let mut given: Vec<(&str, String, &str)> = Vec::new();
+        for pair in &self.index_url {
+            let Some((ecosystem, url)) = pair.split_once('=').filter(|(e, _)| !e.is_empty()) else {
+                return Err(usage(format!(
+                    "--index-url {:?}: expected ECOSYSTEM=URL",
+                    caulk_sdk::index_url::redact(pair)
+                )));
+            };
+            if crate::index::default_index(ecosystem).is_none() {
+                return Err(usage(format!("--index-url: {}", crate::index::unsupported(ecosystem))));
+            }
+            given.push((ecosystem, url.to_owned(), "--index-url"));
+        }
+        given.extend(self.pip_index_url.iter().map(|u| ("python", u.clone(), "--pip-index-url")));
+        let mut urls: std::collections::BTreeMap<String, Vec<String>> = std::collections::BTreeMap::new();
+        for (ecosystem, url, flag) in given {
+            caulk_sdk::index_url::IndexUrl::parse(&url)
+                .map_err(|e| usage(format!("{flag} {:?}: {e}", caulk_sdk::index_url::redact(&url))))?;
+            urls.entry(ecosystem.to_owned()).or_default().push(url);
+        }
+        for url in &self.pip_extra_index_url {
+            caulk_sdk::index_url::IndexUrl::parse(url).map_err(|e| {
+                usage(format!("--pip-extra-index-url {:?}: {e}", caulk_sdk::index_url::redact(url)))
+            })?;
+            let python = urls.entry("python".to_owned()).or_default();
+            if python.is_empty() {
+                python.push(crate::index::PYPI.to_owned());
+            }
+            python.push(url.clone());
+        }
+        Ok(urls)
+    }
+
     fn request(&self) -> Result<PatchRequest, Error> {
         let image = ImageRef::parse(&self.image).map_err(|e| usage(format!("--image: {e}")))?;
         if let Some(tooling) = &self.tooling_image {
@@ -197,20 +241,7 @@ impl PatchArgs {
                 _ => return Err(usage(format!("--plugin-opt `{opt}`: expected NAME.KEY=VALUE"))),
             }
         }
-        // Checked here too, not only by the updater, so a bad URL is a usage
-        // error before an image is pulled.
-        let flagged = self.pip_index_url.iter().map(|u| ("--pip-index-url", u));
-        for (flag, url) in
-            flagged.chain(self.pip_extra_index_url.iter().map(|u| ("--pip-extra-index-url", u)))
-        {
-            caulk_sdk::index_url::IndexUrl::parse(url)
-                .map_err(|e| usage(format!("{flag} {:?}: {e}", caulk_sdk::index_url::redact(url))))?;
-        }
-        let mut index_urls: Vec<String> = self.pip_index_url.iter().cloned().collect();
-        if index_urls.is_empty() && !self.pip_extra_index_url.is_empty() {
-            index_urls.push("https://pypi.org/simple".to_owned());
-        }
-        index_urls.extend(self.pip_extra_index_url.iter().cloned());
+        let index_urls = self.index_urls()?;
         Ok(PatchRequest {
             image,
             report: self.report.clone(),
@@ -415,7 +446,22 @@ mod tests {
     #[test]
     fn index_urls_are_checked_before_anything_runs() {
         let ok = request(&["--pip-index-url", "https://u:t%40k@mirror.example/simple"]).unwrap();
-        assert_eq!(ok.index_urls, ["https://u:t%40k@mirror.example/simple"]);
+        assert_eq!(ok.index_urls["python"], ["https://u:t%40k@mirror.example/simple"]);
+        let both = request(&[
+            "--index-url",
+            "npm=https://npm.example/",
+            "--pip-extra-index-url",
+            "https://extra.example/simple",
+        ])
+        .unwrap();
+        assert_eq!(both.index_urls["npm"], ["https://npm.example/"]);
+        assert_eq!(both.index_urls["python"], ["https://pypi.org/simple", "https://extra.example/simple"]);
+        let Err(Error::Usage(message)) = request(&["--index-url", "go=https://proxy.golang.org"]) else {
+            panic!()
+        };
+        assert!(message.contains("cannot look up go packages"), "{message}");
+        let Err(Error::Usage(message)) = request(&["--index-url", "https://npm.example/"]) else { panic!() };
+        assert!(message.contains("expected ECOSYSTEM=URL"), "{message}");
         for (flag, url, why) in [
             ("--pip-index-url", "https://u:%aé@h/", "its password has a `%` not followed by two hex digits"),
             ("--pip-extra-index-url", "file:///wheels", "only http:// and https://"),

@@ -73,6 +73,17 @@ pub fn run_in(context: &ExecContext, default_image: Option<&str>) -> Result<RunI
     }
 }
 
+/// The directory a command starts in, checked: absolute, and without the
+/// NUL byte no process argument can carry.
+pub fn cwd_of(command: &Command) -> Result<Option<String>, String> {
+    match &command.cwd {
+        None => Ok(None),
+        Some(dir) if !dir.starts_with('/') => Err(format!("the working directory {dir:?} is not absolute")),
+        Some(dir) if dir.contains('\0') => Err(format!("the working directory {dir:?} contains a NUL byte")),
+        Some(dir) => Ok(Some(dir.clone())),
+    }
+}
+
 /// What running `command` means, for messages: "run `argv` in the image
 /// with the network".
 pub fn describe_command(command: &Command, default_image: Option<&str>) -> String {
@@ -130,7 +141,12 @@ impl Answerer<'_, '_> {
                 Ok(Ready::Run(command))
             }
             QuestionKind::Lookup(query) => {
-                let checked = match capability::lookup_needs(query, crate::index::PYPI) {
+                let Some(default) = crate::index::default_index(&query.ecosystem) else {
+                    return Ok(Ready::Answered(Answer::Unavailable(crate::index::unsupported(
+                        &query.ecosystem,
+                    ))));
+                };
+                let checked = match capability::lookup_needs(query, default) {
                     Ok(checked) => checked,
                     Err(why) => return Ok(Ready::Answered(Answer::Unavailable(why))),
                 };
@@ -198,7 +214,11 @@ impl Answerer<'_, '_> {
             Ok(r) => r,
             Err(e) => return Ok(Answer::Unavailable(e)),
         };
-        let mut probe = Probe::new(command.argv.clone()).network(command.network).run_in(run_in);
+        let cwd = match cwd_of(command) {
+            Ok(cwd) => cwd,
+            Err(e) => return Ok(Answer::Unavailable(e)),
+        };
+        let mut probe = Probe::new(command.argv.clone()).network(command.network).run_in(run_in).cwd(cwd);
         probe = probe.timeout(PROBE_TIMEOUT);
         probe.stdout_limit = self.shared.budgets.output_bytes;
         for (k, v) in self.shared.base_env.iter().chain(&command.env) {
@@ -337,7 +357,13 @@ mod tests {
         let err = run_in(&tooling(Some("not a reference")), None).unwrap_err();
         assert!(err.contains("\"not a reference\" is not an image reference"), "{err}");
 
-        let command = |context| Command { argv: vec!["apt-get".into()], env: vec![], context, network: true };
+        let command = |context| Command {
+            argv: vec!["apt-get".into()],
+            env: vec![],
+            context,
+            network: true,
+            cwd: None,
+        };
         assert_eq!(
             describe_command(&command(tooling(None)), users),
             "run `apt-get` from the tooling image oci:/srv/tools:debian with the network"

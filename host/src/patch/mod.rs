@@ -27,7 +27,7 @@ use caulk_image::{CopyOptions, Image, ImageRef, Platform, PlatformImage, Transpo
 
 use crate::model::{
     Fact, IndexQuery, Options, PackageClass, PatchLevel, PatchPlan, Phase, PlanRequest, ProbeRequest,
-    StepResult, Target, Update, UpdateMode, VerifyRequest,
+    SelectedUpdate, StepResult, Target, Update, UpdateMode, VerifyRequest,
 };
 use crate::plugin::{Budgets, Plugin, PluginError, PluginSet, Policy};
 use crate::scan::{ScanError, Scanners};
@@ -78,8 +78,10 @@ pub struct PatchRequest {
     pub mode: Mode,
     /// Memory and process limits of each step (`--step-memory`, `--step-pids`).
     pub step_limits: StepLimits,
-    /// Package index URLs for library updaters (first replaces the default).
-    pub index_urls: Vec<String>,
+    /// Package index URLs by ecosystem (`python`, `npm`): the first
+    /// replaces the default index, the rest are extra. An updater gets those
+    /// of the ecosystems it handles.
+    pub index_urls: std::collections::BTreeMap<String, Vec<String>>,
     /// `--plugin-opt NAME.KEY=VALUE`.
     pub plugin_settings: Vec<(String, String, String)>,
     pub vex_output: Option<PathBuf>,
@@ -319,11 +321,14 @@ pub fn run_on(
         mode,
         patch_level: request.patch_level,
         ignore_errors: request.ignore_errors,
-        index_urls: if plugin.info.class == PackageClass::Library {
-            request.index_urls.clone()
-        } else {
-            Vec::new()
-        },
+        index_urls: plugin
+            .info
+            .handles
+            .iter()
+            .find_map(|ecosystem| request.index_urls.get(ecosystem))
+            .filter(|_| plugin.info.class == PackageClass::Library)
+            .cloned()
+            .unwrap_or_default(),
         settings: request
             .plugin_settings
             .iter()
@@ -352,7 +357,7 @@ pub fn run_on(
         let answerer = facts::Answerer { session: session.as_ref(), shared: &answering, plugin: job.plugin };
         let updates: Vec<Update> = job.updates.iter().map(PackageUpdate::to_update).collect();
         let options = options_for(job.plugin);
-        let facts = gather(job.plugin, Phase::Plan, &target, &updates, &options, &answerer, &reader)?;
+        let facts = gather(job.plugin, Phase::Plan, &target, &updates, &[], &options, &answerer, &reader)?;
         let plan = job
             .plugin
             .plan(&PlanRequest { target: target.clone(), updates, options, facts })
@@ -397,7 +402,16 @@ pub fn run_on(
         let answerer = facts::Answerer { session: session.as_ref(), shared: &answering, plugin: job.plugin };
         let updates: Vec<Update> = job.updates.iter().map(PackageUpdate::to_update).collect();
         let options = options_for(job.plugin);
-        let facts = gather(job.plugin, Phase::Verify, &target, &updates, &options, &answerer, &reader)?;
+        let facts = gather(
+            job.plugin,
+            Phase::Verify,
+            &target,
+            &updates,
+            &plan.selected,
+            &options,
+            &answerer,
+            &reader,
+        )?;
         let step_results: Vec<StepResult> = outcomes
             .iter()
             .skip(job.steps.0)
@@ -709,11 +723,13 @@ fn select_updaters<'p>(
 }
 
 /// Asks an updater's questions of `phase` until it has no new ones.
+#[allow(clippy::too_many_arguments)] // the probe request's parts, and where answers come from
 fn gather(
     plugin: &Plugin,
     phase: Phase,
     target: &Target,
     updates: &[Update],
+    selected: &[SelectedUpdate],
     options: &Options,
     answerer: &facts::Answerer<'_, '_>,
     reader: &caulk_exec::MergedReader,
@@ -724,6 +740,7 @@ fn gather(
             phase,
             target: target.clone(),
             updates: updates.to_vec(),
+            selected: selected.to_vec(),
             options: options.clone(),
             facts: facts.clone(),
         };
@@ -760,7 +777,10 @@ fn to_step(
         .map_err(plugin_err)?;
     let run_in = facts::run_in(&step.command.context, request.tooling_image.as_deref())
         .map_err(|reason| PatchError::BadPlan { plugin: plugin.name().to_owned(), reason })?;
+    let cwd = facts::cwd_of(&step.command)
+        .map_err(|reason| PatchError::BadPlan { plugin: plugin.name().to_owned(), reason })?;
     let mut out = Step::new(step.summary.clone(), step.command.argv.clone())
+        .cwd(cwd)
         .network(step.command.network)
         .tolerate_failure(step.tolerate_failure)
         .run_in(run_in);

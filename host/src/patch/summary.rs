@@ -52,6 +52,21 @@ impl RowStatus {
     }
 }
 
+/// A candidate version an updater did not choose, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PassedOverRow {
+    pub version: String,
+    pub reason: String,
+}
+
+/// A check an updater made after patching.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CheckRow {
+    pub name: String,
+    pub passed: bool,
+    pub detail: String,
+}
+
 /// One package's line in the summary.
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
@@ -73,10 +88,10 @@ pub struct Row {
     pub rationale: Option<String>,
     /// Candidates considered and not chosen, with why.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub passed_over: Vec<(String, String)>,
+    pub passed_over: Vec<PassedOverRow>,
     /// Checks the updater made after patching.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub checks: Vec<(String, bool, String)>,
+    pub checks: Vec<CheckRow>,
     /// Vulnerabilities the version now installed does not fix (its fixes
     /// are on another release line): left out of the VEX document.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -157,7 +172,10 @@ impl Row {
                 },
                 o.to.clone().or(aimed),
                 o.detail.clone(),
-                o.checks.iter().map(|c| (c.name.clone(), c.passed, c.detail.clone())).collect(),
+                o.checks
+                    .iter()
+                    .map(|c| CheckRow { name: c.name.clone(), passed: c.passed, detail: c.detail.clone() })
+                    .collect(),
             ),
             None => (
                 RowStatus::Failed,
@@ -175,12 +193,20 @@ impl Row {
         let fixes: Vec<(String, Vec<String>)> = update
             .map(|u| u.vulnerabilities.iter().map(|v| (v.id.clone(), v.fixed_versions.clone())).collect())
             .unwrap_or_default();
+        // The host's version rules decide where it has them; elsewhere the
+        // updater's verdict does, and without either only an exact fix counts.
+        let rules = crate::updates::has_version_rules(&selected.ecosystem);
+        let plugin_says = |id: &str| {
+            verdict.filter(|_| !rules)?.verdicts.iter().find(|v| v.vulnerability == id).map(|v| v.fixed)
+        };
         let still_open = match (&to, status) {
             (Some(now), RowStatus::Patched) => vulnerabilities
                 .iter()
                 .filter(|id| {
                     fixes.iter().find(|(v, _)| v == *id).is_some_and(|(_, fixed)| {
-                        !crate::updates::fixes_vulnerability(&selected.ecosystem, now, fixed)
+                        !plugin_says(id).unwrap_or_else(|| {
+                            crate::updates::fixes_vulnerability(&selected.ecosystem, now, fixed)
+                        })
                     })
                 })
                 .cloned()
@@ -198,7 +224,11 @@ impl Row {
             vulnerabilities,
             detail,
             rationale: selected.rationale.clone(),
-            passed_over: selected.passed_over.iter().map(|p| (p.version.clone(), p.reason.clone())).collect(),
+            passed_over: selected
+                .passed_over
+                .iter()
+                .map(|p| PassedOverRow { version: p.version.clone(), reason: p.reason.clone() })
+                .collect(),
             checks,
             still_open,
             fixes,
@@ -482,8 +512,8 @@ fn write_rows(out: &mut String, shown: &[&Row]) {
     };
     for r in shown.iter().filter(|r| r.rationale.is_some() || !r.passed_over.is_empty()) {
         let _ = write!(out, "  {}: {}", name(r), r.rationale.as_deref().unwrap_or(""));
-        for (v, why) in &r.passed_over {
-            let _ = write!(out, "; passed over {v}: {why}");
+        for p in &r.passed_over {
+            let _ = write!(out, "; passed over {}: {}", p.version, p.reason);
         }
         out.push('\n');
     }

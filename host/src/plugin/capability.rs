@@ -268,6 +268,7 @@ mod tests {
     fn commands_need_their_context_and_network() {
         let mut command = Command {
             argv: vec!["true".into()],
+            cwd: None,
             env: Vec::new(),
             context: ExecContext::Target,
             network: false,

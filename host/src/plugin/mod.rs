@@ -1,6 +1,7 @@
 //! Plugins: the WebAssembly runtime, discovery of built-in and directory
 //! plugins, the compiled-code cache, and typed calls into each kind.
 
+mod adapt;
 pub mod bindings;
 pub mod budget;
 pub mod cache;
@@ -71,9 +72,15 @@ impl Plugin {
         let label = loaded.source.to_string();
         let info = runtime.call(&loaded, &label, "info", |store, pre| match pre {
             Pre::ScannerV0_1(pre) => {
-                pre.instantiate(&mut *store)?.caulk_plugin_scanner().call_info(&mut *store)
+                adapt::convert(&pre.instantiate(&mut *store)?.caulk_plugin_scanner().call_info(&mut *store)?)
             }
             Pre::UpdaterV0_1(pre) => {
+                adapt::convert(&pre.instantiate(&mut *store)?.caulk_plugin_updater().call_info(&mut *store)?)
+            }
+            Pre::ScannerV0_2(pre) => {
+                pre.instantiate(&mut *store)?.caulk_plugin_scanner().call_info(&mut *store)
+            }
+            Pre::UpdaterV0_2(pre) => {
                 pre.instantiate(&mut *store)?.caulk_plugin_updater().call_info(&mut *store)
             }
         })?;
@@ -144,17 +151,24 @@ impl Plugin {
             Pre::ScannerV0_1(pre) => {
                 pre.instantiate(&mut *store)?.caulk_plugin_scanner().call_sniff(&mut *store, report)
             }
-            Pre::UpdaterV0_1(_) => Ok(0),
+            Pre::ScannerV0_2(pre) => {
+                pre.instantiate(&mut *store)?.caulk_plugin_scanner().call_sniff(&mut *store, report)
+            }
+            Pre::UpdaterV0_1(_) | Pre::UpdaterV0_2(_) => Ok(0),
         })
     }
 
     /// Parses a report into findings.
     pub fn parse(&self, report: &[u8]) -> Result<Findings, PluginError> {
         let result = self.runtime.call(&self.loaded, &self.info.name, "parse", |store, pre| match pre {
-            Pre::ScannerV0_1(pre) => {
+            Pre::ScannerV0_1(pre) => adapt::convert(
+                &pre.instantiate(&mut *store)?.caulk_plugin_scanner().call_parse(&mut *store, report)?,
+            )
+            .map(Some),
+            Pre::ScannerV0_2(pre) => {
                 pre.instantiate(&mut *store)?.caulk_plugin_scanner().call_parse(&mut *store, report).map(Some)
             }
-            Pre::UpdaterV0_1(_) => Ok(None),
+            Pre::UpdaterV0_1(_) | Pre::UpdaterV0_2(_) => Ok(None),
         })?;
         result.ok_or_else(|| self.wrong_kind("parse"))?.map_err(|e| self.returned("parse", e))
     }
@@ -162,12 +176,18 @@ impl Plugin {
     /// What the updater needs to see of the image.
     pub fn probe(&self, request: &ProbeRequest) -> Result<Vec<Question>, PluginError> {
         let result = self.runtime.call(&self.loaded, &self.info.name, "probe", |store, pre| match pre {
-            Pre::UpdaterV0_1(pre) => pre
+            Pre::UpdaterV0_1(pre) => {
+                let request = adapt::convert(request)?;
+                let result =
+                    pre.instantiate(&mut *store)?.caulk_plugin_updater().call_probe(&mut *store, &request)?;
+                adapt::convert(&result).map(Some)
+            }
+            Pre::UpdaterV0_2(pre) => pre
                 .instantiate(&mut *store)?
                 .caulk_plugin_updater()
                 .call_probe(&mut *store, request)
                 .map(Some),
-            Pre::ScannerV0_1(_) => Ok(None),
+            Pre::ScannerV0_1(_) | Pre::ScannerV0_2(_) => Ok(None),
         })?;
         result.ok_or_else(|| self.wrong_kind("probe"))?.map_err(|e| self.returned("probe", e))
     }
@@ -176,9 +196,15 @@ impl Plugin {
     pub fn plan(&self, request: &PlanRequest) -> Result<PatchPlan, PluginError> {
         let result = self.runtime.call(&self.loaded, &self.info.name, "plan", |store, pre| match pre {
             Pre::UpdaterV0_1(pre) => {
+                let request = adapt::convert(request)?;
+                let result =
+                    pre.instantiate(&mut *store)?.caulk_plugin_updater().call_plan(&mut *store, &request)?;
+                adapt::convert(&result).map(Some)
+            }
+            Pre::UpdaterV0_2(pre) => {
                 pre.instantiate(&mut *store)?.caulk_plugin_updater().call_plan(&mut *store, request).map(Some)
             }
-            Pre::ScannerV0_1(_) => Ok(None),
+            Pre::ScannerV0_1(_) | Pre::ScannerV0_2(_) => Ok(None),
         })?;
         result.ok_or_else(|| self.wrong_kind("plan"))?.map_err(|e| self.returned("plan", e))
     }
@@ -186,12 +212,20 @@ impl Plugin {
     /// The updater's judgement of each selected update.
     pub fn verify(&self, request: &VerifyRequest) -> Result<Vec<Outcome>, PluginError> {
         let result = self.runtime.call(&self.loaded, &self.info.name, "verify", |store, pre| match pre {
-            Pre::UpdaterV0_1(pre) => pre
+            Pre::UpdaterV0_1(pre) => {
+                let request = adapt::convert(request)?;
+                let result = pre
+                    .instantiate(&mut *store)?
+                    .caulk_plugin_updater()
+                    .call_verify(&mut *store, &request)?;
+                adapt::convert_with(&result, adapt::add_empty_verdicts).map(Some)
+            }
+            Pre::UpdaterV0_2(pre) => pre
                 .instantiate(&mut *store)?
                 .caulk_plugin_updater()
                 .call_verify(&mut *store, request)
                 .map(Some),
-            Pre::ScannerV0_1(_) => Ok(None),
+            Pre::ScannerV0_1(_) | Pre::ScannerV0_2(_) => Ok(None),
         })?;
         result.ok_or_else(|| self.wrong_kind("verify"))?.map_err(|e| self.returned("verify", e))
     }
@@ -207,8 +241,10 @@ pub struct Session<'p> {
 }
 
 enum Instance {
-    Scanner(bindings::v0_1::ScannerPlugin),
-    Updater(bindings::v0_1::updater::UpdaterPlugin),
+    ScannerV0_1(bindings::v0_1::ScannerPlugin),
+    UpdaterV0_1(bindings::v0_1::updater::UpdaterPlugin),
+    ScannerV0_2(bindings::v0_2::ScannerPlugin),
+    UpdaterV0_2(bindings::v0_2::updater::UpdaterPlugin),
 }
 
 impl Plugin {
@@ -216,8 +252,10 @@ impl Plugin {
     pub fn session(&self) -> Result<Session<'_>, PluginError> {
         let mut store = self.runtime.store(&self.info.name);
         let instance = match &self.loaded.pre {
-            Pre::ScannerV0_1(pre) => pre.instantiate(&mut store).map(Instance::Scanner),
-            Pre::UpdaterV0_1(pre) => pre.instantiate(&mut store).map(Instance::Updater),
+            Pre::ScannerV0_1(pre) => pre.instantiate(&mut store).map(Instance::ScannerV0_1),
+            Pre::UpdaterV0_1(pre) => pre.instantiate(&mut store).map(Instance::UpdaterV0_1),
+            Pre::ScannerV0_2(pre) => pre.instantiate(&mut store).map(Instance::ScannerV0_2),
+            Pre::UpdaterV0_2(pre) => pre.instantiate(&mut store).map(Instance::UpdaterV0_2),
         };
         let instance = instance.map_err(|e| self.runtime.call_error(&store, &e, "instantiate"))?;
         Ok(Session { plugin: self, store, instance })
@@ -229,8 +267,14 @@ impl Session<'_> {
     pub fn info(&mut self) -> Result<PluginInfo, PluginError> {
         self.plugin.runtime.reset_deadline(&mut self.store);
         let result = match &self.instance {
-            Instance::Scanner(i) => i.caulk_plugin_scanner().call_info(&mut self.store),
-            Instance::Updater(i) => i.caulk_plugin_updater().call_info(&mut self.store),
+            Instance::ScannerV0_1(i) => {
+                i.caulk_plugin_scanner().call_info(&mut self.store).and_then(|info| adapt::convert(&info))
+            }
+            Instance::UpdaterV0_1(i) => {
+                i.caulk_plugin_updater().call_info(&mut self.store).and_then(|info| adapt::convert(&info))
+            }
+            Instance::ScannerV0_2(i) => i.caulk_plugin_scanner().call_info(&mut self.store),
+            Instance::UpdaterV0_2(i) => i.caulk_plugin_updater().call_info(&mut self.store),
         };
         result.map_err(|e| self.plugin.runtime.call_error(&self.store, &e, "info"))
     }
@@ -239,8 +283,9 @@ impl Session<'_> {
     pub fn sniff(&mut self, report: &[u8]) -> Result<u8, PluginError> {
         self.plugin.runtime.reset_deadline(&mut self.store);
         let result = match &self.instance {
-            Instance::Scanner(i) => i.caulk_plugin_scanner().call_sniff(&mut self.store, report),
-            Instance::Updater(_) => Ok(0),
+            Instance::ScannerV0_1(i) => i.caulk_plugin_scanner().call_sniff(&mut self.store, report),
+            Instance::ScannerV0_2(i) => i.caulk_plugin_scanner().call_sniff(&mut self.store, report),
+            Instance::UpdaterV0_1(_) | Instance::UpdaterV0_2(_) => Ok(0),
         };
         result.map_err(|e| self.plugin.runtime.call_error(&self.store, &e, "sniff"))
     }

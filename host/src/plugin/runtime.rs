@@ -12,13 +12,13 @@ use wasmtime::{Config, Engine, ResourceLimiter, Store, Trap};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::bindings::v0_1;
+use super::bindings::{v0_1, v0_2};
 use super::cache::{CodeCache, Provenance};
 use super::capability::{self, Capability};
 use super::error::{PluginError, PluginLabel, PluginSource};
 
 /// The WIT package versions this host can load, newest first.
-pub const SUPPORTED_WIT_VERSIONS: &[&str] = &["0.1.0"];
+pub const SUPPORTED_WIT_VERSIONS: &[&str] = &["0.2.0", "0.1.0"];
 
 /// How often the epoch ticks; deadlines are counted in ticks.
 const TICK: Duration = Duration::from_millis(10);
@@ -103,6 +103,8 @@ pub struct Loaded {
 pub(crate) enum Pre {
     ScannerV0_1(v0_1::ScannerPluginPre<State>),
     UpdaterV0_1(v0_1::updater::UpdaterPluginPre<State>),
+    ScannerV0_2(v0_2::ScannerPluginPre<State>),
+    UpdaterV0_2(v0_2::updater::UpdaterPluginPre<State>),
 }
 
 impl std::fmt::Debug for Loaded {
@@ -133,6 +135,22 @@ impl WasiView for State {
 impl v0_1::caulk::plugin::host::Host for State {
     fn log(&mut self, level: v0_1::caulk::plugin::host::Level, message: String) {
         use v0_1::caulk::plugin::host::Level;
+        let level = match level {
+            Level::Trace => v0_2::caulk::plugin::host::Level::Trace,
+            Level::Debug => v0_2::caulk::plugin::host::Level::Debug,
+            Level::Info => v0_2::caulk::plugin::host::Level::Info,
+            Level::Warn => v0_2::caulk::plugin::host::Level::Warn,
+            Level::Error => v0_2::caulk::plugin::host::Level::Error,
+        };
+        v0_2::caulk::plugin::host::Host::log(self, level, message);
+    }
+}
+
+impl v0_1::caulk::plugin::types::Host for State {}
+
+impl v0_2::caulk::plugin::host::Host for State {
+    fn log(&mut self, level: v0_2::caulk::plugin::host::Level, message: String) {
+        use v0_2::caulk::plugin::host::Level;
         let plugin = &*self.plugin;
         match level {
             Level::Trace => tracing::trace!(plugin, "{message}"),
@@ -144,7 +162,7 @@ impl v0_1::caulk::plugin::host::Host for State {
     }
 }
 
-impl v0_1::caulk::plugin::types::Host for State {}
+impl v0_2::caulk::plugin::types::Host for State {}
 
 /// Refuses memory growth past the limit and remembers that it did, so the
 /// resulting trap is reported as what it is.
@@ -223,6 +241,8 @@ impl Runtime {
             .map_err(|e| PluginError::Engine(format!("{e:#}")))?;
         v0_1::ScannerPlugin::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)
             .map_err(|e| PluginError::Engine(format!("{e:#}")))?;
+        v0_2::ScannerPlugin::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)
+            .map_err(|e| PluginError::Engine(format!("{e:#}")))?;
         start_ticker(&engine);
         let cache = CodeCache::new(&engine, cache_dir);
         Ok(Self { engine, linker, cache, limits })
@@ -271,13 +291,19 @@ impl Runtime {
         let link_error =
             |e: wasmtime::Error| PluginError::Link { plugin: label.clone(), detail: format!("{e:#}") };
         let instance_pre: InstancePre<State> = self.linker.instantiate_pre(&component).map_err(link_error)?;
-        // Only 0.1 exists so far; a new snapshot adds its arm here.
-        let pre = match kind {
-            PluginKind::Scanner => {
+        // `classify` admitted only supported versions; each snapshot has its arm.
+        let pre = match (kind, minor(&wit_version)) {
+            (PluginKind::Scanner, 1) => {
                 Pre::ScannerV0_1(v0_1::ScannerPluginPre::new(instance_pre).map_err(link_error)?)
             }
-            PluginKind::Updater => {
+            (PluginKind::Updater, 1) => {
                 Pre::UpdaterV0_1(v0_1::updater::UpdaterPluginPre::new(instance_pre).map_err(link_error)?)
+            }
+            (PluginKind::Scanner, _) => {
+                Pre::ScannerV0_2(v0_2::ScannerPluginPre::new(instance_pre).map_err(link_error)?)
+            }
+            (PluginKind::Updater, _) => {
+                Pre::UpdaterV0_2(v0_2::updater::UpdaterPluginPre::new(instance_pre).map_err(link_error)?)
             }
         };
         Ok(Loaded { source, kind, wit_version, sha256, provenance, exports, imports, declared, pre })
@@ -404,6 +430,11 @@ fn classify(label: &PluginLabel, exports: &[String]) -> Result<(PluginKind, Stri
     Ok((kind, version))
 }
 
+/// The minor number of a `0.x.y` WIT version `classify` accepted.
+fn minor(version: &str) -> u32 {
+    version.split('.').nth(1).and_then(|m| m.parse().ok()).unwrap_or(0)
+}
+
 /// Semver compatibility the way cargo reads it: `0.1.x` with `0.1.y`, `1.x` with `1.y`.
 fn compatible(supported: &str, found: &str) -> bool {
     let parts = |v: &str| -> Option<(u64, u64, u64)> {
@@ -430,6 +461,10 @@ mod tests {
         assert!(compatible("1.0.0", "1.4.2"));
         assert!(!compatible("0.1.0", "0.1"));
         assert!(!compatible("0.1.0", "garbage"));
+        assert!(SUPPORTED_WIT_VERSIONS.iter().any(|s| compatible(s, "0.1.3")));
+        assert!(SUPPORTED_WIT_VERSIONS.iter().any(|s| compatible(s, "0.2.0")));
+        assert!(!SUPPORTED_WIT_VERSIONS.iter().any(|s| compatible(s, "0.3.0")));
+        assert_eq!((minor("0.1.0"), minor("0.2.4")), (1, 2));
     }
 
     #[test]

@@ -47,13 +47,13 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
+use caulk_sdk::cache_key::CacheKey;
 use caulk_sdk::facts::FactsExt;
 use caulk_sdk::update::{
-    CacheMount, Command, ExecContext, Fact, FileKind, PassedOver, PatchPlan, PlanRequest, SelectedUpdate,
+    CacheMount, Command, ExecContext, Fact, PassedOver, PatchPlan, PlanRequest, SelectedUpdate,
     SkippedUpdate, Step, Target, Update, UpdateMode, VersionTarget,
 };
 use caulk_sdk::version::apk;
-use sha2::{Digest, Sha256};
 
 use crate::db::{INSTALLED_PATH, Installed, KEYS_DIR, REPOSITORIES_PATH, World, repositories};
 use crate::error::ApkError;
@@ -466,33 +466,18 @@ fn add_steps(runner: Runner, name: &PackageName, needed: &str, ignore_errors: bo
 /// the platform, apk's architecture, the repositories and the keys. Images
 /// of one base share it, so they share the downloaded indexes.
 pub fn cache_digest(target: &Target, facts: &[Fact]) -> String {
-    let mut hasher = Sha256::new();
-    let mut field = |bytes: &[u8]| {
-        hasher.update((bytes.len() as u64).to_le_bytes());
-        hasher.update(bytes);
-    };
-    field(b"caulk apk cache v1");
+    let mut key = CacheKey::new("caulk apk cache v1");
     if let Some(os) = &target.os {
-        field(os.id.as_bytes());
-        field(os.version_id.as_deref().unwrap_or_default().as_bytes());
+        key.field(&os.id);
+        key.field(os.version_id.as_deref().unwrap_or_default());
     }
-    field(target.platform.architecture.as_bytes());
-    field(target.platform.variant.as_deref().unwrap_or_default().as_bytes());
-    field(facts.file(ARCH).unwrap_or_default());
+    key.field(&target.platform.architecture);
+    key.field(target.platform.variant.as_deref().unwrap_or_default());
+    key.field(facts.file(ARCH).unwrap_or_default());
     for id in [REPOSITORIES, KEYS] {
-        let mut files: Vec<_> = facts.files(id).iter().collect();
-        files.sort_by(|a, b| a.path.cmp(&b.path));
-        for file in files {
-            field(file.path.as_bytes());
-            field(if file.kind == FileKind::Regular { b"f" } else { b"o" });
-            field(file.contents.as_deref().unwrap_or_default());
-            field(file.link_target.as_deref().unwrap_or_default().as_bytes());
-        }
+        key.files(facts.files(id));
     }
-    hasher.finalize().iter().take(16).fold(String::with_capacity(32), |mut hex, byte| {
-        let _ = write!(hex, "{byte:02x}");
-        hex
-    })
+    key.finish()
 }
 
 /// `alpine-3.19.1-x86_64`: readable, and safe as a file name whatever the

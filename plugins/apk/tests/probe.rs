@@ -37,6 +37,7 @@ fn an_image_without_apk_asks_the_host_for_its_apk() {
         phase: Phase::Plan,
         target: root.target(),
         updates: Vec::new(),
+        selected: Vec::new(),
         options: options(UpdateMode::Report),
         facts: facts[..6].to_vec(),
     };

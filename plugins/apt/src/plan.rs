@@ -47,13 +47,13 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
+use caulk_sdk::cache_key::CacheKey;
 use caulk_sdk::facts::FactsExt;
 use caulk_sdk::update::{
-    CacheMount, Command, Fact, FileKind, OsRelease, PassedOver, PatchPlan, PlanRequest, SelectedUpdate,
-    SkippedUpdate, Step, Target, Update, UpdateMode, VersionTarget,
+    CacheMount, Command, Fact, OsRelease, PassedOver, PatchPlan, PlanRequest, SelectedUpdate, SkippedUpdate,
+    Step, Target, Update, UpdateMode, VersionTarget,
 };
 use caulk_sdk::version::deb;
-use sha2::{Digest, Sha256};
 
 use crate::error::AptError;
 use crate::fix::{self, Verdict};
@@ -486,40 +486,19 @@ fn upgrade_step(ubuntu: bool) -> Step {
 /// the platform, dpkg's architectures, the sources and the trusted keys.
 /// Images of one base share it, so they share the downloaded indexes.
 pub fn cache_digest(target: &Target, facts: &[Fact]) -> String {
-    let mut hasher = Sha256::new();
-    let mut field = |bytes: &[u8]| {
-        hasher.update((bytes.len() as u64).to_le_bytes());
-        hasher.update(bytes);
-    };
-    field(b"caulk apt cache v1");
+    let mut key = CacheKey::new("caulk apt cache v1");
     if let Some(os) = &target.os {
-        field(os.id.as_bytes());
-        field(os.version_id.as_deref().unwrap_or_default().as_bytes());
-        field(os.version_codename.as_deref().unwrap_or_default().as_bytes());
+        key.field(&os.id);
+        key.field(os.version_id.as_deref().unwrap_or_default());
+        key.field(os.version_codename.as_deref().unwrap_or_default());
     }
-    field(target.platform.architecture.as_bytes());
-    field(target.platform.variant.as_deref().unwrap_or_default().as_bytes());
-    field(facts.file(DPKG_ARCH).unwrap_or_default());
+    key.field(&target.platform.architecture);
+    key.field(target.platform.variant.as_deref().unwrap_or_default());
+    key.field(facts.file(DPKG_ARCH).unwrap_or_default());
     for id in [APT_SOURCES, APT_TRUST] {
-        let mut files: Vec<_> = facts.files(id).iter().collect();
-        files.sort_by(|a, b| a.path.cmp(&b.path));
-        for file in files {
-            field(file.path.as_bytes());
-            field(match file.kind {
-                FileKind::Regular => b"f",
-                FileKind::Directory => b"d",
-                FileKind::Symlink => b"l",
-                FileKind::Other => b"o",
-            });
-            field(file.contents.as_deref().unwrap_or_default());
-            field(file.link_target.as_deref().unwrap_or_default().as_bytes());
-        }
+        key.files(facts.files(id));
     }
-    let digest = hasher.finalize();
-    digest.iter().take(16).fold(String::with_capacity(32), |mut hex, byte| {
-        let _ = write!(hex, "{byte:02x}");
-        hex
-    })
+    key.finish()
 }
 
 /// `debian-12-amd64`: readable, and safe as a file name whatever the

@@ -77,6 +77,7 @@ fn every_question_is_a_file_read() {
         phase: Phase::Plan,
         target: Root::mini("bookworm").target(),
         updates: Vec::new(),
+        selected: Vec::new(),
         options: options(UpdateMode::All),
         facts: Vec::new(),
     };

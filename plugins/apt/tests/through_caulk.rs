@@ -32,6 +32,7 @@ fn the_component_probes_plans_and_verifies_through_caulk() {
                 phase: Phase::Plan,
                 target: root.target(),
                 updates: Vec::new(),
+                selected: Vec::new(),
                 options: options(UpdateMode::Report),
                 facts: Vec::new(),
             },

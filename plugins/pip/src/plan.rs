@@ -557,6 +557,7 @@ pub fn lookup_question(ctx: &Ctx<'_>, image: &Image, work: &Work<'_>) -> Questio
 pub fn tooling_question() -> Question {
     let command = Command {
         argv: ["python3", "-I", "-m", "pip", "--version"].map(str::to_owned).to_vec(),
+        cwd: None,
         env: vec![("PIP_CONFIG_FILE".into(), "/dev/null".into())],
         context: tooling_context(),
         network: false,
@@ -708,7 +709,7 @@ fn dry_run(ctx: &Ctx<'_>, image: &Image, works: &[Work<'_>], group: &Group, pins
     }
     argv.push("--".into());
     argv.extend(pins.iter().cloned());
-    Command { argv, env: command_env, context, network: true }
+    Command { argv, cwd: None, env: command_env, context, network: true }
 }
 
 /// `--index-url FIRST --extra-index-url REST…` from the command line.
@@ -1048,7 +1049,13 @@ fn steps(ctx: &Ctx<'_>, image: &Image, works: &[Work<'_>], install: &Install) ->
             argv.extend(install.pins.iter().cloned());
             vec![Step {
                 summary: format!("pip install in {}: {listed}", env.label()),
-                command: Command { argv, env: command_env, context: ExecContext::Target, network: true },
+                command: Command {
+                    argv,
+                    cwd: None,
+                    env: command_env,
+                    context: ExecContext::Target,
+                    network: true,
+                },
                 tolerate_failure: tolerate,
             }]
         }
@@ -1071,7 +1078,13 @@ fn steps(ctx: &Ctx<'_>, image: &Image, works: &[Work<'_>], install: &Install) ->
             vec![
                 Step {
                     summary: format!("pip install --target {}: {listed}", work.dist.site),
-                    command: Command { argv, env: command_env, context: ExecContext::Target, network: true },
+                    command: Command {
+                        argv,
+                        cwd: None,
+                        env: command_env,
+                        context: ExecContext::Target,
+                        network: true,
+                    },
                     tolerate_failure: tolerate,
                 },
                 Step {
@@ -1087,6 +1100,7 @@ fn steps(ctx: &Ctx<'_>, image: &Image, works: &[Work<'_>], install: &Install) ->
                             work.checked.name.as_str().to_owned(),
                             version,
                         ],
+                        cwd: None,
                         env: Vec::new(),
                         context: ExecContext::Target,
                         network: false,
@@ -1117,7 +1131,13 @@ fn steps(ctx: &Ctx<'_>, image: &Image, works: &[Work<'_>], install: &Install) ->
                         work.dist.site,
                         env.label()
                     ),
-                    command: Command { argv, env: command_env, context: tooling_context(), network: true },
+                    command: Command {
+                        argv,
+                        cwd: None,
+                        env: command_env,
+                        context: tooling_context(),
+                        network: true,
+                    },
                     tolerate_failure: tolerate,
                 },
                 Step {
@@ -1133,6 +1153,7 @@ fn steps(ctx: &Ctx<'_>, image: &Image, works: &[Work<'_>], install: &Install) ->
                             work.checked.name.as_str().to_owned(),
                             version,
                         ],
+                        cwd: None,
                         env: Vec::new(),
                         context: tooling_context(),
                         network: false,

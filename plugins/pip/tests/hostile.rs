@@ -54,6 +54,7 @@ fn probe_error(update: Update) -> caulk_sdk::types::Error {
         phase: Phase::Plan,
         target: host.target(),
         updates: vec![update],
+        selected: Vec::new(),
         options: options(PatchLevel::Patch),
         facts: Vec::new(),
     })

@@ -34,6 +34,7 @@ fn the_first_round_reads_every_place_python_lives() {
             &["1.26.18"],
             Some("/work/app/.venv/lib/python3.12/site-packages/"),
         )],
+        selected: Vec::new(),
         options: options(PatchLevel::Patch),
         facts: Vec::new(),
     };

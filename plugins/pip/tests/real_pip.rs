@@ -243,6 +243,7 @@ fn the_plan_patches_every_environment_of_a_real_debian_12_image() {
     // The old console script still runs, now on chardet 5.2.0.
     let chardetect = Command {
         argv: vec!["/srv/nopip/bin/chardetect".into(), "--version".into()],
+        cwd: None,
         env: Vec::new(),
         context: ExecContext::Target,
         network: false,

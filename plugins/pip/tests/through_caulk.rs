@@ -40,6 +40,7 @@ fn the_component_probes_plans_and_verifies_through_caulk() {
                 phase: Phase::Plan,
                 target: host.target(),
                 updates: updates.clone(),
+                selected: Vec::new(),
                 options: options.clone(),
                 facts: Vec::new(),
             },

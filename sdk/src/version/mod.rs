@@ -11,6 +11,7 @@
 //! | [`Scheme::Rpm`]    | rpm 4.15 and later (`rpmvercmp`, EVR compare)  |
 //! | [`Scheme::Apk`]    | apk-tools (`apk version -t`)                   |
 //! | [`Scheme::Python`] | PEP 440 (pip, `packaging.version`)             |
+//! | [`Scheme::Npm`]    | SemVer 2.0 as npm's `semver` reads it, ranges too |
 //!
 //! Nothing here does I/O or panics, whatever the input: the same code runs
 //! natively in the host and inside `wasm32-wasip2` plugins.
@@ -32,6 +33,7 @@ use std::str::FromStr;
 
 pub mod apk;
 pub mod deb;
+pub mod npm;
 pub mod python;
 pub mod rpm;
 
@@ -46,12 +48,15 @@ pub enum Scheme {
     Apk,
     /// Python distributions (PEP 440).
     Python,
+    /// npm packages (SemVer 2.0).
+    Npm,
 }
 
 impl Scheme {
     /// The scheme of a finding's ecosystem, ignoring ASCII case: `deb`,
-    /// `rpm`, `apk`, and `python`, `pip` or `pypi`. Other ecosystems (npm,
-    /// go, ...) have no scheme here and give `None`.
+    /// `rpm`, `apk`, `python` (or `pip`, `pypi`) and `npm` (or `node`,
+    /// `nodejs`). Other ecosystems (go, ...) have no scheme here and give
+    /// `None`.
     pub fn from_ecosystem(ecosystem: &str) -> Option<Self> {
         let ecosystem = ecosystem.trim();
         [
@@ -61,19 +66,24 @@ impl Scheme {
             ("python", Self::Python),
             ("pip", Self::Python),
             ("pypi", Self::Python),
+            ("npm", Self::Npm),
+            ("node", Self::Npm),
+            ("nodejs", Self::Npm),
         ]
         .into_iter()
         .find(|(name, _)| ecosystem.eq_ignore_ascii_case(name))
         .map(|(_, scheme)| scheme)
     }
 
-    /// The scheme's canonical ecosystem name (`deb`, `rpm`, `apk`, `python`).
+    /// The scheme's canonical ecosystem name (`deb`, `rpm`, `apk`, `python`,
+    /// `npm`).
     pub fn name(self) -> &'static str {
         match self {
             Self::Deb => "deb",
             Self::Rpm => "rpm",
             Self::Apk => "apk",
             Self::Python => "python",
+            Self::Npm => "npm",
         }
     }
 }
@@ -128,6 +138,11 @@ pub enum Problem {
         /// The suffix as written, without the underscore.
         suffix: String,
     },
+    /// A number too large for the tool.
+    TooLarge {
+        /// Which part.
+        part: &'static str,
+    },
     /// Not a PEP 440 version; the parser's own explanation.
     Pep440 {
         /// The explanation of `pep440_rs`.
@@ -149,6 +164,7 @@ impl fmt::Display for Problem {
                 f,
                 "unknown suffix `_{suffix}` (apk knows _alpha, _beta, _pre, _rc, _cvs, _svn, _git, _hg, _p)"
             ),
+            Self::TooLarge { part } => write!(f, "the {part} is too large"),
             Self::Pep440 { message } => f.write_str(message),
         }
     }
@@ -187,7 +203,7 @@ impl fmt::Display for VersionError {
                 write!(f, "invalid {scheme} version {version:?}: {problem}")
             }
             Self::UnknownEcosystem { ecosystem } => {
-                write!(f, "no version scheme for ecosystem {ecosystem:?} (known: deb, rpm, apk, python)")
+                write!(f, "no version scheme for ecosystem {ecosystem:?} (known: deb, rpm, apk, python, npm)")
             }
         }
     }
@@ -205,6 +221,7 @@ pub fn compare(scheme: Scheme, a: &str, b: &str) -> Result<Ordering, VersionErro
         Scheme::Rpm => a.parse::<rpm::Evr>()?.cmp(&b.parse()?),
         Scheme::Apk => a.parse::<apk::Version>()?.cmp(&b.parse()?),
         Scheme::Python => a.parse::<python::Version>()?.cmp(&b.parse()?),
+        Scheme::Npm => a.parse::<npm::Version>()?.cmp(&b.parse()?),
     })
 }
 
@@ -240,6 +257,10 @@ pub fn with_epoch_of(scheme: Scheme, installed: &str, fixed: &str) -> Result<Str
             installed.parse::<python::Version>()?;
             Ok(fixed.parse::<python::Version>()?.to_string())
         }
+        Scheme::Npm => {
+            installed.parse::<npm::Version>()?;
+            Ok(fixed.parse::<npm::Version>()?.to_string())
+        }
     }
 }
 
@@ -258,7 +279,7 @@ pub fn is_fixed_by(scheme: Scheme, installed: &str, fixed: &str) -> Result<bool,
             let fixed: rpm::Evr = fixed.parse()?;
             installed.cmp(&fixed.with_epoch_of(&installed))
         }
-        Scheme::Apk | Scheme::Python => compare(scheme, installed, fixed)?,
+        Scheme::Apk | Scheme::Python | Scheme::Npm => compare(scheme, installed, fixed)?,
     };
     Ok(ordering != Ordering::Less)
 }
@@ -306,10 +327,11 @@ mod tests {
     fn ecosystems_map_to_schemes() {
         assert_eq!(Scheme::from_ecosystem("DEB"), Some(Scheme::Deb));
         assert_eq!(Scheme::from_ecosystem("pip"), Some(Scheme::Python));
-        assert_eq!(Scheme::from_ecosystem("npm"), None);
-        let err = "npm".parse::<Scheme>().unwrap_err();
-        assert!(err.to_string().contains("\"npm\""), "{err}");
-        for scheme in [Scheme::Deb, Scheme::Rpm, Scheme::Apk, Scheme::Python] {
+        assert_eq!(Scheme::from_ecosystem("npm"), Some(Scheme::Npm));
+        assert_eq!(Scheme::from_ecosystem("go"), None);
+        let err = "go".parse::<Scheme>().unwrap_err();
+        assert!(err.to_string().contains("\"go\""), "{err}");
+        for scheme in [Scheme::Deb, Scheme::Rpm, Scheme::Apk, Scheme::Python, Scheme::Npm] {
             assert_eq!(scheme.name().parse::<Scheme>(), Ok(scheme));
         }
     }

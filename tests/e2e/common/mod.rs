@@ -135,3 +135,28 @@ pub fn wasm_of(package: &str) -> PathBuf {
     assert!(wasm.is_file(), "{} was not produced", wasm.display());
     wasm
 }
+
+/// The OCI layout a `tests/images/SCRIPT` builds (or finds in the test
+/// cache), run once per test process.
+pub fn image_layout(script: &str) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<(String, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, path)) = built.iter().find(|(s, _)| s == script) {
+        return path.clone();
+    }
+    let out = Command::new(workspace().join("tests/images").join(script))
+        .output()
+        .unwrap_or_else(|e| panic!("running {script}: {e}"));
+    assert!(out.status.success(), "{script} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let path = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+    built.push((script.to_owned(), path.clone()));
+    path
+}
+
+/// A copy of the layout `script` builds in the sandbox, to patch without
+/// touching the cached one.
+pub fn layout_copy(sandbox: &Sandbox, script: &str) -> PathBuf {
+    let dest = sandbox.path().join("layout");
+    assert!(Command::new("cp").arg("-a").arg(image_layout(script)).arg(&dest).status().unwrap().success());
+    dest
+}

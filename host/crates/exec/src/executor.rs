@@ -21,16 +21,9 @@ use crate::session::{self, Session, SessionDir, Workspace};
 /// The host's CA bundle on Debian and its derivatives.
 pub const DEFAULT_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 /// Where images keep their CA bundle; the host's bundle is mounted over
-/// each of these that is a regular file in the image.
-pub const CA_BUNDLE_PATHS: &[&str] = &[
-    "/etc/ssl/certs/ca-certificates.crt",
-    "/etc/pki/tls/certs/ca-bundle.crt",
-    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
-    "/etc/ssl/ca-bundle.pem",
-    "/etc/ssl/cert.pem",
-    "/etc/pki/tls/cacert.pem",
-    "/var/lib/ca-certificates/ca-bundle.pem",
-];
+/// each of these that is a regular file in the image. The SDK's list, so
+/// plugins that point tools at a bundle name the same paths.
+pub use caulk_sdk::CA_BUNDLE_PATHS;
 /// Proxy settings passed from the host into every step.
 pub const PROXY_VARIABLES: &[&str] = &[
     "HTTP_PROXY",

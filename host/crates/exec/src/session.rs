@@ -149,6 +149,7 @@ struct Planned {
 struct Request<'a> {
     label: &'a str,
     argv: &'a [String],
+    cwd: Option<&'a str>,
     env: &'a [(String, String)],
     network: bool,
     run_in: &'a RunIn,
@@ -332,6 +333,7 @@ impl<'e> Session<'e> {
         let request = Request {
             label,
             argv: &step.argv,
+            cwd: step.cwd.as_deref(),
             env: &step.env,
             network: step.network,
             run_in: &step.run_in,
@@ -477,6 +479,7 @@ impl<'e> Session<'e> {
         let request = Request {
             label: &label,
             argv: &probe.argv,
+            cwd: probe.cwd.as_deref(),
             env: &probe.env,
             network: probe.network,
             run_in: &probe.run_in,
@@ -692,7 +695,7 @@ impl<'e> Session<'e> {
         for (name, value) in env {
             planned.args.extend([os("--setenv"), os(name), os(value)]);
         }
-        planned.args.extend([os("--chdir"), os("/"), os("--")]);
+        planned.args.extend([os("--chdir"), os(req.cwd.unwrap_or("/")), os("--")]);
         planned.args.extend(req.argv.iter().map(os));
         Ok(planned)
     }

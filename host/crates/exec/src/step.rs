@@ -59,6 +59,8 @@ pub struct Step {
     pub summary: String,
     /// `argv[0]` is looked up in the sandbox's `PATH`; no shell is involved.
     pub argv: Vec<String>,
+    /// The directory inside the sandbox the step starts in; `/` when none.
+    pub cwd: Option<String>,
     /// Added to the clean environment (after `PATH`, `HOME` and the proxy
     /// variables, so a step may override them).
     pub env: Vec<(String, String)>,
@@ -77,6 +79,7 @@ impl Step {
         Step {
             summary: summary.into(),
             argv: argv.into_iter().map(Into::into).collect(),
+            cwd: None,
             env: Vec::new(),
             network: false,
             tolerate_failure: false,
@@ -110,6 +113,13 @@ impl Step {
         self
     }
 
+    /// Starts it in `dir` inside the sandbox instead of `/`.
+    #[must_use]
+    pub fn cwd(mut self, dir: Option<String>) -> Self {
+        self.cwd = dir;
+        self
+    }
+
     #[must_use]
     pub fn cache(mut self, host_dir: impl Into<PathBuf>, path: impl Into<String>) -> Self {
         self.caches.push(CacheMount { host_dir: host_dir.into(), path: path.into() });
@@ -128,6 +138,8 @@ impl Step {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Probe {
     pub argv: Vec<String>,
+    /// The directory inside the sandbox the probe starts in; `/` when none.
+    pub cwd: Option<String>,
     pub env: Vec<(String, String)>,
     pub network: bool,
     pub run_in: RunIn,
@@ -140,6 +152,7 @@ impl Probe {
     pub fn new(argv: impl IntoIterator<Item = impl Into<String>>) -> Self {
         Probe {
             argv: argv.into_iter().map(Into::into).collect(),
+            cwd: None,
             env: Vec::new(),
             network: false,
             run_in: RunIn::Target,
@@ -163,6 +176,13 @@ impl Probe {
     #[must_use]
     pub fn run_in(mut self, run_in: RunIn) -> Self {
         self.run_in = run_in;
+        self
+    }
+
+    /// Starts it in `dir` inside the sandbox instead of `/`.
+    #[must_use]
+    pub fn cwd(mut self, dir: Option<String>) -> Self {
+        self.cwd = dir;
         self
     }
 

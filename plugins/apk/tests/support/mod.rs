@@ -111,6 +111,7 @@ pub fn probe(root: &Root, phase: Phase, options: &Options) -> (Vec<Fact>, usize)
             phase,
             target: root.target(),
             updates: Vec::new(),
+            selected: Vec::new(),
             options: options.clone(),
             facts: facts.clone(),
         };

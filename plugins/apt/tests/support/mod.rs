@@ -110,6 +110,7 @@ pub fn probe(root: &Root, phase: Phase, updates: &[Update], options: &Options) -
             phase,
             target: root.target(),
             updates: updates.to_vec(),
+            selected: Vec::new(),
             options: options.clone(),
             facts: facts.clone(),
         };

@@ -91,7 +91,7 @@ pub fn published_from_pep691(json: &[u8]) -> Vec<PublishedVersion> {
         .into_iter()
         .map(|v| {
             let (requires_python, yanked) = by_version[&v].clone();
-            PublishedVersion { version: v, requires_python, yanked }
+            PublishedVersion { version: v, requires_python, yanked, deprecated: None, engines: Vec::new() }
         })
         .collect()
 }
@@ -492,6 +492,7 @@ fn probe_rounds(
             phase,
             target: host.target(),
             updates: updates.to_vec(),
+            selected: Vec::new(),
             options: options.clone(),
             facts: asked.iter().map(|(_, fact)| fact.clone()).collect(),
         };
@@ -567,6 +568,7 @@ pub fn runnable() -> Result<(), String> {
 fn build_step(root: &Path, argv: &[&str]) {
     let command = Command {
         argv: argv.iter().map(|a| (*a).to_owned()).collect(),
+        cwd: None,
         env: vec![("PIP_ROOT_USER_ACTION".into(), "ignore".into())],
         context: ExecContext::Target,
         network: true,

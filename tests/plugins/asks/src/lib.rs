@@ -41,6 +41,7 @@ fn questions(ask: &str, settings: &[(String, String)]) -> Result<Vec<Question>, 
             "ask",
             Command {
                 argv: vec!["test".into(), "-d".into(), "/target/etc".into()],
+                cwd: None,
                 env: Vec::new(),
                 context: ExecContext::Tooling(Tooling { image: None, mount_point: "/target".into() }),
                 network: false,

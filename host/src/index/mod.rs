@@ -1,6 +1,7 @@
 //! Package-index look-ups the host answers for updaters (plugins do no I/O):
-//! which versions an index publishes, with each release's `Requires-Python`
-//! and whether it is yanked.
+//! which versions an index publishes, with each release's runtime ranges
+//! (`Requires-Python`, npm's `engines`) and whether it is yanked or
+//! deprecated. Python indexes are answered here, npm registries in [`npm`].
 //!
 //! Python indexes are read through the simple API: the JSON form (PEP 691)
 //! when the index offers it, else the HTML form (PEP 503) with its
@@ -23,8 +24,25 @@ use serde::Deserialize;
 
 use crate::model::{Answer, IndexQuery, PublishedVersion};
 
+mod npm;
+
 /// PyPI's simple index.
 pub const PYPI: &str = "https://pypi.org/simple";
+
+/// The index asked when a look-up names none, by ecosystem; `None` for
+/// ecosystems caulk cannot look up.
+pub fn default_index(ecosystem: &str) -> Option<&'static str> {
+    match ecosystem {
+        "python" => Some(PYPI),
+        "npm" => Some(npm::REGISTRY),
+        _ => None,
+    }
+}
+
+/// Why a look-up in `ecosystem` cannot be answered.
+pub fn unsupported(ecosystem: &str) -> String {
+    format!("caulk cannot look up {ecosystem} packages; it looks up python and npm packages")
+}
 
 /// Answers look-ups, remembering each answer for the run.
 pub struct IndexClient {
@@ -74,16 +92,21 @@ impl IndexClient {
 
     /// Answers one look-up.
     pub fn lookup(&self, query: &IndexQuery) -> Answer {
-        if query.ecosystem != "python" {
-            return Answer::Unavailable(format!("caulk cannot look up {} packages", query.ecosystem));
-        }
+        let Some(default) = default_index(&query.ecosystem) else {
+            return Answer::Unavailable(unsupported(&query.ecosystem));
+        };
         let urls: Vec<String> =
-            if query.index_urls.is_empty() { vec![PYPI.to_owned()] } else { query.index_urls.clone() };
-        let key = (urls.join(" "), pep503(&query.name));
+            if query.index_urls.is_empty() { vec![default.to_owned()] } else { query.index_urls.clone() };
+        let name = if query.ecosystem == "python" { pep503(&query.name) } else { query.name.clone() };
+        let key = (format!("{} {}", query.ecosystem, urls.join(" ")), name);
         if let Some(answer) = self.answers.lock().expect("not poisoned").get(&key) {
             return answer.clone();
         }
-        let answer = self.python(&urls, &query.name);
+        let answer = if query.ecosystem == "npm" {
+            npm::lookup(&self.agent, &urls, &query.name)
+        } else {
+            self.python(&urls, &query.name)
+        };
         self.answers.lock().expect("not poisoned").insert(key, answer.clone());
         answer
     }
@@ -127,28 +150,38 @@ impl IndexClient {
     }
 
     fn simple_page(&self, base: &IndexUrl, name: &str) -> Result<Vec<PublishedVersion>, String> {
-        let mut request = self
-            .agent
-            .get(&base.project_page(&pep503(name)))
-            .header("Accept", "application/vnd.pypi.simple.v1+json, text/html;q=0.1");
-        if let Some(auth) = basic_auth(base) {
-            request = request.header("Authorization", auth);
-        }
-        let mut response = request.call().map_err(|e| e.to_string())?;
-        let status = response.status();
-        if status == 404 {
-            return Err("not on this index".to_owned());
-        }
-        if !status.is_success() {
-            return Err(format!("HTTP {status}"));
-        }
-        let content_type =
-            response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-        let body =
-            response.body_mut().with_config().limit(64 << 20).read_to_string().map_err(|e| e.to_string())?;
+        let (content_type, body) = fetch(
+            &self.agent,
+            base,
+            &base.project_page(&pep503(name)),
+            "application/vnd.pypi.simple.v1+json, text/html;q=0.1",
+        )?;
         let files = if content_type.contains("json") { json_files(&body)? } else { html_files(&body) };
         Ok(versions_of(name, files))
     }
+}
+
+/// GETs `page` of the index at `base` (its credentials as a header):
+/// the content type and the body, at most 64 MiB; a 404 says the index
+/// does not know the package.
+fn fetch(agent: &ureq::Agent, base: &IndexUrl, page: &str, accept: &str) -> Result<(String, String), String> {
+    let mut request = agent.get(page).header("Accept", accept);
+    if let Some(auth) = basic_auth(base) {
+        request = request.header("Authorization", auth);
+    }
+    let mut response = request.call().map_err(|e| e.to_string())?;
+    let status = response.status();
+    if status == 404 {
+        return Err("not on this index".to_owned());
+    }
+    if !status.is_success() {
+        return Err(format!("HTTP {status}"));
+    }
+    let content_type =
+        response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let body =
+        response.body_mut().with_config().limit(64 << 20).read_to_string().map_err(|e| e.to_string())?;
+    Ok((content_type, body))
 }
 
 /// The Basic `Authorization` value for a URL's credentials.
@@ -292,9 +325,17 @@ fn versions_of(name: &str, files: Vec<File>) -> Vec<PublishedVersion> {
                 version,
                 requires_python: file.requires_python,
                 yanked: file.yanked,
+                deprecated: None,
+                engines: Vec::new(),
             });
     }
-    by_version.into_values().collect()
+    by_version
+        .into_values()
+        .map(|mut v| {
+            v.engines = v.requires_python.iter().map(|r| ("python".to_owned(), r.clone())).collect();
+            v
+        })
+        .collect()
 }
 
 #[cfg(test)]
