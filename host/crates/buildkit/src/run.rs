@@ -224,10 +224,10 @@ fn entitlements<'a>(steps: impl IntoIterator<Item = &'a Step>) -> Vec<String> {
     if host { vec!["network.host".to_owned()] } else { Vec::new() }
 }
 
-/// BuildKit ends a failed exec's error with "exit code: N" (v0.8's
-/// "executor failed running …" and later "process … did not complete
-/// successfully" alike).
-fn exit_code(error: &str) -> Option<i32> {
+/// The exit code in a failed exec's error: BuildKit ends it with "exit
+/// code: N" (v0.8's "executor failed running …" and later "process … did
+/// not complete successfully" alike).
+pub fn exit_code(error: &str) -> Option<i32> {
     let rest = error.rsplit("exit code: ").next().filter(|_| error.contains("exit code: "))?;
     let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
     digits.parse().ok()
