@@ -272,27 +272,26 @@ fn a_generated_context_builds_into_the_same_packages() {
         .arg(&context)));
     let listing = run(Command::new("tar").arg("-tf").arg(&context));
     assert_eq!(String::from_utf8_lossy(&listing.stdout), "Dockerfile\npatch.tar\n");
+    // The classic builder, as Debian's docker.io uses by default.
     let build = Command::new("/usr/bin/docker")
+        .env("DOCKER_BUILDKIT", "0")
         .args(["-H", &host, "build", "--network", "host", "-q", "-t", &built, "-"])
         .stdin(std::fs::File::open(&context).unwrap())
         .output()
         .unwrap();
     assert!(build.status.success(), "docker build: {}", String::from_utf8_lossy(&build.stderr));
 
-    success(&run(sandbox
-        .caulk()
-        .args(["patch", "-i", &format!("oci:{}:bookworm", layout.display()), "-r"])
-        .arg(&report)
-        .args(["-t", "local"])));
     let daemon = TransportOptions { docker_host: Some(host.clone()), ..TransportOptions::default() };
     let from_build =
         Image::open(&ImageRef::parse(&format!("docker-daemon:{built}")).unwrap(), &daemon).unwrap();
-    let patched = open(&format!("oci:{}:local", layout.display()));
-    let before = open(&format!("oci:{}:bookworm", layout.display()));
-    assert_eq!(
-        dpkg_versions(&from_build),
-        dpkg_versions(&patched),
-        "docker build of the context = caulk patch"
-    );
-    assert_ne!(dpkg_versions(&from_build)["libssl3"], dpkg_versions(&before)["libssl3"]);
+    // The report's fixed versions are apt's candidates: what caulk patch
+    // installs, and what the built image must have.
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let versions = dpkg_versions(&from_build);
+    let vulns = doc["Results"][0]["Vulnerabilities"].as_array().unwrap();
+    assert!(vulns.len() >= 3, "the image has packages to patch: {doc:#}");
+    for vuln in vulns {
+        let name = vuln["PkgName"].as_str().unwrap();
+        assert_eq!(versions[name], vuln["FixedVersion"].as_str().unwrap(), "{name} after docker build");
+    }
 }
