@@ -35,6 +35,9 @@ pub enum Error {
     Patch(Box<crate::patch::PatchError>),
 
     #[error(transparent)]
+    Generate(#[from] crate::generate::GenerateError),
+
+    #[error(transparent)]
     Grants(#[from] crate::plugin::grants::GrantStoreError),
 }
 

@@ -1,5 +1,6 @@
 //! The command line: parses arguments, calls the library, renders errors once.
 
+mod generate;
 mod image;
 mod patch;
 mod plugins;
@@ -138,6 +139,9 @@ impl ColorChoice {
 enum Command {
     /// Patch the vulnerable packages of an image into one new layer.
     Patch(Box<patch::PatchArgs>),
+    /// Write a Docker build context that `docker build` turns into the
+    /// patched image (Copa's generate).
+    Generate(Box<generate::GenerateArgs>),
     /// Read a scanner report: per package the fixed versions and the
     /// vulnerabilities behind them.
     Report(report::ReportArgs),
@@ -251,6 +255,7 @@ pub fn run() -> ExitCode {
     init_tracing(&cli.global);
     let result = match &cli.command {
         Command::Patch(args) => patch::run(args, &cli.global),
+        Command::Generate(args) => generate::run(args, &cli.global),
         Command::Report(args) => report::run(args, &cli.global),
         Command::Image(cmd) => image::run(cmd, &cli.global),
         Command::Plugins(cmd) => plugins::run(cmd, &cli.global),

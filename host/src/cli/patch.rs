@@ -23,6 +23,9 @@ pub enum Format {
 pub enum Engine {
     /// Overlayfs and bubblewrap on this machine (needs root).
     Local,
+    /// A BuildKit daemon (--addr); the steps' result is read back from
+    /// Docker's embedded BuildKit.
+    Buildkit,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -106,6 +109,25 @@ pub struct PatchArgs {
     /// The engine that runs the package managers.
     #[arg(long, value_enum, default_value = "local")]
     pub engine: Engine,
+
+    /// The BuildKit daemon for --engine buildkit: unix:///PATH,
+    /// tcp://HOST:PORT, docker://, docker-unix:///PATH or
+    /// docker-container://NAME [default: $BUILDKIT_HOST, else
+    /// unix:///run/buildkit/buildkitd.sock].
+    #[arg(long, value_name = "ADDRESS")]
+    pub addr: Option<String>,
+
+    /// CA certificate to verify a tcp:// BuildKit daemon with (turns on TLS).
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+
+    /// Client certificate for a tcp:// BuildKit daemon.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    pub cert: Option<PathBuf>,
+
+    /// Client key for a tcp:// BuildKit daemon.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
 
     /// How the local engine captures changes.
     #[arg(long, value_enum, default_value = "auto")]
@@ -204,7 +226,7 @@ impl PatchArgs {
         Ok(urls)
     }
 
-    fn request(&self) -> Result<PatchRequest, Error> {
+    pub(super) fn request(&self) -> Result<PatchRequest, Error> {
         let image = ImageRef::parse(&self.image).map_err(|e| usage(format!("--image: {e}")))?;
         if let Some(tooling) = &self.tooling_image {
             ImageRef::parse(tooling).map_err(|e| usage(format!("--tooling-image: {e}")))?;
@@ -314,13 +336,13 @@ fn cache_dir() -> PathBuf {
 }
 
 /// Shows progress: step output with -v, a spinner on a terminal otherwise.
-struct Progress {
+pub(super) struct Progress {
     verbose: bool,
     bar: Option<indicatif::ProgressBar>,
 }
 
 impl Progress {
-    fn new(verbose: bool, quiet: bool) -> Self {
+    pub(super) fn new(verbose: bool, quiet: bool) -> Self {
         let bar = (!verbose && !quiet && std::io::stderr().is_terminal()).then(|| {
             let bar = indicatif::ProgressBar::new_spinner();
             bar.enable_steady_tick(Duration::from_millis(120));
@@ -381,7 +403,7 @@ impl Drop for Progress {
 }
 
 /// Cancels on Ctrl-C or SIGTERM, and when the timeout passes.
-fn cancellation(timeout: Duration) -> CancelToken {
+pub(super) fn cancellation(timeout: Duration) -> CancelToken {
     let cancel = CancelToken::new();
     let on_signal = cancel.clone();
     // A second handler cannot be installed in one process; the first wins.
@@ -408,7 +430,18 @@ pub fn run(args: &PatchArgs, global: &GlobalArgs) -> Result<ExitCode, Error> {
     let scanners = Scanners::new(&plugins, &global.plugin_search_path(), global.allow_native_plugins);
     let cancel = cancellation(args.timeout);
     let mut progress = Progress::new(global.verbose > 0, global.quiet);
-    let result = patch::run(&request, &plugins, &scanners, &mut progress, &cancel);
+    let result = match args.engine {
+        Engine::Local => patch::run(&request, &plugins, &scanners, &mut progress, &cancel),
+        Engine::Buildkit => {
+            let settings = patch::engine::buildkit::BuildkitSettings {
+                addr: args.addr.clone(),
+                ca_cert: args.cacert.clone(),
+                cert: args.cert.clone(),
+                key: args.key.clone(),
+            };
+            patch::engine::buildkit::run(&settings, &request, &plugins, &scanners, &mut progress, &cancel)
+        }
+    };
     drop(progress);
     let summary = match &result {
         Ok(summary) => Some(summary),

@@ -3,17 +3,20 @@
 //! layers and put every command question, step and the final diff through
 //! it; nothing else in the pipeline knows about bubblewrap or overlayfs.
 
+pub mod buildkit;
+mod squash;
+
 use std::path::{Path, PathBuf};
 
 use caulk_exec::{
-    CancelToken, Diff, ExecutorConfig, LocalExecutor, MergedReader, Probe, ProbeOutput, RunIn, Session, Step,
+    CancelToken, ExecutorConfig, LocalExecutor, MergedReader, Probe, ProbeOutput, RunIn, Session, Step,
     StepOutcome, Stream, ToolingRoot,
 };
 use caulk_image::layer::LayerSource;
 use caulk_image::{Image, PlatformImage};
 
-use super::PatchError;
 use super::tooling::ToolingImages;
+use super::{Observer, PatchError};
 
 /// What a workspace starts from: the image (an engine that runs steps
 /// elsewhere needs it whole) and its layers as caulk unpacked them.
@@ -50,6 +53,16 @@ pub trait Workspace: Sync {
         step: &Step,
         on_output: &mut dyn FnMut(Stream, &str),
     ) -> caulk_exec::Result<StepOutcome>;
+    /// Runs the plan's steps in order until one fails (a failed step's
+    /// outcome is the last one). An engine that must see them together
+    /// (BuildKit shares cache mounts only within one solve) runs them so;
+    /// the others step by step with [`super::execute`].
+    fn run_steps(
+        &mut self,
+        steps: &[Step],
+        observer: &mut dyn Observer,
+        cancel: &CancelToken,
+    ) -> Result<Vec<StepOutcome>, PatchError>;
     /// The steps' changes, to be written as the new layer.
     fn finish(self: Box<Self>) -> Result<Changes, PatchError>;
 }
@@ -59,13 +72,18 @@ pub trait Workspace: Sync {
 pub struct Changes {
     pub dir: PathBuf,
     pub source: LayerSource,
-    _keep: Option<Diff>,
+    _keep: Option<Box<dyn std::any::Any>>,
 }
 
 impl Changes {
     /// Changes in `dir`, which the caller keeps alive.
     pub fn in_dir(dir: PathBuf, source: LayerSource) -> Self {
         Self { dir, source, _keep: None }
+    }
+
+    /// Changes in a temporary directory, removed when these are dropped.
+    pub fn owning(dir: tempfile::TempDir, source: LayerSource) -> Self {
+        Self { dir: dir.path().to_owned(), source, _keep: Some(Box::new(dir)) }
     }
 }
 
@@ -144,8 +162,21 @@ impl Workspace for LocalWorkspace<'_> {
         }
     }
 
+    fn run_steps(
+        &mut self,
+        steps: &[Step],
+        observer: &mut dyn Observer,
+        cancel: &CancelToken,
+    ) -> Result<Vec<StepOutcome>, PatchError> {
+        super::execute(self, steps, observer, cancel)
+    }
+
     fn finish(self: Box<Self>) -> Result<Changes, PatchError> {
         let diff = self.session.finish().map_err(super::exec_err)?;
-        Ok(Changes { dir: diff.path().to_owned(), source: LayerSource::OverlayUpper, _keep: Some(diff) })
+        Ok(Changes {
+            dir: diff.path().to_owned(),
+            source: LayerSource::OverlayUpper,
+            _keep: Some(Box::new(diff)),
+        })
     }
 }

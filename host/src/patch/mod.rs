@@ -150,6 +150,9 @@ pub enum PatchError {
     #[error("cancelled {during}; nothing was written")]
     Cancelled { during: String },
 
+    #[error(transparent)]
+    Buildkit(Box<engine::buildkit::BuildkitError>),
+
     #[error("{image}: no operating system found ({}); nothing can be patched", no_os_detail(*layers))]
     NoOperatingSystem { image: String, layers: usize },
 }
@@ -167,6 +170,7 @@ impl PatchError {
         match self {
             Self::Scan(e) => e.hint(),
             Self::Plugin(e) => e.hint(),
+            Self::Buildkit(e) => e.hint(),
             Self::UpdatesFailed { .. } => Some(
                 "--ignore-errors writes the image with the updates that worked and lists the rest".into(),
             ),
@@ -228,7 +232,7 @@ pub fn run(
 
 /// The directory for the layer being written (and the local engine's
 /// sessions), created if missing.
-fn working_folder(request: &PatchRequest) -> Result<PathBuf, PatchError> {
+pub(crate) fn working_folder(request: &PatchRequest) -> Result<PathBuf, PatchError> {
     let working_folder = request.working_folder.clone().unwrap_or_else(|| std::env::temp_dir().join("caulk"));
     std::fs::create_dir_all(&working_folder)
         .map_err(|source| PatchError::Write { path: working_folder.clone(), source })?;
@@ -387,7 +391,7 @@ pub fn run_on(
     }
 
     // Run the steps.
-    let outcomes = execute(session.as_mut(), &steps, observer, cancel)?;
+    let outcomes = session.run_steps(&steps, observer, cancel)?;
     summary.timings.steps = outcomes.iter().map(|o| o.duration).sum();
 
     // Verify.

@@ -61,6 +61,15 @@ impl Workspace for Script {
         }
     }
 
+    fn run_steps(
+        &mut self,
+        steps: &[Step],
+        observer: &mut dyn Observer,
+        cancel: &CancelToken,
+    ) -> Result<Vec<StepOutcome>, PatchError> {
+        execute(self, steps, observer, cancel)
+    }
+
     fn finish(self: Box<Self>) -> Result<Changes, PatchError> {
         unreachable!("the execute phase leaves the diff to the layer phase")
     }

@@ -47,5 +47,5 @@ pub use error::{Error, Result};
 pub use llb::{CacheMount, Network, Sharing};
 pub use pb::llb::ProxyEnv;
 pub use progress::{Event, Stream, Tracker};
-pub use run::{Built, CaBundle, ProbeOutput, Step};
+pub use run::{Built, CaBundle, ProbeOutput, Step, exit_code};
 pub use session::Credentials;

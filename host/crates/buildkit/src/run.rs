@@ -24,6 +24,8 @@ pub struct Step {
     pub name: String,
     pub args: Vec<String>,
     pub env: Vec<String>,
+    /// The working directory; empty means `/`.
+    pub cwd: String,
     pub network: Network,
     /// The host's CA bundle, bound read-only over `dest` for this step only.
     pub ca_bundle: Option<CaBundle>,
@@ -210,6 +212,7 @@ fn exec_of(graph: &mut Graph, step: &Step, ignore_cache: bool) -> Exec {
         name: step.name.clone(),
         args: step.args.clone(),
         env: step.env.clone(),
+        cwd: step.cwd.clone(),
         network: step.network,
         files,
         caches: step.caches.clone(),
@@ -224,10 +227,10 @@ fn entitlements<'a>(steps: impl IntoIterator<Item = &'a Step>) -> Vec<String> {
     if host { vec!["network.host".to_owned()] } else { Vec::new() }
 }
 
-/// BuildKit ends a failed exec's error with "exit code: N" (v0.8's
-/// "executor failed running …" and later "process … did not complete
-/// successfully" alike).
-fn exit_code(error: &str) -> Option<i32> {
+/// The exit code in a failed exec's error: BuildKit ends it with "exit
+/// code: N" (v0.8's "executor failed running …" and later "process … did
+/// not complete successfully" alike).
+pub fn exit_code(error: &str) -> Option<i32> {
     let rest = error.rsplit("exit code: ").next().filter(|_| error.contains("exit code: "))?;
     let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
     digits.parse().ok()

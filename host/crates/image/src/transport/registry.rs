@@ -526,6 +526,19 @@ fn auth_keys(registry: &str) -> Vec<String> {
     ]
 }
 
+/// The user name and secret caulk would send to `registry` (`host[:port]`)
+/// from the Docker config or its credential helper, for a client that pulls
+/// on caulk's behalf (a BuildKit daemon); `None` for anonymous access. An
+/// identity token comes back as the secret with an empty user name, the form
+/// Docker's credential protocol uses for it.
+pub fn login_for(registry: &str, options: &RegistryOptions) -> Result<Option<(String, String)>> {
+    Ok(match credentials(registry, options)? {
+        RegistryAuth::Anonymous => None,
+        RegistryAuth::Basic(user, secret) => Some((user, secret)),
+        RegistryAuth::Bearer(token) => Some((String::new(), token)),
+    })
+}
+
 fn credentials(registry: &str, options: &RegistryOptions) -> Result<RegistryAuth> {
     let Some(path) = config_path(options) else { return Ok(RegistryAuth::Anonymous) };
     let config: DockerConfig = match std::fs::read(&path) {

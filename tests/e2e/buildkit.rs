@@ -1,0 +1,297 @@
+//! `caulk patch --engine buildkit` against Debian's dockerd and its embedded
+//! BuildKit (v0.8), started by `tests/scripts/dockerd.sh start` and named by
+//! `CAULK_TEST_DOCKER_HOST`: the same image and report through both engines,
+//! library patching with the CA bundle mounted, a registry image pulled by
+//! BuildKit itself, and an address nothing listens on.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use caulk_image::layer::RootFs;
+use caulk_image::{Image, ImageRef, TransportOptions};
+use common::{Sandbox, failure, run, success};
+
+/// `docker-unix://SOCKET` of the test daemon.
+fn addr() -> String {
+    let host = std::env::var("CAULK_TEST_DOCKER_HOST").unwrap_or_default();
+    let socket = host.strip_prefix("unix://").unwrap_or_else(|| {
+        panic!(
+            "CAULK_TEST_DOCKER_HOST is not a unix:// socket ({host:?}): start the test daemon with \
+             `eval \"$(tests/scripts/dockerd.sh start >/dev/null; tests/scripts/dockerd.sh env)\"`"
+        )
+    });
+    format!("docker-unix://{socket}")
+}
+
+fn script_output(script: &str, args: &[&str]) -> PathBuf {
+    let path = common::workspace().join("tests/images").join(script);
+    let out = Command::new(&path).args(args).output().unwrap();
+    assert!(out.status.success(), "{script} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+/// A private copy of a cached layout.
+fn layout_copy(sandbox: &Sandbox, cached: &Path, name: &str) -> PathBuf {
+    let dest = sandbox.path().join(name);
+    assert!(Command::new("cp").arg("-a").arg(cached).arg(&dest).status().unwrap().success());
+    dest
+}
+
+fn apt_report(sandbox: &Sandbox, layout: &Path, name: &str, packages: &[&str]) -> PathBuf {
+    let script = common::workspace().join("tests/images/apt-report.py");
+    let out = Command::new("python3").arg(script).arg(layout).arg(name).args(packages).output().unwrap();
+    assert!(out.status.success(), "apt-report.py failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let path = sandbox.path().join(format!("report-{name}.json"));
+    std::fs::write(&path, &out.stdout).unwrap();
+    path
+}
+
+fn open(reference: &str) -> Image {
+    Image::open(&ImageRef::parse(reference).unwrap(), &TransportOptions::default()).expect("the image opens")
+}
+
+fn dpkg_versions(image: &Image) -> BTreeMap<String, String> {
+    let root = RootFs::open(image.source().clone(), &image.images[0]).unwrap();
+    let status = String::from_utf8(root.read("/var/lib/dpkg/status").unwrap()).unwrap();
+    status
+        .split("\n\n")
+        .filter_map(|stanza| {
+            let field =
+                |name: &str| stanza.lines().find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()));
+            Some((field("Package:")?, field("Version:")?))
+        })
+        .collect()
+}
+
+fn blobs(image: &Image) -> Vec<String> {
+    image.images[0].layers.iter().map(|l| l.desc.digest.to_string()).collect()
+}
+
+fn config(image: &Image) -> serde_json::Value {
+    serde_json::from_slice(&image.images[0].config.bytes).unwrap()
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}):\n{text}"))
+}
+
+/// The config without what caulk changes for its layer: the diff_id, the
+/// history entry, caulk's labels and the creation time.
+fn config_without_caulk(mut config: serde_json::Value) -> serde_json::Value {
+    config.as_object_mut().unwrap().remove("created");
+    config["rootfs"]["diff_ids"].as_array_mut().unwrap().pop();
+    config["history"].as_array_mut().unwrap().pop();
+    if let Some(labels) = config["config"]["Labels"].as_object_mut() {
+        labels.retain(|k, _| !k.starts_with("sh.caulk."));
+    }
+    config
+}
+
+fn config_without_caulk_time(mut config: serde_json::Value) -> serde_json::Value {
+    config.as_object_mut().unwrap().remove("created");
+    config
+}
+
+/// `name`'s versions among the distributions in `site` of the image.
+fn dist_versions(root: &RootFs, site: &str, name: &str) -> Vec<String> {
+    let mut versions = Vec::new();
+    for info in root.glob(&format!("/{site}/*.dist-info/METADATA")).unwrap() {
+        let text = String::from_utf8(root.read(&info.path).unwrap()).unwrap();
+        let field = |f: &str| text.lines().find_map(|l| l.strip_prefix(f)).map(|v| v.trim().to_owned());
+        if field("Name:").is_some_and(|n| n.eq_ignore_ascii_case(name)) {
+            versions.extend(field("Version:"));
+        }
+    }
+    versions
+}
+
+#[test]
+fn both_engines_patch_to_the_same_versions_in_one_layer_over_the_original_blobs() {
+    let sandbox = Sandbox::new();
+    let cached = script_output("vulnerable-debian.sh", &["bookworm"]);
+    let layout = layout_copy(&sandbox, &cached, "layout");
+    let input = format!("oci:{}:bookworm", layout.display());
+    let report = apt_report(&sandbox, &layout, "bookworm", &["openssl", "libssl3", "libexpat1"]);
+    for (engine, tag) in [("local", "local"), ("buildkit", "bk")] {
+        let summary = json(&success(&run(sandbox
+            .caulk()
+            .args(["patch", "--json", "-i", &input, "-r"])
+            .arg(&report)
+            .args(["-t", tag, "--engine", engine, "--addr", &addr()]))));
+        assert_eq!(summary["result"], "patched", "{engine}: {summary:#}");
+    }
+    let before = open(&input);
+    let local = open(&format!("oci:{}:local", layout.display()));
+    let buildkit = open(&format!("oci:{}:bk", layout.display()));
+
+    let (old, by_local, by_buildkit) =
+        (dpkg_versions(&before), dpkg_versions(&local), dpkg_versions(&buildkit));
+    assert_eq!(by_buildkit, by_local, "the same package versions through both engines");
+    assert_ne!(by_buildkit["libssl3"], old["libssl3"], "libssl3 moved");
+
+    let original = blobs(&before);
+    for (engine, image) in [("local", &local), ("buildkit", &buildkit)] {
+        let now = blobs(image);
+        assert_eq!(now.len(), original.len() + 1, "{engine}: exactly one new layer");
+        assert_eq!(now[..original.len()], original[..], "{engine}: the original blobs, byte for byte");
+        assert_eq!(
+            config_without_caulk(config(image)),
+            config_without_caulk_time(config(&before)),
+            "{engine}: the original config apart from caulk's layer"
+        );
+    }
+    // apt's indexes and downloads stay out of the layer on BuildKit too.
+    let root = RootFs::open(buildkit.source().clone(), &buildkit.images[0]).unwrap();
+    assert!(root.glob("/var/lib/apt/lists/*Packages*").unwrap().is_empty(), "apt lists left in the image");
+}
+
+#[test]
+fn library_patching_mounts_the_ca_bundle_without_keeping_it() {
+    let sandbox = Sandbox::new();
+    let cached = script_output("python-debian.sh", &[]);
+    let layout = layout_copy(&sandbox, &cached, "layout");
+    let input = format!("oci:{}:python", layout.display());
+    let site = "usr/local/lib/python3.11/dist-packages";
+    let report = sandbox.path().join("report.json");
+    let doc = serde_json::json!({
+        "SchemaVersion": 2, "ArtifactName": "python", "ArtifactType": "container_image",
+        "Metadata": {"OS": {"Family": "debian", "Name": "12"}, "ImageConfig": {"architecture": "amd64", "os": "linux"}},
+        "Results": [{"Target": "Python", "Class": "lang-pkgs", "Type": "python-pkg", "Vulnerabilities": [{
+            "VulnerabilityID": "CVE-2024-22195", "PkgName": "jinja2", "InstalledVersion": "3.1.2",
+            "FixedVersion": "3.1.3", "Status": "fixed", "Severity": "HIGH",
+            "PkgPath": format!("{site}/jinja2-3.1.2.dist-info/METADATA"),
+            "PkgIdentifier": {"PURL": "pkg:pypi/jinja2@3.1.2"},
+        }]}],
+    });
+    std::fs::write(&report, serde_json::to_vec(&doc).unwrap()).unwrap();
+    let summary = json(&success(&run(sandbox
+        .caulk()
+        .args(["patch", "--json", "--pkg-types", "library", "-i", &input, "-r"])
+        .arg(&report)
+        .args(["-t", "bk", "--engine", "buildkit", "--addr", &addr()]))));
+    assert_eq!(summary["result"], "patched", "{summary:#}");
+
+    let before = open(&input);
+    let after = open(&format!("oci:{}:bk", layout.display()));
+    let root = RootFs::open(after.source().clone(), &after.images[0]).unwrap();
+    assert_eq!(dist_versions(&root, site, "jinja2"), ["3.1.3"], "{summary:#}");
+    let bundle = "/etc/ssl/certs/ca-certificates.crt";
+    let old_root = RootFs::open(before.source().clone(), &before.images[0]).unwrap();
+    assert_eq!(
+        root.read(bundle).unwrap(),
+        old_root.read(bundle).unwrap(),
+        "the image keeps its own CA bundle"
+    );
+}
+
+#[test]
+fn a_registry_image_is_pulled_by_buildkit_and_written_back_there() {
+    let sandbox = Sandbox::new();
+    let registry = common::registry::Registry::start();
+    let cached = script_output("vulnerable-debian.sh", &["bookworm"]);
+    let layout = layout_copy(&sandbox, &cached, "layout");
+    let remote = format!("{}/caulk-bk/debian:bookworm", registry.addr);
+    success(&run(sandbox.caulk().args([
+        "image",
+        "copy",
+        &format!("oci:{}:bookworm", layout.display()),
+        &remote,
+    ])));
+    let report = apt_report(&sandbox, &layout, "bookworm", &["libexpat1"]);
+    let summary = json(&success(&run(sandbox
+        .caulk()
+        .args(["patch", "--json", "-i", &remote, "-r"])
+        .arg(&report)
+        .args(["--engine", "buildkit", "--addr", &addr()]))));
+    assert_eq!(summary["result"], "patched", "{summary:#}");
+    let patched = open(&format!("{}/caulk-bk/debian:bookworm-patched", registry.addr));
+    let before = open(&remote);
+    assert_ne!(dpkg_versions(&patched)["libexpat1"], dpkg_versions(&before)["libexpat1"]);
+    assert_eq!(blobs(&patched)[..blobs(&before).len()], blobs(&before)[..]);
+    assert_eq!(blobs(&patched).len(), blobs(&before).len() + 1);
+}
+
+#[test]
+fn an_unreachable_daemon_is_named() {
+    let sandbox = Sandbox::new();
+    let cached = script_output("vulnerable-debian.sh", &["bookworm"]);
+    let socket = sandbox.path().join("nobody.sock");
+    let addr = format!("unix://{}", socket.display());
+    let out = run(sandbox.caulk().args([
+        "patch",
+        "-i",
+        &format!("oci:{}:bookworm", cached.display()),
+        "--engine",
+        "buildkit",
+        "--addr",
+        &addr,
+    ]));
+    let err = failure(&out, 1);
+    assert!(err.contains("BuildKit daemon not reachable at") && err.contains(&addr), "{err}");
+    assert!(err.contains("--addr"), "the hint says what to change: {err}");
+}
+
+/// Removes images from the test daemon when dropped.
+struct DaemonImages(Vec<String>);
+
+impl Drop for DaemonImages {
+    fn drop(&mut self) {
+        let host = std::env::var("CAULK_TEST_DOCKER_HOST").unwrap_or_default();
+        let _ = Command::new("/usr/bin/docker").args(["-H", &host, "rmi", "-f"]).args(&self.0).output();
+    }
+}
+
+#[test]
+fn a_generated_context_builds_into_the_same_packages() {
+    let sandbox = Sandbox::new();
+    let host = std::env::var("CAULK_TEST_DOCKER_HOST").unwrap();
+    let cached = script_output("vulnerable-debian.sh", &["bookworm"]);
+    let layout = layout_copy(&sandbox, &cached, "layout");
+    let tag = std::process::id();
+    let (base, built) = (format!("caulk-gen/debian:base-{tag}"), format!("caulk-gen/debian:built-{tag}"));
+    let _cleanup = DaemonImages(vec![base.clone(), built.clone()]);
+    let in_daemon = format!("docker-daemon:{base}");
+    success(&run(sandbox.caulk().env("DOCKER_HOST", &host).args([
+        "image",
+        "copy",
+        &format!("oci:{}:bookworm", layout.display()),
+        &in_daemon,
+    ])));
+    let report = apt_report(&sandbox, &layout, "bookworm", &["openssl", "libssl3", "libexpat1"]);
+
+    let context = sandbox.path().join("context.tar");
+    success(&run(sandbox
+        .caulk()
+        .env("DOCKER_HOST", &host)
+        .args(["generate", "-i", &in_daemon, "-r"])
+        .arg(&report)
+        .arg("-o")
+        .arg(&context)));
+    let listing = run(Command::new("tar").arg("-tf").arg(&context));
+    assert_eq!(String::from_utf8_lossy(&listing.stdout), "Dockerfile\npatch.tar\n");
+    // The classic builder, as Debian's docker.io uses by default.
+    let build = Command::new("/usr/bin/docker")
+        .env("DOCKER_BUILDKIT", "0")
+        .args(["-H", &host, "build", "--network", "host", "-q", "-t", &built, "-"])
+        .stdin(std::fs::File::open(&context).unwrap())
+        .output()
+        .unwrap();
+    assert!(build.status.success(), "docker build: {}", String::from_utf8_lossy(&build.stderr));
+
+    let daemon = TransportOptions { docker_host: Some(host.clone()), ..TransportOptions::default() };
+    let from_build =
+        Image::open(&ImageRef::parse(&format!("docker-daemon:{built}")).unwrap(), &daemon).unwrap();
+    // The report's fixed versions are apt's candidates: what caulk patch
+    // installs, and what the built image must have.
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let versions = dpkg_versions(&from_build);
+    let vulns = doc["Results"][0]["Vulnerabilities"].as_array().unwrap();
+    assert!(vulns.len() >= 3, "the image has packages to patch: {doc:#}");
+    for vuln in vulns {
+        let name = vuln["PkgName"].as_str().unwrap();
+        assert_eq!(versions[name], vuln["FixedVersion"].as_str().unwrap(), "{name} after docker build");
+    }
+}
