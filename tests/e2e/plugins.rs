@@ -670,7 +670,7 @@ fn built_in_plugins_are_trusted_and_say_what_they_declare() {
     let apt = table.lines().find(|l| l.starts_with("apt ")).unwrap();
     assert!(apt.contains("all (built-in)"), "{table}");
     let inspect = success(&run(sandbox.caulk().args(["plugins", "inspect", "apt"])));
-    assert!(inspect.contains("declares     image-commands, network"), "{inspect}");
+    assert!(inspect.contains("declares     image-commands, host-tooling, network"), "{inspect}");
     let err = failure(&run(sandbox.caulk().args(["plugins", "grant", "apt", "network"])), 2);
     assert!(err.contains("built-in"), "{err}");
     let err = failure(&run(sandbox.caulk().args(["--grant", "apt:network", "plugins", "list"])), 2);
