@@ -28,6 +28,11 @@ work=$(mktemp -d /var/tmp/caulk-fleet-bench.XXXXXX)
 registry_pid=
 cleanup() {
   [ -n "$registry_pid" ] && kill "$registry_pid" 2>/dev/null && wait "$registry_pid" 2>/dev/null
+  if [ -n "${DOCKER_HOST:-}" ]; then
+    for i in $(seq "$count"); do
+      /usr/bin/docker rmi -f "caulk-fleet-bench/app-$i:v1" "caulk-fleet-bench/app-$i:patched" >/dev/null 2>&1 || true
+    done
+  fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -86,7 +91,6 @@ for r in $(seq "$rounds"); do
   echo "docker round $r: $(tail -1 "$work/docker.times") s"
   for i in $(seq "$count"); do /usr/bin/docker rmi -f "caulk-fleet-bench/app-$i:patched" >/dev/null; done
 done
-for i in $(seq "$count"); do /usr/bin/docker rmi -f "caulk-fleet-bench/app-$i:v1" >/dev/null; done
 
 c=$(median <"$work/caulk.times"); d=$(median <"$work/docker.times")
 printf '\n%d images, median of %d rounds (range):\n' "$count" "$rounds"
