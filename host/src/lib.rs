@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod error;
+pub mod fleet;
 pub mod generate;
 pub mod index;
 pub mod model;

@@ -94,8 +94,11 @@ fn unknown_packages_and_indexes_are_unavailable_not_errors() {
     let answer = client.lookup(&query("requests", &["http://127.0.0.1:9/simple"]));
     assert!(matches!(&answer, Answer::Unavailable(why) if why.contains("127.0.0.1:9")), "{answer:?}");
     // npm has a registry client now; an ecosystem without one is unavailable.
-    let answer =
-        client.lookup(&IndexQuery { ecosystem: "maven".into(), name: "log4j-core".into(), index_urls: vec![] });
+    let answer = client.lookup(&IndexQuery {
+        ecosystem: "maven".into(),
+        name: "log4j-core".into(),
+        index_urls: vec![],
+    });
     assert!(
         matches!(&answer, Answer::Unavailable(why) if why.contains("cannot look up maven")),
         "{answer:?}"

@@ -1,5 +1,6 @@
 //! The command line: parses arguments, calls the library, renders errors once.
 
+mod fleet;
 mod generate;
 mod image;
 mod patch;

@@ -19,7 +19,7 @@ pub enum Format {
     Openvex,
 }
 
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Engine {
     /// Overlayfs and bubblewrap on this machine (needs root).
     Local,
@@ -48,8 +48,8 @@ pub enum Level {
 pub struct PatchArgs {
     /// The image: a registry reference, or TRANSPORT:REF (oci:DIR[:REF],
     /// oci-archive:FILE, docker-archive:FILE, docker-daemon:NAME:TAG).
-    #[arg(short, long, value_name = "IMAGE")]
-    pub image: String,
+    #[arg(short, long, value_name = "IMAGE", required_unless_present = "config")]
+    pub image: Option<String>,
 
     /// A vulnerability report for the image; without one every OS package is
     /// brought up to date.
@@ -182,6 +182,14 @@ pub struct PatchArgs {
     /// Print a machine-readable summary (caulk.patch/v1) on stdout.
     #[arg(long)]
     pub json: bool,
+
+    /// How many jobs run at once (the images of a --config fleet); default:
+    /// as many as the cores and memory allow.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: Option<u16>,
+
+    #[command(flatten)]
+    pub fleet: super::fleet::FleetArgs,
 }
 
 fn usage(message: impl Into<String>) -> Error {
@@ -227,7 +235,23 @@ impl PatchArgs {
     }
 
     pub(super) fn request(&self) -> Result<PatchRequest, Error> {
-        let image = ImageRef::parse(&self.image).map_err(|e| usage(format!("--image: {e}")))?;
+        let image = self.image.as_deref().ok_or_else(|| usage("--image is required"))?;
+        let image = ImageRef::parse(image).map_err(|e| usage(format!("--image: {e}")))?;
+        self.request_for(image)
+    }
+
+    /// The daemon to run steps on, when `--engine buildkit`.
+    pub(super) fn buildkit_settings(&self) -> Option<patch::engine::buildkit::BuildkitSettings> {
+        (self.engine == Engine::Buildkit).then(|| patch::engine::buildkit::BuildkitSettings {
+            addr: self.addr.clone(),
+            ca_cert: self.cacert.clone(),
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+        })
+    }
+
+    /// The request for `image` with every other setting from the flags.
+    pub(super) fn request_for(&self, image: ImageRef) -> Result<PatchRequest, Error> {
         if let Some(tooling) = &self.tooling_image {
             ImageRef::parse(tooling).map_err(|e| usage(format!("--tooling-image: {e}")))?;
         }
@@ -246,7 +270,7 @@ impl PatchArgs {
         if self.library_patch_level != Level::Patch && !pkg_types.library {
             return Err(usage("--library-patch-level needs `library` in --pkg-types"));
         }
-        if pkg_types.library && self.report.is_none() {
+        if pkg_types.library && self.report.is_none() && self.fleet.config.is_none() {
             return Err(usage("--pkg-types library needs a report (-r)"));
         }
         let platform = match &self.platform {
@@ -311,7 +335,7 @@ impl PatchArgs {
 
 /// `SOURCE_DATE_EPOCH`. One that is set but not a number would silently
 /// give a run stamped with the current time: refused instead.
-fn source_date_epoch() -> Result<Option<u64>, Error> {
+pub(super) fn source_date_epoch() -> Result<Option<u64>, Error> {
     match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(v) if !v.trim().is_empty() => v.trim().parse().map(Some).map_err(|_| {
             usage(format!("SOURCE_DATE_EPOCH={v:?} is not a whole number of seconds since 1970"))
@@ -322,7 +346,7 @@ fn source_date_epoch() -> Result<Option<u64>, Error> {
 
 /// caulk's own directories: `$CAULK_CACHE_DIR`, else the XDG cache dir.
 /// Always absolute: steps bind its subdirectories from another cwd.
-fn cache_dir() -> PathBuf {
+pub(super) fn cache_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("CAULK_CACHE_DIR").filter(|v| !v.is_empty()) {
         let dir = PathBuf::from(dir);
         return std::path::absolute(&dir).unwrap_or(dir);
@@ -421,6 +445,9 @@ pub(super) fn cancellation(timeout: Duration) -> CancelToken {
 }
 
 pub fn run(args: &PatchArgs, global: &GlobalArgs) -> Result<ExitCode, Error> {
+    if args.fleet.config.is_some() {
+        return super::fleet::run(args, global);
+    }
     let mut request = args.request()?;
     request.transport = global.transport();
     let runtime = global.runtime()?;
@@ -433,12 +460,7 @@ pub fn run(args: &PatchArgs, global: &GlobalArgs) -> Result<ExitCode, Error> {
     let result = match args.engine {
         Engine::Local => patch::run(&request, &plugins, &scanners, &mut progress, &cancel),
         Engine::Buildkit => {
-            let settings = patch::engine::buildkit::BuildkitSettings {
-                addr: args.addr.clone(),
-                ca_cert: args.cacert.clone(),
-                cert: args.cert.clone(),
-                key: args.key.clone(),
-            };
+            let settings = args.buildkit_settings().unwrap_or_default();
             patch::engine::buildkit::run(&settings, &request, &plugins, &scanners, &mut progress, &cancel)
         }
     };

@@ -502,7 +502,7 @@ pub struct LayerCache {
 impl LayerCache {
     pub fn new(root: impl Into<PathBuf>) -> Result<Self> {
         let root = root.into();
-        for sub in ["sha256", "tmp"] {
+        for sub in ["sha256", "tmp", "locks"] {
             let dir = root.join(sub);
             fs::create_dir_all(&dir).ctx(|| format!("creating {}", dir.display()))?;
         }
@@ -521,6 +521,13 @@ impl LayerCache {
         options: &UnpackOptions,
     ) -> Result<PathBuf> {
         let final_path = self.path(&layer.diff_id, options.whiteouts);
+        if final_path.is_dir() {
+            return Ok(final_path);
+        }
+        // Jobs of one fleet, or two caulk processes, patching images of one
+        // base: the first unpacks each layer, the others wait and use it
+        // rather than download and unpack the same blob again.
+        let _lock = self.lock(&layer.diff_id, options.whiteouts)?;
         if final_path.is_dir() {
             return Ok(final_path);
         }
@@ -546,6 +553,21 @@ impl LayerCache {
                 Err(Error::io(format!("renaming into {}", final_path.display()), e))
             }
         }
+    }
+
+    /// An exclusive `flock` on the layer's lock file, held until dropped.
+    /// Lock files stay (removing one would race with its next taker).
+    fn lock(&self, diff_id: &Digest, format: WhiteoutFormat) -> Result<File> {
+        let path = self.root.join("locks").join(format!("{}{}.lock", diff_id.hex(), format.cache_suffix()));
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .ctx(|| format!("opening {}", path.display()))?;
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| Error::io(format!("locking {}", path.display()), e.into()))?;
+        Ok(file)
     }
 
     /// All layers of `image`, bottom first (overlayfs wants `lowerdir`

@@ -279,6 +279,13 @@ impl ImageDestination for OciDirDestination {
 
     fn commit(self: Box<Self>, top: &RawManifest) -> Result<()> {
         self.put_manifest_bytes(top)?;
+        // index.json is read, changed and replaced: two writers to one
+        // layout (jobs of a fleet, two caulk processes) take turns, or one
+        // would drop the other's entry. The lock is on the directory
+        // itself, so the layout gains no file.
+        let dir = File::open(&self.dir).ctx(|| format!("opening {}", self.dir.display()))?;
+        rustix::fs::flock(&dir, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| Error::io(format!("locking {}", self.dir.display()), e.into()))?;
         let mut manifests = match self.current_index()? {
             Some(index) => index.manifests().clone(),
             None => Vec::new(),

@@ -188,6 +188,37 @@ fn source_chain(e: &dyn std::error::Error) -> String {
     parts.join(": ")
 }
 
+/// Registries page `tags/list`; this many per request keeps pages small
+/// enough for any registry while needing few round trips.
+const TAGS_PAGE: usize = 1000;
+
+/// Every tag of `reference`'s repository (`/v2/<name>/tags/list`, following
+/// pages), in the registry's order. The reference's own tag is ignored.
+pub fn list_tags(reference: &RegistryRef, options: &RegistryOptions) -> Result<Vec<String>> {
+    let session = Session::new(reference, options)?;
+    let mut tags: Vec<String> = Vec::new();
+    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
+    loop {
+        let last = tags.last().cloned();
+        let page = runtime()
+            .block_on(session.client.list_tags(
+                &session.reference,
+                &RegistryAuth::Anonymous,
+                Some(TAGS_PAGE),
+                last.as_deref(),
+            ))
+            .map_err(|e| session.error(&e))?;
+        let count = page.tags.len();
+        // A registry that ignores `last` would repeat the first page forever.
+        let fresh: Vec<String> = page.tags.into_iter().filter(|t| seen.insert(t.clone())).collect();
+        let done = count < TAGS_PAGE || fresh.is_empty();
+        tags.extend(fresh);
+        if done {
+            return Ok(tags);
+        }
+    }
+}
+
 /// Read side.
 pub struct RegistrySource {
     session: Session,

@@ -1,0 +1,99 @@
+#!/bin/bash
+# A fleet of COUNT images of one base (tests/images/fleet-debian.sh: the
+# vulnerable Debian 12 image plus a small top layer each) in Debian's
+# docker-registry on 127.0.0.1: one `caulk patch --config` over all of them
+# (update-all mode, shared caches) against COUNT sequential `docker build`s
+# doing the same upgrade (apt-get update && apt-get upgrade) on Debian's
+# dockerd. Prints the medians, their spread and the ratio.
+#
+#   benches/fleet.sh [COUNT] [ROUNDS]   (defaults 20 and 3)
+#
+# caulk's first round starts with an empty cache (cold); later rounds keep
+# the cache of the round before (warm: layers unpacked, indexes and
+# packages downloaded), as a nightly fleet run would. $CAULK_BIN picks the
+# binary (default: a release build). Needs root, network to the Debian
+# mirrors, and the packages scripts/test.sh installs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+count=${1:-20}
+rounds=${2:-3}
+
+if [ -z "${CAULK_BIN:-}" ]; then
+  cargo build --release --quiet -p caulk
+  CAULK_BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/caulk
+fi
+caulk=$CAULK_BIN
+layout=$(tests/images/fleet-debian.sh "$count")
+work=$(mktemp -d /var/tmp/caulk-fleet-bench.XXXXXX)
+registry_pid=
+cleanup() {
+  [ -n "$registry_pid" ] && kill "$registry_pid" 2>/dev/null && wait "$registry_pid" 2>/dev/null
+  if [ -n "${DOCKER_HOST:-}" ]; then
+    for i in $(seq "$count"); do
+      /usr/bin/docker rmi -f "caulk-fleet-bench/app-$i:v1" "caulk-fleet-bench/app-$i:patched" >/dev/null 2>&1 || true
+    done
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cat >"$work/registry.yml" <<YAML
+version: 0.1
+log: {level: error, accesslog: {disabled: true}}
+storage: {filesystem: {rootdirectory: $work/registry}, delete: {enabled: true}}
+http: {addr: 127.0.0.1:$port}
+YAML
+/usr/bin/docker-registry serve "$work/registry.yml" >/dev/null 2>&1 &
+registry_pid=$!
+for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+
+{
+  echo "apiVersion: copa.sh/v1alpha1"
+  echo "kind: PatchConfig"
+  echo "images:"
+  for i in $(seq "$count"); do
+    "$caulk" -q image copy "oci:$layout:app-$i" "127.0.0.1:$port/app-$i:v1" >/dev/null
+    printf '  - name: app-%d\n    image: 127.0.0.1:%d/app-%d\n    tags: {strategy: list, list: [v1]}\n' "$i" "$port" "$i"
+  done
+} >"$work/fleet.yaml"
+
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+spread() { sort -n | awk 'NR==1{min=$1} {max=$1} END {printf "%.1f-%.1f", min, max}'; }
+
+for i in $(seq "$rounds"); do
+  sync
+  start=$(date +%s.%N)
+  CAULK_CACHE_DIR=$work/cache "$caulk" patch --json --config "$work/fleet.yaml" \
+    --working-folder "$work/w" >"$work/summary-$i.json"
+  end=$(date +%s.%N)
+  echo "$end - $start" | bc >>"$work/caulk.times"
+  patched=$(jq '[.rows[] | select(.status == "patched")] | length' "$work/summary-$i.json")
+  test "$patched" = "$count" || { echo "round $i: $patched of $count patched" >&2; exit 1; }
+  echo "caulk round $i: $(tail -1 "$work/caulk.times") s ($patched images)"
+done
+
+DOCKER_HOST=$(bash tests/scripts/dockerd.sh start)
+export DOCKER_HOST
+mkdir -p "$work/ctx"
+for i in $(seq "$count"); do
+  "$caulk" -q image copy "oci:$layout:app-$i" "docker-daemon:caulk-fleet-bench/app-$i:v1" --docker-host "$DOCKER_HOST" >/dev/null
+done
+for r in $(seq "$rounds"); do
+  sync
+  start=$(date +%s.%N)
+  for i in $(seq "$count"); do
+    printf 'FROM caulk-fleet-bench/app-%d:v1\nRUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get upgrade -y -qq\n' "$i" >"$work/ctx/Dockerfile"
+    DOCKER_BUILDKIT=0 /usr/bin/docker build --no-cache --network host -q -t "caulk-fleet-bench/app-$i:patched" "$work/ctx" >/dev/null
+  done
+  end=$(date +%s.%N)
+  echo "$end - $start" | bc >>"$work/docker.times"
+  echo "docker round $r: $(tail -1 "$work/docker.times") s"
+  for i in $(seq "$count"); do /usr/bin/docker rmi -f "caulk-fleet-bench/app-$i:patched" >/dev/null; done
+done
+
+c=$(median <"$work/caulk.times"); d=$(median <"$work/docker.times")
+printf '\n%d images, median of %d rounds (range):\n' "$count" "$rounds"
+printf '  caulk patch --config   %7.1f s  (%s; round 1 cold: %.1f s)\n' "$c" "$(spread <"$work/caulk.times")" "$(head -1 "$work/caulk.times")"
+printf '  %d x docker build      %7.1f s  (%s)\n' "$count" "$d" "$(spread <"$work/docker.times")"
+printf '  caulk / docker: %.2f (goal <= 0.25)\n' "$(echo "$c / $d" | bc -l)"

@@ -1,0 +1,498 @@
+//! `caulk patch --config FILE`: a fleet of images from one PatchConfig.
+//!
+//! The config's image entries are expanded to jobs (one per chosen tag),
+//! `--shard` keeps this runner's share, skip detection decides per job
+//! whether a patch is due and under which tag, and the jobs run `--jobs` at
+//! a time through the same pipeline as a single `caulk patch`. The jobs
+//! share caulk's caches (unpacked layers, package indexes and downloads,
+//! compiled plugins), which are safe for concurrent jobs and processes, so
+//! images of one base unpack and download their common parts once.
+
+pub mod config;
+pub mod shard;
+pub mod skip;
+pub mod summary;
+pub mod tags;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use caulk_exec::{CancelToken, StepOutcome, Stream};
+use caulk_image::{ImageRef, Platform, RegistryRef, TransportOptions};
+
+use crate::model::PackageClass;
+use crate::patch::{self, Observer, PatchRequest, PkgTypes};
+use crate::plugin::PluginSet;
+use crate::scan::Scanners;
+use config::{ImageSpec, PatchConfig};
+pub use shard::Shard;
+pub use summary::{FleetRow, FleetStatus, FleetSummary};
+
+/// How a fleet runs, beyond what each job's request says.
+#[derive(Debug, Clone)]
+pub struct FleetOptions {
+    /// Copa's `-r` in bulk mode: reports of the patched images, for skip detection.
+    pub reports_dir: Option<PathBuf>,
+    pub jobs: usize,
+    pub fail_fast: bool,
+    pub shard: Option<Shard>,
+    /// Each job's own time limit (Copa's `--timeout` in bulk mode).
+    pub timeout: Duration,
+    pub pkg_types: PkgTypes,
+    pub scanner: Option<String>,
+    pub transport: TransportOptions,
+    /// Run every job's steps on this BuildKit daemon (`--engine buildkit`);
+    /// `None` runs them in the local sandbox.
+    pub buildkit: Option<crate::patch::engine::buildkit::BuildkitSettings>,
+}
+
+/// One image to patch, as expanded from the config.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// The config entry's `name`.
+    pub name: String,
+    pub source: ImageRef,
+    /// `registry/repo:tag` (or `DIR:tag`): what reports and the summary call it.
+    pub source_name: String,
+    pub destination: String,
+    pub target_name: String,
+    pub platform: Option<Platform>,
+    /// caulk.sh/v1alpha1's per-image report.
+    pub report: Option<PathBuf>,
+    /// Why the job patches (first patch, or a newer fix in a report).
+    pub why: String,
+}
+
+/// What the CLI contributes: the request of one job, from the command
+/// line's settings and the job's image and destination.
+pub trait Requests: Sync {
+    fn request(&self, job: &Job) -> Result<PatchRequest, crate::Error>;
+}
+
+/// Jobs a machine can run at once: one per core, as far as memory allows
+/// each its step memory plus room for caulk itself.
+pub fn default_jobs(step_memory_mib: u64) -> usize {
+    let cores = crate::parallel::cores();
+    let per_job = step_memory_mib.max(512) + 256;
+    let available = std::fs::read_to_string("/proc/meminfo").ok().and_then(|text| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("MemAvailable:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+    });
+    let by_memory = available.map_or(cores, |kib| usize::try_from(kib / 1024 / per_job).unwrap_or(cores));
+    cores.min(by_memory).max(1)
+}
+
+/// Expands, shards, decides and runs the fleet of `config`.
+pub fn run(
+    config: &PatchConfig,
+    options: &FleetOptions,
+    requests: &dyn Requests,
+    plugins: &PluginSet,
+    scanners: &Scanners<'_>,
+    cancel: &CancelToken,
+) -> FleetSummary {
+    let started = Instant::now();
+    let mut summary = FleetSummary::new(options.shard);
+    let reports = options.reports_dir.as_deref().map(|dir| match skip::ReportIndex::read(dir) {
+        Ok(index) => {
+            for (path, why) in &index.unreadable {
+                tracing::warn!("{}: not used for skip detection: {why}", path.display());
+            }
+            index
+        }
+        Err(e) => {
+            // Copa's fail-open: without reports every job is patched.
+            tracing::warn!("{}: reports cannot be read ({e}); every image is patched", dir.display());
+            skip::ReportIndex::default()
+        }
+    });
+    let mut listed = TagLister::new(&options.transport);
+    let mut jobs: Vec<Job> = Vec::new();
+    for spec in &config.images {
+        let mut expansion = Expansion { listed: &mut listed, reports: reports.as_ref(), jobs: &mut jobs };
+        expansion.expand(spec, config, options, scanners, &mut summary);
+    }
+    let failed = AtomicBool::new(false);
+    let results = crate::parallel::map(&jobs, options.jobs, |job| {
+        if options.fail_fast && failed.load(Ordering::SeqCst) {
+            return FleetRow::not_run(job, "an earlier job failed and --fail-fast stops the rest");
+        }
+        if cancel.is_cancelled() {
+            return FleetRow::not_run(job, "cancelled");
+        }
+        let row = run_job(job, options, requests, plugins, scanners, cancel);
+        if row.status == FleetStatus::Failed {
+            failed.store(true, Ordering::SeqCst);
+        }
+        row
+    });
+    summary.rows.extend(results);
+    summary.elapsed = started.elapsed();
+    summary
+}
+
+/// Config entries turned into jobs, sharing tag listings and reports.
+struct Expansion<'a, 'b> {
+    listed: &'a mut TagLister<'b>,
+    reports: Option<&'a skip::ReportIndex>,
+    jobs: &'a mut Vec<Job>,
+}
+
+impl Expansion<'_, '_> {
+    /// One config entry's jobs (or the rows that say why it has none), with
+    /// skip detection applied.
+    #[allow(clippy::too_many_lines)]
+    fn expand(
+        &mut self,
+        spec: &ImageSpec,
+        config: &PatchConfig,
+        options: &FleetOptions,
+        scanners: &Scanners<'_>,
+        summary: &mut FleetSummary,
+    ) {
+        let mine = |key: &str| options.shard.is_none_or(|s| s.owns(key));
+        let available = self.listed.tags(&spec.image);
+        let chosen = match tags::choose(
+            &spec.strategy,
+            available.as_ref().ok().map(Vec::as_slice),
+            &spec.tag_template,
+        ) {
+            Ok(chosen) => chosen,
+            Err(reason) => {
+                if mine(&spec.image) {
+                    let why = match &available {
+                        Err(e) if !matches!(spec.strategy, config::Strategy::List(_)) => {
+                            format!("{reason}: {e}")
+                        }
+                        _ => reason,
+                    };
+                    summary.rows.push(FleetRow::config_failed(spec, &why));
+                }
+                return;
+            }
+        };
+        let platform = match spec.platforms.as_slice() {
+            [] => None,
+            [one] => Platform::parse(one).ok(),
+            _ => {
+                if mine(&spec.image) {
+                    summary.rows.push(FleetRow::config_failed(
+                        spec,
+                        "several `platforms` for one image: caulk patches one platform per job; list one",
+                    ));
+                }
+                return;
+            }
+        };
+        for choice in chosen {
+            let tag = match choice {
+                tags::Choice::Tag(tag) => tag,
+                tags::Choice::Missing(tag) => {
+                    let source_name = tagged(&spec.image, &tag);
+                    if mine(&source_name) {
+                        tracing::warn!("{}: tag {tag} is not in {}; skipped", spec.name, spec.image);
+                        summary.rows.push(FleetRow::missing(spec, &source_name));
+                    }
+                    continue;
+                }
+            };
+            let source_name = tagged(&spec.image, &tag);
+            if !mine(&source_name) {
+                continue;
+            }
+            let source = match ImageRef::parse(&source_name) {
+                Ok(r) => r,
+                Err(e) => {
+                    summary.rows.push(FleetRow::job_failed(spec, &source_name, None, &e.to_string()));
+                    continue;
+                }
+            };
+            let target_repo = target_repository(&spec.image, spec.target_registry.as_deref());
+            let base_tag = spec.tag_template.render(&tag);
+            let target_tags =
+                if target_repo == spec.image { available.clone() } else { self.listed.tags(&target_repo) };
+            let newest = match &target_tags {
+                Ok(tags) => skip::newest_patched(&base_tag, tags),
+                Err(e) => {
+                    tracing::warn!(
+                        "{}: tags of {target_repo} cannot be listed ({e}); patching as {base_tag}",
+                        spec.name
+                    );
+                    None
+                }
+            };
+            let report = spec.report.as_ref().map(|t| config.base_dir.join(t.render(&tag)));
+            let decision = decide(newest.as_ref(), &target_repo, self.reports, options, scanners);
+            let (target_tag, why) = match decision {
+                Decision::Patch { why } => (skip::next_tag(&base_tag, newest.as_ref().map(|(n, _)| *n)), why),
+                Decision::Skip { why } => {
+                    let (_, existing) = newest.expect("skipping needs a patched tag");
+                    let job_name = tagged(&target_repo, &existing);
+                    summary.rows.push(FleetRow::skipped(spec, &source_name, &job_name, &why));
+                    continue;
+                }
+            };
+            let destination = tagged(&target_repo, &target_tag);
+            self.jobs.push(Job {
+                name: spec.name.clone(),
+                source,
+                source_name,
+                target_name: destination.strip_prefix("oci:").unwrap_or(&destination).to_owned(),
+                destination,
+                platform: platform.clone(),
+                report,
+                why,
+            });
+        }
+    }
+}
+
+enum Decision {
+    Patch { why: String },
+    Skip { why: String },
+}
+
+/// Whether the newest patched tag (if any) still needs work.
+fn decide(
+    newest: Option<&(u64, String)>,
+    target_repo: &str,
+    reports: Option<&skip::ReportIndex>,
+    options: &FleetOptions,
+    scanners: &Scanners<'_>,
+) -> Decision {
+    let Some((_, existing)) = newest else {
+        return Decision::Patch { why: "not patched before".to_owned() };
+    };
+    let existing_name = tagged(target_repo, existing);
+    let Some(reports) = reports else {
+        return Decision::Patch {
+            why: format!("{existing} exists; without reports (-r DIR) every image is patched again"),
+        };
+    };
+    let Some(path) = reports.find(existing_name.strip_prefix("oci:").unwrap_or(&existing_name)) else {
+        return Decision::Patch { why: format!("no report names {existing_name}; patched again") };
+    };
+    let scanned = match scanners.scan(path, options.scanner.as_deref()) {
+        Ok(scanned) => scanned,
+        Err(e) => {
+            tracing::warn!("{}: cannot be read for skip detection: {e}", path.display());
+            return Decision::Patch {
+                why: format!("the report of {existing} cannot be read; patched again"),
+            };
+        }
+    };
+    let grouped = crate::updates::group(&scanned.findings);
+    let fixable: Vec<&str> = grouped
+        .updates
+        .iter()
+        .filter(|u| match u.class {
+            PackageClass::Os => options.pkg_types.os,
+            PackageClass::Library => options.pkg_types.library,
+        })
+        .map(|u| u.name.as_str())
+        .collect();
+    if fixable.is_empty() {
+        return Decision::Skip {
+            why: format!("its report ({}) lists no fixable vulnerability", file_name(path)),
+        };
+    }
+    let mut names = fixable.clone();
+    names.sort_unstable();
+    names.dedup();
+    let shown = if names.len() > 3 {
+        format!("{} and {} more", names[..3].join(", "), names.len() - 3)
+    } else {
+        names.join(", ")
+    };
+    Decision::Patch {
+        why: format!(
+            "a newer fix exists for {shown} (report {}); re-patched from the original",
+            file_name(path)
+        ),
+    }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
+}
+
+/// `repo:tag` for a registry repository or an `oci:DIR` layout.
+fn tagged(repository: &str, tag: &str) -> String {
+    format!("{repository}:{tag}")
+}
+
+/// Where a spec's patched images go: beside the source, or under
+/// `target.registry` with the source's last path component (Copa's rule:
+/// `quay.io/opstree/redis` to `ghcr.io/myorg` is `ghcr.io/myorg/redis`).
+/// An `oci:DIR` target is a layout the patched images are named in.
+fn target_repository(source: &str, registry: Option<&str>) -> String {
+    match registry {
+        None => source.to_owned(),
+        Some(dir) if dir.starts_with("oci:") => dir.to_owned(),
+        Some(registry) => {
+            let name = source.strip_prefix("oci:").unwrap_or(source);
+            let last = name.trim_end_matches('/').rsplit('/').next().unwrap_or(name);
+            format!("{}/{last}", registry.trim_end_matches('/'))
+        }
+    }
+}
+
+/// Tags of repositories, listed once per run.
+struct TagLister<'a> {
+    transport: &'a TransportOptions,
+    cache: std::collections::BTreeMap<String, Result<Vec<String>, String>>,
+}
+
+impl<'a> TagLister<'a> {
+    fn new(transport: &'a TransportOptions) -> Self {
+        Self { transport, cache: std::collections::BTreeMap::new() }
+    }
+
+    fn tags(&mut self, repository: &str) -> Result<Vec<String>, String> {
+        if let Some(known) = self.cache.get(repository) {
+            return known.clone();
+        }
+        let listed = list_tags(repository, self.transport);
+        self.cache.insert(repository.to_owned(), listed.clone());
+        listed
+    }
+}
+
+fn list_tags(repository: &str, transport: &TransportOptions) -> Result<Vec<String>, String> {
+    if let Some(dir) = repository.strip_prefix("oci:") {
+        return layout_names(Path::new(dir));
+    }
+    let reference = RegistryRef::parse(repository).map_err(|e| e.to_string())?;
+    caulk_image::transport::registry::list_tags(&reference, &transport.registry).map_err(|e| e.to_string())
+}
+
+/// The image names (`org.opencontainers.image.ref.name`) of an OCI layout;
+/// a layout that does not exist yet has none.
+fn layout_names(dir: &Path) -> Result<Vec<String>, String> {
+    let path = dir.join("index.json");
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(format!("reading {}: {e}", path.display())),
+    };
+    let index: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| format!("{}: not JSON: {e}", path.display()))?;
+    let names = index
+        .get("manifests")
+        .and_then(serde_json::Value::as_array)
+        .map(|manifests| {
+            manifests
+                .iter()
+                .filter_map(|m| m.pointer("/annotations/org.opencontainers.image.ref.name"))
+                .filter_map(serde_json::Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(names)
+}
+
+/// Runs one job with its own time limit; any outcome becomes a row.
+fn run_job(
+    job: &Job,
+    options: &FleetOptions,
+    requests: &dyn Requests,
+    plugins: &PluginSet,
+    scanners: &Scanners<'_>,
+    cancel: &CancelToken,
+) -> FleetRow {
+    let request = match requests.request(job) {
+        Ok(request) => request,
+        Err(e) => return FleetRow::failed(job, &e.to_string()),
+    };
+    tracing::info!("{}: patching {} to {} ({})", job.name, job.source_name, job.target_name, job.why);
+    let own = CancelToken::new();
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    let watch = {
+        let own = own.clone();
+        let outer = cancel.clone();
+        let deadline = Instant::now() + options.timeout;
+        std::thread::spawn(move || {
+            loop {
+                match finished.recv_timeout(Duration::from_millis(100)) {
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                        if outer.is_cancelled() || Instant::now() >= deadline {
+                            own.cancel();
+                            return;
+                        }
+                    }
+                    _ => return,
+                }
+            }
+        })
+    };
+    let mut observer = JobLog { name: &job.name };
+    let result = match &options.buildkit {
+        None => patch::run(&request, plugins, scanners, &mut observer, &own),
+        Some(settings) => {
+            patch::engine::buildkit::run(settings, &request, plugins, scanners, &mut observer, &own)
+        }
+    };
+    drop(done);
+    let _ = watch.join();
+    match result {
+        Ok(summary) => FleetRow::finished(job, summary),
+        Err(e) => {
+            let timed_out = own.is_cancelled() && !cancel.is_cancelled();
+            let mut message = crate::Error::from(e).to_string();
+            if timed_out {
+                message = format!("--timeout of {}s reached: {message}", options.timeout.as_secs());
+            }
+            FleetRow::failed(job, &message)
+        }
+    }
+}
+
+/// Logs a job's phases under its name (jobs run side by side).
+struct JobLog<'a> {
+    name: &'a str,
+}
+
+impl Observer for JobLog<'_> {
+    fn phase(&mut self, name: &str) {
+        tracing::info!("{}: {name}", self.name);
+    }
+
+    fn step_started(&mut self, index: usize, total: usize, summary: &str) {
+        tracing::info!("{}: step {}/{total}: {summary}", self.name, index + 1);
+    }
+
+    fn step_output(&mut self, stream: Stream, line: &str) {
+        let tag = if matches!(stream, Stream::Stderr) { "!" } else { "|" };
+        tracing::debug!("{}: {tag} {line}", self.name);
+    }
+
+    fn step_finished(&mut self, outcome: &StepOutcome) {
+        tracing::info!("{}: step done in {:.1}s", self.name, outcome.duration.as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_follow_copas_registry_rule() {
+        assert_eq!(target_repository("quay.io/opstree/redis", Some("ghcr.io/myorg")), "ghcr.io/myorg/redis");
+        assert_eq!(
+            target_repository("docker.io/library/nginx", Some("ghcr.io/myorg/")),
+            "ghcr.io/myorg/nginx"
+        );
+        assert_eq!(target_repository("127.0.0.1:5000/a/b", None), "127.0.0.1:5000/a/b");
+        assert_eq!(target_repository("oci:/x/layout", Some("oci:/y/out")), "oci:/y/out");
+    }
+
+    #[test]
+    fn default_jobs_is_at_least_one_and_at_most_the_cores() {
+        let jobs = default_jobs(1 << 30);
+        assert_eq!(jobs, 1, "no machine has a TiB per job");
+        assert!((1..=crate::parallel::cores()).contains(&default_jobs(0)));
+    }
+}

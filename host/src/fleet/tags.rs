@@ -1,0 +1,193 @@
+//! Which tags of a repository a fleet patches: Copa's `list`, `pattern`
+//! and `latest` strategies over the tags the repository has.
+
+use std::cmp::Ordering;
+
+use super::config::{Strategy, TagTemplate};
+
+/// A tag read as a version: `v1.25.3`, `12.4-slim`, `3.19`. Tags that do
+/// not start with a number (after an optional `v`) are not versions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Version {
+    numbers: Vec<u64>,
+    /// What follows the numbers (`-slim`, `-rc1`); empty for a release.
+    suffix: String,
+}
+
+fn version(tag: &str) -> Option<Version> {
+    let body = tag.strip_prefix('v').unwrap_or(tag);
+    let end = body.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(body.len());
+    let (numeric, suffix) = body.split_at(end);
+    if numeric.is_empty() || numeric.starts_with('.') || numeric.ends_with('.') || numeric.contains("..") {
+        return None;
+    }
+    // A suffix must be separated (`1.2-slim`, `1.2+b1`), or `1a` would be a version.
+    if !suffix.is_empty() && !suffix.starts_with(['-', '+', '_']) {
+        return None;
+    }
+    let numbers = numeric.split('.').map(str::parse).collect::<Result<Vec<u64>, _>>().ok()?;
+    Some(Version { numbers, suffix: suffix.to_owned() })
+}
+
+/// Highest first: versions by their numbers (missing parts count as 0),
+/// a release above the same numbers with a suffix (semver's pre-release
+/// rule), then anything else; ties by the tag text, so the order never
+/// depends on the registry's.
+pub fn highest_first(a: &str, b: &str) -> Ordering {
+    match (version(a), version(b)) {
+        (Some(x), Some(y)) => {
+            let len = x.numbers.len().max(y.numbers.len());
+            let part = |v: &Version, i: usize| v.numbers.get(i).copied().unwrap_or(0);
+            (0..len)
+                .map(|i| part(&y, i).cmp(&part(&x, i)))
+                .find(|o| o.is_ne())
+                .unwrap_or(Ordering::Equal)
+                .then_with(|| x.suffix.is_empty().cmp(&y.suffix.is_empty()).reverse())
+                .then_with(|| y.numbers.len().cmp(&x.numbers.len()))
+                .then_with(|| b.cmp(a))
+        }
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => b.cmp(a),
+    }
+}
+
+/// A tag the strategy chose, or one it names that is not there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Choice {
+    Tag(String),
+    /// A `list` tag the repository does not have (Copa warns and skips).
+    Missing(String),
+}
+
+/// Whether `tag` is what this spec's own template made of another tag
+/// (`1.2-patched`, `1.2-patched-3`): patched outputs pushed beside their
+/// sources are not sources themselves.
+fn is_output(tag: &str, others: &[String], template: &TagTemplate) -> bool {
+    others.iter().filter(|o| o.as_str() != tag).any(|source| {
+        let out = template.render(source);
+        tag == out
+            || tag
+                .strip_prefix(&out)
+                .and_then(|r| r.strip_prefix('-'))
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    })
+}
+
+/// The tags `strategy` picks from `available` (the repository's tags;
+/// `None` when they could not be listed, which only `list` survives).
+pub fn choose(
+    strategy: &Strategy,
+    available: Option<&[String]>,
+    template: &TagTemplate,
+) -> Result<Vec<Choice>, String> {
+    if let Strategy::List(list) = strategy {
+        let mut seen = std::collections::BTreeSet::new();
+        return Ok(list
+            .iter()
+            .filter(|t| seen.insert(t.as_str()))
+            .map(|t| match available {
+                Some(tags) if !tags.contains(t) => Choice::Missing(t.clone()),
+                _ => Choice::Tag(t.clone()),
+            })
+            .collect());
+    }
+    let tags = available.ok_or("the repository's tags could not be listed")?;
+    let sources = tags.iter().filter(|t| !is_output(t, tags, template));
+    let mut picked: Vec<&String> = match strategy {
+        Strategy::Pattern { pattern, exclude, .. } => {
+            sources.filter(|t| pattern.is_match(t) && !exclude.contains(t)).collect()
+        }
+        Strategy::Latest { exclude } => sources.filter(|t| !exclude.contains(t)).collect(),
+        Strategy::List(_) => unreachable!("returned above"),
+    };
+    picked.sort_by(|a, b| highest_first(a, b));
+    picked.dedup();
+    let keep = match strategy {
+        Strategy::Pattern { max_tags, .. } if *max_tags > 0 => *max_tags,
+        Strategy::Latest { .. } => {
+            // Releases over suffixed versions (`3.21-rc1`), versions over
+            // names; `latest` itself only when nothing is versioned.
+            let release = |t: &&String| version(t).is_some_and(|v| v.suffix.is_empty());
+            if picked.iter().any(release) {
+                picked.retain(release);
+            } else if picked.first().is_some_and(|t| version(t).is_none()) {
+                picked.retain(|t| t.as_str() == "latest");
+            }
+            1
+        }
+        _ => usize::MAX,
+    };
+    if picked.is_empty() {
+        return Err(match strategy {
+            Strategy::Pattern { pattern, .. } => format!("no tag matches the pattern `{pattern}`"),
+            _ => "the repository has no versioned tag (and no `latest`)".to_owned(),
+        });
+    }
+    Ok(picked.into_iter().take(keep).map(|t| Choice::Tag(t.clone())).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tags(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    fn template() -> TagTemplate {
+        TagTemplate::parse("{{ .SourceTag }}-patched").unwrap()
+    }
+
+    fn chosen(strategy: &Strategy, available: &[&str]) -> Vec<String> {
+        choose(strategy, Some(&tags(available)), &template())
+            .unwrap()
+            .into_iter()
+            .map(|c| match c {
+                Choice::Tag(t) => t,
+                Choice::Missing(t) => format!("missing {t}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn versions_sort_by_number_not_text() {
+        let mut list = tags(&["1.9", "1.10", "1.10-rc1", "v1.2.3", "latest", "1.10.0", "alpine", "2"]);
+        list.sort_by(|a, b| highest_first(a, b));
+        assert_eq!(list, ["2", "1.10.0", "1.10", "1.10-rc1", "1.9", "v1.2.3", "latest", "alpine"]);
+    }
+
+    #[test]
+    fn pattern_caps_excludes_and_ignores_its_own_outputs() {
+        let strategy = Strategy::Pattern {
+            pattern: regex::Regex::new(r"^1\.25\.[0-9]+").unwrap(),
+            max_tags: 2,
+            exclude: tags(&["1.25.4"]),
+        };
+        let available =
+            ["1.25.1", "1.25.10", "1.25.4", "1.25.3", "1.25.10-patched", "1.25.10-patched-2", "1.24.9"];
+        assert_eq!(chosen(&strategy, &available), ["1.25.10", "1.25.3"]);
+        let err = choose(&strategy, Some(&tags(&["2.0"])), &template()).unwrap_err();
+        assert!(err.contains("no tag matches"), "{err}");
+    }
+
+    #[test]
+    fn latest_is_the_highest_release() {
+        let latest = Strategy::Latest { exclude: tags(&["3.20"]) };
+        assert_eq!(
+            chosen(&latest, &["3.18", "3.19.1", "3.20", "3.19.1-patched", "edge", "latest", "3.21-rc1"]),
+            ["3.19.1"]
+        );
+        assert_eq!(chosen(&latest, &["edge", "latest"]), ["latest"]);
+        assert!(choose(&latest, Some(&tags(&["edge"])), &template()).is_err());
+        assert!(choose(&latest, None, &template()).is_err());
+    }
+
+    #[test]
+    fn list_keeps_its_order_and_names_missing_tags() {
+        let list = Strategy::List(tags(&["b", "a", "b", "gone"]));
+        assert_eq!(chosen(&list, &["a", "b"]), ["b", "a", "missing gone"]);
+        // Unlisted repositories: every tag is tried.
+        assert_eq!(choose(&list, None, &template()).unwrap().len(), 3);
+    }
+}
