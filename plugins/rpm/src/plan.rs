@@ -54,19 +54,28 @@ use crate::probe::{
 /// The ecosystem this plugin patches.
 pub const RPM: &str = "rpm";
 
-/// What only churns: package manager caches, history databases and logs,
+/// What only churns: package manager caches, history databases and logs
+/// (the directories too: a glob `D/**` leaves `D` itself in the layer),
 /// and rpm's lock files (Berkeley DB environments `__db.*`, `.rpm.lock`)
 /// and sqlite's shared-memory index. rpm checkpoints sqlite's write-ahead
 /// log when it closes the database, leaving it empty. Never the database
 /// files themselves, which must move with the installed files.
 pub const DROP_PATHS: &[&str] = &[
+    "/var/cache/dnf",
     "/var/cache/dnf/**",
+    "/var/cache/yum",
     "/var/cache/yum/**",
+    "/var/cache/tdnf",
     "/var/cache/tdnf/**",
+    "/var/cache/zypp",
     "/var/cache/zypp/**",
+    "/var/lib/dnf",
     "/var/lib/dnf/**",
+    "/var/lib/yum/history",
     "/var/lib/yum/history/**",
+    "/var/lib/tdnf",
     "/var/lib/tdnf/**",
+    "/var/log/zypp",
     "/var/log/dnf*.log",
     "/var/log/hawkey.log",
     "/var/log/yum.log",
@@ -248,22 +257,20 @@ fn host_runner(target: &Target, facts: &[Fact]) -> Result<Runner, RpmError> {
     match (facts.output(HOST_DNF), facts.unavailable(HOST_DNF)) {
         (Some(out), _) if out.exit_code == 0 => {}
         (Some(out), _) => {
+            let stderr = tail(&out.stderr);
+            let why = if stderr.is_empty() { "no dnf on its PATH".to_owned() } else { stderr };
             return Err(RpmError::NoManager {
-                why: format!(
-                    "`dnf --version` on the host exited with {}: {}",
-                    out.exit_code,
-                    tail(&out.stderr)
-                ),
+                why: format!("`command -v dnf` on the host exited with {}: {why}", out.exit_code),
             });
         }
         (None, Some(why)) => {
-            return Err(RpmError::NoManager { why: format!("running dnf from the host's root fs: {why}") });
+            return Err(RpmError::NoManager { why: format!("looking for dnf in the host's root fs: {why}") });
         }
         (None, None) => {
             return Err(RpmError::MissingFact {
                 phase: "plan",
                 id: HOST_DNF,
-                what: "dnf --version on the host",
+                what: "command -v dnf on the host",
             });
         }
     }

@@ -6,7 +6,7 @@
 //! repository files. Second round, once the database is known: `rpm -qa`
 //! and the `system-release(releasever)` provide, run with the image's rpm
 //! or, for an image without one, the host's with `--root`; and for an image
-//! without a package manager, `dnf --version` from the host's root fs.
+//! without a package manager, whether the host's root fs has a dnf.
 //! Verify phase: the same database, tools and manifests, then `rpm -qa` and
 //! `rpmdb --verifydb` on the patched image.
 
@@ -23,6 +23,11 @@ pub const QUERY: &str = "rpm-query";
 pub const RELEASEVER: &str = "rpm-releasever";
 pub const HOST_DNF: &str = "host-dnf";
 pub const VERIFYDB: &str = "rpm-verifydb";
+
+/// Whether the host has a dnf. Not `dnf --version`: outside an installroot
+/// dnf logs to the host's `/var/log/hawkey.log`, which the sandbox does not
+/// have, and exits with 1 after printing its version.
+pub const HOST_DNF_ARGV: [&str; 3] = ["sh", "-c", "command -v dnf"];
 
 /// Where the image is mounted when the host's tools work on it.
 pub const TOOLING_MOUNT: &str = "/target";
@@ -99,7 +104,7 @@ pub fn questions(phase: Phase, facts: &[Fact]) -> Vec<Question> {
                 );
                 wanted.push(Question::command(RELEASEVER, releasever));
                 if facts.answered(TOOLS) && crate::plan::manager(facts).is_none() {
-                    let mut command = Command::new(["dnf", "--version"]);
+                    let mut command = Command::new(HOST_DNF_ARGV);
                     command.context = host_tooling();
                     wanted.push(Question::command(HOST_DNF, command));
                 }

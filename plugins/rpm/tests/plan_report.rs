@@ -236,3 +236,24 @@ fn hostile_report_entries_never_reach_dnf() {
     opts.settings = vec![("x".into(), "y".into())];
     assert_eq!(Rpm::plan(&plan_request(&root, Vec::new(), opts)).unwrap_err().kind, ErrorKind::Unsupported);
 }
+
+#[test]
+fn a_toolless_image_needs_a_dnf_on_the_host() {
+    use caulk_sdk::update::{Answer, CommandOutput};
+    let root = toolless();
+    let mut request =
+        plan_request(&root, vec![update("caulk-demo", "1.0-1", &["1.1-1"])], options(UpdateMode::Report));
+    let fact = request.facts.iter_mut().find(|f| f.question_id == caulk_plugin_rpm::probe::HOST_DNF).unwrap();
+    // What `command -v dnf` answers on a host without dnf.
+    fact.answer = Answer::Output(CommandOutput { exit_code: 1, stdout: Vec::new(), stderr: Vec::new() });
+    let e = Rpm::plan(&request).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::NotApplicable);
+    assert!(
+        e.message.ends_with(
+            "the host's dnf cannot work on it: `command -v dnf` on the host exited with 1: no dnf on its PATH"
+        ),
+        "{}",
+        e.message
+    );
+    assert!(e.hint.as_deref().unwrap().contains("apt-get install dnf"));
+}
