@@ -4,9 +4,9 @@
 #
 #   rpm-image.sh KIND PORT OUT_DIR
 #
-# KIND is a root of rpm.sh (toolless, azure) or rpm-dnf.sh (dnf). The image
-# has two layers: the
-# root, and a layer with /etc/yum.repos.d/caulk.repo pointing dnf at
+# KIND is a root of rpm.sh (toolless, azure), distroless (azure without its
+# rpm database) or rpm-dnf.sh's (dnf). The image has two layers: the root,
+# and a layer with /etc/yum.repos.d/caulk.repo pointing dnf at
 # http://127.0.0.1:PORT/, where the test serves rpm.sh's repository. The
 # image is named KIND.
 set -euo pipefail
@@ -23,7 +23,14 @@ esac
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-cp "$material/$kind.tar" "$work/root.tar"
+case $kind in
+# Azure Linux distroless: the container manifests and no rpm database.
+distroless)
+  cp "$material/azure.tar" "$work/root.tar"
+  tar --delete -f "$work/root.tar" ./var/lib/rpm
+  ;;
+*) cp "$material/$kind.tar" "$work/root.tar" ;;
+esac
 mkdir -p "$work/repos/etc/yum.repos.d"
 printf '[caulk-test]\nname=caulk test repository\nbaseurl=http://127.0.0.1:%s/\ngpgcheck=0\n' "$port" \
   >"$work/repos/etc/yum.repos.d/caulk.repo"

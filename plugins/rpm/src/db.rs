@@ -96,7 +96,27 @@ pub struct QueryError {
 
 impl Installed {
     pub fn parse(output: &[u8]) -> Result<Self, QueryError> {
-        let text = String::from_utf8_lossy(output);
+        Self::read(&String::from_utf8_lossy(output), 5, |fields| {
+            (fields[0], fields[1], fields[2], fields[3], fields[4])
+        })
+    }
+
+    /// The packages `container-manifest-2` lists: name, version-release, ...,
+    /// epoch (6th), ..., arch (8th), tab-separated.
+    pub fn from_manifest(contents: &[u8]) -> Result<Self, QueryError> {
+        Self::read(&String::from_utf8_lossy(contents), 8, |fields| {
+            let (version, release) = fields[1].rsplit_once('-').unwrap_or((fields[1], "(none)"));
+            (fields[0], fields[5], version, release, fields[7])
+        })
+    }
+
+    /// Lines of at least `width` tab-separated fields, cut by `pick` into
+    /// name, epoch, version, release and arch.
+    fn read<'a>(
+        text: &'a str,
+        width: usize,
+        pick: impl Fn(&[&'a str]) -> (&'a str, &'a str, &'a str, &'a str, &'a str),
+    ) -> Result<Self, QueryError> {
         let mut packages: BTreeMap<String, Vec<Package>> = BTreeMap::new();
         for (index, line) in text.lines().enumerate() {
             if line.trim().is_empty() {
@@ -104,7 +124,10 @@ impl Installed {
             }
             let fields: Vec<&str> = line.split('\t').collect();
             let bad = || QueryError { line: index + 1, text: line.chars().take(120).collect() };
-            let [name, epoch, version, release, arch] = fields[..] else { return Err(bad()) };
+            if fields.len() < width || (width == 5 && fields.len() != 5) {
+                return Err(bad());
+            }
+            let (name, epoch, version, release, arch) = pick(&fields);
             if name.is_empty() || version.is_empty() {
                 return Err(bad());
             }
@@ -170,6 +193,16 @@ mod tests {
         let err = Installed::parse(b"glibc\t(none)\t2.34\t1\tx86_64\nnot a package line\n").unwrap_err();
         assert_eq!(err.line, 2);
         assert!(Installed::parse(b"a\tx\t1\t1\tnoarch\n").is_err(), "a non-numeric epoch");
+    }
+
+    #[test]
+    fn azure_linux_manifests_are_read_with_their_epochs() {
+        let manifest = b"openssl\t3.3.2-1.azl3\t1730000000\t1729000000\tMicrosoft Corporation\t(none)\t100\tx86_64\t0\topenssl-3.3.2-1.azl3.src.rpm\n\
+                         tar\t1.35-1.azl3\t1\t1\tMicrosoft Corporation\t2\t9\tx86_64\t2\ttar-1.35-1.azl3.src.rpm\n";
+        let installed = Installed::from_manifest(manifest).unwrap();
+        assert_eq!(installed.get("openssl")[0].evr, "3.3.2-1.azl3");
+        assert_eq!(installed.get("tar")[0].evr, "2:1.35-1.azl3");
+        assert_eq!(Installed::from_manifest(b"openssl\t3.3.2-1\n").unwrap_err().line, 1);
     }
 
     #[test]

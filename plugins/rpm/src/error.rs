@@ -12,8 +12,8 @@ pub enum RpmError {
     #[error("the image has no rpm database (none of {paths}){}", .os.as_ref().map(|os| format!(", though its os-release says {os}")).unwrap_or_default())]
     NoDatabase { paths: String, os: Option<String> },
     #[error(
-        "the image lists its packages only in {manifest} (an Azure Linux distroless image) and has no rpm database \
-         to install into"
+        "the image lists its packages only in {manifest} (as Azure Linux distroless images do) yet has a package \
+         manager, with no rpm database for it to install into"
     )]
     ManifestsOnly { manifest: &'static str },
     #[error("reading the image's rpm database in {dir} failed: {why}")]
@@ -64,8 +64,9 @@ impl RpmError {
                  Linux, Photon, SUSE); is this image built from one?"
             }
             Self::ManifestsOnly { .. } => {
-                "caulk installs fixed RPMs with dnf into the image's rpm database; an image that keeps only the \
-                 container manifests cannot be patched by caulk yet"
+                "caulk patches an image that lists its packages only in container manifests with the host's dnf, \
+                 which it uses only for images without a package manager; remove the manifests or restore the rpm \
+                 database"
             }
             Self::Query { .. } | Self::QueryOutput(_) => {
                 "the image's rpm database is damaged or of a backend the rpm that read it does not know; `rpm \

@@ -76,6 +76,8 @@ pub const DROP_PATHS: &[&str] = &[
     "/var/lib/tdnf",
     "/var/lib/tdnf/**",
     "/var/log/zypp",
+    "/var/lib/caulk-rpmdb",
+    "/var/lib/caulk-rpmdb/**",
     "/var/log/dnf*.log",
     "/var/log/hawkey.log",
     "/var/log/yum.log",
@@ -168,7 +170,9 @@ pub enum Runner {
 
 /// The image as far as planning needs it.
 pub struct Image {
-    pub db: DbLocation,
+    /// None for an image that lists its packages only in Azure Linux's
+    /// container manifests.
+    pub db: Option<DbLocation>,
     pub installed: Installed,
     pub runner: Runner,
     /// Whether the image has Azure Linux's container manifests.
@@ -214,18 +218,25 @@ pub fn image(target: &Target, facts: &[Fact]) -> Result<Image, RpmError> {
         return Err(missing(DB, "/var/lib/rpm"));
     }
     let manifests = !facts.files(MANIFESTS).is_empty();
-    let Some(db) = probe::located(facts) else {
-        if manifests {
-            return Err(RpmError::ManifestsOnly { manifest: MANIFEST_2 });
+    let (db, installed) = if let Some(db) = probe::located(facts) {
+        let installed = query(facts, "plan", &db)?;
+        (Some(db), installed)
+    } else {
+        let manifest =
+            facts.files(MANIFESTS).iter().find(|f| f.path == MANIFEST_2).and_then(|f| f.contents.as_deref());
+        match manifest {
+            Some(contents) if manager(facts).is_none() => (None, Installed::from_manifest(contents)?),
+            Some(_) => return Err(RpmError::ManifestsOnly { manifest: MANIFEST_2 }),
+            None => {
+                let os = target.os.as_ref().filter(|os| is_rpm_os(os));
+                let os = os.map(|os| os.pretty_name.clone().unwrap_or_else(|| os.id.clone()));
+                return Err(RpmError::NoDatabase { paths: crate::db::db_paths().join(", "), os });
+            }
         }
-        let os = target.os.as_ref().filter(|os| is_rpm_os(os));
-        let os = os.map(|os| os.pretty_name.clone().unwrap_or_else(|| os.id.clone()));
-        return Err(RpmError::NoDatabase { paths: crate::db::db_paths().join(", "), os });
     };
-    let installed = query(facts, "plan", &db)?;
-    let runner = match manager(facts) {
-        Some(manager) => Runner::Image(manager),
-        None => host_runner(target, facts)?,
+    let runner = match (&db, manager(facts)) {
+        (Some(_), Some(manager)) => Runner::Image(manager),
+        _ => host_runner(target, facts)?,
     };
     let shell_and_rpm = image_has(facts, "sh") && image_has(facts, "rpm");
     Ok(Image { db, installed, runner, manifests, shell_and_rpm })
@@ -335,10 +346,17 @@ pub fn plan(request: &PlanRequest) -> Result<PatchPlan, RpmError> {
         }
         UpdateMode::All => {
             everything(&image.installed, &mut plan);
-            work.push(upgrade_step(&image, &[], false));
+            if image.db.is_some() {
+                work.push(upgrade_step(&image, &[], false));
+            } else {
+                // No database for dnf to find what is installed: name it all.
+                let names: Vec<PackageName> =
+                    image.installed.names().filter_map(|n| n.parse().ok()).collect();
+                work.push(upgrade_step(&image, &names, false));
+            }
         }
     }
-    if image.manifests {
+    if image.manifests && image.db.is_some() {
         work.push(manifest_step(&image));
     }
     plan.steps = work;
@@ -496,6 +514,9 @@ pub fn upgrade_summary(names: &[PackageName]) -> String {
 const HOST_SCRIPT: &str = r#"printf '%%_dbpath %s\n' "$CAULK_RPM_DBPATH" >"$HOME/.rpmmacros" && exec "$@""#;
 
 fn upgrade_step(image: &Image, names: &[PackageName], tolerate_failure: bool) -> Step {
+    let Some(db) = &image.db else {
+        return manifest_only_step(image, names, tolerate_failure);
+    };
     let args = names.iter().map(|n| n.as_str().to_owned());
     let command = match &image.runner {
         Runner::Image(manager) => {
@@ -520,10 +541,8 @@ fn upgrade_step(image: &Image, names: &[PackageName], tolerate_failure: bool) ->
             argv.push("--setopt=install_weak_deps=False".to_owned());
             argv.push("upgrade".to_owned());
             argv.extend(args);
-            let mut command = Command::new(argv)
-                .with_network()
-                .env("HOME", "/tmp")
-                .env("CAULK_RPM_DBPATH", image.db.dir.clone());
+            let mut command =
+                Command::new(argv).with_network().env("HOME", "/tmp").env("CAULK_RPM_DBPATH", db.dir.clone());
             command.context = host_tooling();
             command
         }
@@ -543,7 +562,8 @@ mv "$root/var/lib/rpmmanifest/container-manifest-1.caulk" "$root/var/lib/rpmmani
 mv "$root/var/lib/rpmmanifest/container-manifest-2.caulk" "$root/var/lib/rpmmanifest/container-manifest-2""#;
     let in_image = matches!(image.runner, Runner::Image(_)) && image.shell_and_rpm;
     let root = if in_image { "" } else { TOOLING_MOUNT };
-    let argv = ["sh", "-c", SCRIPT, "sh", root, image.db.dir.as_str(), MANIFEST_1_FORMAT, MANIFEST_2_FORMAT];
+    let db = image.db.as_ref().map_or("/var/lib/rpm", |db| db.dir.as_str());
+    let argv = ["sh", "-c", SCRIPT, "sh", root, db, MANIFEST_1_FORMAT, MANIFEST_2_FORMAT];
     let mut command = Command::new(argv);
     if !in_image {
         command.context = host_tooling();
@@ -555,7 +575,70 @@ mv "$root/var/lib/rpmmanifest/container-manifest-2.caulk" "$root/var/lib/rpmmani
     }
 }
 
+/// `container-manifest-2` of a package from an RPM file, the install
+/// time filled in by [`MANIFEST_ONLY_SCRIPT`].
+const MANIFEST_2_FROM_FILE: &str = "%{NAME}\\t%{VERSION}-%{RELEASE}\\t@NOW@\\t%{BUILDTIME}\\t%{VENDOR}\\t%{EPOCH}\\t%{SIZE}\\t%{ARCH}\\t%{EPOCHNUM}\\t%{SOURCERPM}";
+
+/// For an image with container manifests and no rpm database (Azure Linux
+/// distroless), as Copa patches it: the host's dnf resolves and downloads
+/// the packages into a scratch root in the step's private `/tmp`; of what
+/// it fetched, the named packages and those built from the same source
+/// package (`openssl-libs` with `openssl`), if the manifest lists them,
+/// are unpacked into the image by
+/// rpm with a scratch database outside the layer (`--nodeps`, no
+/// scriptlets: the image has no shell to run them); their lines in
+/// `container-manifest-2` are replaced and `container-manifest-1` is
+/// written again from it. Files an old version had and the new one lacks
+/// stay behind.
+const MANIFEST_ONLY_SCRIPT: &str = r#"set -eu
+rel=$1 repos=$2 f2=$3
+shift 3
+work=$HOME/caulk-rpm target=$CAULK_TARGET scratch=/var/lib/caulk-rpmdb
+m=$target/var/lib/rpmmanifest
+mkdir -p "$work/root" "$work/rpms"
+printf '%%_dbpath /var/lib/rpm\n' >"$HOME/.rpmmacros"
+dnf -y --noplugins --refresh --installroot="$work/root" ${rel:+"--releasever=$rel"} "--setopt=reposdir=$repos" \
+  --setopt=skip_if_unavailable=False --setopt=install_weak_deps=False \
+  install --downloadonly "--downloaddir=$work/rpms" "$@"
+now=$(date +%s) srcs=
+for f in "$work"/rpms/*.rpm; do
+  name=$(rpm -qp --qf '%{NAME}' "$f")
+  for want in "$@"; do
+    if [ "$name" = "$want" ]; then srcs="$srcs $(rpm -qp --qf '%{SOURCERPM}' "$f")"; fi
+  done
+done
+for f in "$work"/rpms/*.rpm; do
+  name=$(rpm -qp --qf '%{NAME}' "$f")
+  case " $srcs " in *" $(rpm -qp --qf '%{SOURCERPM}' "$f") "*) ;; *) continue ;; esac
+  awk -F '\t' -v n="$name" '$1 == n { found = 1 } END { exit !found }' "$m/container-manifest-2" || continue
+  rpm --root "$target" --dbpath "$scratch" -i --nodeps --noscripts --notriggers --replacefiles --replacepkgs "$f"
+  line=$(rpm -qp --qf "$f2" "$f")
+  awk -F '\t' -v n="$name" -v l="$line" -v now="$now" 'BEGIN { sub("@NOW@", now, l) } $1 == n { print l; next } { print }' \
+    "$m/container-manifest-2" >"$m/container-manifest-2.caulk"
+  mv "$m/container-manifest-2.caulk" "$m/container-manifest-2"
+done
+rm -rf "$target$scratch"
+awk -F '\t' '{ print $1 "-" $2 "." $8 }' "$m/container-manifest-2" >"$m/container-manifest-1.caulk"
+mv "$m/container-manifest-1.caulk" "$m/container-manifest-1""#;
+
+fn manifest_only_step(image: &Image, names: &[PackageName], tolerate_failure: bool) -> Step {
+    let Runner::Host { releasever, reposdirs } = &image.runner else {
+        unreachable!("an image without an rpm database is always patched from the host")
+    };
+    let dirs: Vec<String> = reposdirs.iter().map(|d| format!("{TOOLING_MOUNT}{d}")).collect();
+    let mut argv: Vec<String> = vec!["sh".into(), "-c".into(), MANIFEST_ONLY_SCRIPT.into(), "sh".into()];
+    argv.push(releasever.clone().unwrap_or_default());
+    argv.push(dirs.join(","));
+    argv.push(MANIFEST_2_FROM_FILE.into());
+    argv.extend(names.iter().map(|n| n.as_str().to_owned()));
+    let mut command =
+        Command::new(argv).with_network().env("HOME", "/tmp").env("CAULK_TARGET", TOOLING_MOUNT);
+    command.context = host_tooling();
+    Step { summary: upgrade_summary(names), command, tolerate_failure }
+}
+
 fn cache(image: &Image, target: &Target, facts: &[Fact]) -> Option<CacheMount> {
+    image.db.as_ref()?;
     let path = match &image.runner {
         Runner::Image(manager) => manager.cache_dir()?.to_owned(),
         Runner::Host { .. } => format!("{TOOLING_MOUNT}/var/cache/dnf"),

@@ -103,16 +103,17 @@ pub fn questions(phase: Phase, facts: &[Fact]) -> Vec<Question> {
                     &["-q", "--whatprovides", "system-release(releasever)", "--provides"],
                 );
                 wanted.push(Question::command(RELEASEVER, releasever));
-                if facts.answered(TOOLS) && crate::plan::manager(facts).is_none() {
-                    let mut command = Command::new(HOST_DNF_ARGV);
-                    command.context = host_tooling();
-                    wanted.push(Question::command(HOST_DNF, command));
-                }
             }
             Phase::Verify => {
                 wanted.push(Question::command(VERIFYDB, rpm_command(facts, &db, "rpmdb", &["--verifydb"])));
             }
         }
+    }
+    // Also for an image with container manifests and no database.
+    if phase == Phase::Plan && facts.answered(TOOLS) && crate::plan::manager(facts).is_none() {
+        let mut command = Command::new(HOST_DNF_ARGV);
+        command.context = host_tooling();
+        wanted.push(Question::command(HOST_DNF, command));
     }
     wanted.into_iter().filter(|q| !facts.answered(&q.id)).collect()
 }

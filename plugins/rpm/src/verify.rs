@@ -2,7 +2,8 @@
 //!
 //! The evidence is `rpm -qa` on the patched image, `rpmdb --verifydb`
 //! (a check on every outcome), the container manifests when the image has
-//! them (a check that they name the new version), and how each step ended.
+//! them (a check that they name the new version; for an image without a
+//! database, the manifest is the evidence), and how each step ended.
 //! A package counts as patched when its lowest installed instance is at or
 //! above the target in rpm's order ([`caulk_sdk::version::rpm`]).
 
@@ -26,9 +27,17 @@ pub fn verify(request: &VerifyRequest) -> Result<Vec<Outcome>, RpmError> {
         return Err(RpmError::MissingFact { phase: "verify", id: DB, what: "/var/lib/rpm" });
     }
     let steps = Steps(&request.steps);
-    let installed = match probe::located(facts) {
-        Some(db) => query(facts, "verify", &db).map_err(|e| e.to_string()),
-        None => Err("the patched image has no rpm database".to_owned()),
+    let manifest =
+        facts.files(MANIFESTS).iter().find(|f| f.path == MANIFEST_2).and_then(|f| f.contents.as_deref());
+    let db = probe::located(facts);
+    let installed = match (&db, manifest) {
+        (Some(db), _) => query(facts, "verify", db).map_err(|e| e.to_string()),
+        // An image without a database is judged by its manifest, which
+        // the plan's step rewrote from the packages it unpacked.
+        (None, Some(contents)) => {
+            Installed::from_manifest(contents).map_err(|e| format!("{MANIFEST_2}: {e}"))
+        }
+        (None, None) => Err("the patched image has no rpm database".to_owned()),
     };
     let mut checks = Vec::new();
     if let Some(out) = facts.output(VERIFYDB) {
@@ -39,12 +48,8 @@ pub fn verify(request: &VerifyRequest) -> Result<Vec<Outcome>, RpmError> {
             detail: if out.exit_code == 0 { "the rpm database is consistent".into() } else { detail },
         });
     }
-    let manifest = facts
-        .files(MANIFESTS)
-        .iter()
-        .find(|f| f.path == MANIFEST_2)
-        .and_then(|f| f.contents.as_deref())
-        .map(|bytes| String::from_utf8_lossy(bytes).into_owned());
+    // With a database, whether the manifest agrees with it.
+    let manifest = manifest.filter(|_| db.is_some()).map(|bytes| String::from_utf8_lossy(bytes).into_owned());
     Ok(request
         .selected
         .iter()

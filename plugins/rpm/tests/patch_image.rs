@@ -279,3 +279,35 @@ fn an_image_with_its_own_dnf_is_patched_by_it() {
     assert_eq!(rpm_q(&root, "caulk-demo-libs"), "1.2-1");
     assert_eq!(rpm_q(&root, "caulk-data"), "1:2.0-1", "not in the report, not moved");
 }
+
+#[test]
+fn an_azure_linux_distroless_image_without_a_database_is_patched_and_listed() {
+    let image = Image::new("distroless");
+    let input = format!("oci:{}:distroless", image.layout.display());
+    let report = image.work.path().join("report.json");
+    let doc = serde_json::json!({
+        "SchemaVersion": 2, "ArtifactName": "distroless", "ArtifactType": "container_image",
+        "Metadata": {"OS": {"Family": "azurelinux", "Name": "3.0"}},
+        "Results": [{"Target": "distroless (azurelinux 3.0)", "Class": "os-pkgs", "Type": "azurelinux", "Vulnerabilities": [
+            {"VulnerabilityID": "CVE-TEST-1", "PkgName": "caulk-demo", "InstalledVersion": "1.0-1",
+             "FixedVersion": "1.1-1", "Status": "fixed", "Severity": "HIGH"},
+        ]}]
+    });
+    std::fs::write(&report, serde_json::to_vec(&doc).unwrap()).unwrap();
+    let summary = summary(&image.patch(&["-i", &input, "-t", "patched", "-r", report.to_str().unwrap()]));
+    let demo = row(&summary, "caulk-demo");
+    assert_eq!((&demo["status"], &demo["to"]), (&"patched".into(), &"1.2-1".into()), "{summary:#}");
+
+    let new_layer = image.check_held_out("distroless", "patched");
+    let listing = image.listing(&new_layer);
+    assert_no_churn(&listing);
+    assert!(
+        !listing.iter().any(|p| p.starts_with("var/lib/rpm/") || p.contains("caulk-rpmdb")),
+        "{listing:?}"
+    );
+    let root = image.unpack("patched");
+    assert_eq!(std::fs::read_to_string(root.join("usr/lib/libcaulkdemo.txt")).unwrap(), "libcaulkdemo 1.2\n");
+    let manifest1 = std::fs::read_to_string(root.join("var/lib/rpmmanifest/container-manifest-1")).unwrap();
+    assert!(manifest1.lines().any(|l| l == "caulk-demo-libs-1.2-1.x86_64"), "{manifest1}");
+    assert!(manifest1.lines().any(|l| l == "caulk-data-2.0-1.noarch"), "{manifest1}");
+}

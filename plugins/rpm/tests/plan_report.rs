@@ -184,10 +184,11 @@ fn images_the_plugin_cannot_patch_say_why() {
         .unwrap_err()
     };
 
-    let manifests_only = Root::unpack("azure");
-    manifests_only.write("/etc/yum.repos.d/caulk.repo", REPO);
-    manifests_only.remove("/var/lib/rpm");
-    let e = err(&manifests_only);
+    let manifests_and_tdnf = Root::unpack("azure");
+    manifests_and_tdnf.write("/etc/yum.repos.d/caulk.repo", REPO);
+    manifests_and_tdnf.remove("/var/lib/rpm");
+    manifests_and_tdnf.add_program("/usr/bin/tdnf");
+    let e = err(&manifests_and_tdnf);
     assert_eq!(e.kind, ErrorKind::NotApplicable);
     assert!(
         e.message.contains("lists its packages only in /var/lib/rpmmanifest/container-manifest-2"),
@@ -256,4 +257,26 @@ fn a_toolless_image_needs_a_dnf_on_the_host() {
         e.message
     );
     assert!(e.hint.as_deref().unwrap().contains("apt-get install dnf"));
+}
+
+#[test]
+fn an_image_with_manifests_and_no_database_is_planned_from_its_manifest() {
+    let root = Root::unpack("azure");
+    root.write("/etc/yum.repos.d/caulk.repo", REPO);
+    root.remove("/var/lib/rpm");
+    let plan = plan(
+        &root,
+        vec![update("caulk-data", "2.0-1", &["2.1-1"]), update("caulk-demo", "1.0-1", &["1.0-1"])],
+        options(UpdateMode::Report),
+    );
+    // The epoch comes from the manifest's epoch field.
+    assert_eq!(plan.selected[0].from, "1:2.0-1");
+    assert_eq!(plan.selected[0].target, VersionTarget::AtLeast("1:2.1-1".into()));
+    assert!(plan.skipped[0].already_fixed);
+    assert_eq!(plan.steps.len(), 1, "the manifests are rewritten by the same step");
+    let argv = &plan.steps[0].command.argv;
+    assert_eq!(argv[3..6], strings(&["sh", "3.0", "/target/etc/yum.repos.d"]));
+    assert_eq!(argv.last().map(String::as_str), Some("caulk-data"));
+    assert!(plan.caches.is_empty(), "dnf works in the step's private /tmp");
+    assert!(plan.drop_paths.contains(&"/var/lib/caulk-rpmdb/**".to_owned()));
 }

@@ -32,7 +32,12 @@ fn run_steps(root: &Root, plan: &PatchPlan) -> Vec<StepResult> {
             let mut command = Command::new(&argv[0]);
             command.args(&argv[1..]);
             for (key, value) in &step.command.env {
-                command.env(key, if key == "HOME" { home.path().to_str().unwrap() } else { value });
+                let value = match (key.as_str(), value.as_str()) {
+                    ("HOME", _) => home.path().to_str().unwrap(),
+                    (_, TOOLING_MOUNT) => dir,
+                    _ => value,
+                };
+                command.env(key, value);
             }
             let out = command.output().unwrap();
             StepResult {
@@ -150,4 +155,47 @@ fn azure_linux_manifests_follow_the_database() {
     assert_eq!(outcomes[0].status, OutcomeStatus::Patched);
     let manifest = outcomes[0].checks.iter().find(|c| c.name == "container manifest").unwrap();
     assert!(manifest.passed, "{manifest:?}");
+}
+
+#[test]
+fn an_image_with_only_manifests_gets_the_fixed_packages_unpacked_and_listed() {
+    let server = Server::start();
+    let root = Root::unpack("azure");
+    root.remove("/var/lib/rpm");
+    root.write("/etc/yum.repos.d/caulk.repo", &server.repo_file());
+    let plan = plan(&root, vec![update("caulk-demo", "1.0-1", &["1.1-1"])], options(UpdateMode::Report));
+    let steps = run_steps(&root, &plan);
+    assert_eq!(steps[0].exit_code, 0, "{}", steps[0].stderr_tail);
+    // The named package and its library, built from the same source
+    // package, are unpacked; caulk-data, fetched by nobody, is not touched.
+    assert_eq!(std::fs::read_to_string(root.dir.join("usr/bin/caulk-demo")).unwrap(), "caulk-demo 1.2\n");
+    assert_eq!(
+        std::fs::read_to_string(root.dir.join("usr/lib/libcaulkdemo.txt")).unwrap(),
+        "libcaulkdemo 1.2\n"
+    );
+    assert_eq!(std::fs::read_to_string(root.dir.join("usr/share/caulk/data.txt")).unwrap(), "data 2.0\n");
+    assert!(!root.dir.join("var/lib/rpm").exists() && !root.dir.join("var/lib/caulk-rpmdb").exists());
+    let manifest1 =
+        std::fs::read_to_string(root.dir.join("var/lib/rpmmanifest/container-manifest-1")).unwrap();
+    let mut lines: Vec<&str> = manifest1.lines().collect();
+    lines.sort_unstable();
+    assert_eq!(
+        lines,
+        [
+            "azurelinux-release-3.0-1.noarch",
+            "caulk-data-2.0-1.noarch",
+            "caulk-demo-1.2-1.x86_64",
+            "caulk-demo-libs-1.2-1.x86_64"
+        ]
+    );
+    let manifest2 =
+        std::fs::read_to_string(root.dir.join("var/lib/rpmmanifest/container-manifest-2")).unwrap();
+    let demo: Vec<&str> =
+        manifest2.lines().find(|l| l.starts_with("caulk-demo\t")).unwrap().split('\t').collect();
+    assert_eq!(demo.len(), 10);
+    assert_eq!((demo[1], demo[7], demo[9]), ("1.2-1", "x86_64", "caulk-demo-1.2-1.src.rpm"));
+    assert!(demo[2].parse::<u64>().is_ok_and(|t| t > 1_700_000_000), "install time {:?}", demo[2]);
+    let outcomes = verify(&root, &plan, steps);
+    assert_eq!(outcomes[0].status, OutcomeStatus::Patched, "{}", outcomes[0].detail);
+    assert_eq!(outcomes[0].to.as_deref(), Some("1.2-1"));
 }
