@@ -59,6 +59,28 @@ impl Image {
             .expect("caulk runs")
     }
 
+    /// A Trivy report of the OS `family`/`version` listing `findings`
+    /// (name, installed, fixed), written beside the image; its path.
+    fn report(&self, family: &str, version: &str, findings: &[(&str, &str, &str)]) -> String {
+        let vulnerabilities: Vec<Value> = findings
+            .iter()
+            .enumerate()
+            .map(|(i, (name, installed, fixed))| {
+                serde_json::json!({"VulnerabilityID": format!("CVE-TEST-{i}"), "PkgName": name,
+                    "InstalledVersion": installed, "FixedVersion": fixed, "Status": "fixed", "Severity": "HIGH"})
+            })
+            .collect();
+        let doc = serde_json::json!({
+            "SchemaVersion": 2, "ArtifactName": "test", "ArtifactType": "container_image",
+            "Metadata": {"OS": {"Family": family, "Name": version}},
+            "Results": [{"Target": format!("test ({family} {version})"), "Class": "os-pkgs", "Type": family,
+                         "Vulnerabilities": vulnerabilities}]
+        });
+        let path = self.work.path().join("report.json");
+        std::fs::write(&path, serde_json::to_vec(&doc).unwrap()).unwrap();
+        path.to_str().unwrap().to_owned()
+    }
+
     fn blob(&self, digest: &str) -> PathBuf {
         self.layout.join("blobs/sha256").join(digest.trim_start_matches("sha256:"))
     }
@@ -174,22 +196,10 @@ fn assert_no_churn(listing: &[String]) {
 #[test]
 fn a_toolless_image_is_patched_by_report_with_the_hosts_dnf() {
     let image = Image::new("toolless");
-    let report = image.work.path().join("report.json");
-    let vuln = |id: &str, name: &str, installed: &str, fixed: &str| {
-        serde_json::json!({"VulnerabilityID": id, "PkgName": name, "InstalledVersion": installed,
-                           "FixedVersion": fixed, "Status": "fixed", "Severity": "HIGH"})
-    };
-    let doc = serde_json::json!({
-        "SchemaVersion": 2, "ArtifactName": "toolless", "ArtifactType": "container_image",
-        "Metadata": {"OS": {"Family": "redhat", "Name": "1"}},
-        "Results": [{"Target": "toolless (redhat 1)", "Class": "os-pkgs", "Type": "redhat", "Vulnerabilities": [
-            vuln("CVE-TEST-1", "caulk-demo", "1.0-1", "1.1-1"),
-            vuln("CVE-TEST-2", "caulk-data", "1:2.0-1", "2.1-1"),
-        ]}]
-    });
-    std::fs::write(&report, serde_json::to_vec(&doc).unwrap()).unwrap();
+    let report =
+        image.report("redhat", "1", &[("caulk-demo", "1.0-1", "1.1-1"), ("caulk-data", "1:2.0-1", "2.1-1")]);
     let input = format!("oci:{}:toolless", image.layout.display());
-    let out = image.patch(&["-i", &input, "-t", "patched", "-r", report.to_str().unwrap()]);
+    let out = image.patch(&["-i", &input, "-t", "patched", "-r", &report]);
     let summary = summary(&out);
     assert_eq!(summary["result"], "patched", "{summary:#}");
     assert_eq!(
@@ -254,17 +264,8 @@ fn an_azure_linux_style_image_keeps_its_manifests_true_in_update_all_mode() {
 fn an_image_with_its_own_dnf_is_patched_by_it() {
     let image = Image::new("dnf");
     let input = format!("oci:{}:dnf", image.layout.display());
-    let report = image.work.path().join("report.json");
-    let doc = serde_json::json!({
-        "SchemaVersion": 2, "ArtifactName": "dnf", "ArtifactType": "container_image",
-        "Metadata": {"OS": {"Family": "redhat", "Name": "1"}},
-        "Results": [{"Target": "dnf (redhat 1)", "Class": "os-pkgs", "Type": "redhat", "Vulnerabilities": [
-            {"VulnerabilityID": "CVE-TEST-1", "PkgName": "caulk-demo", "InstalledVersion": "1.0-1",
-             "FixedVersion": "1.1-1", "Status": "fixed", "Severity": "HIGH"},
-        ]}]
-    });
-    std::fs::write(&report, serde_json::to_vec(&doc).unwrap()).unwrap();
-    let summary = summary(&image.patch(&["-i", &input, "-t", "patched", "-r", report.to_str().unwrap()]));
+    let report = image.report("redhat", "1", &[("caulk-demo", "1.0-1", "1.1-1")]);
+    let summary = summary(&image.patch(&["-i", &input, "-t", "patched", "-r", &report]));
     let demo = row(&summary, "caulk-demo");
     assert_eq!((&demo["status"], &demo["to"]), (&"patched".into(), &"1.2-1".into()), "{summary:#}");
     let checks = demo["checks"].as_array().unwrap();
@@ -284,17 +285,8 @@ fn an_image_with_its_own_dnf_is_patched_by_it() {
 fn an_azure_linux_distroless_image_without_a_database_is_patched_and_listed() {
     let image = Image::new("distroless");
     let input = format!("oci:{}:distroless", image.layout.display());
-    let report = image.work.path().join("report.json");
-    let doc = serde_json::json!({
-        "SchemaVersion": 2, "ArtifactName": "distroless", "ArtifactType": "container_image",
-        "Metadata": {"OS": {"Family": "azurelinux", "Name": "3.0"}},
-        "Results": [{"Target": "distroless (azurelinux 3.0)", "Class": "os-pkgs", "Type": "azurelinux", "Vulnerabilities": [
-            {"VulnerabilityID": "CVE-TEST-1", "PkgName": "caulk-demo", "InstalledVersion": "1.0-1",
-             "FixedVersion": "1.1-1", "Status": "fixed", "Severity": "HIGH"},
-        ]}]
-    });
-    std::fs::write(&report, serde_json::to_vec(&doc).unwrap()).unwrap();
-    let summary = summary(&image.patch(&["-i", &input, "-t", "patched", "-r", report.to_str().unwrap()]));
+    let report = image.report("azurelinux", "3.0", &[("caulk-demo", "1.0-1", "1.1-1")]);
+    let summary = summary(&image.patch(&["-i", &input, "-t", "patched", "-r", &report]));
     let demo = row(&summary, "caulk-demo");
     assert_eq!((&demo["status"], &demo["to"]), (&"patched".into(), &"1.2-1".into()), "{summary:#}");
 
