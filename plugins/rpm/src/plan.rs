@@ -514,18 +514,18 @@ pub fn upgrade_summary(names: &[PackageName]) -> String {
 const HOST_SCRIPT: &str = r#"printf '%%_dbpath %s\n' "$CAULK_RPM_DBPATH" >"$HOME/.rpmmacros" && exec "$@""#;
 
 fn upgrade_step(image: &Image, names: &[PackageName], tolerate_failure: bool) -> Step {
-    let Some(db) = &image.db else {
-        return manifest_only_step(image, names, tolerate_failure);
-    };
     let args = names.iter().map(|n| n.as_str().to_owned());
-    let command = match &image.runner {
-        Runner::Image(manager) => {
+    let command = match (&image.runner, &image.db) {
+        (Runner::Host { releasever, reposdirs }, None) => {
+            manifest_only_command(releasever.as_deref(), reposdirs, names)
+        }
+        (Runner::Image(manager), _) => {
             let mut argv = manager.head();
             argv.push(manager.upgrade().to_owned());
             argv.extend(args);
             Command::new(argv).with_network()
         }
-        Runner::Host { releasever, reposdirs } => {
+        (Runner::Host { releasever, reposdirs }, Some(db)) => {
             let mut argv: Vec<String> =
                 ["sh", "-c", HOST_SCRIPT, "sh", "dnf", "-y", "--noplugins", "--refresh"]
                     .iter()
@@ -621,20 +621,17 @@ rm -rf "$target$scratch"
 awk -F '\t' '{ print $1 "-" $2 "." $8 }' "$m/container-manifest-2" >"$m/container-manifest-1.caulk"
 mv "$m/container-manifest-1.caulk" "$m/container-manifest-1""#;
 
-fn manifest_only_step(image: &Image, names: &[PackageName], tolerate_failure: bool) -> Step {
-    let Runner::Host { releasever, reposdirs } = &image.runner else {
-        unreachable!("an image without an rpm database is always patched from the host")
-    };
+fn manifest_only_command(releasever: Option<&str>, reposdirs: &[String], names: &[PackageName]) -> Command {
     let dirs: Vec<String> = reposdirs.iter().map(|d| format!("{TOOLING_MOUNT}{d}")).collect();
     let mut argv: Vec<String> = vec!["sh".into(), "-c".into(), MANIFEST_ONLY_SCRIPT.into(), "sh".into()];
-    argv.push(releasever.clone().unwrap_or_default());
+    argv.push(releasever.unwrap_or_default().to_owned());
     argv.push(dirs.join(","));
     argv.push(MANIFEST_2_FROM_FILE.into());
     argv.extend(names.iter().map(|n| n.as_str().to_owned()));
     let mut command =
         Command::new(argv).with_network().env("HOME", "/tmp").env("CAULK_TARGET", TOOLING_MOUNT);
     command.context = host_tooling();
-    Step { summary: upgrade_summary(names), command, tolerate_failure }
+    command
 }
 
 fn cache(image: &Image, target: &Target, facts: &[Fact]) -> Option<CacheMount> {
