@@ -17,9 +17,11 @@
 
 pub mod db;
 pub mod error;
+pub mod image;
 pub mod name;
 pub mod plan;
 pub mod probe;
+pub mod steps;
 pub mod verify;
 
 use caulk_sdk::Updater;
@@ -38,7 +40,7 @@ impl Updater for Rpm {
                       images without one"
                 .into(),
             handles: vec![plan::RPM.into()],
-            os_families: plan::OS_FAMILIES.iter().map(|f| (*f).to_owned()).collect(),
+            os_families: image::OS_FAMILIES.iter().map(|f| (*f).to_owned()).collect(),
             class: PackageClass::Os,
         }
     }

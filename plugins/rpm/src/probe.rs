@@ -110,7 +110,7 @@ pub fn questions(phase: Phase, facts: &[Fact]) -> Vec<Question> {
         }
     }
     // Also for an image with container manifests and no database.
-    if phase == Phase::Plan && facts.answered(TOOLS) && crate::plan::manager(facts).is_none() {
+    if phase == Phase::Plan && facts.answered(TOOLS) && crate::image::manager(facts).is_none() {
         let mut command = Command::new(HOST_DNF_ARGV);
         command.context = host_tooling();
         wanted.push(Question::command(HOST_DNF, command));

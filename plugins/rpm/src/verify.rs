@@ -15,8 +15,9 @@ use caulk_sdk::version::rpm::Evr;
 
 use crate::db::{Installed, MANIFEST_2};
 use crate::error::RpmError;
+use crate::image::query;
 use crate::name::PackageName;
-use crate::plan::{check_options, query};
+use crate::plan::check_options;
 use crate::probe::{self, DB, MANIFESTS, VERIFYDB};
 
 /// The outcome of every selected update.
