@@ -29,7 +29,8 @@ step "system packages"
 #                     the registry tests (htpasswd for the auth tests)
 #   docker.io         the docker-daemon: tests (tests/scripts/dockerd.sh)
 #   rpm dnf createrepo-c
-#                     for the rpm updater's tests, being added
+#                     tests/images/rpm.sh builds RPMs, a repository and rpm roots; the rpm
+#                     updater's tests patch them with the host's dnf (and python3's http.server)
 #   buildah time bc   benchmarks only: benches/patch.sh, benches/library.sh and
 #                     caulk-image's image_io bench (not run here)
 install_packages \
