@@ -42,7 +42,7 @@ pub(crate) fn choose<'i>(
         return by_report_dir(image, request, dir).map(Chosen::Several);
     };
     let wanted = &request.platforms;
-    if findings.mode == UpdateMode::Report || image.images.len() <= 1 {
+    if findings.mode == UpdateMode::Report || (image.images.len() <= 1 && wanted.len() <= 1) {
         if wanted.len() > 1 {
             return Err(PatchError::Usage(
                 "a report file describes one platform: give one --platform, or -r DIR with a report per platform"
