@@ -31,6 +31,9 @@ step "system packages"
 #   rpm dnf createrepo-c
 #                     tests/images/rpm.sh builds RPMs, a repository and rpm roots; the rpm
 #                     updater's tests patch them with the host's dnf (and python3's http.server)
+#   qemu-user-static binfmt-support arch-test
+#                     tests/images/multiarch-debian.sh builds an arm64 root and the
+#                     multi-platform tests patch it: arm64 binaries run under qemu-user
 #   buildah time bc   benchmarks only: benches/patch.sh, benches/library.sh and
 #                     caulk-image's image_io bench (not run here)
 install_packages \
@@ -39,7 +42,16 @@ install_packages \
   python3 python3-pip python3-packaging \
   skopeo docker-registry apache2-utils docker.io \
   rpm dnf createrepo-c \
+  qemu-user-static binfmt-support arch-test \
   buildah time bc
+
+step "foreign architectures"
+# qemu-aarch64 registered with the F flag (Debian's default for
+# qemu-user-static): the kernel opens the interpreter at registration, so it
+# runs inside bubblewrap's sandbox, where /usr/libexec is the image's.
+mountpoint -q /proc/sys/fs/binfmt_misc || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+update-binfmts --enable qemu-aarch64
+grep -qx 'flags: .*F.*' /proc/sys/fs/binfmt_misc/qemu-aarch64
 
 step "rust toolchain"
 ensure_rust

@@ -7,6 +7,15 @@ pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
 }
 
+/// Memory the kernel could give new work without swapping
+/// (`MemAvailable`), in bytes; `None` where /proc/meminfo does not say.
+pub fn memory_available() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find_map(|l| l.strip_prefix("MemAvailable:"))?;
+    let kib: u64 = line.trim().strip_suffix("kB")?.trim().parse().ok()?;
+    Some(kib.saturating_mul(1024))
+}
+
 /// `f` applied to each item on up to `threads` threads, which take the next
 /// item as they finish one; the results come back in the items' order.
 pub fn map<T: Sync, R: Send>(items: &[T], threads: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
@@ -55,6 +64,12 @@ mod tests {
         );
         let threads: std::collections::HashSet<_> = out.iter().map(|(_, t)| *t).collect();
         assert!(threads.len() > 1 && threads.len() <= 4, "{} threads", threads.len());
+    }
+
+    #[test]
+    fn available_memory_is_read_from_the_kernel() {
+        let bytes = memory_available().expect("Linux has MemAvailable");
+        assert!(bytes > 1 << 20, "{bytes}");
     }
 
     #[test]

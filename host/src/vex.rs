@@ -101,6 +101,42 @@ pub fn document(subject: &Subject, fixed: &[FixedPackage], author: &str, timesta
             }
         })
         .collect();
+    finish(statements, author, timestamp)
+}
+
+/// One document for the platforms of an index: per vulnerability, a
+/// product for each platform manifest it was fixed in (from that
+/// platform's own document), and the index (`index_product`) with every
+/// platform's fixed packages.
+pub fn merge(platforms: &[Document], index_product: &str, author: &str, timestamp: &str) -> Document {
+    let mut by_vuln: BTreeMap<&str, Vec<Product>> = BTreeMap::new();
+    for document in platforms {
+        for statement in &document.statements {
+            by_vuln
+                .entry(statement.vulnerability.name.as_str())
+                .or_default()
+                .extend(statement.products.iter().cloned());
+        }
+    }
+    let statements = by_vuln
+        .into_iter()
+        .map(|(vuln, products)| {
+            let mut all: Vec<Subcomponent> =
+                products.iter().flat_map(|p| p.subcomponents.iter().cloned()).collect();
+            all.sort();
+            all.dedup();
+            let index = Product { id: index_product.to_owned(), subcomponents: all };
+            Statement {
+                vulnerability: Vulnerability { name: vuln.to_owned() },
+                products: std::iter::once(index).chain(products).collect(),
+                status: "fixed".to_owned(),
+            }
+        })
+        .collect();
+    finish(statements, author, timestamp)
+}
+
+fn finish(statements: Vec<Statement>, author: &str, timestamp: &str) -> Document {
     // Like OpenVEX's canonical ids: a digest of what the document states.
     let canonical = serde_json::to_vec(&statements).expect("statements serialise");
     let id = format!("https://openvex.dev/docs/public/vex-{}", hex::encode(Sha256::digest(&canonical)));
@@ -342,5 +378,33 @@ mod tests {
         // The id depends on what is stated, not on when.
         let again = document(&subject(), &fixed, "caulk", "2027-01-01T00:00:00Z");
         assert_eq!(doc.id, again.id);
+    }
+
+    #[test]
+    fn an_index_document_names_each_platform_manifest_and_the_index() {
+        let package = |name: &str, vulns: &[&str]| FixedPackage {
+            ecosystem: "deb".into(),
+            name: name.into(),
+            version: "2".into(),
+            vulnerabilities: vulns.iter().map(|v| (*v).to_owned()).collect(),
+        };
+        let amd = document(&subject(), &[package("openssl", &["CVE-1", "CVE-2"])], "caulk", "t");
+        let arm_subject = Subject { digest: "sha256:feed".into(), architecture: "arm64".into(), ..subject() };
+        let arm = document(&arm_subject, &[package("libssl3", &["CVE-1"])], "caulk", "t");
+        let index = oci_purl("debian:12", "sha256:1dx", "");
+        let doc = merge(&[amd, arm], &index, "caulk", "t");
+        let names: Vec<&str> = doc.statements.iter().map(|s| s.vulnerability.name.as_str()).collect();
+        assert_eq!(names, ["CVE-1", "CVE-2"]);
+        let both = &doc.statements[0].products;
+        assert_eq!(both.len(), 3);
+        assert_eq!(both[0].id, "pkg:oci/debian@sha256%3A1dx?tag=12");
+        assert_eq!(both[0].subcomponents.len(), 2, "the index has every platform's packages");
+        assert!(both[1].id.contains("0123abcd") && both[1].id.contains("arch=amd64"), "{}", both[1].id);
+        assert!(both[2].id.contains("feed") && both[2].id.contains("arch=arm64"), "{}", both[2].id);
+        assert!(
+            both[2].subcomponents[0].id.contains("libssl3")
+                && both[2].subcomponents[0].id.contains("arch=arm64")
+        );
+        assert_eq!(doc.statements[1].products.len(), 2, "CVE-2 was fixed on amd64 only");
     }
 }

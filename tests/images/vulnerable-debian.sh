@@ -2,18 +2,20 @@
 # Builds, once, an OCI image layout of a Debian root fs installed from the
 # release suite alone (so packages fixed since in SUITE-security are really
 # behind), with SUITE-security and SUITE-updates in its apt sources, and
-# prints the layout's path. Usage: vulnerable-debian.sh SUITE [EXTRA_PACKAGES]
+# prints the layout's path. Usage: vulnerable-debian.sh SUITE [EXTRA_PACKAGES [ARCH]]
 #
 # Cached under ${CAULK_TEST_CACHE:-/var/tmp/caulk-test-cache}/vulnerable-SUITE-v1
-# (with EXTRA_PACKAGES, a name derived from them); the layout's image is named
-# SUITE. One gzip layer, OCI media types, a config with Env, Cmd, Labels,
+# (with EXTRA_PACKAGES, a name derived from them; with an ARCH other than
+# amd64, -ARCH appended); the layout's image is named SUITE. A foreign ARCH
+# runs the maintainer scripts under qemu-user through binfmt_misc. One gzip layer, OCI media types, a config with Env, Cmd, Labels,
 # ExposedPorts, Volumes, WorkingDir and User so tests can see them preserved.
 set -euo pipefail
 # shellcheck source=layout.sh
 . "$(dirname "$0")/layout.sh"
 
-suite=${1:?usage: vulnerable-debian.sh SUITE [EXTRA_PACKAGES]}
+suite=${1:?usage: vulnerable-debian.sh SUITE [EXTRA_PACKAGES [ARCH]]}
 extra=${2:-}
+arch=${3:-amd64}
 case $suite in
   bullseye) ssl=libssl1.1 ;;
   bookworm) ssl=libssl3 ;;
@@ -24,9 +26,10 @@ packages="openssl,$ssl,libexpat1,ca-certificates${extra:+,$extra}"
 
 cache=${CAULK_TEST_CACHE:-/var/tmp/caulk-test-cache}
 tag=v1${extra:+-$(printf '%s' "$extra" | sha256sum | cut -c1-8)}
+[ "$arch" = amd64 ] || tag=$tag-$arch
 out=$cache/vulnerable-$suite-$tag
 mkdir -p "$cache"
-exec 9>"$cache/.vulnerable-$suite.lock"
+exec 9>"$cache/.vulnerable-$suite${tag#v1}.lock"
 flock 9
 if [ -f "$out/index.json" ]; then
   echo "$out"
@@ -40,14 +43,14 @@ security=${CAULK_DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 
 # Installed from "$suite" only; the security and updates suites are added to
 # the sources afterwards, as an image built a while ago would have them.
-mmdebstrap --quiet --variant=apt --mode=root --format=tar --include="$packages" \
+mmdebstrap --quiet --variant=apt --mode=root --format=tar --architectures="$arch" --include="$packages" \
   --customize-hook="printf 'deb %s %s main\ndeb %s %s-updates main\ndeb %s %s-security main\n' \
       '$mirror' '$suite' '$mirror' '$suite' '$security' '$suite' > \"\$1/etc/apt/sources.list\"" \
   --customize-hook='rm -f "$1"/etc/apt/sources.list.d/*' \
   "$suite" "$work/rootfs.tar" "$mirror" >&2
 
-jq -n --arg s "$suite" '{
-  created: "2024-01-01T00:00:00Z", architecture: "amd64", os: "linux",
+jq -n --arg s "$suite" --arg a "$arch" '{
+  created: "2024-01-01T00:00:00Z", architecture: $a, os: "linux",
   config: {
     Env: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "CAULK_TEST=1"],
     Entrypoint: ["/bin/sh", "-c"], Cmd: ["openssl version"], WorkingDir: "/srv", User: "0:0",

@@ -45,7 +45,7 @@ impl fleet::Requests for FromArgs<'_> {
         let mut request = self.args.request_for(job.source.clone())?;
         request.report.clone_from(&job.report);
         request.naming.dest = Some(job.destination.clone());
-        request.platform.clone_from(&job.platform);
+        request.platforms.clone_from(&job.platforms);
         request.transport.clone_from(&self.base.transport);
         request.policy = self.base.policy.clone();
         request.budgets = self.base.budgets;
@@ -74,7 +74,7 @@ pub fn run(args: &PatchArgs, global: &GlobalArgs) -> Result<ExitCode, Error> {
     let scanners = Scanners::new(&plugins, &global.plugin_search_path(), global.allow_native_plugins);
     let options = FleetOptions {
         reports_dir: args.report.clone(),
-        jobs: args.jobs.map_or_else(|| fleet::default_jobs(args.step_memory), usize::from),
+        jobs: args.jobs.map_or_else(|| fleet::default_jobs(args.step_memory), std::num::NonZeroUsize::get),
         fail_fast: args.fleet.fail_fast,
         shard: args.fleet.shard,
         timeout: args.timeout,

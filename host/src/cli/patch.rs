@@ -51,9 +51,10 @@ pub struct PatchArgs {
     #[arg(short, long, value_name = "IMAGE", required_unless_present = "config")]
     pub image: Option<String>,
 
-    /// A vulnerability report for the image; without one every OS package is
-    /// brought up to date.
-    #[arg(short, long, value_name = "FILE")]
+    /// A vulnerability report for the image, or a directory of one report
+    /// per platform (`linux-amd64.json`, `linux-arm64-v8.json`, ...); without
+    /// one every OS package is brought up to date.
+    #[arg(short, long, value_name = "FILE|DIR")]
     pub report: Option<PathBuf>,
 
     /// Tag of the patched image, or a full reference.
@@ -133,10 +134,16 @@ pub struct PatchArgs {
     #[arg(long, value_enum, default_value = "auto")]
     pub executor_mode: ExecMode,
 
-    /// The platform to patch in a multi-platform image (os/arch[/variant]);
-    /// default: the report's, else this machine's.
-    #[arg(long, value_name = "PLATFORM")]
+    /// The platforms to patch in a multi-platform image, comma-separated
+    /// (os/arch[/variant],...); default: every platform, or the one a report
+    /// file names.
+    #[arg(long, value_name = "PLATFORMS")]
     pub platform: Option<String>,
+
+    /// How many platforms of an index, or images of a --config fleet, to
+    /// patch at once (default: as many as the cores and memory allow).
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<std::num::NonZeroUsize>,
 
     /// Memory limit of each package-manager step (all its processes), in
     /// MiB; 0 for none. A step that runs out fails and says so.
@@ -182,11 +189,6 @@ pub struct PatchArgs {
     /// Print a machine-readable summary (caulk.patch/v1) on stdout.
     #[arg(long)]
     pub json: bool,
-
-    /// How many jobs run at once (the images of a --config fleet); default:
-    /// as many as the cores and memory allow.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
-    pub jobs: Option<u16>,
 
     #[command(flatten)]
     pub fleet: super::fleet::FleetArgs,
@@ -273,9 +275,12 @@ impl PatchArgs {
         if pkg_types.library && self.report.is_none() && self.fleet.config.is_none() {
             return Err(usage("--pkg-types library needs a report (-r)"));
         }
-        let platform = match &self.platform {
-            Some(p) => Some(Platform::parse(p).map_err(|e| usage(format!("--platform: {e}")))?),
-            None => None,
+        let platforms = match &self.platform {
+            Some(list) => list
+                .split(',')
+                .map(|p| Platform::parse(p.trim()).map_err(|e| usage(format!("--platform: {e}"))))
+                .collect::<Result<Vec<_>, _>>()?,
+            None => Vec::new(),
         };
         let mut plugin_settings = Vec::new();
         for opt in &self.plugin_opt {
@@ -306,7 +311,8 @@ impl PatchArgs {
                 Level::Minor => PatchLevel::Minor,
                 Level::Major => PatchLevel::Major,
             },
-            platform,
+            platforms,
+            jobs: self.jobs.map(std::num::NonZeroUsize::get),
             ca_bundle: self.ca_bundle.clone(),
             step_limits: StepLimits {
                 memory: (self.step_memory > 0).then(|| self.step_memory.saturating_mul(1 << 20)),

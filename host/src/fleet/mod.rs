@@ -57,7 +57,8 @@ pub struct Job {
     pub source_name: String,
     pub destination: String,
     pub target_name: String,
-    pub platform: Option<Platform>,
+    /// The config's `platforms` (none: every platform of an index).
+    pub platforms: Vec<Platform>,
     /// caulk.sh/v1alpha1's per-image report.
     pub report: Option<PathBuf>,
     /// Why the job patches (first patch, or a newer fix in a report).
@@ -173,19 +174,9 @@ impl Expansion<'_, '_> {
                 return;
             }
         };
-        let platform = match spec.platforms.as_slice() {
-            [] => None,
-            [one] => Platform::parse(one).ok(),
-            _ => {
-                if mine(&spec.image) {
-                    summary.rows.push(FleetRow::config_failed(
-                        spec,
-                        "several `platforms` for one image: caulk patches one platform per job; list one",
-                    ));
-                }
-                return;
-            }
-        };
+        // Checked when the config was read.
+        let platforms: Vec<Platform> =
+            spec.platforms.iter().filter_map(|p| Platform::parse(p).ok()).collect();
         for choice in chosen {
             let tag = match choice {
                 tags::Choice::Tag(tag) => tag,
@@ -241,7 +232,7 @@ impl Expansion<'_, '_> {
                 source_name,
                 target_name: destination.strip_prefix("oci:").unwrap_or(&destination).to_owned(),
                 destination,
-                platform: platform.clone(),
+                platforms: platforms.clone(),
                 report,
                 why,
             });

@@ -32,7 +32,7 @@ pub struct Base<'a> {
 }
 
 /// Where steps run.
-pub trait Engine {
+pub trait Engine: Sync {
     fn prepare<'e>(
         &'e self,
         base: &Base<'_>,

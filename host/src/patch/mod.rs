@@ -6,10 +6,12 @@
 //! or cancelled run leaves no image and no temporary files behind.
 
 pub mod dest;
+pub mod emulation;
 pub mod engine;
 mod facts;
 #[cfg(test)]
 mod phase_tests;
+pub mod platforms;
 pub mod summary;
 pub mod tooling;
 
@@ -19,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use caulk_exec::{CancelToken, ExecutorConfig, Mode, Step, StepLimits, StepOutcome, Stream};
-use caulk_image::append::{AppendSpec, EditedImage, HistoryEntry, append};
+use caulk_image::append::{AppendSpec, Appended, EditedImage, HistoryEntry, append};
 use caulk_image::layer::{
     LayerCache, UnpackOptions, WhiteoutFormat, WriteOptions, WrittenLayer, write_layer,
 };
@@ -73,7 +75,11 @@ pub struct PatchRequest {
     pub working_folder: Option<PathBuf>,
     pub pkg_types: PkgTypes,
     pub patch_level: PatchLevel,
-    pub platform: Option<Platform>,
+    /// `--platform`: the platforms of an index to patch (empty: all, or the
+    /// one a report file names).
+    pub platforms: Vec<Platform>,
+    /// `--jobs`: platforms patched at once (`None`: as cores and memory allow).
+    pub jobs: Option<usize>,
     pub ca_bundle: Option<PathBuf>,
     pub mode: Mode,
     /// Memory and process limits of each step (`--step-memory`, `--step-pids`).
@@ -153,6 +159,12 @@ pub enum PatchError {
     #[error(transparent)]
     Buildkit(Box<engine::buildkit::BuildkitError>),
 
+    #[error(transparent)]
+    Emulation(#[from] emulation::EmulationError),
+
+    #[error("{}; no image was written", platforms::failed_line(failed))]
+    PlatformsFailed { failed: Vec<(String, String)>, summary: Box<PatchSummary> },
+
     #[error("{image}: no operating system found ({}); nothing can be patched", no_os_detail(*layers))]
     NoOperatingSystem { image: String, layers: usize },
 }
@@ -174,6 +186,11 @@ impl PatchError {
             Self::UpdatesFailed { .. } => Some(
                 "--ignore-errors writes the image with the updates that worked and lists the rest".into(),
             ),
+            Self::Emulation(e) => Some(e.hint()),
+            Self::PlatformsFailed { .. } => Some(
+                "--ignore-errors writes the index with the platforms that worked and keeps the rest unpatched"
+                    .into(),
+            ),
             _ => None,
         }
     }
@@ -181,7 +198,7 @@ impl PatchError {
     /// The summary to show even though the run failed.
     pub fn summary(&self) -> Option<&PatchSummary> {
         match self {
-            Self::UpdatesFailed { summary, .. } => Some(summary),
+            Self::UpdatesFailed { summary, .. } | Self::PlatformsFailed { summary, .. } => Some(summary),
             _ => None,
         }
     }
@@ -239,8 +256,8 @@ pub(crate) fn working_folder(request: &PatchRequest) -> Result<PathBuf, PatchErr
     Ok(working_folder)
 }
 
-/// Runs the pipeline with steps where `engine` runs them.
-#[allow(clippy::too_many_lines)]
+/// Runs the pipeline with steps where `engine` runs them: one platform as
+/// below, several through [`platforms`].
 pub fn run_on(
     engine: &dyn Engine,
     request: &PatchRequest,
@@ -250,24 +267,94 @@ pub fn run_on(
     cancel: &CancelToken,
 ) -> Result<PatchSummary, PatchError> {
     let started = Instant::now();
+    // A directory holds one report per platform, read once the image says
+    // which platforms there are.
+    let findings = match &request.report {
+        Some(path) if path.is_dir() => None,
+        report => Some(findings(request, report.as_deref(), scanners, observer)?),
+    };
+    observer.phase("reading the image");
+    let image = Image::open(&request.image, &request.transport).map_err(image_err(&request.image))?;
+    let destination = dest::destination(&request.image, &request.naming).map_err(PatchError::Destination)?;
+    let platform_image = match platforms::choose(&image, request, findings.as_ref())? {
+        platforms::Chosen::Several(targets) => {
+            let run = platforms::Run { engine, request, plugins, image: &image, destination: &destination };
+            return run.patch(targets, scanners, observer, cancel, started);
+        }
+        platforms::Chosen::One(platform_image) => platform_image,
+    };
+    let findings = findings.expect("a report directory always chooses several platforms");
+    let patched = patch_platform(
+        engine,
+        request,
+        plugins,
+        &findings,
+        &image,
+        platform_image,
+        &destination,
+        observer,
+        cancel,
+    )?;
+    let Some((appended, layer_file)) = patched.layer else { return Ok(patched.summary) };
+    let mut summary = patched.summary;
+    let write_started = Instant::now();
+    let platform = &platform_image.platform;
+    let edited = EditedImage::new(&image, vec![appended]).map_err(image_err(&request.image))?;
+    if cancel.is_cancelled() {
+        return Err(PatchError::Cancelled { during: "before writing the image".to_owned() });
+    }
+    let replaced = caulk_image::transport::existing(&destination.reference, &request.transport);
+    observer.phase("writing the image");
+    let report = edited
+        .write(&destination.reference, &keep_media_types(), &request.transport)
+        .map_err(image_err(&destination.reference))?;
+    drop(layer_file);
+    summary.digest = report.digest.as_ref().map(ToString::to_string);
+    summary.replaced = replaced.map(|existing| summary::Replaced::new(existing, summary.digest.as_deref()));
+    if let Some(replaced) = &summary.replaced
+        && !replaced.same
+    {
+        tracing::warn!("{}", summary.replaced_line().unwrap_or_default());
+    }
+    summary.result = summary::Result::Patched;
+    summary.timings.write += write_started.elapsed();
+
+    write_vex(request, &mut summary, &destination, patched.os.as_ref(), platform)?;
+    summary.timings.total = started.elapsed();
+    observer.finished();
+    Ok(summary)
+}
+
+/// What patching one platform made: its summary and, unless nothing was
+/// patched, the new manifest and config with the layer file behind them.
+pub(crate) struct Patched {
+    pub summary: PatchSummary,
+    pub layer: Option<(Appended, tempfile::NamedTempFile)>,
+    pub os: Option<crate::model::OsRelease>,
+}
+
+/// Patches one platform of `image`: unpack, plan, run the steps, verify,
+/// write the layer and the new manifest. Writes no image.
+#[allow(clippy::too_many_lines, clippy::too_many_arguments)]
+pub(crate) fn patch_platform(
+    engine: &dyn Engine,
+    request: &PatchRequest,
+    plugins: &PluginSet,
+    findings: &Findings,
+    image: &Image,
+    platform_image: &PlatformImage,
+    destination: &dest::Destination,
+    observer: &mut dyn Observer,
+    cancel: &CancelToken,
+) -> Result<Patched, PatchError> {
+    let started = Instant::now();
     let check_cancel = |during: &str| {
         if cancel.is_cancelled() { Err(PatchError::Cancelled { during: during.to_owned() }) } else { Ok(()) }
     };
-
-    let Findings { scanned, grouped, wanted, mode } = findings(request, scanners, observer)?;
-
-    // The image and the platform to patch.
-    observer.phase("reading the image");
-    let image = Image::open(&request.image, &request.transport).map_err(image_err(&request.image))?;
-    let report_platform = scanned.as_ref().and_then(|s| s.findings.platform.as_ref()).map(|p| Platform {
-        os: if p.os.is_empty() { "linux".into() } else { p.os.clone() },
-        architecture: p.architecture.clone(),
-        variant: p.variant.clone(),
-    });
-    let wanted_platform = request.platform.clone().or(report_platform);
-    let platform_image = image.image_for(wanted_platform.as_ref()).map_err(image_err(&request.image))?;
-    let destination = dest::destination(&request.image, &request.naming).map_err(PatchError::Destination)?;
-    let mut summary = PatchSummary::new(request, &destination, platform_image, mode, scanned.as_ref());
+    let Findings { scanned, grouped, wanted, mode } = findings;
+    let mode = *mode;
+    emulation::check(&platform_image.platform)?;
+    let mut summary = PatchSummary::new(request, destination, platform_image, mode, scanned.as_ref());
     for update in grouped.updates.iter().filter(|u| !wanted.iter().any(|w| same(w, u))) {
         summary.rows.push(Row::left_out(update, "its package type is not in --pkg-types"));
     }
@@ -296,7 +383,7 @@ pub fn run_on(
     };
     // The earlier caulk layer seeds this session's changes, so the new layer
     // holds both and replaces it.
-    let base = Base { image: &image, platform_image, lower, seed: top.map(PathBuf::as_path) };
+    let base = Base { image, platform_image, lower, seed: top.map(PathBuf::as_path) };
     let mut session = engine.prepare(&base, cancel.clone())?;
 
     // Who patches what.
@@ -318,7 +405,7 @@ pub fn run_on(
             layers: platform_image.layers.len(),
         });
     }
-    let mut jobs = select_updaters(plugins, mode, &wanted, os.as_ref(), &mut summary);
+    let mut jobs = select_updaters(plugins, mode, wanted, os.as_ref(), &mut summary);
     let index = crate::index::IndexClient::new(request.ca_bundle.as_deref());
     let lookup = |q: &IndexQuery| index.lookup(q);
     let options_for = |plugin: &Plugin| Options {
@@ -387,7 +474,7 @@ pub fn run_on(
         summary.result = summary::Result::NothingToPatch;
         summary.timings.total = started.elapsed();
         summary.no_vex(request.vex_output.as_deref(), "nothing was patched");
-        return Ok(summary);
+        return Ok(Patched { summary, layer: None, os });
     }
 
     // Run the steps.
@@ -449,7 +536,7 @@ pub fn run_on(
 
     let mut summary = match judge(summary, request.ignore_errors, request.vex_output.as_deref(), started)? {
         ControlFlow::Continue(summary) => summary,
-        ControlFlow::Break(summary) => return Ok(summary),
+        ControlFlow::Break(summary) => return Ok(Patched { summary, layer: None, os }),
     };
 
     // The layer.
@@ -494,33 +581,13 @@ pub fn run_on(
         layer_annotations: BTreeMap::new(),
     };
     let appended = append(platform_image, &spec).map_err(image_err(&request.image))?;
-    let edited = EditedImage::new(&image, vec![appended]).map_err(image_err(&request.image))?;
-    check_cancel("before writing the image")?;
-    let replaced = caulk_image::transport::existing(&destination.reference, &request.transport);
-    observer.phase("writing the image");
-    let report = edited
-        .write(&destination.reference, &keep_media_types(), &request.transport)
-        .map_err(image_err(&destination.reference))?;
-    drop(layer_file);
-    summary.digest = report.digest.as_ref().map(ToString::to_string);
-    summary.replaced = replaced.map(|existing| summary::Replaced::new(existing, summary.digest.as_deref()));
-    if let Some(replaced) = &summary.replaced
-        && !replaced.same
-    {
-        tracing::warn!("{}", summary.replaced_line().unwrap_or_default());
-    }
-    summary.result = summary::Result::Patched;
     summary.timings.write = write_started.elapsed();
-
-    write_vex(request, &mut summary, &destination, os.as_ref(), &platform_image.platform)?;
-    summary.timings.total = started.elapsed();
     summary.timings.probes = probe_time.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
-    observer.finished();
-    Ok(summary)
+    Ok(Patched { summary, layer: Some((appended, layer_file)), os })
 }
 
 /// The report's updates, and those of them `--pkg-types` asks for.
-struct Findings {
+pub(crate) struct Findings {
     scanned: Option<crate::scan::Scanned>,
     grouped: Grouped,
     wanted: Vec<PackageUpdate>,
@@ -529,15 +596,16 @@ struct Findings {
 
 /// Reads the report, if there is one; without one every OS package is to
 /// be brought up to date.
-fn findings(
+pub(crate) fn findings(
     request: &PatchRequest,
+    report: Option<&Path>,
     scanners: &Scanners<'_>,
     observer: &mut dyn Observer,
 ) -> Result<Findings, PatchError> {
-    if request.pkg_types.library && request.report.is_none() {
+    if request.pkg_types.library && report.is_none() {
         return Err(PatchError::Usage("--pkg-types library needs a report (-r)".into()));
     }
-    let Some(path) = &request.report else {
+    let Some(path) = report else {
         return Ok(Findings {
             scanned: None,
             grouped: Grouped::default(),

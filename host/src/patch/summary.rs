@@ -318,6 +318,16 @@ pub struct PatchSummary {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vex_not_written: Option<String>,
     pub timings: Timings,
+    /// A multi-platform run: each patched platform's own summary, in index
+    /// order (`digest` is then its new manifest's).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<PatchSummary>,
+    /// Why this platform was kept unpatched (multi-platform runs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Something about the written image the user should know.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 impl PatchSummary {
@@ -351,6 +361,9 @@ impl PatchSummary {
             vex: None,
             vex_not_written: None,
             timings: Timings::default(),
+            platforms: Vec::new(),
+            error: None,
+            note: None,
         }
     }
 
@@ -417,6 +430,9 @@ impl PatchSummary {
 
     /// The table and closing lines for a terminal.
     pub fn render_text(&self) -> String {
+        if !self.platforms.is_empty() {
+            return self.render_platforms();
+        }
         let mut out = String::new();
         // In update-all mode most packages are already current: count them.
         let quiet_current = self.mode == "all";
@@ -476,6 +492,65 @@ impl PatchSummary {
 }
 
 /// One row per package and place, then the notes that do not fit a cell.
+impl PatchSummary {
+    /// A multi-platform run: each platform's table, then one line per
+    /// platform and the index written.
+    fn render_platforms(&self) -> String {
+        let mut out = String::new();
+        for p in &self.platforms {
+            let shown: Vec<&Row> =
+                p.rows.iter().filter(|r| !(p.mode == "all" && r.status == RowStatus::AlreadyFixed)).collect();
+            if !shown.is_empty() {
+                let _ = writeln!(out, "{}:", p.platform);
+                write_rows(&mut out, &shown);
+                out.push('\n');
+            }
+        }
+        for p in &self.platforms {
+            let line = match (p.result, &p.error) {
+                (_, Some(e)) => format!("FAILED, kept unpatched: {e}"),
+                (Result::Patched, None) => format!(
+                    "patched {} (manifest {})",
+                    counted(p.count(RowStatus::Patched), "package", "packages"),
+                    p.digest.as_deref().unwrap_or("?")
+                ),
+                (Result::NothingToPatch, None) => "nothing to patch; kept as it was".to_owned(),
+                (Result::Failed, None) => "FAILED".to_owned(),
+            };
+            let _ = writeln!(out, "{}: {line}", p.platform);
+        }
+        match self.result {
+            Result::Patched => {
+                let patched = self.platforms.iter().filter(|p| p.result == Result::Patched).count();
+                let _ = writeln!(
+                    out,
+                    "\npatched {} of {} into {}",
+                    patched,
+                    counted(self.platforms.len(), "platform", "platforms"),
+                    self.destination
+                );
+                if let Some(d) = &self.digest {
+                    let _ = writeln!(out, "digest {d}");
+                }
+                if let Some(line) = self.replaced_line() {
+                    let _ = writeln!(out, "{line}");
+                }
+            }
+            Result::NothingToPatch => {
+                let _ = writeln!(out, "\nnothing to patch on any platform; no image was written");
+            }
+            Result::Failed => {}
+        }
+        if let Some(vex) = &self.vex {
+            let _ = writeln!(out, "VEX document: {vex}");
+        }
+        for line in [&self.note, &self.vex_not_written].into_iter().flatten() {
+            let _ = writeln!(out, "{line}");
+        }
+        out
+    }
+}
+
 fn write_rows(out: &mut String, shown: &[&Row]) {
     // Library rows name where they live: the same package can sit in the
     // system Python and in a virtualenv, at different versions.
@@ -657,6 +732,9 @@ pub(crate) mod tests {
             vex: None,
             vex_not_written: None,
             timings: Timings::default(),
+            platforms: Vec::new(),
+            error: None,
+            note: None,
         }
     }
 
