@@ -17,7 +17,7 @@ here=$(dirname "$0")
 
 suite=${1:?usage: multiarch-debian.sh SUITE}
 cache=${CAULK_TEST_CACHE:-/var/tmp/caulk-test-cache}
-out=$cache/multiarch-$suite-v1
+out=$cache/multiarch-$suite-v2
 mkdir -p "$cache"
 exec 8>"$cache/.multiarch-$suite.lock"
 flock 8
