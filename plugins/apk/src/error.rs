@@ -58,8 +58,8 @@ impl ApkError {
                 "the apk updater patches Alpine and Wolfi (Chainguard) images; is this image built from one?"
             }
             Self::NoApk { .. } => {
-                "a distroless Wolfi/Chainguard image has no apk; caulk can patch it only with an apk-tools on \
-                 the host's PATH (tooling images are not supported yet)"
+                "a distroless Wolfi/Chainguard image has no apk; give caulk an image that has apk-tools with \
+                 `--tooling-image IMAGE` (or install apk-tools on the host)"
             }
             Self::NoRepositories { .. } => {
                 "apk can only fetch fixed packages from repositories listed in the image's /etc/apk/repositories"

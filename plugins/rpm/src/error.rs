@@ -73,8 +73,9 @@ impl RpmError {
                  --verifydb` inside it says more"
             }
             Self::NoManager { .. } => {
-                "an image without a package manager is patched with the host's dnf (`--installroot`); install dnf on \
-                 the host (Debian: apt-get install dnf)"
+                "an image without a package manager is patched with the tooling root's dnf (`--installroot`): give \
+                 `--tooling-image IMAGE` with an image that has dnf, or install dnf on the host (Debian: apt-get \
+                 install dnf)"
             }
             Self::NoRepositories { .. } => {
                 "dnf can only fetch fixed packages from repositories the image configures in /etc/yum.repos.d"
