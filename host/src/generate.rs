@@ -84,12 +84,47 @@ fn split_layer(layer: &mut dyn Read, scratch: &Path) -> Result<Split, GenerateEr
             deletions.push(under(hidden));
             continue;
         }
+        // The layer's PAX records carry long paths and link targets, large
+        // ids and xattrs (file capabilities); the ustar header alone would
+        // truncate or drop them.
+        if let Some(records) = pax_records(&mut entry)? {
+            let mut pax = tar::Header::new_ustar();
+            pax.set_entry_type(tar::EntryType::XHeader);
+            pax.set_path("PaxHeader")?;
+            pax.set_size(records.len() as u64);
+            pax.set_mode(0o644);
+            pax.set_cksum();
+            builder.append(&pax, records.as_slice())?;
+        }
         let header = entry.header().clone();
         builder.append(&header, &mut entry)?;
     }
     builder.into_inner()?.flush()?;
     let size = files.as_file().metadata()?.len();
     Ok(Split { deletions, files, size })
+}
+
+/// The entry's PAX extended header, re-encoded (`LEN key=value\n` records).
+fn pax_records(entry: &mut tar::Entry<'_, impl Read>) -> std::io::Result<Option<Vec<u8>>> {
+    let Some(extensions) = entry.pax_extensions()? else { return Ok(None) };
+    let mut out = Vec::new();
+    for extension in extensions {
+        let extension = extension?;
+        let (key, value) = (extension.key_bytes(), extension.value_bytes());
+        // The length counts its own digits: grow until it is stable.
+        let body = key.len() + value.len() + 3;
+        let mut len = body + 1;
+        while len != body + len.to_string().len() {
+            len = body + len.to_string().len();
+        }
+        out.extend_from_slice(len.to_string().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(key);
+        out.push(b'=');
+        out.extend_from_slice(value);
+        out.push(b'\n');
+    }
+    Ok(Some(out))
 }
 
 /// The Dockerfile for `from` with `deletions` removed before the files land.
@@ -112,13 +147,14 @@ pub fn write_context(
     original: &ImageRef,
     base_digest: &str,
     patched: &ImageRef,
+    platform: Option<&caulk_image::Platform>,
     transport: &TransportOptions,
     scratch: &Path,
     out: &mut dyn Write,
 ) -> Result<(), GenerateError> {
     let from = from_line(original, base_digest)?;
     let image = Image::open(patched, transport)?;
-    let platform = image.image_for(None)?;
+    let platform = image.image_for(platform)?;
     let Some(layer) = platform.layers.last() else {
         return Err(GenerateError::BadEntry { entry: "(no layer)".to_owned() });
     };
@@ -172,6 +208,49 @@ mod tests {
             .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names, ["usr/lib/x/libold.so", "etc/conf.d/only"]);
+    }
+
+    #[test]
+    fn long_paths_and_xattrs_in_pax_records_reach_the_context() {
+        let long = format!("app/node_modules/{}index.js", "deep/".repeat(30));
+        let mut records = Vec::new();
+        for (key, value) in [("path", long.as_bytes()), ("SCHILY.xattr.security.capability", b"\x01\x02")] {
+            let body = key.len() + value.len() + 3;
+            let len = body + (body + 3).to_string().len();
+            records.extend_from_slice(format!("{len} {key}=").as_bytes());
+            records.extend_from_slice(value);
+            records.push(b'\n');
+        }
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut pax = tar::Header::new_ustar();
+        pax.set_entry_type(tar::EntryType::XHeader);
+        pax.set_size(records.len() as u64);
+        pax.set_cksum();
+        builder.append(&pax, records.as_slice()).unwrap();
+        let mut file = tar::Header::new_ustar();
+        file.set_path("app/truncated").unwrap();
+        file.set_size(2);
+        file.set_mode(0o755);
+        file.set_cksum();
+        builder.append(&file, &b"js"[..]).unwrap();
+        let bytes = builder.into_inner().unwrap();
+
+        let scratch = tempfile::tempdir().unwrap();
+        let split = split_layer(&mut bytes.as_slice(), scratch.path()).unwrap();
+        let mut archive = tar::Archive::new(std::fs::File::open(split.files.path()).unwrap());
+        let mut entries = archive.entries().unwrap();
+        let mut entry = entries.next().unwrap().unwrap();
+        assert_eq!(entry.path().unwrap().to_string_lossy(), long);
+        let xattrs: Vec<(String, Vec<u8>)> = entry
+            .pax_extensions()
+            .unwrap()
+            .unwrap()
+            .map(|e| e.unwrap())
+            .filter(|e| e.key().unwrap().starts_with("SCHILY.xattr."))
+            .map(|e| (e.key().unwrap().to_owned(), e.value_bytes().to_vec()))
+            .collect();
+        assert_eq!(xattrs, [("SCHILY.xattr.security.capability".to_owned(), vec![1, 2])]);
+        assert!(entries.next().is_none());
     }
 
     #[test]

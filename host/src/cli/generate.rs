@@ -105,6 +105,12 @@ pub fn run(args: &GenerateArgs, global: &GlobalArgs) -> Result<ExitCode, Error> 
     }
     let patch_args = args.as_patch()?;
     let mut request = patch_args.request()?;
+    if request.platforms.len() > 1 {
+        return Err(Error::Usage("caulk generate writes one build context: give one --platform".into()));
+    }
+    // The layer and the base digest must come from the same platform: the
+    // one asked for, else the one `docker build` here would pull.
+    let platform = request.platforms.first().cloned();
     request.transport = global.transport();
     let scratch = tempfile::Builder::new()
         .prefix("caulk-generate-")
@@ -137,25 +143,39 @@ pub fn run(args: &GenerateArgs, global: &GlobalArgs) -> Result<ExitCode, Error> 
     let patched = caulk_image::ImageRef::parse(&layout).map_err(|e| Error::Usage(e.to_string()))?;
     let written = caulk_image::Image::open(&patched, &caulk_image::TransportOptions::default())
         .map_err(|e| Error::Image { image: layout.clone(), source: Box::new(e) })?;
-    let base_digest = written.images[0]
+    let chosen = written
+        .image_for(platform.as_ref())
+        .map_err(|e| Error::Image { image: layout.clone(), source: Box::new(e) })?;
+    let base_digest = chosen
         .config
         .parsed
         .config()
         .as_ref()
         .and_then(|c| c.labels().as_ref().and_then(|l| l.get(labels::BASE_DIGEST).cloned()))
         .unwrap_or_default();
-    let mut out: Box<dyn Write> = match &args.output {
-        Some(path) => Box::new(std::fs::File::create(path).map_err(Error::Output)?),
-        None => Box::new(std::io::stdout().lock()),
+    let write = |out: &mut dyn Write| -> Result<(), Error> {
+        crate::generate::write_context(
+            &request.image,
+            &base_digest,
+            &patched,
+            platform.as_ref(),
+            &caulk_image::TransportOptions::default(),
+            scratch.path(),
+            out,
+        )?;
+        out.flush().map_err(Error::Output)
     };
-    crate::generate::write_context(
-        &request.image,
-        &base_digest,
-        &patched,
-        &caulk_image::TransportOptions::default(),
-        scratch.path(),
-        &mut out,
-    )?;
-    out.flush().map_err(Error::Output)?;
+    match &args.output {
+        // Written beside the destination and renamed over it: a failed run
+        // leaves no partial tar and no earlier one mistaken for this run's.
+        Some(path) => {
+            let dir =
+                path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+            let mut file = tempfile::NamedTempFile::new_in(dir).map_err(Error::Output)?;
+            write(file.as_file_mut())?;
+            file.persist(path).map_err(|e| Error::Output(e.error))?;
+        }
+        None => write(&mut std::io::stdout().lock())?,
+    }
     Ok(ExitCode::SUCCESS)
 }
