@@ -21,7 +21,7 @@ pub struct FleetArgs {
     /// Patch the images a PatchConfig file lists (Copa's bulk mode; its
     /// copa.sh/v1alpha1 files work unchanged). -r then names a directory
     /// of reports of the patched images, for skip detection.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["image", "tag", "dest", "platform", "output"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["image", "tag", "tag_suffix", "dest", "platform", "output", "push"])]
     pub config: Option<PathBuf>,
 
     /// With --config: stop starting jobs once one has failed.
@@ -46,6 +46,9 @@ impl fleet::Requests for FromArgs<'_> {
         request.report.clone_from(&job.report);
         request.naming.dest = Some(job.destination.clone());
         request.platforms.clone_from(&job.platforms);
+        // --jobs already runs this many images at once; their platforms go
+        // one after the other, or the two would multiply.
+        request.jobs = Some(1);
         request.transport.clone_from(&self.base.transport);
         request.policy = self.base.policy.clone();
         request.budgets = self.base.budgets;

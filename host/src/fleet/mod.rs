@@ -115,6 +115,13 @@ pub fn run(
         let mut expansion = Expansion { listed: &mut listed, reports: reports.as_ref(), jobs: &mut jobs };
         expansion.expand(spec, config, options, scanners, &mut summary);
     }
+    let (jobs, clashing) = apart_from_clashes(jobs);
+    summary.rows.extend(clashing.iter().map(|job| {
+        FleetRow::failed(
+            job,
+            &format!("another job of this config also writes {}; none of them ran", job.destination),
+        )
+    }));
     let failed = AtomicBool::new(false);
     let results = crate::parallel::map(&jobs, options.jobs, |job| {
         if options.fail_fast && failed.load(Ordering::SeqCst) {
@@ -206,12 +213,13 @@ impl Expansion<'_, '_> {
                 if target_repo == spec.image { available.clone() } else { self.listed.tags(&target_repo) };
             let newest = match &target_tags {
                 Ok(tags) => skip::newest_patched(&base_tag, tags),
+                // Without the target's tags caulk cannot tell a free tag from
+                // a published one, and published tags are never overwritten.
                 Err(e) => {
-                    tracing::warn!(
-                        "{}: tags of {target_repo} cannot be listed ({e}); patching as {base_tag}",
-                        spec.name
-                    );
-                    None
+                    let why =
+                        format!("the tags of {target_repo} cannot be listed, so no free tag is known: {e}");
+                    summary.rows.push(FleetRow::job_failed(spec, &source_name, None, &why));
+                    continue;
                 }
             };
             let report = spec.report.as_ref().map(|t| config.base_dir.join(t.render(&tag)));
@@ -238,6 +246,18 @@ impl Expansion<'_, '_> {
             });
         }
     }
+}
+
+/// Splits off the jobs whose destination another job also writes (two
+/// entries with one `oci:` target and tag, a tag template without
+/// `{{ .SourceTag }}`, two sources with one last path component): run at
+/// once, the last writer would silently win.
+fn apart_from_clashes(jobs: Vec<Job>) -> (Vec<Job>, Vec<Job>) {
+    let mut writers: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for job in &jobs {
+        *writers.entry(job.destination.clone()).or_default() += 1;
+    }
+    jobs.into_iter().partition(|job| writers[&job.destination] == 1)
 }
 
 enum Decision {
@@ -356,7 +376,11 @@ fn list_tags(repository: &str, transport: &TransportOptions) -> Result<Vec<Strin
         return layout_names(Path::new(dir));
     }
     let reference = RegistryRef::parse(repository).map_err(|e| e.to_string())?;
-    caulk_image::transport::registry::list_tags(&reference, &transport.registry).map_err(|e| e.to_string())
+    match caulk_image::transport::registry::list_tags(&reference, &transport.registry) {
+        // A target repository nobody has pushed to yet has no tags.
+        Err(caulk_image::Error::ImageNotFound { .. }) => Ok(Vec::new()),
+        other => other.map_err(|e| e.to_string()),
+    }
 }
 
 /// The image names (`org.opencontainers.image.ref.name`) of an OCI layout;
@@ -478,6 +502,28 @@ mod tests {
         );
         assert_eq!(target_repository("127.0.0.1:5000/a/b", None), "127.0.0.1:5000/a/b");
         assert_eq!(target_repository("oci:/x/layout", Some("oci:/y/out")), "oci:/y/out");
+    }
+
+    #[test]
+    fn jobs_writing_one_destination_are_all_held_back() {
+        let job = |source: &str, destination: &str| Job {
+            name: "n".into(),
+            source: ImageRef::parse(source).unwrap(),
+            source_name: source.into(),
+            destination: destination.into(),
+            target_name: destination.into(),
+            platforms: Vec::new(),
+            report: None,
+            why: String::new(),
+        };
+        let (run, held) = apart_from_clashes(vec![
+            job("quay.io/a/redis:7", "ghcr.io/me/redis:7-patched"),
+            job("docker.io/b/redis:7", "ghcr.io/me/redis:7-patched"),
+            job("docker.io/b/redis:6", "ghcr.io/me/redis:6-patched"),
+        ]);
+        let names = |jobs: &[Job]| jobs.iter().map(|j| j.source_name.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&run), ["docker.io/b/redis:6"]);
+        assert_eq!(names(&held), ["quay.io/a/redis:7", "docker.io/b/redis:7"]);
     }
 
     #[test]

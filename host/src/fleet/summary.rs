@@ -55,8 +55,12 @@ impl FleetRow {
     pub(super) fn finished(job: &Job, summary: PatchSummary) -> Self {
         let (status, details) = match summary.result {
             PatchResult::Patched => {
-                let patched =
-                    summary.rows.iter().filter(|r| r.status == crate::patch::RowStatus::Patched).count();
+                // A multi-platform run keeps its rows per platform.
+                let patched = std::iter::once(&summary)
+                    .chain(&summary.platforms)
+                    .flat_map(|s| &s.rows)
+                    .filter(|r| r.status == crate::patch::RowStatus::Patched)
+                    .count();
                 (
                     FleetStatus::Patched,
                     format!(

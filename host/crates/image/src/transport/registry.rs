@@ -188,9 +188,10 @@ fn source_chain(e: &dyn std::error::Error) -> String {
     parts.join(": ")
 }
 
-/// Registries page `tags/list`; this many per request keeps pages small
-/// enough for any registry while needing few round trips.
-const TAGS_PAGE: usize = 1000;
+/// Registries page `tags/list`. A page shorter than asked for is taken as
+/// the last one, so this must not exceed what registries serve per page:
+/// Docker Hub and quay.io cap pages at 100 whatever `n` asks.
+const TAGS_PAGE: usize = 100;
 
 /// Every tag of `reference`'s repository (`/v2/<name>/tags/list`, following
 /// pages), in the registry's order. The reference's own tag is ignored.
