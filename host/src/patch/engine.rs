@@ -38,6 +38,12 @@ pub trait Engine: Sync {
         base: &Base<'_>,
         cancel: CancelToken,
     ) -> Result<Box<dyn Workspace + 'e>, PatchError>;
+
+    /// Whether steps run on this machine, so a foreign platform needs this
+    /// machine's binfmt_misc emulation (a daemon elsewhere has its own).
+    fn runs_here(&self) -> bool {
+        true
+    }
 }
 
 /// The image's root fs with the steps run so far. `Sync` because command

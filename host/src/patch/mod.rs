@@ -353,7 +353,9 @@ pub(crate) fn patch_platform(
     };
     let Findings { scanned, grouped, wanted, mode } = findings;
     let mode = *mode;
-    emulation::check(&platform_image.platform)?;
+    if engine.runs_here() {
+        emulation::check(&platform_image.platform)?;
+    }
     let mut summary = PatchSummary::new(request, destination, platform_image, mode, scanned.as_ref());
     for update in grouped.updates.iter().filter(|u| !wanted.iter().any(|w| same(w, u))) {
         summary.rows.push(Row::left_out(update, "its package type is not in --pkg-types"));

@@ -233,6 +233,10 @@ impl BuildkitEngine {
 }
 
 impl Engine for BuildkitEngine {
+    fn runs_here(&self) -> bool {
+        false
+    }
+
     fn prepare<'e>(
         &'e self,
         base: &Base<'_>,
