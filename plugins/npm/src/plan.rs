@@ -134,10 +134,12 @@ pub fn plan(request: &PlanRequest) -> Result<PatchPlan, NpmError> {
             "--no-fund",
         ];
         fetch.extend(batch.iter().map(String::as_str));
-        plan.steps.push(Step {
-            tolerate_failure: false,
-            ..step(format!("fetch {} from the registry", batch.join(" ")), facts::npm(&fetch).with_network())
-        });
+        // Tolerated like the installs under --ignore-errors: a batch that
+        // cannot be fetched fails only its own packages' installs.
+        plan.steps.push(step(
+            format!("fetch {} from the registry", batch.join(" ")),
+            facts::npm(&fetch).with_network(),
+        ));
     }
     for (place, work) in &work {
         match place {
