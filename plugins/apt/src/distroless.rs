@@ -87,7 +87,7 @@ for f in "$t"/var/lib/dpkg/status.d/*; do
   case ${f##*/} in .*|*.md5sums*|*.dpkg-*) continue ;; esac
   [ -f "$f" ] && [ ! -L "$f" ] || continue
   awk 'BEGIN { RS = ""; ORS = "\n\n" }
-    { if ($0 !~ /(^|\n)Status:/) $0 = $0 "\nStatus: install ok installed"; print }' "$f"
+    { if (tolower($0) !~ /(^|\n)status:/) $0 = $0 "\nStatus: install ok installed"; print }' "$f"
 done > "$a/status"
 : > "$a/available"
 rc=0
