@@ -269,7 +269,7 @@ fn an_image_with_its_own_dnf_is_patched_by_it() {
     let demo = row(&summary, "caulk-demo");
     assert_eq!((&demo["status"], &demo["to"]), (&"patched".into(), &"1.2-1".into()), "{summary:#}");
     let checks = demo["checks"].as_array().unwrap();
-    assert!(checks.iter().any(|c| c[0] == "rpmdb --verifydb" && c[1] == true), "{checks:?}");
+    assert!(checks.iter().any(|c| c["name"] == "rpmdb --verifydb" && c["passed"] == true), "{checks:?}");
 
     let new_layer = image.check_held_out("dnf", "patched");
     let listing = image.listing(&new_layer);
