@@ -111,7 +111,7 @@ fn a_distroless_image_without_apk_on_the_host_is_refused_with_the_reason() {
         "{stderr}"
     );
     assert!(stderr.contains("`apk --version` on the host exited with"), "{stderr}");
-    assert!(stderr.contains("tooling images are not supported yet"), "{stderr}");
+    assert!(stderr.contains("with `--tooling-image IMAGE`"), "{stderr}");
 }
 
 #[test]
