@@ -1,4 +1,8 @@
-//! Package names as package indexes compare them.
+//! Package names as package indexes compare them, and OS package names
+//! checked before they can reach a package manager's argv.
+
+use std::fmt;
+use std::str::FromStr;
 
 /// PEP 503 normalisation: runs of `-`, `_` and `.` become one `-`, and the
 /// result is lowercased (`re.sub(r"[-_.]+", "-", name).lower()`), which is
@@ -22,6 +26,63 @@ pub fn pep503(name: &str) -> String {
         }
     }
     out
+}
+
+/// Longer than any package name in Alpine, Wolfi, Fedora, RHEL, SUSE or
+/// Azure Linux.
+const MAX_NAME_LEN: usize = 128;
+
+/// A validated OS package name (apk, RPM): letters, digits and `+ - . _`,
+/// starting with a letter or digit so that it is never read as an option,
+/// and free of the globs and constraint operators package managers read.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PackageName(String);
+
+/// Why a string is not an OS package name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("it is empty")]
+    Empty,
+    #[error("it is longer than {MAX_NAME_LEN} bytes")]
+    TooLong,
+    #[error("it starts with {found:?}; a name starts with a letter or digit")]
+    Start { found: char },
+    #[error("character {found:?} at byte {at} is not allowed (only letters, digits, `+`, `-`, `.`, `_`)")]
+    Character { found: char, at: usize },
+}
+
+impl PackageName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for PackageName {
+    type Err = NameError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text.len() > MAX_NAME_LEN {
+            return Err(NameError::TooLong);
+        }
+        let mut chars = text.char_indices();
+        match chars.next() {
+            None => return Err(NameError::Empty),
+            Some((_, c)) if c.is_ascii_alphanumeric() => {}
+            Some((_, found)) => return Err(NameError::Start { found }),
+        }
+        if let Some((at, found)) =
+            chars.find(|(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.' | '_')))
+        {
+            return Err(NameError::Character { found, at });
+        }
+        Ok(Self(text.to_owned()))
+    }
+}
+
+impl fmt::Display for PackageName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 #[cfg(test)]

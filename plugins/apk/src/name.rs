@@ -10,62 +10,7 @@
 //! the convention of virtual packages (`.build-deps`, and the `.caulk-*`
 //! ones the plan makes), which no scanner reports.
 
-use std::fmt;
-use std::str::FromStr;
-
-/// Longer than any package name in Alpine or Wolfi.
-const MAX_NAME_LEN: usize = 128;
-
-/// A validated apk package name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PackageName(String);
-
-/// Why a string is not an apk package name.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum NameError {
-    #[error("it is empty")]
-    Empty,
-    #[error("it is longer than {MAX_NAME_LEN} bytes")]
-    TooLong,
-    #[error("it starts with {found:?}; a name starts with a letter or digit")]
-    Start { found: char },
-    #[error("character {found:?} at byte {at} is not allowed (only letters, digits, `+`, `-`, `.`, `_`)")]
-    Character { found: char, at: usize },
-}
-
-impl PackageName {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl FromStr for PackageName {
-    type Err = NameError;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        if text.len() > MAX_NAME_LEN {
-            return Err(NameError::TooLong);
-        }
-        let mut chars = text.char_indices();
-        match chars.next() {
-            None => return Err(NameError::Empty),
-            Some((_, c)) if c.is_ascii_alphanumeric() => {}
-            Some((_, found)) => return Err(NameError::Start { found }),
-        }
-        if let Some((at, found)) =
-            chars.find(|(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.' | '_')))
-        {
-            return Err(NameError::Character { found, at });
-        }
-        Ok(Self(text.to_owned()))
-    }
-}
-
-impl fmt::Display for PackageName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+pub use caulk_sdk::names::{NameError, PackageName};
 
 #[cfg(test)]
 mod tests {
