@@ -37,6 +37,7 @@ pub mod names;
 pub mod rules;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod verdict;
 pub mod version;
 
 mod bindings;

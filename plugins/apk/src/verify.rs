@@ -9,7 +9,8 @@
 //! step failed.
 
 use caulk_sdk::facts::FactsExt;
-use caulk_sdk::update::{Outcome, OutcomeStatus, SelectedUpdate, StepResult, VerifyRequest, VersionTarget};
+use caulk_sdk::update::{Outcome, OutcomeStatus, SelectedUpdate, StepResult, VerifyRequest};
+use caulk_sdk::verdict::{self, Found};
 use caulk_sdk::version::apk;
 
 use crate::db::{INSTALLED_PATH, Installed, World};
@@ -61,77 +62,26 @@ fn judge(
             format!("{INSTALLED_PATH} gives {name} the version {to:?}, which is not an apk version"),
         );
     };
-    let moved = selected.from.parse::<apk::Version>().map_or(selected.from != to, |from| from != now);
     let leftover = world
         .leftovers()
         .into_iter()
         .find(|v| v.strip_prefix(crate::plan::VIRTUAL_PREFIX) == Some(name))
         .map(|v| format!(" (note: /etc/apk/world still lists {v}; `apk del {v}` in the image removes it)"))
         .unwrap_or_default();
-    let outcome = match &selected.target {
-        VersionTarget::AtLeast(fixed) | VersionTarget::Exactly(fixed) => {
-            let exact = matches!(selected.target, VersionTarget::Exactly(_));
-            let reached =
-                fixed.parse::<apk::Version>().is_ok_and(|f| if exact { now == f } else { now >= f });
-            if reached && moved {
-                Outcome::of(
-                    selected,
-                    Some(to.clone()),
-                    OutcomeStatus::Patched,
-                    format!("upgraded from {} to {to} (fixed in {fixed})", selected.from),
-                )
-            } else if reached {
-                Outcome::of(
-                    selected,
-                    Some(to.clone()),
-                    OutcomeStatus::AlreadyFixed,
-                    format!("already at {to}, at or above the fixed version {fixed}"),
-                )
-            } else {
-                let head = if moved {
-                    format!(
-                        "{name} moved from {} to {to}, still below the fixed version {fixed}",
-                        selected.from
-                    )
-                } else {
-                    format!("{name} stayed at {to}, below the fixed version {fixed}")
-                };
-                let why = steps.trouble(name).map_or_else(
-                    || "; the steps succeeded but the image's repositories offer no fixed version (is the right branch in /etc/apk/repositories?)".to_owned(),
-                    |t| format!("; {t}"),
-                );
-                failed(Some(to.clone()), head + &why)
-            }
-        }
-        VersionTarget::Newest => {
-            if moved {
-                Outcome::of(
-                    selected,
-                    Some(to.clone()),
-                    OutcomeStatus::Patched,
-                    format!("upgraded from {} to {to}", selected.from),
-                )
-            } else if let Some(trouble) = steps.trouble(name) {
-                failed(Some(to.clone()), format!("{name} stayed at {to}; {trouble}"))
-            } else {
-                Outcome::of(
-                    selected,
-                    Some(to.clone()),
-                    OutcomeStatus::AlreadyFixed,
-                    format!("{name} stayed at {to}: no newer version in the image's repositories"),
-                )
-            }
-        }
-    };
+    let outcome = verdict::judge(
+        selected,
+        Found {
+            shown: &to,
+            version: &now,
+            trouble: steps.trouble(name),
+            no_fix: "the image's repositories offer no fixed version (is the right branch in /etc/apk/repositories?)",
+        },
+    );
     Outcome { detail: outcome.detail + &leftover, ..outcome }
 }
 
 /// How the steps went, as far as it explains an outcome.
 struct Steps<'a>(&'a [StepResult]);
-
-/// At most this many error lines per step, and characters of them.
-const MAX_LINES: usize = 4;
-const MAX_CHARS: usize = 600;
 
 impl Steps<'_> {
     /// The failed steps that concern `name`: its own add step, and every
@@ -197,12 +147,7 @@ fn error_lines(stderr: &str, name: &str) -> String {
     } else {
         lines.last().map(|l| l.trim()).into_iter().collect()
     };
-    let text = chosen.iter().take(MAX_LINES).copied().collect::<Vec<_>>().join(" / ");
-    if text.chars().count() > MAX_CHARS {
-        text.chars().take(MAX_CHARS).collect::<String>() + "…"
-    } else {
-        text
-    }
+    verdict::excerpt(chosen)
 }
 
 /// Whether `line` names package `name` as a whole word (`libssl3` is not

@@ -172,11 +172,6 @@ struct StepReport<'a> {
     steps: &'a [StepResult],
 }
 
-/// At most this many error lines per step in a detail.
-const MAX_LINES: usize = 4;
-/// And at most this many characters of them.
-const MAX_CHARS: usize = 600;
-
 impl<'a> StepReport<'a> {
     fn new(steps: &'a [StepResult]) -> Self {
         Self { steps }
@@ -224,7 +219,8 @@ impl<'a> StepReport<'a> {
                             && (l.contains("Failed to fetch") || l.contains("failed to download"))
                     })
                     .collect();
-                (!lines.is_empty()).then(|| explained(format!("{} warned", label(s)), &clip(&lines)))
+                (!lines.is_empty())
+                    .then(|| explained(format!("{} warned", label(s)), &caulk_sdk::verdict::excerpt(lines)))
             })
             .collect();
         (!warnings.is_empty()).then(|| warnings.join("; "))
@@ -277,16 +273,6 @@ fn explained(head: String, lines: &str) -> String {
     text
 }
 
-/// At most [`MAX_LINES`] lines and [`MAX_CHARS`] characters, joined.
-fn clip(lines: &[&str]) -> String {
-    let text = lines.iter().take(MAX_LINES).copied().collect::<Vec<_>>().join(" / ");
-    if text.chars().count() > MAX_CHARS {
-        text.chars().take(MAX_CHARS).collect::<String>() + "…"
-    } else {
-        text
-    }
-}
-
 /// The `E:` and `dpkg:` lines of a step's stderr, those naming `package`
 /// first; the last line when there are none.
 fn error_lines(stderr: &str, package: Option<&str>) -> String {
@@ -302,7 +288,7 @@ fn error_lines(stderr: &str, package: Option<&str>) -> String {
     } else {
         lines.last().copied().into_iter().collect()
     };
-    clip(&chosen)
+    caulk_sdk::verdict::excerpt(chosen)
 }
 
 /// Whether `line` names `package` as a whole word (`libssl3` is not named by

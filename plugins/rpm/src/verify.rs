@@ -8,10 +8,8 @@
 //! above the target in rpm's order ([`caulk_sdk::version::rpm`]).
 
 use caulk_sdk::facts::FactsExt;
-use caulk_sdk::update::{
-    Check, Outcome, OutcomeStatus, SelectedUpdate, StepResult, VerifyRequest, VersionTarget,
-};
-use caulk_sdk::version::rpm::Evr;
+use caulk_sdk::update::{Check, Outcome, OutcomeStatus, SelectedUpdate, StepResult, VerifyRequest};
+use caulk_sdk::verdict::{self, Found};
 
 use crate::db::{Installed, MANIFEST_2};
 use crate::error::RpmError;
@@ -112,68 +110,19 @@ fn judge(selected: &SelectedUpdate, installed: &Installed, steps: &Steps<'_>) ->
             format!("the rpm database gives {name} the version {to:?}, which is not an RPM version"),
         );
     };
-    let moved = selected.from.parse::<Evr>().map_or(selected.from != to, |from| from != now);
-    match &selected.target {
-        VersionTarget::AtLeast(fixed) | VersionTarget::Exactly(fixed) => {
-            let exact = matches!(selected.target, VersionTarget::Exactly(_));
-            let reached = fixed.parse::<Evr>().is_ok_and(|f| if exact { now == f } else { now >= f });
-            if reached && moved {
-                Outcome::of(
-                    selected,
-                    Some(to.clone()),
-                    OutcomeStatus::Patched,
-                    format!("upgraded from {} to {to} (fixed in {fixed})", selected.from),
-                )
-            } else if reached {
-                Outcome::of(
-                    selected,
-                    Some(to.clone()),
-                    OutcomeStatus::AlreadyFixed,
-                    format!("already at {to}, at or above the fixed version {fixed}"),
-                )
-            } else {
-                let head = if moved {
-                    format!(
-                        "{name} moved from {} to {to}, still below the fixed version {fixed}",
-                        selected.from
-                    )
-                } else {
-                    format!("{name} stayed at {to}, below the fixed version {fixed}")
-                };
-                let why = steps.trouble(name).map_or_else(
-                    || "; the steps succeeded but the image's repositories offer no fixed version".to_owned(),
-                    |t| format!("; {t}"),
-                );
-                failed(Some(to.clone()), head + &why)
-            }
-        }
-        VersionTarget::Newest => {
-            if moved {
-                Outcome::of(
-                    selected,
-                    Some(to.clone()),
-                    OutcomeStatus::Patched,
-                    format!("upgraded from {} to {to}", selected.from),
-                )
-            } else if let Some(trouble) = steps.trouble(name) {
-                failed(Some(to.clone()), format!("{name} stayed at {to}; {trouble}"))
-            } else {
-                Outcome::of(
-                    selected,
-                    Some(to.clone()),
-                    OutcomeStatus::AlreadyFixed,
-                    format!("{name} stayed at {to}: no newer version in the image's repositories"),
-                )
-            }
-        }
-    }
+    verdict::judge(
+        selected,
+        Found {
+            shown: &to,
+            version: &now,
+            trouble: steps.trouble(name),
+            no_fix: "the image's repositories offer no fixed version",
+        },
+    )
 }
 
 /// How the steps went, as far as it explains an outcome.
 struct Steps<'a>(&'a [StepResult]);
-
-const MAX_LINES: usize = 4;
-const MAX_CHARS: usize = 600;
 
 impl Steps<'_> {
     /// The failed steps that concern `name`: the upgrade that named it (or
@@ -229,12 +178,7 @@ fn error_lines(stderr: &str) -> String {
         })
         .collect();
     let chosen = if errors.is_empty() { lines.last().copied().into_iter().collect() } else { errors };
-    let text = chosen.into_iter().take(MAX_LINES).collect::<Vec<_>>().join(" / ");
-    if text.chars().count() > MAX_CHARS {
-        text.chars().take(MAX_CHARS).collect::<String>() + "…"
-    } else {
-        text
-    }
+    verdict::excerpt(chosen)
 }
 
 #[cfg(test)]
