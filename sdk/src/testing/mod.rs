@@ -30,8 +30,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 mod root;
+mod rounds;
 
 pub use root::{entry, files, glob, os_release};
+pub use rounds::{MAX_ROUNDS, probe_rounds};
 
 use crate::types::Findings;
 use crate::update::{Outcome, PatchPlan, PlanRequest, ProbeRequest, Question, VerifyRequest};

@@ -13,7 +13,7 @@ use caulk_sdk::Updater;
 use caulk_sdk::types::Platform;
 use caulk_sdk::update::{
     Answer, CommandOutput, ExecContext, Fact, FileEntry, FileKind, Options, PatchLevel, PatchPlan, Phase,
-    PlanRequest, ProbeRequest, Question, QuestionKind, StepResult, Target, Update, UpdateMode, VerifyRequest,
+    PlanRequest, Question, QuestionKind, StepResult, Target, Update, UpdateMode, VerifyRequest,
 };
 
 pub fn data(relative: &str) -> PathBuf {
@@ -105,30 +105,11 @@ pub fn options(mode: UpdateMode) -> Options {
 /// Drives `probe` as the host does: ask, answer, ask again until nothing is
 /// new. Returns the facts and the number of rounds that asked something.
 pub fn probe(root: &Root, phase: Phase, options: &Options) -> (Vec<Fact>, usize) {
-    let mut facts: Vec<Fact> = Vec::new();
-    for round in 0..10 {
-        let request = ProbeRequest {
-            phase,
-            target: root.target(),
-            updates: Vec::new(),
-            selected: Vec::new(),
-            options: options.clone(),
-            facts: facts.clone(),
-        };
-        let questions = Apk::probe(&request).expect("probe succeeds");
-        if questions.is_empty() {
-            return (facts, round);
-        }
-        for question in &questions {
-            assert!(
-                !facts.iter().any(|f| f.question_id == question.id),
-                "round {round} asked {} again",
-                question.id
-            );
-            facts.push(root.answer(question));
-        }
-    }
-    panic!("the plugin kept asking after 10 rounds");
+    let (asked, rounds) =
+        caulk_sdk::testing::probe_rounds::<Apk>(phase, root.target(), Vec::new(), options.clone(), |q| {
+            root.answer(q)
+        });
+    (asked.into_iter().map(|(_, fact)| fact).collect(), rounds)
 }
 
 pub fn plan_request(root: &Root, updates: Vec<Update>, options: Options) -> PlanRequest {

@@ -13,8 +13,8 @@ use caulk_plugin_rpm::probe::TOOLING_MOUNT;
 use caulk_sdk::Updater;
 use caulk_sdk::types::Platform;
 use caulk_sdk::update::{
-    Answer, CommandOutput, ExecContext, Fact, Options, PatchLevel, PatchPlan, Phase, PlanRequest,
-    ProbeRequest, Question, QuestionKind, Target, Update, UpdateMode,
+    Answer, CommandOutput, ExecContext, Fact, Options, PatchLevel, PatchPlan, Phase, PlanRequest, Question,
+    QuestionKind, Target, Update, UpdateMode,
 };
 
 pub fn workspace() -> PathBuf {
@@ -123,30 +123,11 @@ pub fn options(mode: UpdateMode) -> Options {
 /// Drives `probe` as the host does; returns the facts and the rounds that
 /// asked something.
 pub fn probe(root: &Root, phase: Phase, options: &Options) -> (Vec<Fact>, usize) {
-    let mut facts: Vec<Fact> = Vec::new();
-    for round in 0..10 {
-        let request = ProbeRequest {
-            phase,
-            target: root.target(),
-            updates: Vec::new(),
-            selected: Vec::new(),
-            options: options.clone(),
-            facts: facts.clone(),
-        };
-        let questions = Rpm::probe(&request).expect("probe succeeds");
-        if questions.is_empty() {
-            return (facts, round);
-        }
-        for question in &questions {
-            assert!(
-                !facts.iter().any(|f| f.question_id == question.id),
-                "round {round} asked {} again",
-                question.id
-            );
-            facts.push(root.answer(question));
-        }
-    }
-    panic!("the plugin kept asking after 10 rounds");
+    let (asked, rounds) =
+        caulk_sdk::testing::probe_rounds::<Rpm>(phase, root.target(), Vec::new(), options.clone(), |q| {
+            root.answer(q)
+        });
+    (asked.into_iter().map(|(_, fact)| fact).collect(), rounds)
 }
 
 pub fn plan_request(root: &Root, updates: Vec<Update>, options: Options) -> PlanRequest {
