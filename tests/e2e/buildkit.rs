@@ -115,13 +115,16 @@ fn both_engines_patch_to_the_same_versions_in_one_layer_over_the_original_blobs(
     let layout = layout_copy(&sandbox, &cached, "layout");
     let input = format!("oci:{}:bookworm", layout.display());
     let report = apt_report(&sandbox, &layout, "bookworm", &["openssl", "libssl3", "libexpat1"]);
-    for (engine, tag) in [("local", "local"), ("buildkit", "bk")] {
+    let engines: [(&str, &[String]); 2] =
+        [("local", &["--engine".into(), "local".into()]), ("bk", &["--addr".into(), addr()])];
+    for (tag, engine) in engines {
         let summary = json(&success(&run(sandbox
             .caulk()
             .args(["patch", "--json", "-i", &input, "-r"])
             .arg(&report)
-            .args(["-t", tag, "--engine", engine, "--addr", &addr()]))));
-        assert_eq!(summary["result"], "patched", "{engine}: {summary:#}");
+            .args(["-t", tag])
+            .args(engine))));
+        assert_eq!(summary["result"], "patched", "{tag}: {summary:#}");
     }
     let before = open(&input);
     let local = open(&format!("oci:{}:local", layout.display()));

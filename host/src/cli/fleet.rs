@@ -84,7 +84,7 @@ pub fn run(args: &PatchArgs, global: &GlobalArgs) -> Result<ExitCode, Error> {
         pkg_types: base.pkg_types,
         scanner: args.scanner.clone(),
         transport: base.transport.clone(),
-        buildkit: args.buildkit_settings(),
+        buildkit: args.buildkit_settings()?,
     };
     let cancel = CancelToken::new();
     let on_signal = cancel.clone();

@@ -107,9 +107,10 @@ pub struct PatchArgs {
     #[arg(long)]
     pub push: bool,
 
-    /// The engine that runs the package managers.
-    #[arg(long, value_enum, default_value = "local")]
-    pub engine: Engine,
+    /// The engine that runs the package managers [default: local, or
+    /// buildkit when --addr, --cacert or --cert is given, as in Copa].
+    #[arg(long, value_enum)]
+    pub engine: Option<Engine>,
 
     /// The BuildKit daemon for --engine buildkit: unix:///PATH,
     /// tcp://HOST:PORT, docker://, docker-unix:///PATH or
@@ -242,14 +243,38 @@ impl PatchArgs {
         self.request_for(image)
     }
 
-    /// The daemon to run steps on, when `--engine buildkit`.
-    pub(super) fn buildkit_settings(&self) -> Option<patch::engine::buildkit::BuildkitSettings> {
-        (self.engine == Engine::Buildkit).then(|| patch::engine::buildkit::BuildkitSettings {
+    /// The engine to run on. A daemon address alone means BuildKit, as it
+    /// does for Copa users; daemon flags with `--engine local` would be
+    /// silently unused, so they are an error.
+    pub(super) fn engine(&self) -> Result<Engine, Error> {
+        let daemon_flags = [
+            self.addr.as_ref().map(|_| "--addr"),
+            self.cacert.as_ref().map(|_| "--cacert"),
+            self.cert.as_ref().map(|_| "--cert"),
+            self.key.as_ref().map(|_| "--key"),
+        ];
+        let given: Vec<&str> = daemon_flags.into_iter().flatten().collect();
+        match self.engine {
+            Some(Engine::Local) if !given.is_empty() => Err(usage(format!(
+                "{} choose a BuildKit daemon, which --engine local does not use: drop them, or use --engine buildkit",
+                given.join(", ")
+            ))),
+            Some(engine) => Ok(engine),
+            None if given.is_empty() => Ok(Engine::Local),
+            None => Ok(Engine::Buildkit),
+        }
+    }
+
+    /// The daemon to run steps on, when the engine is BuildKit.
+    pub(super) fn buildkit_settings(
+        &self,
+    ) -> Result<Option<patch::engine::buildkit::BuildkitSettings>, Error> {
+        Ok((self.engine()? == Engine::Buildkit).then(|| patch::engine::buildkit::BuildkitSettings {
             addr: self.addr.clone(),
             ca_cert: self.cacert.clone(),
             cert: self.cert.clone(),
             key: self.key.clone(),
-        })
+        }))
     }
 
     /// The request for `image` with every other setting from the flags.
@@ -463,10 +488,9 @@ pub fn run(args: &PatchArgs, global: &GlobalArgs) -> Result<ExitCode, Error> {
     let scanners = Scanners::new(&plugins, &global.plugin_search_path(), global.allow_native_plugins);
     let cancel = cancellation(args.timeout);
     let mut progress = Progress::new(global.verbose > 0, global.quiet);
-    let result = match args.engine {
-        Engine::Local => patch::run(&request, &plugins, &scanners, &mut progress, &cancel),
-        Engine::Buildkit => {
-            let settings = args.buildkit_settings().unwrap_or_default();
+    let result = match args.buildkit_settings()? {
+        None => patch::run(&request, &plugins, &scanners, &mut progress, &cancel),
+        Some(settings) => {
             patch::engine::buildkit::run(&settings, &request, &plugins, &scanners, &mut progress, &cancel)
         }
     };
@@ -502,6 +526,25 @@ mod tests {
     fn request(extra: &[&str]) -> Result<PatchRequest, Error> {
         let args = ["caulk", "-i", "debian:12", "-r", "report.json", "--pkg-types", "library"];
         Wrapper::try_parse_from(args.iter().chain(extra)).expect("clap accepts it").patch.request()
+    }
+
+    fn engine(extra: &[&str]) -> Result<Engine, Error> {
+        let args = ["caulk", "-i", "debian:12"];
+        Wrapper::try_parse_from(args.iter().chain(extra)).expect("clap accepts it").patch.engine()
+    }
+
+    #[test]
+    fn a_daemon_address_means_buildkit_unless_local_is_asked_for() {
+        assert_eq!(engine(&[]).unwrap(), Engine::Local);
+        assert_eq!(engine(&["--addr", "docker://"]).unwrap(), Engine::Buildkit);
+        assert_eq!(engine(&["--cacert", "ca.pem"]).unwrap(), Engine::Buildkit);
+        assert_eq!(engine(&["--engine", "buildkit"]).unwrap(), Engine::Buildkit);
+        let Err(Error::Usage(message)) =
+            engine(&["--engine", "local", "--addr", "tcp://h:1", "--cacert", "c"])
+        else {
+            panic!("daemon flags with the local engine are refused")
+        };
+        assert!(message.starts_with("--addr, --cacert choose a BuildKit daemon"), "{message}");
     }
 
     #[test]

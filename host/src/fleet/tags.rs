@@ -2,6 +2,7 @@
 //! and `latest` strategies over the tags the repository has.
 
 use std::cmp::Ordering;
+use std::collections::HashMap;
 
 use super::config::{Strategy, TagTemplate};
 
@@ -60,18 +61,28 @@ pub enum Choice {
     Missing(String),
 }
 
+/// What this spec's template makes of each tag: rendered name → the tags
+/// it was rendered from. Built once so that telling outputs from sources is
+/// linear in the number of tags (repositories with thousands of tags exist).
+fn outputs<'a>(tags: &'a [String], template: &TagTemplate) -> HashMap<String, Vec<&'a str>> {
+    let mut outputs: HashMap<String, Vec<&str>> = HashMap::new();
+    for source in tags {
+        outputs.entry(template.render(source)).or_default().push(source);
+    }
+    outputs
+}
+
 /// Whether `tag` is what this spec's own template made of another tag
 /// (`1.2-patched`, `1.2-patched-3`): patched outputs pushed beside their
 /// sources are not sources themselves.
-fn is_output(tag: &str, others: &[String], template: &TagTemplate) -> bool {
-    others.iter().filter(|o| o.as_str() != tag).any(|source| {
-        let out = template.render(source);
-        tag == out
-            || tag
-                .strip_prefix(&out)
-                .and_then(|r| r.strip_prefix('-'))
-                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-    })
+fn is_output(tag: &str, outputs: &HashMap<String, Vec<&str>>) -> bool {
+    let made_from_another =
+        |out: &str| outputs.get(out).is_some_and(|sources| sources.iter().any(|s| *s != tag));
+    // `<output>-N`: N has no `-`, so the last one is the only split.
+    let numbered = tag.rsplit_once('-').is_some_and(|(out, n)| {
+        !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) && made_from_another(out)
+    });
+    made_from_another(tag) || numbered
 }
 
 /// The tags `strategy` picks from `available` (the repository's tags;
@@ -93,7 +104,8 @@ pub fn choose(
             .collect());
     }
     let tags = available.ok_or("the repository's tags could not be listed")?;
-    let sources = tags.iter().filter(|t| !is_output(t, tags, template));
+    let outputs = outputs(tags, template);
+    let sources = tags.iter().filter(|t| !is_output(t, &outputs));
     let mut picked: Vec<&String> = match strategy {
         Strategy::Pattern { pattern, exclude, .. } => {
             sources.filter(|t| pattern.is_match(t) && !exclude.contains(t)).collect()
