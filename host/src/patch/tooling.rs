@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use caulk_exec::CancelToken;
 use caulk_image::layer::{LayerCache, UnpackOptions, WhiteoutFormat};
@@ -22,7 +22,9 @@ pub struct ToolingImages {
     root: PathBuf,
     layers: PathBuf,
     transport: TransportOptions,
-    resolved: Mutex<HashMap<String, PathBuf>>,
+    /// One slot per reference, so that a pull of one image does not hold
+    /// up commands that need another.
+    resolved: Mutex<HashMap<String, Arc<Mutex<Option<PathBuf>>>>>,
 }
 
 impl ToolingImages {
@@ -41,9 +43,14 @@ impl ToolingImages {
     /// if no run has. Errors name the image.
     pub fn root(&self, reference: &str, cancel: &CancelToken) -> caulk_exec::Result<PathBuf> {
         let fail = |reason: String| caulk_exec::Error::ToolingImage { image: reference.to_owned(), reason };
-        // Held while resolving: commands asked at once wait for one pull.
-        let mut resolved = self.resolved.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(dir) = resolved.get(reference) {
+        let slot = {
+            let mut slots = self.resolved.lock().unwrap_or_else(PoisonError::into_inner);
+            Arc::clone(slots.entry(reference.to_owned()).or_default())
+        };
+        // Held while resolving: commands that ask for this image at once
+        // wait for one pull.
+        let mut resolved = slot.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(dir) = resolved.as_ref() {
             return Ok(dir.clone());
         }
         let parsed = ImageRef::parse(reference).map_err(|e| fail(e.to_string()))?;
@@ -87,7 +94,7 @@ impl ToolingImages {
                 fs::rename(&tmp, &dir).map_err(|e| io("publishing its root dir", e))?;
             }
         }
-        resolved.insert(reference.to_owned(), dir.clone());
+        *resolved = Some(dir.clone());
         Ok(dir)
     }
 }
