@@ -118,3 +118,97 @@ fn the_example_toy_updater_patches_an_image_from_a_plugin_directory() {
     let text = doc.to_string();
     assert!(text.contains("pkg:generic/hello@1.0.2?ecosystem=toy"), "{text}");
 }
+
+/// The target dir every scaffolded crate builds into, kept in the test
+/// cache between runs.
+fn scaffold_target() -> PathBuf {
+    let cache = std::env::var_os("CAULK_TEST_CACHE")
+        .map_or_else(|| "/var/tmp/caulk-test-cache".into(), PathBuf::from);
+    cache.join("scaffold-target")
+}
+
+/// `cargo` in a scaffolded crate: offline (the crate's Cargo.lock is the
+/// workspace's, so everything is in the registry cache), sharing one target
+/// dir across runs so a warm run costs seconds, and with the caulk under
+/// test for the crate's through-caulk test.
+fn cargo(dir: &Path, args: &[&str]) {
+    let out = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .current_dir(dir)
+        .args(args)
+        .arg("--offline")
+        .env("CARGO_TARGET_DIR", scaffold_target())
+        .env("CAULK_BIN", common::caulk_bin())
+        // Flags of this test's own build must not reach the scaffold's.
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cargo {args:?} in {}:\n{}\n{}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn scaffolded_plugins_build_pass_their_tests_and_patch_an_image_through_caulk() {
+    let sandbox = Sandbox::new();
+    let new = |kind: &str, name: &str| {
+        let dir = sandbox.path().join(name);
+        let out = run(sandbox.caulk().args(["plugins", "new", kind, name, "--path"]).arg(&dir));
+        (dir, out)
+    };
+    let (scanner, out) = new("scanner", "toyscan");
+    assert!(success(&out).contains("wrote the scanner `toyscan`"));
+    let (updater, out) = new("updater", "toy");
+    success(&out);
+
+    // What cannot be a plugin or crate name, and a directory in use.
+    let err = failure(&new("updater", "Toy_2").1, 2);
+    assert!(err.contains("`Toy_2` cannot name a plugin"), "{err}");
+    let out = run(sandbox.caulk().args(["plugins", "new", "scanner", "other", "--path"]).arg(&updater));
+    assert!(failure(&out, 2).contains("is not empty"));
+
+    // As generated: the crates' own tests pass (natively and through this
+    // caulk) and the components build.
+    let wasm = |dir: &Path, name: &str| {
+        cargo(dir, &["test"]);
+        cargo(dir, &["build", "--target", "wasm32-wasip2", "--release"]);
+        scaffold_target().join("wasm32-wasip2/release").join(format!("{name}.wasm"))
+    };
+    let plugins = sandbox.mkdir("plugins");
+    copy_into(&plugins, &wasm(&scanner, "toyscan"), "toyscan.wasm");
+    copy_into(&plugins, &wasm(&updater, "toy"), "toy.wasm");
+
+    let list = run(sandbox.caulk().arg("--plugin-dir").arg(&plugins).args(["plugins", "list", "--json"]));
+    let list: Value = serde_json::from_str(&success(&list)).unwrap();
+    for (name, kind) in [("toyscan", "scanner"), ("toy", "updater")] {
+        let row = list["plugins"].as_array().unwrap().iter().find(|p| p["name"] == name);
+        let row = row.unwrap_or_else(|| panic!("{name} not loaded: {list:#}"));
+        assert_eq!((&row["kind"], &row["wit"]), (&json!(kind), &json!("0.2.0")), "{row}");
+    }
+
+    // Together, unedited, they patch the toy image: the scanner's format is
+    // sniffed, the updater rewrites the package list.
+    let report = sandbox.path().join("report.txt");
+    std::fs::write(&report, "# toyscan v1\nCVE-2099-2001 hello 1.0.0 1.0.2 toy\n").unwrap();
+    let layout = common::image_layout("toy-debian.sh");
+    let out_dir = sandbox.path().join("out");
+    let out = run(sandbox
+        .caulk()
+        .arg("--plugin-dir")
+        .arg(&plugins)
+        .args(["patch", "--json", "--pkg-types", "library", "--grant", "toy:image-commands", "-r"])
+        .arg(&report)
+        .arg("-i")
+        .arg(format!("oci:{}:toy", layout.display()))
+        .arg("--dest")
+        .arg(format!("oci:{}:patched", out_dir.display())));
+    let summary: Value = serde_json::from_str(&success(&out)).unwrap();
+    let hello = row(&summary, "hello");
+    assert_eq!((&hello["status"], &hello["to"]), (&json!("patched"), &json!("1.0.2")), "{hello:#}");
+    let packages = file_in_layer(&top_layer(&out_dir), "/etc/toy/packages");
+    assert!(packages.contains("\nhello 1.0.2\n"), "{packages}");
+}
