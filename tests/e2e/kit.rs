@@ -174,6 +174,14 @@ fn scaffolded_plugins_build_pass_their_tests_and_patch_an_image_through_caulk() 
     // As generated: the crates' own tests pass (natively and through this
     // caulk) and the components build.
     let wasm = |dir: &Path, name: &str| {
+        // Generated code is already formatted: the author's first `cargo
+        // fmt` changes nothing of ours.
+        let fmt = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+            .current_dir(dir)
+            .args(["fmt", "--check"])
+            .output()
+            .unwrap();
+        assert!(fmt.status.success(), "{}", String::from_utf8_lossy(&fmt.stdout));
         cargo(dir, &["test"]);
         cargo(dir, &["build", "--target", "wasm32-wasip2", "--release"]);
         scaffold_target().join("wasm32-wasip2/release").join(format!("{name}.wasm"))
