@@ -107,8 +107,9 @@ impl Updater for Toy {
         }
         if !rewrites.is_empty() {
             // argv only, never a shell: every element reaches sed as it is.
-            // Names and versions were validated in `decide`, so none of them
-            // carries a character sed's script syntax treats specially.
+            // Names passed `valid_name` in `decide` (no regex metacharacter
+            // in the pattern) and versions are printed from parsed SemVer
+            // (no `/`, `&` or `\` in the replacement).
             let mut argv = vec!["sed".to_owned(), "-i".to_owned()];
             for expression in rewrites {
                 argv.push("-e".to_owned());
@@ -118,8 +119,9 @@ impl Updater for Toy {
             plan.steps.push(Step {
                 summary: format!("rewrite {} entries of {PACKAGES}", plan.selected.len()),
                 command: Command::new(argv),
-                // One step for all: with --ignore-errors there is no single
-                // package's failure to tolerate.
+                // One step edits the one file for every package, so no
+                // single package's failure could be tolerated
+                // (--ignore-errors): if sed fails, the run fails.
                 tolerate_failure: false,
             });
         }
