@@ -39,6 +39,9 @@ pub enum Error {
 
     #[error(transparent)]
     Grants(#[from] crate::plugin::grants::GrantStoreError),
+
+    #[error(transparent)]
+    Scaffold(#[from] crate::scaffold::ScaffoldError),
 }
 
 /// `image REF: MESSAGE`, or just the message when it names the image
@@ -71,6 +74,7 @@ impl Error {
             Self::Scan(e) => e.hint(),
             Self::Patch(e) => e.hint(),
             Self::Grants(e) => e.hint(),
+            Self::Scaffold(e) => e.hint(),
             Self::NoSuchPlugin { install_dir, .. } => Some(match install_dir {
                 Some(dir) => format!(
                     "`caulk plugins list` shows the plugins caulk found; to install one, copy its .wasm file into {}",
@@ -86,6 +90,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Usage(_) => 2,
+            Self::Scaffold(e) if e.is_usage() => 2,
             _ => 1,
         }
     }

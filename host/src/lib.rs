@@ -16,6 +16,7 @@ pub mod parallel;
 pub mod patch;
 pub mod plugin;
 pub mod report;
+pub mod scaffold;
 pub mod scan;
 pub mod table;
 pub mod updates;

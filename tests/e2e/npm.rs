@@ -192,3 +192,47 @@ fn minor_level_reaches_the_scoped_package_and_a_missing_fix_needs_ignore_errors(
     assert!(lodash["detail"].as_str().unwrap().contains("4.17.99: not published"), "{lodash:#}");
     assert_eq!(row(&summary, "minimist", LOCK)["status"], "patched", "{summary:#}");
 }
+
+/// Whether `path` exists in the image's merged root fs.
+fn exists_in(reference: &str, path: &str) -> bool {
+    let image = Image::open(&ImageRef::parse(reference).unwrap(), &TransportOptions::default()).unwrap();
+    RootFs::open(image.source().clone(), &image.images[0]).unwrap().read(path).is_ok()
+}
+
+/// The app's package.json has a `postinstall` script
+/// (tests/images/npm-scripts-debian.sh); the transitive fix's bare
+/// `npm install` would run it. It does not, unless the user opts in.
+#[test]
+fn installs_run_no_lifecycle_scripts_unless_npm_scripts_is_set() {
+    let sandbox = Sandbox::new();
+    let layout = common::image_layout("npm-scripts-debian.sh");
+    let input = format!("oci:{}:scripts", layout.display());
+    let doc = json!({
+        "SchemaVersion": 2, "ArtifactName": "npm", "ArtifactType": "container_image",
+        "Metadata": {"OS": {"Family": "debian", "Name": "12"}},
+        "Results": [{"Target": "app/package-lock.json", "Class": "lang-pkgs", "Type": "npm",
+                     "Vulnerabilities": [vuln("minimist", "1.2.5", "CVE-2021-44906", "1.2.6")]}]
+    });
+    let report = sandbox.path().join("report.json");
+    std::fs::write(&report, serde_json::to_vec(&doc).unwrap()).unwrap();
+    let marker = "/app/postinstall-ran";
+
+    let out_dir = sandbox.path().join("out");
+    let dest = |tag: &str| format!("oci:{}:{tag}", out_dir.display());
+    let summary: Value =
+        serde_json::from_str(&success(&patch(&sandbox, &input, &report, &["--dest", &dest("default")])))
+            .unwrap();
+    assert_eq!(row(&summary, "minimist", LOCK)["status"], "patched", "{summary:#}");
+    assert_eq!(version_in(&dest("default"), "/app/node_modules/minimist/package.json"), "1.2.6");
+    assert!(!exists_in(&dest("default"), marker), "the app's postinstall ran");
+
+    let opt_in = ["--plugin-opt", "npm.scripts=true", "--dest", &dest("scripts")];
+    success(&patch(&sandbox, &input, &report, &opt_in));
+    assert!(exists_in(&dest("scripts"), marker), "npm.scripts=true lets the postinstall run");
+
+    // A misspelt or bad option stops the run before anything is asked.
+    let err = failure(&patch(&sandbox, &input, &report, &["--plugin-opt", "npm.script=true"]), 1);
+    assert!(err.contains("--plugin-opt npm.script=") && err.contains("npm.scripts=true|false"), "{err}");
+    let err = failure(&patch(&sandbox, &input, &report, &["--plugin-opt", "npm.scripts=maybe"]), 1);
+    assert!(err.contains("npm.scripts=maybe") && err.contains("true or false"), "{err}");
+}

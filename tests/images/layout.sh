@@ -42,3 +42,36 @@ _oci_put() {
   mv "$file" "$dir/blobs/sha256/$hex"
   jq -cn --arg m "$media" --arg d "sha256:$hex" --argjson s "$size" '{mediaType: $m, digest: $d, size: $s}'
 }
+
+# Writes into OUT (which must not exist) a layout whose one image, named
+# REF, is BASE's first image plus one layer: the tar of directory DIR, with
+# history entry WHAT. BASE's blobs are hard-linked (copied across file
+# systems), so a derived test image costs only its own layer.
+#
+#   oci_add_layer BASE OUT REF DIR WHAT
+oci_add_layer() {
+  local base=$1 out=$2 ref=$3 dir=$4 what=$5 manifest config digest diff_id layer tmp
+  mkdir -p "$out/blobs/sha256"
+  printf '{"imageLayoutVersion":"1.0.0"}' >"$out/oci-layout"
+  manifest=$base/blobs/sha256/$(jq -r '.manifests[0].digest | ltrimstr("sha256:")' "$base/index.json")
+  config=$base/blobs/sha256/$(jq -r '.config.digest | ltrimstr("sha256:")' "$manifest")
+  for digest in $(jq -r '.layers[].digest | ltrimstr("sha256:")' "$manifest"); do
+    ln "$base/blobs/sha256/$digest" "$out/blobs/sha256/$digest" 2>/dev/null ||
+      cp "$base/blobs/sha256/$digest" "$out/blobs/sha256/$digest"
+  done
+  tmp=$(mktemp -d "$out/.add-layer.XXXXXX")
+  tar -c --sort=name --owner=0 --group=0 --numeric-owner --mtime=@1700000000 -C "$dir" . >"$tmp/layer.tar"
+  diff_id="sha256:$(sha256sum "$tmp/layer.tar" | cut -d' ' -f1)"
+  gzip -6 -n "$tmp/layer.tar"
+  layer=$(_oci_put "$out" "$tmp/layer.tar.gz" application/vnd.oci.image.layer.v1.tar+gzip)
+  jq -c --arg id "$diff_id" --arg what "$what" '.rootfs.diff_ids += [$id]
+    | .history += [{created: "2023-11-14T22:13:20Z", created_by: $what}]' "$config" >"$tmp/config.json"
+  config=$(_oci_put "$out" "$tmp/config.json" application/vnd.oci.image.config.v1+json)
+  jq -c --argjson c "$config" --argjson l "$layer" '.config = $c | .layers += [$l]' "$manifest" \
+    >"$tmp/manifest.json"
+  manifest=$(_oci_put "$out" "$tmp/manifest.json" application/vnd.oci.image.manifest.v1+json)
+  jq -cn --argjson m "$manifest" --arg r "$ref" '{schemaVersion: 2,
+    mediaType: "application/vnd.oci.image.index.v1+json",
+    manifests: [$m + {annotations: {"org.opencontainers.image.ref.name": $r}}]}' >"$out/index.json"
+  rm -rf "$tmp"
+}

@@ -149,7 +149,7 @@ enum Command {
     /// Inspect and copy images.
     #[command(subcommand)]
     Image(image::ImageCommand),
-    /// List, inspect and call plugins.
+    /// List, inspect, grant, call and scaffold plugins.
     #[command(subcommand)]
     Plugins(plugins::PluginsCommand),
 }

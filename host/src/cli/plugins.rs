@@ -1,4 +1,4 @@
-//! `caulk plugins list | inspect | grant | revoke | call`.
+//! `caulk plugins list | inspect | grant | revoke | call | new`.
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};
@@ -62,6 +62,27 @@ pub enum PluginsCommand {
         /// `probe`, `plan` and `verify`; `-` for standard input.
         input: Option<PathBuf>,
     },
+    /// Write a new plugin crate that builds and passes its tests as
+    /// generated: Cargo.toml, src/lib.rs with a small working plugin, tests
+    /// (one through caulk_sdk::testing), README.md with the build, test and
+    /// install commands.
+    New {
+        /// What kind of plugin.
+        #[arg(value_enum)]
+        kind: crate::scaffold::Kind,
+        /// The plugin's name, also its crate's: lowercase ASCII letters,
+        /// digits and `-`, starting with a letter.
+        name: String,
+        /// Where to write the crate (new or empty); default ./NAME.
+        #[arg(long, value_name = "DIR")]
+        path: Option<PathBuf>,
+        /// The sdk/ directory of a caulk source checkout, which the crate
+        /// depends on by path (the SDK is not on crates.io); its Cargo.lock
+        /// is copied in when there is one. Default: the sdk/ this caulk was
+        /// built from, while it still exists.
+        #[arg(long, value_name = "PATH")]
+        sdk: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -75,6 +96,10 @@ pub enum Function {
 }
 
 pub fn run(cmd: &PluginsCommand, global: &GlobalArgs) -> Result<ExitCode, Error> {
+    // Scaffolding loads no plugin: no runtime, no plugin directories.
+    if let PluginsCommand::New { kind, name, path, sdk } = cmd {
+        return new(*kind, name, path.as_deref(), sdk.as_deref());
+    }
     let runtime = global.runtime()?;
     match cmd {
         PluginsCommand::List { json } => {
@@ -98,7 +123,38 @@ pub fn run(cmd: &PluginsCommand, global: &GlobalArgs) -> Result<ExitCode, Error>
         PluginsCommand::Call { plugin, function, input } => {
             call(&runtime, global, plugin, *function, input.as_ref())
         }
+        PluginsCommand::New { .. } => unreachable!("handled above"),
     }
+}
+
+fn new(
+    kind: crate::scaffold::Kind,
+    name: &str,
+    path: Option<&std::path::Path>,
+    sdk: Option<&std::path::Path>,
+) -> Result<ExitCode, Error> {
+    use crate::scaffold;
+    // The name first: it also names the default directory.
+    scaffold::check_name(name)?;
+    let sdk = match sdk {
+        Some(path) => scaffold::check_sdk(path)?,
+        None => scaffold::default_sdk()?,
+    };
+    let dir = path.map_or_else(|| PathBuf::from(name), std::path::Path::to_path_buf);
+    let done = scaffold::scaffold(kind, name, &dir, &sdk)?;
+    let mut out = std::io::stdout().lock();
+    let lock = if done.locked { ", with the SDK checkout's Cargo.lock" } else { "" };
+    writeln!(out, "wrote the {} `{name}` to {}{lock}", kind.name(), done.dir.display())
+        .map_err(Error::Output)?;
+    writeln!(out, "depends on the SDK at {}", sdk.display()).map_err(Error::Output)?;
+    writeln!(
+        out,
+        "next: cd {} && cargo test && cargo build --target wasm32-wasip2 --release",
+        done.dir.display()
+    )
+    .map_err(Error::Output)?;
+    writeln!(out, "(README.md there says how to install it)").map_err(Error::Output)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Serialize)]

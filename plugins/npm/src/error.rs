@@ -9,18 +9,30 @@ pub enum NpmError {
 
     #[error("{name}: no fixed version can be installed: {reasons}")]
     NothingInstallable { name: String, reasons: String },
+
+    #[error("npm has no setting {key:?} (from --plugin-opt npm.{key}=...)")]
+    UnknownSetting { key: String },
+
+    #[error("--plugin-opt npm.{key}={value}: {problem}")]
+    BadSetting { key: String, value: String, problem: &'static str },
 }
 
 impl From<NpmError> for Error {
     fn from(e: NpmError) -> Self {
-        let hint = match &e {
-            NpmError::NoNpm { .. } => {
-                Some("install npm in the image, or leave npm findings out with --pkg-types os")
+        let (kind, hint) = match &e {
+            NpmError::NoNpm { .. } => (
+                ErrorKind::NotApplicable,
+                "install npm in the image, or leave npm findings out with --pkg-types os",
+            ),
+            NpmError::NothingInstallable { .. } => (
+                ErrorKind::NotApplicable,
+                "pass --ignore-errors to patch the other packages and report this one",
+            ),
+            NpmError::UnknownSetting { .. } => {
+                (ErrorKind::Unsupported, "the npm updater's one setting is npm.scripts=true|false")
             }
-            NpmError::NothingInstallable { .. } => {
-                Some("pass --ignore-errors to patch the other packages and report this one")
-            }
+            NpmError::BadSetting { .. } => (ErrorKind::MalformedInput, "npm.scripts takes true or false"),
         };
-        Error { kind: ErrorKind::NotApplicable, message: e.to_string(), hint: hint.map(str::to_owned) }
+        Error { kind, message: e.to_string(), hint: Some(hint.to_owned()) }
     }
 }

@@ -12,11 +12,16 @@
 //! `package-lock.json` stay consistent with `node_modules`. Verification
 //! reads every affected `package.json` back and runs `npm ls` for the app.
 //! Trees managed by yarn or pnpm are skipped with a reason.
+//!
+//! No install runs lifecycle scripts (`--ignore-scripts`): the image's
+//! `package.json` files are untrusted. `--plugin-opt npm.scripts=true` lets
+//! the installs in the image run them again (`settings`).
 
 pub mod error;
 pub mod facts;
 pub mod place;
 pub mod plan;
+pub mod settings;
 pub mod verify;
 
 use caulk_sdk::Updater;
@@ -42,6 +47,9 @@ impl Updater for Npm {
     }
 
     fn probe(request: &ProbeRequest) -> Result<Vec<Question>, Error> {
+        // Refused before the first question, so a misspelt option costs
+        // nothing.
+        settings::settings(&request.options)?;
         Ok(match request.phase {
             Phase::Plan => facts::plan_questions(&request.updates, &request.options, &request.facts),
             Phase::Verify => verify::questions(&request.selected, &request.facts),

@@ -21,6 +21,11 @@ pub const CACHE_DIR: &str = "/var/cache/caulk-npm";
 /// An offline install in an app, production dependencies only.
 const INSTALL: &[&str] = &["install", "--offline", "--omit=dev", "--no-audit", "--no-fund"];
 
+/// Added to every install unless `npm.scripts=true`: lifecycle scripts of
+/// the image's packages and of the app itself are image content, and a
+/// bare `npm install` (after an `overrides` entry) runs the app's own.
+const NO_SCRIPTS: &str = "--ignore-scripts";
+
 /// Where the fetch steps install, to fill the cache: the sandbox's /tmp.
 const FETCH_PREFIX: &str = "/tmp/caulk-npm-fetch";
 
@@ -66,6 +71,8 @@ struct Work {
 }
 
 pub fn plan(request: &PlanRequest) -> Result<PatchPlan, NpmError> {
+    let settings = crate::settings::settings(&request.options)?;
+    let scripts: &[&str] = if settings.scripts { &[] } else { &[NO_SCRIPTS] };
     let mut plan = PatchPlan::default();
     if request.updates.is_empty() {
         return Ok(plan);
@@ -129,7 +136,9 @@ pub fn plan(request: &PlanRequest) -> Result<PatchPlan, NpmError> {
             "--no-save",
             "--no-package-lock",
             "--omit=dev",
-            "--ignore-scripts",
+            // Never scripts here, whatever the setting: this scratch
+            // install only fills the cache.
+            NO_SCRIPTS,
             "--no-audit",
             "--no-fund",
         ];
@@ -145,6 +154,7 @@ pub fn plan(request: &PlanRequest) -> Result<PatchPlan, NpmError> {
         match place {
             Place::Global => {
                 let mut argv = vec!["install", "-g", "--offline", "--no-audit", "--no-fund"];
+                argv.extend(scripts);
                 argv.extend(work.exact.iter().map(String::as_str));
                 plan.steps
                     .push(step(format!("install {} globally", work.exact.join(" ")), facts::npm(&argv)));
@@ -169,6 +179,7 @@ pub fn plan(request: &PlanRequest) -> Result<PatchPlan, NpmError> {
                 }
                 for (flags, specs) in installs {
                     let mut argv = INSTALL.to_vec();
+                    argv.extend(scripts);
                     argv.extend(flags);
                     argv.extend(specs.iter().map(String::as_str));
                     let what =

@@ -155,3 +155,36 @@ fn a_fix_nobody_publishes_fails_the_plan_unless_errors_are_ignored() {
     assert!(plan.selected.is_empty() && plan.steps.is_empty());
     assert!(plan.skipped[0].reason.contains("not published"), "{:?}", plan.skipped);
 }
+
+#[test]
+fn installs_run_no_lifecycle_scripts_unless_the_user_opts_in() {
+    let updates = || {
+        vec![
+            update("lodash", "4.17.15", "/app/package-lock.json", &["4.17.21"]),
+            update("minimist", "1.2.5", "/app/node_modules/minimist/package.json", &["1.2.7"]),
+        ]
+    };
+    let installs = |plan: &caulk_sdk::update::PatchPlan| {
+        plan.steps
+            .iter()
+            .filter(|s| s.command.argv.get(1).is_some_and(|a| a == "install"))
+            .map(|s| (s.summary.clone(), s.command.argv.contains(&"--ignore-scripts".to_owned())))
+            .collect::<Vec<_>>()
+    };
+    let plan = Npm::plan(&request(updates(), false)).unwrap();
+    let steps = installs(&plan);
+    assert!(steps.len() >= 2 && steps.iter().all(|(_, ignored)| *ignored), "{steps:?}");
+
+    let mut opted_in = request(updates(), false);
+    opted_in.options.settings = vec![("scripts".into(), "true".into())];
+    let plan = Npm::plan(&opted_in).unwrap();
+    for (summary, ignored) in installs(&plan) {
+        // The scratch fetch never runs scripts; the installs in the app now do.
+        assert_eq!(ignored, summary.starts_with("fetch "), "{summary}");
+    }
+
+    let mut misspelt = request(updates(), false);
+    misspelt.options.settings = vec![("ignore-scripts".into(), "false".into())];
+    let err = Npm::plan(&misspelt).unwrap_err();
+    assert!(err.message.contains("--plugin-opt npm.ignore-scripts="), "{err:?}");
+}
