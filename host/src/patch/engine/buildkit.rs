@@ -313,27 +313,13 @@ impl BuildkitEngine {
             let workers = self.client.list_workers().map_err(bk)?;
             *known = Some(workers.into_iter().flat_map(|w| w.platforms).collect());
         }
-        let platforms = known.as_deref().unwrap_or_default();
-        let runs = |p: &caulk_buildkit::pb::llb::Platform| {
-            p.os == platform.os
-                && p.architecture == platform.architecture
-                && (p.variant.is_empty() || platform.variant.as_deref().is_none_or(|v| v == p.variant))
-        };
-        if platforms.iter().any(runs) {
-            return Ok(());
-        }
-        let listed: Vec<String> = platforms
-            .iter()
-            .map(|p| {
-                let variant = if p.variant.is_empty() { String::new() } else { format!("/{}", p.variant) };
-                format!("{}/{}{variant}", p.os, p.architecture)
+        worker_runs(known.as_deref().unwrap_or_default(), platform).map_err(|workers| {
+            bk(BuildkitError::ForeignPlatform {
+                addr: self.addr.to_string(),
+                platform: platform.to_string(),
+                workers,
             })
-            .collect();
-        Err(bk(BuildkitError::ForeignPlatform {
-            addr: self.addr.to_string(),
-            platform: platform.to_string(),
-            workers: if listed.is_empty() { "no platform it names".to_owned() } else { listed.join(", ") },
-        }))
+        })
     }
 
     /// Whether the user's `docker-daemon:` images live in the daemon's
@@ -536,10 +522,12 @@ impl Workspace for BuildkitWorkspace<'_> {
             let mut run = ChainRun::new(steps, &daemon_steps, &pending);
             let name = unique_name("result");
             tracing::debug!("the steps' result goes into {} as {name}", self.engine.addr);
+            let solving = Instant::now();
             let solved = {
                 let mut following = Following { run: &mut run, observer: &mut *observer, cancel: &cancels };
                 self.engine.client.run_chain(&self.base, &chain, &name, &mut following)
             };
+            tracing::debug!("the solve of {} steps took {:?}", chain.len(), solving.elapsed());
             let finished = run.finish(solved.is_ok(), observer);
             outcomes.extend(finished.outcomes);
             match (solved, finished.failed) {
@@ -584,7 +572,9 @@ impl Workspace for BuildkitWorkspace<'_> {
             built = Some(name);
         }
         if let Some(name) = built {
+            let reading = Instant::now();
             let read = self.read_back(&name);
+            tracing::debug!("reading the result back and squashing it took {:?}", reading.elapsed());
             remove_image(&self.engine.addr, &name);
             read?;
         }
@@ -728,6 +718,28 @@ impl BuildkitWorkspace<'_> {
         }
         Ok(dir)
     }
+}
+
+/// Whether one of the workers' `platforms` runs `platform` (a worker
+/// platform without a variant runs every variant); else the platforms they
+/// do run, for the error.
+fn worker_runs(platforms: &[caulk_buildkit::pb::llb::Platform], platform: &Platform) -> Result<(), String> {
+    let runs = |p: &&caulk_buildkit::pb::llb::Platform| {
+        p.os == platform.os
+            && p.architecture == platform.architecture
+            && (p.variant.is_empty() || platform.variant.as_deref().is_none_or(|v| v == p.variant))
+    };
+    if platforms.iter().any(|p| runs(&p)) {
+        return Ok(());
+    }
+    let listed: Vec<String> = platforms
+        .iter()
+        .map(|p| {
+            let variant = if p.variant.is_empty() { String::new() } else { format!("/{}", p.variant) };
+            format!("{}/{}{variant}", p.os, p.architecture)
+        })
+        .collect();
+    Err(if listed.is_empty() { "no platform it names".to_owned() } else { listed.join(", ") })
 }
 
 /// A probe's or step's command, as the daemon step is made from it.
@@ -1046,6 +1058,28 @@ mod tests {
         assert_eq!(finished.failed, Some(1));
         let outcomes: Vec<_> = finished.outcomes.iter().map(|o| (o.exit_code, o.timed_out)).collect();
         assert_eq!(outcomes, [(Some(0), false), (None, true)]);
+    }
+
+    #[test]
+    fn a_platform_is_run_by_a_worker_that_names_it() {
+        let worker = |arch: &str, variant: &str| caulk_buildkit::pb::llb::Platform {
+            architecture: arch.into(),
+            os: "linux".into(),
+            variant: variant.into(),
+        };
+        let workers = [worker("amd64", ""), worker("arm64", ""), worker("arm", "v7")];
+        for wanted in ["linux/amd64", "linux/arm64/v8", "linux/arm64", "linux/arm/v7"] {
+            assert_eq!(worker_runs(&workers, &Platform::parse(wanted).unwrap()), Ok(()), "{wanted}");
+        }
+        assert_eq!(
+            worker_runs(&workers, &Platform::parse("linux/s390x").unwrap()),
+            Err("linux/amd64, linux/arm64, linux/arm/v7".to_owned())
+        );
+        assert!(worker_runs(&workers, &Platform::parse("linux/arm/v6").unwrap()).is_err());
+        assert_eq!(
+            worker_runs(&[], &Platform::parse("linux/amd64").unwrap()),
+            Err("no platform it names".to_owned())
+        );
     }
 
     #[test]
