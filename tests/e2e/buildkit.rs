@@ -2,8 +2,8 @@
 //! BuildKit (v0.8), started by `tests/scripts/dockerd.sh start` and named by
 //! `CAULK_TEST_DOCKER_HOST`: the same image and report through both engines,
 //! library patching with the CA bundle mounted, a registry image pulled by
-//! BuildKit itself, a distroless image patched from a tooling image, the
-//! arm64 platform of an index under qemu-user, a build cancelled on the
+//! BuildKit itself, a distroless image patched from a tooling image, both
+//! platforms of an index (arm64 under qemu-user), a build cancelled on the
 //! daemon when caulk is stopped, and an address nothing listens on.
 
 mod common;
@@ -390,46 +390,57 @@ fn a_distroless_image_is_patched_from_a_tooling_image_as_the_local_engine_does()
 }
 
 #[test]
-fn the_arm64_platform_of_an_index_is_patched_on_buildkit_under_qemu() {
+fn each_platform_of_an_index_is_patched_on_buildkit_arm64_under_qemu() {
     let sandbox = Sandbox::new();
     let cached = script_output("multiarch-debian.sh", &["bookworm"]);
     let layout = layout_copy(&sandbox, &cached, "layout");
     let input = format!("oci:{}:bookworm", layout.display());
-    let arm64 = script_output("vulnerable-debian.sh", &["bookworm", "", "arm64"]);
-    let report = apt_report(&sandbox, &arm64, "bookworm", &["libexpat1"]);
-    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
-    assert_eq!(doc["Metadata"]["ImageConfig"]["architecture"], "arm64", "{doc:#}");
-    let fixed = doc["Results"][0]["Vulnerabilities"][0]["FixedVersion"].as_str().unwrap().to_owned();
+    // Copa's report directory: one report per platform, each from that
+    // platform's own image.
+    let reports = sandbox.mkdir("reports");
+    let mut fixed = BTreeMap::new();
+    for (arch, file) in [("amd64", "linux-amd64.json"), ("arm64", "linux-arm64-v8.json")] {
+        let single = script_output("vulnerable-debian.sh", &["bookworm", "", arch]);
+        let report = apt_report(&sandbox, &single, "bookworm", &["libexpat1"]);
+        let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+        assert_eq!(doc["Metadata"]["ImageConfig"]["architecture"], arch, "{doc:#}");
+        let version = doc["Results"][0]["Vulnerabilities"][0]["FixedVersion"].as_str().unwrap().to_owned();
+        fixed.insert(arch, version);
+        std::fs::rename(&report, reports.join(file)).unwrap();
+    }
 
     let summary = json(&success(&run(sandbox
         .caulk()
         .args(["patch", "--json", "-i", &input, "-r"])
-        .arg(&report)
+        .arg(&reports)
         .args(["--engine", "buildkit", "--addr", &addr()]))));
     assert_eq!(summary["result"], "patched", "{summary:#}");
-    assert_eq!(summary["platform"], "linux/arm64/v8", "{summary:#}");
+    assert_eq!(summary["platform"], "linux/amd64, linux/arm64/v8", "{summary:#}");
 
     let before = open(&input);
     let after = open(&format!("oci:{}:bookworm-patched", layout.display()));
     let of = |image: &Image, arch: &str| {
-        image.images.iter().find(|i| i.platform.architecture == arch).unwrap().manifest.digest.to_string()
+        let position = image.images.iter().position(|i| i.platform.architecture == arch).unwrap();
+        image.images[position].clone()
     };
-    assert_eq!(of(&after, "amd64"), of(&before, "amd64"), "amd64 is kept byte-identical");
-    let arm = |image: &Image| image.images.iter().position(|i| i.platform.architecture == "arm64").unwrap();
-    let (old, new) = (&before.images[arm(&before)], &after.images[arm(&after)]);
-    let layers = |i: &caulk_image::PlatformImage| -> Vec<String> {
-        i.layers.iter().map(|l| l.desc.digest.to_string()).collect()
-    };
-    assert_eq!(layers(new).len(), layers(old).len() + 1, "one new layer");
-    assert_eq!(layers(new)[..layers(old).len()], layers(old)[..], "the original blobs");
-    // dpkg of the arm64 root ran (under qemu) and says the new version.
-    let root = RootFs::open(after.source().clone(), new).unwrap();
-    let versions = versions_in(&String::from_utf8(root.read("/var/lib/dpkg/status").unwrap()).unwrap());
-    assert!(dpkg_ge(&versions["libexpat1"], &fixed), "{versions:?}");
-    let old_root = RootFs::open(before.source().clone(), old).unwrap();
-    let old_versions =
-        versions_in(&String::from_utf8(old_root.read("/var/lib/dpkg/status").unwrap()).unwrap());
-    assert!(!dpkg_ge(&old_versions["libexpat1"], &fixed), "the image was behind: {old_versions:?}");
+    for (arch, fixed) in fixed {
+        let (old, new) = (of(&before, arch), of(&after, arch));
+        let layers = |i: &caulk_image::PlatformImage| -> Vec<String> {
+            i.layers.iter().map(|l| l.desc.digest.to_string()).collect()
+        };
+        assert_eq!(layers(&new).len(), layers(&old).len() + 1, "{arch}: one new layer");
+        assert_eq!(layers(&new)[..layers(&old).len()], layers(&old)[..], "{arch}: the original blobs");
+        // dpkg of the platform's own root ran (arm64's under qemu) and
+        // says the new version.
+        let version = |image: &Image, platform| {
+            let root = RootFs::open(image.source().clone(), platform).unwrap();
+            versions_in(&String::from_utf8(root.read("/var/lib/dpkg/status").unwrap()).unwrap())
+                .remove("libexpat1")
+                .unwrap()
+        };
+        let (was, now) = (version(&before, &old), version(&after, &new));
+        assert!(!dpkg_ge(&was, &fixed) && dpkg_ge(&now, &fixed), "{arch}: {was} -> {now}, fixed in {fixed}");
+    }
 }
 
 /// The processes whose command line is exactly `command`.
