@@ -449,32 +449,72 @@ fn processes(command: &str) -> Vec<String> {
     String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
 }
 
+/// The `asks` test updater and the CSV scanner in a plugin directory, a
+/// report with one `asks` finding and the small Debian image: commands of
+/// the test's choosing through a real `caulk patch --engine buildkit`.
+struct Asks {
+    sandbox: Sandbox,
+    plugins: PathBuf,
+    report: PathBuf,
+    input: String,
+}
+
+impl Asks {
+    fn new() -> Self {
+        let sandbox = Sandbox::new();
+        let plugins = sandbox.mkdir("plugins");
+        for (package, file) in [("caulk-test-asks", "asks.wasm"), ("caulk-example-csv-scanner", "csv.wasm")] {
+            std::fs::copy(common::wasm_of(package), plugins.join(file)).unwrap();
+        }
+        let report = sandbox.path().join("report.csv");
+        let csv = "# caulk-csv v1\nvulnerability,package,installed,fixed,severity,ecosystem\n\
+                   CVE-2099-0001,thing,1.0,1.1,low,asks\n";
+        std::fs::write(&report, csv).unwrap();
+        let input = format!("oci:{}:bookworm", common::image_layout("debian.sh").display());
+        Self { sandbox, plugins, report, input }
+    }
+
+    /// `caulk -vv patch` on BuildKit with `asks.ask=ask` and `extra` flags.
+    fn patch(&self, ask: &str, extra: &[&str]) -> Command {
+        let mut cmd = self.sandbox.caulk();
+        cmd.arg("--plugin-dir").arg(&self.plugins).args(["-vv", "patch", "--json", "--pkg-types", "library"]);
+        cmd.args(["-i", &self.input, "-r"]).arg(&self.report);
+        cmd.args(["--engine", "buildkit", "--addr", &addr(), "--plugin-opt", &format!("asks.ask={ask}")]);
+        cmd.args(extra);
+        cmd
+    }
+
+    /// What the plugin was told when it asked: its one row's detail.
+    fn answered(&self, ask: &str, extra: &[&str]) -> String {
+        let summary = json(&success(&run(&mut self.patch(ask, extra))));
+        summary["rows"][0]["detail"].as_str().unwrap_or_else(|| panic!("no detail in {summary:#}")).to_owned()
+    }
+}
+
+#[test]
+fn a_question_from_a_tooling_image_sees_the_image_mounted() {
+    let asks = Asks::new();
+    let tooling = format!("oci:{}:bookworm", script_output("vulnerable-debian.sh", &["bookworm"]).display());
+    // `test -d /target/etc` from the tooling image's root.
+    let detail =
+        asks.answered("host-tooling", &["--grant", "asks:host-tooling", "--tooling-image", &tooling]);
+    assert!(detail.starts_with("answered: exit 0"), "{detail}");
+    // From this machine's root it cannot run on a daemon: the plugin hears
+    // why, and the way out.
+    let detail = asks.answered("host-tooling", &["--grant", "asks:host-tooling"]);
+    assert!(detail.contains("this machine's own root fs") && detail.contains("--tooling-image"), "{detail}");
+}
+
 #[test]
 fn a_stopped_caulk_cancels_its_build_on_the_daemon_and_leaves_no_image() {
-    let sandbox = Sandbox::new();
-    let plugins = sandbox.mkdir("plugins");
-    for (package, file) in [("caulk-test-asks", "asks.wasm"), ("caulk-example-csv-scanner", "csv.wasm")] {
-        std::fs::copy(common::wasm_of(package), plugins.join(file)).unwrap();
-    }
-    let report = sandbox.path().join("report.csv");
-    std::fs::write(
-        &report,
-        "# caulk-csv v1\nvulnerability,package,installed,fixed,severity,ecosystem\n\
-         CVE-2099-0001,thing,1.0,1.1,low,asks\n",
-    )
-    .unwrap();
-    let input = format!("oci:{}:bookworm", common::image_layout("debian.sh").display());
+    let asks = Asks::new();
     // A length no other test sleeps, to find this step's process.
     let seconds = (7000 + std::process::id() % 1000).to_string();
     let sleeper = format!("sleep {seconds}");
-    let patch = |ask: &str| {
-        let mut cmd = sandbox.caulk();
-        cmd.arg("--plugin-dir").arg(&plugins).args(["-vv", "patch", "--json", "--pkg-types", "library"]);
-        cmd.args(["-i", &input, "-r"]).arg(&report);
-        cmd.args(["--engine", "buildkit", "--addr", &addr(), "--plugin-opt", &format!("asks.ask={ask}")]);
-        cmd.args(["--plugin-opt", &format!("asks.seconds={seconds}"), "--grant", "asks:image-commands"]);
-        cmd
-    };
+    let seconds_opt = format!("asks.seconds={seconds}");
+    let patch =
+        |ask: &str| asks.patch(ask, &["--plugin-opt", &seconds_opt, "--grant", "asks:image-commands"]);
+    let sandbox = &asks.sandbox;
 
     let log = sandbox.path().join("stopped.log");
     let mut child = patch("step-sleep")
