@@ -2,13 +2,16 @@
 //! BuildKit (v0.8), started by `tests/scripts/dockerd.sh start` and named by
 //! `CAULK_TEST_DOCKER_HOST`: the same image and report through both engines,
 //! library patching with the CA bundle mounted, a registry image pulled by
-//! BuildKit itself, and an address nothing listens on.
+//! BuildKit itself, a distroless image patched from a tooling image, both
+//! platforms of an index (arm64 under qemu-user), a build cancelled on the
+//! daemon when caulk is stopped, and an address nothing listens on.
 
 mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use caulk_image::layer::RootFs;
 use caulk_image::{Image, ImageRef, TransportOptions};
@@ -55,7 +58,23 @@ fn open(reference: &str) -> Image {
 
 fn dpkg_versions(image: &Image) -> BTreeMap<String, String> {
     let root = RootFs::open(image.source().clone(), &image.images[0]).unwrap();
-    let status = String::from_utf8(root.read("/var/lib/dpkg/status").unwrap()).unwrap();
+    versions_in(&String::from_utf8(root.read("/var/lib/dpkg/status").unwrap()).unwrap())
+}
+
+/// The versions a distroless image lists, one package per status.d file.
+fn status_d_versions(image: &Image) -> BTreeMap<String, String> {
+    let root = RootFs::open(image.source().clone(), &image.images[0]).unwrap();
+    let files = root.glob("/var/lib/dpkg/status.d/*").unwrap();
+    let text: Vec<String> = files
+        .iter()
+        .filter(|f| !f.path.ends_with(".md5sums"))
+        .map(|f| String::from_utf8(root.read(&f.path).unwrap()).unwrap())
+        .collect();
+    versions_in(&text.join("\n\n"))
+}
+
+/// `Package: → Version:` of dpkg control paragraphs.
+fn versions_in(status: &str) -> BTreeMap<String, String> {
     status
         .split("\n\n")
         .filter_map(|stanza| {
@@ -64,6 +83,10 @@ fn dpkg_versions(image: &Image) -> BTreeMap<String, String> {
             Some((field("Package:")?, field("Version:")?))
         })
         .collect()
+}
+
+fn dpkg_ge(a: &str, b: &str) -> bool {
+    Command::new("dpkg").args(["--compare-versions", a, "ge", b]).status().unwrap().success()
 }
 
 fn blobs(image: &Image) -> Vec<String> {
@@ -86,6 +109,10 @@ fn config_without_caulk(mut config: serde_json::Value) -> serde_json::Value {
     config["history"].as_array_mut().unwrap().pop();
     if let Some(labels) = config["config"]["Labels"].as_object_mut() {
         labels.retain(|k, _| !k.starts_with("sh.caulk."));
+        if labels.is_empty() {
+            // Made for caulk's labels in a config that had none.
+            config["config"].as_object_mut().unwrap().remove("Labels");
+        }
     }
     config
 }
@@ -297,4 +324,245 @@ fn a_generated_context_builds_into_the_same_packages() {
         let name = vuln["PkgName"].as_str().unwrap();
         assert_eq!(versions[name], vuln["FixedVersion"].as_str().unwrap(), "{name} after docker build");
     }
+}
+
+#[test]
+fn a_distroless_image_is_patched_from_a_tooling_image_as_the_local_engine_does() {
+    let sandbox = Sandbox::new();
+    let cached = script_output("distroless-debian.sh", &[]);
+    let layout = layout_copy(&sandbox, &cached, "layout");
+    let input = format!("oci:{}:distroless", layout.display());
+    let tooling = format!("oci:{}:bookworm", script_output("vulnerable-debian.sh", &["bookworm"]).display());
+    let before = open(&input);
+    let old = status_d_versions(&before);
+    // Fixed just above what is installed: any newer upload is the fix.
+    let vulns: Vec<serde_json::Value> = ["libssl3", "openssl"]
+        .iter()
+        .map(|p| {
+            serde_json::json!({"VulnerabilityID": format!("TEST-bk-{p}"), "PkgName": p,
+                "InstalledVersion": old[*p], "FixedVersion": format!("{}+caulk1", old[*p]),
+                "Status": "fixed", "Severity": "HIGH"})
+        })
+        .collect();
+    let report = sandbox.path().join("report.json");
+    let doc = serde_json::json!({
+        "SchemaVersion": 2, "ArtifactName": "distroless", "ArtifactType": "container_image",
+        "Metadata": {"OS": {"Family": "debian", "Name": "12"},
+                     "ImageConfig": {"architecture": "amd64", "os": "linux"}},
+        "Results": [{"Target": "distroless (debian 12)", "Class": "os-pkgs", "Type": "debian",
+                     "Vulnerabilities": vulns}],
+    });
+    std::fs::write(&report, serde_json::to_vec(&doc).unwrap()).unwrap();
+    let patch = |tag: &str, engine: &str| {
+        let mut cmd = sandbox.caulk();
+        cmd.args(["patch", "--json", "-i", &input, "-r"]).arg(&report);
+        cmd.args(["-t", tag, "--engine", engine, "--addr", &addr()]);
+        cmd
+    };
+
+    // The host's root cannot be a BuildKit exec's root: refused, naming
+    // the way out, before anything is written.
+    let out = run(&mut patch("host", "buildkit"));
+    assert!(!out.status.success(), "{}", common::stderr(&out));
+    let err = common::stderr(&out);
+    assert!(err.contains("this machine's own root fs") && err.contains("--tooling-image"), "{err}");
+
+    for (tag, engine) in [("local", "local"), ("bk", "buildkit")] {
+        let summary = json(&success(&run(patch(tag, engine).args(["--tooling-image", &tooling]))));
+        assert_eq!(summary["result"], "patched", "{engine}: {summary:#}");
+    }
+    let local = open(&format!("oci:{}:local", layout.display()));
+    let buildkit = open(&format!("oci:{}:bk", layout.display()));
+    let by_buildkit = status_d_versions(&buildkit);
+    assert_eq!(by_buildkit, status_d_versions(&local), "the same versions through both engines");
+    for package in ["libssl3", "openssl"] {
+        assert!(!dpkg_ge(&old[package], &by_buildkit[package]), "{package} moved: {by_buildkit:?}");
+    }
+    assert_eq!(old["libc6"], by_buildkit["libc6"], "a package not in the report stayed");
+    let original = blobs(&before);
+    let now = blobs(&buildkit);
+    assert_eq!(now.len(), original.len() + 1, "exactly one new layer");
+    assert_eq!(now[..original.len()], original[..], "the original blobs, byte for byte");
+    assert_eq!(config_without_caulk(config(&buildkit)), config_without_caulk_time(config(&before)));
+    // Nothing of the tooling image comes along: it was the exec's root,
+    // and the result is the mounted image's.
+    let root = RootFs::open(buildkit.source().clone(), &buildkit.images[0]).unwrap();
+    for absent in ["/usr/bin/apt-get", "/usr/bin/dpkg", "/bin/sh", "/usr/bin/sh"] {
+        assert!(!root.exists(absent), "{absent} in the patched distroless image");
+    }
+}
+
+#[test]
+fn each_platform_of_an_index_is_patched_on_buildkit_arm64_under_qemu() {
+    let sandbox = Sandbox::new();
+    let cached = script_output("multiarch-debian.sh", &["bookworm"]);
+    let layout = layout_copy(&sandbox, &cached, "layout");
+    let input = format!("oci:{}:bookworm", layout.display());
+    // Copa's report directory: one report per platform, each from that
+    // platform's own image.
+    let reports = sandbox.mkdir("reports");
+    let mut fixed = BTreeMap::new();
+    for (arch, file) in [("amd64", "linux-amd64.json"), ("arm64", "linux-arm64-v8.json")] {
+        let single = script_output("vulnerable-debian.sh", &["bookworm", "", arch]);
+        let report = apt_report(&sandbox, &single, "bookworm", &["libexpat1"]);
+        let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+        assert_eq!(doc["Metadata"]["ImageConfig"]["architecture"], arch, "{doc:#}");
+        let version = doc["Results"][0]["Vulnerabilities"][0]["FixedVersion"].as_str().unwrap().to_owned();
+        fixed.insert(arch, version);
+        std::fs::rename(&report, reports.join(file)).unwrap();
+    }
+
+    let summary = json(&success(&run(sandbox
+        .caulk()
+        .args(["patch", "--json", "-i", &input, "-r"])
+        .arg(&reports)
+        .args(["--engine", "buildkit", "--addr", &addr()]))));
+    assert_eq!(summary["result"], "patched", "{summary:#}");
+    assert_eq!(summary["platform"], "linux/amd64, linux/arm64/v8", "{summary:#}");
+
+    let before = open(&input);
+    let after = open(&format!("oci:{}:bookworm-patched", layout.display()));
+    let of = |image: &Image, arch: &str| {
+        let position = image.images.iter().position(|i| i.platform.architecture == arch).unwrap();
+        image.images[position].clone()
+    };
+    for (arch, fixed) in fixed {
+        let (old, new) = (of(&before, arch), of(&after, arch));
+        let layers = |i: &caulk_image::PlatformImage| -> Vec<String> {
+            i.layers.iter().map(|l| l.desc.digest.to_string()).collect()
+        };
+        assert_eq!(layers(&new).len(), layers(&old).len() + 1, "{arch}: one new layer");
+        assert_eq!(layers(&new)[..layers(&old).len()], layers(&old)[..], "{arch}: the original blobs");
+        // dpkg of the platform's own root ran (arm64's under qemu) and
+        // says the new version.
+        let version = |image: &Image, platform| {
+            let root = RootFs::open(image.source().clone(), platform).unwrap();
+            versions_in(&String::from_utf8(root.read("/var/lib/dpkg/status").unwrap()).unwrap())
+                .remove("libexpat1")
+                .unwrap()
+        };
+        let (was, now) = (version(&before, &old), version(&after, &new));
+        assert!(!dpkg_ge(&was, &fixed) && dpkg_ge(&now, &fixed), "{arch}: {was} -> {now}, fixed in {fixed}");
+    }
+}
+
+/// The processes whose command line is exactly `command`.
+fn processes(command: &str) -> Vec<String> {
+    let out = run(Command::new("pgrep").args(["-x", "-f", command]));
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+}
+
+/// The `asks` test updater and the CSV scanner in a plugin directory, a
+/// report with one `asks` finding and the small Debian image: commands of
+/// the test's choosing through a real `caulk patch --engine buildkit`.
+struct Asks {
+    sandbox: Sandbox,
+    plugins: PathBuf,
+    report: PathBuf,
+    input: String,
+}
+
+impl Asks {
+    fn new() -> Self {
+        let sandbox = Sandbox::new();
+        let plugins = sandbox.mkdir("plugins");
+        for (package, file) in [("caulk-test-asks", "asks.wasm"), ("caulk-example-csv-scanner", "csv.wasm")] {
+            std::fs::copy(common::wasm_of(package), plugins.join(file)).unwrap();
+        }
+        let report = sandbox.path().join("report.csv");
+        let csv = "# caulk-csv v1\nvulnerability,package,installed,fixed,severity,ecosystem\n\
+                   CVE-2099-0001,thing,1.0,1.1,low,asks\n";
+        std::fs::write(&report, csv).unwrap();
+        let input = format!("oci:{}:bookworm", common::image_layout("debian.sh").display());
+        Self { sandbox, plugins, report, input }
+    }
+
+    /// `caulk -vv patch` on BuildKit with `asks.ask=ask` and `extra` flags.
+    fn patch(&self, ask: &str, extra: &[&str]) -> Command {
+        let mut cmd = self.sandbox.caulk();
+        cmd.arg("--plugin-dir").arg(&self.plugins).args(["-vv", "patch", "--json", "--pkg-types", "library"]);
+        cmd.args(["-i", &self.input, "-r"]).arg(&self.report);
+        cmd.args(["--engine", "buildkit", "--addr", &addr(), "--plugin-opt", &format!("asks.ask={ask}")]);
+        cmd.args(extra);
+        cmd
+    }
+
+    /// What the plugin was told when it asked: its one row's detail.
+    fn answered(&self, ask: &str, extra: &[&str]) -> String {
+        let summary = json(&success(&run(&mut self.patch(ask, extra))));
+        summary["rows"][0]["detail"].as_str().unwrap_or_else(|| panic!("no detail in {summary:#}")).to_owned()
+    }
+}
+
+#[test]
+fn a_question_from_a_tooling_image_sees_the_image_mounted() {
+    let asks = Asks::new();
+    let tooling = format!("oci:{}:bookworm", script_output("vulnerable-debian.sh", &["bookworm"]).display());
+    // `test -d /target/etc` from the tooling image's root.
+    let detail =
+        asks.answered("host-tooling", &["--grant", "asks:host-tooling", "--tooling-image", &tooling]);
+    assert!(detail.starts_with("answered: exit 0"), "{detail}");
+    // From this machine's root it cannot run on a daemon: the plugin hears
+    // why, and the way out.
+    let detail = asks.answered("host-tooling", &["--grant", "asks:host-tooling"]);
+    assert!(detail.contains("this machine's own root fs") && detail.contains("--tooling-image"), "{detail}");
+}
+
+#[test]
+fn a_stopped_caulk_cancels_its_build_on_the_daemon_and_leaves_no_image() {
+    let asks = Asks::new();
+    // A length no other test sleeps, to find this step's process.
+    let seconds = (7000 + std::process::id() % 1000).to_string();
+    let sleeper = format!("sleep {seconds}");
+    let seconds_opt = format!("asks.seconds={seconds}");
+    let patch =
+        |ask: &str| asks.patch(ask, &["--plugin-opt", &seconds_opt, "--grant", "asks:image-commands"]);
+    let sandbox = &asks.sandbox;
+
+    let log = sandbox.path().join("stopped.log");
+    let mut child = patch("step-sleep")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while processes(&sleeper).is_empty() {
+        assert!(child.try_wait().unwrap().is_none(), "caulk ended early:\n{}", read(&log));
+        assert!(started.elapsed() < Duration::from_mins(3), "the step never started:\n{}", read(&log));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let stopped = Instant::now();
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let status = child.wait().unwrap();
+    let took = stopped.elapsed();
+    let err = read(&log);
+    assert!(!status.success(), "{err}");
+    assert!(took < Duration::from_secs(5), "caulk took {took:?} to stop:\n{err}");
+    assert!(err.contains("cancelled") && err.contains("the build there was cancelled"), "{err}");
+    // The daemon stops the build: the step's process goes away.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !processes(&sleeper).is_empty() {
+        assert!(Instant::now() < deadline, "the daemon still runs `{sleeper}` 10 s after caulk stopped");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Nothing caulk put into the daemon's store stays there.
+    let names: Vec<&str> = err
+        .split_whitespace()
+        .filter(|w| w.starts_with("caulk-engine/"))
+        .map(|w| w.trim_end_matches(|c: char| !c.is_ascii_alphanumeric()))
+        .collect();
+    assert!(!names.is_empty(), "the log names the temporary images:\n{err}");
+    let host = std::env::var("CAULK_TEST_DOCKER_HOST").unwrap();
+    for name in names {
+        let inspect = run(Command::new("/usr/bin/docker").args(["-H", &host, "image", "inspect", name]));
+        assert!(!inspect.status.success(), "{name} is still in the daemon's store");
+    }
+
+    // The daemon is fine for the next run.
+    let summary = json(&success(&run(&mut patch("step"))));
+    assert_eq!(summary["result"], "patched", "{summary:#}");
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
 }

@@ -21,6 +21,7 @@ use crate::pb::control::{
     BuildkitVersion, InfoRequest, InfoResponse, ListWorkersRequest, ListWorkersResponse, SolveRequest,
     SolveResponse, StatusRequest, StatusResponse, WorkerRecord,
 };
+use crate::progress::STOP_POLL;
 use crate::session::{self, Credentials, Session};
 
 const SERVICE: &str = "/moby.buildkit.v1.Control/";
@@ -101,12 +102,16 @@ impl Client {
 
     /// Runs one solve while following its status stream. `on_status` sees
     /// every status message as it arrives; the request's `ref` is set here.
+    /// `stop` is asked every [`STOP_POLL`]: `Some(why)` drops the call,
+    /// and so cancels the build on the daemon, and returns
+    /// [`Error::Stopped`].
     pub fn solve(
         &self,
         request: SolveRequest,
         on_status: &mut dyn FnMut(&StatusResponse),
+        stop: &mut dyn FnMut() -> Option<String>,
     ) -> Result<SolveResponse> {
-        self.block_on(self.solve_async(request, on_status)).map_err(|e| self.explain(e))
+        self.block_on(self.solve_async(request, on_status, stop)).map_err(|e| self.explain(e))
     }
 
     pub(crate) fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
@@ -118,6 +123,30 @@ impl Client {
     }
 
     pub(crate) async fn solve_async(
+        &self,
+        request: SolveRequest,
+        on_status: &mut dyn FnMut(&StatusResponse),
+        stop: &mut dyn FnMut() -> Option<String>,
+    ) -> Result<SolveResponse> {
+        let solve = self.follow_solve(request, on_status);
+        let stopped = async {
+            loop {
+                tokio::time::sleep(STOP_POLL).await;
+                if let Some(reason) = stop() {
+                    return reason;
+                }
+            }
+        };
+        // Dropping the solve future resets its HTTP/2 streams (Solve,
+        // Status, the session's): the daemon's handler sees its context
+        // cancelled and tears the build down, killing the running step.
+        tokio::select! {
+            solved = solve => solved,
+            reason = stopped => Err(Error::Stopped { addr: self.addr.to_string(), reason }),
+        }
+    }
+
+    async fn follow_solve(
         &self,
         mut request: SolveRequest,
         on_status: &mut dyn FnMut(&StatusResponse),

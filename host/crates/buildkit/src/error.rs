@@ -41,6 +41,11 @@ pub enum Error {
     #[error("the build at {addr} failed: {message}")]
     Solve { addr: String, message: String },
 
+    /// The client stopped the build (interrupted, or past a time limit);
+    /// its call was dropped, which makes the daemon cancel it.
+    #[error("the build at {addr} was stopped: {reason}")]
+    Stopped { addr: String, reason: String },
+
     #[error("{addr} is not a Docker Engine: {what} needs Docker's image store")]
     NotDocker { addr: String, what: &'static str },
 

@@ -46,6 +46,6 @@ pub use docker::DockerApi;
 pub use error::{Error, Result};
 pub use llb::{CacheMount, Network, Sharing};
 pub use pb::llb::ProxyEnv;
-pub use progress::{Event, Stream, Tracker};
-pub use run::{Built, CaBundle, ProbeOutput, Step, exit_code};
+pub use progress::{Event, Follow, STOP_POLL, Stream, Tracker};
+pub use run::{Base, Built, CaBundle, ProbeOutput, Step, ToolingImage, exit_code};
 pub use session::Credentials;

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 use crate::pb::llb::{
     CacheOpt, CacheSharingOpt, Definition, ExecOp, FileAction, FileActionMkFile, FileOp, Input, Meta, Mount,
-    MountType, NetMode, Op, OpMetadata, ProxyEnv, SourceOp, file_action, op,
+    MountType, NetMode, Op, OpMetadata, Platform, ProxyEnv, SourceOp, file_action, op,
 };
 
 /// BuildKit's "no input" / "no output" index (`pb.Empty`, `pb.SkipOutput`).
@@ -75,6 +75,16 @@ pub struct Exec {
     /// Run even when BuildKit has the result cached (probes must run to
     /// produce their output).
     pub ignore_cache: bool,
+    /// The platform whose binaries it runs; `None`: the worker's own.
+    pub platform: Option<Platform>,
+}
+
+/// A read-only root fs from another image that an exec runs in, with the
+/// root being changed mounted read-write at `mount_point`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tooling {
+    pub root: Output,
+    pub mount_point: String,
 }
 
 #[derive(Debug, Default)]
@@ -88,10 +98,11 @@ impl Graph {
         Self::default()
     }
 
-    /// An image the daemon resolves (its local store first, then the registry).
-    pub fn image(&mut self, reference: &str) -> Output {
+    /// An image the daemon resolves (its local store first, then the
+    /// registry), for `platform` (`None`: the worker's own).
+    pub fn image(&mut self, reference: &str, platform: Option<&Platform>) -> Output {
         let source = SourceOp { identifier: format!("docker-image://{reference}"), attrs: BTreeMap::new() };
-        let op = Op { op: Some(op::Kind::Source(source)), ..Op::default() };
+        let op = Op { op: Some(op::Kind::Source(source)), platform: platform.cloned(), ..Op::default() };
         self.add(&op, metadata(&["source.image"], None, false))
     }
 
@@ -114,10 +125,39 @@ impl Graph {
         self.add(&op, metadata(&["file.base"], None, false))
     }
 
+    /// An exec on `root`; its output is the changed root.
     pub fn exec(&mut self, root: &Output, exec: &Exec) -> Output {
-        let mut inputs = vec![input(root)];
-        let mut mounts = vec![Mount { input: 0, dest: "/".into(), output: 0, ..Mount::default() }];
-        let mut caps = vec!["exec.meta.base", "exec.mount.bind"];
+        let mounts = vec![Mount { input: 0, dest: "/".into(), output: 0, ..Mount::default() }];
+        self.exec_with(vec![input(root)], mounts, vec!["exec.meta.base", "exec.mount.bind"], exec)
+    }
+
+    /// An exec in `tooling`'s root fs (read-only, a tmpfs on /tmp, its
+    /// changes discarded) with `target` mounted read-write at the tooling's
+    /// mount point; its output is the changed `target`, so a chain goes on
+    /// from the target's layers, never the tooling image's.
+    pub fn exec_in(&mut self, tooling: &Tooling, target: &Output, exec: &Exec) -> Output {
+        let mounts = vec![
+            Mount { input: 0, dest: "/".into(), output: NONE, readonly: true, ..Mount::default() },
+            Mount {
+                input: NONE,
+                dest: "/tmp".into(),
+                output: NONE,
+                mount_type: MountType::Tmpfs.into(),
+                ..Mount::default()
+            },
+            Mount { input: 1, dest: tooling.mount_point.clone(), output: 0, ..Mount::default() },
+        ];
+        let caps = vec!["exec.meta.base", "exec.mount.bind", "exec.mount.tmpfs"];
+        self.exec_with(vec![input(&tooling.root), input(target)], mounts, caps, exec)
+    }
+
+    fn exec_with(
+        &mut self,
+        mut inputs: Vec<Input>,
+        mut mounts: Vec<Mount>,
+        mut caps: Vec<&'static str>,
+        exec: &Exec,
+    ) -> Output {
         for file in &exec.files {
             let wanted = input(&file.source);
             let index = inputs.iter().position(|i| *i == wanted).unwrap_or_else(|| {
@@ -166,7 +206,7 @@ impl Graph {
             proxy_env: exec.proxy_env.clone(),
         };
         let exec_op = ExecOp { meta: Some(meta), mounts, network: network.into() };
-        let op = Op { inputs, op: Some(op::Kind::Exec(exec_op)), platform: None };
+        let op = Op { inputs, op: Some(op::Kind::Exec(exec_op)), platform: exec.platform.clone() };
         let name = (!exec.name.is_empty()).then_some(exec.name.as_str());
         self.add(&op, metadata(&caps, name, exec.ignore_cache))
     }
@@ -226,7 +266,7 @@ mod tests {
     #[test]
     fn ops_come_inputs_first_named_by_their_bytes() {
         let mut graph = Graph::new();
-        let image = graph.image("example.com/app:1");
+        let image = graph.image("example.com/app:1", None);
         let ca = graph.file("/ca.crt", b"PEM", 0o644);
         let exec = Exec {
             args: vec!["true".into()],
@@ -274,10 +314,42 @@ mod tests {
     }
 
     #[test]
+    fn a_tooling_exec_changes_the_mounted_target_not_its_root() {
+        let mut graph = Graph::new();
+        let arm = Platform { architecture: "arm64".into(), os: "linux".into(), variant: "v8".into() };
+        let target = graph.image("example.com/app:1", Some(&arm));
+        let tools = graph.image("debian:12", None);
+        let tooling = Tooling { root: tools.clone(), mount_point: "/target".into() };
+        let step = graph.exec_in(&tooling, &target, &Exec { args: vec!["true".into()], ..Exec::default() });
+        let definition = graph.definition(&step);
+
+        assert_eq!(decode(&definition, 0).platform, Some(arm), "the target image for its own platform");
+        assert_eq!(decode(&definition, 1).platform, None, "the tooling image for the worker's");
+        let exec = decode(&definition, 2);
+        assert_eq!(exec.inputs, vec![input(&tools), input(&target)]);
+        let Some(op::Kind::Exec(exec_op)) = exec.op else { panic!("not an exec") };
+        let summary: Vec<_> = exec_op
+            .mounts
+            .iter()
+            .map(|m| (m.input, m.dest.as_str(), m.output, m.readonly, m.mount_type))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (0, "/", NONE, true, MountType::Bind as i32),
+                (NONE, "/tmp", NONE, false, MountType::Tmpfs as i32),
+                (1, "/target", 0, false, MountType::Bind as i32),
+            ],
+            "only the target mount has an output"
+        );
+        assert!(definition.metadata[&step.digest].caps.contains_key("exec.mount.tmpfs"));
+    }
+
+    #[test]
     fn the_same_graph_marshals_to_the_same_bytes() {
         let build = || {
             let mut graph = Graph::new();
-            let image = graph.image("debian:12");
+            let image = graph.image("debian:12", None);
             let exec = Exec { args: vec!["a".into()], env: vec!["X=1".into()], ..Exec::default() };
             let step = graph.exec(&image, &exec);
             graph.definition(&step).encode_to_vec()
@@ -288,7 +360,7 @@ mod tests {
     #[test]
     fn a_shared_op_is_listed_once() {
         let mut graph = Graph::new();
-        let image = graph.image("debian:12");
+        let image = graph.image("debian:12", None);
         let ca = graph.file("/ca.crt", b"PEM", 0o644);
         let again = graph.file("/ca.crt", b"PEM", 0o644);
         assert_eq!(ca, again);

@@ -48,6 +48,28 @@ pub enum Event {
     },
 }
 
+/// Follows a solve: sees its events, and is asked now and then (every
+/// [`STOP_POLL`] while the solve runs) whether to stop it. A plain
+/// `FnMut(Event)` closure follows and never stops.
+pub trait Follow {
+    fn event(&mut self, event: Event);
+
+    /// `Some(why)` cancels the solve: its gRPC call is dropped, which the
+    /// daemon takes as the client going away and stops the build.
+    fn stop(&mut self) -> Option<String> {
+        None
+    }
+}
+
+impl<F: FnMut(Event)> Follow for F {
+    fn event(&mut self, event: Event) {
+        self(event);
+    }
+}
+
+/// How often a running solve asks its [`Follow`] whether to stop.
+pub const STOP_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
 #[derive(Default)]
 struct VertexState {
     name: String,

@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 
 use crate::client::Client;
 use crate::error::{Error, Result};
-use crate::llb::{CacheMount, Exec, FileMount, Graph, Network, Output};
+use crate::llb::{CacheMount, Exec, FileMount, Graph, Network, Output, Tooling};
 use crate::pb::control::SolveRequest;
-use crate::pb::llb::ProxyEnv;
-use crate::progress::{Event, Stream, Tracker};
+use crate::pb::llb::{Platform, ProxyEnv};
+use crate::progress::{Follow, Stream, Tracker};
 
 /// Where the host's CA bundle is placed in the scratch file op.
 const CA_FILE: &str = "/ca-certificates.crt";
@@ -33,6 +33,45 @@ pub struct Step {
     /// `http_proxy` and friends for this step, kept out of BuildKit's cache
     /// key (a proxy change does not rerun a step).
     pub proxy_env: Option<ProxyEnv>,
+    /// Run from another image's root fs, with the image being changed
+    /// mounted read-write in it; `None`: run in the image itself.
+    pub tooling: Option<ToolingImage>,
+}
+
+/// An image (by the name the daemon knows it) whose tools a step runs, for
+/// the worker's own platform, read-only.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ToolingImage {
+    pub image: String,
+    /// Where the image being changed is mounted (absolute).
+    pub mount_point: String,
+}
+
+/// What a chain of steps starts from: an image the daemon resolves, for a
+/// platform (`None`: the worker's own). Steps run with that platform's
+/// binaries, through the daemon host's binfmt_misc for a foreign one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Base {
+    pub image: String,
+    pub platform: Option<Platform>,
+}
+
+impl From<&str> for Base {
+    fn from(image: &str) -> Self {
+        Base { image: image.to_owned(), platform: None }
+    }
+}
+
+impl From<&Base> for Base {
+    fn from(base: &Base) -> Self {
+        base.clone()
+    }
+}
+
+impl From<&String> for Base {
+    fn from(image: &String) -> Self {
+        Base::from(image.as_str())
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,43 +103,43 @@ impl Client {
     /// runs (never answered from BuildKit's cache) and changes no image.
     pub fn probe(
         &self,
-        image: &str,
+        base: impl Into<Base>,
         steps: &[Step],
         probe: &Step,
-        on_event: &mut dyn FnMut(Event),
+        follow: &mut dyn Follow,
     ) -> Result<ProbeOutput> {
-        let mut outputs = self.probe_all(image, steps, std::slice::from_ref(probe), on_event)?;
+        let mut outputs = self.probe_all(base, steps, std::slice::from_ref(probe), follow)?;
         Ok(outputs.remove(0))
     }
 
     /// Runs several probes at once, one solve each over the same
     /// connection; the steps they share run once. Outputs come in the
     /// order of `probes`; the first probe that fails (other than by its
-    /// exit code) is the error.
+    /// exit code) is the error. `follow` stopping one stops them all.
     pub fn probe_all(
         &self,
-        image: &str,
+        base: impl Into<Base>,
         steps: &[Step],
         probes: &[Step],
-        on_event: &mut dyn FnMut(Event),
+        follow: &mut dyn Follow,
     ) -> Result<Vec<ProbeOutput>> {
-        let on_event = RefCell::new(on_event);
-        let runs = probes.iter().map(|probe| self.probe_async(image, steps, probe, &on_event));
+        let base = base.into();
+        let follow = RefCell::new(follow);
+        let runs = probes.iter().map(|probe| self.probe_async(&base, steps, probe, &follow));
         let outputs = self.block_on(futures_util::future::join_all(runs));
         outputs.into_iter().map(|output| output.map_err(|e| self.explain(e))).collect()
     }
 
     async fn probe_async(
         &self,
-        image: &str,
+        base: &Base,
         steps: &[Step],
         probe: &Step,
-        on_event: &RefCell<&mut dyn FnMut(Event)>,
+        follow: &RefCell<&mut dyn Follow>,
     ) -> Result<ProbeOutput> {
         let mut graph = Graph::new();
-        let root = chain(&mut graph, image, steps);
-        let exec = exec_of(&mut graph, probe, true);
-        let probe_out = graph.exec(&root, &exec);
+        let root = chain(&mut graph, base, steps);
+        let probe_out = step_on(&mut graph, base, &root, probe, true);
         let request = SolveRequest {
             definition: Some(graph.definition(&probe_out)),
             entitlements: entitlements(steps.iter().chain([probe])),
@@ -116,9 +155,13 @@ impl Client {
             // Each callback runs to its end before any other probe's: the
             // borrows never overlap.
             let solved = self
-                .solve_async(request.clone(), &mut |status| tracker.feed(status, &mut *on_event.borrow_mut()))
+                .solve_async(
+                    request.clone(),
+                    &mut |status| tracker.feed(status, &mut |e| follow.borrow_mut().event(e)),
+                    &mut || follow.borrow_mut().stop(),
+                )
                 .await;
-            tracker.finish(&mut *on_event.borrow_mut());
+            tracker.finish(&mut |e| follow.borrow_mut().event(e));
             let exit_code = match solved {
                 Ok(_) if tracker.finished(&probe_out.digest) => 0,
                 Ok(_) if attempts < 2 => continue,
@@ -161,16 +204,17 @@ impl Client {
     /// something. Only Docker's embedded BuildKit has that exporter.
     pub fn run_chain(
         &self,
-        image: &str,
+        base: impl Into<Base>,
         steps: &[Step],
         name: &str,
-        on_event: &mut dyn FnMut(Event),
+        follow: &mut dyn Follow,
     ) -> Result<Built> {
         if self.address().docker_socket().is_none() {
             return Err(Error::NotDocker { addr: self.address().to_string(), what: "the moby exporter" });
         }
+        let base = base.into();
         let mut graph = Graph::new();
-        let result = chain(&mut graph, image, steps);
+        let result = chain(&mut graph, &base, steps);
         let request = SolveRequest {
             definition: Some(graph.definition(&result)),
             exporter: "moby".into(),
@@ -179,8 +223,13 @@ impl Client {
             ..SolveRequest::default()
         };
         let mut tracker = Tracker::new();
-        let solved = self.solve(request, &mut |status| tracker.feed(status, on_event));
-        tracker.finish(on_event);
+        let follow = RefCell::new(follow);
+        let solved = self.solve(
+            request,
+            &mut |status| tracker.feed(status, &mut |e| follow.borrow_mut().event(e)),
+            &mut || follow.borrow_mut().stop(),
+        );
+        tracker.finish(&mut |e| follow.borrow_mut().event(e));
         let response = solved?;
         Ok(Built {
             name: name.to_owned(),
@@ -189,13 +238,28 @@ impl Client {
     }
 }
 
-fn chain(graph: &mut Graph, image: &str, steps: &[Step]) -> Output {
-    let mut root = graph.image(image);
+fn chain(graph: &mut Graph, base: &Base, steps: &[Step]) -> Output {
+    let mut root = graph.image(&base.image, base.platform.as_ref());
     for step in steps {
-        let exec = exec_of(graph, step, false);
-        root = graph.exec(&root, &exec);
+        root = step_on(graph, base, &root, step, false);
     }
     root
+}
+
+/// `step` on `root`, in the base's platform, or in its tooling image (the
+/// worker's platform) with `root` mounted: the changed `root` either way.
+fn step_on(graph: &mut Graph, base: &Base, root: &Output, step: &Step, ignore_cache: bool) -> Output {
+    let mut exec = exec_of(graph, step, ignore_cache);
+    match &step.tooling {
+        None => {
+            exec.platform.clone_from(&base.platform);
+            graph.exec(root, &exec)
+        }
+        Some(tooling) => {
+            let tools = graph.image(&tooling.image, None);
+            graph.exec_in(&Tooling { root: tools, mount_point: tooling.mount_point.clone() }, root, &exec)
+        }
+    }
 }
 
 fn exec_of(graph: &mut Graph, step: &Step, ignore_cache: bool) -> Exec {

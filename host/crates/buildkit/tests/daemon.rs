@@ -227,13 +227,13 @@ fn an_unreachable_address_is_named() {
 #[test]
 fn a_refused_entitlement_is_named() {
     let mut graph = caulk_buildkit::llb::Graph::new();
-    let image = graph.image(debian_image());
+    let image = graph.image(debian_image(), None);
     let request = SolveRequest {
         definition: Some(graph.definition(&image)),
         entitlements: vec!["security.insecure".into()],
         ..SolveRequest::default()
     };
-    let err = client().solve(request, &mut |_| {}).unwrap_err();
+    let err = client().solve(request, &mut |_| {}, &mut || None).unwrap_err();
     assert!(
         matches!(&err, Error::EntitlementRefused { entitlement, .. } if entitlement == "security.insecure"),
         "{err:?}"
@@ -246,13 +246,13 @@ fn a_capability_the_daemon_lacks_is_named() {
     // Declaring a capability BuildKit added after v0.8 (exit codes other
     // than 0 counting as success) is how a newer feature would be asked for.
     let mut graph = caulk_buildkit::llb::Graph::new();
-    let image = graph.image(debian_image());
+    let image = graph.image(debian_image(), None);
     let mut definition = graph.definition(&image);
     for meta in definition.metadata.values_mut() {
         meta.caps.insert("exec.validexitcode".into(), true);
     }
     let request = SolveRequest { definition: Some(definition), ..SolveRequest::default() };
-    let err = client().solve(request, &mut |_| {}).unwrap_err();
+    let err = client().solve(request, &mut |_| {}, &mut || None).unwrap_err();
     assert!(
         matches!(&err, Error::DaemonTooOld { feature, .. } if feature.contains("exec.validexitcode")),
         "{err:?}"

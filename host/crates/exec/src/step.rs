@@ -26,7 +26,8 @@ pub enum RunIn {
 /// Where a tooling root fs comes from. This is what an engine matches on:
 /// the local executor runs `Host` and `Dir`; an `Image` is the engine's to
 /// resolve (the local engine unpacks it into its cache and passes `Dir`;
-/// the BuildKit engine refuses tooling roots for now).
+/// the BuildKit engine runs the image as the exec's root and refuses
+/// `Host`, which a daemon cannot use).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ToolingRoot {
     /// The host's own `/`, restricted to its program and configuration

@@ -7,18 +7,24 @@
 //! steps need Docker's embedded BuildKit (`docker://`, `docker-unix://`);
 //! probes work on every address form.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use caulk_buildkit::{Address, CacheMount, Client, ConnectOptions, Credentials, DockerApi, Event, Network};
+use caulk_buildkit::{
+    Address, CacheMount, Client, ConnectOptions, Credentials, DockerApi, Event, Follow, Network, ToolingImage,
+};
 use caulk_exec::{
     CA_BUNDLE_PATHS, CancelToken, DEFAULT_CA_BUNDLE, DEFAULT_PATH, EntryKind, MergedReader, PROXY_VARIABLES,
-    Probe, ProbeOutput, RunIn, STDERR_TAIL, Step, StepOutcome, Stream,
+    Probe, ProbeOutput, RunIn, STDERR_TAIL, Step, StepOutcome, Stream, ToolingRoot,
 };
 use caulk_image::layer::unpack::unpack;
-use caulk_image::layer::{LayerSource, UnpackOptions, WhiteoutFormat, open_tar_stream};
-use caulk_image::{CopyOptions, Image, ImageRef, TransportOptions};
+use caulk_image::layer::{
+    EntryKind as ImageEntry, LayerSource, RootFs, UnpackOptions, WhiteoutFormat, open_tar_stream,
+};
+use caulk_image::{CopyOptions, Image, ImageRef, Platform, TransportOptions};
 
 use super::squash;
 use super::{Base, Changes, Engine, Workspace};
@@ -60,6 +66,15 @@ pub enum BuildkitError {
     Unsupported { what: String },
 
     #[error(
+        "the BuildKit engine cannot run `{step}` from this machine's own root fs: a BuildKit step runs \
+         in an image the daemon has, and the daemon cannot use the files of the machine caulk runs on"
+    )]
+    HostTooling { step: String },
+
+    #[error("the BuildKit daemon at {addr} cannot run {platform} steps: its worker runs {workers}")]
+    ForeignPlatform { addr: String, platform: String, workers: String },
+
+    #[error(
         "the result read back from {addr} does not start with the image's layers \
          (layer {index} is {found}, the image has {expected})"
     )]
@@ -71,6 +86,17 @@ impl BuildkitError {
         match self {
             Self::Daemon(e) => e.hint().map(str::to_owned),
             Self::Unsupported { .. } => Some("use --engine local".to_owned()),
+            Self::HostTooling { .. } => Some(
+                "give --tooling-image IMAGE, an image with the tools the updater needs (for apt, a Debian \
+                 image such as debian:12; for rpm, one with dnf), or use --engine local"
+                    .to_owned(),
+            ),
+            Self::ForeignPlatform { .. } => Some(
+                "on the daemon's host, install qemu-user-static and binfmt-support (Debian registers the \
+                 interpreters with the F flag), check /proc/sys/fs/binfmt_misc/qemu-* are enabled, then \
+                 restart the daemon: BuildKit reads the platforms it can run when it starts"
+                    .to_owned(),
+            ),
             _ => None,
         }
     }
@@ -112,6 +138,29 @@ pub struct BuildkitEngine {
     transport: TransportOptions,
     working_folder: PathBuf,
     ca_bundle: Option<Vec<u8>>,
+    /// Tooling images by the reference the plan gave, once in the daemon.
+    tooling: Mutex<HashMap<String, InDaemon>>,
+    /// What the daemon's workers run, asked once (foreign platforms only).
+    worker_platforms: Mutex<Option<Vec<caulk_buildkit::pb::llb::Platform>>>,
+}
+
+/// An image as the daemon knows it.
+#[derive(Clone)]
+struct InDaemon {
+    name: String,
+    /// Loaded by caulk into the Engine's store, removed when done.
+    loaded: bool,
+    /// Its CA bundle (a regular file), over which the host's is mounted.
+    ca_dest: Option<String>,
+}
+
+impl Drop for BuildkitEngine {
+    fn drop(&mut self) {
+        let tooling = self.tooling.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for image in tooling.values().filter(|i| i.loaded) {
+            remove_image(&self.addr, &image.name);
+        }
+    }
 }
 
 impl BuildkitEngine {
@@ -164,6 +213,8 @@ impl BuildkitEngine {
             transport: transport.clone(),
             working_folder: working_folder.to_owned(),
             ca_bundle,
+            tooling: Mutex::new(HashMap::new()),
+            worker_platforms: Mutex::new(None),
         })
     }
 
@@ -171,64 +222,115 @@ impl BuildkitEngine {
     /// Engine's store when the daemon cannot pull it itself.
     fn image_in_daemon(&self, base: &Base<'_>) -> Result<(String, Option<String>), PatchError> {
         let digest = base.platform_image.manifest.digest.to_string();
-        if let ImageRef::Registry(reference) = &self.image {
+        let image =
+            self.in_daemon(&self.image, &self.transport, Some(&digest), &base.platform_image.platform)?;
+        let loaded = image.loaded.then(|| image.name.clone());
+        Ok((image.name, loaded))
+    }
+
+    /// `reference` where the daemon finds it: a registry image by its own
+    /// name (pinned to `digest` when given), a `docker-daemon:` image of
+    /// the daemon's own Engine as it is, anything else loaded (its
+    /// `platform` only) into the Engine's store under a name of caulk's.
+    fn in_daemon(
+        &self,
+        reference: &ImageRef,
+        transport: &TransportOptions,
+        digest: Option<&str>,
+        platform: &Platform,
+    ) -> Result<InDaemon, PatchError> {
+        let named = |name: String| InDaemon { name, loaded: false, ca_dest: None };
+        if let ImageRef::Registry(registry) = reference {
             // Pinned to the manifest caulk read, whatever the tag means now.
-            return Ok((reference.with_digest(&digest).to_string(), None));
+            return Ok(named(
+                digest.map_or_else(|| registry.to_string(), |d| registry.with_digest(d).to_string()),
+            ));
         }
-        if let ImageRef::DockerDaemon { name } = &self.image
-            && self.same_engine()
+        if let ImageRef::DockerDaemon { name } = reference
+            && self.same_engine(transport)
         {
             // Already in the daemon's store. Should the name move on
             // meanwhile, the result's layers would not start with the
             // image's and reading it back refuses it.
-            return Ok((name.clone(), None));
+            return Ok(named(name.clone()));
         }
         if self.addr.docker_socket().is_none() {
             return Err(bk(BuildkitError::Unsupported {
                 what: format!(
-                    "{} on {}: a local image can only be loaded into a Docker Engine's store \
+                    "{reference} on {}: a local image can only be loaded into a Docker Engine's store \
                      (push it to a registry the daemon reaches, or use a docker:// address)",
-                    self.image, self.addr
+                    self.addr
                 ),
             }));
         }
         let name = unique_name("load");
+        // Named in the log so what a run leaves behind can be traced.
+        tracing::debug!("loading {reference} into {} as {name}", self.addr);
         let destination = ImageRef::DockerDaemon { name: name.clone() };
-        let options = CopyOptions {
-            platforms: Some(vec![base.platform_image.platform.clone()]),
-            ..CopyOptions::default()
+        let options = CopyOptions { platforms: Some(vec![platform.clone()]), ..CopyOptions::default() };
+        // Read with the user's settings, written into the daemon's Engine:
+        // an input that is itself `docker-daemon:` keeps the user's
+        // `DOCKER_HOST`.
+        let read_with = if matches!(reference, ImageRef::DockerDaemon { .. }) {
+            transport
+        } else {
+            &self.daemon_transport
         };
-        caulk_image::copy(&self.image, &destination, &options, &self.cross_transport()).map_err(
-            |source| {
-                bk(BuildkitError::Image {
-                    what: format!("loading {} into {}", self.image, self.addr),
-                    source,
-                })
-            },
-        )?;
-        Ok((name.clone(), Some(name)))
+        caulk_image::copy(reference, &destination, &options, read_with).map_err(|source| {
+            bk(BuildkitError::Image { what: format!("loading {reference} into {}", self.addr), source })
+        })?;
+        Ok(InDaemon { name, loaded: true, ca_dest: None })
+    }
+
+    /// The tooling image `reference` in the daemon, for the worker's
+    /// platform: loaded once per run, with its CA bundle's path.
+    fn tooling_in_daemon(&self, reference: &str) -> Result<InDaemon, PatchError> {
+        let mut tooling = self.tooling.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(found) = tooling.get(reference) {
+            return Ok(found.clone());
+        }
+        let fail = |reason: String| {
+            PatchError::Executor(Box::new(caulk_exec::Error::ToolingImage {
+                image: reference.to_owned(),
+                reason,
+            }))
+        };
+        let parsed = ImageRef::parse(reference).map_err(|e| fail(e.to_string()))?;
+        let image = Image::open(&parsed, &self.transport).map_err(|e| fail(e.to_string()))?;
+        let platform = image.image_for(None).map_err(|e| fail(e.to_string()))?;
+        let root = RootFs::open(image.source().clone(), platform).map_err(|e| fail(e.to_string()))?;
+        let digest = platform.manifest.digest.to_string();
+        let mut found = self.in_daemon(&parsed, &self.transport, Some(&digest), &platform.platform)?;
+        found.ca_dest = bundle_in(&root);
+        tooling.insert(reference.to_owned(), found.clone());
+        Ok(found)
+    }
+
+    /// Checks that the daemon's workers run `platform`, asking them once.
+    fn check_platform(&self, platform: &Platform) -> Result<(), PatchError> {
+        let mut known = self.worker_platforms.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if known.is_none() {
+            let workers = self.client.list_workers().map_err(bk)?;
+            *known = Some(workers.into_iter().flat_map(|w| w.platforms).collect());
+        }
+        worker_runs(known.as_deref().unwrap_or_default(), platform).map_err(|workers| {
+            bk(BuildkitError::ForeignPlatform {
+                addr: self.addr.to_string(),
+                platform: platform.to_string(),
+                workers,
+            })
+        })
     }
 
     /// Whether the user's `docker-daemon:` images live in the daemon's
     /// Docker Engine.
-    fn same_engine(&self) -> bool {
-        let user = self
-            .transport
+    fn same_engine(&self, transport: &TransportOptions) -> bool {
+        let user = transport
             .docker_host
             .clone()
             .or_else(|| std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()))
             .unwrap_or_else(|| format!("unix://{}", caulk_buildkit::DOCKER_DEFAULT_SOCKET));
         self.addr.docker_host().is_some_and(|daemon| daemon == user)
-    }
-
-    /// Reads the image with the user's transport settings and writes into
-    /// the daemon's Engine: an input that is itself `docker-daemon:` keeps
-    /// the user's `DOCKER_HOST`.
-    fn cross_transport(&self) -> TransportOptions {
-        match &self.image {
-            ImageRef::DockerDaemon { .. } => self.transport.clone(),
-            _ => self.daemon_transport.clone(),
-        }
     }
 }
 
@@ -242,12 +344,21 @@ impl Engine for BuildkitEngine {
         base: &Base<'_>,
         cancel: CancelToken,
     ) -> Result<Box<dyn Workspace + 'e>, PatchError> {
+        let platform = &base.platform_image.platform;
+        self.check_platform(platform)?;
         let (image, loaded) = self.image_in_daemon(base)?;
         let mut layers: Vec<PathBuf> = base.lower.to_vec();
         layers.extend(base.seed.map(Path::to_owned));
         let workspace = BuildkitWorkspace {
             engine: self,
-            image,
+            base: caulk_buildkit::Base {
+                image,
+                platform: Some(caulk_buildkit::pb::llb::Platform {
+                    architecture: platform.architecture.clone(),
+                    os: platform.os.clone(),
+                    variant: platform.variant.clone().unwrap_or_default(),
+                }),
+            },
             loaded,
             base_layers: base.platform_image.layers.iter().map(|l| l.diff_id.to_string()).collect(),
             seed_layer: base.seed.and_then(|_| base.platform_image.layers.last().cloned()),
@@ -264,8 +375,8 @@ impl Engine for BuildkitEngine {
 
 pub struct BuildkitWorkspace<'e> {
     engine: &'e BuildkitEngine,
-    /// The image as the daemon names it.
-    image: String,
+    /// The image as the daemon names it, and its platform.
+    base: caulk_buildkit::Base,
     /// A name caulk loaded into the Engine, removed when done.
     loaded: Option<String>,
     /// The image's diff_ids: the result must start with them.
@@ -302,18 +413,49 @@ impl Workspace for BuildkitWorkspace<'_> {
             context: format!("running {:?} on {}", probe.argv, self.engine.addr),
             source: std::io::Error::other(what),
         };
-        if probe.run_in != RunIn::Target {
-            return Err(failed("commands from a tooling root fs cannot run on BuildKit".to_owned()));
-        }
-        let step =
-            self.daemon_step("probe", &probe.argv, &probe.env, probe.cwd.as_deref(), probe.network, &[]);
+        let label = probe.argv.join(" ");
+        let command = Command {
+            label: &label,
+            argv: &probe.argv,
+            env: &probe.env,
+            cwd: probe.cwd.as_deref(),
+            network: probe.network,
+            run_in: &probe.run_in,
+            caches: &[],
+        };
+        let step = self.daemon_step("probe", &command).map_err(|e| match e {
+            PatchError::Executor(e) => *e,
+            other => {
+                failed(other.hint().map_or_else(|| other.to_string(), |hint| format!("{other} ({hint})")))
+            }
+        })?;
         let started = Instant::now();
-        let mut log = |event: Event| tracing::trace!(?event, "probe");
-        let output = self
-            .engine
-            .client
-            .probe(&self.image, &self.done, &step, &mut log)
-            .map_err(|e| failed(e.to_string()))?;
+        let mut watch = Watch {
+            cancel: vec![self.cancel.clone()],
+            deadline: probe.timeout.map(|t| started + t),
+            on_event: |event: Event| tracing::trace!(?event, "probe"),
+        };
+        let output = match self.engine.client.probe(&self.base, &self.done, &step, &mut watch) {
+            Ok(output) => output,
+            Err(caulk_buildkit::Error::Stopped { .. }) if self.cancel.is_cancelled() => {
+                return Err(caulk_exec::Error::Cancelled {
+                    during: format!("probe {}", probe.argv.join(" ")),
+                });
+            }
+            Err(caulk_buildkit::Error::Stopped { .. }) => {
+                return Ok(ProbeOutput {
+                    exit_code: None,
+                    signal: None,
+                    stdout: Vec::new(),
+                    stdout_truncated: false,
+                    stderr: Vec::new(),
+                    timed_out: true,
+                    duration: started.elapsed(),
+                    limit_hit: None,
+                });
+            }
+            Err(e) => return Err(failed(e.to_string())),
+        };
         let mut stdout = output.stdout;
         let stdout_truncated = stdout.len() > probe.stdout_limit;
         stdout.truncate(probe.stdout_limit);
@@ -351,38 +493,41 @@ impl Workspace for BuildkitWorkspace<'_> {
     ) -> Result<Vec<StepOutcome>, PatchError> {
         let mut daemon_steps = Vec::with_capacity(steps.len());
         for (i, step) in steps.iter().enumerate() {
-            if step.run_in != RunIn::Target {
-                return Err(bk(BuildkitError::Unsupported {
-                    what: format!("step `{}` from a tooling root fs", step.summary),
-                }));
-            }
             let name = format!("caulk step {}/{}: {}", i + 1, steps.len(), step.summary);
             daemon_steps.push(self.daemon_step(
                 &name,
-                &step.argv,
-                &step.env,
-                step.cwd.as_deref(),
-                step.network,
-                &step.caches,
-            ));
+                &Command {
+                    label: &step.summary,
+                    argv: &step.argv,
+                    env: &step.env,
+                    cwd: step.cwd.as_deref(),
+                    network: step.network,
+                    run_in: &step.run_in,
+                    caches: &step.caches,
+                },
+            )?);
         }
+        let cancels = vec![cancel.clone(), self.cancel.clone()];
         let mut outcomes: Vec<StepOutcome> = Vec::new();
         // Steps still to run, as indexes into `steps`; a failed step that
         // tolerates failure is left out and the rest run on what came before.
         let mut pending: Vec<usize> = (0..steps.len()).collect();
         let mut built = None;
         while !pending.is_empty() {
-            if cancel.is_cancelled() || self.cancel.is_cancelled() {
+            if cancels.iter().any(CancelToken::is_cancelled) {
                 return Err(PatchError::Cancelled { during: "before the steps".to_owned() });
             }
             let chain: Vec<caulk_buildkit::Step> =
                 self.done.iter().cloned().chain(pending.iter().map(|&i| daemon_steps[i].clone())).collect();
             let mut run = ChainRun::new(steps, &daemon_steps, &pending);
             let name = unique_name("result");
-            let solved = self
-                .engine
-                .client
-                .run_chain(&self.image, &chain, &name, &mut |event| run.on_event(event, observer));
+            tracing::debug!("the steps' result goes into {} as {name}", self.engine.addr);
+            let solving = Instant::now();
+            let solved = {
+                let mut following = Following { run: &mut run, observer: &mut *observer, cancel: &cancels };
+                self.engine.client.run_chain(&self.base, &chain, &name, &mut following)
+            };
+            tracing::debug!("the solve of {} steps took {:?}", chain.len(), solving.elapsed());
             let finished = run.finish(solved.is_ok(), observer);
             outcomes.extend(finished.outcomes);
             match (solved, finished.failed) {
@@ -390,6 +535,17 @@ impl Workspace for BuildkitWorkspace<'_> {
                     self.done = chain;
                     built = Some(name);
                     break;
+                }
+                (Err(caulk_buildkit::Error::Stopped { .. }), None) => {
+                    // Cancelled between the exporter's start and its end,
+                    // the name may have been written.
+                    remove_image(&self.engine.addr, &name);
+                    return Err(PatchError::Cancelled {
+                        during: format!(
+                            "while the steps ran on {} (the build there was cancelled)",
+                            self.engine.addr
+                        ),
+                    });
                 }
                 (Err(_), Some(failed)) => {
                     let position = pending.iter().position(|&i| i == failed).unwrap_or(pending.len());
@@ -407,11 +563,18 @@ impl Workspace for BuildkitWorkspace<'_> {
             // The steps that worked, for verification to look at: cached
             // by the daemon, so only exported again.
             let name = unique_name("result");
-            self.engine.client.run_chain(&self.image, &self.done, &name, &mut |_| {}).map_err(bk)?;
+            let mut watch = Watch { cancel: cancels.clone(), deadline: None, on_event: |_| {} };
+            let exported = self.engine.client.run_chain(&self.base, &self.done, &name, &mut watch);
+            if let Err(e) = exported {
+                remove_image(&self.engine.addr, &name);
+                return Err(bk(e));
+            }
             built = Some(name);
         }
         if let Some(name) = built {
+            let reading = Instant::now();
             let read = self.read_back(&name);
+            tracing::debug!("reading the result back and squashing it took {:?}", reading.elapsed());
             remove_image(&self.engine.addr, &name);
             read?;
         }
@@ -431,38 +594,45 @@ impl Workspace for BuildkitWorkspace<'_> {
 impl BuildkitWorkspace<'_> {
     /// A command in the daemon's terms: the local engine's clean
     /// environment, host network when asked (with the host's CA bundle over
-    /// the image's), plan caches as cache mounts keyed by the plugin's key.
-    fn daemon_step(
-        &self,
-        name: &str,
-        argv: &[String],
-        env: &[(String, String)],
-        cwd: Option<&str>,
-        network: bool,
-        caches: &[caulk_exec::CacheMount],
-    ) -> caulk_buildkit::Step {
+    /// the image's), plan caches as cache mounts keyed by the plugin's key,
+    /// a tooling image as the exec's root with the image mounted in it.
+    fn daemon_step(&self, name: &str, command: &Command<'_>) -> Result<caulk_buildkit::Step, PatchError> {
         let mut vars: Vec<(String, String)> =
             vec![("PATH".into(), DEFAULT_PATH.into()), ("HOME".into(), "/root".into())];
-        for (k, v) in env {
+        for (k, v) in command.env {
             vars.retain(|(name, _)| name != k);
             vars.push((k.clone(), v.clone()));
         }
-        let ca_bundle = match (&self.engine.ca_bundle, network) {
-            (Some(pem), true) => {
-                self.bundle_dest().map(|dest| caulk_buildkit::CaBundle { pem: pem.clone(), dest })
+        let (tooling, bundle_dest) = match command.run_in {
+            RunIn::Target => (None, self.bundle_dest()),
+            RunIn::Tooling { root: ToolingRoot::Image(reference), mount_point } => {
+                let image = self.engine.tooling_in_daemon(reference)?;
+                (Some(ToolingImage { image: image.name, mount_point: mount_point.clone() }), image.ca_dest)
             }
+            RunIn::Tooling { root: ToolingRoot::Host, .. } => {
+                return Err(bk(BuildkitError::HostTooling { step: command.label.to_owned() }));
+            }
+            RunIn::Tooling { root: ToolingRoot::Dir(dir), .. } => {
+                return Err(bk(BuildkitError::Unsupported {
+                    what: format!("`{}` from the directory {}", command.label, dir.display()),
+                }));
+            }
+        };
+        let ca_bundle = match (&self.engine.ca_bundle, command.network, bundle_dest) {
+            (Some(pem), true, Some(dest)) => Some(caulk_buildkit::CaBundle { pem: pem.clone(), dest }),
             _ => None,
         };
-        caulk_buildkit::Step {
+        Ok(caulk_buildkit::Step {
             name: name.to_owned(),
-            args: argv.to_vec(),
+            args: command.argv.to_vec(),
             env: vars.into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
-            cwd: cwd.unwrap_or_default().to_owned(),
-            network: if network { Network::Host } else { Network::None },
+            cwd: command.cwd.unwrap_or_default().to_owned(),
+            network: if command.network { Network::Host } else { Network::None },
             ca_bundle,
-            caches: caches.iter().map(cache_mount).collect(),
-            proxy_env: if network { proxy_env() } else { None },
-        }
+            caches: command.caches.iter().map(cache_mount).collect(),
+            proxy_env: if command.network { proxy_env() } else { None },
+            tooling,
+        })
     }
 
     /// The image's CA bundle (symlinks resolved): the host's goes over it.
@@ -550,6 +720,108 @@ impl BuildkitWorkspace<'_> {
     }
 }
 
+/// Whether one of the workers' `platforms` runs `platform` (a worker
+/// platform without a variant runs every variant); else the platforms they
+/// do run, for the error.
+fn worker_runs(platforms: &[caulk_buildkit::pb::llb::Platform], platform: &Platform) -> Result<(), String> {
+    let runs = |p: &&caulk_buildkit::pb::llb::Platform| {
+        p.os == platform.os
+            && p.architecture == platform.architecture
+            && (p.variant.is_empty() || platform.variant.as_deref().is_none_or(|v| v == p.variant))
+    };
+    if platforms.iter().any(|p| runs(&p)) {
+        return Ok(());
+    }
+    let listed: Vec<String> = platforms
+        .iter()
+        .map(|p| {
+            let variant = if p.variant.is_empty() { String::new() } else { format!("/{}", p.variant) };
+            format!("{}/{}{variant}", p.os, p.architecture)
+        })
+        .collect();
+    Err(if listed.is_empty() { "no platform it names".to_owned() } else { listed.join(", ") })
+}
+
+/// A probe's or step's command, as the daemon step is made from it.
+struct Command<'a> {
+    /// Names it in errors.
+    label: &'a str,
+    argv: &'a [String],
+    env: &'a [(String, String)],
+    cwd: Option<&'a str>,
+    network: bool,
+    run_in: &'a RunIn,
+    caches: &'a [caulk_exec::CacheMount],
+}
+
+/// Follows a solve, stopping it when caulk is interrupted (Ctrl-C,
+/// SIGTERM, `--timeout`) or `deadline` passes.
+struct Watch<F> {
+    cancel: Vec<CancelToken>,
+    deadline: Option<Instant>,
+    on_event: F,
+}
+
+impl<F: FnMut(Event)> Follow for Watch<F> {
+    fn event(&mut self, event: Event) {
+        (self.on_event)(event);
+    }
+
+    fn stop(&mut self) -> Option<String> {
+        if self.cancel.iter().any(CancelToken::is_cancelled) {
+            return Some("caulk was interrupted".to_owned());
+        }
+        self.deadline.filter(|d| Instant::now() >= *d).map(|_| "it ran past its time limit".to_owned())
+    }
+}
+
+/// A chain solve's events into its [`ChainRun`], stopping the solve when
+/// caulk is interrupted or a step runs past its time limit.
+struct Following<'r, 's> {
+    run: &'r mut ChainRun<'s>,
+    observer: &'r mut dyn Observer,
+    cancel: &'r [CancelToken],
+}
+
+impl Follow for Following<'_, '_> {
+    fn event(&mut self, event: Event) {
+        self.run.on_event(event, self.observer);
+    }
+
+    fn stop(&mut self) -> Option<String> {
+        if self.cancel.iter().any(CancelToken::is_cancelled) {
+            return Some("caulk was interrupted".to_owned());
+        }
+        self.run.overdue()
+    }
+}
+
+/// The CA bundle of a root fs (a regular file, symlinks followed), over
+/// which the host's is mounted for network steps. A root without one gets
+/// none, since the mount point would stay behind.
+fn bundle_in(root: &RootFs) -> Option<String> {
+    CA_BUNDLE_PATHS.iter().find_map(|path| {
+        let mut path = (*path).to_owned();
+        // A few hops: Debian's bundle is a file, others link once or twice.
+        for _ in 0..8 {
+            let info = root.stat(&path)?;
+            match (info.kind, info.link_target) {
+                (ImageEntry::File, _) => return Some(path),
+                (ImageEntry::Symlink, Some(to)) => {
+                    path = if to.starts_with('/') {
+                        to
+                    } else {
+                        let parent = Path::new(&path).parent().unwrap_or(Path::new("/"));
+                        parent.join(to).to_string_lossy().into_owned()
+                    };
+                }
+                _ => return None,
+            }
+        }
+        None
+    })
+}
+
 /// Progress and outcomes of one chain solve, from its Status events.
 struct ChainRun<'s> {
     steps: &'s [Step],
@@ -559,6 +831,8 @@ struct ChainRun<'s> {
     outcomes: Vec<Option<StepOutcome>>,
     stderr: Vec<String>,
     failed: Option<usize>,
+    /// The step the solve was stopped for, past its time limit.
+    timed_out: Option<usize>,
 }
 
 struct Finished {
@@ -575,7 +849,20 @@ impl<'s> ChainRun<'s> {
             outcomes: vec![None; steps.len()],
             stderr: vec![String::new(); steps.len()],
             failed: None,
+            timed_out: None,
         }
+    }
+
+    /// The running step past its time limit, if one is, noted so the
+    /// outcome says it timed out; the reason to stop the solve.
+    fn overdue(&mut self) -> Option<String> {
+        let (index, limit) = self.names.iter().find_map(|&(_, i)| {
+            let limit = self.steps[i].timeout?;
+            let running = self.outcomes[i].is_none() && self.started[i]?.elapsed() >= limit;
+            running.then_some((i, limit))
+        })?;
+        self.timed_out = Some(index);
+        Some(format!("step `{}` ran past its time limit of {}s", self.steps[index].summary, limit.as_secs()))
     }
 
     fn index(&self, name: &str) -> Option<usize> {
@@ -589,18 +876,20 @@ impl<'s> ChainRun<'s> {
         }
     }
 
-    fn end(&mut self, i: usize, exit_code: i32, observer: &mut dyn Observer) {
+    /// Records step `i`'s outcome once: its exit code, or `None` when it
+    /// was stopped past its time limit.
+    fn end(&mut self, i: usize, exit_code: Option<i32>, observer: &mut dyn Observer) {
         if self.outcomes[i].is_some() {
             return;
         }
         self.start(i, observer);
         let outcome = StepOutcome {
             summary: self.steps[i].summary.clone(),
-            exit_code: Some(exit_code),
+            exit_code,
             signal: None,
             duration: self.started[i].map_or(Duration::ZERO, |t| t.elapsed()),
             stderr_tail: std::mem::take(&mut self.stderr[i]),
-            timed_out: false,
+            timed_out: exit_code.is_none(),
             limit_hit: None,
         };
         observer.step_finished(&outcome);
@@ -616,7 +905,7 @@ impl<'s> ChainRun<'s> {
             }
             Event::Completed { name, .. } => {
                 if let Some(i) = self.index(&name) {
-                    self.end(i, 0, observer);
+                    self.end(i, Some(0), observer);
                 }
             }
             Event::Failed { name, error, .. } => {
@@ -625,7 +914,7 @@ impl<'s> ChainRun<'s> {
                     if self.stderr[i].is_empty() {
                         self.stderr[i] = error;
                     }
-                    self.end(i, code, observer);
+                    self.end(i, Some(code), observer);
                     self.failed.get_or_insert(i);
                 } else {
                     tracing::debug!(vertex = name, "{error}");
@@ -657,10 +946,14 @@ impl<'s> ChainRun<'s> {
     /// After a solve that worked every step did, whether or not the stream
     /// said so.
     fn finish(mut self, solved: bool, observer: &mut dyn Observer) -> Finished {
+        if let Some(i) = self.timed_out {
+            self.end(i, None, observer);
+            self.failed.get_or_insert(i);
+        }
         let order: Vec<usize> = self.names.iter().map(|&(_, i)| i).collect();
         if solved && self.failed.is_none() {
             for &i in &order {
-                self.end(i, 0, observer);
+                self.end(i, Some(0), observer);
             }
         }
         let mut outcomes = self.outcomes;
@@ -740,6 +1033,53 @@ mod tests {
         let mount = cache_mount(&cache);
         assert_eq!(mount.key, "caulk/apt/0123abcd");
         assert_eq!(mount.dest, "/var/lib/apt/lists");
+    }
+
+    #[test]
+    fn a_step_past_its_time_limit_stops_the_solve_and_is_reported_timed_out() {
+        let steps = vec![
+            Step::new("a", ["true"]),
+            Step::new("b", ["sleep", "600"]).timeout(Duration::from_millis(1)),
+            Step::new("c", ["true"]),
+        ];
+        let daemon: Vec<caulk_buildkit::Step> = (0..3)
+            .map(|i| caulk_buildkit::Step { name: format!("s{i}"), ..caulk_buildkit::Step::default() })
+            .collect();
+        let mut run = ChainRun::new(&steps, &daemon, &[0, 1, 2]);
+        let mut quiet = crate::patch::Quiet;
+        assert_eq!(run.overdue(), None, "nothing runs yet");
+        run.on_event(Event::Started { vertex: "x".into(), name: "s0".into() }, &mut quiet);
+        run.on_event(Event::Completed { vertex: "x".into(), name: "s0".into(), cached: false }, &mut quiet);
+        run.on_event(Event::Started { vertex: "y".into(), name: "s1".into() }, &mut quiet);
+        std::thread::sleep(Duration::from_millis(5));
+        let why = run.overdue().expect("b is past its limit");
+        assert!(why.contains("step `b`"), "{why}");
+        let finished = run.finish(false, &mut quiet);
+        assert_eq!(finished.failed, Some(1));
+        let outcomes: Vec<_> = finished.outcomes.iter().map(|o| (o.exit_code, o.timed_out)).collect();
+        assert_eq!(outcomes, [(Some(0), false), (None, true)]);
+    }
+
+    #[test]
+    fn a_platform_is_run_by_a_worker_that_names_it() {
+        let worker = |arch: &str, variant: &str| caulk_buildkit::pb::llb::Platform {
+            architecture: arch.into(),
+            os: "linux".into(),
+            variant: variant.into(),
+        };
+        let workers = [worker("amd64", ""), worker("arm64", ""), worker("arm", "v7")];
+        for wanted in ["linux/amd64", "linux/arm64/v8", "linux/arm64", "linux/arm/v7"] {
+            assert_eq!(worker_runs(&workers, &Platform::parse(wanted).unwrap()), Ok(()), "{wanted}");
+        }
+        assert_eq!(
+            worker_runs(&workers, &Platform::parse("linux/s390x").unwrap()),
+            Err("linux/amd64, linux/arm64, linux/arm/v7".to_owned())
+        );
+        assert!(worker_runs(&workers, &Platform::parse("linux/arm/v6").unwrap()).is_err());
+        assert_eq!(
+            worker_runs(&[], &Platform::parse("linux/amd64").unwrap()),
+            Err("no platform it names".to_owned())
+        );
     }
 
     #[test]

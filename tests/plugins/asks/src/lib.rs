@@ -5,7 +5,8 @@
 //! It handles the made-up ecosystem `asks` (as a library class). With a
 //! question it plans nothing and reports what the host answered in the
 //! skipped update's reason; with `step` or `step-network` it plans one step
-//! and verifies by the step's exit code.
+//! and verifies by the step's exit code; `step-sleep` plans `sleep N`
+//! (`asks.seconds`, default 600), a step that outlasts any short limit.
 
 use caulk_sdk::Updater;
 use caulk_sdk::facts::FactsExt;
@@ -57,7 +58,7 @@ fn questions(ask: &str, settings: &[(String, String)]) -> Result<Vec<Question>, 
             let bytes = count("bytes", 32 << 20).to_string();
             vec![Question::run("ask", ["head", "-c", bytes.as_str(), "/dev/zero"])]
         }
-        "step" | "step-network" | "nothing" => Vec::new(),
+        "step" | "step-network" | "step-sleep" | "nothing" => Vec::new(),
         other => return Err(Error::malformed(format!("asks.ask: unknown request `{other}`"))),
     })
 }
@@ -105,8 +106,12 @@ impl Updater for Asks {
         let update = first(&request.updates)?;
         let ask = ask_of(&request.options.settings);
         let mut plan = PatchPlan::empty();
-        if ask == "step" || ask == "step-network" {
-            let mut command = Command::new(["true"]);
+        if ask.starts_with("step") {
+            let mut command = if ask == "step-sleep" {
+                Command::new(["sleep", setting(&request.options.settings, "seconds").unwrap_or("600")])
+            } else {
+                Command::new(["true"])
+            };
             command.network = ask == "step-network";
             plan.steps.push(Step { summary: "do nothing".into(), command, tolerate_failure: false });
             plan.selected.push(SelectedUpdate {
