@@ -226,6 +226,7 @@ impl Run<'_> {
         started: Instant,
     ) -> Result<PatchSummary, PatchError> {
         let request = self.request;
+        let (targets, note) = self.only_what_is_written(targets)?;
         let mut work = Vec::with_capacity(targets.len());
         for target in targets {
             // Each platform's own request: its report, its platform, and no
@@ -337,17 +338,10 @@ impl Run<'_> {
         let write_started = Instant::now();
         let edited = EditedImage::new(self.image, edits).map_err(image_err(&request.image))?;
         let reference = &self.destination.reference;
-        let mut copy = super::keep_media_types();
-        if holds_one_platform(reference) {
-            let host = Platform::host();
-            let patched = vex_parts.iter().any(|(p, _, _)| p.satisfies(&host));
-            let note = format!(
-                "{reference} holds one platform: it got {host} (this machine's{}); the index with every platform needs an oci:, oci-archive: or registry destination",
-                if patched { "" } else { ", not patched in this run" }
-            );
+        let copy = copy_options(reference, &first.platform);
+        if let Some(note) = note {
             tracing::warn!("{note}");
             summary.note = Some(note);
-            copy.platforms = Some(vec![host]);
         }
         let replaced = caulk_image::transport::existing(reference, &request.transport);
         observer.phase("writing the image");
@@ -362,6 +356,36 @@ impl Run<'_> {
         summary.timings.total = started.elapsed();
         observer.finished();
         Ok(summary)
+    }
+
+    /// A destination that holds one image (docker-daemon:, docker-archive:)
+    /// gets this machine's platform, so only that one is patched: patching
+    /// the others would be work thrown away. Returns the note saying so.
+    fn only_what_is_written<'i>(
+        &self,
+        targets: Vec<Target<'i>>,
+    ) -> Result<(Vec<Target<'i>>, Option<String>), PatchError> {
+        let reference = &self.destination.reference;
+        if !holds_one_platform(reference) || targets.len() < 2 {
+            return Ok((targets, None));
+        }
+        let host = Platform::host();
+        let names = listed(targets.iter().map(|t| t.image));
+        let (written, left): (Vec<Target<'i>>, Vec<Target<'i>>) =
+            targets.into_iter().partition(|t| t.image.platform.satisfies(&host));
+        let Some(written) = written.into_iter().next() else {
+            return Err(PatchError::Usage(format!(
+                "{reference} holds one platform, and none of those to patch ({names}) is this machine's {host}: \
+                 name the one to write with --platform, or write the index to an oci:, oci-archive: or registry destination"
+            )));
+        };
+        let note = format!(
+            "{reference} holds one platform: only {} (this machine's) was patched and written, {} left out; \
+             the index with every platform needs an oci:, oci-archive: or registry destination",
+            written.image.platform,
+            listed(left.iter().map(|t| t.image)),
+        );
+        Ok((vec![written], Some(note)))
     }
 
     /// `-o`: one document whose products are each patched platform's
@@ -394,6 +418,17 @@ impl Run<'_> {
         }
         Ok(())
     }
+}
+
+/// How to write an edited image to `reference`: every manifest byte for
+/// byte, and where the destination holds one image, `platform`'s (not the
+/// host's, which may be another platform of the index, unpatched).
+pub(crate) fn copy_options(reference: &ImageRef, platform: &Platform) -> caulk_image::CopyOptions {
+    let mut copy = super::keep_media_types();
+    if holds_one_platform(reference) {
+        copy.platforms = Some(vec![platform.clone()]);
+    }
+    copy
 }
 
 /// Destinations that hold one image, not an index.
