@@ -202,6 +202,7 @@ fn update_all_patches_every_platform() {
         }
         let one = platforms.iter().find(|p| p["platform"].as_str().unwrap().contains(arch)).unwrap();
         assert_eq!(one["digest"], platform(&after, arch).manifest.digest.to_string());
+        assert_eq!(one["result"], "patched", "{one:#}");
     }
     assert_eq!(entry(&index_json(&after), "arm64")["platform"]["variant"], "v8");
     let arm = openssl_version(&sandbox, &after, "arm64");
@@ -376,6 +377,7 @@ fn an_index_goes_whole_into_an_oci_archive() {
     let out = run(patch(&sandbox).args(["--json", "-i", &input, "--dest", &dest, "-r"]).arg(&reports));
     let summary = json(&success(&out));
     assert_eq!(summary["result"], "patched", "{summary:#}");
+    assert_eq!(summary["platforms"][0]["result"], "patched", "{summary:#}");
 
     // The archive's own files, unpacked by tar: its index.json names the
     // patched index by the digest caulk reported.
@@ -451,6 +453,7 @@ fn docker_daemon_gets_this_machines_platform_patched_and_only_that() {
     let platforms = summary["platforms"].as_array().unwrap();
     assert_eq!(platforms.len(), 1, "{summary:#}");
     assert_eq!(platforms[0]["platform"], "linux/amd64");
+    assert_eq!(platforms[0]["result"], "patched", "{summary:#}");
     let note = summary["note"].as_str().unwrap_or_default();
     assert!(
         note.contains("holds one platform")

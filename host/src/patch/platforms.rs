@@ -294,6 +294,7 @@ impl Run<'_> {
             match result {
                 Ok(Patched { summary: mut one, layer: Some((appended, file)), os }) => {
                     one.digest = Some(appended.manifest.digest.to_string());
+                    one.result = summary::Result::Patched;
                     vex_parts.push((platform_image.platform.clone(), os, one.clone()));
                     edits.push(appended);
                     layer_files.push(file);
