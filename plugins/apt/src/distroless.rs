@@ -127,6 +127,10 @@ apt-get download "$@"
 const INSTALL: &str = r#"set -eu
 t=$1 w=$2 a=$1$3 new_status=$4 new_md5=$5; shift 5
 d=/var/lib/dpkg/status.d
+if ! ls "$w"/debs/*.deb > /dev/null 2>&1; then
+  echo "caulk: apt fetched nothing: no package has a newer version"
+  exit 0
+fi
 rm -rf "$a"
 mkdir -p "$a/info" "$a/updates" "$a/triggers"
 cp "$w/status" "$a/status"

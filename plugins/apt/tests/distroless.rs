@@ -360,15 +360,33 @@ fn tiny_deb(dir: &Path, name: &str) -> std::path::PathBuf {
     deb
 }
 
+/// Runs the plan's install script for real on the distroless root `dir`
+/// with the work dir `work`, `stubs` first on PATH.
+fn run_install(dir: &Path, work: &Path, stubs: &Path) -> std::process::Output {
+    let plan = Apt::plan(&plan_request(&Root::at(dir), report(), UpdateMode::Report)).unwrap();
+    let argv = &plan.steps[3].command.argv;
+    let mut args: Vec<String> = argv[3..].to_vec();
+    args[1] = dir.display().to_string();
+    args[2] = work.display().to_string();
+    let path = format!("{}:{}", stubs.display(), std::env::var("PATH").unwrap_or_default());
+    std::process::Command::new("sh").args(["-c", &argv[2]]).args(&args).env("PATH", path).output().unwrap()
+}
+
+fn status_d_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir.join("var/lib/dpkg/status.d"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
 #[test]
 fn a_failing_dpkg_query_leaves_the_status_d_file_as_it_was() {
     // The plan's install script, run for real (real dpkg into a temporary
     // root) with a dpkg-query that fails: the image's status.d file must
     // keep its content, and no temporary file may stay behind.
     let dir = distroless_root();
-    let root = Root::at(dir.path());
-    let plan = Apt::plan(&plan_request(&root, report(), UpdateMode::Report)).unwrap();
-    let argv = &plan.steps[3].command.argv;
     let work = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(work.path().join("debs")).unwrap();
     std::fs::rename(tiny_deb(work.path(), "openssl"), work.path().join("debs/openssl_9.9_amd64.deb"))
@@ -377,29 +395,31 @@ fn a_failing_dpkg_query_leaves_the_status_d_file_as_it_was() {
     let stubs = tempfile::tempdir().unwrap();
     write(stubs.path(), "dpkg-query", "#!/bin/sh\necho 'dpkg-query: out of memory' >&2\nexit 2\n");
     std::process::Command::new("chmod").arg("+x").arg(stubs.path().join("dpkg-query")).status().unwrap();
-    let path = format!("{}:{}", stubs.path().display(), std::env::var("PATH").unwrap_or_default());
-
-    let mut args: Vec<String> = argv[3..].to_vec();
-    args[1] = dir.path().display().to_string();
-    args[2] = work.path().display().to_string();
+    let names = status_d_names(dir.path());
     let before = std::fs::read_to_string(dir.path().join("var/lib/dpkg/status.d/openssl")).unwrap();
-    let out = std::process::Command::new("sh")
-        .args(["-c", &argv[2]])
-        .args(&args)
-        .env("PATH", path)
-        .output()
-        .unwrap();
+
+    let out = run_install(dir.path(), work.path(), stubs.path());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "the step fails: {stderr}");
     assert!(stderr.contains("left as it was"), "{stderr}");
     assert!(dir.path().join("usr/share/doc/openssl/new").exists(), "dpkg did install: {stderr}");
     let after = std::fs::read_to_string(dir.path().join("var/lib/dpkg/status.d/openssl")).unwrap();
     assert_eq!(after, before);
-    let left: Vec<_> = std::fs::read_dir(dir.path().join("var/lib/dpkg/status.d"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains("caulk"))
-        .collect();
-    assert!(left.is_empty(), "{left:?}");
+    assert_eq!(status_d_names(dir.path()), names, "no temporary file left");
     assert!(!dir.path().join("var/lib/caulk-dpkg").exists(), "the admin dir is removed");
+}
+
+#[test]
+fn nothing_fetched_is_nothing_to_install() {
+    // Update-all of an image already current: apt fetched no package.
+    let dir = distroless_root();
+    let work = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(work.path().join("debs")).unwrap();
+    std::fs::write(work.path().join("status"), "").unwrap();
+    let names = status_d_names(dir.path());
+    let out = run_install(dir.path(), work.path(), work.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("apt fetched nothing"));
+    assert_eq!(status_d_names(dir.path()), names);
+    assert!(!dir.path().join("var/lib/caulk-dpkg").exists());
 }
