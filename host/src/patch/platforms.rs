@@ -367,26 +367,21 @@ impl Run<'_> {
         targets: Vec<Target<'i>>,
     ) -> Result<(Vec<Target<'i>>, Option<String>), PatchError> {
         let reference = &self.destination.reference;
-        if !holds_one_platform(reference) || targets.len() < 2 {
+        let platforms: Vec<&Platform> = targets.iter().map(|t| &t.image.platform).collect();
+        let Some(written) =
+            written_one(reference, &platforms, &Platform::host()).map_err(PatchError::Usage)?
+        else {
             return Ok((targets, None));
-        }
-        let host = Platform::host();
-        let names = listed(targets.iter().map(|t| t.image));
-        let (written, left): (Vec<Target<'i>>, Vec<Target<'i>>) =
-            targets.into_iter().partition(|t| t.image.platform.satisfies(&host));
-        let Some(written) = written.into_iter().next() else {
-            return Err(PatchError::Usage(format!(
-                "{reference} holds one platform, and none of those to patch ({names}) is this machine's {host}: \
-                 name the one to write with --platform, or write the index to an oci:, oci-archive: or registry destination"
-            )));
         };
+        let mut targets = targets;
+        let kept = targets.remove(written);
         let note = format!(
             "{reference} holds one platform: only {} (this machine's) was patched and written, {} left out; \
              the index with every platform needs an oci:, oci-archive: or registry destination",
-            written.image.platform,
-            listed(left.iter().map(|t| t.image)),
+            kept.image.platform,
+            listed(targets.iter().map(|t| t.image)),
         );
-        Ok((vec![written], Some(note)))
+        Ok((vec![kept], Some(note)))
     }
 
     /// `-o`: one document whose products are each patched platform's
@@ -432,6 +427,27 @@ pub(crate) fn copy_options(reference: &ImageRef, platform: &Platform) -> caulk_i
     copy
 }
 
+/// Which of `platforms` (several to patch) a destination holding one image
+/// gets: `host`'s. None when the destination takes them all, or there is
+/// only one.
+fn written_one(
+    reference: &ImageRef,
+    platforms: &[&Platform],
+    host: &Platform,
+) -> Result<Option<usize>, String> {
+    if !holds_one_platform(reference) || platforms.len() < 2 {
+        return Ok(None);
+    }
+    match platforms.iter().position(|p| p.satisfies(host)) {
+        Some(i) => Ok(Some(i)),
+        None => Err(format!(
+            "{reference} holds one platform, and none of those to patch ({}) is this machine's {host}: \
+             name the one to write with --platform, or write the index to an oci:, oci-archive: or registry destination",
+            platforms.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+        )),
+    }
+}
+
 /// Destinations that hold one image, not an index.
 fn holds_one_platform(reference: &ImageRef) -> bool {
     matches!(reference, ImageRef::DockerDaemon { .. } | ImageRef::DockerArchive { .. })
@@ -453,6 +469,26 @@ mod tests {
         assert_eq!(report_names(&p("linux/arm64/v8")), ["linux-arm64-v8.json", "linux-arm64.json"]);
         assert_eq!(report_names(&p("linux/arm64")), ["linux-arm64.json", "linux-arm64-v8.json"]);
         assert_eq!(report_names(&p("linux/arm/v7")), ["linux-arm-v7.json"]);
+    }
+
+    #[test]
+    fn a_one_image_destination_gets_this_machines_platform_only() {
+        let p = |s: &str| Platform::parse(s).unwrap();
+        let r = |s: &str| ImageRef::parse(s).unwrap();
+        let (amd, arm, s390) = (p("linux/amd64"), p("linux/arm64/v8"), p("linux/s390x"));
+        let daemon = r("docker-daemon:app:1");
+        assert_eq!(written_one(&daemon, &[&arm, &amd], &amd), Ok(Some(1)));
+        assert_eq!(written_one(&r("docker-archive:/tmp/a.tar"), &[&amd, &arm], &amd), Ok(Some(0)));
+        assert_eq!(written_one(&daemon, &[&arm], &amd), Ok(None), "one platform is written as asked");
+        assert_eq!(written_one(&r("oci:/tmp/l:x"), &[&amd, &arm], &amd), Ok(None), "an index takes all");
+        assert_eq!(written_one(&r("oci-archive:/tmp/a.tar:x"), &[&amd, &arm], &amd), Ok(None));
+        let err = written_one(&daemon, &[&arm, &s390], &amd).unwrap_err();
+        assert!(
+            err.contains(
+                "none of those to patch (linux/arm64/v8, linux/s390x) is this machine's linux/amd64"
+            ) && err.contains("--platform"),
+            "{err}"
+        );
     }
 
     #[test]
