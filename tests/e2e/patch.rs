@@ -957,6 +957,26 @@ fn a_dependency_the_distroless_image_lacks_is_installed_and_listed() {
 }
 
 #[test]
+fn a_distroless_status_d_with_unmet_dependencies_fails_with_dpkgs_reason() {
+    // openssl's entry needs libssl3, which the image does not list: apt
+    // resolves nothing against such a status.d, so the named package alone
+    // is fetched and dpkg refuses it for the missing dependency.
+    let sandbox = Sandbox::new();
+    let script = common::workspace().join("tests/images/distroless-missing-dep.sh");
+    let cached = PathBuf::from(stdout(&run(Command::new(&script).arg("broken"))).trim());
+    let layout = sandbox.path().join("layout");
+    assert!(Command::new("cp").arg("-a").arg(&cached).arg(&layout).status().unwrap().success());
+    let input = format!("oci:{}:distroless", layout.display());
+    let (report, _) = distroless_report(&sandbox, &open(&input), &["openssl"]);
+    let out = run(sandbox.caulk().args(["patch", "-i", &input, "-r"]).arg(&report));
+    let err = failure(&out, 1);
+    assert!(err.contains("no image was written"), "{err}");
+    let table = stdout(&out);
+    assert!(table.contains("dependency problems prevent configuration of openssl"), "{table}");
+    assert!(ref_digest(&layout, "distroless-patched").is_none(), "nothing is written");
+}
+
+#[test]
 fn a_tooling_image_that_cannot_be_read_is_named() {
     let sandbox = Sandbox::new();
     let layout = sandbox.path().join("distroless-layout");
