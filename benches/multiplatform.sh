@@ -3,7 +3,9 @@
 # builds (amd64 natively, arm64 under qemu-user): one `caulk patch` over
 # both platforms (--jobs 2) against the two platforms patched one after the
 # other (`--platform linux/amd64`, then `--platform linux/arm64`). Prints the
-# wall times and their ratio (together / one after the other).
+# last two-platform run's phases per platform (when each started, how long
+# each step took), then the wall times and their ratio (together / one after
+# the other).
 #
 #   benches/multiplatform.sh [ROUNDS]     (default 1; the median of each is reported)
 #
@@ -24,12 +26,14 @@ trap 'rm -rf "$work"' EXIT
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 # One caulk run on a fresh copy, with empty step caches (apt indexes and
-# downloads) so both ways fetch what they need.
+# downloads) so both ways fetch what they need. Its progress lines, with
+# the time each was printed, go to $work/last.log.
 patch() {
   rm -rf "$work/c" "$work/cache/steps" && cp -a "$layout" "$work/c"
   sync
-  CAULK_CACHE_DIR=$work/cache "$CAULK_BIN" patch --json -i "oci:$work/c:bookworm" -t out \
-    --timeout 60m --working-folder "$work/w" "$@" >"$work/summary.json"
+  CAULK_CACHE_DIR=$work/cache "$CAULK_BIN" patch --json -v -i "oci:$work/c:bookworm" -t out \
+    --timeout 60m --working-folder "$work/w" "$@" 2>&1 >"$work/summary.json" |
+    while IFS= read -r line; do printf '%s %s\n' "$(date +%T.%N | cut -c1-12)" "$line"; done >"$work/last.log"
   test "$(jq -r .result "$work/summary.json")" = patched
 }
 
@@ -47,6 +51,7 @@ for i in $(seq "$rounds"); do
   patch --jobs 2
   end=$(date +%s.%N)
   echo "$end - $start" | bc >>"$work/together.times"
+  cp "$work/last.log" "$work/together.log"
 
   start=$(date +%s.%N)
   patch --platform linux/amd64
@@ -55,6 +60,11 @@ for i in $(seq "$rounds"); do
   echo "$end - $start" | bc >>"$work/apart.times"
 done
 
+# Where the time went in the last run of both: each platform's phases and
+# steps, with when they started and how long the steps took.
+echo "last run of both platforms, phase by phase:"
+grep -E 'INFO linux/' "$work/together.log" | sed -E 's/ +INFO / /' || true
+echo
 together=$(median <"$work/together.times")
 apart=$(median <"$work/apart.times")
 printf 'both platforms in one run (--jobs 2): %6.1f s\n' "$together"

@@ -202,6 +202,7 @@ fn update_all_patches_every_platform() {
         }
         let one = platforms.iter().find(|p| p["platform"].as_str().unwrap().contains(arch)).unwrap();
         assert_eq!(one["digest"], platform(&after, arch).manifest.digest.to_string());
+        assert_eq!(one["result"], "patched", "{one:#}");
     }
     assert_eq!(entry(&index_json(&after), "arm64")["platform"]["variant"], "v8");
     let arm = openssl_version(&sandbox, &after, "arm64");
@@ -359,4 +360,127 @@ fn a_failed_platform_writes_nothing_unless_ignored_and_is_then_kept() {
     let after = open(&format!("oci:{}:bookworm-patched", layout.display()));
     assert_kept(&before, &after, &["arm64"]);
     assert_patched(&before, &after, "amd64", &layout);
+}
+
+#[test]
+fn an_index_goes_whole_into_an_oci_archive() {
+    // A report for amd64 only: arm64 is kept, so the archive must carry a
+    // patched and a kept manifest (and the attestation) in one index.
+    let sandbox = Sandbox::new();
+    let layout = layout_copy(&sandbox);
+    let input = format!("oci:{}:bookworm", layout.display());
+    let reports = sandbox.mkdir("reports");
+    let amd = report(&sandbox, "amd64", &["libexpat1"]);
+    std::fs::copy(&amd, reports.join("linux-amd64.json")).unwrap();
+    let archive = sandbox.path().join("patched.tar");
+    let dest = format!("oci-archive:{}:patched", archive.display());
+    let out = run(patch(&sandbox).args(["--json", "-i", &input, "--dest", &dest, "-r"]).arg(&reports));
+    let summary = json(&success(&out));
+    assert_eq!(summary["result"], "patched", "{summary:#}");
+    assert_eq!(summary["platforms"][0]["result"], "patched", "{summary:#}");
+
+    // The archive's own files, unpacked by tar: its index.json names the
+    // patched index by the digest caulk reported.
+    let unpacked = sandbox.mkdir("unpacked");
+    success(&run(Command::new("tar").arg("-xf").arg(&archive).arg("-C").arg(&unpacked)));
+    let outer = json(&std::fs::read_to_string(unpacked.join("index.json")).unwrap());
+    let named: Vec<&serde_json::Value> = outer["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["annotations"]["org.opencontainers.image.ref.name"] == "patched")
+        .collect();
+    assert_eq!(named.len(), 1, "{outer:#}");
+    assert_eq!(named[0]["digest"], summary["digest"], "{outer:#}");
+    assert_eq!(named[0]["mediaType"], "application/vnd.oci.image.index.v1+json");
+
+    let before = open(&input);
+    let after = open(&format!("oci:{}:patched", unpacked.display()));
+    assert_eq!(after.top.digest.to_string(), summary["digest"]);
+    assert_kept(&before, &after, &["arm64"]);
+    let versions = assert_patched(&before, &after, "amd64", &unpacked);
+    for (package, version) in fixed_in(&amd) {
+        assert!(dpkg_ge(&versions[&package], &version), "{package}");
+    }
+    // caulk reads the archive back as it wrote it.
+    let reread = open(&dest);
+    assert_eq!(reread.top.digest, after.top.digest);
+}
+
+/// Removes an image from the test daemon when dropped.
+struct DaemonImage(String);
+
+impl Drop for DaemonImage {
+    fn drop(&mut self) {
+        let host = std::env::var("CAULK_TEST_DOCKER_HOST").unwrap_or_default();
+        let _ = Command::new("/usr/bin/docker").args(["-H", &host, "rmi", "-f", &self.0]).output();
+    }
+}
+
+/// Layer digests of the uncompressed layers (`rootfs.diff_ids`): dockerd
+/// recompresses blobs on the way out, these stay.
+fn diff_ids(image: &PlatformImage) -> Vec<String> {
+    let config: serde_json::Value = serde_json::from_slice(&image.config.bytes).unwrap();
+    config["rootfs"]["diff_ids"].as_array().unwrap().iter().map(|d| d.as_str().unwrap().to_owned()).collect()
+}
+
+#[test]
+fn docker_daemon_gets_this_machines_platform_patched_and_only_that() {
+    let host = std::env::var("CAULK_TEST_DOCKER_HOST").unwrap_or_default();
+    assert!(
+        host.starts_with("unix://"),
+        "CAULK_TEST_DOCKER_HOST is not a unix:// socket ({host:?}): start the test daemon with \
+         `export CAULK_TEST_DOCKER_HOST=$(bash tests/scripts/dockerd.sh start)`"
+    );
+    assert_eq!(caulk_image::Platform::host().architecture, "amd64", "this test expects an amd64 machine");
+    let sandbox = Sandbox::new();
+    let layout = layout_copy(&sandbox);
+    let input = format!("oci:{}:bookworm", layout.display());
+    let name = format!("caulk-multi/debian:patched-{}", std::process::id());
+    let _cleanup = DaemonImage(name.clone());
+
+    // Update-all of the whole index, to a destination that holds one image:
+    // arm64 (minutes under qemu) is not patched, and caulk says so.
+    let out = run(patch(&sandbox).env("DOCKER_HOST", &host).args([
+        "--json",
+        "-i",
+        &input,
+        "--dest",
+        &format!("docker-daemon:{name}"),
+    ]));
+    let summary = json(&success(&out));
+    assert_eq!(summary["result"], "patched", "{summary:#}");
+    let platforms = summary["platforms"].as_array().unwrap();
+    assert_eq!(platforms.len(), 1, "{summary:#}");
+    assert_eq!(platforms[0]["platform"], "linux/amd64");
+    assert_eq!(platforms[0]["result"], "patched", "{summary:#}");
+    let note = summary["note"].as_str().unwrap_or_default();
+    assert!(
+        note.contains("holds one platform")
+            && note.contains("linux/amd64")
+            && note.contains("linux/arm64/v8 left out"),
+        "{summary:#}"
+    );
+    let human = common::stderr(&out);
+    assert!(human.contains("holds one platform"), "the log says it too:\n{human}");
+
+    // What the daemon holds: amd64's layers plus one, with the fixes.
+    let loaded = sandbox.path().join("loaded");
+    success(&run(sandbox.caulk().env("DOCKER_HOST", &host).args([
+        "image",
+        "copy",
+        &format!("docker-daemon:{name}"),
+        &format!("oci:{}:loaded", loaded.display()),
+    ])));
+    let before = open(&input);
+    let after = open(&format!("oci:{}:loaded", loaded.display()));
+    let (old, new) = (platform(&before, "amd64"), &after.images[0]);
+    assert_eq!(new.platform.architecture, "amd64");
+    let (old_ids, new_ids) = (diff_ids(old), diff_ids(new));
+    assert_eq!(new_ids.len(), old_ids.len() + 1, "not exactly one new layer");
+    assert_eq!(new_ids[..old_ids.len()], old_ids[..], "an original layer changed");
+    let versions = dpkg_versions(&after, "amd64");
+    for (package, version) in fixed_in(&report(&sandbox, "amd64", &["openssl", "libssl3", "libexpat1"])) {
+        assert!(dpkg_ge(&versions[&package], &version), "{package}: {} < {version}", versions[&package]);
+    }
 }

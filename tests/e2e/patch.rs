@@ -868,6 +868,114 @@ fn patches_a_distroless_debian_image_from_a_tooling_image() {
     patch_distroless(Some(&tooling));
 }
 
+/// The dpkg database's files in a new layer that the image did not have
+/// (status.d entries and their md5sums are the image's own).
+fn dpkg_leftovers(layout: &Path, layer: &str) -> Vec<String> {
+    layer_listing(layout, layer)
+        .iter()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .map(|n| n.trim_start_matches("./").to_owned())
+        .filter(|n| {
+            let in_dpkg = n.starts_with("var/lib/dpkg/")
+                && n != "var/lib/dpkg/"
+                && !n.starts_with("var/lib/dpkg/status.d/");
+            in_dpkg || n.contains("caulk")
+        })
+        .collect()
+}
+
+#[test]
+fn update_all_moves_every_distroless_package_with_a_newer_version() {
+    let sandbox = Sandbox::new();
+    let layout = common::layout_copy(&sandbox, "distroless-debian.sh");
+    let input = format!("oci:{}:distroless", layout.display());
+    let before = open(&input);
+    let summary = json(&success(&run(sandbox.caulk().args(["patch", "--json", "-i", &input]))));
+    assert_eq!(summary["result"], "patched", "{summary:#}");
+    let after = open(&format!("oci:{}:distroless-patched", layout.display()));
+    assert_eq!(layer_digests(&after).len(), layer_digests(&before).len() + 1);
+
+    // Every package is at this machine's candidate (the same release with
+    // its security and updates suites), and at least one moved.
+    let (old, new) = (status_d(&before), status_d(&after));
+    assert_eq!(old.keys().collect::<Vec<_>>(), new.keys().collect::<Vec<_>>());
+    let mut moved = 0;
+    for (package, (version, text)) in &new {
+        let candidate = apt_candidate(package);
+        assert!(dpkg_ge(version, &candidate), "{package}: {version} is below the candidate {candidate}");
+        assert!(!text.contains("Status:"), "{package}'s status.d file gained a Status field:\n{text}");
+        moved += usize::from(*version != old[package].0);
+    }
+    assert!(moved > 0, "nothing moved: the test image is not behind");
+    let last = layer_digests(&after).pop().unwrap();
+    assert_eq!(dpkg_leftovers(&layout, &last), Vec::<String>::new());
+    let version = run_in_image(
+        &sandbox,
+        &format!("oci:{}:distroless-patched", layout.display()),
+        &["/usr/bin/openssl", "version"],
+    );
+    assert!(
+        version.contains(&format!("OpenSSL {} ", new["openssl"].0.split('-').next().unwrap())),
+        "{version}"
+    );
+}
+
+#[test]
+fn a_dependency_the_distroless_image_lacks_is_installed_and_listed() {
+    // An openssl whose entry needs no libssl3, and no libssl3
+    // (tests/images/distroless-missing-dep.sh): the fixed openssl needs it,
+    // so it is fetched, installed and given a status.d entry in the image's
+    // style.
+    let sandbox = Sandbox::new();
+    let layout = common::layout_copy(&sandbox, "distroless-missing-dep.sh");
+    let input = format!("oci:{}:distroless", layout.display());
+    let before = open(&input);
+    assert!(!status_d(&before).contains_key("libssl3"));
+    let (report, fixed) = distroless_report(&sandbox, &before, &["openssl"]);
+    let out = run(sandbox.caulk().args(["patch", "--json", "-i", &input, "-r"]).arg(&report));
+    let summary = json(&success(&out));
+    assert_eq!(summary["result"], "patched", "{summary:#}");
+    let after = open(&format!("oci:{}:distroless-patched", layout.display()));
+    let new = status_d(&after);
+    assert!(dpkg_ge(&new["openssl"].0, &fixed["openssl"]));
+    let (libssl, text) = &new["libssl3"];
+    assert_eq!(*libssl, apt_candidate("libssl3"), "libssl3 at the candidate openssl needs");
+    assert!(text.starts_with("Package: libssl3\n") && !text.contains("Status:"), "{text}");
+    let last = layer_digests(&after).pop().unwrap();
+    let listing = layer_listing(&layout, &last).join("\n");
+    assert!(
+        listing.contains("var/lib/dpkg/status.d/libssl3.md5sums"),
+        "md5sums as the image keeps them:\n{listing}"
+    );
+    assert_eq!(dpkg_leftovers(&layout, &last), Vec::<String>::new());
+    let version = run_in_image(
+        &sandbox,
+        &format!("oci:{}:distroless-patched", layout.display()),
+        &["/usr/bin/openssl", "version"],
+    );
+    assert!(version.contains("Library: OpenSSL 3."), "the new libssl3 loads: {version}");
+}
+
+#[test]
+fn a_distroless_status_d_with_unmet_dependencies_fails_with_dpkgs_reason() {
+    // openssl's entry needs libssl3, which the image does not list: apt
+    // resolves nothing against such a status.d, so the named package alone
+    // is fetched and dpkg refuses it for the missing dependency.
+    let sandbox = Sandbox::new();
+    let script = common::workspace().join("tests/images/distroless-missing-dep.sh");
+    let cached = PathBuf::from(stdout(&run(Command::new(&script).arg("broken"))).trim());
+    let layout = sandbox.path().join("layout");
+    assert!(Command::new("cp").arg("-a").arg(&cached).arg(&layout).status().unwrap().success());
+    let input = format!("oci:{}:distroless", layout.display());
+    let (report, _) = distroless_report(&sandbox, &open(&input), &["openssl"]);
+    let out = run(sandbox.caulk().args(["patch", "-i", &input, "-r"]).arg(&report));
+    let err = failure(&out, 1);
+    assert!(err.contains("no image was written"), "{err}");
+    let table = stdout(&out);
+    assert!(table.contains("dependency problems prevent configuration of openssl"), "{table}");
+    assert!(ref_digest(&layout, "distroless-patched").is_none(), "nothing is written");
+}
+
 #[test]
 fn a_tooling_image_that_cannot_be_read_is_named() {
     let sandbox = Sandbox::new();

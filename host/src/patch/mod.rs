@@ -306,7 +306,11 @@ pub fn run_on(
     let replaced = caulk_image::transport::existing(&destination.reference, &request.transport);
     observer.phase("writing the image");
     let report = edited
-        .write(&destination.reference, &keep_media_types(), &request.transport)
+        .write(
+            &destination.reference,
+            &platforms::copy_options(&destination.reference, platform),
+            &request.transport,
+        )
         .map_err(image_err(&destination.reference))?;
     drop(layer_file);
     summary.digest = report.digest.as_ref().map(ToString::to_string);

@@ -226,6 +226,7 @@ impl Run<'_> {
         started: Instant,
     ) -> Result<PatchSummary, PatchError> {
         let request = self.request;
+        let (targets, note) = self.only_what_is_written(targets)?;
         let mut work = Vec::with_capacity(targets.len());
         for target in targets {
             // Each platform's own request: its report, its platform, and no
@@ -293,6 +294,7 @@ impl Run<'_> {
             match result {
                 Ok(Patched { summary: mut one, layer: Some((appended, file)), os }) => {
                     one.digest = Some(appended.manifest.digest.to_string());
+                    one.result = summary::Result::Patched;
                     vex_parts.push((platform_image.platform.clone(), os, one.clone()));
                     edits.push(appended);
                     layer_files.push(file);
@@ -337,17 +339,10 @@ impl Run<'_> {
         let write_started = Instant::now();
         let edited = EditedImage::new(self.image, edits).map_err(image_err(&request.image))?;
         let reference = &self.destination.reference;
-        let mut copy = super::keep_media_types();
-        if holds_one_platform(reference) {
-            let host = Platform::host();
-            let patched = vex_parts.iter().any(|(p, _, _)| p.satisfies(&host));
-            let note = format!(
-                "{reference} holds one platform: it got {host} (this machine's{}); the index with every platform needs an oci:, oci-archive: or registry destination",
-                if patched { "" } else { ", not patched in this run" }
-            );
+        let copy = copy_options(reference, &first.platform);
+        if let Some(note) = note {
             tracing::warn!("{note}");
             summary.note = Some(note);
-            copy.platforms = Some(vec![host]);
         }
         let replaced = caulk_image::transport::existing(reference, &request.transport);
         observer.phase("writing the image");
@@ -362,6 +357,31 @@ impl Run<'_> {
         summary.timings.total = started.elapsed();
         observer.finished();
         Ok(summary)
+    }
+
+    /// A destination that holds one image (docker-daemon:, docker-archive:)
+    /// gets this machine's platform, so only that one is patched: patching
+    /// the others would be work thrown away. Returns the note saying so.
+    fn only_what_is_written<'i>(
+        &self,
+        targets: Vec<Target<'i>>,
+    ) -> Result<(Vec<Target<'i>>, Option<String>), PatchError> {
+        let reference = &self.destination.reference;
+        let platforms: Vec<&Platform> = targets.iter().map(|t| &t.image.platform).collect();
+        let Some(written) =
+            written_one(reference, &platforms, &Platform::host()).map_err(PatchError::Usage)?
+        else {
+            return Ok((targets, None));
+        };
+        let mut targets = targets;
+        let kept = targets.remove(written);
+        let note = format!(
+            "{reference} holds one platform: only {} (this machine's) was patched and written, {} left out; \
+             the index with every platform needs an oci:, oci-archive: or registry destination",
+            kept.image.platform,
+            listed(targets.iter().map(|t| t.image)),
+        );
+        Ok((vec![kept], Some(note)))
     }
 
     /// `-o`: one document whose products are each patched platform's
@@ -396,6 +416,38 @@ impl Run<'_> {
     }
 }
 
+/// How to write an edited image to `reference`: every manifest byte for
+/// byte, and where the destination holds one image, `platform`'s (not the
+/// host's, which may be another platform of the index, unpatched).
+pub(crate) fn copy_options(reference: &ImageRef, platform: &Platform) -> caulk_image::CopyOptions {
+    let mut copy = super::keep_media_types();
+    if holds_one_platform(reference) {
+        copy.platforms = Some(vec![platform.clone()]);
+    }
+    copy
+}
+
+/// Which of `platforms` (several to patch) a destination holding one image
+/// gets: `host`'s. None when the destination takes them all, or there is
+/// only one.
+fn written_one(
+    reference: &ImageRef,
+    platforms: &[&Platform],
+    host: &Platform,
+) -> Result<Option<usize>, String> {
+    if !holds_one_platform(reference) || platforms.len() < 2 {
+        return Ok(None);
+    }
+    match platforms.iter().position(|p| p.satisfies(host)) {
+        Some(i) => Ok(Some(i)),
+        None => Err(format!(
+            "{reference} holds one platform, and none of those to patch ({}) is this machine's {host}: \
+             name the one to write with --platform, or write the index to an oci:, oci-archive: or registry destination",
+            platforms.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+        )),
+    }
+}
+
 /// Destinations that hold one image, not an index.
 fn holds_one_platform(reference: &ImageRef) -> bool {
     matches!(reference, ImageRef::DockerDaemon { .. } | ImageRef::DockerArchive { .. })
@@ -417,6 +469,26 @@ mod tests {
         assert_eq!(report_names(&p("linux/arm64/v8")), ["linux-arm64-v8.json", "linux-arm64.json"]);
         assert_eq!(report_names(&p("linux/arm64")), ["linux-arm64.json", "linux-arm64-v8.json"]);
         assert_eq!(report_names(&p("linux/arm/v7")), ["linux-arm-v7.json"]);
+    }
+
+    #[test]
+    fn a_one_image_destination_gets_this_machines_platform_only() {
+        let p = |s: &str| Platform::parse(s).unwrap();
+        let r = |s: &str| ImageRef::parse(s).unwrap();
+        let (amd, arm, s390) = (p("linux/amd64"), p("linux/arm64/v8"), p("linux/s390x"));
+        let daemon = r("docker-daemon:app:1");
+        assert_eq!(written_one(&daemon, &[&arm, &amd], &amd), Ok(Some(1)));
+        assert_eq!(written_one(&r("docker-archive:/tmp/a.tar"), &[&amd, &arm], &amd), Ok(Some(0)));
+        assert_eq!(written_one(&daemon, &[&arm], &amd), Ok(None), "one platform is written as asked");
+        assert_eq!(written_one(&r("oci:/tmp/l:x"), &[&amd, &arm], &amd), Ok(None), "an index takes all");
+        assert_eq!(written_one(&r("oci-archive:/tmp/a.tar:x"), &[&amd, &arm], &amd), Ok(None));
+        let err = written_one(&daemon, &[&arm, &s390], &amd).unwrap_err();
+        assert!(
+            err.contains(
+                "none of those to patch (linux/arm64/v8, linux/s390x) is this machine's linux/amd64"
+            ) && err.contains("--platform"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -7,22 +7,30 @@
 //! [`MOUNT`]:
 //!
 //! 1. prepare: the apt state in the work cache ([`WORK`]): an empty `debs`
-//!    directory and a `sources.list` of the lines the plan passes (only used
-//!    when the image has no apt sources of its own);
+//!    directory, a `sources.list` of the lines the plan passes (only used
+//!    when the image has no apt sources of its own), and apt's status file
+//!    made from the image's status.d (paragraphs without `Status` count as
+//!    installed; the packages of a file listing several are held);
 //! 2. `apt-get update` with the image's sources and keys when it has them,
 //!    else with the release its os-release names (`deb.debian.org`, the
 //!    suite, `-updates` and `-security`, the tooling root's keys); indexes in
 //!    the lists cache ([`LISTS`]);
-//! 3. `apt-get download` of the selected packages, so the newest candidate
-//!    lands, into the empty `debs` directory (`env -C`: apt downloads to its
-//!    working directory);
-//! 4. install: dpkg's database is made for the step from the image's
-//!    status.d (paragraphs without `Status` count as installed) in [`ADMIN`],
-//!    a directory of the target no image has (dpkg wants its admin dir below
-//!    its root); `dpkg --root /target --admindir … -i` the downloads; each
-//!    upgraded package's paragraph is written back to its own status.d file
-//!    (without `Status` when the image's had none and dpkg configured it),
-//!    its md5sums beside it when the image kept one; the admin dir is removed.
+//! 3. `apt-get --download-only` into the empty `debs` directory: `install`
+//!    of the report's packages, or (update-all) `upgrade --with-new-pkgs`.
+//!    apt resolves against status.d, so a dependency a new version needs
+//!    and the image lacks, or has too old, is fetched too. When status.d's
+//!    own dependencies are broken apt resolves nothing, and the report's
+//!    packages alone are fetched (`apt-get download`); dpkg then says what
+//!    is missing;
+//! 4. install: dpkg's database is made for the step from the same status
+//!    file in [`ADMIN`], a directory of the target no image has (dpkg wants
+//!    its admin dir below its root); `dpkg --root /target --admindir … -i`
+//!    the downloads; each package downloaded gets its paragraph written to
+//!    its own status.d file, or for a package the image did not have to a
+//!    new `status.d/NAME` (with `Status` only when the image's files have
+//!    it, `NAME.md5sums` beside it when the image keeps md5sums). Each file
+//!    is written under a temporary name and renamed when complete; the admin
+//!    dir is removed.
 //!
 //! dpkg runs with `--force-script-chrootless`: maintainer scripts run from
 //! the tooling root with `DPKG_ROOT` set to the target, since the image has
@@ -30,13 +38,13 @@
 //! outside the target fails on the read-only tooling root, and the package
 //! with it), and `--force-confdef --force-confold --force-unsafe-io` as in
 //! images with apt. No `--force-depends`: the new versions' dependencies
-//! must be met by what status.d lists, or dpkg refuses and verification
-//! says why.
+//! must be met by what status.d lists and what was fetched, or dpkg refuses
+//! and verification says why.
 //!
-//! Only the shell scripts of steps 1 and 4 are shell; they are constants,
+//! Steps 1, 3 and 4 are shell scripts; they are constants,
 //! and every value reaches them as a positional argument, never as script
 //! text. The tooling root needs what any Debian root has: `sh`, `awk`,
-//! `env`, `apt-get`, `dpkg`, `dpkg-query`, `grep`, `cp`.
+//! `apt-get`, `dpkg`, `dpkg-deb`, `dpkg-query`, `grep`, `cp`, `mv`.
 
 use std::collections::BTreeMap;
 
@@ -67,42 +75,116 @@ pub const ADMIN: &str = "/var/lib/caulk-dpkg";
 const DEBIAN_MIRROR: &str = "http://deb.debian.org/debian";
 const DEBIAN_SECURITY: &str = "http://deb.debian.org/debian-security";
 
-/// Step 1: `$1` the work dir, then the sources lines.
+/// Step 1: `$1` the work dir, `$2` the target, then the sources lines.
+/// apt's status file (and, in step 4, dpkg's) is made from the image's
+/// status.d: paragraphs without `Status` count as installed, and the
+/// packages of a file listing several are held, since caulk cannot write
+/// such a file back for one of them.
 const PREPARE: &str = r#"set -eu
-w=$1; shift
+w=$1 t=$2; shift 2
 rm -rf "$w/debs" "$w/sources.list.d" "$w/state" "$w/cache"
-mkdir -p "$w/debs" "$w/sources.list.d" "$w/state" "$w/cache"
-: > "$w/status"
+mkdir -p "$w/debs/partial" "$w/sources.list.d" "$w/state" "$w/cache"
 printf '%s\n' "$@" > "$w/sources.list"
-"#;
-
-/// Step 4: `$1` the target, `$2` the work dir, `$3` the admin dir inside
-/// the target, then per package: its dpkg name (`NAME:ARCH`), its status.d
-/// file and its md5sums file (`-` for none), both as paths in the image.
-const INSTALL: &str = r#"set -eu
-t=$1 w=$2 a=$1$3; shift 3
-rm -rf "$a"
-mkdir -p "$a/info" "$a/updates" "$a/triggers"
 for f in "$t"/var/lib/dpkg/status.d/*; do
   case ${f##*/} in .*|*.md5sums*|*.dpkg-*) continue ;; esac
   [ -f "$f" ] && [ ! -L "$f" ] || continue
-  awk 'BEGIN { RS = ""; ORS = "\n\n" }
-    { if (tolower($0) !~ /(^|\n)status:/) $0 = $0 "\nStatus: install ok installed"; print }' "$f"
-done > "$a/status"
+  n=$(awk 'BEGIN { RS = "" } END { print NR }' "$f")
+  s='install ok installed'
+  [ "$n" -le 1 ] || s='hold ok installed'
+  awk -v s="$s" 'BEGIN { RS = ""; ORS = "\n\n" }
+    { if (tolower($0) !~ /(^|\n)status:/) $0 = $0 "\nStatus: " s; print }' "$f"
+done > "$w/status"
+"#;
+
+/// Step 3: `$1` the work dir, `$2` `all` or `report`, then apt's options,
+/// then (report) `--` and the names. apt resolves against the image's
+/// status.d, so the dependencies a new version needs and the image lacks
+/// (or has too old) are fetched too. A status.d whose own dependencies are
+/// broken (images list what they chose to) leaves apt nothing to resolve
+/// with: the named packages alone are fetched then, and dpkg says what is
+/// missing.
+const DOWNLOAD: &str = r#"set -eu
+w=$1 mode=$2; shift 2
+cd "$w/debs"
+if [ "$mode" = all ]; then
+  exec apt-get upgrade --download-only -y --with-new-pkgs --no-install-recommends \
+    -o Dir::Cache::archives="$w/debs" "$@"
+fi
+apt-get install --download-only -y --no-install-recommends -o Dir::Cache::archives="$w/debs" "$@" && exit 0
+echo "caulk: apt could not resolve the new versions against status.d; fetching the named packages alone" >&2
+apt-get download "$@"
+"#;
+
+/// Step 4: `$1` the target, `$2` the work dir, `$3` the admin dir inside
+/// the target, `$4` whether a new package's entry gets a `Status` field
+/// (`status` or `-`), `$5` whether it gets an md5sums file (`md5sums` or
+/// `-`), then per package the image lists one to a file: its dpkg name
+/// (`NAME:ARCH`, `NAME` for arch all), its status.d file and its md5sums
+/// file (`-` for none), as paths in the image. Every package downloaded is
+/// written back: to its own file, or to a new `status.d/NAME` in the
+/// image's style. Files are written under a temporary name and renamed
+/// only when complete, so a failing dpkg-query never leaves one empty.
+const INSTALL: &str = r#"set -eu
+t=$1 w=$2 a=$1$3 new_status=$4 new_md5=$5; shift 5
+d=/var/lib/dpkg/status.d
+if ! ls "$w"/debs/*.deb > /dev/null 2>&1; then
+  echo "caulk: apt fetched nothing: no package has a newer version"
+  exit 0
+fi
+rm -rf "$a"
+mkdir -p "$a/info" "$a/updates" "$a/triggers"
+cp "$w/status" "$a/status"
 : > "$a/available"
 rc=0
 dpkg --root="$t" --admindir="$a" --force-script-chrootless --force-confdef --force-confold \
   --force-unsafe-io --install "$w"/debs/*.deb || rc=$?
-while [ $# -ge 3 ]; do
-  p=$1 f=$2 m=$3; shift 3
-  if grep -qi '^Status:' "$t$f"; then
-    dpkg-query --admindir="$a" --status "$p" > "$t$f"
+# put SRC DEST: SRC renamed over DEST (a path in the image).
+put() { mv "$1" "$t$2"; }
+for deb in "$w"/debs/*.deb; do
+  p=$(dpkg-deb --field "$deb" Package)
+  arch=$(dpkg-deb --field "$deb" Architecture)
+  q=$p
+  [ "$arch" = all ] || q=$p:$arch
+  f= m=- keep=-
+  i=0
+  for x in "$@"; do
+    case $((i % 3)) in
+      0) hit=$x ;;
+      1) [ "$hit" != "$q" ] || f=$x ;;
+      2) if [ "$hit" = "$q" ]; then m=$x; fi ;;
+    esac
+    i=$((i + 1))
+  done
+  if [ -n "$f" ]; then
+    if grep -qi '^Status:' "$t$f"; then keep=status; fi
+  elif grep -qxF "Package: $p" "$w/status"; then
+    echo "caulk: $q is listed in a status.d file with other packages; it was not written back" >&2
+    rc=1
+    continue
   else
-    dpkg-query --admindir="$a" --status "$p" | grep -vx 'Status: install ok installed' > "$t$f"
+    f=$d/$p keep=$new_status
+    [ "$new_md5" = - ] || m=$f.md5sums
+    if [ -e "$t$f" ]; then
+      echo "caulk: $f exists but does not list $q; its entry was not written" >&2
+      rc=1
+      continue
+    fi
   fi
+  n=$t$d/.${f##*/}.caulk-new
+  if ! dpkg-query --admindir="$a" --status "$q" > "$n"; then
+    rm -f "$n"
+    echo "caulk: dpkg lists no $q after the install; $f left as it was" >&2
+    rc=1
+    continue
+  fi
+  if [ "$keep" = - ]; then
+    grep -vx 'Status: install ok installed' "$n" > "$n.s" || true
+    mv "$n.s" "$n"
+  fi
+  put "$n" "$f"
   if [ "$m" != - ]; then
-    for i in "$a/info/$p.md5sums" "$a/info/${p%%:*}.md5sums"; do
-      if [ -f "$i" ]; then cp "$i" "$t$m"; break; fi
+    for i in "$a/info/$q.md5sums" "$a/info/$p.md5sums"; do
+      if [ -f "$i" ]; then cp "$i" "$n" && put "$n" "$m"; break; fi
     done
   fi
 done
@@ -119,6 +201,8 @@ pub struct StatusFile {
     /// How many paragraphs the file holds: a file of several packages
     /// cannot be written back for one.
     pub paragraphs: usize,
+    /// Whether the file has `Status` fields (distroless's have none).
+    pub status_field: bool,
 }
 
 /// The image's status.d read as one dpkg database.
@@ -146,7 +230,9 @@ pub fn read(files: &[FileEntry]) -> Result<Listing, AptError> {
         let Some(contents) = &file.contents else {
             return Err(AptError::StatusD { path: file.path.clone(), problem: "too large to read".into() });
         };
-        let text = with_status(&String::from_utf8_lossy(contents));
+        let raw = String::from_utf8_lossy(contents);
+        let status_field = raw.lines().any(is_status_line);
+        let text = with_status(&raw);
         let parsed = Status::parse(text.as_bytes()).map_err(|e| AptError::StatusD {
             path: file.path.clone(),
             problem: format!("line {}: {}", e.line, e.problem),
@@ -160,6 +246,7 @@ pub fn read(files: &[FileEntry]) -> Result<Listing, AptError> {
                     path: file.path.clone(),
                     md5sums: md5sums.clone(),
                     paragraphs: parsed.entries().len(),
+                    status_field,
                 },
             );
         }
@@ -181,14 +268,16 @@ fn with_status(text: &str) -> String {
     for paragraph in text.split("\n\n").map(|p| p.trim_matches('\n')).filter(|p| !p.is_empty()) {
         out.push_str(paragraph);
         out.push('\n');
-        let has_status =
-            paragraph.lines().any(|l| l.get(..7).is_some_and(|field| field.eq_ignore_ascii_case("status:")));
-        if !has_status {
+        if !paragraph.lines().any(is_status_line) {
             out.push_str("Status: install ok installed\n");
         }
         out.push('\n');
     }
     out
+}
+
+fn is_status_line(line: &str) -> bool {
+    line.get(..7).is_some_and(|field| field.eq_ignore_ascii_case("status:"))
 }
 
 /// Where the packages come from.
@@ -284,11 +373,8 @@ pub fn applies(facts: &[Fact]) -> bool {
 }
 
 /// The plan for a distroless image (no `/var/lib/dpkg/status`, a non-empty
-/// status.d).
+/// status.d): report-driven, or every package with a newer candidate.
 pub fn plan(request: &PlanRequest) -> Result<PatchPlan, AptError> {
-    if request.options.mode == UpdateMode::All {
-        return Err(AptError::DistrolessAll);
-    }
     let listing = read(request.facts.files(DPKG_STATUS_D))?;
     let native =
         debian_arch(&request.target.platform.architecture, request.target.platform.variant.as_deref())
@@ -296,55 +382,16 @@ pub fn plan(request: &PlanRequest) -> Result<PatchPlan, AptError> {
             .ok_or_else(|| AptError::UnknownArch { arch: request.target.platform.architecture.clone() })?;
     let image = Image { status: listing.status.clone(), native: Some(native.clone()), ubuntu: false };
     let mut plan = PatchPlan::empty();
-    let mut names: Vec<String> = Vec::new();
-    let mut writeback: Vec<String> = Vec::new();
-    for update in &request.updates {
-        let selected = match plan::decide(update, &image, request.options.ignore_errors)? {
-            Decision::Select(selected, _) => selected,
-            Decision::Skip(skipped) => {
-                plan.skipped.push(skipped);
-                continue;
-            }
-        };
-        // `decide` selects only valid names with installed instances.
-        let Ok(package) = update.name.parse::<PackageName>() else { continue };
-        let instances = image.status.installed(&package);
-        let files: Vec<&StatusFile> =
-            instances.iter().filter_map(|e| listing.files.get(&(e.name.clone(), e.arch.clone()))).collect();
-        if let Some(file) = files.iter().find(|f| f.paragraphs > 1) {
-            plan.skipped.push(SkippedUpdate {
-                ecosystem: update.ecosystem.clone(),
-                name: update.name.clone(),
-                location: update.location.clone(),
-                installed_version: Some(selected.from.clone()),
-                reason: format!(
-                    "{} lists {} packages; caulk writes status.d entries back one package per file",
-                    file.path, file.paragraphs
-                ),
-                already_fixed: false,
-            });
-            continue;
+    let names = match request.options.mode {
+        UpdateMode::Report => select_reported(request, &image, &listing, &mut plan)?,
+        UpdateMode::All => {
+            select_all(&image, &listing, &mut plan);
+            Vec::new()
         }
-        for (entry, file) in instances.iter().zip(files) {
-            names.push(entry.apt_name(Some(&native)));
-            let dpkg_name = if entry.arch == "all" {
-                entry.name.clone()
-            } else {
-                format!("{}:{}", entry.name, entry.arch)
-            };
-            writeback.extend([
-                dpkg_name,
-                file.path.clone(),
-                file.md5sums.clone().unwrap_or_else(|| "-".to_owned()),
-            ]);
-        }
-        plan.selected.push(selected);
-    }
+    };
     if plan.selected.is_empty() {
         return Ok(plan);
     }
-    names.sort();
-    names.dedup();
     let sources = sources(&request.target, &request.facts)?;
     let options = apt_options(&sources, &native);
 
@@ -356,19 +403,25 @@ pub fn plan(request: &PlanRequest) -> Result<PatchPlan, AptError> {
         Sources::Release(_) => "the release os-release names",
         Sources::Image { .. } => "the image's apt sources",
     };
-    let mut prepare =
-        vec!["sh".to_owned(), "-c".to_owned(), PREPARE.to_owned(), "sh".to_owned(), WORK.to_owned()];
+    let mut prepare = ["sh", "-c", PREPARE, "sh", WORK, MOUNT].map(str::to_owned).to_vec();
     prepare.extend(lines);
     let mut update = vec!["apt-get".to_owned(), "update".to_owned()];
     update.extend(options.iter().cloned());
-    let mut download =
-        ["env", "-C", &format!("{WORK}/debs"), "apt-get", "download"].map(str::to_owned).to_vec();
+    let mode = if names.is_empty() { "all" } else { "report" };
+    let mut download = ["sh", "-c", DOWNLOAD, "sh", WORK, mode].map(str::to_owned).to_vec();
     download.extend(options.iter().cloned());
-    download.push("--".to_owned());
-    download.extend(names.iter().cloned());
+    let fetched = if names.is_empty() {
+        "every package with a newer version".to_owned()
+    } else {
+        download.push("--".to_owned());
+        download.extend(names.iter().cloned());
+        names.join(", ")
+    };
+    let style = |yes: bool, word: &str| if yes { word.to_owned() } else { "-".to_owned() };
     let mut install = ["sh", "-c", INSTALL, "sh", MOUNT, WORK, ADMIN].map(str::to_owned).to_vec();
-    install.extend(writeback);
-    let listed = names.join(", ");
+    install.push(style(listing.files.values().any(|f| f.status_field), "status"));
+    install.push(style(listing.files.values().any(|f| f.md5sums.is_some()), "md5sums"));
+    install.extend(writeback(&listing));
     plan.steps = vec![
         step(
             format!("prepare apt's state for a distroless image (packages from {what})"),
@@ -377,24 +430,117 @@ pub fn plan(request: &PlanRequest) -> Result<PatchPlan, AptError> {
             false,
         ),
         step("apt-get update: refresh the package indexes (tooling root)".into(), update, true, true),
-        step(format!("apt-get download: fetch {listed} (tooling root)"), download, true, false),
         step(
-            format!("dpkg --root {MOUNT}: install {listed} and write their status.d entries"),
+            format!("apt-get --download-only: fetch {fetched} and what it needs (tooling root)"),
+            download,
+            true,
+            false,
+        ),
+        step(
+            format!("dpkg --root {MOUNT}: install what was fetched and write its status.d entries"),
             install,
             false,
             false,
         ),
     ];
-    plan.drop_paths = vec![ADMIN.to_owned(), format!("{ADMIN}/**")];
+    plan.drop_paths = vec![ADMIN.to_owned(), format!("{ADMIN}/**"), format!("{STATUS_D}/.*.caulk-new*")];
     let digest = plan::cache_digest(&request.target, &request.facts);
+    let set = if names.is_empty() { "all".to_owned() } else { names.join(",") };
     plan.caches = vec![
         CacheMount { path: LISTS.into(), key: format!("apt-distroless-lists-{native}-{digest}") },
         // Per package set too: runs on other packages never share (and
         // wipe) each other's downloads.
-        CacheMount {
-            path: WORK.into(),
-            key: format!("apt-distroless-work-{native}-{digest}-{}", names.join(",")),
-        },
+        CacheMount { path: WORK.into(), key: format!("apt-distroless-work-{native}-{digest}-{set}") },
     ];
     Ok(plan)
+}
+
+/// The report's packages the plan selects (the rest skipped, with why),
+/// returning their apt names.
+fn select_reported(
+    request: &PlanRequest,
+    image: &Image,
+    listing: &Listing,
+    plan: &mut PatchPlan,
+) -> Result<Vec<String>, AptError> {
+    let native = image.native.as_deref();
+    let mut names: Vec<String> = Vec::new();
+    for update in &request.updates {
+        let selected = match plan::decide(update, image, request.options.ignore_errors)? {
+            Decision::Select(selected, _) => selected,
+            Decision::Skip(skipped) => {
+                plan.skipped.push(skipped);
+                continue;
+            }
+        };
+        // `decide` selects only valid names with installed instances.
+        let Ok(package) = update.name.parse::<PackageName>() else { continue };
+        let instances = image.status.installed(&package);
+        if let Some(file) = instances.iter().find_map(|e| shared_file(listing, e)) {
+            plan.skipped.push(SkippedUpdate {
+                ecosystem: update.ecosystem.clone(),
+                name: update.name.clone(),
+                location: update.location.clone(),
+                installed_version: Some(selected.from.clone()),
+                reason: several_reason(file),
+                already_fixed: false,
+            });
+            continue;
+        }
+        names.extend(instances.iter().map(|e| e.apt_name(native)));
+        plan.selected.push(selected);
+    }
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
+
+/// Update-all: every package, as apt-get upgrade sees them, but those in a
+/// file of several packages (held by the prepare step's status).
+fn select_all(image: &Image, listing: &Listing, plan: &mut PatchPlan) {
+    plan::everything(image, plan);
+    // `everything` names a package `NAME` or `NAME:ARCH`.
+    let shared = |name: &str| {
+        let base = name.split(':').next().unwrap_or(name);
+        image.status.entries().iter().filter(|e| e.name == base).find_map(|e| shared_file(listing, e))
+    };
+    let mut kept = Vec::new();
+    for selected in std::mem::take(&mut plan.selected) {
+        match shared(&selected.name) {
+            Some(file) => plan.skipped.push(SkippedUpdate {
+                ecosystem: selected.ecosystem.clone(),
+                name: selected.name.clone(),
+                location: None,
+                installed_version: Some(selected.from.clone()),
+                reason: several_reason(file),
+                already_fixed: false,
+            }),
+            None => kept.push(selected),
+        }
+    }
+    plan.selected = kept;
+}
+
+/// The status.d file of `entry` when it lists other packages too.
+fn shared_file<'l>(listing: &'l Listing, entry: &crate::status::Entry) -> Option<&'l StatusFile> {
+    listing.files.get(&(entry.name.clone(), entry.arch.clone())).filter(|f| f.paragraphs > 1)
+}
+
+fn several_reason(file: &StatusFile) -> String {
+    format!(
+        "{} lists {} packages; caulk writes status.d entries back one package per file",
+        file.path, file.paragraphs
+    )
+}
+
+/// `NAME:ARCH FILE MD5SUMS` (`NAME` for arch all, `-` for no md5sums) of
+/// every package the image lists one to a file: the install step writes
+/// back whichever of them it upgraded.
+fn writeback(listing: &Listing) -> Vec<String> {
+    let mut args = Vec::new();
+    for ((name, arch), file) in listing.files.iter().filter(|(_, f)| f.paragraphs == 1) {
+        let dpkg_name = if arch == "all" { name.clone() } else { format!("{name}:{arch}") };
+        args.extend([dpkg_name, file.path.clone(), file.md5sums.clone().unwrap_or_else(|| "-".to_owned())]);
+    }
+    args
 }

@@ -34,8 +34,6 @@ pub enum AptError {
          them from"
     )]
     NoSources { os: String },
-    #[error("a distroless image (status.d, no apt) is patched from a report only, not in update-all mode")]
-    DistrolessAll,
     #[error("the image platform's architecture {arch:?} has no Debian name")]
     UnknownArch { arch: String },
     #[error("apt does not take package index URLs ({urls}): the image's own apt sources decide")]
@@ -51,7 +49,6 @@ impl AptError {
             }
             Self::MissingFact { .. } => ErrorKind::MissingFacts,
             Self::NoSources { .. }
-            | Self::DistrolessAll
             | Self::UnknownArch { .. }
             | Self::UnknownSetting { .. }
             | Self::IndexUrls { .. } => ErrorKind::Unsupported,
@@ -76,7 +73,6 @@ impl AptError {
             Self::NoSources { .. } => {
                 "add /etc/apt/sources.list to the image, or patch it with a report for a Debian release"
             }
-            Self::DistrolessAll => "scan the image and pass the report with -r",
             Self::UnknownArch { .. } => "patch a linux/amd64, arm64, armhf, i386, ppc64le or s390x image",
             Self::BadName { .. } | Self::BadVersion { .. } => {
                 "the report is damaged or was not made for a Debian package; --ignore-errors skips such \

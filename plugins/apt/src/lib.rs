@@ -9,7 +9,8 @@
 //! - Detection: `/var/lib/dpkg/status` and `/usr/bin/apt-get` must exist;
 //!   or, for distroless images, no status file and package files in
 //!   `/var/lib/dpkg/status.d`: those are patched from a Debian tooling root
-//!   with `apt-get download` and `dpkg --root` (see [`distroless`]).
+//!   with `apt-get --download-only` and `dpkg --root`, by report or in
+//!   update-all mode (see [`distroless`]).
 //!   Otherwise the error is `not-applicable`.
 //! - Report mode ([`plan`]): each update's name and versions are checked
 //!   before anything reaches an argv; an update is skipped, with its reason,

@@ -365,7 +365,7 @@ fn passed_over(lowest: &str, needed: &str, fixed_versions: &[String]) -> Vec<Pas
 /// Update-all mode: every installed package, held ones skipped. A package
 /// installed for several architectures is named with its architecture each
 /// time, so verification judges each instance apart.
-fn everything(image: &Image, plan: &mut PatchPlan) {
+pub(crate) fn everything(image: &Image, plan: &mut PatchPlan) {
     let installed: Vec<&Entry> = image.status.entries().iter().filter(|e| e.is_installed()).collect();
     for entry in &installed {
         let instances = installed.iter().filter(|e| e.name == entry.name).count();

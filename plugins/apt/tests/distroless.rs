@@ -125,6 +125,7 @@ fn a_distroless_image_is_planned_through_the_tooling_root() {
         strings(&[
             "sh",
             "/caulk/work",
+            "/target",
             "deb http://deb.debian.org/debian bookworm main",
             "deb http://deb.debian.org/debian bookworm-updates main",
             "deb http://deb.debian.org/debian-security bookworm-security main",
@@ -135,10 +136,13 @@ fn a_distroless_image_is_planned_through_the_tooling_root() {
     want.extend(release_options());
     assert_eq!(refresh.command.argv, want);
 
-    let mut want = strings(&["env", "-C", "/caulk/work/debs", "apt-get", "download"]);
+    // apt resolves against status.d, so what the new versions need comes too.
+    assert_eq!(&download.command.argv[..2], ["sh", "-c"]);
+    assert!(download.command.argv[2].contains("apt-get install --download-only"));
+    let mut want = strings(&["sh", "/caulk/work", "report"]);
     want.extend(release_options());
     want.extend(strings(&["--", "libssl3", "openssl"]));
-    assert_eq!(download.command.argv, want);
+    assert_eq!(download.command.argv[3..], want);
 
     assert_eq!(&install.command.argv[..2], ["sh", "-c"]);
     let script = &install.command.argv[2];
@@ -155,6 +159,16 @@ fn a_distroless_image_is_planned_through_the_tooling_root() {
             "/target",
             "/caulk/work",
             "/var/lib/caulk-dpkg",
+            // A new package's entry: no Status field, md5sums beside it.
+            "-",
+            "md5sums",
+            // Every package of a file of its own, whichever apt moves.
+            "base-files",
+            "/var/lib/dpkg/status.d/base-files",
+            "-",
+            "libc6:amd64",
+            "/var/lib/dpkg/status.d/libc6",
+            "-",
             "libssl3:amd64",
             "/var/lib/dpkg/status.d/libssl3",
             "/var/lib/dpkg/status.d/libssl3.md5sums",
@@ -164,7 +178,10 @@ fn a_distroless_image_is_planned_through_the_tooling_root() {
         ])
     );
 
-    assert_eq!(plan.drop_paths, ["/var/lib/caulk-dpkg", "/var/lib/caulk-dpkg/**"]);
+    assert_eq!(
+        plan.drop_paths,
+        ["/var/lib/caulk-dpkg", "/var/lib/caulk-dpkg/**", "/var/lib/dpkg/status.d/.*.caulk-new*"]
+    );
     let caches: Vec<&str> = plan.caches.iter().map(|c| c.path.as_str()).collect();
     assert_eq!(caches, ["/caulk/lists", "/caulk/work"]);
     assert!(plan.caches.iter().all(|c| c.key.starts_with("apt-distroless-")));
@@ -177,7 +194,7 @@ fn the_images_own_sources_and_keys_are_used_when_it_has_them() {
     write(dir.path(), "etc/apt/trusted.gpg.d/mirror.asc", "key\n");
     let root = Root::at(dir.path());
     let plan = Apt::plan(&plan_request(&root, report(), UpdateMode::Report)).unwrap();
-    assert_eq!(plan.steps[0].command.argv.len(), 5, "no lines to write: {:?}", plan.steps[0].command.argv);
+    assert_eq!(plan.steps[0].command.argv.len(), 6, "no lines to write: {:?}", plan.steps[0].command.argv);
     let argv = &plan.steps[1].command.argv;
     for option in [
         "Dir::Etc::SourceList=/target/etc/apt/sources.list",
@@ -197,11 +214,33 @@ fn without_sources_or_a_debian_release_the_plan_says_so() {
     let err = Apt::plan(&plan_request(&root, report(), UpdateMode::Report)).unwrap_err();
     assert_eq!(err.kind, ErrorKind::Unsupported);
     assert!(err.message.contains("no apt sources"), "{}", err.message);
+}
 
+#[test]
+fn update_all_takes_every_package_status_d_lists_alone_in_its_file() {
     let dir = distroless_root();
-    let err = Apt::plan(&plan_request(&Root::at(dir.path()), Vec::new(), UpdateMode::All)).unwrap_err();
-    assert_eq!(err.kind, ErrorKind::Unsupported);
-    assert!(err.message.contains("update-all"), "{}", err.message);
+    let libfoo = paragraph("libfoo", "1.0", "amd64", "libc6");
+    let libbar = paragraph("libbar", "1.0", "amd64", "libc6");
+    write(dir.path(), "var/lib/dpkg/status.d/foobar", &format!("{libfoo}\n{libbar}"));
+    let plan = Apt::plan(&plan_request(&Root::at(dir.path()), Vec::new(), UpdateMode::All)).unwrap();
+    let selected: Vec<&str> = plan.selected.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(selected, ["base-files", "libc6", "libssl3", "openssl"]);
+    assert!(plan.selected.iter().all(|s| s.target == VersionTarget::Newest));
+    let skipped: Vec<&str> = plan.skipped.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(skipped, ["libfoo", "libbar"], "{:?}", plan.skipped);
+    assert!(
+        plan.skipped[0].reason.contains("status.d/foobar lists 2 packages"),
+        "{}",
+        plan.skipped[0].reason
+    );
+
+    let download = &plan.steps[2].command.argv;
+    assert!(download[2].contains("apt-get upgrade --download-only -y --with-new-pkgs"));
+    assert_eq!(download[3..6], strings(&["sh", "/caulk/work", "all"]));
+    assert!(!download.iter().any(|a| a == "--"), "no names: {download:?}");
+    assert!(plan.caches[1].key.ends_with("-all"), "{}", plan.caches[1].key);
+    // The prepare step holds the packages of the shared file for apt.
+    assert!(plan.steps[0].command.argv[2].contains("hold ok installed"));
 }
 
 #[test]
@@ -297,4 +336,90 @@ fn verification_reads_the_patched_status_d() {
     let outcomes = verify(&root, &plan, 0);
     assert!(outcomes.iter().all(|o| o.status == OutcomeStatus::Failed), "{outcomes:?}");
     assert!(outcomes[0].detail.contains("below the fixed version"), "{}", outcomes[0].detail);
+}
+
+/// A real `.deb` of `name` 9.9 (amd64, one file, no dependencies) in `dir`.
+fn tiny_deb(dir: &Path, name: &str) -> std::path::PathBuf {
+    let build = dir.join(format!("{name}-build"));
+    write(&build, &format!("usr/share/doc/{name}/new"), "new\n");
+    write(
+        &build,
+        "DEBIAN/control",
+        &format!(
+            "Package: {name}\nVersion: 9.9\nArchitecture: amd64\nMaintainer: caulk tests\nDescription: a test package\n"
+        ),
+    );
+    let deb = dir.join(format!("{name}_9.9_amd64.deb"));
+    let out = std::process::Command::new("dpkg-deb")
+        .args(["--root-owner-group", "--build"])
+        .arg(&build)
+        .arg(&deb)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    deb
+}
+
+/// Runs the plan's install script for real on the distroless root `dir`
+/// with the work dir `work`, `stubs` first on PATH.
+fn run_install(dir: &Path, work: &Path, stubs: &Path) -> std::process::Output {
+    let plan = Apt::plan(&plan_request(&Root::at(dir), report(), UpdateMode::Report)).unwrap();
+    let argv = &plan.steps[3].command.argv;
+    let mut args: Vec<String> = argv[3..].to_vec();
+    args[1] = dir.display().to_string();
+    args[2] = work.display().to_string();
+    let path = format!("{}:{}", stubs.display(), std::env::var("PATH").unwrap_or_default());
+    std::process::Command::new("sh").args(["-c", &argv[2]]).args(&args).env("PATH", path).output().unwrap()
+}
+
+fn status_d_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir.join("var/lib/dpkg/status.d"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_failing_dpkg_query_leaves_the_status_d_file_as_it_was() {
+    // The plan's install script, run for real (real dpkg into a temporary
+    // root) with a dpkg-query that fails: the image's status.d file must
+    // keep its content, and no temporary file may stay behind.
+    let dir = distroless_root();
+    let work = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(work.path().join("debs")).unwrap();
+    std::fs::rename(tiny_deb(work.path(), "openssl"), work.path().join("debs/openssl_9.9_amd64.deb"))
+        .unwrap();
+    std::fs::write(work.path().join("status"), "").unwrap();
+    let stubs = tempfile::tempdir().unwrap();
+    write(stubs.path(), "dpkg-query", "#!/bin/sh\necho 'dpkg-query: out of memory' >&2\nexit 2\n");
+    std::process::Command::new("chmod").arg("+x").arg(stubs.path().join("dpkg-query")).status().unwrap();
+    let names = status_d_names(dir.path());
+    let before = std::fs::read_to_string(dir.path().join("var/lib/dpkg/status.d/openssl")).unwrap();
+
+    let out = run_install(dir.path(), work.path(), stubs.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the step fails: {stderr}");
+    assert!(stderr.contains("left as it was"), "{stderr}");
+    assert!(dir.path().join("usr/share/doc/openssl/new").exists(), "dpkg did install: {stderr}");
+    let after = std::fs::read_to_string(dir.path().join("var/lib/dpkg/status.d/openssl")).unwrap();
+    assert_eq!(after, before);
+    assert_eq!(status_d_names(dir.path()), names, "no temporary file left");
+    assert!(!dir.path().join("var/lib/caulk-dpkg").exists(), "the admin dir is removed");
+}
+
+#[test]
+fn nothing_fetched_is_nothing_to_install() {
+    // Update-all of an image already current: apt fetched no package.
+    let dir = distroless_root();
+    let work = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(work.path().join("debs")).unwrap();
+    std::fs::write(work.path().join("status"), "").unwrap();
+    let names = status_d_names(dir.path());
+    let out = run_install(dir.path(), work.path(), work.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("apt fetched nothing"));
+    assert_eq!(status_d_names(dir.path()), names);
+    assert!(!dir.path().join("var/lib/caulk-dpkg").exists());
 }
