@@ -356,7 +356,10 @@ fn a_distroless_image_is_patched_from_a_tooling_image_as_the_local_engine_does()
     let patch = |tag: &str, engine: &str| {
         let mut cmd = sandbox.caulk();
         cmd.args(["patch", "--json", "-i", &input, "-r"]).arg(&report);
-        cmd.args(["-t", tag, "--engine", engine, "--addr", &addr()]);
+        cmd.args(["-t", tag, "--engine", engine]);
+        if engine == "buildkit" {
+            cmd.args(["--addr", &addr()]);
+        }
         cmd
     };
 

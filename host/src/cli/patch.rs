@@ -255,10 +255,13 @@ impl PatchArgs {
         ];
         let given: Vec<&str> = daemon_flags.into_iter().flatten().collect();
         match self.engine {
-            Some(Engine::Local) if !given.is_empty() => Err(usage(format!(
-                "{} choose a BuildKit daemon, which --engine local does not use: drop them, or use --engine buildkit",
-                given.join(", ")
-            ))),
+            Some(Engine::Local) if !given.is_empty() => {
+                let (verb, them) = if given.len() == 1 { ("chooses", "it") } else { ("choose", "them") };
+                Err(usage(format!(
+                    "{} {verb} a BuildKit daemon, which --engine local does not use: drop {them}, or use --engine buildkit",
+                    given.join(", ")
+                )))
+            }
             Some(engine) => Ok(engine),
             None if given.is_empty() => Ok(Engine::Local),
             None => Ok(Engine::Buildkit),
