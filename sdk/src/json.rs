@@ -13,7 +13,9 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, Deserialize, Deserializer, Visitor};
+use std::marker::PhantomData;
+
+use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, SeqAccess, Visitor};
 
 use crate::types::Error;
 
@@ -302,5 +304,50 @@ mod walk_tests {
         assert_eq!(keys(r#"{"a": "unterminated"#).len(), 0);
         assert_eq!(keys("not json").len(), 0);
         assert_eq!(keys(r#"[{"a" 1}]"#).len(), 0);
+    }
+}
+
+/// The elements of an array (or `null`), handed one by one to `on_element`
+/// so none of them is kept longer than needed; the path names the element
+/// being read when it is malformed. Scanners read huge reports with it
+/// without holding every finding at once.
+pub struct Elements<'p, T, F> {
+    path: &'p mut Vec<Segment>,
+    on_element: F,
+    element: PhantomData<fn() -> T>,
+}
+
+impl<'p, T, F: FnMut(T)> Elements<'p, T, F> {
+    pub fn new(path: &'p mut Vec<Segment>, on_element: F) -> Self {
+        Self { path, on_element, element: PhantomData }
+    }
+}
+
+impl<'de, T: Deserialize<'de>, F: FnMut(T)> DeserializeSeed<'de> for Elements<'_, T, F> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de, T: Deserialize<'de>, F: FnMut(T)> Visitor<'de> for Elements<'_, T, F> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a list")
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
+        for index in 0.. {
+            self.path.push(Segment::Index(index));
+            let Some(element) = seq.next_element::<T>()? else {
+                self.path.pop();
+                break;
+            };
+            self.path.pop();
+            (self.on_element)(element);
+        }
+        Ok(())
     }
 }

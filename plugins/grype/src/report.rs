@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::marker::PhantomData;
 
-use caulk_sdk::json::{Segment, Text, path_string};
+use caulk_sdk::json::{Elements, Segment, Text, path_string};
 use caulk_sdk::types::{Error, Finding, Findings, FixStatus, OsInfo, PackageClass, Platform, Severity};
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -436,50 +436,6 @@ impl<'de> Visitor<'de> for &mut State<'de> {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
-        }
-        Ok(())
-    }
-}
-
-/// The elements of an array (or `null`), handed one by one to `on_element`
-/// so none of them is kept longer than needed; the path names the element
-/// being read when it is malformed.
-struct Elements<'p, T, F> {
-    path: &'p mut Vec<Segment>,
-    on_element: F,
-    element: PhantomData<fn() -> T>,
-}
-
-impl<'p, T, F: FnMut(T)> Elements<'p, T, F> {
-    fn new(path: &'p mut Vec<Segment>, on_element: F) -> Self {
-        Self { path, on_element, element: PhantomData }
-    }
-}
-
-impl<'de, T: Deserialize<'de>, F: FnMut(T)> DeserializeSeed<'de> for Elements<'_, T, F> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de, T: Deserialize<'de>, F: FnMut(T)> Visitor<'de> for Elements<'_, T, F> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a list")
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
-        for index in 0.. {
-            self.path.push(Segment::Index(index));
-            let Some(element) = seq.next_element::<T>()? else {
-                self.path.pop();
-                break;
-            };
-            self.path.pop();
-            (self.on_element)(element);
         }
         Ok(())
     }
