@@ -894,7 +894,7 @@ pub fn decide(ctx: &Ctx<'_>, image: &Image, works: &[Work<'_>], settings: &Setti
                 questions.push(Question::command(id, command));
                 continue;
             };
-            match judge_dry_run(image, works, &group, answer) {
+            match judge_dry_run(image, works, &group, &pins, answer) {
                 DryRun::Accepted(resolved) => {
                     let pins = match group.how {
                         How::OwnPip { .. } => {
@@ -960,7 +960,44 @@ enum DryRun {
     Split,
 }
 
-fn judge_dry_run(image: &Image, works: &[Work<'_>], group: &Group, answer: &Answer) -> DryRun {
+/// The works of a group whose pins pip's `ERROR:` lines name
+/// (`No matching distribution found for NAME==VERSION`, `Package 'NAME'
+/// requires a different Python`), in the group's order.
+fn named_in_errors(stderr: &str, group: &Group, pins: &[String]) -> Vec<usize> {
+    let errors: Vec<String> = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("ERROR:"))
+        .map(str::to_ascii_lowercase)
+        .collect();
+    let part_of_name = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '=');
+    let mentions = |line: &str, word: &str| {
+        line.match_indices(word).any(|(at, _)| {
+            let before = line[..at].chars().next_back();
+            let after = line[at + word.len()..].chars().next();
+            !before.is_some_and(part_of_name) && !after.is_some_and(part_of_name)
+        })
+    };
+    group
+        .works
+        .iter()
+        .zip(pins)
+        .filter(|(_, pin)| {
+            let pin = pin.to_ascii_lowercase();
+            let name = pin.split_once("==").map_or(pin.as_str(), |(n, _)| n);
+            errors.iter().any(|l| mentions(l, &pin) || mentions(l, &format!("'{name}'")))
+        })
+        .map(|(&i, _)| i)
+        .collect()
+}
+
+fn judge_dry_run(
+    image: &Image,
+    works: &[Work<'_>],
+    group: &Group,
+    pins: &[String],
+    answer: &Answer,
+) -> DryRun {
     let blame_all = |why: String| -> DryRun {
         if group.works.len() == 1 { DryRun::Refused(vec![(group.works[0], why)]) } else { DryRun::Split }
     };
@@ -972,7 +1009,15 @@ fn judge_dry_run(image: &Image, works: &[Work<'_>], group: &Group, answer: &Answ
     let stderr = String::from_utf8_lossy(&out.stderr);
     let resolved = match resolve::report(&out.stdout) {
         Some(r) if out.exit_code == 0 => r,
-        _ => return blame_all(format!("pip refused it: {}", resolve::pip_error(&stderr))),
+        _ => {
+            let why = format!("pip refused it: {}", resolve::pip_error(&stderr));
+            // One pin named in pip's errors is the culprit; several (a
+            // conflict between them) or none leave it to the split.
+            if let [culprit] = named_in_errors(&stderr, group, pins)[..] {
+                return DryRun::Refused(vec![(culprit, why)]);
+            }
+            return blame_all(why);
+        }
     };
     // The report's names and versions come from the index and become pins:
     // they pass the same checks as a report's.

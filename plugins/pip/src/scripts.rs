@@ -50,19 +50,41 @@ print("caulk-python-facts " + json.dumps(facts))
 /// Prefix of the facts line.
 pub const PYTHON_FACTS_PREFIX: &str = "caulk-python-facts ";
 
-/// Imports each module named in `sys.argv[1:]` and prints, after the
-/// `caulk-import ` prefix, a JSON list of `[module, ok, error]`.
-pub const IMPORT_CHECK: &str = r#"import importlib, json, sys
-out = []
-for m in sys.argv[1:]:
-    try:
-        importlib.import_module(m)
-        out.append([m, True, ""])
-    except BaseException as e:
-        out.append([m, False, "%s: %s" % (type(e).__name__, e)])
-print("caulk-import " + json.dumps(out))
+/// Imports modules of several distributions in one interpreter:
+/// `sys.argv[1]` is a JSON list of `{"id", "path", "modules"}` (`path`: a
+/// directory put first on `sys.path` for that distribution's imports, or
+/// null). Each module is imported alone: `sys.path` is restored and the
+/// modules the import loaded are dropped again before the next one, so one
+/// broken import neither hides nor causes another's failure. It prints
+/// `caulk-import-start` first, then one line per module after the
+/// `caulk-import ` prefix, a JSON object `{"id", "module", "ok", "error"}`,
+/// written straight to file descriptor 1 (a module may replace or close
+/// `sys.stdout`) and preceded by a newline (one may leave a line open).
+/// A module that kills the interpreter leaves the rest without a line.
+pub const IMPORT_CHECK: &str = r#"import importlib, json, os, sys
+def say(line):
+    os.write(1, ("\n" + line + "\n").encode("utf-8"))
+say("caulk-import-start")
+for check in json.loads(sys.argv[1]):
+    for module in check["modules"]:
+        saved_path = list(sys.path)
+        loaded = set(sys.modules)
+        if check.get("path"):
+            sys.path.insert(0, check["path"])
+        try:
+            importlib.import_module(module)
+            ok, error = True, ""
+        except BaseException as e:
+            ok, error = False, "%s: %s" % (type(e).__name__, e)
+        sys.path[:] = saved_path
+        for name in set(sys.modules) - loaded:
+            sys.modules.pop(name, None)
+        importlib.invalidate_caches()
+        say("caulk-import " + json.dumps({"id": check["id"], "module": module, "ok": ok, "error": error}))
 "#;
 
+/// The line the import check prints before its first import.
+pub const IMPORT_START: &str = "caulk-import-start";
 pub const IMPORT_PREFIX: &str = "caulk-import ";
 
 /// Removes what is left of an old distribution after `pip install --target
