@@ -87,26 +87,29 @@ for check in json.loads(sys.argv[1]):
 pub const IMPORT_START: &str = "caulk-import-start";
 pub const IMPORT_PREFIX: &str = "caulk-import ";
 
-/// Removes what is left of an old distribution after `pip install --target
-/// SITE --upgrade` put the new one beside it:
-/// `SITE OLD_DIST_INFO NAME NEW_VERSION`.
+/// Removes what is left of old distributions after `pip install --target
+/// SITE --upgrade` put the new ones beside them:
+/// `SITE (OLD_DIST_INFO NAME NEW_VERSION)...`, one triple per distribution
+/// that one pip run installed.
 ///
-/// It finds the new `*.dist-info` (by its METADATA name and version), then
-/// deletes every file of the old RECORD inside SITE that the new RECORD
-/// does not list, the old `.dist-info` itself, and directories that became
-/// empty. Files the old RECORD places outside SITE (console scripts in
-/// `PREFIX/bin`) stay: they import the package by name and still work. It
-/// refuses to run when
-/// the new distribution is missing, so a failed install never costs the old
-/// one.
+/// It finds each new `*.dist-info` (by its METADATA name and version) and
+/// refuses to touch anything when one is missing, so a failed install never
+/// costs an old distribution. Then, per distribution, it deletes every file
+/// of the old RECORD inside SITE that no new RECORD of the run lists (a file
+/// may move from one distribution to another), the old `.dist-info` itself,
+/// and directories that became empty. Files the old RECORD places outside
+/// SITE (console scripts in `PREFIX/bin`) stay: they import the package by
+/// name and still work.
 ///
 /// `--target` installs under a temporary home and moves its `bin/` and data
 /// directories into SITE (RECORD lists them as `../../bin/x`): those are
 /// removed again, and dropped from the new RECORD, unless the old
 /// distribution kept them there too (it was installed with `--target`).
 pub const REPLACE_DIST: &str = r#"import csv, os, re, shutil, sys
-site, old_info, name, version = sys.argv[1:5]
-site = os.path.normpath(site)
+site = os.path.normpath(sys.argv[1])
+args = sys.argv[2:]
+if not args or len(args) % 3:
+    sys.exit("caulk: expected SITE followed by OLD_DIST_INFO NAME VERSION triples")
 def norm(n):
     return re.sub(r"[-_.]+", "-", n).lower()
 def meta(d):
@@ -133,51 +136,58 @@ def rows(d):
         return []
 def inside(p, d):
     return p == d or p.startswith(d + os.sep)
-old = os.path.join(site, old_info)
-if os.sep in old_info or not old_info.endswith(".dist-info") or not os.path.isdir(old):
-    sys.exit("caulk: %s is not a distribution directory" % old)
-new = None
-for entry in sorted(os.listdir(site)):
-    d = os.path.join(site, entry)
-    if entry != old_info and entry.endswith(".dist-info") and os.path.isdir(d):
-        n, v = meta(d)
-        if n is not None and norm(n) == norm(name) and v == version:
-            new = d
-if new is None:
-    sys.exit("caulk: %s %s is not installed in %s; leaving %s in place" % (name, version, site, old_info))
-new_rows = rows(new)
-keep = set(os.path.normpath(os.path.join(site, r[0])) for r in new_rows)
-old_rows = rows(old)
-emptied = set()
-removed = 0
-for r in old_rows:
-    p = os.path.normpath(os.path.join(site, r[0]))
-    if not inside(p, site) or inside(p, old) or p in keep:
-        continue
-    if os.path.islink(p) or os.path.isfile(p):
-        os.unlink(p)
-        removed += 1
-        emptied.add(os.path.dirname(p))
-shutil.rmtree(old)
+moves = []
+for old_info, name, version in zip(args[0::3], args[1::3], args[2::3]):
+    old = os.path.join(site, old_info)
+    if os.sep in old_info or not old_info.endswith(".dist-info") or not os.path.isdir(old):
+        sys.exit("caulk: %s is not a distribution directory" % old)
+    new = None
+    for entry in sorted(os.listdir(site)):
+        d = os.path.join(site, entry)
+        if entry != old_info and entry.endswith(".dist-info") and os.path.isdir(d):
+            n, v = meta(d)
+            if n is not None and norm(n) == norm(name) and v == version:
+                new = d
+    if new is None:
+        sys.exit("caulk: %s %s is not installed in %s; leaving %s in place" % (name, version, site, old_info))
+    moves.append((old_info, old, new))
+keep = set()
+for _, _, new in moves:
+    keep.update(os.path.normpath(os.path.join(site, r[0])) for r in rows(new))
 # `--target` installs under a temporary home and moves its `bin/`, `share/`
 # ... into SITE; RECORD lists them as `../../bin/x`. They belong in SITE
 # only if the old distribution had them there too (it was installed with
 # --target as well); otherwise its own copies live in the environment.
 def home_relative(rows_):
     return set(r[0][6:] for r in rows_ if r[0].startswith("../../") and not r[0].startswith("../../../"))
-had = home_relative(old_rows)
-stray = [r for r in new_rows if r[0].startswith("../../") and not r[0].startswith("../../../") and r[0][6:] not in had]
-if stray:
-    for r in stray:
-        p = os.path.normpath(os.path.join(site, r[0][6:]))
-        if inside(p, site) and (os.path.islink(p) or os.path.isfile(p)):
+emptied = set()
+for old_info, old, new in moves:
+    old_rows = rows(old)
+    new_rows = rows(new)
+    removed = 0
+    for r in old_rows:
+        p = os.path.normpath(os.path.join(site, r[0]))
+        if not inside(p, site) or inside(p, old) or p in keep:
+            continue
+        if os.path.islink(p) or os.path.isfile(p):
             os.unlink(p)
+            removed += 1
             emptied.add(os.path.dirname(p))
-    kept = [r for r in new_rows if r not in stray]
-    with open(os.path.join(new, "RECORD"), "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f, lineterminator="\n")
-        for r in kept:
-            w.writerow(r)
+    shutil.rmtree(old)
+    had = home_relative(old_rows)
+    stray = [r for r in new_rows if r[0].startswith("../../") and not r[0].startswith("../../../") and r[0][6:] not in had]
+    if stray:
+        for r in stray:
+            p = os.path.normpath(os.path.join(site, r[0][6:]))
+            if inside(p, site) and (os.path.islink(p) or os.path.isfile(p)):
+                os.unlink(p)
+                emptied.add(os.path.dirname(p))
+        kept = [r for r in new_rows if r not in stray]
+        with open(os.path.join(new, "RECORD"), "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f, lineterminator="\n")
+            for r in kept:
+                w.writerow(r)
+    print("caulk: removed %s (%d files); %s in place" % (old_info, removed, os.path.basename(new)))
 for d in sorted(emptied, key=len, reverse=True):
     while inside(d, site) and d != site:
         try:
@@ -185,5 +195,4 @@ for d in sorted(emptied, key=len, reverse=True):
         except OSError:
             break
         d = os.path.dirname(d)
-print("caulk: removed %s (%d files); %s in place" % (old_info, removed, os.path.basename(new)))
 "#;
