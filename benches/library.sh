@@ -53,7 +53,7 @@ if [ -n "${CAULK_BENCH_PLUGIN_DIR:-}" ]; then
 fi
 
 for dry in true false; do
-  for i in $(seq "$rounds"); do
+  for _ in $(seq "$rounds"); do
     rm -rf "$work/l" && cp -a "$layout" "$work/l" && sync
     start=$(now)
     "$caulk" patch --json --pkg-types library -i "oci:$work/l:python" -r "$work/report.json" \
@@ -72,7 +72,7 @@ pins() { jq -r --arg loc "$1" '.rows[] | select(.status == "patched" and .locati
 mapfile -t sys_pins < <(pins "/$sys")
 mapfile -t venv_pins < <(pins "/$venv")
 echo "pins: system ${sys_pins[*]}; venv ${venv_pins[*]}"
-for i in $(seq "$rounds"); do
+for _ in $(seq "$rounds"); do
   rm -rf "$work/root" && mkdir "$work/root"
   blob=$(jq -r '.manifests[0].digest' "$layout/index.json" | sed 's|:|/|')
   layer=$(jq -r '.layers[0].digest' "$layout/blobs/$blob" | sed 's|:|/|')
