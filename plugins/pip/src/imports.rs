@@ -25,6 +25,10 @@ pub const IMPORT: &str = "import:";
 /// first follows an interpreter that died.
 pub const MAX_RUNS: usize = 3;
 
+/// Distributions per run at most: the list is one argv element, which
+/// Linux caps at 128 KiB; a longer list is split over several runs.
+pub const MAX_ENTRIES: usize = 200;
+
 /// One distribution's modules, as the import check reads them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Entry {

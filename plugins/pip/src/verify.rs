@@ -98,7 +98,7 @@ fn import_batches(image: &Image, facts: &[Fact]) -> Vec<imports::Batch> {
             continue;
         }
         let entry = imports::Entry { id: dist.meta_dir.clone(), path, modules };
-        match batches.iter_mut().find(|b| b.python == python) {
+        match batches.iter_mut().find(|b| b.python == python && b.entries.len() < imports::MAX_ENTRIES) {
             Some(batch) => batch.entries.push(entry),
             None => batches.push(imports::Batch { python, entries: vec![entry] }),
         }
