@@ -21,8 +21,9 @@
 //! then checked against the index, the interpreter's version and every
 //! dependent ([`choose`], [`conflict`]), then resolved by a pip dry run and
 //! installed pinned with `--no-deps` ([`plan`] explains why). Verification
-//! reads the metadata again and runs `pip check` and an import of each
-//! patched distribution ([`verify`]).
+//! reads the metadata again and runs `pip check` once per environment and
+//! an import of each patched distribution, one interpreter per environment
+//! for all of them ([`verify`], [`imports`]).
 //!
 //! Setting: `--plugin-opt pip.dry-run=false` skips the dry runs (faster,
 //! but a new version's new dependencies are then only found by `pip check`
@@ -34,6 +35,7 @@ pub mod conflict;
 pub mod discover;
 pub mod env;
 pub mod error;
+pub mod imports;
 pub mod metadata;
 pub mod name;
 pub mod pep508;

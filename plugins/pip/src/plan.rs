@@ -15,10 +15,11 @@
 //!   not where the environment's pip installs (a `pip install --target`
 //!   tree), or the environment has no pip but an interpreter of the image
 //!   with the same Python version has one (a venv made `--without-pip`):
-//!   `PYTHON -m pip install --no-deps --upgrade --target DIR`, then a small
-//!   script (see [`crate::scripts::REPLACE_DIST`]) removes the old
-//!   distribution's files and `.dist-info` by its RECORD, so no stale
-//!   metadata is left. The image's own pip is preferred to the host's: it
+//!   `PYTHON -m pip install --no-deps --upgrade --target DIR` (one pip run
+//!   per directory), then a small script (see
+//!   [`crate::scripts::REPLACE_DIST`]), run once for all of them, removes
+//!   the old distributions' files and `.dist-info` by their RECORDs, so no
+//!   stale metadata is left. The image's own pip is preferred to the host's: it
 //!   picks wheels for exactly the image's interpreter and C library.
 //! - **`--target` with the host's pip** (`exec-context::tooling`, the host's
 //!   root file system read-only and the image mounted at `/target`), when no
@@ -601,8 +602,16 @@ fn groups(works: &[Work<'_>], chosen: &[Option<Version>], split: &BTreeSet<usize
         if chosen[i].is_none() {
             continue;
         }
-        let joinable = matches!(work.how, How::OwnPip { .. }) && !split.contains(&work.env);
-        if joinable && let Some(g) = out.iter_mut().find(|g| g.env == work.env && g.how == work.how) {
+        // One pip run per environment and way of installing; `--target`
+        // runs also share the directory.
+        let same = |g: &Group| {
+            g.env == work.env
+                && g.how == work.how
+                && (matches!(work.how, How::OwnPip { .. }) || works[g.works[0]].dist.site == work.dist.site)
+        };
+        if !split.contains(&work.env)
+            && let Some(g) = out.iter_mut().find(|g| same(g))
+        {
             g.works.push(i);
             continue;
         }
@@ -894,7 +903,7 @@ pub fn decide(ctx: &Ctx<'_>, image: &Image, works: &[Work<'_>], settings: &Setti
                 questions.push(Question::command(id, command));
                 continue;
             };
-            match judge_dry_run(image, works, &group, answer) {
+            match judge_dry_run(image, works, &group, &pins, answer) {
                 DryRun::Accepted(resolved) => {
                     let pins = match group.how {
                         How::OwnPip { .. } => {
@@ -960,7 +969,44 @@ enum DryRun {
     Split,
 }
 
-fn judge_dry_run(image: &Image, works: &[Work<'_>], group: &Group, answer: &Answer) -> DryRun {
+/// The works of a group whose pins pip's `ERROR:` lines name
+/// (`No matching distribution found for NAME==VERSION`, `Package 'NAME'
+/// requires a different Python`), in the group's order.
+fn named_in_errors(stderr: &str, group: &Group, pins: &[String]) -> Vec<usize> {
+    let errors: Vec<String> = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("ERROR:"))
+        .map(str::to_ascii_lowercase)
+        .collect();
+    let part_of_name = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '=');
+    let mentions = |line: &str, word: &str| {
+        line.match_indices(word).any(|(at, _)| {
+            let before = line[..at].chars().next_back();
+            let after = line[at + word.len()..].chars().next();
+            !before.is_some_and(part_of_name) && !after.is_some_and(part_of_name)
+        })
+    };
+    group
+        .works
+        .iter()
+        .zip(pins)
+        .filter(|(_, pin)| {
+            let pin = pin.to_ascii_lowercase();
+            let name = pin.split_once("==").map_or(pin.as_str(), |(n, _)| n);
+            errors.iter().any(|l| mentions(l, &pin) || mentions(l, &format!("'{name}'")))
+        })
+        .map(|(&i, _)| i)
+        .collect()
+}
+
+fn judge_dry_run(
+    image: &Image,
+    works: &[Work<'_>],
+    group: &Group,
+    pins: &[String],
+    answer: &Answer,
+) -> DryRun {
     let blame_all = |why: String| -> DryRun {
         if group.works.len() == 1 { DryRun::Refused(vec![(group.works[0], why)]) } else { DryRun::Split }
     };
@@ -972,7 +1018,15 @@ fn judge_dry_run(image: &Image, works: &[Work<'_>], group: &Group, answer: &Answ
     let stderr = String::from_utf8_lossy(&out.stderr);
     let resolved = match resolve::report(&out.stdout) {
         Some(r) if out.exit_code == 0 => r,
-        _ => return blame_all(format!("pip refused it: {}", resolve::pip_error(&stderr))),
+        _ => {
+            let why = format!("pip refused it: {}", resolve::pip_error(&stderr));
+            // One pin named in pip's errors is the culprit; several (a
+            // conflict between them) or none leave it to the split.
+            if let [culprit] = named_in_errors(&stderr, group, pins)[..] {
+                return DryRun::Refused(vec![(culprit, why)]);
+            }
+            return blame_all(why);
+        }
     };
     // The report's names and versions come from the index and become pins:
     // they pass the same checks as a report's.
@@ -1074,7 +1128,6 @@ fn steps(ctx: &Ctx<'_>, image: &Image, works: &[Work<'_>], install: &Install) ->
             argv.extend(cli_args);
             argv.push("--".into());
             argv.extend(install.pins.iter().cloned());
-            let version = install.pins[0].rsplit_once("==").map(|(_, v)| v.to_owned()).unwrap_or_default();
             vec![
                 Step {
                     summary: format!("pip install --target {}: {listed}", work.dist.site),
@@ -1087,26 +1140,7 @@ fn steps(ctx: &Ctx<'_>, image: &Image, works: &[Work<'_>], install: &Install) ->
                     },
                     tolerate_failure: tolerate,
                 },
-                Step {
-                    summary: format!("remove {} from {}", work.dist.meta_name(), work.dist.site),
-                    command: Command {
-                        argv: vec![
-                            python.clone(),
-                            "-I".into(),
-                            "-c".into(),
-                            REPLACE_DIST.into(),
-                            work.dist.site.clone(),
-                            work.dist.meta_name().to_owned(),
-                            work.checked.name.as_str().to_owned(),
-                            version,
-                        ],
-                        cwd: None,
-                        env: Vec::new(),
-                        context: ExecContext::Target,
-                        network: false,
-                    },
-                    tolerate_failure: tolerate,
-                },
+                replace_step(python, &work.dist.site, works, install, ExecContext::Target, tolerate),
             ]
         }
         How::Tooling => {
@@ -1123,7 +1157,6 @@ fn steps(ctx: &Ctx<'_>, image: &Image, works: &[Work<'_>], install: &Install) ->
             argv.push("--".into());
             argv.extend(install.pins.iter().cloned());
             command_env.push(("PIP_CONFIG_FILE".to_owned(), "/dev/null".to_owned()));
-            let version = install.pins[0].rsplit_once("==").map(|(_, v)| v.to_owned()).unwrap_or_default();
             vec![
                 Step {
                     summary: format!(
@@ -1140,28 +1173,38 @@ fn steps(ctx: &Ctx<'_>, image: &Image, works: &[Work<'_>], install: &Install) ->
                     },
                     tolerate_failure: tolerate,
                 },
-                Step {
-                    summary: format!("remove {} from {}", work.dist.meta_name(), work.dist.site),
-                    command: Command {
-                        argv: vec![
-                            "python3".into(),
-                            "-I".into(),
-                            "-c".into(),
-                            REPLACE_DIST.into(),
-                            site,
-                            work.dist.meta_name().to_owned(),
-                            work.checked.name.as_str().to_owned(),
-                            version,
-                        ],
-                        cwd: None,
-                        env: Vec::new(),
-                        context: tooling_context(),
-                        network: false,
-                    },
-                    tolerate_failure: tolerate,
-                },
+                replace_step("python3", &site, works, install, tooling_context(), tolerate),
             ]
         }
+    }
+}
+
+/// The step removing what `pip install --target` left of the old
+/// distributions of a group, all in one run of [`REPLACE_DIST`]: `SITE`,
+/// then `OLD_DIST_INFO NAME NEW_VERSION` per distribution. `site` is the
+/// directory as the command sees it.
+fn replace_step(
+    python: &str,
+    site: &str,
+    works: &[Work<'_>],
+    install: &Install,
+    context: ExecContext,
+    tolerate: bool,
+) -> Step {
+    let mut argv = vec![python.to_owned(), "-I".into(), "-c".into(), REPLACE_DIST.into(), site.to_owned()];
+    let mut old = Vec::new();
+    // `--target` pins are the group's choices, in the group's order.
+    for (&i, pin) in install.group.works.iter().zip(&install.pins) {
+        let work = &works[i];
+        let version = pin.rsplit_once("==").map(|(_, v)| v.to_owned()).unwrap_or_default();
+        argv.extend([work.dist.meta_name().to_owned(), work.checked.name.as_str().to_owned(), version]);
+        old.push(work.dist.meta_name().to_owned());
+    }
+    let place = &works[install.group.works[0]].dist.site;
+    Step {
+        summary: format!("remove {} from {place}", old.join(", ")),
+        command: Command { argv, cwd: None, env: Vec::new(), context, network: false },
+        tolerate_failure: tolerate,
     }
 }
 

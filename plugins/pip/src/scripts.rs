@@ -50,41 +50,66 @@ print("caulk-python-facts " + json.dumps(facts))
 /// Prefix of the facts line.
 pub const PYTHON_FACTS_PREFIX: &str = "caulk-python-facts ";
 
-/// Imports each module named in `sys.argv[1:]` and prints, after the
-/// `caulk-import ` prefix, a JSON list of `[module, ok, error]`.
-pub const IMPORT_CHECK: &str = r#"import importlib, json, sys
-out = []
-for m in sys.argv[1:]:
-    try:
-        importlib.import_module(m)
-        out.append([m, True, ""])
-    except BaseException as e:
-        out.append([m, False, "%s: %s" % (type(e).__name__, e)])
-print("caulk-import " + json.dumps(out))
+/// Imports modules of several distributions in one interpreter:
+/// `sys.argv[1]` is a JSON list of `{"id", "path", "modules"}` (`path`: a
+/// directory put first on `sys.path` for that distribution's imports, or
+/// null). Each module is imported alone: `sys.path` is restored and the
+/// modules the import loaded are dropped again before the next one, so one
+/// broken import neither hides nor causes another's failure. It prints
+/// `caulk-import-start` first, then one line per module after the
+/// `caulk-import ` prefix, a JSON object `{"id", "module", "ok", "error"}`,
+/// written straight to file descriptor 1 (a module may replace or close
+/// `sys.stdout`) and preceded by a newline (one may leave a line open).
+/// A module that kills the interpreter leaves the rest without a line.
+pub const IMPORT_CHECK: &str = r#"import importlib, json, os, sys
+def say(line):
+    os.write(1, ("\n" + line + "\n").encode("utf-8"))
+say("caulk-import-start")
+for check in json.loads(sys.argv[1]):
+    for module in check["modules"]:
+        saved_path = list(sys.path)
+        loaded = set(sys.modules)
+        if check.get("path"):
+            sys.path.insert(0, check["path"])
+        try:
+            importlib.import_module(module)
+            ok, error = True, ""
+        except BaseException as e:
+            ok, error = False, "%s: %s" % (type(e).__name__, e)
+        sys.path[:] = saved_path
+        for name in set(sys.modules) - loaded:
+            sys.modules.pop(name, None)
+        importlib.invalidate_caches()
+        say("caulk-import " + json.dumps({"id": check["id"], "module": module, "ok": ok, "error": error}))
 "#;
 
+/// The line the import check prints before its first import.
+pub const IMPORT_START: &str = "caulk-import-start";
 pub const IMPORT_PREFIX: &str = "caulk-import ";
 
-/// Removes what is left of an old distribution after `pip install --target
-/// SITE --upgrade` put the new one beside it:
-/// `SITE OLD_DIST_INFO NAME NEW_VERSION`.
+/// Removes what is left of old distributions after `pip install --target
+/// SITE --upgrade` put the new ones beside them:
+/// `SITE (OLD_DIST_INFO NAME NEW_VERSION)...`, one triple per distribution
+/// that one pip run installed.
 ///
-/// It finds the new `*.dist-info` (by its METADATA name and version), then
-/// deletes every file of the old RECORD inside SITE that the new RECORD
-/// does not list, the old `.dist-info` itself, and directories that became
-/// empty. Files the old RECORD places outside SITE (console scripts in
-/// `PREFIX/bin`) stay: they import the package by name and still work. It
-/// refuses to run when
-/// the new distribution is missing, so a failed install never costs the old
-/// one.
+/// It finds each new `*.dist-info` (by its METADATA name and version) and
+/// refuses to touch anything when one is missing, so a failed install never
+/// costs an old distribution. Then, per distribution, it deletes every file
+/// of the old RECORD inside SITE that no new RECORD of the run lists (a file
+/// may move from one distribution to another), the old `.dist-info` itself,
+/// and directories that became empty. Files the old RECORD places outside
+/// SITE (console scripts in `PREFIX/bin`) stay: they import the package by
+/// name and still work.
 ///
 /// `--target` installs under a temporary home and moves its `bin/` and data
 /// directories into SITE (RECORD lists them as `../../bin/x`): those are
 /// removed again, and dropped from the new RECORD, unless the old
 /// distribution kept them there too (it was installed with `--target`).
 pub const REPLACE_DIST: &str = r#"import csv, os, re, shutil, sys
-site, old_info, name, version = sys.argv[1:5]
-site = os.path.normpath(site)
+site = os.path.normpath(sys.argv[1])
+args = sys.argv[2:]
+if not args or len(args) % 3:
+    sys.exit("caulk: expected SITE followed by OLD_DIST_INFO NAME VERSION triples")
 def norm(n):
     return re.sub(r"[-_.]+", "-", n).lower()
 def meta(d):
@@ -111,51 +136,58 @@ def rows(d):
         return []
 def inside(p, d):
     return p == d or p.startswith(d + os.sep)
-old = os.path.join(site, old_info)
-if os.sep in old_info or not old_info.endswith(".dist-info") or not os.path.isdir(old):
-    sys.exit("caulk: %s is not a distribution directory" % old)
-new = None
-for entry in sorted(os.listdir(site)):
-    d = os.path.join(site, entry)
-    if entry != old_info and entry.endswith(".dist-info") and os.path.isdir(d):
-        n, v = meta(d)
-        if n is not None and norm(n) == norm(name) and v == version:
-            new = d
-if new is None:
-    sys.exit("caulk: %s %s is not installed in %s; leaving %s in place" % (name, version, site, old_info))
-new_rows = rows(new)
-keep = set(os.path.normpath(os.path.join(site, r[0])) for r in new_rows)
-old_rows = rows(old)
-emptied = set()
-removed = 0
-for r in old_rows:
-    p = os.path.normpath(os.path.join(site, r[0]))
-    if not inside(p, site) or inside(p, old) or p in keep:
-        continue
-    if os.path.islink(p) or os.path.isfile(p):
-        os.unlink(p)
-        removed += 1
-        emptied.add(os.path.dirname(p))
-shutil.rmtree(old)
+moves = []
+for old_info, name, version in zip(args[0::3], args[1::3], args[2::3]):
+    old = os.path.join(site, old_info)
+    if os.sep in old_info or not old_info.endswith(".dist-info") or not os.path.isdir(old):
+        sys.exit("caulk: %s is not a distribution directory" % old)
+    new = None
+    for entry in sorted(os.listdir(site)):
+        d = os.path.join(site, entry)
+        if entry != old_info and entry.endswith(".dist-info") and os.path.isdir(d):
+            n, v = meta(d)
+            if n is not None and norm(n) == norm(name) and v == version:
+                new = d
+    if new is None:
+        sys.exit("caulk: %s %s is not installed in %s; leaving %s in place" % (name, version, site, old_info))
+    moves.append((old_info, old, new))
+keep = set()
+for _, _, new in moves:
+    keep.update(os.path.normpath(os.path.join(site, r[0])) for r in rows(new))
 # `--target` installs under a temporary home and moves its `bin/`, `share/`
 # ... into SITE; RECORD lists them as `../../bin/x`. They belong in SITE
 # only if the old distribution had them there too (it was installed with
 # --target as well); otherwise its own copies live in the environment.
 def home_relative(rows_):
     return set(r[0][6:] for r in rows_ if r[0].startswith("../../") and not r[0].startswith("../../../"))
-had = home_relative(old_rows)
-stray = [r for r in new_rows if r[0].startswith("../../") and not r[0].startswith("../../../") and r[0][6:] not in had]
-if stray:
-    for r in stray:
-        p = os.path.normpath(os.path.join(site, r[0][6:]))
-        if inside(p, site) and (os.path.islink(p) or os.path.isfile(p)):
+emptied = set()
+for old_info, old, new in moves:
+    old_rows = rows(old)
+    new_rows = rows(new)
+    removed = 0
+    for r in old_rows:
+        p = os.path.normpath(os.path.join(site, r[0]))
+        if not inside(p, site) or inside(p, old) or p in keep:
+            continue
+        if os.path.islink(p) or os.path.isfile(p):
             os.unlink(p)
+            removed += 1
             emptied.add(os.path.dirname(p))
-    kept = [r for r in new_rows if r not in stray]
-    with open(os.path.join(new, "RECORD"), "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f, lineterminator="\n")
-        for r in kept:
-            w.writerow(r)
+    shutil.rmtree(old)
+    had = home_relative(old_rows)
+    stray = [r for r in new_rows if r[0].startswith("../../") and not r[0].startswith("../../../") and r[0][6:] not in had]
+    if stray:
+        for r in stray:
+            p = os.path.normpath(os.path.join(site, r[0][6:]))
+            if inside(p, site) and (os.path.islink(p) or os.path.isfile(p)):
+                os.unlink(p)
+                emptied.add(os.path.dirname(p))
+        kept = [r for r in new_rows if r not in stray]
+        with open(os.path.join(new, "RECORD"), "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f, lineterminator="\n")
+            for r in kept:
+                w.writerow(r)
+    print("caulk: removed %s (%d files); %s in place" % (old_info, removed, os.path.basename(new)))
 for d in sorted(emptied, key=len, reverse=True):
     while inside(d, site) and d != site:
         try:
@@ -163,5 +195,4 @@ for d in sorted(emptied, key=len, reverse=True):
         except OSError:
             break
         d = os.path.dirname(d)
-print("caulk: removed %s (%d files); %s in place" % (old_info, removed, os.path.basename(new)))
 "#;

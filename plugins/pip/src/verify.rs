@@ -6,12 +6,13 @@
 //! directory), `pip check` in every environment touched (its complaints that
 //! involve a patched package and were not there before: a requirement the old
 //! version met and the new one does not, or a requirement of the new version
-//! itself), and one `python -c` importing each patched distribution's
-//! top-level modules (from `top_level.txt`, else its RECORD). Environments
+//! itself), and an import of each patched distribution's top-level modules
+//! (from `top_level.txt`, else its RECORD), one `python -c` per interpreter
+//! for all of them ([`crate::imports`]). Environments
 //! without pip get caulk's own dependency check from METADATA instead of
 //! `pip check`; those without a runnable interpreter get no import check.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::str::FromStr;
 
@@ -26,14 +27,14 @@ use crate::conflict;
 use crate::discover::{self, Image};
 use crate::env::{self, Dist, Env};
 use crate::error::PipError;
+use crate::imports;
 use crate::metadata;
 use crate::name::{self, Version};
 use crate::plan::{DIST_FILES, dist_file, dist_files_question, settings};
 use crate::resolve::{self, CheckLine};
-use crate::scripts::{IMPORT_CHECK, IMPORT_PREFIX};
 
 pub const PIP_CHECK: &str = "pip-check:";
-pub const IMPORT: &str = "import:";
+pub use crate::imports::IMPORT;
 
 /// Most modules imported per distribution.
 const MAX_MODULES: usize = 3;
@@ -78,12 +79,31 @@ fn modules(facts: &[Fact], dist: &Dist) -> Vec<String> {
     found
 }
 
-fn import_id(python: &str, dist: &Dist) -> String {
-    format!("{IMPORT}{python}:{}", dist.meta_dir)
-}
-
 fn pip_check_id(python: &str) -> String {
     format!("{PIP_CHECK}{python}")
+}
+
+/// The import checks: one batch per interpreter, of the distributions
+/// whose files [`DIST_FILES`] read (those the updates touched; `verify`
+/// has no updates to find them by), in the image's order.
+fn import_batches(image: &Image, facts: &[Fact]) -> Vec<imports::Batch> {
+    let read: BTreeSet<&str> =
+        facts.files(DIST_FILES).iter().filter_map(|f| f.path.rsplit_once('/').map(|(dir, _)| dir)).collect();
+    let mut batches: Vec<imports::Batch> = Vec::new();
+    for dist in image.dists.iter().filter(|d| read.contains(d.meta_dir.as_str())) {
+        let Some((env, path)) = importer(image, &dist.site) else { continue };
+        let Some(python) = env.python.clone() else { continue };
+        let modules = modules(facts, dist);
+        if modules.is_empty() {
+            continue;
+        }
+        let entry = imports::Entry { id: dist.meta_dir.clone(), path, modules };
+        match batches.iter_mut().find(|b| b.python == python && b.entries.len() < imports::MAX_ENTRIES) {
+            Some(batch) => batch.entries.push(entry),
+            None => batches.push(imports::Batch { python, entries: vec![entry] }),
+        }
+    }
+    batches
 }
 
 /// The verify-phase questions still to ask.
@@ -109,18 +129,8 @@ pub fn questions(target: &Target, updates: &[Update], facts: &[Fact]) -> Vec<Que
                 Command::new([python.as_str(), "-m", "pip", "check", "--disable-pip-version-check"]),
             ));
         }
-        let mods = modules(facts, dist);
-        if mods.is_empty() {
-            continue;
-        }
-        let mut argv = vec![python.clone(), "-c".to_owned(), IMPORT_CHECK.to_owned()];
-        argv.extend(mods);
-        let mut command = Command::new(argv);
-        if let Some(path) = pythonpath {
-            command = command.env("PYTHONPATH", path);
-        }
-        out.push(Question::command(import_id(&python, dist), command));
     }
+    out.extend(imports::progress(&import_batches(&image, facts), facts).pending);
     out.retain(|q| !facts.answered(&q.id));
     out
 }
@@ -133,10 +143,17 @@ pub fn verify(request: &VerifyRequest) -> Result<Vec<Outcome>, PipError> {
         return Err(PipError::MissingFact { phase: "verify", id: discover::DISTS.to_owned() });
     }
     let image = Image::from_facts(&request.target, facts);
-    Ok(request.selected.iter().map(|s| judge(&image, facts, s, &request.steps)).collect())
+    let imported = imports::progress(&import_batches(&image, facts), facts).verdicts;
+    Ok(request.selected.iter().map(|s| judge(&image, facts, &imported, s, &request.steps)).collect())
 }
 
-fn judge(image: &Image, facts: &[Fact], selected: &SelectedUpdate, steps: &[StepResult]) -> Outcome {
+fn judge(
+    image: &Image,
+    facts: &[Fact],
+    imported: &BTreeMap<String, imports::Verdict>,
+    selected: &SelectedUpdate,
+    steps: &[StepResult],
+) -> Outcome {
     let failed =
         |to, detail, checks| Outcome::of(selected, to, OutcomeStatus::Failed, detail).with_checks(checks);
     let normal = name::normalise(&selected.name);
@@ -206,13 +223,10 @@ fn judge(image: &Image, facts: &[Fact], selected: &SelectedUpdate, steps: &[Step
     }
     let mut notes = Vec::new();
     checks.extend(dependency_checks(image, facts, dist, selected, &mut notes));
-    if let Some((env, _)) = importer(image, &dist.site)
-        && let Some(python) = &env.python
-    {
-        match facts.answer(&import_id(python, dist)) {
-            Some(Answer::Output(out)) => checks.extend(import_checks(&out.stdout, &out.stderr)),
-            Some(Answer::Unavailable(why)) => notes.push(format!("the import check could not run: {why}")),
-            _ => {}
+    if importer(image, &dist.site).is_some_and(|(env, _)| env.python.is_some()) {
+        if let Some(verdict) = imported.get(&dist.meta_dir) {
+            checks.extend(verdict.checks.iter().cloned());
+            notes.extend(verdict.notes.iter().cloned());
         }
     } else {
         notes.push("no interpreter of the image can import it, so no import check".to_owned());
@@ -340,33 +354,4 @@ fn attribute(lines: &[CheckLine], normal: &str, from: &str) -> (Vec<String>, Vec
         }
     }
     (new, old)
-}
-
-fn import_checks(stdout: &[u8], stderr: &[u8]) -> Vec<Check> {
-    let text = String::from_utf8_lossy(stdout);
-    let Some(line) = text.lines().rev().find_map(|l| l.strip_prefix(IMPORT_PREFIX)) else {
-        return vec![Check {
-            name: "import".to_owned(),
-            passed: false,
-            detail: format!(
-                "the interpreter failed: {}",
-                discover::first_line(stderr).unwrap_or_else(|| "no output".to_owned())
-            ),
-        }];
-    };
-    let Ok(results) = serde_json::from_str::<Vec<(String, bool, String)>>(line) else {
-        return vec![Check {
-            name: "import".to_owned(),
-            passed: false,
-            detail: "unreadable import check output".to_owned(),
-        }];
-    };
-    results
-        .into_iter()
-        .map(|(module, ok, error)| Check {
-            name: format!("import {module}"),
-            passed: ok,
-            detail: if ok { "imported".to_owned() } else { discover::truncate(&error, 400) },
-        })
-        .collect()
 }

@@ -346,6 +346,48 @@ fn a_group_pip_refuses_as_a_whole_is_tried_package_by_package() {
 }
 
 #[test]
+fn a_dry_run_failing_for_one_package_of_a_group_names_it() {
+    // One dry run for the system environment's two updates. The index is
+    // down for urllib3, so the report's 1.26.18.1 is tried as it is, and
+    // pip's error names that pin: it alone is refused, with pip's words,
+    // and certifi goes on in a dry run of its own (recorded for real); no
+    // one-by-one split.
+    let mut host = DataHost::new(mini()).with_runs(|command| {
+        (support::dry_run_key(command) == "urllib3==1.26.18.1+certifi==2024.7.4").then(|| {
+            Answer::Output(caulk_sdk::update::CommandOutput {
+                exit_code: 1,
+                stdout: Vec::new(),
+                stderr: b"ERROR: Could not find a version that satisfies the requirement urllib3==1.26.18.1 (from versions: 1.26.17, 1.26.18, 2.0.7)\nERROR: No matching distribution found for urllib3==1.26.18.1\n".to_vec(),
+            })
+        })
+    });
+    host.offline = vec!["urllib3".into()];
+    let updates = vec![
+        update("urllib3", "1.26.5", &["1.26.18.1"], Some(SYSTEM)),
+        update("certifi", "2022.12.7", &["2024.7.4"], Some(SYSTEM)),
+    ];
+    let dry_runs: Vec<String> =
+        asked(&host, caulk_sdk::update::Phase::Plan, &updates, &options(PatchLevel::Patch))
+            .iter()
+            .filter(|(q, _)| q.id.starts_with("resolve:"))
+            .map(|(q, _)| match &q.kind {
+                QuestionKind::Run(command) => support::dry_run_key(command),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+    assert_eq!(dry_runs, ["urllib3==1.26.18.1+certifi==2024.7.4", "certifi==2024.7.4"]);
+    let plan = plan_with(&host, updates, PatchLevel::Patch);
+    assert_eq!(version(selected(&plan, "certifi", Some(SYSTEM))), "2024.7.4");
+    let reason = skip_reason(&plan, "urllib3");
+    assert!(
+        reason.starts_with(
+            "urllib3 1.26.5 stays: pip refused it: ERROR: Could not find a version that satisfies the requirement urllib3==1.26.18.1"
+        ),
+        "{reason}"
+    );
+}
+
+#[test]
 fn pip_configuration_of_the_image_and_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
     let copied = std::process::Command::new("cp")

@@ -127,6 +127,7 @@ fn verify_rounds_read_the_image_again_and_check_it() {
     let updates = vec![
         update("urllib3", "1.26.5", &["1.26.18"], Some(SYSTEM)),
         update("urllib3", "2.0.6", &["2.0.7"], Some(VENV)),
+        update("Jinja2", "3.1.2", &["3.1.4"], Some(VENV)),
         update("MarkupSafe", "2.1.2", &["2.1.3"], Some(NOPIP)),
         update("idna", "3.6", &["3.7"], Some(LEGACY)),
     ];
@@ -138,22 +139,53 @@ fn verify_rounds_read_the_image_again_and_check_it() {
             _ => None,
         })
         .collect();
-    let ids: Vec<&str> = runs.iter().map(|(id, _)| *id).collect();
-    // pip check where there is pip; an import where an interpreter runs; none
-    // for the tree without one; no look-ups, no network.
+    // pip check where there is pip; one import check per interpreter that
+    // runs, covering every distribution it imports; none for the tree
+    // without one; no look-ups, no network.
+    let described: Vec<(String, serde_json::Value)> = runs
+        .iter()
+        .map(|(id, argv)| {
+            if id.starts_with("pip-check:") {
+                (format!("pip check {}", argv[0]), serde_json::Value::Null)
+            } else {
+                assert!(id.starts_with(&format!("import:{}:", argv[0])), "{id}");
+                assert_eq!(argv[1..3], ["-c".to_owned(), IMPORT_CHECK.to_owned()]);
+                (format!("import {}", argv[0]), serde_json::from_str(&argv[3]).unwrap())
+            }
+        })
+        .collect();
+    let venv_site = "/opt/app/venv/lib/python3.11/site-packages";
     assert_eq!(
-        ids,
+        described,
         [
-            "pip-check:/opt/app/venv/bin/python",
-            "import:/opt/app/venv/bin/python:/opt/app/venv/lib/python3.11/site-packages/urllib3-2.0.7.dist-info",
-            "import:/srv/nopip/bin/python:/srv/nopip/lib/python3.11/site-packages/MarkupSafe-2.1.3.dist-info",
-            "pip-check:/usr/bin/python3.11",
-            "import:/usr/bin/python3.11:/usr/local/lib/python3.11/dist-packages/urllib3-1.26.18.dist-info",
+            ("pip check /opt/app/venv/bin/python".to_owned(), serde_json::Value::Null),
+            ("pip check /usr/bin/python3.11".to_owned(), serde_json::Value::Null),
+            (
+                "import /opt/app/venv/bin/python".to_owned(),
+                // urllib3 2.x has no top_level.txt: its module comes from RECORD.
+                serde_json::json!([
+                    {"id": format!("{venv_site}/jinja2-3.1.4.dist-info"), "path": null, "modules": ["jinja2"]},
+                    {"id": format!("{venv_site}/urllib3-2.0.7.dist-info"), "path": null, "modules": ["urllib3"]},
+                ])
+            ),
+            (
+                "import /srv/nopip/bin/python".to_owned(),
+                serde_json::json!([{
+                    "id": "/srv/nopip/lib/python3.11/site-packages/MarkupSafe-2.1.3.dist-info",
+                    "path": null,
+                    "modules": ["markupsafe"],
+                }])
+            ),
+            (
+                "import /usr/bin/python3.11".to_owned(),
+                serde_json::json!([{
+                    "id": "/usr/local/lib/python3.11/dist-packages/urllib3-1.26.18.dist-info",
+                    "path": null,
+                    "modules": ["urllib3"],
+                }])
+            ),
         ]
     );
-    let (_, argv) = runs[1];
-    // urllib3 2.x has no top_level.txt: its module comes from RECORD.
-    assert_eq!(argv, ["/opt/app/venv/bin/python", "-c", IMPORT_CHECK, "urllib3"]);
     assert!(asked.iter().all(|(q, _)| match &q.kind {
         QuestionKind::Run(c) => !c.network,
         QuestionKind::Lookup(_) => false,

@@ -156,7 +156,12 @@ fn the_plan_patches_every_environment_of_a_real_debian_12_image() {
         .filter(|s| matches!(s.command.context, ExecContext::Tooling(_)))
         .map(|s| s.summary.as_str())
         .collect();
-    assert_eq!(tooling_steps.len(), 4, "{tooling_steps:#?}");
+    // One pip run for its two distributions, one clean-up run.
+    assert_eq!(tooling_steps.len(), 2, "{tooling_steps:#?}");
+    // The venv without pip likewise: its three distributions in one
+    // `--target` run and one clean-up.
+    let nopip_steps = plan.steps.iter().filter(|s| s.summary.contains(NOPIP)).count();
+    assert_eq!(nopip_steps, 2, "{:#?}", plan.steps.iter().map(|s| &s.summary).collect::<Vec<_>>());
     assert!(plan.steps.iter().any(|s| s.command.argv.contains(&"--break-system-packages".to_owned())));
 
     let mut results = Vec::new();
@@ -271,5 +276,72 @@ fn a_pinned_requests_keeps_urllib3_below_2_on_the_real_index() {
             "urllib3 1.26.5 stays: requests 2.25.1 requires urllib3<1.27,>=1.21.1; 2.2.2 not installed"
         ),
         "{reason}"
+    );
+}
+
+#[test]
+fn one_import_run_per_interpreter_still_names_each_broken_distribution() {
+    if let Err(why) = runnable() {
+        eprintln!("skipping the real pip run: {why}");
+        return;
+    }
+    // The virtualenv with a module of Jinja2 deleted and certifi's import
+    // killing the interpreter; urllib3 untouched. Verified as it stands
+    // (each "update" is already at its version).
+    let work = image_copy();
+    let site = work.path().join(VENV.trim_start_matches('/'));
+    std::fs::remove_file(site.join("jinja2/filters.py")).unwrap();
+    std::fs::write(site.join("certifi/__init__.py"), "import os\nos._exit(7)\n").unwrap();
+    let host = RealHost::new(work.path(), base_image());
+    let updates = vec![
+        report("urllib3", "2.0.6", VENV, &[("TEST-URLLIB3", &["2.0.6"])]),
+        report("Jinja2", "3.1.2", VENV, &[("TEST-JINJA2", &["3.1.2"])]),
+        report("certifi", "2023.5.7", VENV, &[("TEST-CERTIFI", &["2023.5.7"])]),
+    ];
+    let options = options(PatchLevel::Patch);
+    let asked = support::asked(&host, Phase::Verify, &updates, &options);
+    let imports: Vec<&str> =
+        asked.iter().map(|(q, _)| q.id.as_str()).filter(|id| id.starts_with("import:")).collect();
+    // One run for the three, and one more for what came after the module
+    // that killed it.
+    assert_eq!(imports.len(), 2, "{imports:#?}");
+    assert!(imports.iter().all(|id| id.starts_with("import:/opt/app/venv/bin/python:")), "{imports:#?}");
+    let selected = updates
+        .iter()
+        .map(|u| caulk_sdk::update::SelectedUpdate {
+            ecosystem: "python".into(),
+            name: u.name.clone(),
+            location: u.location.clone(),
+            from: u.installed_version.clone(),
+            target: VersionTarget::Exactly(u.installed_version.clone()),
+            vulnerabilities: u.vulnerabilities.clone(),
+            rationale: None,
+            passed_over: Vec::new(),
+        })
+        .collect();
+    let outcomes = Pip::verify(&VerifyRequest {
+        target: host.target(),
+        options,
+        selected,
+        steps: Vec::new(),
+        facts: asked.into_iter().map(|(_, f)| f).collect(),
+    })
+    .unwrap();
+    let import = |name: &str, module: &str| {
+        let outcome = outcomes.iter().find(|o| o.name == name).unwrap();
+        let check = outcome.checks.iter().find(|c| c.name == format!("import {module}"));
+        (outcome.status, check.map(|c| (c.passed, c.detail.clone())))
+    };
+    assert_eq!(import("urllib3", "urllib3"), (OutcomeStatus::Patched, Some((true, "imported".into()))));
+    assert_eq!(
+        import("Jinja2", "jinja2"),
+        (
+            OutcomeStatus::Failed,
+            Some((false, "ModuleNotFoundError: No module named 'jinja2.filters'".into()))
+        )
+    );
+    assert_eq!(
+        import("certifi", "certifi"),
+        (OutcomeStatus::Failed, Some((false, "the interpreter died importing it (exited 7)".into())))
     );
 }

@@ -311,29 +311,88 @@ impl RealHost {
     }
 }
 
-/// The name a verify-phase command's output is stored under: `pip-check`
-/// or `import` with the interpreter and the modules.
+/// The name a `pip check` output is stored under.
 pub fn verify_key(command: &Command) -> Option<String> {
     let argv = &command.argv;
     let python = argv.first()?.replace('/', "_");
-    if argv.get(1..4) == Some(&["-m".to_owned(), "pip".to_owned(), "check".to_owned()]) {
-        return Some(format!("pip-check{python}"));
-    }
-    if argv.get(1).map(String::as_str) == Some("-c")
-        && argv.get(2).map(String::as_str) == Some(caulk_plugin_pip::scripts::IMPORT_CHECK)
-    {
-        return Some(format!("import{python}-{}", argv[3..].join("+")));
-    }
-    None
+    (argv.get(1..4) == Some(&["-m".to_owned(), "pip".to_owned(), "check".to_owned()]))
+        .then(|| format!("pip-check{python}"))
 }
 
-/// A stored verify-phase output.
+/// The distributions an import check run imports: `(id, key)` with the
+/// name each one's results are stored under, `import` with the interpreter
+/// and the modules. The committed files hold what the import check said
+/// about those modules, as `caulk-import [[module, ok, error], ...]`.
+pub fn import_keys(command: &Command) -> Option<Vec<(String, String)>> {
+    let argv = &command.argv;
+    if argv.len() != 4 || argv[1] != "-c" || argv[2] != caulk_plugin_pip::scripts::IMPORT_CHECK {
+        return None;
+    }
+    let python = argv[0].replace('/', "_");
+    let entries: Vec<serde_json::Value> = serde_json::from_str(&argv[3]).ok()?;
+    entries
+        .iter()
+        .map(|e| {
+            let modules: Vec<&str> = e["modules"].as_array()?.iter().filter_map(|m| m.as_str()).collect();
+            Some((e["id"].as_str()?.to_owned(), format!("import{python}-{}", modules.join("+"))))
+        })
+        .collect()
+}
+
+/// A stored verify-phase output: `pip check` as it printed, an import
+/// check run put together from the stored results of each distribution.
 pub fn recorded_verify(command: &Command, dir: &str) -> Option<Answer> {
-    let key = verify_key(command)?;
-    let stdout = std::fs::read(data(&format!("{dir}/{key}.stdout"))).ok()?;
-    let stderr = std::fs::read(data(&format!("{dir}/{key}.stderr"))).unwrap_or_default();
-    let code = std::fs::read_to_string(data(&format!("{dir}/{key}.code"))).ok()?.trim().parse().ok()?;
-    Some(Answer::Output(CommandOutput { exit_code: code, stdout, stderr }))
+    let read = |key: &str| -> Option<(Vec<u8>, Vec<u8>, i32)> {
+        let stdout = std::fs::read(data(&format!("{dir}/{key}.stdout"))).ok()?;
+        let stderr = std::fs::read(data(&format!("{dir}/{key}.stderr"))).unwrap_or_default();
+        let code = std::fs::read_to_string(data(&format!("{dir}/{key}.code"))).ok()?.trim().parse().ok()?;
+        Some((stdout, stderr, code))
+    };
+    if let Some(key) = verify_key(command) {
+        let (stdout, stderr, exit_code) = read(&key)?;
+        return Some(Answer::Output(CommandOutput { exit_code, stdout, stderr }));
+    }
+    let mut stdout = format!("{}\n", caulk_plugin_pip::scripts::IMPORT_START);
+    let mut exit_code = 0;
+    for (id, key) in import_keys(command)? {
+        let (out, _, code) = read(&key)?;
+        exit_code = exit_code.max(code);
+        let text = String::from_utf8(out).ok()?;
+        let results: Vec<(String, bool, String)> =
+            serde_json::from_str(text.trim().strip_prefix("caulk-import ")?).ok()?;
+        for (module, ok, error) in results {
+            let line = serde_json::json!({"id": id, "module": module, "ok": ok, "error": error});
+            stdout.push_str(caulk_plugin_pip::scripts::IMPORT_PREFIX);
+            stdout.push_str(&line.to_string());
+            stdout.push('\n');
+        }
+    }
+    Some(Answer::Output(CommandOutput { exit_code, stdout: stdout.into_bytes(), stderr: Vec::new() }))
+}
+
+/// Stores a real import check run as [`recorded_verify`] reads it: each
+/// distribution's results under its own key.
+fn record_imports(command: &Command, stdout: &[u8], dir: &Path) {
+    let Some(keys) = import_keys(command) else { return };
+    let text = String::from_utf8_lossy(stdout);
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix(caulk_plugin_pip::scripts::IMPORT_PREFIX))
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    for (id, key) in keys {
+        let results: Vec<serde_json::Value> = lines
+            .iter()
+            .filter(|l| l["id"] == id.as_str())
+            .map(|l| serde_json::json!([l["module"], l["ok"], l["error"]]))
+            .collect();
+        std::fs::write(
+            dir.join(format!("{key}.stdout")),
+            format!("caulk-import {}\n", serde_json::json!(results)),
+        )
+        .unwrap();
+        std::fs::write(dir.join(format!("{key}.code")), "0").unwrap();
+    }
 }
 
 impl Host for RealHost {
@@ -343,15 +402,16 @@ impl Host for RealHost {
             QuestionKind::Lookup(query) => live_index(query),
             QuestionKind::Run(command) => {
                 let out = run(&self.root, &self.tooling, command, false);
-                if self.record_verify
-                    && let Some(key) = verify_key(command)
-                {
+                if self.record_verify {
                     let dir = data("runs/verify");
                     std::fs::create_dir_all(&dir).unwrap();
-                    std::fs::write(dir.join(format!("{key}.stdout")), &out.1).unwrap();
-                    std::fs::write(dir.join(format!("{key}.code")), out.0.to_string()).unwrap();
-                    if !out.2.is_empty() {
-                        std::fs::write(dir.join(format!("{key}.stderr")), &out.2).unwrap();
+                    record_imports(command, &out.1, &dir);
+                    if let Some(key) = verify_key(command) {
+                        std::fs::write(dir.join(format!("{key}.stdout")), &out.1).unwrap();
+                        std::fs::write(dir.join(format!("{key}.code")), out.0.to_string()).unwrap();
+                        if !out.2.is_empty() {
+                            std::fs::write(dir.join(format!("{key}.stderr")), &out.2).unwrap();
+                        }
                     }
                 }
                 Answer::Output(CommandOutput { exit_code: out.0, stdout: out.1, stderr: out.2 })

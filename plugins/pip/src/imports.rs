@@ -1,0 +1,321 @@
+//! The import checks of verification, one interpreter per environment.
+//!
+//! Every patched distribution an interpreter of the image can import is
+//! checked by importing its top-level modules. All of them for one
+//! interpreter go in a single `python -c` run ([`IMPORT_CHECK`]), which
+//! imports each module alone and prints one line per module, so a failing
+//! import is still reported under its own distribution. A module that kills
+//! the interpreter (a crashing extension, `os._exit`) is the first one
+//! without a line: it fails, and the modules after it get another run
+//! without it, up to [`MAX_RUNS`] runs per interpreter.
+
+use std::collections::BTreeMap;
+
+use caulk_sdk::facts::FactsExt;
+use caulk_sdk::update::{Answer, Check, Command, CommandOutput, Fact, Question};
+use serde::{Deserialize, Serialize};
+
+use crate::discover;
+use crate::plan::digest;
+use crate::scripts::{IMPORT_CHECK, IMPORT_PREFIX, IMPORT_START};
+
+pub const IMPORT: &str = "import:";
+
+/// Runs of the import check per interpreter, at most: each run after the
+/// first follows an interpreter that died.
+pub const MAX_RUNS: usize = 3;
+
+/// Distributions per run at most: the list is one argv element, which
+/// Linux caps at 128 KiB; a longer list is split over several runs.
+pub const MAX_ENTRIES: usize = 200;
+
+/// One distribution's modules, as the import check reads them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Entry {
+    /// The distribution's metadata directory.
+    pub id: String,
+    /// A directory put first on `sys.path` for these imports (a site the
+    /// interpreter does not see by itself), or none.
+    pub path: Option<String>,
+    pub modules: Vec<String>,
+}
+
+/// The import checks of one interpreter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    pub python: String,
+    pub entries: Vec<Entry>,
+}
+
+/// What the checks say about one distribution.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Verdict {
+    pub checks: Vec<Check>,
+    pub notes: Vec<String>,
+}
+
+/// Where the batches stand: the run still to ask, or every verdict.
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    pub pending: Vec<Question>,
+    /// By distribution id.
+    pub verdicts: BTreeMap<String, Verdict>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Line {
+    id: String,
+    module: String,
+    ok: bool,
+    #[serde(default)]
+    error: String,
+}
+
+/// The question running `entries` in `python`; its id names the interpreter
+/// and what it imports, so a later run with fewer modules is a new question.
+pub fn question(python: &str, entries: &[Entry]) -> Question {
+    let argument = serde_json::to_string(entries).expect("strings and lists serialise");
+    let id = format!("{IMPORT}{python}:{}", digest(&argument));
+    Question::command(id, Command::new([python, "-c", IMPORT_CHECK, argument.as_str()]))
+}
+
+/// The batches' runs asked so far read into verdicts, and the next run of
+/// each batch that is not finished.
+pub fn progress(batches: &[Batch], facts: &[Fact]) -> Progress {
+    let mut out = Progress::default();
+    for batch in batches {
+        if let Some(q) = advance(batch, facts, &mut out.verdicts) {
+            out.pending.push(q);
+        }
+    }
+    out
+}
+
+/// `(distribution, module)` in the order imported.
+type Item = (usize, String);
+
+fn entries_of(batch: &Batch, items: &[Item]) -> Vec<Entry> {
+    let mut out: Vec<Entry> = Vec::new();
+    for (i, module) in items {
+        let entry = &batch.entries[*i];
+        match out.last_mut() {
+            Some(last) if last.id == entry.id => last.modules.push(module.clone()),
+            _ => out.push(Entry {
+                id: entry.id.clone(),
+                path: entry.path.clone(),
+                modules: vec![module.clone()],
+            }),
+        }
+    }
+    out
+}
+
+fn how_it_ended(out: &CommandOutput) -> String {
+    let ended = if out.exit_code < 0 { "was killed".to_owned() } else { format!("exited {}", out.exit_code) };
+    match discover::first_line(&out.stderr) {
+        Some(line) => format!("{ended}: {line}"),
+        None => ended,
+    }
+}
+
+fn at<'v>(verdicts: &'v mut BTreeMap<String, Verdict>, batch: &Batch, i: usize) -> &'v mut Verdict {
+    verdicts.entry(batch.entries[i].id.clone()).or_default()
+}
+
+/// Walks one batch's runs; returns the run still to ask, if any.
+fn advance(batch: &Batch, facts: &[Fact], verdicts: &mut BTreeMap<String, Verdict>) -> Option<Question> {
+    let mut items: Vec<Item> = batch
+        .entries
+        .iter()
+        .enumerate()
+        .flat_map(|(i, e)| e.modules.iter().map(move |m| (i, m.clone())))
+        .collect();
+    for run in 1..=MAX_RUNS {
+        if items.is_empty() {
+            return None;
+        }
+        let q = question(&batch.python, &entries_of(batch, &items));
+        let out = match facts.answer(&q.id) {
+            None => return Some(q),
+            Some(Answer::Output(out)) => out,
+            Some(Answer::Unavailable(why)) => {
+                for (i, _) in &items {
+                    at(verdicts, batch, *i).notes.push(format!("the import check could not run: {why}"));
+                }
+                return None;
+            }
+            Some(_) => {
+                for (i, _) in &items {
+                    at(verdicts, batch, *i).notes.push("the import check got no output".to_owned());
+                }
+                return None;
+            }
+        };
+        let text = String::from_utf8_lossy(&out.stdout);
+        if !text.lines().any(|l| l == IMPORT_START) {
+            // The interpreter never got to the first import: one failed
+            // check per distribution.
+            let mut seen = Vec::new();
+            for (i, _) in &items {
+                if !seen.contains(i) {
+                    seen.push(*i);
+                    at(verdicts, batch, *i).checks.push(Check {
+                        name: "import".to_owned(),
+                        passed: false,
+                        detail: format!(
+                            "{} did not run the import check ({})",
+                            batch.python,
+                            how_it_ended(out)
+                        ),
+                    });
+                }
+            }
+            return None;
+        }
+        let mut said: BTreeMap<(String, String), Line> = BTreeMap::new();
+        for line in text.lines().filter_map(|l| l.strip_prefix(IMPORT_PREFIX)) {
+            if let Ok(line) = serde_json::from_str::<Line>(line) {
+                said.entry((line.id.clone(), line.module.clone())).or_insert(line);
+            }
+        }
+        let mut unanswered = Vec::new();
+        for (i, module) in items {
+            match said.get(&(batch.entries[i].id.clone(), module.clone())) {
+                Some(line) => at(verdicts, batch, i).checks.push(Check {
+                    name: format!("import {module}"),
+                    passed: line.ok,
+                    detail: if line.ok {
+                        "imported".to_owned()
+                    } else {
+                        discover::truncate(&line.error, 400)
+                    },
+                }),
+                None => unanswered.push((i, module)),
+            }
+        }
+        let ((culprit, module), rest) = unanswered.split_first()?;
+        at(verdicts, batch, *culprit).checks.push(Check {
+            name: format!("import {module}"),
+            passed: false,
+            detail: format!("the interpreter died importing it ({})", how_it_ended(out)),
+        });
+        if run == MAX_RUNS {
+            for (i, module) in rest {
+                at(verdicts, batch, *i).notes.push(format!(
+                    "{module} was not imported: the interpreter died {MAX_RUNS} times importing other modules"
+                ));
+            }
+        }
+        items = rest.to_vec();
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch() -> Batch {
+        Batch {
+            python: "/usr/bin/python3".into(),
+            entries: vec![
+                Entry { id: "/s/a-1.dist-info".into(), path: None, modules: vec!["a".into(), "a2".into()] },
+                Entry { id: "/s/b-1.dist-info".into(), path: Some("/t".into()), modules: vec!["b".into()] },
+                Entry { id: "/s/c-1.dist-info".into(), path: None, modules: vec!["c".into()] },
+            ],
+        }
+    }
+
+    fn answered(q: &Question, exit_code: i32, stdout: &str, stderr: &str) -> Fact {
+        Fact {
+            question_id: q.id.clone(),
+            answer: Answer::Output(CommandOutput {
+                exit_code,
+                stdout: stdout.as_bytes().to_vec(),
+                stderr: stderr.as_bytes().to_vec(),
+            }),
+        }
+    }
+
+    fn line(id: &str, module: &str, ok: bool, error: &str) -> String {
+        format!(
+            "\n{IMPORT_PREFIX}{}\n",
+            serde_json::json!({"id": id, "module": module, "ok": ok, "error": error})
+        )
+    }
+
+    #[test]
+    fn one_run_reports_each_module_under_its_distribution() {
+        let batch = batch();
+        let first = progress(std::slice::from_ref(&batch), &[]);
+        assert_eq!(first.pending.len(), 1);
+        let argv = &first.pending[0];
+        let caulk_sdk::update::QuestionKind::Run(command) = &argv.kind else { panic!() };
+        assert_eq!(command.argv[..3], ["/usr/bin/python3".to_owned(), "-c".into(), IMPORT_CHECK.into()]);
+        let stdout = format!(
+            "noise\n{IMPORT_START}\n{}{}{}{}",
+            line("/s/a-1.dist-info", "a", true, ""),
+            line("/s/a-1.dist-info", "a2", true, ""),
+            line("/s/b-1.dist-info", "b", false, "ImportError: no b"),
+            line("/s/c-1.dist-info", "c", true, "")
+        );
+        let facts = [answered(&first.pending[0], 0, &stdout, "")];
+        let done = progress(&[batch], &facts);
+        assert!(done.pending.is_empty());
+        let names = |id: &str| -> Vec<(String, bool)> {
+            done.verdicts[id].checks.iter().map(|c| (c.name.clone(), c.passed)).collect()
+        };
+        assert_eq!(names("/s/a-1.dist-info"), [("import a".into(), true), ("import a2".into(), true)]);
+        assert_eq!(names("/s/b-1.dist-info"), [("import b".into(), false)]);
+        assert_eq!(done.verdicts["/s/b-1.dist-info"].checks[0].detail, "ImportError: no b");
+        assert_eq!(names("/s/c-1.dist-info"), [("import c".into(), true)]);
+    }
+
+    #[test]
+    fn a_module_that_kills_the_interpreter_fails_and_the_rest_run_again() {
+        let batch = batch();
+        let first = progress(std::slice::from_ref(&batch), &[]).pending.remove(0);
+        let stdout = format!("{IMPORT_START}\n{}", line("/s/a-1.dist-info", "a", true, ""));
+        let mut facts = vec![answered(&first, -1, &stdout, "Segmentation fault")];
+        let second = progress(std::slice::from_ref(&batch), &facts);
+        assert_eq!(second.pending.len(), 1, "b and c again, without a2");
+        let caulk_sdk::update::QuestionKind::Run(command) = &second.pending[0].kind else { panic!() };
+        let asked: serde_json::Value = serde_json::from_str(&command.argv[3]).unwrap();
+        assert_eq!(
+            asked,
+            serde_json::json!([
+                {"id": "/s/b-1.dist-info", "path": "/t", "modules": ["b"]},
+                {"id": "/s/c-1.dist-info", "path": null, "modules": ["c"]}
+            ])
+        );
+        let stdout = format!(
+            "{IMPORT_START}\n{}{}",
+            line("/s/b-1.dist-info", "b", true, ""),
+            line("/s/c-1.dist-info", "c", true, "")
+        );
+        facts.push(answered(&second.pending[0], 0, &stdout, ""));
+        let done = progress(&[batch], &facts);
+        assert!(done.pending.is_empty());
+        let a = &done.verdicts["/s/a-1.dist-info"].checks;
+        assert_eq!((a[0].passed, a[1].passed), (true, false));
+        assert_eq!(a[1].detail, "the interpreter died importing it (was killed: Segmentation fault)");
+        assert!(done.verdicts["/s/b-1.dist-info"].checks[0].passed);
+        assert!(done.verdicts["/s/c-1.dist-info"].checks[0].passed);
+    }
+
+    #[test]
+    fn an_interpreter_that_does_not_start_fails_every_import() {
+        let batch = batch();
+        let first = progress(std::slice::from_ref(&batch), &[]).pending.remove(0);
+        let facts = [answered(&first, 1, "", "bwrap: execvp /usr/bin/python3: No such file or directory")];
+        let done = progress(&[batch], &facts);
+        assert!(done.pending.is_empty());
+        for id in ["/s/a-1.dist-info", "/s/b-1.dist-info", "/s/c-1.dist-info"] {
+            let checks = &done.verdicts[id].checks;
+            assert!(checks.iter().all(|c| !c.passed), "{checks:?}");
+            assert!(checks[0].detail.contains("exited 1: bwrap: execvp"), "{}", checks[0].detail);
+        }
+        // Once per distribution, not per module.
+        assert_eq!(done.verdicts["/s/a-1.dist-info"].checks.len(), 1);
+    }
+}
