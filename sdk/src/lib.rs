@@ -61,6 +61,22 @@ pub const CA_BUNDLE_PATHS: &[&str] = &[
 /// The WIT version this SDK builds plugins against.
 pub const WIT_VERSION: &str = "0.2.0";
 
+/// A `--plugin-opt` switch's value: `true`, `1` or `yes` is on, `false`,
+/// `0` or `no` off; anything else is `None`, for the plugin to refuse by
+/// name (every built-in plugin reads switches this way, so users learn one
+/// spelling).
+pub fn flag(value: &str) -> Option<bool> {
+    match value {
+        "true" | "1" | "yes" => Some(true),
+        "false" | "0" | "no" => Some(false),
+        _ => None,
+    }
+}
+
+/// How many rounds of questions caulk answers per phase: a plugin still
+/// asking something new after that fails the run.
+pub const MAX_PROBE_ROUNDS: usize = 16;
+
 /// Records shared by every plugin kind (`caulk:plugin/types`).
 pub mod types {
     pub use crate::bindings::common::caulk::plugin::types::*;

@@ -5,8 +5,8 @@ use std::fmt;
 
 use crate::types::Platform;
 use crate::update::{
-    Options, PassedOver, PatchLevel, PatchPlan, Phase, SelectedUpdate, SkippedUpdate, Target, Update,
-    UpdateMode, Verdict, VersionTarget,
+    Options, PassedOver, PatchLevel, PatchPlan, Phase, ProbeRequest, SelectedUpdate, SkippedUpdate, Target,
+    Update, UpdateMode, Verdict, VersionTarget,
 };
 
 impl Default for PatchPlan {
@@ -48,6 +48,27 @@ impl Options {
     /// The value of plugin setting `key` (`--plugin-opt NAME.KEY=VALUE`).
     pub fn setting(&self, key: &str) -> Option<&str> {
         self.settings.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+}
+
+impl ProbeRequest {
+    /// A request for `phase` with no updates, selections or facts yet.
+    pub fn new(phase: Phase, target: Target, options: Options) -> Self {
+        Self { phase, target, updates: Vec::new(), selected: Vec::new(), options, facts: Vec::new() }
+    }
+
+    /// The report's updates (plan phase).
+    #[must_use]
+    pub fn updates(mut self, updates: Vec<Update>) -> Self {
+        self.updates = updates;
+        self
+    }
+
+    /// The plan's selections (verify phase).
+    #[must_use]
+    pub fn selected(mut self, selected: Vec<SelectedUpdate>) -> Self {
+        self.selected = selected;
+        self
     }
 }
 

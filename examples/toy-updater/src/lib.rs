@@ -286,8 +286,24 @@ fn outcome(
     };
     let mut outcome =
         Outcome::of(selected, Some(version.to_string()), status, detail).with_checks(vec![check]);
-    // One verdict per vulnerability the plan said this update resolves.
-    outcome.verdicts = selected.vulnerabilities.iter().map(|id| Verdict::new(id.clone(), reached)).collect();
+    // One verdict per vulnerability, because caulk has no version rules for
+    // `toy` and goes by these. Only when they are sure: the report merges
+    // the fixes of all of an update's vulnerabilities, so when a fix above
+    // the target was passed over (out of the patch level), reaching the target fixes
+    // some vulnerabilities and not others, and which is which only the
+    // report knows. Without verdicts caulk decides each from the report
+    // itself, counting a vulnerability fixed when the new version is one
+    // of its own fixes.
+    let higher_fix_passed_over = selected.passed_over.iter().any(|p| {
+        let (Ok(passed), Ok(target)) = (p.version.parse::<Version>(), target.parse::<Version>()) else {
+            return true;
+        };
+        passed > target
+    });
+    if !reached || !higher_fix_passed_over {
+        outcome.verdicts =
+            selected.vulnerabilities.iter().map(|id| Verdict::new(id.clone(), reached)).collect();
+    }
     outcome
 }
 
@@ -318,26 +334,14 @@ mod tests {
     /// The host's part of the probe rounds: answer every `files` question
     /// from `root`, as caulk would from the image.
     fn probe_rounds(root: &Path, phase: Phase, updates: &[Update], selected: &[SelectedUpdate]) -> Vec<Fact> {
-        let mut facts = Vec::new();
-        loop {
-            let request = ProbeRequest {
-                phase,
-                target: Target::default(),
-                updates: updates.to_vec(),
-                selected: selected.to_vec(),
-                options: Options::default(),
-                facts: facts.clone(),
-            };
-            let questions = Toy::probe(&request).unwrap();
-            if questions.is_empty() {
-                return facts;
-            }
-            for q in questions {
-                let QuestionKind::Files(patterns) = q.kind else { panic!("only files are asked") };
-                facts
-                    .push(Fact { question_id: q.id, answer: Answer::Files(testing::files(root, &patterns)) });
-            }
-        }
+        let request = ProbeRequest::new(phase, Target::default(), Options::default())
+            .updates(updates.to_vec())
+            .selected(selected.to_vec());
+        let (asked, _) = testing::probe_rounds::<Toy>(request, |q| {
+            let QuestionKind::Files(patterns) = &q.kind else { panic!("only files are asked") };
+            Fact { question_id: q.id.clone(), answer: Answer::Files(testing::files(root, patterns)) }
+        });
+        asked.into_iter().map(|(_, fact)| fact).collect()
     }
 
     fn plan(root: &Path, updates: &[Update], options: Options) -> Result<PatchPlan, Error> {
@@ -434,6 +438,24 @@ mod tests {
         assert_eq!(outcomes[0].status, OutcomeStatus::Failed);
         assert!(outcomes[0].detail.contains("still lists hello 1.0.0"), "{:?}", outcomes[0]);
         assert!(outcomes[0].verdicts.iter().all(|v| !v.fixed));
+    }
+
+    #[test]
+    fn a_target_below_a_passed_over_fix_leaves_the_verdicts_to_caulk() {
+        // CVE-A is fixed only in 2.0.0, CVE-B in 1.0.1: the patch level
+        // picks 1.0.1, which fixes B and not A; only the report can say so.
+        let update =
+            Update::new("toy", "hello", "1.0.0").fixing("CVE-A", ["2.0.0"]).fixing("CVE-B", ["1.0.1"]);
+        let plan = plan(root(PACKAGES_FILE).path(), &[update], Options::default()).unwrap();
+        let selected = &plan.selected[0];
+        assert_eq!(selected.passed_over[0].version, "2.0.0", "{selected:?}");
+        let now = BTreeMap::from([("hello".to_owned(), "1.0.1".parse::<Version>().unwrap())]);
+        let reached = outcome(selected, Ok(&now), None);
+        assert_eq!(reached.status, OutcomeStatus::Patched);
+        assert!(reached.verdicts.is_empty(), "no verdict claims CVE-A fixed: {reached:?}");
+        let stayed = BTreeMap::from([("hello".to_owned(), "1.0.0".parse::<Version>().unwrap())]);
+        let failed = outcome(selected, Ok(&stayed), None);
+        assert!(failed.verdicts.len() == 2 && failed.verdicts.iter().all(|v| !v.fixed), "{failed:?}");
     }
 
     #[test]

@@ -48,8 +48,9 @@ pub mod labels {
     pub const VERSION: &str = "sh.caulk.version";
 }
 
-/// How many rounds of questions an updater may ask per phase.
-const MAX_PROBE_ROUNDS: usize = 16;
+/// How many rounds of questions an updater may ask per phase; the SDK's
+/// test loop stops at the same count.
+const MAX_PROBE_ROUNDS: usize = caulk_sdk::MAX_PROBE_ROUNDS;
 
 /// Which package classes to patch (Copa's `--pkg-types`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -262,15 +262,20 @@ pub fn scaffold(kind: Kind, name: &str, dir: &Path, sdk: &Path) -> Result<Scaffo
     Ok(Scaffolded { dir: dir.to_owned(), files, locked })
 }
 
-/// `my-scanner-2` → `MyScanner2`.
+/// `my-scanner-2` → `MyScanner2Plugin`. The suffix keeps the type clear of
+/// the names the templates import and of the prelude (`updater` would
+/// otherwise become `Updater`, `string` `String`), so every valid plugin
+/// name scaffolds a crate that compiles.
 fn type_name(name: &str) -> String {
-    name.split('-')
+    let base: String = name
+        .split('-')
         .filter(|part| !part.is_empty())
         .map(|part| {
             let mut chars = part.chars();
             chars.next().map(|c| c.to_ascii_uppercase()).into_iter().chain(chars).collect::<String>()
         })
-        .collect()
+        .collect();
+    if base.ends_with("Plugin") { base } else { base + "Plugin" }
 }
 
 /// The inside of a TOML basic string.
@@ -318,8 +323,10 @@ mod tests {
 
     #[test]
     fn type_names_and_toml_strings() {
-        assert_eq!(type_name("my-scanner-2"), "MyScanner2");
-        assert_eq!(type_name("toy"), "Toy");
+        assert_eq!(type_name("my-scanner-2"), "MyScanner2Plugin");
+        assert_eq!(type_name("toy"), "ToyPlugin");
+        assert_eq!(type_name("updater"), "UpdaterPlugin");
+        assert_eq!(type_name("my-plugin"), "MyPlugin");
         assert_eq!(toml_escape(r#"C:\a "b""#), r#"C:\\a \"b\""#);
         assert_eq!(toml_escape("a\nb"), "a\\u000Ab");
     }

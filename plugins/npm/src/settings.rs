@@ -23,17 +23,11 @@ pub fn settings(options: &Options) -> Result<Settings, NpmError> {
     for (key, value) in &options.settings {
         match key.as_str() {
             "scripts" => {
-                settings.scripts = match value.as_str() {
-                    "true" | "1" | "yes" => true,
-                    "false" | "0" | "no" => false,
-                    _ => {
-                        return Err(NpmError::BadSetting {
-                            key: key.clone(),
-                            value: value.clone(),
-                            problem: "expected true or false",
-                        });
-                    }
-                };
+                settings.scripts = caulk_sdk::flag(value).ok_or_else(|| NpmError::BadSetting {
+                    key: key.clone(),
+                    value: value.clone(),
+                    problem: "expected true or false (or 1/0, yes/no)",
+                })?;
             }
             _ => return Err(NpmError::UnknownSetting { key: key.clone() }),
         }

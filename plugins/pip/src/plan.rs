@@ -108,17 +108,11 @@ pub fn settings(options: &Options) -> Result<Settings, PipError> {
     for (key, value) in &options.settings {
         match key.as_str() {
             "dry-run" => {
-                settings.dry_run = match value.as_str() {
-                    "true" | "1" | "yes" => true,
-                    "false" | "0" | "no" => false,
-                    _ => {
-                        return Err(PipError::BadSetting {
-                            key: key.clone(),
-                            value: value.clone(),
-                            problem: "expected true or false",
-                        });
-                    }
-                };
+                settings.dry_run = caulk_sdk::flag(value).ok_or_else(|| PipError::BadSetting {
+                    key: key.clone(),
+                    value: value.clone(),
+                    problem: "expected true or false (or 1/0, yes/no)",
+                })?;
             }
             _ => return Err(PipError::UnknownSetting { key: key.clone() }),
         }

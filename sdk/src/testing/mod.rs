@@ -33,7 +33,7 @@ mod root;
 mod rounds;
 
 pub use root::{entry, files, glob, os_release};
-pub use rounds::{MAX_ROUNDS, probe_rounds};
+pub use rounds::probe_rounds;
 
 use crate::types::Findings;
 use crate::update::{Outcome, PatchPlan, PlanRequest, ProbeRequest, Question, VerifyRequest};

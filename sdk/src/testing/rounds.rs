@@ -1,46 +1,42 @@
 //! The host's probe loop, for driving an updater natively in tests.
 
-use crate::Updater;
-use crate::update::{Fact, Options, Phase, ProbeRequest, Question, Target, Update};
+use crate::update::{Fact, ProbeRequest, Question};
+use crate::{MAX_PROBE_ROUNDS, Updater};
 
-/// More rounds than this means the plugin keeps asking: the host gives up
-/// there too.
-pub const MAX_ROUNDS: usize = 30;
-
-/// Drives `U::probe` in `phase` as the host does: ask, answer each question with
+/// Drives `U::probe` as the host does: ask, answer each new question with
 /// `answer`, ask again with the facts so far, until the plugin asks nothing
-/// new. Returns every question with its fact, and how many rounds asked
-/// something.
+/// new. A question asked again is not answered again (the host keeps the
+/// first answer). Returns every question with its fact, and how many
+/// rounds asked something.
+///
+/// `request` sets the phase, target, updates, selections (the verify
+/// phase's probes see the plan's) and options; its facts are replaced
+/// round by round.
 ///
 /// # Panics
-/// When the probe fails, asks a question it already had answered, or is
-/// still asking after [`MAX_ROUNDS`]: each is a plugin bug a test should
-/// show.
+/// When the probe fails, or is still asking something new after
+/// [`MAX_PROBE_ROUNDS`] rounds, where the host gives up too: both are plugin
+/// bugs a test should show.
 pub fn probe_rounds<U: Updater>(
-    phase: Phase,
-    target: Target,
-    updates: Vec<Update>,
-    options: Options,
+    mut request: ProbeRequest,
     mut answer: impl FnMut(&Question) -> Fact,
 ) -> (Vec<(Question, Fact)>, usize) {
-    let mut request =
-        ProbeRequest { phase, target, updates, selected: Vec::new(), options, facts: Vec::new() };
     let mut asked: Vec<(Question, Fact)> = Vec::new();
-    for round in 0..MAX_ROUNDS {
+    for round in 0..MAX_PROBE_ROUNDS {
         request.facts = asked.iter().map(|(_, fact)| fact.clone()).collect();
         let questions = U::probe(&request).unwrap_or_else(|e| panic!("probe round {round} failed: {e:?}"));
-        if questions.is_empty() {
-            return (asked, round);
-        }
+        let mut new = 0;
         for question in questions {
-            assert!(
-                !asked.iter().any(|(_, f)| f.question_id == question.id),
-                "round {round} asked {} again",
-                question.id
-            );
+            if asked.iter().any(|(q, _)| q.id == question.id) {
+                continue;
+            }
             let fact = answer(&question);
             asked.push((question, fact));
+            new += 1;
+        }
+        if new == 0 {
+            return (asked, round);
         }
     }
-    panic!("the plugin kept asking after {MAX_ROUNDS} rounds");
+    panic!("the plugin still asked new questions after {MAX_PROBE_ROUNDS} rounds, where caulk gives up");
 }

@@ -13,7 +13,7 @@ use caulk_sdk::Updater;
 use caulk_sdk::types::Platform;
 use caulk_sdk::update::{
     Answer, CommandOutput, ExecContext, Fact, FileEntry, FileKind, Options, PatchLevel, PatchPlan, Phase,
-    PlanRequest, Question, QuestionKind, StepResult, Target, Update, UpdateMode, VerifyRequest,
+    PlanRequest, ProbeRequest, Question, QuestionKind, StepResult, Target, Update, UpdateMode, VerifyRequest,
 };
 
 pub fn data(relative: &str) -> PathBuf {
@@ -105,10 +105,8 @@ pub fn options(mode: UpdateMode) -> Options {
 /// Drives `probe` as the host does: ask, answer, ask again until nothing is
 /// new. Returns the facts and the number of rounds that asked something.
 pub fn probe(root: &Root, phase: Phase, options: &Options) -> (Vec<Fact>, usize) {
-    let (asked, rounds) =
-        caulk_sdk::testing::probe_rounds::<Apk>(phase, root.target(), Vec::new(), options.clone(), |q| {
-            root.answer(q)
-        });
+    let request = ProbeRequest::new(phase, root.target(), options.clone());
+    let (asked, rounds) = caulk_sdk::testing::probe_rounds::<Apk>(request, |q| root.answer(q));
     (asked.into_iter().map(|(_, fact)| fact).collect(), rounds)
 }
 

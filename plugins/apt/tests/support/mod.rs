@@ -13,7 +13,7 @@ use caulk_sdk::Updater;
 use caulk_sdk::types::Platform;
 use caulk_sdk::update::{
     Answer, Fact, FileEntry, FileKind, Options, OsRelease, PatchLevel, PatchPlan, Phase, PlanRequest,
-    QuestionKind, StepResult, Target, Update, UpdateMode, VerifyRequest,
+    ProbeRequest, QuestionKind, StepResult, Target, Update, UpdateMode, VerifyRequest,
 };
 
 pub fn data(relative: &str) -> PathBuf {
@@ -104,13 +104,8 @@ pub fn options(mode: UpdateMode) -> Options {
 /// Drives `probe` as the host does: ask, answer, ask again until nothing is
 /// new. Returns the facts and the number of rounds that asked something.
 pub fn probe(root: &Root, phase: Phase, updates: &[Update], options: &Options) -> (Vec<Fact>, usize) {
-    let (asked, rounds) = caulk_sdk::testing::probe_rounds::<Apt>(
-        phase,
-        root.target(),
-        updates.to_vec(),
-        options.clone(),
-        |q| root.answer(q),
-    );
+    let request = ProbeRequest::new(phase, root.target(), options.clone()).updates(updates.to_vec());
+    let (asked, rounds) = caulk_sdk::testing::probe_rounds::<Apt>(request, |q| root.answer(q));
     (asked.into_iter().map(|(_, fact)| fact).collect(), rounds)
 }
 

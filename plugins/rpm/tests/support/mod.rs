@@ -13,8 +13,8 @@ use caulk_plugin_rpm::probe::TOOLING_MOUNT;
 use caulk_sdk::Updater;
 use caulk_sdk::types::Platform;
 use caulk_sdk::update::{
-    Answer, CommandOutput, ExecContext, Fact, Options, PatchLevel, PatchPlan, Phase, PlanRequest, Question,
-    QuestionKind, Target, Update, UpdateMode,
+    Answer, CommandOutput, ExecContext, Fact, Options, PatchLevel, PatchPlan, Phase, PlanRequest,
+    ProbeRequest, Question, QuestionKind, Target, Update, UpdateMode,
 };
 
 pub fn workspace() -> PathBuf {
@@ -123,10 +123,8 @@ pub fn options(mode: UpdateMode) -> Options {
 /// Drives `probe` as the host does; returns the facts and the rounds that
 /// asked something.
 pub fn probe(root: &Root, phase: Phase, options: &Options) -> (Vec<Fact>, usize) {
-    let (asked, rounds) =
-        caulk_sdk::testing::probe_rounds::<Rpm>(phase, root.target(), Vec::new(), options.clone(), |q| {
-            root.answer(q)
-        });
+    let request = ProbeRequest::new(phase, root.target(), options.clone());
+    let (asked, rounds) = caulk_sdk::testing::probe_rounds::<Rpm>(request, |q| root.answer(q));
     (asked.into_iter().map(|(_, fact)| fact).collect(), rounds)
 }
 
