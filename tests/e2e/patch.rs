@@ -907,6 +907,17 @@ fn update_all_moves_every_distroless_package_with_a_newer_version() {
         moved += usize::from(*version != old[package].0);
     }
     assert!(moved > 0, "nothing moved: the test image is not behind");
+    // The packages the test image is built behind on moved, each to the
+    // candidate: a machine whose apt is as old as the image fails here
+    // rather than passing with nothing to compare.
+    for package in ["libssl3", "openssl"] {
+        let (was, now) = (&old[package].0, &new[package].0);
+        assert!(
+            !dpkg_ge(was, &apt_candidate(package)),
+            "{package} {was} is not behind this machine's candidate"
+        );
+        assert_eq!(*now, apt_candidate(package), "{package} moved from {was}");
+    }
     let last = layer_digests(&after).pop().unwrap();
     assert_eq!(dpkg_leftovers(&layout, &last), Vec::<String>::new());
     let version = run_in_image(
@@ -973,6 +984,55 @@ fn a_distroless_status_d_with_unmet_dependencies_fails_with_dpkgs_reason() {
     assert!(err.contains("no image was written"), "{err}");
     let table = stdout(&out);
     assert!(table.contains("dependency problems prevent configuration of openssl"), "{table}");
+    assert!(ref_digest(&layout, "distroless-patched").is_none(), "nothing is written");
+}
+
+/// A copy of `tests/images/distroless-missing-dep.sh VARIANT`'s layout.
+fn missing_dep_copy(sandbox: &Sandbox, variant: &str) -> PathBuf {
+    let script = common::workspace().join("tests/images/distroless-missing-dep.sh");
+    let cached = PathBuf::from(stdout(&run(Command::new(&script).arg(variant))).trim());
+    let layout = sandbox.path().join("layout");
+    assert!(Command::new("cp").arg("-a").arg(&cached).arg(&layout).status().unwrap().success());
+    layout
+}
+
+#[test]
+fn update_all_of_a_distroless_image_with_an_unlisted_dependency_moves_what_it_can() {
+    // libc6 is listed but the libgcc-s1 it depends on is not (gcr's base
+    // lists them so): apt-get upgrade refuses such a status.d, so each
+    // package with a newer version is fetched alone and dpkg installs
+    // those whose own dependencies are listed.
+    let sandbox = Sandbox::new();
+    let layout = missing_dep_copy(&sandbox, "unlisted");
+    let input = format!("oci:{}:distroless", layout.display());
+    let before = open(&input);
+    let old = status_d(&before);
+    assert!(!old.contains_key("libgcc-s1"));
+    let summary = json(&success(&run(sandbox.caulk().args(["patch", "--json", "-i", &input]))));
+    assert_eq!(summary["result"], "patched", "{summary:#}");
+    let new = status_d(&open(&format!("oci:{}:distroless-patched", layout.display())));
+    for package in ["libssl3", "openssl"] {
+        let (was, now) = (&old[package].0, &new[package].0);
+        assert!(!dpkg_ge(was, &apt_candidate(package)), "{package} {was} is not behind the candidate");
+        assert_eq!(*now, apt_candidate(package), "{package} moved from {was}");
+    }
+    assert_eq!(old.keys().collect::<Vec<_>>(), new.keys().collect::<Vec<_>>(), "nothing added or lost");
+    assert_eq!(old["libc6"], new["libc6"]);
+}
+
+#[test]
+fn update_all_of_a_distroless_image_with_broken_dependencies_fails_with_dpkgs_reason() {
+    // openssl's entry needs the libssl3 the image lacks: the upgrade is
+    // not resolvable, openssl is fetched alone, and dpkg (not apt's
+    // download) says why it cannot be configured.
+    let sandbox = Sandbox::new();
+    let layout = missing_dep_copy(&sandbox, "broken");
+    let input = format!("oci:{}:distroless", layout.display());
+    let out = run(sandbox.caulk().args(["patch", "-i", &input]));
+    let err = failure(&out, 1);
+    assert!(err.contains("no image was written"), "{err}");
+    let table = stdout(&out);
+    assert!(table.contains("dependency problems prevent configuration of openssl"), "{table}\n{err}");
     assert!(ref_digest(&layout, "distroless-patched").is_none(), "nothing is written");
 }
 

@@ -6,11 +6,14 @@
 # that image's layer with tar and sed, no network. Prints the layout's
 # path; its image is "distroless".
 #
-#   distroless-missing-dep.sh [broken]
+#   distroless-missing-dep.sh [broken|unlisted]
 #
 # `broken` keeps openssl's dependency on libssl3: a status.d whose own
 # dependencies are not met, as images that list only what they chose have.
-# Cached under ${CAULK_TEST_CACHE:-/var/tmp/caulk-test-cache}/distroless-missing-dep[-broken]-v2
+# `unlisted` keeps libssl3 and drops libgcc-s1's status.d entry instead (its
+# files stay), as gcr's distroless base lists libc6 but not libgcc-s1:
+# libc6's own dependency is unmet while openssl and libssl3 can move.
+# Cached under ${CAULK_TEST_CACHE:-/var/tmp/caulk-test-cache}/distroless-missing-dep[-VARIANT]-v2
 set -euo pipefail
 here=$(dirname "$0")
 # shellcheck source=layout.sh
@@ -19,9 +22,9 @@ here=$(dirname "$0")
 cache=${CAULK_TEST_CACHE:-/var/tmp/caulk-test-cache}
 variant=${1:-}
 case $variant in
-'' | broken) ;;
+'' | broken | unlisted) ;;
 *)
-  echo "usage: distroless-missing-dep.sh [broken]" >&2
+  echo "usage: distroless-missing-dep.sh [broken|unlisted]" >&2
   exit 2
   ;;
 esac
@@ -42,24 +45,34 @@ root=$work/root
 mkdir "$root"
 tar -xzf "$(blob "$(jq -r '.layers[0].digest' "$manifest")")" -C "$root"
 status_d=$root/var/lib/dpkg/status.d
-while read -r _ path; do
-  rm -f "$root/$path"
-done <"$status_d/libssl3.md5sums"
-rm -f "$status_d/libssl3" "$status_d/libssl3.md5sums"
-if [ -z "$variant" ]; then
-  sed -i -E '/^Depends:/ { s/, libssl3 \([^)]*\)//; s/ libssl3 \([^)]*\),?// }' "$status_d/openssl"
-  if grep -q libssl3 "$status_d/openssl"; then
-    echo "distroless-missing-dep.sh: openssl still depends on libssl3" >&2
+if [ "$variant" = unlisted ]; then
+  rm -f "$status_d/libgcc-s1" "$status_d/libgcc-s1.md5sums"
+  grep -q '^Depends:.*libgcc-s1' "$status_d/libc6" || {
+    echo "distroless-missing-dep.sh: libc6 does not depend on libgcc-s1" >&2
+    exit 1
+  }
+else
+  while read -r _ path; do
+    rm -f "$root/$path"
+  done <"$status_d/libssl3.md5sums"
+  rm -f "$status_d/libssl3" "$status_d/libssl3.md5sums"
+  if [ -z "$variant" ]; then
+    sed -i -E '/^Depends:/ { s/, libssl3 \([^)]*\)//; s/ libssl3 \([^)]*\),?// }' "$status_d/openssl"
+    if grep -q libssl3 "$status_d/openssl"; then
+      echo "distroless-missing-dep.sh: openssl still depends on libssl3" >&2
+      exit 1
+    fi
+  fi
+  if [ -e "$root/usr/lib/x86_64-linux-gnu/libssl.so.3" ]; then
+    echo "distroless-missing-dep.sh: libssl3's files are still there" >&2
     exit 1
   fi
 fi
-if [ -e "$root/usr/lib/x86_64-linux-gnu/libssl.so.3" ]; then
-  echo "distroless-missing-dep.sh: libssl3's files are still there" >&2
-  exit 1
-fi
 tar -c --sort=name --owner=0 --group=0 --numeric-owner --mtime=@1700000000 \
   -C "$root" . >"$work/root.tar"
-jq --arg n ", without libssl3${variant:+ ($variant)}" '.history[0].created_by += $n | del(.rootfs)' \
+what="without libssl3${variant:+ ($variant)}"
+[ "$variant" != unlisted ] || what="libgcc-s1 unlisted"
+jq --arg n ", $what" '.history[0].created_by += $n | del(.rootfs)' \
   "$(blob "$(jq -r '.config.digest' "$manifest")")" >"$work/config.json"
 oci_layout "$work/layout" distroless "$work/config.json" "$work/root.tar"
 rm -rf "$out"

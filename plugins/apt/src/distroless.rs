@@ -10,7 +10,8 @@
 //!    directory, a `sources.list` of the lines the plan passes (only used
 //!    when the image has no apt sources of its own), and apt's status file
 //!    made from the image's status.d (paragraphs without `Status` count as
-//!    installed; the packages of a file listing several are held);
+//!    installed; the packages of a file listing several are held, whatever
+//!    `Status` the file gives them);
 //! 2. `apt-get update` with the image's sources and keys when it has them,
 //!    else with the release its os-release names (`deb.debian.org`, the
 //!    suite, `-updates` and `-security`, the tooling root's keys); indexes in
@@ -20,17 +21,24 @@
 //!    apt resolves against status.d, so a dependency a new version needs
 //!    and the image lacks, or has too old, is fetched too. When status.d's
 //!    own dependencies are broken apt resolves nothing, and the report's
-//!    packages alone are fetched (`apt-get download`); dpkg then says what
-//!    is missing;
-//! 4. install: dpkg's database is made for the step from the same status
+//!    packages alone are fetched (`apt-get download`), or for update-all
+//!    every package `apt list --upgradable` names but the held ones; dpkg
+//!    then says what is missing;
+//! 4. install: refused unless `/var`, `/var/lib`, `/var/lib/dpkg` and
+//!    status.d are directories of the image, not symlinks (the image
+//!    chooses them; a link would point the writes at the tooling root or
+//!    the host-side caches). dpkg's database is made for the step from the same status
 //!    file in [`ADMIN`], a directory of the target no image has (dpkg wants
 //!    its admin dir below its root); `dpkg --root /target --admindir … -i`
 //!    the downloads; each package downloaded gets its paragraph written to
 //!    its own status.d file, or for a package the image did not have to a
 //!    new `status.d/NAME` (with `Status` only when the image's files have
-//!    it, `NAME.md5sums` beside it when the image keeps md5sums). Each file
-//!    is written under a temporary name and renamed when complete; the admin
-//!    dir is removed.
+//!    it, `NAME.md5sums` beside it when the image keeps md5sums). A package
+//!    whose new version has another Architecture (`any` to `all`) keeps the
+//!    one file that lists its name. Each file is written under a fresh
+//!    `mktemp` name and renamed when complete; a destination the image has
+//!    as a symlink or directory is refused (left as it is, the step fails),
+//!    never written through or replaced. The admin dir is removed.
 //!
 //! dpkg runs with `--force-script-chrootless`: maintainer scripts run from
 //! the tooling root with `DPKG_ROOT` set to the target, since the image has
@@ -44,7 +52,8 @@
 //! Steps 1, 3 and 4 are shell scripts; they are constants,
 //! and every value reaches them as a positional argument, never as script
 //! text. The tooling root needs what any Debian root has: `sh`, `awk`,
-//! `apt-get`, `dpkg`, `dpkg-deb`, `dpkg-query`, `grep`, `cp`, `mv`.
+//! `apt-get`, `apt`, `dpkg`, `dpkg-deb`, `dpkg-query`, `grep`, `cp`, `mv`,
+//! `mktemp`.
 
 use std::collections::BTreeMap;
 
@@ -78,8 +87,8 @@ const DEBIAN_SECURITY: &str = "http://deb.debian.org/debian-security";
 /// Step 1: `$1` the work dir, `$2` the target, then the sources lines.
 /// apt's status file (and, in step 4, dpkg's) is made from the image's
 /// status.d: paragraphs without `Status` count as installed, and the
-/// packages of a file listing several are held, since caulk cannot write
-/// such a file back for one of them.
+/// packages of a file listing several are held (an `install` Status made
+/// `hold`), since caulk cannot write such a file back for one of them.
 const PREPARE: &str = r#"set -eu
 w=$1 t=$2; shift 2
 rm -rf "$w/debs" "$w/sources.list.d" "$w/state" "$w/cache"
@@ -89,10 +98,21 @@ for f in "$t"/var/lib/dpkg/status.d/*; do
   case ${f##*/} in .*|*.md5sums*|*.dpkg-*) continue ;; esac
   [ -f "$f" ] && [ ! -L "$f" ] || continue
   n=$(awk 'BEGIN { RS = "" } END { print NR }' "$f")
-  s='install ok installed'
-  [ "$n" -le 1 ] || s='hold ok installed'
-  awk -v s="$s" 'BEGIN { RS = ""; ORS = "\n\n" }
-    { if (tolower($0) !~ /(^|\n)status:/) $0 = $0 "\nStatus: " s; print }' "$f"
+  held=0
+  [ "$n" -le 1 ] || held=1
+  awk -v held="$held" 'BEGIN { RS = ""; ORS = "\n\n" }
+    {
+      k = split($0, line, "\n"); out = ""; found = 0
+      for (i = 1; i <= k; i++) {
+        if (tolower(line[i]) ~ /^status:/) {
+          found = 1
+          if (held) sub(/^[^:]*:[ \t]*install[ \t]/, "Status: hold ", line[i])
+        }
+        out = out (i > 1 ? "\n" : "") line[i]
+      }
+      if (!found) out = out "\nStatus: " (held ? "hold" : "install") " ok installed"
+      print out
+    }' "$f"
 done > "$w/status"
 "#;
 
@@ -101,14 +121,31 @@ done > "$w/status"
 /// status.d, so the dependencies a new version needs and the image lacks
 /// (or has too old) are fetched too. A status.d whose own dependencies are
 /// broken (images list what they chose to) leaves apt nothing to resolve
-/// with: the named packages alone are fetched then, and dpkg says what is
+/// with: the named packages alone are fetched then (update-all: those
+/// `apt list --upgradable` names, less the held), and dpkg says what is
 /// missing.
 const DOWNLOAD: &str = r#"set -eu
 w=$1 mode=$2; shift 2
 cd "$w/debs"
 if [ "$mode" = all ]; then
-  exec apt-get upgrade --download-only -y --with-new-pkgs --no-install-recommends \
-    -o Dir::Cache::archives="$w/debs" "$@"
+  apt-get upgrade --download-only -y --with-new-pkgs --no-install-recommends \
+    -o Dir::Cache::archives="$w/debs" "$@" && exit 0
+  echo "caulk: apt could not resolve the upgrade against status.d; fetching each package with a newer version alone" >&2
+  # `apt list` compares versions without resolving dependencies; it lists
+  # held packages too, which the status file names.
+  awk 'BEGIN { RS = "" } tolower($0) ~ /(^|\n)status: hold / {
+      if (match($0, /(^|\n)Package: [^\n]*/)) { s = substr($0, RSTART, RLENGTH); sub(/^\n?Package: /, "", s); print s }
+    }' "$w/status" > "$w/held"
+  apt list --upgradable "$@" 2>/dev/null | awk -F '[/ ]' -v held="$w/held" '
+    BEGIN { while ((getline h < held) > 0) skip[h] = 1 }
+    NF >= 4 && !($1 in skip) { print ($4 == "all" ? $1 : $1 ":" $4) }' > "$w/upgradable"
+  if [ ! -s "$w/upgradable" ]; then
+    echo "caulk: apt lists no package with a newer version"
+    exit 0
+  fi
+  # One name a line, as apt printed them: argv elements, never script text.
+  set -- "$@" --
+  while IFS= read -r name; do set -- "$@" "$name"; done < "$w/upgradable"
 fi
 apt-get install --download-only -y --no-install-recommends -o Dir::Cache::archives="$w/debs" "$@" && exit 0
 echo "caulk: apt could not resolve the new versions against status.d; fetching the named packages alone" >&2
@@ -122,11 +159,19 @@ apt-get download "$@"
 /// (`NAME:ARCH`, `NAME` for arch all), its status.d file and its md5sums
 /// file (`-` for none), as paths in the image. Every package downloaded is
 /// written back: to its own file, or to a new `status.d/NAME` in the
-/// image's style. Files are written under a temporary name and renamed
-/// only when complete, so a failing dpkg-query never leaves one empty.
+/// image's style. Files are written under a fresh temporary name and
+/// renamed only when complete, so a failing dpkg-query never leaves one
+/// empty; the image's directories and destinations that are symlinks are
+/// refused, since writing through them leaves the target.
 const INSTALL: &str = r#"set -eu
 t=$1 w=$2 a=$1$3 new_status=$4 new_md5=$5; shift 5
 d=/var/lib/dpkg/status.d
+for x in /var /var/lib /var/lib/dpkg $d; do
+  if [ -L "$t$x" ] || [ ! -d "$t$x" ]; then
+    echo "caulk: $x in the image is not a directory (a symlink or missing); refusing to write status.d through it" >&2
+    exit 1
+  fi
+done
 if ! ls "$w"/debs/*.deb > /dev/null 2>&1; then
   echo "caulk: apt fetched nothing: no package has a newer version"
   exit 0
@@ -138,23 +183,43 @@ cp "$w/status" "$a/status"
 rc=0
 dpkg --root="$t" --admindir="$a" --force-script-chrootless --force-confdef --force-confold \
   --force-unsafe-io --install "$w"/debs/*.deb || rc=$?
-# put SRC DEST: SRC renamed over DEST (a path in the image).
-put() { mv "$1" "$t$2"; }
+# A new file in status.d, created by mktemp (never an existing name, so
+# never through a link the image planted).
+tmp() { mktemp "$t$d/.${1##*/}.caulk-new.XXXXXX"; }
+# put SRC DEST: SRC renamed over DEST (a path in the image). A DEST that is
+# a symlink or a directory is refused, not written through or replaced.
+put() {
+  if [ -L "$t$2" ] || [ -d "$t$2" ]; then
+    rm -f "$1"
+    echo "caulk: $2 in the image is a symlink or a directory; it was not written" >&2
+    return 1
+  fi
+  mv -T "$1" "$t$2"
+}
 for deb in "$w"/debs/*.deb; do
   p=$(dpkg-deb --field "$deb" Package)
   arch=$(dpkg-deb --field "$deb" Architecture)
   q=$p
   [ "$arch" = all ] || q=$p:$arch
-  f= m=- keep=-
+  f= m=- keep=- byname= byname_m=- named=0
   i=0
   for x in "$@"; do
     case $((i % 3)) in
       0) hit=$x ;;
-      1) [ "$hit" != "$q" ] || f=$x ;;
-      2) if [ "$hit" = "$q" ]; then m=$x; fi ;;
+      1)
+        [ "$hit" != "$q" ] || f=$x
+        if [ "${hit%%:*}" = "$p" ]; then byname=$x named=$((named + 1)); fi
+        ;;
+      2)
+        if [ "$hit" = "$q" ]; then m=$x; fi
+        if [ "${hit%%:*}" = "$p" ]; then byname_m=$x; fi
+        ;;
     esac
     i=$((i + 1))
   done
+  # The new version's Architecture differs from the image's entry (any to
+  # all, or back): the one file listing the name alone is still its own.
+  if [ -z "$f" ] && [ "$named" = 1 ]; then f=$byname m=$byname_m; fi
   if [ -n "$f" ]; then
     if grep -qi '^Status:' "$t$f"; then keep=status; fi
   elif grep -qxF "Package: $p" "$w/status"; then
@@ -164,13 +229,13 @@ for deb in "$w"/debs/*.deb; do
   else
     f=$d/$p keep=$new_status
     [ "$new_md5" = - ] || m=$f.md5sums
-    if [ -e "$t$f" ]; then
+    if [ -e "$t$f" ] || [ -L "$t$f" ]; then
       echo "caulk: $f exists but does not list $q; its entry was not written" >&2
       rc=1
       continue
     fi
   fi
-  n=$t$d/.${f##*/}.caulk-new
+  n=$(tmp "$f")
   if ! dpkg-query --admindir="$a" --status "$q" > "$n"; then
     rm -f "$n"
     echo "caulk: dpkg lists no $q after the install; $f left as it was" >&2
@@ -178,13 +243,19 @@ for deb in "$w"/debs/*.deb; do
     continue
   fi
   if [ "$keep" = - ]; then
-    grep -vx 'Status: install ok installed' "$n" > "$n.s" || true
-    mv "$n.s" "$n"
+    s=$(tmp "$f")
+    grep -vx 'Status: install ok installed' "$n" > "$s" || true
+    mv -T "$s" "$n"
   fi
-  put "$n" "$f"
+  put "$n" "$f" || { rc=1; continue; }
   if [ "$m" != - ]; then
     for i in "$a/info/$q.md5sums" "$a/info/$p.md5sums"; do
-      if [ -f "$i" ]; then cp "$i" "$n" && put "$n" "$m"; break; fi
+      if [ -f "$i" ]; then
+        n=$(tmp "$m")
+        cat "$i" > "$n"
+        put "$n" "$m" || rc=1
+        break
+      fi
     done
   fi
 done

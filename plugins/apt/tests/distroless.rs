@@ -3,6 +3,7 @@
 
 mod support;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use caulk_plugin_apt::Apt;
@@ -239,8 +240,8 @@ fn update_all_takes_every_package_status_d_lists_alone_in_its_file() {
     assert_eq!(download[3..6], strings(&["sh", "/caulk/work", "all"]));
     assert!(!download.iter().any(|a| a == "--"), "no names: {download:?}");
     assert!(plan.caches[1].key.ends_with("-all"), "{}", plan.caches[1].key);
-    // The prepare step holds the packages of the shared file for apt.
-    assert!(plan.steps[0].command.argv[2].contains("hold ok installed"));
+    // That the prepare step holds them for apt:
+    // every_package_of_a_shared_status_d_file_is_held_even_with_a_status_field.
 }
 
 #[test]
@@ -338,18 +339,20 @@ fn verification_reads_the_patched_status_d() {
     assert!(outcomes[0].detail.contains("below the fixed version"), "{}", outcomes[0].detail);
 }
 
-/// A real `.deb` of `name` 9.9 (amd64, one file, no dependencies) in `dir`.
-fn tiny_deb(dir: &Path, name: &str) -> std::path::PathBuf {
+/// A real `.deb` of `name` 9.9 for `arch` in `dir` (one file and its
+/// md5sums, no dependencies).
+fn tiny_deb(dir: &Path, name: &str, arch: &str) -> std::path::PathBuf {
     let build = dir.join(format!("{name}-build"));
     write(&build, &format!("usr/share/doc/{name}/new"), "new\n");
+    write(&build, "DEBIAN/md5sums", &format!("3b0332e02daabf31651a5a0d81ba830a  usr/share/doc/{name}/new\n"));
     write(
         &build,
         "DEBIAN/control",
         &format!(
-            "Package: {name}\nVersion: 9.9\nArchitecture: amd64\nMaintainer: caulk tests\nDescription: a test package\n"
+            "Package: {name}\nVersion: 9.9\nArchitecture: {arch}\nMaintainer: caulk tests\nDescription: a test package\n"
         ),
     );
-    let deb = dir.join(format!("{name}_9.9_amd64.deb"));
+    let deb = dir.join(format!("{name}_9.9_{arch}.deb"));
     let out = std::process::Command::new("dpkg-deb")
         .args(["--root-owner-group", "--build"])
         .arg(&build)
@@ -360,16 +363,40 @@ fn tiny_deb(dir: &Path, name: &str) -> std::path::PathBuf {
     deb
 }
 
-/// Runs the plan's install script for real on the distroless root `dir`
-/// with the work dir `work`, `stubs` first on PATH.
-fn run_install(dir: &Path, work: &Path, stubs: &Path) -> std::process::Output {
+/// A work dir whose `debs` holds a real deb of each `(name, arch)` and
+/// whose apt status is empty.
+fn work_with(debs: &[(&str, &str)]) -> tempfile::TempDir {
+    let work = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(work.path().join("debs")).unwrap();
+    for (name, arch) in debs {
+        let deb = tiny_deb(work.path(), name, arch);
+        std::fs::rename(&deb, work.path().join("debs").join(deb.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(work.path().join("status"), "").unwrap();
+    work
+}
+
+/// The plan's install step (script and arguments) for the distroless
+/// root `dir`, taken before a test plants anything in it.
+fn install_step(dir: &Path) -> Vec<String> {
     let plan = Apt::plan(&plan_request(&Root::at(dir), report(), UpdateMode::Report)).unwrap();
-    let argv = &plan.steps[3].command.argv;
+    plan.steps[3].command.argv.clone()
+}
+
+/// Runs the install step `argv` for real on the root `dir` with the work
+/// dir `work`, `stubs` first on PATH.
+fn run_step(argv: &[String], dir: &Path, work: &Path, stubs: &Path) -> std::process::Output {
     let mut args: Vec<String> = argv[3..].to_vec();
     args[1] = dir.display().to_string();
     args[2] = work.display().to_string();
     let path = format!("{}:{}", stubs.display(), std::env::var("PATH").unwrap_or_default());
     std::process::Command::new("sh").args(["-c", &argv[2]]).args(&args).env("PATH", path).output().unwrap()
+}
+
+/// Runs the plan's install script for real on the distroless root `dir`
+/// with the work dir `work`, `stubs` first on PATH.
+fn run_install(dir: &Path, work: &Path, stubs: &Path) -> std::process::Output {
+    run_step(&install_step(dir), dir, work, stubs)
 }
 
 fn status_d_names(dir: &Path) -> Vec<String> {
@@ -387,11 +414,7 @@ fn a_failing_dpkg_query_leaves_the_status_d_file_as_it_was() {
     // root) with a dpkg-query that fails: the image's status.d file must
     // keep its content, and no temporary file may stay behind.
     let dir = distroless_root();
-    let work = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(work.path().join("debs")).unwrap();
-    std::fs::rename(tiny_deb(work.path(), "openssl"), work.path().join("debs/openssl_9.9_amd64.deb"))
-        .unwrap();
-    std::fs::write(work.path().join("status"), "").unwrap();
+    let work = work_with(&[("openssl", "amd64")]);
     let stubs = tempfile::tempdir().unwrap();
     write(stubs.path(), "dpkg-query", "#!/bin/sh\necho 'dpkg-query: out of memory' >&2\nexit 2\n");
     std::process::Command::new("chmod").arg("+x").arg(stubs.path().join("dpkg-query")).status().unwrap();
@@ -422,4 +445,164 @@ fn nothing_fetched_is_nothing_to_install() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("apt fetched nothing"));
     assert_eq!(status_d_names(dir.path()), names);
     assert!(!dir.path().join("var/lib/caulk-dpkg").exists());
+}
+
+/// Every file below `dir` with its contents (a link as its target).
+fn snapshot(dir: &Path) -> BTreeMap<String, String> {
+    let mut found = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(at) = stack.pop() {
+        for entry in std::fs::read_dir(&at).unwrap() {
+            let path = entry.unwrap().path();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            let key = path.strip_prefix(dir).unwrap().display().to_string();
+            if meta.is_symlink() {
+                found.insert(key, format!("-> {}", std::fs::read_link(&path).unwrap().display()));
+            } else if meta.is_dir() {
+                found.insert(key, "dir".to_owned());
+                stack.push(path);
+            } else {
+                found.insert(key, String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned());
+            }
+        }
+    }
+    found
+}
+
+fn symlink(target: &Path, link: &Path) {
+    std::os::unix::fs::symlink(target, link).unwrap();
+}
+
+#[test]
+fn a_temporary_name_the_image_planted_as_a_link_is_not_written_through() {
+    // The names the install step once wrote its temporary files to, planted
+    // as links to a file outside the root (a host-side cache in the tooling
+    // sandbox): the step writes status.d without touching it.
+    let dir = distroless_root();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("cache"), "cache\n").unwrap();
+    let d = dir.path().join("var/lib/dpkg/status.d");
+    for name in [".openssl.caulk-new", ".openssl.caulk-new.s"] {
+        symlink(&outside.path().join("cache"), &d.join(name));
+    }
+    let before = snapshot(outside.path());
+    let work = work_with(&[("openssl", "amd64")]);
+    let out = run_install(dir.path(), work.path(), work.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(snapshot(outside.path()), before, "nothing outside the root is touched");
+    let entry = std::fs::read_to_string(d.join("openssl")).unwrap();
+    assert!(entry.contains("Version: 9.9\n") && !entry.contains("Status:"), "{entry}");
+}
+
+#[test]
+fn a_destination_the_image_planted_as_a_link_is_refused() {
+    // A package the image lacks gets `status.d/NAME.md5sums` (the image
+    // keeps md5sums); the image has that name as a link to a directory
+    // outside the root, which `mv` would move the file into.
+    let dir = distroless_root();
+    let outside = tempfile::tempdir().unwrap();
+    let d = dir.path().join("var/lib/dpkg/status.d");
+    symlink(outside.path(), &d.join("libnew.md5sums"));
+    let work = work_with(&[("libnew", "amd64")]);
+    let out = run_install(dir.path(), work.path(), work.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the step fails: {stderr}");
+    assert!(stderr.contains("/var/lib/dpkg/status.d/libnew.md5sums in the image is a symlink"), "{stderr}");
+    assert_eq!(snapshot(outside.path()), BTreeMap::new(), "nothing outside the root is touched");
+    assert!(std::fs::symlink_metadata(d.join("libnew.md5sums")).unwrap().is_symlink(), "the link is left");
+    assert!(std::fs::read_to_string(d.join("libnew")).unwrap().contains("Version: 9.9\n"));
+    let leftovers: Vec<String> =
+        status_d_names(dir.path()).into_iter().filter(|n| n.contains("caulk")).collect();
+    assert_eq!(leftovers, Vec::<String>::new());
+}
+
+#[test]
+fn a_status_d_or_parent_that_is_a_link_stops_the_install_before_dpkg() {
+    for linked in ["var/lib/dpkg/status.d", "var/lib/dpkg", "var"] {
+        let dir = distroless_root();
+        let argv = install_step(dir.path());
+        // The directory moved outside the root, a link in its place.
+        let outside = tempfile::tempdir().unwrap();
+        let moved = outside.path().join("moved");
+        std::fs::rename(dir.path().join(linked), &moved).unwrap();
+        symlink(&moved, &dir.path().join(linked));
+        let before = snapshot(outside.path());
+        let work = work_with(&[("openssl", "amd64"), ("libnew", "amd64")]);
+        let out = run_step(&argv, dir.path(), work.path(), work.path());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{linked}: the step fails: {stderr}");
+        assert!(stderr.contains(&format!("/{linked} in the image is not a directory")), "{stderr}");
+        assert_eq!(snapshot(outside.path()), before, "{linked}: nothing outside the root is touched");
+        assert!(!dir.path().join("usr/share/doc/openssl").exists(), "{linked}: dpkg did not run");
+    }
+}
+
+#[test]
+fn a_new_version_of_another_architecture_is_written_to_the_packages_own_file() {
+    // The image's openssl is amd64; the new version is arch all. Its file
+    // lists it alone, so that file is its entry still.
+    let dir = distroless_root();
+    let names = status_d_names(dir.path());
+    let work = work_with(&[("openssl", "all")]);
+    let out = run_install(dir.path(), work.path(), work.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let entry = std::fs::read_to_string(dir.path().join("var/lib/dpkg/status.d/openssl")).unwrap();
+    assert!(entry.contains("Version: 9.9\n") && entry.contains("Architecture: all\n"), "{entry}");
+    assert_eq!(status_d_names(dir.path()), names, "no file added");
+}
+
+#[test]
+fn every_package_of_a_shared_status_d_file_is_held_even_with_a_status_field() {
+    // The prepare step, run for real: a file of two packages with
+    // `Status: install ok installed` (and one without any Status) gives apt
+    // and dpkg a status where both are held, so apt-get upgrade never moves
+    // files caulk cannot write back. Read back by dpkg-query.
+    let dir = distroless_root();
+    let libfoo = paragraph("libfoo", "1.0", "amd64", "libc6");
+    let libbar = paragraph("libbar", "1.0", "amd64", "libc6");
+    let libbaz = paragraph("libbaz", "1.0", "amd64", "libc6");
+    let installed = "Status: install ok installed\n";
+    write(dir.path(), "var/lib/dpkg/status.d/foobar", &format!("{libfoo}{installed}\n{libbar}{installed}"));
+    write(
+        dir.path(),
+        "var/lib/dpkg/status.d/bazqux",
+        &format!("{libbaz}\n{}", paragraph("libqux", "1.0", "amd64", "libc6")),
+    );
+    let plan = Apt::plan(&plan_request(&Root::at(dir.path()), Vec::new(), UpdateMode::All)).unwrap();
+    let mut argv = plan.steps[0].command.argv.clone();
+    let work = tempfile::tempdir().unwrap();
+    argv[4] = work.path().display().to_string();
+    argv[5] = dir.path().display().to_string();
+    let out = std::process::Command::new(&argv[0]).args(&argv[1..]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let admin = work.path().join("admin");
+    for sub in ["info", "updates"] {
+        std::fs::create_dir_all(admin.join(sub)).unwrap();
+    }
+    std::fs::copy(work.path().join("status"), admin.join("status")).unwrap();
+    let out = std::process::Command::new("dpkg-query")
+        .arg(format!("--admindir={}", admin.display()))
+        .args(["-W", "-f", "${Package} ${Status}\n"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let listed = String::from_utf8_lossy(&out.stdout);
+    let mut lines: Vec<&str> = listed.lines().collect();
+    lines.sort_unstable();
+    assert_eq!(
+        lines,
+        [
+            "base-files install ok installed",
+            "libbar hold ok installed",
+            "libbaz hold ok installed",
+            "libc6 install ok installed",
+            "libfoo hold ok installed",
+            "libqux hold ok installed",
+            "libssl3 install ok installed",
+            "openssl install ok installed",
+        ]
+    );
 }
