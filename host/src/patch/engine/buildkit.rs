@@ -308,10 +308,18 @@ impl BuildkitEngine {
             }))
         };
         let parsed = ImageRef::parse(reference).map_err(|e| fail(e.to_string()))?;
-        let workers = self.worker_platforms()?;
-        let wanted = tooling_platform(&workers)
-            .ok_or_else(|| fail(format!("the BuildKit daemon at {} names no worker platform", self.addr)))?;
         let image = Image::open(&parsed, &self.transport).map_err(|e| fail(e.to_string()))?;
+        let workers = self.worker_platforms()?;
+        let available = image.platforms();
+        let wanted = tooling_platform(&workers, &available).ok_or_else(|| {
+            let has: Vec<String> = available.iter().map(ToString::to_string).collect();
+            fail(format!(
+                "it has {}, the BuildKit daemon at {} runs {}",
+                has.join(", "),
+                self.addr,
+                listed(&workers)
+            ))
+        })?;
         let platform = image.image_for(Some(&wanted)).map_err(|e| fail(e.to_string()))?;
         let root = RootFs::open(image.source().clone(), platform).map_err(|e| fail(e.to_string()))?;
         let digest = platform.manifest.digest.to_string();
@@ -769,6 +777,11 @@ fn worker_runs(platforms: &[caulk_buildkit::pb::llb::Platform], platform: &Platf
     if platforms.iter().any(|p| runs(&p)) {
         return Ok(());
     }
+    Err(listed(platforms))
+}
+
+/// The workers' platforms, for an error.
+fn listed(platforms: &[caulk_buildkit::pb::llb::Platform]) -> String {
     let listed: Vec<String> = platforms
         .iter()
         .map(|p| {
@@ -776,19 +789,21 @@ fn worker_runs(platforms: &[caulk_buildkit::pb::llb::Platform], platform: &Platf
             format!("{}/{}{variant}", p.os, p.architecture)
         })
         .collect();
-    Err(if listed.is_empty() { "no platform it names".to_owned() } else { listed.join(", ") })
+    if listed.is_empty() { "no platform it names".to_owned() } else { listed.join(", ") }
 }
 
-/// The platform a tooling image is taken for: the first one the workers
-/// name, which is the daemon's own (emulated ones follow it) and so the
-/// one BuildKit gives an op that names none, as the tooling root's source
-/// op does. Not this machine's: a remote daemon may run another.
-fn tooling_platform(workers: &[caulk_buildkit::pb::llb::Platform]) -> Option<Platform> {
-    workers.first().map(|p| Platform {
-        os: p.os.clone(),
-        architecture: p.architecture.clone(),
-        variant: (!p.variant.is_empty()).then(|| p.variant.clone()),
-    })
+/// Which of a tooling image's `available` platforms to take: the first
+/// the workers run, in the workers' order. Their first is the daemon's own
+/// (emulated ones follow it), the one BuildKit gives an op that names
+/// none, as the tooling root's source op does; an image without it is run
+/// emulated. Never this machine's: a remote daemon may run another.
+fn tooling_platform(
+    workers: &[caulk_buildkit::pb::llb::Platform],
+    available: &[Platform],
+) -> Option<Platform> {
+    workers
+        .iter()
+        .find_map(|p| available.iter().find(|a| worker_runs(std::slice::from_ref(p), a).is_ok()).cloned())
 }
 
 /// A probe's or step's command, as the daemon step is made from it.
@@ -1142,18 +1157,26 @@ mod tests {
             os: "linux".into(),
             variant: variant.into(),
         };
+        let platforms =
+            |list: &[&str]| -> Vec<Platform> { list.iter().map(|p| Platform::parse(p).unwrap()).collect() };
+        let chosen = |workers: &[caulk_buildkit::pb::llb::Platform], available: &[&str]| {
+            tooling_platform(workers, &platforms(available)).map(|p| p.to_string())
+        };
         // Whatever this machine is, a daemon that runs s390x natively (and
         // this machine's platform emulated) gets s390x tools.
-        let here = Platform::host();
-        let workers = [worker("s390x", ""), worker(&here.architecture, "")];
-        assert_eq!(tooling_platform(&workers), Some(Platform::parse("linux/s390x").unwrap()));
+        let here = Platform::host().to_string();
+        let workers = [worker("s390x", ""), worker(&Platform::host().architecture, "")];
+        assert_eq!(chosen(&workers, &[&here, "linux/s390x"]).as_deref(), Some("linux/s390x"));
+        // An image without the daemon's own platform runs emulated.
+        assert_eq!(chosen(&workers, &[&here]), Some(here.clone()));
+        assert_eq!(chosen(&workers, &["linux/mips64le"]), None);
         // A worker platform without a variant takes any of the image's.
-        let arm64 = tooling_platform(&[worker("arm64", "")]).unwrap();
-        assert!(Platform::parse("linux/arm64/v8").unwrap().satisfies(&arm64));
-        let armv7 = tooling_platform(&[worker("arm", "v7")]).unwrap();
-        assert_eq!(armv7, Platform::parse("linux/arm/v7").unwrap());
-        assert!(!Platform::parse("linux/arm/v6").unwrap().satisfies(&armv7));
-        assert_eq!(tooling_platform(&[]), None);
+        assert_eq!(
+            chosen(&[worker("arm64", "")], &["linux/amd64", "linux/arm64/v8"]).as_deref(),
+            Some("linux/arm64/v8")
+        );
+        assert_eq!(chosen(&[worker("arm", "v7")], &["linux/arm/v6"]), None);
+        assert_eq!(chosen(&[], &["linux/amd64"]), None);
     }
 
     #[test]
