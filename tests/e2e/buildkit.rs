@@ -555,6 +555,13 @@ fn a_stopped_caulk_cancels_its_build_on_the_daemon_and_leaves_no_image() {
         .map(|w| w.trim_end_matches(|c: char| !c.is_ascii_alphanumeric()))
         .collect();
     assert!(!names.is_empty(), "the log names the temporary images:\n{err}");
+    // The image itself went into the store (an OCI layout cannot be pulled
+    // by the daemon), so at least one name checked below really was there:
+    // names that were never written would pass without any clean-up.
+    assert!(
+        names.iter().any(|n| n.starts_with("caulk-engine/load:")),
+        "the log names the image loaded into the daemon:\n{err}"
+    );
     let host = std::env::var("CAULK_TEST_DOCKER_HOST").unwrap();
     for name in names {
         let inspect = run(Command::new("/usr/bin/docker").args(["-H", &host, "image", "inspect", name]));

@@ -38,8 +38,9 @@ pub struct Step {
     pub tooling: Option<ToolingImage>,
 }
 
-/// An image (by the name the daemon knows it) whose tools a step runs, for
-/// the worker's own platform, read-only.
+/// An image (by the name the daemon knows it) whose tools a step runs,
+/// read-only. Its op names no platform, so the daemon runs it as its own
+/// (the first platform its workers list): name a manifest for that one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ToolingImage {
     pub image: String,

@@ -9,8 +9,8 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use caulk_buildkit::{
@@ -138,8 +138,10 @@ pub struct BuildkitEngine {
     transport: TransportOptions,
     working_folder: PathBuf,
     ca_bundle: Option<Vec<u8>>,
-    /// Tooling images by the reference the plan gave, once in the daemon.
-    tooling: Mutex<HashMap<String, InDaemon>>,
+    /// Tooling images by the reference the plan gave, once in the daemon:
+    /// one slot per reference, so that loading one image does not hold up
+    /// steps that need another.
+    tooling: Mutex<HashMap<String, Arc<Mutex<Option<InDaemon>>>>>,
     /// What the daemon's workers run, asked once (foreign platforms only).
     worker_platforms: Mutex<Option<Vec<caulk_buildkit::pb::llb::Platform>>>,
 }
@@ -156,9 +158,12 @@ struct InDaemon {
 
 impl Drop for BuildkitEngine {
     fn drop(&mut self) {
-        let tooling = self.tooling.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
-        for image in tooling.values().filter(|i| i.loaded) {
-            remove_image(&self.addr, &image.name);
+        let tooling = self.tooling.get_mut().unwrap_or_else(PoisonError::into_inner);
+        for slot in tooling.values() {
+            let slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(image) = slot.as_ref().filter(|i| i.loaded) {
+                remove_image(&self.addr, &image.name);
+            }
         }
     }
 }
@@ -282,11 +287,18 @@ impl BuildkitEngine {
         Ok(InDaemon { name, loaded: true, ca_dest: None })
     }
 
-    /// The tooling image `reference` in the daemon, for the worker's
-    /// platform: loaded once per run, with its CA bundle's path.
+    /// The tooling image `reference` in the daemon, for the platform of
+    /// the daemon's first worker (the one a step without a platform runs
+    /// on): loaded once per run, with its CA bundle's path.
     fn tooling_in_daemon(&self, reference: &str) -> Result<InDaemon, PatchError> {
-        let mut tooling = self.tooling.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(found) = tooling.get(reference) {
+        let slot = {
+            let mut slots = self.tooling.lock().unwrap_or_else(PoisonError::into_inner);
+            Arc::clone(slots.entry(reference.to_owned()).or_default())
+        };
+        // Held while loading: steps that ask for this image at once wait
+        // for one copy.
+        let mut tooling = slot.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(found) = tooling.as_ref() {
             return Ok(found.clone());
         }
         let fail = |reason: String| {
@@ -297,23 +309,42 @@ impl BuildkitEngine {
         };
         let parsed = ImageRef::parse(reference).map_err(|e| fail(e.to_string()))?;
         let image = Image::open(&parsed, &self.transport).map_err(|e| fail(e.to_string()))?;
-        let platform = image.image_for(None).map_err(|e| fail(e.to_string()))?;
+        let workers = self.worker_platforms()?;
+        let available = image.platforms();
+        let wanted = tooling_platform(&workers, &available).ok_or_else(|| {
+            let has: Vec<String> = available.iter().map(ToString::to_string).collect();
+            fail(format!(
+                "it has {}, the BuildKit daemon at {} runs {}",
+                has.join(", "),
+                self.addr,
+                listed(&workers)
+            ))
+        })?;
+        let platform = image.image_for(Some(&wanted)).map_err(|e| fail(e.to_string()))?;
         let root = RootFs::open(image.source().clone(), platform).map_err(|e| fail(e.to_string()))?;
         let digest = platform.manifest.digest.to_string();
         let mut found = self.in_daemon(&parsed, &self.transport, Some(&digest), &platform.platform)?;
         found.ca_dest = bundle_in(&root);
-        tooling.insert(reference.to_owned(), found.clone());
+        *tooling = Some(found.clone());
         Ok(found)
     }
 
-    /// Checks that the daemon's workers run `platform`, asking them once.
-    fn check_platform(&self, platform: &Platform) -> Result<(), PatchError> {
-        let mut known = self.worker_platforms.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if known.is_none() {
-            let workers = self.client.list_workers().map_err(bk)?;
-            *known = Some(workers.into_iter().flat_map(|w| w.platforms).collect());
+    /// The platforms the daemon's workers run, in the order they name
+    /// them, asked once.
+    fn worker_platforms(&self) -> Result<Vec<caulk_buildkit::pb::llb::Platform>, PatchError> {
+        let mut known = self.worker_platforms.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(platforms) = known.as_ref() {
+            return Ok(platforms.clone());
         }
-        worker_runs(known.as_deref().unwrap_or_default(), platform).map_err(|workers| {
+        let workers = self.client.list_workers().map_err(bk)?;
+        let platforms: Vec<_> = workers.into_iter().flat_map(|w| w.platforms).collect();
+        *known = Some(platforms.clone());
+        Ok(platforms)
+    }
+
+    /// Checks that the daemon's workers run `platform`.
+    fn check_platform(&self, platform: &Platform) -> Result<(), PatchError> {
+        worker_runs(&self.worker_platforms()?, platform).map_err(|workers| {
             bk(BuildkitError::ForeignPlatform {
                 addr: self.addr.to_string(),
                 platform: platform.to_string(),
@@ -530,22 +561,17 @@ impl Workspace for BuildkitWorkspace<'_> {
             tracing::debug!("the solve of {} steps took {:?}", chain.len(), solving.elapsed());
             let finished = run.finish(solved.is_ok(), observer);
             outcomes.extend(finished.outcomes);
+            if solved.is_err() {
+                // A solve that failed may still have written the name: the
+                // exporter may have tagged it before the build was
+                // cancelled or the connection dropped.
+                remove_image(&self.engine.addr, &name);
+            }
             match (solved, finished.failed) {
                 (Ok(_), _) => {
                     self.done = chain;
                     built = Some(name);
                     break;
-                }
-                (Err(caulk_buildkit::Error::Stopped { .. }), None) => {
-                    // Cancelled between the exporter's start and its end,
-                    // the name may have been written.
-                    remove_image(&self.engine.addr, &name);
-                    return Err(PatchError::Cancelled {
-                        during: format!(
-                            "while the steps ran on {} (the build there was cancelled)",
-                            self.engine.addr
-                        ),
-                    });
                 }
                 (Err(_), Some(failed)) => {
                     let position = pending.iter().position(|&i| i == failed).unwrap_or(pending.len());
@@ -556,10 +582,15 @@ impl Workspace for BuildkitWorkspace<'_> {
                     tracing::warn!(step = steps[failed].summary, "step failed; going on as it allows");
                     pending.drain(..=position);
                 }
-                (Err(e), None) => return Err(bk(e)),
+                (Err(e), None) => return Err(solve_failed(&self.engine.addr, e)),
             }
         }
         if built.is_none() && !self.done.is_empty() {
+            // A step failed because caulk was stopped: the solve below
+            // would stop at once.
+            if cancels.iter().any(CancelToken::is_cancelled) {
+                return Err(cancelled_on(&self.engine.addr));
+            }
             // The steps that worked, for verification to look at: cached
             // by the daemon, so only exported again.
             let name = unique_name("result");
@@ -567,7 +598,7 @@ impl Workspace for BuildkitWorkspace<'_> {
             let exported = self.engine.client.run_chain(&self.base, &self.done, &name, &mut watch);
             if let Err(e) = exported {
                 remove_image(&self.engine.addr, &name);
-                return Err(bk(e));
+                return Err(solve_failed(&self.engine.addr, e));
             }
             built = Some(name);
         }
@@ -720,6 +751,20 @@ impl BuildkitWorkspace<'_> {
     }
 }
 
+/// A chain solve's error as the pipeline reports it. A solve stops early
+/// only when caulk is interrupted (a step past its time limit is a failed
+/// step instead): that is a cancellation, and nothing was written.
+fn solve_failed(addr: &Address, error: caulk_buildkit::Error) -> PatchError {
+    match error {
+        caulk_buildkit::Error::Stopped { .. } => cancelled_on(addr),
+        other => bk(other),
+    }
+}
+
+fn cancelled_on(addr: &Address) -> PatchError {
+    PatchError::Cancelled { during: format!("while the steps ran on {addr} (the build there was cancelled)") }
+}
+
 /// Whether one of the workers' `platforms` runs `platform` (a worker
 /// platform without a variant runs every variant); else the platforms they
 /// do run, for the error.
@@ -732,6 +777,11 @@ fn worker_runs(platforms: &[caulk_buildkit::pb::llb::Platform], platform: &Platf
     if platforms.iter().any(|p| runs(&p)) {
         return Ok(());
     }
+    Err(listed(platforms))
+}
+
+/// The workers' platforms, for an error.
+fn listed(platforms: &[caulk_buildkit::pb::llb::Platform]) -> String {
     let listed: Vec<String> = platforms
         .iter()
         .map(|p| {
@@ -739,7 +789,21 @@ fn worker_runs(platforms: &[caulk_buildkit::pb::llb::Platform], platform: &Platf
             format!("{}/{}{variant}", p.os, p.architecture)
         })
         .collect();
-    Err(if listed.is_empty() { "no platform it names".to_owned() } else { listed.join(", ") })
+    if listed.is_empty() { "no platform it names".to_owned() } else { listed.join(", ") }
+}
+
+/// Which of a tooling image's `available` platforms to take: the first
+/// the workers run, in the workers' order. Their first is the daemon's own
+/// (emulated ones follow it), the one BuildKit gives an op that names
+/// none, as the tooling root's source op does; an image without it is run
+/// emulated. Never this machine's: a remote daemon may run another.
+fn tooling_platform(
+    workers: &[caulk_buildkit::pb::llb::Platform],
+    available: &[Platform],
+) -> Option<Platform> {
+    workers
+        .iter()
+        .find_map(|p| available.iter().find(|a| worker_runs(std::slice::from_ref(p), a).is_ok()).cloned())
 }
 
 /// A probe's or step's command, as the daemon step is made from it.
@@ -1014,6 +1078,10 @@ fn unique_name(kind: &str) -> String {
 }
 
 fn remove_image(addr: &Address, name: &str) {
+    // Only a Docker Engine's store holds what caulk puts into a daemon.
+    if addr.docker_socket().is_none() {
+        return;
+    }
     let removed = DockerApi::for_address(addr, "removing a temporary image").and_then(|api| api.remove(name));
     if let Err(e) = removed {
         tracing::warn!("could not remove {name} from {addr}: {e}");
@@ -1080,6 +1148,49 @@ mod tests {
             worker_runs(&[], &Platform::parse("linux/amd64").unwrap()),
             Err("no platform it names".to_owned())
         );
+    }
+
+    #[test]
+    fn tooling_images_are_taken_for_the_daemons_platform_not_this_machines() {
+        let worker = |arch: &str, variant: &str| caulk_buildkit::pb::llb::Platform {
+            architecture: arch.into(),
+            os: "linux".into(),
+            variant: variant.into(),
+        };
+        let platforms =
+            |list: &[&str]| -> Vec<Platform> { list.iter().map(|p| Platform::parse(p).unwrap()).collect() };
+        let chosen = |workers: &[caulk_buildkit::pb::llb::Platform], available: &[&str]| {
+            tooling_platform(workers, &platforms(available)).map(|p| p.to_string())
+        };
+        // Whatever this machine is, a daemon that runs s390x natively (and
+        // this machine's platform emulated) gets s390x tools.
+        let here = Platform::host().to_string();
+        let workers = [worker("s390x", ""), worker(&Platform::host().architecture, "")];
+        assert_eq!(chosen(&workers, &[&here, "linux/s390x"]).as_deref(), Some("linux/s390x"));
+        // An image without the daemon's own platform runs emulated.
+        assert_eq!(chosen(&workers, &[&here]), Some(here.clone()));
+        assert_eq!(chosen(&workers, &["linux/mips64le"]), None);
+        // A worker platform without a variant takes any of the image's.
+        assert_eq!(
+            chosen(&[worker("arm64", "")], &["linux/amd64", "linux/arm64/v8"]).as_deref(),
+            Some("linux/arm64/v8")
+        );
+        assert_eq!(chosen(&[worker("arm", "v7")], &["linux/arm/v6"]), None);
+        assert_eq!(chosen(&[], &["linux/amd64"]), None);
+    }
+
+    #[test]
+    fn a_stopped_solve_is_a_cancellation_other_failures_are_the_daemons() {
+        let addr = Address::parse("docker-unix:///nowhere.sock").unwrap();
+        let stopped =
+            caulk_buildkit::Error::Stopped { addr: addr.to_string(), reason: "caulk was interrupted".into() };
+        let error = solve_failed(&addr, stopped);
+        assert!(
+            matches!(&error, PatchError::Cancelled { during } if during.contains("cancelled")),
+            "{error}"
+        );
+        let other = caulk_buildkit::Error::NotDocker { addr: addr.to_string(), what: "exporting" };
+        assert!(matches!(solve_failed(&addr, other), PatchError::Buildkit(_)));
     }
 
     #[test]
