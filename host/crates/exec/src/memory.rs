@@ -101,18 +101,27 @@ fn sweep_stale(parent: &Path) {
         let path = entry.path();
         let stale = match File::open(path.join(LOCK)) {
             Ok(lock) => rustix::fs::flock(&lock, FlockOperation::NonBlockingLockExclusive).is_ok(),
-            // Not mounted any more (or never was): only the directory is left.
-            Err(_) => !is_mount_point(&path),
+            // Not mounted any more, or not yet (another run between its
+            // mkdir and its mount): only an old bare directory is left over.
+            Err(_) => !is_mount_point(&path) && older_than_a_minute(&path),
         };
-        if stale {
-            tracing::info!(path = %path.display(), "unmounting a tmpfs working folder left by an earlier run");
-            if is_mount_point(&path) {
-                unmount(&path);
-            } else {
-                let _ = fs::remove_dir(&path);
-            }
+        if !stale {
+            continue;
         }
+        tracing::info!(path = %path.display(), "removing a tmpfs working folder left by an earlier run");
+        // Errors are not worth a warning: a run that is just ending may
+        // unmount it at the same moment.
+        if is_mount_point(&path) {
+            let _ = rustix::mount::unmount(&path, UnmountFlags::DETACH);
+        }
+        let _ = fs::remove_dir(&path);
     }
+}
+
+fn older_than_a_minute(path: &Path) -> bool {
+    fs::symlink_metadata(path)
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > std::time::Duration::from_mins(1)))
 }
 
 /// Whether `path` is on another device than its parent.
