@@ -581,14 +581,7 @@ pub(crate) fn patch_platform(
         let verified = verify(&mut summary);
         (verified, writer.map(|w| w.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))))
     });
-    match (verified, early_layer.as_ref()) {
-        (Ok(()), _) => {}
-        (Err(first), Some(Err(_))) => {
-            let also = early_layer.and_then(Result::err).expect("matched an error");
-            return Err(PatchError::Also { first: Box::new(first), also: Box::new(also) });
-        }
-        (Err(first), _) => return Err(first),
-    }
+    let early_layer = after_both(verified, early_layer)?;
     summary.sort_rows();
     summary.add_purls(os.as_ref(), &platform_image.platform.architecture);
 
@@ -654,6 +647,22 @@ pub(crate) fn patch_platform(
     summary.timings.write = write_started.elapsed();
     summary.timings.probes = probe_time.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
     Ok(Patched { summary, layer: Some((appended, layer_file)), os })
+}
+
+/// Verification's result and the layer written meanwhile: the layer when
+/// verification passed; verification's error otherwise, with the writer's
+/// attached when it failed as well.
+fn after_both<T>(
+    verified: Result<(), PatchError>,
+    layer: Option<Result<T, PatchError>>,
+) -> Result<Option<Result<T, PatchError>>, PatchError> {
+    match (verified, layer) {
+        (Ok(()), layer) => Ok(layer),
+        (Err(first), Some(Err(also))) => {
+            Err(PatchError::Also { first: Box::new(first), also: Box::new(also) })
+        }
+        (Err(first), _) => Err(first),
+    }
 }
 
 /// The report's updates, and those of them `--pkg-types` asks for.
