@@ -33,7 +33,9 @@ layout=$(tests/images/fleet-debian.sh "$count")
 work=$(mktemp -d /var/tmp/caulk-fleet-bench.XXXXXX)
 registry_pid=
 cleanup() {
-  [ -n "$registry_pid" ] && kill "$registry_pid" 2>/dev/null && wait "$registry_pid" 2>/dev/null
+  # wait returns the killed registry's status: under set -e that would end
+  # the cleanup before the work dir (GBs of registry blobs) is removed.
+  if [ -n "$registry_pid" ]; then kill "$registry_pid" 2>/dev/null || true; wait "$registry_pid" 2>/dev/null || true; fi
   if [ -n "${DOCKER_HOST:-}" ]; then
     for i in $(seq "$count"); do
       /usr/bin/docker rmi -f "caulk-fleet-bench/app-$i:v1" "caulk-fleet-bench/app-$i:patched" >/dev/null 2>&1 || true
