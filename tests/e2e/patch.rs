@@ -1054,3 +1054,51 @@ fn a_tooling_image_that_cannot_be_read_is_named() {
     assert!(err.contains(&format!("tooling image {missing}")), "{err}");
     assert!(ref_digest(&layout, "distroless-patched").is_none(), "nothing is written");
 }
+
+#[test]
+fn the_steps_changes_in_memory_or_on_disk_give_the_same_layer() {
+    let sandbox = Sandbox::new();
+    let layout = layout_copy(&sandbox, "bookworm");
+    let report = apt_report(&sandbox, &layout, "bookworm", &["openssl", "libssl3", "libexpat1"]);
+    // caulk mounts its tmpfs under TMPDIR: a private one shows it is gone after.
+    let tmp = sandbox.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let patch = |store: &str, tag: &str| {
+        run(sandbox
+            .caulk()
+            .env("CAULK_WORKING_STORE", store)
+            .env("CAULK_LOG", "caulk=info")
+            .env("TMPDIR", &tmp)
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .args(["patch", "--json", "-i", &format!("oci:{}:bookworm", layout.display()), "-t", tag, "-r"])
+            .arg(&report))
+    };
+    let memory = patch("memory", "mem");
+    let summary = json(&success(&memory));
+    assert_eq!(summary["result"], "patched");
+    assert!(stderr(&memory).contains("the steps' changes go to a tmpfs"), "{}", stderr(&memory));
+    let disk = patch("disk", "disk");
+    assert_eq!(json(&success(&disk))["result"], "patched");
+    assert!(stderr(&disk).contains("go to the working folder on disk"), "{}", stderr(&disk));
+    let new_layer =
+        |tag: &str| layer_digests(&open(&format!("oci:{}:{tag}", layout.display()))).pop().unwrap();
+    assert_eq!(new_layer("mem"), new_layer("disk"), "the store changed the layer");
+    let version = run_in_image(&sandbox, &format!("oci:{}:mem", layout.display()), &["openssl", "version"]);
+    assert!(version.starts_with("OpenSSL "), "{version}");
+
+    // A tmpfs too small for the upgrade fails the run, saying so.
+    let full = patch("memory:2", "full");
+    let err = failure(&full, 1);
+    assert!(err.contains("outgrew the 2 MiB tmpfs"), "{err}");
+    assert!(err.contains("--working-folder"), "the hint names the way out:\n{err}");
+    assert!(open_fails(&format!("oci:{}:full", layout.display())), "an image was written");
+    let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(
+        !left.iter().any(|n| n.to_string_lossy().starts_with("caulk-mem-")),
+        "a tmpfs was left: {left:?}"
+    );
+}
+
+fn open_fails(reference: &str) -> bool {
+    Image::open(&ImageRef::parse(reference).unwrap(), &TransportOptions::default()).is_err()
+}

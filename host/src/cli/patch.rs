@@ -91,7 +91,9 @@ pub struct PatchArgs {
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = super::parse_duration)]
     pub timeout: Duration,
 
-    /// Where temporary files go (must allow an overlayfs upper dir).
+    /// Where temporary files go (must allow an overlayfs upper dir); when
+    /// given, the steps' changes stay there instead of a tmpfs chosen for a
+    /// small upgrade.
     #[arg(long, value_name = "DIR")]
     pub working_folder: Option<PathBuf>,
 

@@ -29,6 +29,9 @@ pub struct Base<'a> {
     /// An earlier caulk layer, unpacked: the starting changes, so the new
     /// layer holds both and replaces it.
     pub seed: Option<&'a Path>,
+    /// Where a local session keeps its changes instead of the working
+    /// folder: a tmpfs chosen for a small upgrade (see `workdir.rs`).
+    pub scratch: Option<&'a Path>,
 }
 
 /// Where steps run.
@@ -69,6 +72,13 @@ pub trait Workspace: Sync {
         observer: &mut dyn Observer,
         cancel: &CancelToken,
     ) -> Result<Vec<StepOutcome>, PatchError>;
+    /// The steps' changes as they stand, where [`Workspace::finish`] will
+    /// hand the same directory over unchanged and nothing writes to it in
+    /// the meantime: the layer can then be written while verification
+    /// runs. `None` when only `finish` can produce them.
+    fn changes_so_far(&self) -> Option<(PathBuf, LayerSource)> {
+        None
+    }
     /// The steps' changes, to be written as the new layer.
     fn finish(self: Box<Self>) -> Result<Changes, PatchError>;
 }
@@ -119,7 +129,11 @@ impl Engine for LocalEngine {
         base: &Base<'_>,
         cancel: CancelToken,
     ) -> Result<Box<dyn Workspace + 'e>, PatchError> {
-        let session = self.executor.prepare_on(base.lower, base.seed, cancel).map_err(super::exec_err)?;
+        let session = match base.scratch {
+            Some(folder) => self.executor.prepare_on_in(folder, base.lower, base.seed, cancel),
+            None => self.executor.prepare_on(base.lower, base.seed, cancel),
+        }
+        .map_err(super::exec_err)?;
         Ok(Box::new(LocalWorkspace { session, tooling: self.tooling.as_ref() }))
     }
 }
@@ -175,6 +189,10 @@ impl Workspace for LocalWorkspace<'_> {
         cancel: &CancelToken,
     ) -> Result<Vec<StepOutcome>, PatchError> {
         super::execute(self, steps, observer, cancel)
+    }
+
+    fn changes_so_far(&self) -> Option<(PathBuf, LayerSource)> {
+        self.session.changes_dir().map(|dir| (dir, LayerSource::OverlayUpper))
     }
 
     fn finish(self: Box<Self>) -> Result<Changes, PatchError> {

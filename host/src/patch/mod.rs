@@ -14,6 +14,7 @@ mod phase_tests;
 pub mod platforms;
 pub mod summary;
 pub mod tooling;
+mod workdir;
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
@@ -166,6 +167,16 @@ pub enum PatchError {
     #[error("{}; no image was written", platforms::failed_line(failed))]
     PlatformsFailed { failed: Vec<(String, String)>, summary: Box<PatchSummary> },
 
+    #[error(
+        "the steps' changes outgrew the {} MiB tmpfs caulk chose as their working folder (No space left \
+         on device); nothing was written",
+        size >> 20
+    )]
+    WorkingMemoryFull { size: u64 },
+
+    #[error("{first}; writing the layer at the same time also failed: {also}")]
+    Also { first: Box<PatchError>, also: Box<PatchError> },
+
     #[error("{image}: no operating system found ({}); nothing can be patched", no_os_detail(*layers))]
     NoOperatingSystem { image: String, layers: usize },
 }
@@ -188,6 +199,12 @@ impl PatchError {
                 "--ignore-errors writes the image with the updates that worked and lists the rest".into(),
             ),
             Self::Emulation(e) => Some(e.hint()),
+            Self::WorkingMemoryFull { .. } => Some(
+                "--working-folder DIR keeps the changes on disk (the size estimate comes from the image's \
+                 package database and was too small here)"
+                    .into(),
+            ),
+            Self::Also { first, .. } => first.hint(),
             Self::PlatformsFailed { .. } => Some(
                 "--ignore-errors writes the index with the platforms that worked and keeps the rest unpatched"
                     .into(),
@@ -390,7 +407,17 @@ pub(crate) fn patch_platform(
     };
     // The earlier caulk layer seeds this session's changes, so the new layer
     // holds both and replaces it.
-    let base = Base { image, platform_image, lower, seed: top.map(PathBuf::as_path) };
+    // Memory or disk for the steps' changes; made before the session so
+    // that it is unmounted only once the session is gone.
+    let memory =
+        workdir::memory_folder(engine.runs_here(), request, lower, top.map(PathBuf::as_path), wanted, mode)?;
+    let base = Base {
+        image,
+        platform_image,
+        lower,
+        seed: top.map(PathBuf::as_path),
+        scratch: memory.as_ref().map(caulk_exec::MemoryFolder::path),
+    };
     let mut session = engine.prepare(&base, cancel.clone())?;
 
     // Who patches what.
@@ -487,61 +514,89 @@ pub(crate) fn patch_platform(
     // Run the steps.
     let outcomes = session.run_steps(&steps, observer, cancel)?;
     summary.timings.steps = outcomes.iter().map(|o| o.duration).sum();
+    if let Some(folder) = &memory
+        && workdir::outgrown(folder, &outcomes)
+    {
+        return Err(PatchError::WorkingMemoryFull { size: folder.size() });
+    }
 
-    // Verify.
+    // Verify, and meanwhile write the layer where the changes are final
+    // already (verification reads the merged root, the writer the upper
+    // dir; neither writes what the other reads).
     observer.phase("verifying");
     let reader = session.reader();
-    for job in &jobs {
-        check_cancel("while verifying")?;
-        let plan = job.plan.as_ref().expect("planned above");
-        if plan.selected.is_empty() {
-            continue;
+    let verify = |summary: &mut PatchSummary| -> Result<(), PatchError> {
+        for job in &jobs {
+            check_cancel("while verifying")?;
+            let plan = job.plan.as_ref().expect("planned above");
+            if plan.selected.is_empty() {
+                continue;
+            }
+            let answerer =
+                facts::Answerer { session: session.as_ref(), shared: &answering, plugin: job.plugin };
+            let updates: Vec<Update> = job.updates.iter().map(PackageUpdate::to_update).collect();
+            let options = options_for(job.plugin);
+            let facts = gather(
+                job.plugin,
+                Phase::Verify,
+                &target,
+                &updates,
+                &plan.selected,
+                &options,
+                &answerer,
+                &reader,
+            )?;
+            let step_results: Vec<StepResult> = outcomes
+                .iter()
+                .skip(job.steps.0)
+                .take(job.steps.1)
+                .map(|o| StepResult {
+                    summary: o.summary.clone(),
+                    exit_code: o.exit_code.unwrap_or(-1),
+                    stderr_tail: o.stderr_tail.clone(),
+                })
+                .collect();
+            let verdicts = job
+                .plugin
+                .verify(&VerifyRequest {
+                    target: target.clone(),
+                    options,
+                    selected: plan.selected.clone(),
+                    steps: step_results,
+                    facts,
+                })
+                .map_err(plugin_err)?;
+            for selected in &plan.selected {
+                let verdict =
+                    verdicts.iter().find(|o| o.name == selected.name && o.location == selected.location);
+                let update =
+                    job.updates.iter().find(|u| u.name == selected.name && u.location == selected.location);
+                summary.rows.push(Row::verified(job.plugin.name(), selected, verdict, update));
+            }
         }
-        let answerer = facts::Answerer { session: session.as_ref(), shared: &answering, plugin: job.plugin };
-        let updates: Vec<Update> = job.updates.iter().map(PackageUpdate::to_update).collect();
-        let options = options_for(job.plugin);
-        let facts = gather(
-            job.plugin,
-            Phase::Verify,
-            &target,
-            &updates,
-            &plan.selected,
-            &options,
-            &answerer,
-            &reader,
-        )?;
-        let step_results: Vec<StepResult> = outcomes
-            .iter()
-            .skip(job.steps.0)
-            .take(job.steps.1)
-            .map(|o| StepResult {
-                summary: o.summary.clone(),
-                exit_code: o.exit_code.unwrap_or(-1),
-                stderr_tail: o.stderr_tail.clone(),
-            })
-            .collect();
-        let verdicts = job
-            .plugin
-            .verify(&VerifyRequest {
-                target: target.clone(),
-                options,
-                selected: plan.selected.clone(),
-                steps: step_results,
-                facts,
-            })
-            .map_err(plugin_err)?;
-        for selected in &plan.selected {
-            let verdict =
-                verdicts.iter().find(|o| o.name == selected.name && o.location == selected.location);
-            let update =
-                job.updates.iter().find(|u| u.name == selected.name && u.location == selected.location);
-            summary.rows.push(Row::verified(job.plugin.name(), selected, verdict, update));
-        }
-    }
+        Ok(())
+    };
+    let early = session.changes_so_far();
+    let (verified, early_layer) = std::thread::scope(|scope| {
+        let writer = early.map(|(dir, source)| {
+            let (folder, drop_paths, image) = (&working_folder, &drop_paths, &request.image);
+            let epoch = request.source_date_epoch;
+            scope.spawn(move || write_changes(&dir, source, folder, drop_paths.clone(), epoch, image))
+        });
+        let verified = verify(&mut summary);
+        (verified, writer.map(|w| w.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))))
+    });
+    let early_layer = after_both(verified, early_layer)?;
     summary.sort_rows();
     summary.add_purls(os.as_ref(), &platform_image.platform.architecture);
 
-    let mut summary = match judge(summary, request.ignore_errors, request.vex_output.as_deref(), started)? {
+    let judged = judge(summary, request.ignore_errors, request.vex_output.as_deref(), started);
+    if !matches!(judged, Ok(ControlFlow::Continue(_)))
+        && let Some(Err(e)) = &early_layer
+    {
+        tracing::warn!(error = %e, "writing the layer failed too; no layer was needed");
+    }
+    let mut summary = match judged? {
         ControlFlow::Continue(summary) => summary,
         ControlFlow::Break(summary) => return Ok(Patched { summary, layer: None, os }),
     };
@@ -550,7 +605,13 @@ pub(crate) fn patch_platform(
     check_cancel("before writing the layer")?;
     observer.phase("writing the layer");
     let write_started = Instant::now();
-    let (layer_file, layer) = assemble_layer(session, &working_folder, drop_paths, request)?;
+    let (layer_file, layer) = match early_layer {
+        Some(written) => {
+            drop(session);
+            written?
+        }
+        None => assemble_layer(session, &working_folder, drop_paths, request)?,
+    };
     summary.layer = Some(summary::LayerInfo {
         digest: layer.digest.to_string(),
         diff_id: layer.diff_id.to_string(),
@@ -591,6 +652,22 @@ pub(crate) fn patch_platform(
     summary.timings.write = write_started.elapsed();
     summary.timings.probes = probe_time.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
     Ok(Patched { summary, layer: Some((appended, layer_file)), os })
+}
+
+/// Verification's result and the layer written meanwhile: the layer when
+/// verification passed; verification's error otherwise, with the writer's
+/// attached when it failed as well.
+fn after_both<T>(
+    verified: Result<(), PatchError>,
+    layer: Option<Result<T, PatchError>>,
+) -> Result<Option<Result<T, PatchError>>, PatchError> {
+    match (verified, layer) {
+        (Ok(()), layer) => Ok(layer),
+        (Err(first), Some(Err(also))) => {
+            Err(PatchError::Also { first: Box::new(first), also: Box::new(also) })
+        }
+        (Err(first), _) => Err(first),
+    }
 }
 
 /// The report's updates, and those of them `--pkg-types` asks for.
@@ -644,18 +721,41 @@ fn assemble_layer(
     request: &PatchRequest,
 ) -> Result<(tempfile::NamedTempFile, WrittenLayer), PatchError> {
     let changes = workspace.finish()?;
+    write_changes(
+        &changes.dir,
+        changes.source,
+        working_folder,
+        drop_paths,
+        request.source_date_epoch,
+        &request.image,
+    )
+}
+
+/// Writes the changes in `dir` as a layer file in the working folder,
+/// gzipped at the level and with the threads their size calls for.
+fn write_changes(
+    dir: &Path,
+    source: caulk_image::layer::LayerSource,
+    working_folder: &Path,
+    drop_paths: Vec<String>,
+    source_date_epoch: Option<u64>,
+    image: &ImageRef,
+) -> Result<(tempfile::NamedTempFile, WrittenLayer), PatchError> {
     let layer_file = tempfile::Builder::new()
         .prefix("layer-")
         .tempfile_in(working_folder)
         .map_err(|source| PatchError::Write { path: working_folder.to_owned(), source })?;
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let (level, threads) = caulk_image::layer::gzip_for_size(workdir::tree_size(dir), cores);
     let write_options = WriteOptions {
-        source: changes.source,
+        source,
         exclude: drop_paths,
-        mtime_clamp: request.source_date_epoch,
+        mtime_clamp: source_date_epoch,
+        level: Some(level),
+        threads,
         ..WriteOptions::default()
     };
-    let layer =
-        write_layer(&changes.dir, layer_file.path(), &write_options).map_err(image_err(&request.image))?;
+    let layer = write_layer(dir, layer_file.path(), &write_options).map_err(image_err(image))?;
     Ok((layer_file, layer))
 }
 

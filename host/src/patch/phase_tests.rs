@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use caulk_exec::{CancelToken, MergedReader, Probe, ProbeOutput, Step, StepOutcome, Stream};
 
-use super::{Changes, Observer, PatchError, PatchSummary, RowStatus, Workspace, execute, judge, summary};
+use super::{
+    Changes, Observer, PatchError, PatchSummary, RowStatus, Workspace, after_both, execute, judge, summary,
+};
 
 /// What the test engine's next step does.
 enum Then {
@@ -190,4 +192,22 @@ fn nothing_patched_ends_the_run_without_an_image() {
     let ControlFlow::Break(done) = flow else { panic!("an image would be written with nothing patched") };
     assert_eq!(done.result, summary::Result::NothingToPatch);
     assert!(done.vex_not_written.as_deref().is_some_and(|w| w.contains("nothing was patched")));
+}
+
+#[test]
+fn verification_and_the_layer_written_meanwhile_keep_both_errors() {
+    let err = |text: &str| PatchError::Destination(text.to_owned());
+    let layer = after_both(Ok(()), Some(Ok::<u8, _>(7))).unwrap();
+    assert!(matches!(layer, Some(Ok(7))));
+    // A failed write with a passed verification is the caller's to judge.
+    let layer = after_both(Ok(()), Some(Err::<u8, _>(err("disk full")))).unwrap();
+    assert!(matches!(layer, Some(Err(_))));
+    assert!(matches!(after_both(Ok(()), None::<Result<u8, _>>), Ok(None)));
+    let only = after_both(Err(err("probe failed")), Some(Ok::<u8, _>(7))).unwrap_err();
+    assert_eq!(only.to_string(), "destination: probe failed");
+    let both = after_both(Err(err("probe failed")), Some(Err::<u8, _>(err("disk full")))).unwrap_err();
+    assert_eq!(
+        both.to_string(),
+        "destination: probe failed; writing the layer at the same time also failed: destination: disk full"
+    );
 }

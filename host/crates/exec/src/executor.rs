@@ -232,7 +232,20 @@ impl LocalExecutor {
         top: Option<&Path>,
         cancel: CancelToken,
     ) -> Result<Session<'_>> {
-        let mut session = self.prepare(layers, cancel)?;
+        self.prepare_on_in(&self.config.working_folder, layers, top, cancel)
+    }
+
+    /// [`LocalExecutor::prepare_on`] with the session dir in `folder`
+    /// instead of the working folder: a [`crate::MemoryFolder`] chosen for
+    /// this image.
+    pub fn prepare_on_in(
+        &self,
+        folder: &Path,
+        layers: &[PathBuf],
+        top: Option<&Path>,
+        cancel: CancelToken,
+    ) -> Result<Session<'_>> {
+        let mut session = self.prepare_in(folder, layers, cancel)?;
         if let Some(top) = top {
             session.seed_changes(top)?;
         }
@@ -243,6 +256,10 @@ impl LocalExecutor {
     /// dirs bottom first, in overlayfs lower-dir form (see the crate docs).
     /// In copy mode this merges them into the working folder first.
     pub fn prepare(&self, layers: &[PathBuf], cancel: CancelToken) -> Result<Session<'_>> {
+        self.prepare_in(&self.config.working_folder, layers, cancel)
+    }
+
+    fn prepare_in(&self, folder: &Path, layers: &[PathBuf], cancel: CancelToken) -> Result<Session<'_>> {
         if cancel.is_cancelled() {
             return Err(Error::Cancelled { during: "preparing the root fs".to_owned() });
         }
@@ -263,7 +280,7 @@ impl LocalExecutor {
             }
             lowers.push(path);
         }
-        let dir = SessionDir::create(&self.config.working_folder)?;
+        let dir = SessionDir::create(folder)?;
         let base = dir.path().to_owned();
         let workspace = if mode == Mode::Copy {
             copy_workspace(&base, &lowers, &cancel)?

@@ -68,6 +68,7 @@ mod copy;
 mod error;
 mod executor;
 mod limits;
+mod memory;
 mod merged;
 mod privileges;
 mod sandbox;
@@ -82,6 +83,7 @@ pub use executor::{
     PROXY_VARIABLES,
 };
 pub use limits::{LimitHit, StepLimits};
+pub use memory::MemoryFolder;
 pub use merged::{EntryKind, FileInfo, MAX_READ, MergedReader};
 pub use privileges::{kept_mask as kept_capabilities_mask, kept_names as kept_capabilities};
 pub use seccomp::FilterError;

@@ -252,6 +252,18 @@ impl<'e> Session<'e> {
         Ok(())
     }
 
+    /// The steps' changes so far, in the form [`Session::finish`] hands
+    /// them over, while the session lives: overlay mode only (copy mode
+    /// finds its changes by comparing the copy at the end). Nothing writes
+    /// to it between steps (probes stack their own scratch upper dir on
+    /// top), so the layer can be written from it while probes run.
+    pub fn changes_dir(&self) -> Option<PathBuf> {
+        match &self.workspace {
+            Workspace::Overlay { .. } if !self.poisoned => Some(self.base().join("u")),
+            _ => None,
+        }
+    }
+
     /// The root fs as it is now (the layers plus every step's changes),
     /// read in userspace: for probes after the steps.
     pub fn reader(&self) -> MergedReader {

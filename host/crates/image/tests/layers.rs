@@ -355,3 +355,31 @@ fn overlay_upper_dir_becomes_an_oci_layer_with_whiteouts() {
     assert_eq!(text(&view, "/etc/hostname"), "patched\n");
     let _ = WhiteoutFormat::Keep;
 }
+
+#[test]
+fn fast_level_for_small_layers_stays_deterministic_and_plain_gzip() {
+    let tmp = tempdir();
+    let tree = tmp.path().join("tree");
+    let dirs = unpack_all(&tmp.path().join("cache"));
+    run(Command::new("cp").arg("-a").arg(&dirs[0]).arg(&tree));
+    let (level, threads) = caulk_image::layer::gzip_for_size(5 << 20, 8);
+    assert_eq!((level, threads), (1, 5), "a small layer: level 1, a thread per block");
+    let opts = |level, threads| WriteOptions {
+        level: Some(level),
+        threads,
+        mtime_clamp: Some(1_600_000_000),
+        ..WriteOptions::default()
+    };
+    let fast1 = write_layer(&tree, &tmp.path().join("f1.tar.gz"), &opts(level, 1)).unwrap();
+    let fast4 = write_layer(&tree, &tmp.path().join("f4.tar.gz"), &opts(level, 4)).unwrap();
+    let again = write_layer(&tree, &tmp.path().join("f1b.tar.gz"), &opts(level, 1)).unwrap();
+    let six = write_layer(&tree, &tmp.path().join("s.tar.gz"), &opts(6, 2)).unwrap();
+    assert_eq!(fast1.digest, fast4.digest, "independent of threads");
+    assert_eq!(fast1.digest, again.digest, "the same on every run");
+    assert_ne!(fast1.digest, six.digest, "the level does change the bytes");
+    assert_eq!(fast1.diff_id, six.diff_id, "but not the tar");
+    run(Command::new("gzip").arg("-t").arg(&fast1.path));
+    let plain =
+        run(Command::new("sh").arg("-c").arg(format!("gzip -dc {} | sha256sum", fast4.path.display())));
+    assert!(String::from_utf8_lossy(&plain.stdout).starts_with(fast1.diff_id.hex()));
+}
