@@ -54,14 +54,20 @@ pub const PYTHON_FACTS_PREFIX: &str = "caulk-python-facts ";
 /// `sys.argv[1]` is a JSON list of `{"id", "path", "modules"}` (`path`: a
 /// directory put first on `sys.path` for that distribution's imports, or
 /// null). Each module is imported alone: `sys.path` is restored and the
-/// modules the import loaded are dropped again before the next one, so one
-/// broken import neither hides nor causes another's failure. It prints
+/// Python modules the import loaded are dropped again before the next one,
+/// so one broken import neither hides nor causes another's failure.
+/// Extension modules stay loaded: they cannot be unloaded, and many (NumPy
+/// 2, PyO3 modules) refuse to initialise twice in one process, so dropping
+/// them would fail every later import that needs them. It prints
 /// `caulk-import-start` first, then one line per module after the
 /// `caulk-import ` prefix, a JSON object `{"id", "module", "ok", "error"}`,
 /// written straight to file descriptor 1 (a module may replace or close
 /// `sys.stdout`) and preceded by a newline (one may leave a line open).
 /// A module that kills the interpreter leaves the rest without a line.
-pub const IMPORT_CHECK: &str = r#"import importlib, json, os, sys
+pub const IMPORT_CHECK: &str = r#"import importlib, importlib.machinery, json, os, sys
+def native(module):
+    loader = getattr(getattr(module, "__spec__", None), "loader", None)
+    return isinstance(loader, importlib.machinery.ExtensionFileLoader)
 def say(line):
     os.write(1, ("\n" + line + "\n").encode("utf-8"))
 say("caulk-import-start")
@@ -78,7 +84,8 @@ for check in json.loads(sys.argv[1]):
             ok, error = False, "%s: %s" % (type(e).__name__, e)
         sys.path[:] = saved_path
         for name in set(sys.modules) - loaded:
-            sys.modules.pop(name, None)
+            if not native(sys.modules.get(name)):
+                sys.modules.pop(name, None)
         importlib.invalidate_caches()
         say("caulk-import " + json.dumps({"id": check["id"], "module": module, "ok": ok, "error": error}))
 "#;

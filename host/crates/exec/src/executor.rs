@@ -280,26 +280,28 @@ impl LocalExecutor {
             }
             lowers.push(path);
         }
+        // Copy mode copies the whole root fs: that belongs in the working
+        // folder on disk, never in a memory folder sized for the changes.
+        let copy_folder = &self.config.working_folder;
+        if mode == Mode::Copy {
+            let dir = SessionDir::create(copy_folder)?;
+            let workspace = copy_workspace(dir.path(), &lowers, &cancel)?;
+            return Ok(Session::new(self, dir, workspace, cancel));
+        }
         let dir = SessionDir::create(folder)?;
-        let base = dir.path().to_owned();
-        let workspace = if mode == Mode::Copy {
-            copy_workspace(&base, &lowers, &cancel)?
-        } else {
-            match self.overlay_workspace(&base, &lowers) {
-                Ok(workspace) => workspace,
-                Err(reason) if self.config.mode == Mode::Auto => {
-                    // The layer dirs may sit where overlayfs cannot use them
-                    // (a lower dir on overlayfs itself, inside a container).
-                    tracing::warn!(%reason, "overlayfs refused these layer dirs; using copy mode");
-                    for sub in ["l", "u", "m", "w"] {
-                        let _ = fs::remove_dir_all(base.join(sub));
-                    }
-                    copy_workspace(&base, &lowers, &cancel)?
-                }
-                Err(reason) => return Err(Error::OverlayUnavailable { reason }),
+        match self.overlay_workspace(dir.path(), &lowers) {
+            Ok(workspace) => Ok(Session::new(self, dir, workspace, cancel)),
+            Err(reason) if self.config.mode == Mode::Auto => {
+                // The layer dirs may sit where overlayfs cannot use them
+                // (a lower dir on overlayfs itself, inside a container).
+                tracing::warn!(%reason, "overlayfs refused these layer dirs; using copy mode");
+                drop(dir);
+                let dir = SessionDir::create(copy_folder)?;
+                let workspace = copy_workspace(dir.path(), &lowers, &cancel)?;
+                Ok(Session::new(self, dir, workspace, cancel))
             }
-        };
-        Ok(Session::new(self, dir, workspace, cancel))
+            Err(reason) => Err(Error::OverlayUnavailable { reason }),
+        }
     }
 
     /// Links to the lower dirs, the upper dir and the mount point, checked

@@ -5,20 +5,25 @@
 //!
 //! The mount lives in the host's mount namespace (the session dirs must
 //! outlive each step's private namespace), so it is unmounted on drop, and
-//! one left by a killed run is unmounted by the next: a lock file inside it
-//! is held for the folder's life, as session dirs do.
+//! one left by a killed run is unmounted by the next: a lock file beside it
+//! (`caulk-mem-X.lock` for `caulk-mem-X`) is held for the folder's life.
+//! The lock is on the parent's file system and locked before the directory
+//! exists, so a run sweeping at the same moment, or one in another mount
+//! namespace that shares the parent (where the tmpfs itself is invisible),
+//! never takes a live folder for a stale one.
 
 use std::fs::{self, File};
-use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 
 use rustix::fs::FlockOperation;
 use rustix::mount::{MountFlags, UnmountFlags};
 
-use crate::error::{Error, IoContext as _, Result};
+use crate::error::{Error, Result};
 
 const PREFIX: &str = "caulk-mem-";
-const LOCK: &str = ".caulk-lock";
+const LOCK_SUFFIX: &str = ".lock";
+/// A lock file before it gets its final name (and so before it counts).
+const NEW_PREFIX: &str = ".caulk-mem-new-";
 
 /// A tmpfs of a fixed size mounted on a fresh directory; unmounted and
 /// removed on drop.
@@ -27,6 +32,7 @@ pub struct MemoryFolder {
     path: PathBuf,
     size: u64,
     lock: Option<File>,
+    lock_path: PathBuf,
 }
 
 impl MemoryFolder {
@@ -35,24 +41,36 @@ impl MemoryFolder {
     pub fn mount(parent: &Path, size: u64) -> Result<Self> {
         sweep_stale(parent);
         let fail = |path: &Path, reason: String| Error::WorkingFolder { path: path.to_owned(), reason };
-        let path = tempfile::Builder::new()
-            .prefix(PREFIX)
-            .tempdir_in(parent)
-            .map_err(|e| fail(parent, format!("cannot create a directory for a tmpfs: {e}")))?
-            .keep();
+        // Locked under a name the sweep ignores, then renamed into place:
+        // whoever sees `caulk-mem-X.lock` finds it locked.
+        let new = tempfile::Builder::new()
+            .prefix(NEW_PREFIX)
+            .tempfile_in(parent)
+            .map_err(|e| fail(parent, format!("cannot create a lock file for a tmpfs: {e}")))?;
+        rustix::fs::flock(new.as_file(), FlockOperation::NonBlockingLockExclusive)
+            .map_err(|e| Error::io(format!("locking {}", new.path().display()), e))?;
+        let unique = new.path().file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_prefix(NEW_PREFIX));
+        let name = format!("{PREFIX}{}", unique.expect("tempfile keeps the prefix"));
+        let path = parent.join(&name);
+        let lock_path = parent.join(format!("{name}{LOCK_SUFFIX}"));
+        let lock = new
+            .persist_noclobber(&lock_path)
+            .map_err(|e| fail(&lock_path, format!("cannot name the tmpfs's lock file: {}", e.error)))?;
+        let unlock = |lock: File| {
+            let _ = fs::remove_file(&lock_path);
+            drop(lock);
+        };
+        if let Err(e) = fs::create_dir(&path) {
+            unlock(lock);
+            return Err(fail(&path, format!("cannot create a directory for a tmpfs: {e}")));
+        }
         let data = std::ffi::CString::new(format!("size={size},mode=0700")).expect("no NUL in digits");
         if let Err(e) = rustix::mount::mount("tmpfs", &path, "tmpfs", MountFlags::empty(), data.as_c_str()) {
             let _ = fs::remove_dir(&path);
+            unlock(lock);
             return Err(fail(&path, format!("cannot mount a tmpfs of {size} bytes: {e}")));
         }
-        // From here on the drop unmounts it, whatever fails next.
-        let mut folder = MemoryFolder { path, size, lock: None };
-        let lock_path = folder.path.join(LOCK);
-        let lock = File::create(&lock_path).ctx(|| format!("creating {}", lock_path.display()))?;
-        rustix::fs::flock(&lock, FlockOperation::NonBlockingLockExclusive)
-            .map_err(|e| Error::io(format!("locking {}", lock_path.display()), e))?;
-        folder.lock = Some(lock);
-        Ok(folder)
+        Ok(MemoryFolder { path, size, lock: Some(lock), lock_path })
     }
 
     pub fn path(&self) -> &Path {
@@ -73,8 +91,10 @@ impl MemoryFolder {
 
 impl Drop for MemoryFolder {
     fn drop(&mut self) {
-        drop(self.lock.take());
         unmount(&self.path);
+        // The lock goes last: until the directory is gone it says "live".
+        let _ = fs::remove_file(&self.lock_path);
+        drop(self.lock.take());
     }
 }
 
@@ -95,26 +115,41 @@ fn unmount(path: &Path) {
 fn sweep_stale(parent: &Path) {
     let Ok(entries) = fs::read_dir(parent) else { return };
     for entry in entries.flatten() {
-        if !entry.file_name().as_bytes().starts_with(PREFIX.as_bytes()) {
-            continue;
-        }
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
         let path = entry.path();
-        let stale = match File::open(path.join(LOCK)) {
-            Ok(lock) => rustix::fs::flock(&lock, FlockOperation::NonBlockingLockExclusive).is_ok(),
-            // Not mounted any more, or not yet (another run between its
-            // mkdir and its mount): only an old bare directory is left over.
-            Err(_) => !is_mount_point(&path) && older_than_a_minute(&path),
-        };
-        if !stale {
+        if name.starts_with(NEW_PREFIX) {
+            // A run died between creating its lock file and naming it.
+            if older_than_a_minute(&path) {
+                let _ = fs::remove_file(&path);
+            }
             continue;
         }
-        tracing::info!(path = %path.display(), "removing a tmpfs working folder left by an earlier run");
+        let Some(folder) = name.strip_prefix(PREFIX).and_then(|n| n.strip_suffix(LOCK_SUFFIX)) else {
+            // A folder whose lock file is gone (its run died while
+            // dropping it): only an old bare directory is left over.
+            if name.starts_with(PREFIX)
+                && !parent.join(format!("{name}{LOCK_SUFFIX}")).exists()
+                && !is_mount_point(&path)
+                && older_than_a_minute(&path)
+            {
+                let _ = fs::remove_dir(&path);
+            }
+            continue;
+        };
+        let Ok(lock) = File::open(&path) else { continue };
+        if rustix::fs::flock(&lock, FlockOperation::NonBlockingLockExclusive).is_err() {
+            continue; // live
+        }
+        let dir = parent.join(format!("{PREFIX}{folder}"));
+        tracing::info!(path = %dir.display(), "removing a tmpfs working folder left by an earlier run");
         // Errors are not worth a warning: a run that is just ending may
         // unmount it at the same moment.
-        if is_mount_point(&path) {
-            let _ = rustix::mount::unmount(&path, UnmountFlags::DETACH);
+        if is_mount_point(&dir) {
+            let _ = rustix::mount::unmount(&dir, UnmountFlags::DETACH);
         }
-        let _ = fs::remove_dir(&path);
+        let _ = fs::remove_dir(&dir);
+        let _ = fs::remove_file(&path);
     }
 }
 
@@ -172,14 +207,24 @@ mod tests {
         let mut left = MemoryFolder::mount(parent.path(), 1 << 20).unwrap();
         let left_path = left.path().to_owned();
         // As if its run was killed: the lock goes with the process, the
-        // mount stays.
+        // mount and the lock file stay.
         drop(left.lock.take());
         std::mem::forget(left);
+        // A run in the middle of mounting (lock taken, no directory yet)
+        // is not swept.
+        let busy = tempfile::Builder::new().prefix(NEW_PREFIX).tempfile_in(parent.path()).unwrap();
+        let busy_lock = parent.path().join(format!("{PREFIX}busy{LOCK_SUFFIX}"));
+        rustix::fs::flock(busy.as_file(), FlockOperation::NonBlockingLockExclusive).unwrap();
+        let busy_file = busy.persist_noclobber(&busy_lock).unwrap();
+        fs::create_dir(parent.path().join(format!("{PREFIX}busy"))).unwrap();
         let held = MemoryFolder::mount(parent.path(), 1 << 20).unwrap();
         let next = MemoryFolder::mount(parent.path(), 1 << 20).unwrap();
         assert!(!left_path.exists(), "the stale tmpfs is gone");
         assert!(held.path().exists() && is_mount_point(held.path()), "a live one stays");
-        drop((held, next));
+        assert!(parent.path().join(format!("{PREFIX}busy")).is_dir(), "a locked one stays, mounted or not");
+        drop((held, next, busy_file));
+        fs::remove_dir(parent.path().join(format!("{PREFIX}busy"))).unwrap();
+        fs::remove_file(busy_lock).unwrap();
         assert_eq!(fs::read_dir(parent.path()).unwrap().count(), 0);
     }
 }
