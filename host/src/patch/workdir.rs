@@ -256,11 +256,14 @@ pub fn memory_folder(
     }
 }
 
-/// Whether the steps ran out of room in the tmpfs: a failed step said so,
-/// or the tmpfs is (nearly) full.
+/// Whether the steps ran out of room in the tmpfs: a step failed, and it
+/// said so or the tmpfs is (nearly) full.
 pub fn outgrown(folder: &MemoryFolder, outcomes: &[StepOutcome]) -> bool {
-    folder.nearly_full()
-        || outcomes.iter().any(|o| !o.success() && o.stderr_tail.contains("No space left on device"))
+    // Only a failed step can have run out: a full tmpfs after steps that
+    // all succeeded still holds complete changes.
+    let mut failed = outcomes.iter().filter(|o| !o.success()).peekable();
+    failed.peek().is_some()
+        && (folder.nearly_full() || failed.any(|o| o.stderr_tail.contains("No space left on device")))
 }
 
 #[cfg(test)]
