@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use caulk_image::layer::RootFs;
 use caulk_image::{Image, ImageRef, TransportOptions};
+use common::dpkg::{config, dpkg_ge, layer_digests, versions_in};
 use common::{Sandbox, failure, run, success};
 
 /// `docker-unix://SOCKET` of the test daemon.
@@ -71,30 +72,6 @@ fn status_d_versions(image: &Image) -> BTreeMap<String, String> {
         .map(|f| String::from_utf8(root.read(&f.path).unwrap()).unwrap())
         .collect();
     versions_in(&text.join("\n\n"))
-}
-
-/// `Package: → Version:` of dpkg control paragraphs.
-fn versions_in(status: &str) -> BTreeMap<String, String> {
-    status
-        .split("\n\n")
-        .filter_map(|stanza| {
-            let field =
-                |name: &str| stanza.lines().find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()));
-            Some((field("Package:")?, field("Version:")?))
-        })
-        .collect()
-}
-
-fn dpkg_ge(a: &str, b: &str) -> bool {
-    Command::new("dpkg").args(["--compare-versions", a, "ge", b]).status().unwrap().success()
-}
-
-fn blobs(image: &Image) -> Vec<String> {
-    image.images[0].layers.iter().map(|l| l.desc.digest.to_string()).collect()
-}
-
-fn config(image: &Image) -> serde_json::Value {
-    serde_json::from_slice(&image.images[0].config.bytes).unwrap()
 }
 
 fn json(text: &str) -> serde_json::Value {
@@ -162,9 +139,9 @@ fn both_engines_patch_to_the_same_versions_in_one_layer_over_the_original_blobs(
     assert_eq!(by_buildkit, by_local, "the same package versions through both engines");
     assert_ne!(by_buildkit["libssl3"], old["libssl3"], "libssl3 moved");
 
-    let original = blobs(&before);
+    let original = layer_digests(&before);
     for (engine, image) in [("local", &local), ("buildkit", &buildkit)] {
-        let now = blobs(image);
+        let now = layer_digests(image);
         assert_eq!(now.len(), original.len() + 1, "{engine}: exactly one new layer");
         assert_eq!(now[..original.len()], original[..], "{engine}: the original blobs, byte for byte");
         assert_eq!(
@@ -240,8 +217,8 @@ fn a_registry_image_is_pulled_by_buildkit_and_written_back_there() {
     let patched = open(&format!("{}/caulk-bk/debian:bookworm-patched", registry.addr));
     let before = open(&remote);
     assert_ne!(dpkg_versions(&patched)["libexpat1"], dpkg_versions(&before)["libexpat1"]);
-    assert_eq!(blobs(&patched)[..blobs(&before).len()], blobs(&before)[..]);
-    assert_eq!(blobs(&patched).len(), blobs(&before).len() + 1);
+    assert_eq!(layer_digests(&patched)[..layer_digests(&before).len()], layer_digests(&before)[..]);
+    assert_eq!(layer_digests(&patched).len(), layer_digests(&before).len() + 1);
 }
 
 #[test]
@@ -382,8 +359,8 @@ fn a_distroless_image_is_patched_from_a_tooling_image_as_the_local_engine_does()
         assert!(!dpkg_ge(&old[package], &by_buildkit[package]), "{package} moved: {by_buildkit:?}");
     }
     assert_eq!(old["libc6"], by_buildkit["libc6"], "a package not in the report stayed");
-    let original = blobs(&before);
-    let now = blobs(&buildkit);
+    let original = layer_digests(&before);
+    let now = layer_digests(&buildkit);
     assert_eq!(now.len(), original.len() + 1, "exactly one new layer");
     assert_eq!(now[..original.len()], original[..], "the original blobs, byte for byte");
     assert_eq!(config_without_caulk(config(&buildkit)), config_without_caulk_time(config(&before)));

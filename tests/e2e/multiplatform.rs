@@ -12,6 +12,7 @@ use std::sync::OnceLock;
 
 use caulk_image::layer::RootFs;
 use caulk_image::{Image, ImageRef, PlatformImage, TransportOptions};
+use common::dpkg::{dpkg_ge, versions_in};
 use common::{Sandbox, failure, run, success};
 
 /// Fixed so two runs over the same inputs write the same bytes.
@@ -86,19 +87,7 @@ fn platform<'i>(image: &'i Image, arch: &str) -> &'i PlatformImage {
 /// Installed versions in a platform's dpkg status.
 fn dpkg_versions(image: &Image, arch: &str) -> BTreeMap<String, String> {
     let root = RootFs::open(image.source().clone(), platform(image, arch)).unwrap();
-    let status = String::from_utf8(root.read("/var/lib/dpkg/status").unwrap()).unwrap();
-    status
-        .split("\n\n")
-        .filter_map(|stanza| {
-            let field =
-                |name: &str| stanza.lines().find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()));
-            Some((field("Package:")?, field("Version:")?))
-        })
-        .collect()
-}
-
-fn dpkg_ge(a: &str, b: &str) -> bool {
-    Command::new("dpkg").args(["--compare-versions", a, "ge", b]).status().unwrap().success()
+    versions_in(&String::from_utf8(root.read("/var/lib/dpkg/status").unwrap()).unwrap())
 }
 
 /// The top-level index's raw JSON.

@@ -11,6 +11,7 @@ use std::sync::{Mutex, OnceLock};
 
 use caulk_image::layer::RootFs;
 use caulk_image::{Image, ImageRef, TransportOptions};
+use common::dpkg::{config, dpkg_ge, layer_digests, versions_in};
 use common::{Sandbox, failure, run, stderr, stdout, success};
 
 /// The cached vulnerable layout of `suite`, built once per test process.
@@ -79,28 +80,7 @@ fn open(reference: &str) -> Image {
 fn dpkg_versions(image: &Image) -> BTreeMap<String, String> {
     let platform = &image.images[0];
     let root = RootFs::open(image.source().clone(), platform).unwrap();
-    let status = String::from_utf8(root.read("/var/lib/dpkg/status").unwrap()).unwrap();
-    let mut versions = BTreeMap::new();
-    for stanza in status.split("\n\n") {
-        let field =
-            |name: &str| stanza.lines().find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()));
-        if let (Some(package), Some(version)) = (field("Package:"), field("Version:")) {
-            versions.insert(package, version);
-        }
-    }
-    versions
-}
-
-fn dpkg_ge(a: &str, b: &str) -> bool {
-    Command::new("dpkg").args(["--compare-versions", a, "ge", b]).status().unwrap().success()
-}
-
-fn layer_digests(image: &Image) -> Vec<String> {
-    image.images[0].layers.iter().map(|l| l.desc.digest.to_string()).collect()
-}
-
-fn config(image: &Image) -> serde_json::Value {
-    serde_json::from_slice(&image.images[0].config.bytes).unwrap()
+    versions_in(&String::from_utf8(root.read("/var/lib/dpkg/status").unwrap()).unwrap())
 }
 
 /// The digest the layout's index names `name` with.

@@ -33,16 +33,8 @@ pub const PYTHON: &str = "python:";
 pub const CA: &str = "ca-bundles";
 
 /// The system CA bundles where caulk's executor mounts the host's bundle in
-/// network steps (the same list as the executor's).
-pub const CA_BUNDLES: &[&str] = &[
-    "/etc/ssl/certs/ca-certificates.crt",
-    "/etc/pki/tls/certs/ca-bundle.crt",
-    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
-    "/etc/ssl/ca-bundle.pem",
-    "/etc/ssl/cert.pem",
-    "/etc/pki/tls/cacert.pem",
-    "/var/lib/ca-certificates/ca-bundle.pem",
-];
+/// network steps.
+pub const CA_BUNDLES: &[&str] = caulk_sdk::CA_BUNDLE_PATHS;
 
 /// Directories searched for distributions in every image.
 pub const SITE_GLOBS: &[&str] = &[

@@ -160,3 +160,41 @@ pub fn layout_copy(sandbox: &Sandbox, script: &str) -> PathBuf {
     assert!(Command::new("cp").arg("-a").arg(image_layout(script)).arg(&dest).status().unwrap().success());
     dest
 }
+
+/// Reading what a patched Debian image holds, shared by the test files that
+/// compare package versions and blobs.
+pub mod dpkg {
+    use std::collections::BTreeMap;
+    use std::process::Command;
+
+    use caulk_image::Image;
+
+    /// `Package: → Version:` of dpkg control paragraphs (a status file or
+    /// status.d entries joined with blank lines).
+    pub fn versions_in(status: &str) -> BTreeMap<String, String> {
+        status
+            .split("\n\n")
+            .filter_map(|stanza| {
+                let field = |name: &str| {
+                    stanza.lines().find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()))
+                };
+                Some((field("Package:")?, field("Version:")?))
+            })
+            .collect()
+    }
+
+    /// Whether `a` is at or above `b` in dpkg's own order.
+    pub fn dpkg_ge(a: &str, b: &str) -> bool {
+        Command::new("dpkg").args(["--compare-versions", a, "ge", b]).status().unwrap().success()
+    }
+
+    /// The layer digests of the image's first platform, bottom first.
+    pub fn layer_digests(image: &Image) -> Vec<String> {
+        image.images[0].layers.iter().map(|l| l.desc.digest.to_string()).collect()
+    }
+
+    /// The config of the image's first platform.
+    pub fn config(image: &Image) -> serde_json::Value {
+        serde_json::from_slice(&image.images[0].config.bytes).unwrap()
+    }
+}
