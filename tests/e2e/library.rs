@@ -11,7 +11,7 @@ use std::process::Command;
 
 use caulk_image::layer::RootFs;
 use caulk_image::{Image, ImageRef, TransportOptions};
-use common::{Sandbox, run, success};
+use common::{Sandbox, row_at, run, success};
 use serde_json::{Value, json};
 
 const SYSTEM: &str = "/usr/local/lib/python3.11/dist-packages";
@@ -85,15 +85,6 @@ fn dist_versions(reference: &str, site: &str) -> BTreeMap<String, Vec<String>> {
     versions
 }
 
-fn row<'a>(summary: &'a Value, name: &str, location: &str) -> &'a Value {
-    summary["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["name"] == name && r["location"] == location)
-        .unwrap_or_else(|| panic!("no row for {name} at {location}: {summary:#}"))
-}
-
 fn layer_count(reference: &str) -> usize {
     let image = Image::open(&ImageRef::parse(reference).unwrap(), &TransportOptions::default()).unwrap();
     image.images[0].layers.len()
@@ -116,15 +107,15 @@ fn libraries_move_within_the_patch_level_and_skips_say_why() {
     let output = format!("oci:{}:python-patched", layout.display());
 
     // Moved, within 1.26.x because of requests' bound, and verified.
-    let urllib3 = row(&summary, "urllib3", SYSTEM);
+    let urllib3 = row_at(&summary, "urllib3", SYSTEM);
     assert_eq!(urllib3["status"], "patched", "{urllib3:#}");
     assert!(urllib3["to"].as_str().unwrap().starts_with("1.26."), "{urllib3:#}");
     assert_eq!(urllib3["still_open"], json!(["CVE-2025-66471"]), "{urllib3:#}");
-    let certifi = row(&summary, "certifi", SYSTEM);
+    let certifi = row_at(&summary, "certifi", SYSTEM);
     assert_eq!(certifi["status"], "patched");
-    assert!(row(&summary, "jinja2", SYSTEM)["status"] == "patched");
-    assert!(row(&summary, "jinja2", VENV)["status"] == "patched");
-    assert!(row(&summary, "werkzeug", VENV)["status"] == "patched");
+    assert!(row_at(&summary, "jinja2", SYSTEM)["status"] == "patched");
+    assert!(row_at(&summary, "jinja2", VENV)["status"] == "patched");
+    assert!(row_at(&summary, "werkzeug", VENV)["status"] == "patched");
     for r in summary["rows"].as_array().unwrap().iter().filter(|r| r["status"] == "patched") {
         assert!(r["rationale"].is_string(), "the rule that chose the version is shown: {r:#}");
         let checks = r["checks"].as_array().unwrap();
@@ -132,12 +123,12 @@ fn libraries_move_within_the_patch_level_and_skips_say_why() {
     }
 
     // Skipped, with reasons that name what blocked them.
-    let idna = row(&summary, "idna", SYSTEM);
+    let idna = row_at(&summary, "idna", SYSTEM);
     assert_eq!(idna["status"], "skipped");
     assert!(idna["detail"].as_str().unwrap().contains("--library-patch-level patch"), "{idna:#}");
-    let requests = row(&summary, "requests", SYSTEM);
+    let requests = row_at(&summary, "requests", SYSTEM);
     assert_eq!(requests["status"], "skipped", "{requests:#}");
-    let click = row(&summary, "click", VENV);
+    let click = row_at(&summary, "click", VENV);
     assert_eq!(click["status"], "skipped", "{click:#}");
     assert!(click["detail"].as_str().unwrap().contains("not published"), "{click:#}");
 
@@ -203,7 +194,7 @@ fn minor_level_moves_requests_and_os_and_library_share_one_layer() {
         ])
         .arg(&report));
     let summary: Value = serde_json::from_str(&success(&out)).unwrap();
-    let requests = row(&summary, "requests", SYSTEM);
+    let requests = row_at(&summary, "requests", SYSTEM);
     assert_eq!(requests["status"], "patched", "{requests:#}");
     assert!(requests["to"].as_str().unwrap().starts_with("2."), "{requests:#}");
     let expat = summary["rows"].as_array().unwrap().iter().find(|r| r["name"] == "libexpat1").unwrap();
@@ -237,7 +228,7 @@ fn a_fix_that_breaks_a_dependent_is_skipped_naming_the_dependent() {
         .arg(&report));
     let summary: Value = serde_json::from_str(&success(&out)).unwrap();
     assert_eq!(summary["result"], "nothing-to-patch");
-    let idna = row(&summary, "idna", SYSTEM);
+    let idna = row_at(&summary, "idna", SYSTEM);
     assert_eq!(idna["status"], "skipped");
     let detail = idna["detail"].as_str().unwrap();
     assert!(detail.contains("requests 2.25.1") && detail.contains("idna<3"), "{detail}");

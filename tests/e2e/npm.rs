@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use caulk_image::layer::RootFs;
 use caulk_image::{Image, ImageRef, TransportOptions};
-use common::{Sandbox, failure, run, success};
+use common::{Sandbox, failure, row_at, run, success};
 use serde_json::{Value, json};
 
 const LOCK: &str = "/app/package-lock.json";
@@ -74,15 +74,6 @@ fn patch(sandbox: &Sandbox, input: &str, report: &Path, extra: &[&str]) -> std::
         .args(extra))
 }
 
-fn row<'a>(summary: &'a Value, name: &str, location: &str) -> &'a Value {
-    summary["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["name"] == name && r["location"] == location)
-        .unwrap_or_else(|| panic!("no row for {name} at {location}: {summary:#}"))
-}
-
 /// A file of the image's merged root fs, as JSON.
 fn read_json(reference: &str, path: &str) -> Value {
     let image = Image::open(&ImageRef::parse(reference).unwrap(), &TransportOptions::default()).unwrap();
@@ -109,24 +100,24 @@ fn patch_level_moves_direct_transitive_and_global_packages_and_the_vex_lists_eve
     );
     let summary: Value = serde_json::from_str(&success(&out)).unwrap();
 
-    let lodash = row(&summary, "lodash", LOCK);
+    let lodash = row_at(&summary, "lodash", LOCK);
     assert_eq!((&lodash["status"], &lodash["to"]), (&json!("patched"), &json!("4.17.21")), "{lodash:#}");
     assert!(
         lodash.get("still_open").is_none_or(|open| open == &json!([])),
         "4.17.21 fixes what 4.17.19 fixed: {lodash:#}"
     );
-    let minimist = row(&summary, "minimist", LOCK);
+    let minimist = row_at(&summary, "minimist", LOCK);
     assert_eq!((&minimist["status"], &minimist["to"]), (&json!("patched"), &json!("1.2.6")), "{minimist:#}");
-    let semver = row(&summary, "semver", GLOBAL);
+    let semver = row_at(&summary, "semver", GLOBAL);
     assert_eq!((&semver["status"], &semver["to"]), (&json!("patched"), &json!("7.5.2")), "{semver:#}");
     for r in [lodash, minimist] {
         assert!(r["checks"].to_string().contains("npm ls"), "npm ls ran: {r:#}");
     }
     // Only 0.x minor releases fix xmldom: out of reach at the patch level.
-    let xmldom = row(&summary, "@xmldom/xmldom", LOCK);
+    let xmldom = row_at(&summary, "@xmldom/xmldom", LOCK);
     assert_eq!(xmldom["status"], "skipped", "{xmldom:#}");
     assert!(xmldom["detail"].as_str().unwrap().contains("--library-patch-level patch"), "{xmldom:#}");
-    let yarn = row(&summary, "lodash", "/yarn-app/yarn.lock");
+    let yarn = row_at(&summary, "lodash", "/yarn-app/yarn.lock");
     assert_eq!(yarn["status"], "skipped", "{yarn:#}");
     assert!(yarn["detail"].as_str().unwrap().contains("yarn"), "{yarn:#}");
 
@@ -175,7 +166,7 @@ fn minor_level_reaches_the_scoped_package_and_a_missing_fix_needs_ignore_errors(
         &["--library-patch-level", "minor", "-t", "minor"],
     );
     let summary: Value = serde_json::from_str(&success(&out)).unwrap();
-    let xmldom = row(&summary, "@xmldom/xmldom", LOCK);
+    let xmldom = row_at(&summary, "@xmldom/xmldom", LOCK);
     assert_eq!((&xmldom["status"], &xmldom["to"]), (&json!("patched"), &json!("0.8.4")), "{xmldom:#}");
     let output = format!("oci:{}:minor", layout.display());
     assert_eq!(version_in(&output, "/app/node_modules/@xmldom/xmldom/package.json"), "0.8.4");
@@ -187,10 +178,10 @@ fn minor_level_reaches_the_scoped_package_and_a_missing_fix_needs_ignore_errors(
     assert!(err.contains("lodash") && err.contains("4.17.99") && err.contains("not published"), "{err}");
     let out = patch(&sandbox, &input, &missing, &["--ignore-errors", "-t", "ignored"]);
     let summary: Value = serde_json::from_str(&success(&out)).unwrap();
-    let lodash = row(&summary, "lodash", LOCK);
+    let lodash = row_at(&summary, "lodash", LOCK);
     assert_eq!(lodash["status"], "skipped", "{lodash:#}");
     assert!(lodash["detail"].as_str().unwrap().contains("4.17.99: not published"), "{lodash:#}");
-    assert_eq!(row(&summary, "minimist", LOCK)["status"], "patched", "{summary:#}");
+    assert_eq!(row_at(&summary, "minimist", LOCK)["status"], "patched", "{summary:#}");
 }
 
 /// Whether `path` exists in the image's merged root fs.
@@ -222,7 +213,7 @@ fn installs_run_no_lifecycle_scripts_unless_npm_scripts_is_set() {
     let summary: Value =
         serde_json::from_str(&success(&patch(&sandbox, &input, &report, &["--dest", &dest("default")])))
             .unwrap();
-    assert_eq!(row(&summary, "minimist", LOCK)["status"], "patched", "{summary:#}");
+    assert_eq!(row_at(&summary, "minimist", LOCK)["status"], "patched", "{summary:#}");
     assert_eq!(version_in(&dest("default"), "/app/node_modules/minimist/package.json"), "1.2.6");
     assert!(!exists_in(&dest("default"), marker), "the app's postinstall ran");
 

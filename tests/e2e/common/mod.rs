@@ -198,3 +198,13 @@ pub mod dpkg {
         serde_json::from_slice(&image.images[0].config.bytes).unwrap()
     }
 }
+
+/// The summary row of `name` at `location` in a `caulk.patch/v1` document.
+pub fn row_at<'a>(summary: &'a serde_json::Value, name: &str, location: &str) -> &'a serde_json::Value {
+    summary["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == name && r["location"] == location)
+        .unwrap_or_else(|| panic!("no row for {name} at {location}: {summary:#}"))
+}
