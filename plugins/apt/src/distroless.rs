@@ -184,7 +184,8 @@ rc=0
 dpkg --root="$t" --admindir="$a" --force-script-chrootless --force-confdef --force-confold \
   --force-unsafe-io --install "$w"/debs/*.deb || rc=$?
 # A new file in status.d, created by mktemp (never an existing name, so
-# never through a link the image planted).
+# never through a link the image planted); mktemp requires the trailing
+# X's of its template and fills them with a random suffix.
 tmp() { mktemp "$t$d/.${1##*/}.caulk-new.XXXXXX"; }
 # put SRC DEST: SRC renamed over DEST (a path in the image). A DEST that is
 # a symlink or a directory is refused, not written through or replaced.
