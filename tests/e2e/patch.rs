@@ -1082,3 +1082,48 @@ fn the_steps_changes_in_memory_or_on_disk_give_the_same_layer() {
 fn open_fails(reference: &str) -> bool {
     Image::open(&ImageRef::parse(reference).unwrap(), &TransportOptions::default()).is_err()
 }
+
+#[test]
+fn dpkg_writing_through_an_image_link_cannot_reach_the_host_side_caches() {
+    // The image has /usr/share/doc/openssl as a link to /caulk/work, where
+    // the plan mounts its work cache in the tooling root. dpkg --root follows
+    // it while unpacking openssl: the install step has the caches read-only,
+    // so the unpack fails there and nothing of the image reaches the cache.
+    let sandbox = Sandbox::with_private_cache();
+    let layout = common::layout_copy(&sandbox, "distroless-cache-link.sh");
+    let input = format!("oci:{}:distroless", layout.display());
+    let (report, _) = distroless_report(&sandbox, &open(&input), &["libssl3", "openssl"]);
+    let out = run(sandbox.caulk().args(["patch", "--json", "-i", &input, "-r"]).arg(&report));
+    let err = failure(&out, 1);
+    assert!(err.contains("no image was written"), "{err}");
+    let summary = json(&stdout(&out));
+    let rows = summary["rows"].as_array().unwrap();
+    let openssl = &rows.iter().find(|r| r["name"] == "openssl").unwrap()["detail"];
+    assert!(
+        openssl.as_str().is_some_and(|d| d.contains("error processing archive")),
+        "dpkg failed to unpack openssl: {summary:#}"
+    );
+    assert!(ref_digest(&layout, "distroless-patched").is_none(), "nothing is written");
+
+    // The work cache holds apt's state and the downloads, and none of
+    // openssl's documentation.
+    let steps = sandbox.cache_dir().join("steps/apt");
+    let mut found = Vec::new();
+    let mut stack = vec![steps.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if entry.file_type().unwrap().is_dir() {
+                stack.push(entry.path());
+            }
+            found.push(name);
+        }
+    }
+    let is_deb = |n: &String| Path::new(n).extension().is_some_and(|e| e == "deb");
+    assert!(found.iter().any(is_deb), "the downloads are in the cache: {found:?}");
+    assert!(
+        !found.iter().any(|n| n.starts_with("changelog") || n.starts_with("copyright")),
+        "dpkg wrote openssl's documentation into the cache: {found:?}"
+    );
+}

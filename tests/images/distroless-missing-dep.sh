@@ -39,11 +39,8 @@ fi
 
 work=$(mktemp -d "$cache/.distroless-missing-dep-build.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-blob() { echo "$base/blobs/${1/://}"; }
-manifest=$(blob "$(jq -r '.manifests[0].digest' "$base/index.json")")
 root=$work/root
-mkdir "$root"
-tar -xzf "$(blob "$(jq -r '.layers[0].digest' "$manifest")")" -C "$root"
+oci_unpack "$base" "$root" "$work/base-config.json"
 status_d=$root/var/lib/dpkg/status.d
 if [ "$variant" = unlisted ]; then
   rm -f "$status_d/libgcc-s1" "$status_d/libgcc-s1.md5sums"
@@ -72,8 +69,7 @@ tar -c --sort=name --owner=0 --group=0 --numeric-owner --mtime=@1700000000 \
   -C "$root" . >"$work/root.tar"
 what="without libssl3${variant:+ ($variant)}"
 [ "$variant" != unlisted ] || what="libgcc-s1 unlisted"
-jq --arg n ", $what" '.history[0].created_by += $n | del(.rootfs)' \
-  "$(blob "$(jq -r '.config.digest' "$manifest")")" >"$work/config.json"
+jq --arg n ", $what" '.history[0].created_by += $n' "$work/base-config.json" >"$work/config.json"
 oci_layout "$work/layout" distroless "$work/config.json" "$work/root.tar"
 rm -rf "$out"
 mv "$work/layout" "$out"

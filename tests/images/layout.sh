@@ -34,6 +34,17 @@ oci_layout() {
     manifests: [$m + {annotations: {"org.opencontainers.image.ref.name": $r}}]}' >"$dir/index.json"
 }
 
+# oci_unpack LAYOUT ROOT CONFIG: the first image of LAYOUT (one layer)
+# unpacked into ROOT, its config without `rootfs` written to CONFIG, for
+# scripts that derive an image from another.
+oci_unpack() {
+  local layout=$1 root=$2 config=$3 manifest
+  manifest=$layout/blobs/$(jq -r '.manifests[0].digest | sub(":"; "/")' "$layout/index.json")
+  mkdir -p "$root"
+  tar -xzf "$layout/blobs/$(jq -r '.layers[0].digest | sub(":"; "/")' "$manifest")" -C "$root"
+  jq 'del(.rootfs)' "$layout/blobs/$(jq -r '.config.digest | sub(":"; "/")' "$manifest")" >"$config"
+}
+
 # Moves FILE into DIR's blobs under its digest; prints its descriptor.
 _oci_put() {
   local dir=$1 file=$2 media=$3 hex size

@@ -971,13 +971,26 @@ fn to_step(
     if let Some(epoch) = request.source_date_epoch {
         out = out.env("SOURCE_DATE_EPOCH".to_owned(), epoch.to_string());
     }
+    let read_only = caches_read_only(&out);
     for cache in &plan.caches {
-        out = out.cache(
-            step_cache_dir(&request.cache_dir, plugin.name(), &cache.key, &cache.path),
-            cache.path.clone(),
-        );
+        let host_dir = step_cache_dir(&request.cache_dir, plugin.name(), &cache.key, &cache.path);
+        out = if read_only {
+            out.read_only_cache(host_dir, cache.path.clone())
+        } else {
+            out.cache(host_dir, cache.path.clone())
+        };
     }
     Ok(out)
+}
+
+/// Whether `step` gets the plan's caches read-only: when it runs from a
+/// tooling root without network. Such a step is the one that writes into
+/// the image from outside it (`dpkg --root`, `rpm --root`), and a path in
+/// the image that is an absolute symlink resolves in the tooling root, where
+/// a writable cache would be within reach. Fetching is what needs to write
+/// a cache, and fetching needs the network.
+fn caches_read_only(step: &Step) -> bool {
+    matches!(step.run_in, caulk_exec::RunIn::Tooling { .. }) && !step.network
 }
 
 /// The host directory behind a plan's cache mount.

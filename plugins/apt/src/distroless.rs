@@ -27,7 +27,9 @@
 //! 4. install: refused unless `/var`, `/var/lib`, `/var/lib/dpkg` and
 //!    status.d are directories of the image, not symlinks (the image
 //!    chooses them; a link would point the writes at the tooling root or
-//!    the host-side caches). dpkg's database is made for the step from the same status
+//!    the host-side caches; the host mounts the caches read-only for this
+//!    step, the one without network, so dpkg's own writes through a link
+//!    cannot reach them either). dpkg's database is made for the step from the same status
 //!    file in [`ADMIN`], a directory of the target no image has (dpkg wants
 //!    its admin dir below its root); `dpkg --root /target --admindir … -i`
 //!    the downloads; each package downloaded gets its paragraph written to
@@ -495,10 +497,14 @@ pub fn plan(request: &PlanRequest) -> Result<PatchPlan, AptError> {
     install.push(style(listing.files.values().any(|f| f.md5sums.is_some()), "md5sums"));
     install.extend(writeback(&listing));
     plan.steps = vec![
+        // With network although it fetches nothing: it writes apt's state
+        // into the work cache, and the host mounts caches writable only in
+        // tooling steps with network (the install step gets them read-only,
+        // so dpkg, writing through the image's links, cannot reach them).
         step(
             format!("prepare apt's state for a distroless image (packages from {what})"),
             prepare,
-            false,
+            true,
             false,
         ),
         step("apt-get update: refresh the package indexes (tooling root)".into(), update, true, true),

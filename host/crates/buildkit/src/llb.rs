@@ -56,6 +56,8 @@ pub struct CacheMount {
     pub key: String,
     pub dest: String,
     pub sharing: Sharing,
+    /// The step reads it and cannot change it.
+    pub readonly: bool,
 }
 
 /// An exec on top of `root`; its output 0 is the changed root.
@@ -184,6 +186,7 @@ impl Graph {
                 input: NONE,
                 dest: cache.dest.clone(),
                 output: NONE,
+                readonly: cache.readonly,
                 mount_type: MountType::Cache.into(),
                 cache_opt: Some(CacheOpt { id: cache.key.clone(), sharing: sharing.into() }),
                 ..Mount::default()
@@ -279,6 +282,7 @@ mod tests {
                 key: "apt".into(),
                 dest: "/var/cache/apt".into(),
                 sharing: Sharing::Locked,
+                readonly: false,
             }],
             network: Network::Host,
             ..Exec::default()

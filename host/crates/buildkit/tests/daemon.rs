@@ -160,6 +160,7 @@ fn a_cache_mount_is_shared_by_steps_and_stays_out_of_the_result() {
         key: format!("caulk-buildkit-test-{key}-{}", std::process::id()),
         dest: "/var/cache/caulk-test".into(),
         sharing: Sharing::Locked,
+        readonly: false,
     };
     let fill = Step {
         caches: vec![cache("a")],

@@ -614,7 +614,7 @@ impl<'e> Session<'e> {
                 }
                 for cache in req.caches {
                     let dest = Self::target_dest(label, target, &cache.path, &mut planned)?;
-                    binds.extend([os("--bind"), os(&cache.host_dir), os(dest)]);
+                    binds.extend([os(cache_flag(cache)), os(&cache.host_dir), os(dest)]);
                 }
             }
             RunIn::Tooling { root, mount_point } => {
@@ -683,7 +683,7 @@ impl<'e> Session<'e> {
                         check_tooling_mount_point(label, &tview, host, &cache.path, "a cache")?;
                         cache.path.clone()
                     };
-                    binds.extend([os("--bind"), os(&cache.host_dir), os(dest)]);
+                    binds.extend([os(cache_flag(cache)), os(&cache.host_dir), os(dest)]);
                 }
             }
         }
@@ -986,6 +986,11 @@ fn run_error(label: &str, e: RunError) -> Error {
             Error::Supervise { step: label.to_owned(), what: what.to_owned(), source }
         }
     }
+}
+
+/// bubblewrap's bind option for `cache`.
+fn cache_flag(cache: &CacheMount) -> &'static str {
+    if cache.read_only { "--ro-bind" } else { "--bind" }
 }
 
 fn validate(

@@ -41,9 +41,9 @@ pub enum ToolingRoot {
     Image(String),
 }
 
-/// A host directory mounted read-write into a step, never part of the diff
-/// (package indexes and downloads shared between runs). The executor holds
-/// an exclusive `flock` on `host_dir` while the step runs, so two caulk
+/// A host directory mounted into a step, never part of the diff (package
+/// indexes and downloads shared between runs). The executor holds an
+/// exclusive `flock` on `host_dir` while the step runs, so two caulk
 /// processes never share one apt lists dir at the same time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheMount {
@@ -51,6 +51,9 @@ pub struct CacheMount {
     pub host_dir: PathBuf,
     /// Absolute path inside the root the step runs in.
     pub path: String,
+    /// Mounted read-only: the step may read what earlier steps left there,
+    /// and nothing it runs can change the host-side directory.
+    pub read_only: bool,
 }
 
 /// One command of a plan.
@@ -123,7 +126,14 @@ impl Step {
 
     #[must_use]
     pub fn cache(mut self, host_dir: impl Into<PathBuf>, path: impl Into<String>) -> Self {
-        self.caches.push(CacheMount { host_dir: host_dir.into(), path: path.into() });
+        self.caches.push(CacheMount { host_dir: host_dir.into(), path: path.into(), read_only: false });
+        self
+    }
+
+    /// A cache the step can read and not change.
+    #[must_use]
+    pub fn read_only_cache(mut self, host_dir: impl Into<PathBuf>, path: impl Into<String>) -> Self {
+        self.caches.push(CacheMount { host_dir: host_dir.into(), path: path.into(), read_only: true });
         self
     }
 

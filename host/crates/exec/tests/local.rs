@@ -784,3 +784,45 @@ fn a_killed_caulk_leaves_no_mount_and_no_process() {
     let _exec = executor(work.path(), Mode::Overlay);
     assert!(session_dirs(work.path()).is_empty());
 }
+
+#[test]
+fn a_read_only_cache_is_read_and_not_written_even_through_a_link_in_the_target() {
+    // The target holds an absolute link to the cache's mount point, as a
+    // hostile image can: a tooling step that writes through it must fail on
+    // the read-only cache, and the host-side dir must keep what it had.
+    let fx = fixture();
+    let work = workdir();
+    let flat = work.path().join("flat");
+    fs::create_dir(&flat).unwrap();
+    caulk_exec::flatten(&fx.layers(), &flat, &CancelToken::new()).unwrap();
+    let cache = tempfile::tempdir_in(work.path()).unwrap();
+    fs::write(cache.path().join("fetched"), "from an earlier step\n").unwrap();
+    let exec = executor(work.path(), Mode::Overlay);
+    let mut session = exec.prepare(&fx.layers(), CancelToken::new()).unwrap();
+    let tooling =
+        || RunIn::Tooling { root: ToolingRoot::Dir(flat.clone()), mount_point: "/target".to_owned() };
+    let plant = sh("plant", "ln -s /caulk/work /target/link").run_in(tooling());
+    run(&mut session, &plant);
+
+    let mut out = String::new();
+    let write = sh("write through", "cat /target/link/fetched; echo pwned > /target/link/written")
+        .run_in(tooling())
+        .read_only_cache(cache.path(), "/caulk/work");
+    let err = session
+        .run_step(&write, &mut |stream, l| {
+            if stream == Stream::Stdout {
+                out.push_str(l);
+            }
+        })
+        .unwrap_err();
+    let Error::StepFailed { ref outcome, .. } = err else { panic!("{err}") };
+    assert_eq!(out, "from an earlier step", "the cache is readable");
+    assert!(outcome.stderr_tail.contains("Read-only file system"), "{}", outcome.stderr_tail);
+    assert!(!cache.path().join("written").exists());
+
+    // The same cache mounted writable takes the write: the test can fail.
+    let writable =
+        sh("write", "echo ok > /target/link/written").run_in(tooling()).cache(cache.path(), "/caulk/work");
+    run(&mut session, &writable);
+    assert_eq!(fs::read_to_string(cache.path().join("written")).unwrap(), "ok\n");
+}

@@ -1047,7 +1047,12 @@ fn cache_mount(cache: &caulk_exec::CacheMount) -> CacheMount {
         .map(|c| c.as_os_str().to_string_lossy().into_owned())
         .collect();
     let key = format!("caulk/{}", parts.into_iter().rev().collect::<Vec<_>>().join("/"));
-    CacheMount { key, dest: cache.path.clone(), sharing: caulk_buildkit::Sharing::Locked }
+    CacheMount {
+        key,
+        dest: cache.path.clone(),
+        sharing: caulk_buildkit::Sharing::Locked,
+        readonly: cache.read_only,
+    }
 }
 
 /// The host's proxy settings, kept out of BuildKit's cache key.
@@ -1097,6 +1102,7 @@ mod tests {
         let cache = caulk_exec::CacheMount {
             host_dir: "/home/u/.cache/caulk/steps/apt/0123abcd".into(),
             path: "/var/lib/apt/lists".into(),
+            read_only: false,
         };
         let mount = cache_mount(&cache);
         assert_eq!(mount.key, "caulk/apt/0123abcd");
