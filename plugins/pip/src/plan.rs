@@ -77,7 +77,11 @@ use crate::error::PipError;
 use crate::name::{self, DistName, Version};
 use crate::resolve::{self, Resolved};
 use crate::rules::{self, Finding, Level};
-use crate::scripts::REPLACE_DIST;
+use crate::scripts::{NO_BYTECODE, REPLACE_DIST};
+
+fn no_bytecode() -> (String, String) {
+    (NO_BYTECODE.0.to_owned(), NO_BYTECODE.1.to_owned())
+}
 
 /// The ecosystem this plugin patches.
 pub const PYTHON: &str = "python";
@@ -101,10 +105,12 @@ pub const DROP_PATHS: &[&str] = &["/root/.cache/pip", "/root/.cache/pip/**"];
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     pub dry_run: bool,
+    /// Seconds one import of the import check may take.
+    pub import_timeout: u32,
 }
 
 pub fn settings(options: &Options) -> Result<Settings, PipError> {
-    let mut settings = Settings { dry_run: true };
+    let mut settings = Settings { dry_run: true, import_timeout: crate::imports::DEFAULT_LIMIT };
     for (key, value) in &options.settings {
         match key.as_str() {
             "dry-run" => {
@@ -113,6 +119,19 @@ pub fn settings(options: &Options) -> Result<Settings, PipError> {
                     value: value.clone(),
                     problem: "expected true or false (or 1/0, yes/no)",
                 })?;
+            }
+            "import-timeout" => {
+                settings.import_timeout = value
+                    .trim()
+                    .trim_end_matches('s')
+                    .parse()
+                    .ok()
+                    .filter(|s| (1..=crate::imports::MAX_LIMIT).contains(s))
+                    .ok_or_else(|| PipError::BadSetting {
+                        key: key.clone(),
+                        value: value.clone(),
+                        problem: "expected whole seconds from 1 to 90, the time one import may take",
+                    })?;
             }
             _ => return Err(PipError::UnknownSetting { key: key.clone() }),
         }
@@ -553,7 +572,7 @@ pub fn tooling_question() -> Question {
     let command = Command {
         argv: ["python3", "-I", "-m", "pip", "--version"].map(str::to_owned).to_vec(),
         cwd: None,
-        env: vec![("PIP_CONFIG_FILE".into(), "/dev/null".into())],
+        env: vec![("PIP_CONFIG_FILE".into(), "/dev/null".into()), no_bytecode()],
         context: tooling_context(),
         network: false,
     };
@@ -673,7 +692,7 @@ fn dry_run(ctx: &Ctx<'_>, image: &Image, works: &[Work<'_>], group: &Group, pins
     let env = &image.envs[group.env];
     let cli_args = command_line_indexes(&ctx.options.index_urls);
     let mut argv: Vec<String>;
-    let mut command_env = vec![("PIP_ROOT_USER_ACTION".to_owned(), "ignore".to_owned())];
+    let mut command_env = vec![("PIP_ROOT_USER_ACTION".to_owned(), "ignore".to_owned()), no_bytecode()];
     let mut context = ExecContext::Target;
     if group.how != How::Tooling {
         command_env.extend(image.pip_cert(env));
@@ -1068,6 +1087,7 @@ fn steps(ctx: &Ctx<'_>, image: &Image, works: &[Work<'_>], install: &Install) ->
     let mut command_env = vec![
         ("PIP_ROOT_USER_ACTION".to_owned(), "ignore".to_owned()),
         ("SOURCE_DATE_EPOCH".to_owned(), SOURCE_DATE_EPOCH.to_owned()),
+        no_bytecode(),
     ];
     let cli_args = command_line_indexes(&ctx.options.index_urls);
     let listed = install.pins.join(", ");
@@ -1197,7 +1217,7 @@ fn replace_step(
     let place = &works[install.group.works[0]].dist.site;
     Step {
         summary: format!("remove {} from {place}", old.join(", ")),
-        command: Command { argv, cwd: None, env: Vec::new(), context, network: false },
+        command: Command { argv, cwd: None, env: vec![no_bytecode()], context, network: false },
         tolerate_failure: tolerate,
     }
 }

@@ -4,6 +4,22 @@
 //! the image reaches them as `sys.argv` elements, never as program text. They
 //! stay within Python 3.6 (f-strings, no walrus) so old images can run them.
 
+/// `PYTHONDONTWRITEBYTECODE=1`, in every command the plugin runs. The
+/// image's own `.pyc` files are often stale (a build that clamps mtimes
+/// makes every one of them so), and an interpreter that recompiles a module
+/// writes it back: in a probe that is disk work thrown away with the probe's
+/// scratch, in a step it puts recompiled bytecode of pip and the standard
+/// library (hundreds of files) into the new layer. pip still byte-compiles
+/// the files it installs: `compileall` does not heed the setting.
+pub const NO_BYTECODE: (&str, &str) = ("PYTHONDONTWRITEBYTECODE", "1");
+
+/// The command running `argv` in the image without writing bytecode.
+pub fn python_command<S: Into<String>>(argv: impl IntoIterator<Item = S>) -> caulk_sdk::update::Command {
+    let mut command = caulk_sdk::update::Command::new(argv);
+    command.env.push((NO_BYTECODE.0.to_owned(), NO_BYTECODE.1.to_owned()));
+    command
+}
+
 /// Prints what the planner needs to know about an interpreter: its PEP 508
 /// marker environment, where its pip installs (`sysconfig` paths), the
 /// directories on `sys.path`, its C library (for wheel platform tags) and
@@ -53,46 +69,76 @@ pub const PYTHON_FACTS_PREFIX: &str = "caulk-python-facts ";
 /// Imports modules of several distributions in one interpreter:
 /// `sys.argv[1]` is a JSON list of `{"id", "path", "modules"}` (`path`: a
 /// directory put first on `sys.path` for that distribution's imports, or
-/// null). Each module is imported alone: `sys.path` is restored and the
-/// Python modules the import loaded are dropped again before the next one,
-/// so one broken import neither hides nor causes another's failure.
-/// Extension modules stay loaded: they cannot be unloaded, and many (NumPy
-/// 2, PyO3 modules) refuse to initialise twice in one process, so dropping
-/// them would fail every later import that needs them. It prints
-/// `caulk-import-start` first, then one line per module after the
-/// `caulk-import ` prefix, a JSON object `{"id", "module", "ok", "error"}`,
-/// written straight to file descriptor 1 (a module may replace or close
-/// `sys.stdout`) and preceded by a newline (one may leave a line open).
-/// A module that kills the interpreter leaves the rest without a line.
-pub const IMPORT_CHECK: &str = r#"import importlib, importlib.machinery, json, os, sys
+/// null), `sys.argv[2]` the seconds one import may take, `sys.argv[3]` the
+/// seconds this run may spend. Each module is imported alone: `sys.path` is
+/// restored and the Python modules the import loaded are dropped again
+/// before the next one, so one broken import neither hides nor causes
+/// another's failure. Extension modules stay loaded: they cannot be
+/// unloaded, and many (NumPy 2, PyO3 modules) refuse to initialise twice in
+/// one process, so dropping them would fail every later import that needs
+/// them.
+///
+/// It prints `caulk-import-start` first, then one line per module after
+/// the `caulk-import ` prefix, a JSON object `{"id", "module", "ok",
+/// "error"}`, written straight to file descriptor 1 (a module may replace
+/// or close `sys.stdout`) and preceded by a newline (one may leave a line
+/// open). A module that kills the interpreter leaves the rest without a
+/// line. One still importing when its time is up gets a line with
+/// `"timeout": true` from a watchdog thread, which then ends the process:
+/// an import cannot be interrupted safely. A module is not started when the
+/// run's time could end during it (never the run's first):
+/// `caulk-import-paused` says the rest are for another run. The process
+/// ends with `os._exit`, so a module's exit handlers or threads cannot hold
+/// it up after the last line.
+pub const IMPORT_CHECK: &str = r#"import importlib, importlib.machinery, json, os, sys, threading, time
+started = time.monotonic()
+limit = float(sys.argv[2])
+budget = float(sys.argv[3])
 def native(module):
     loader = getattr(getattr(module, "__spec__", None), "loader", None)
     return isinstance(loader, importlib.machinery.ExtensionFileLoader)
 def say(line):
     os.write(1, ("\n" + line + "\n").encode("utf-8"))
+def result(check, module, ok, error, timeout=False):
+    say("caulk-import " + json.dumps({"id": check["id"], "module": module, "ok": ok, "error": error, "timeout": timeout}))
+def overran(check, module):
+    result(check, module, False, "the import did not finish within %g s" % limit, True)
+    os._exit(124)
 say("caulk-import-start")
+first = True
 for check in json.loads(sys.argv[1]):
     for module in check["modules"]:
+        if not first and time.monotonic() - started + limit > budget:
+            say("caulk-import-paused")
+            os._exit(0)
+        first = False
         saved_path = list(sys.path)
         loaded = set(sys.modules)
         if check.get("path"):
             sys.path.insert(0, check["path"])
+        watchdog = threading.Timer(limit, overran, (check, module))
+        watchdog.daemon = True
+        watchdog.start()
         try:
             importlib.import_module(module)
             ok, error = True, ""
         except BaseException as e:
             ok, error = False, "%s: %s" % (type(e).__name__, e)
+        watchdog.cancel()
         sys.path[:] = saved_path
         for name in set(sys.modules) - loaded:
             if not native(sys.modules.get(name)):
                 sys.modules.pop(name, None)
         importlib.invalidate_caches()
-        say("caulk-import " + json.dumps({"id": check["id"], "module": module, "ok": ok, "error": error}))
+        result(check, module, ok, error)
+os._exit(0)
 "#;
 
 /// The line the import check prints before its first import.
 pub const IMPORT_START: &str = "caulk-import-start";
 pub const IMPORT_PREFIX: &str = "caulk-import ";
+/// The line saying the run's time is used up and the rest need another run.
+pub const IMPORT_PAUSED: &str = "caulk-import-paused";
 
 /// Removes what is left of old distributions after `pip install --target
 /// SITE --upgrade` put the new ones beside them:

@@ -279,6 +279,56 @@ fn a_pinned_requests_keeps_urllib3_below_2_on_the_real_index() {
     );
 }
 
+/// The venv's urllib3, Jinja2 and certifi verified as they stand in `root`
+/// (each "update" already at its version): the ids of the import runs
+/// asked, and per `(name, module)` the outcome's status and import check.
+struct InPlace {
+    import_runs: Vec<String>,
+    outcomes: Vec<caulk_sdk::update::Outcome>,
+}
+
+impl InPlace {
+    fn verify(root: &Path, options: caulk_sdk::update::Options) -> Self {
+        let host = RealHost::new(root, base_image());
+        let updates = vec![
+            report("urllib3", "2.0.6", VENV, &[("TEST-URLLIB3", &["2.0.6"])]),
+            report("Jinja2", "3.1.2", VENV, &[("TEST-JINJA2", &["3.1.2"])]),
+            report("certifi", "2023.5.7", VENV, &[("TEST-CERTIFI", &["2023.5.7"])]),
+        ];
+        let asked = support::asked(&host, Phase::Verify, &updates, &options);
+        let import_runs =
+            asked.iter().map(|(q, _)| q.id.clone()).filter(|id| id.starts_with("import:")).collect();
+        let selected = updates
+            .iter()
+            .map(|u| caulk_sdk::update::SelectedUpdate {
+                ecosystem: "python".into(),
+                name: u.name.clone(),
+                location: u.location.clone(),
+                from: u.installed_version.clone(),
+                target: VersionTarget::Exactly(u.installed_version.clone()),
+                vulnerabilities: u.vulnerabilities.clone(),
+                rationale: None,
+                passed_over: Vec::new(),
+            })
+            .collect();
+        let outcomes = Pip::verify(&VerifyRequest {
+            target: host.target(),
+            options,
+            selected,
+            steps: Vec::new(),
+            facts: asked.into_iter().map(|(_, f)| f).collect(),
+        })
+        .unwrap();
+        Self { import_runs, outcomes }
+    }
+
+    fn import(&self, name: &str, module: &str) -> (OutcomeStatus, Option<(bool, String)>) {
+        let outcome = self.outcomes.iter().find(|o| o.name == name).unwrap();
+        let check = outcome.checks.iter().find(|c| c.name == format!("import {module}"));
+        (outcome.status, check.map(|c| (c.passed, c.detail.clone())))
+    }
+}
+
 #[test]
 fn one_import_run_per_interpreter_still_names_each_broken_distribution() {
     if let Err(why) = runnable() {
@@ -286,62 +336,66 @@ fn one_import_run_per_interpreter_still_names_each_broken_distribution() {
         return;
     }
     // The virtualenv with a module of Jinja2 deleted and certifi's import
-    // killing the interpreter; urllib3 untouched. Verified as it stands
-    // (each "update" is already at its version).
+    // killing the interpreter; urllib3 untouched.
     let work = image_copy();
     let site = work.path().join(VENV.trim_start_matches('/'));
     std::fs::remove_file(site.join("jinja2/filters.py")).unwrap();
     std::fs::write(site.join("certifi/__init__.py"), "import os\nos._exit(7)\n").unwrap();
-    let host = RealHost::new(work.path(), base_image());
-    let updates = vec![
-        report("urllib3", "2.0.6", VENV, &[("TEST-URLLIB3", &["2.0.6"])]),
-        report("Jinja2", "3.1.2", VENV, &[("TEST-JINJA2", &["3.1.2"])]),
-        report("certifi", "2023.5.7", VENV, &[("TEST-CERTIFI", &["2023.5.7"])]),
-    ];
-    let options = options(PatchLevel::Patch);
-    let asked = support::asked(&host, Phase::Verify, &updates, &options);
-    let imports: Vec<&str> =
-        asked.iter().map(|(q, _)| q.id.as_str()).filter(|id| id.starts_with("import:")).collect();
+    let checked = InPlace::verify(work.path(), options(PatchLevel::Patch));
+    let imports = &checked.import_runs;
     // One run for the three, and one more for what came after the module
     // that killed it.
     assert_eq!(imports.len(), 2, "{imports:#?}");
     assert!(imports.iter().all(|id| id.starts_with("import:/opt/app/venv/bin/python:")), "{imports:#?}");
-    let selected = updates
-        .iter()
-        .map(|u| caulk_sdk::update::SelectedUpdate {
-            ecosystem: "python".into(),
-            name: u.name.clone(),
-            location: u.location.clone(),
-            from: u.installed_version.clone(),
-            target: VersionTarget::Exactly(u.installed_version.clone()),
-            vulnerabilities: u.vulnerabilities.clone(),
-            rationale: None,
-            passed_over: Vec::new(),
-        })
-        .collect();
-    let outcomes = Pip::verify(&VerifyRequest {
-        target: host.target(),
-        options,
-        selected,
-        steps: Vec::new(),
-        facts: asked.into_iter().map(|(_, f)| f).collect(),
-    })
-    .unwrap();
-    let import = |name: &str, module: &str| {
-        let outcome = outcomes.iter().find(|o| o.name == name).unwrap();
-        let check = outcome.checks.iter().find(|c| c.name == format!("import {module}"));
-        (outcome.status, check.map(|c| (c.passed, c.detail.clone())))
-    };
-    assert_eq!(import("urllib3", "urllib3"), (OutcomeStatus::Patched, Some((true, "imported".into()))));
     assert_eq!(
-        import("Jinja2", "jinja2"),
+        checked.import("urllib3", "urllib3"),
+        (OutcomeStatus::Patched, Some((true, "imported".into())))
+    );
+    assert_eq!(
+        checked.import("Jinja2", "jinja2"),
         (
             OutcomeStatus::Failed,
             Some((false, "ModuleNotFoundError: No module named 'jinja2.filters'".into()))
         )
     );
     assert_eq!(
-        import("certifi", "certifi"),
+        checked.import("certifi", "certifi"),
         (OutcomeStatus::Failed, Some((false, "the interpreter died importing it (exited 7)".into())))
+    );
+}
+
+#[test]
+fn an_import_that_overruns_its_limit_is_named_and_the_others_still_run() {
+    if let Err(why) = runnable() {
+        eprintln!("skipping the real pip run: {why}");
+        return;
+    }
+    // Jinja2's import sleeps far past a two-second import limit; certifi
+    // comes before it and urllib3 after it in the one run for the venv.
+    let work = image_copy();
+    let init = work.path().join(VENV.trim_start_matches('/')).join("jinja2/__init__.py");
+    let original = std::fs::read_to_string(&init).unwrap();
+    std::fs::write(&init, format!("import time\ntime.sleep(600)\n{original}")).unwrap();
+    let mut options = options(PatchLevel::Patch);
+    options.settings.push(("import-timeout".into(), "2".into()));
+    let started = Instant::now();
+    let checked = InPlace::verify(work.path(), options);
+    assert!(started.elapsed().as_secs() < 60, "the sleeping import was stopped, not waited for");
+    let imports = &checked.import_runs;
+    assert_eq!(imports.len(), 2, "one run, and one for what came after the stopped import: {imports:#?}");
+    assert_eq!(
+        checked.import("certifi", "certifi"),
+        (OutcomeStatus::Patched, Some((true, "imported".into())))
+    );
+    assert_eq!(
+        checked.import("Jinja2", "jinja2"),
+        (
+            OutcomeStatus::Failed,
+            Some((false, "the import did not finish within 2 s; the interpreter was stopped".into()))
+        )
+    );
+    assert_eq!(
+        checked.import("urllib3", "urllib3"),
+        (OutcomeStatus::Patched, Some((true, "imported".into())))
     );
 }
