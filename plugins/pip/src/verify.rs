@@ -67,7 +67,10 @@ fn touched<'i>(image: &'i Image, updates: &[Update]) -> Vec<&'i Dist> {
 fn importer<'e>(image: &'e Image, site: &str) -> Option<(&'e Env, Option<String>)> {
     let owners = env::owners(&image.envs, site);
     let (_, env) = owners.into_iter().find(|(_, e)| e.facts.is_some())?;
-    let extra = (!env.sys_path.iter().any(|p| p == site)).then(|| site.to_owned());
+    // A loose directory's `sys_path` is the directory itself, which the
+    // interpreter borrowed for it does not see by itself.
+    let loose = matches!(env.kind, env::EnvKind::Loose { .. });
+    let extra = (loose || !env.sys_path.iter().any(|p| p == site)).then(|| site.to_owned());
     Some((env, extra))
 }
 
