@@ -464,6 +464,11 @@ pub(crate) fn patch_platform(
 
     // Time waiting for commands and look-ups run for updaters' questions.
     let probe_time = std::sync::Mutex::new(Duration::ZERO);
+    let probe_scratch = tempfile::Builder::new()
+        .prefix("caulk-probe-scratch-")
+        .tempdir()
+        .map_err(|e| tracing::warn!("no scratch directory for probes: {e}"))
+        .ok();
     let answering = facts::Shared {
         lookup: &lookup,
         base_env: &target.env,
@@ -471,6 +476,7 @@ pub(crate) fn patch_platform(
         spent: &probe_time,
         policy: &request.policy,
         budgets: &request.budgets,
+        probe_scratch: probe_scratch.as_ref().map(tempfile::TempDir::path),
     };
 
     // Plan.
