@@ -82,7 +82,7 @@ use crate::error::PipError;
 use crate::name::{self, DistName, Version};
 use crate::resolve::{self, Resolved};
 use crate::rules::{self, Finding, Level};
-use crate::scripts::{MERGE_TARGET, NO_BYTECODE};
+use crate::scripts::{MERGE_TARGET, NO_BYTECODE, probe_bytecode};
 
 fn no_bytecode() -> (String, String) {
     (NO_BYTECODE.0.to_owned(), NO_BYTECODE.1.to_owned())
@@ -577,7 +577,7 @@ pub fn tooling_question() -> Question {
     let command = Command {
         argv: ["python3", "-I", "-m", "pip", "--version"].map(str::to_owned).to_vec(),
         cwd: None,
-        env: vec![("PIP_CONFIG_FILE".into(), "/dev/null".into()), no_bytecode()],
+        env: vec![("PIP_CONFIG_FILE".into(), "/dev/null".into())],
         context: tooling_context(),
         network: false,
     };
@@ -697,7 +697,7 @@ fn dry_run(ctx: &Ctx<'_>, image: &Image, works: &[Work<'_>], group: &Group, pins
     let env = &image.envs[group.env];
     let cli_args = command_line_indexes(&ctx.options.index_urls);
     let mut argv: Vec<String>;
-    let mut command_env = vec![("PIP_ROOT_USER_ACTION".to_owned(), "ignore".to_owned()), no_bytecode()];
+    let mut command_env = vec![("PIP_ROOT_USER_ACTION".to_owned(), "ignore".to_owned()), probe_bytecode()];
     let mut context = ExecContext::Target;
     if group.how != How::Tooling {
         command_env.extend(image.pip_cert(env));

@@ -4,20 +4,33 @@
 //! the image reaches them as `sys.argv` elements, never as program text. They
 //! stay within Python 3.6 (f-strings, no walrus) so old images can run them.
 
-/// `PYTHONDONTWRITEBYTECODE=1`, in every command the plugin runs. The
-/// image's own `.pyc` files are often stale (a build that clamps mtimes
-/// makes every one of them so), and an interpreter that recompiles a module
-/// writes it back: in a probe that is disk work thrown away with the probe's
-/// scratch, in a step it puts recompiled bytecode of pip and the standard
-/// library (hundreds of files) into the new layer. pip still byte-compiles
-/// the files it installs: `compileall` does not heed the setting.
+/// `PYTHONDONTWRITEBYTECODE=1`, in every step. The image's own `.pyc`
+/// files are often stale (a build that clamps mtimes makes every one of
+/// them so), and an interpreter that recompiles a module writes it back: in
+/// a step that puts recompiled bytecode of pip and the standard library
+/// (hundreds of files) into the new layer. pip still byte-compiles the
+/// files it installs: `compileall` does not heed the setting.
 pub const NO_BYTECODE: (&str, &str) = ("PYTHONDONTWRITEBYTECODE", "1");
 
-/// The command running `argv` in the image without writing bytecode.
+/// `PYTHONPYCACHEPREFIX`, in every probe: the bytecode an interpreter
+/// compiles goes to the probes' shared scratch directory
+/// ([`caulk_sdk::PROBE_SCRATCH`]) instead of beside the image's sources, so
+/// pip and the standard library are compiled once for all the probes of a
+/// run (the dry run, then `pip check` and the import checks) rather than
+/// in each, and nothing reaches the image. Interpreters run with `-I`
+/// ignore it.
+pub const PROBE_BYTECODE: &str = "PYTHONPYCACHEPREFIX";
+
+/// A probe running `argv` in the image, its bytecode kept in the scratch.
 pub fn python_command<S: Into<String>>(argv: impl IntoIterator<Item = S>) -> caulk_sdk::update::Command {
     let mut command = caulk_sdk::update::Command::new(argv);
-    command.env.push((NO_BYTECODE.0.to_owned(), NO_BYTECODE.1.to_owned()));
+    command.env.push(probe_bytecode());
     command
+}
+
+/// The [`PROBE_BYTECODE`] entry of a probe's environment.
+pub fn probe_bytecode() -> (String, String) {
+    (PROBE_BYTECODE.to_owned(), format!("{}/pyc", caulk_sdk::PROBE_SCRATCH))
 }
 
 /// Prints what the planner needs to know about an interpreter: its PEP 508
