@@ -43,7 +43,7 @@ pub struct Shared<'s> {
     pub spent: &'s std::sync::Mutex<Duration>,
     pub policy: &'s Policy,
     pub budgets: &'s Budgets,
-    /// This run's host directory behind [`caulk_sdk::PROBE_SCRATCH`], one
+    /// The image's host directory behind [`caulk_sdk::PROBE_SCRATCH`], one
     /// subdirectory per plugin.
     pub probe_scratch: Option<&'s std::path::Path>,
 }

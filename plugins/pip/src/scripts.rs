@@ -16,9 +16,9 @@ pub const NO_BYTECODE: (&str, &str) = ("PYTHONDONTWRITEBYTECODE", "1");
 /// compiles goes to the probes' shared scratch directory
 /// ([`caulk_sdk::PROBE_SCRATCH`]) instead of beside the image's sources, so
 /// pip and the standard library are compiled once for all the probes of a
-/// run (the dry run, then `pip check` and the import checks) rather than
-/// in each, and nothing reaches the image. Interpreters run with `-I`
-/// ignore it.
+/// run (the dry run, then `pip check` and the import checks) and of later
+/// runs on the same image, rather than in each, and nothing reaches the
+/// image. Interpreters run with `-I` ignore it.
 pub const PROBE_BYTECODE: &str = "PYTHONPYCACHEPREFIX";
 
 /// A probe running `argv` in the image, its bytecode kept in the scratch.
