@@ -172,7 +172,10 @@ fn libraries_move_within_the_patch_level_and_skips_say_why() {
     );
     let stray: Vec<&String> = entries
         .iter()
-        .filter(|e| e.ends_with(".pyc") && (e.contains("/pip/") || e.starts_with("usr/lib/python3.11/")))
+        .filter(|e| {
+            Path::new(e).extension().is_some_and(|x| x == "pyc")
+                && (e.contains("/pip/") || e.starts_with("usr/lib/python3.11/"))
+        })
         .collect();
     assert!(stray.is_empty(), "recompiled bytecode in the layer: {stray:?}");
     let scratch = Command::new("find")
