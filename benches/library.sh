@@ -1,9 +1,11 @@
 #!/bin/bash
 # caulk's library patch of the Python test image (tests/images/python-debian.sh)
 # beside the same pip installs run directly, with chroot, in an unpacked copy
-# of the image: the versions caulk chose, pinned, in each environment. Prints
-# both wall times and caulk's overhead (its total minus the direct installs),
-# with pip dry runs on (the default) and off, as min/median/max, and the
+# of the image: the versions caulk chose, pinned, in each environment. Each
+# round runs the direct installs and caulk with pip dry runs on (the default)
+# and off, one after the other, so every overhead (caulk's total minus the
+# direct installs of the same round) compares runs made under the same load.
+# Prints wall times and overheads as min/median/max over the rounds, and the
 # medians of caulk's own timings (probes: waiting for the plugin's questions,
 # dry runs, pip check and import checks; steps: the pip installs; write: the
 # layer and the image).
@@ -11,9 +13,11 @@
 #   benches/library.sh [ROUNDS]   (default 3)
 #
 # CAULK_BENCH_PLUGIN_DIR=DIR runs caulk with a pip plugin built on its own
-# (DIR/caulk_plugin_pip.wasm, shadowing the built-in, with its grants) to
-# compare plugin versions on one host binary; one unmeasured run first
-# compiles and caches it.
+# (DIR/caulk_plugin_pip.wasm, shadowing the built-in, with its grants).
+# CAULK_BENCH_BASELINE_PLUGIN_DIR=DIR adds, in every round, runs with that
+# plugin instead, to compare two plugin versions on one host binary under the
+# same load. One unmeasured run of each first compiles and caches the
+# plugins and gives the pins of the direct installs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
@@ -44,36 +48,47 @@ jq -n --argjson v "[$(finding $sys urllib3 1.26.5 CVE-2023-45803 '2.0.7, 1.26.18
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 spread() { sort -n | awk '{a[NR]=$1} END {printf "%6.2f %6.2f %6.2f", a[1], a[int((NR+1)/2)], a[NR]}'; }
 now() { date +%s.%N; }
-plugin_args=()
-if [ -n "${CAULK_BENCH_PLUGIN_DIR:-}" ]; then
-  plugin_args=(--plugin-dir "$CAULK_BENCH_PLUGIN_DIR" --grant pip:image-commands --grant pip:host-tooling
-    --grant pip:network --grant 'pip:index:*')
-  rm -rf "$work/l" && cp -a "$layout" "$work/l"
-  "$caulk" patch --json --pkg-types library -i "oci:$work/l:python" -r "$work/report.json" "${plugin_args[@]}" >/dev/null
+plugin_args() { # DIR: the grants and directory of a pip plugin built on its own
+  [ -n "$1" ] || return 0
+  printf '%s\n' --plugin-dir "$1" --grant pip:image-commands --grant pip:host-tooling --grant pip:network \
+    --grant 'pip:index:*'
+}
+
+# Variants: a label and a plugin directory (empty: the built-in).
+variants=("caulk:${CAULK_BENCH_PLUGIN_DIR:-}")
+if [ -n "${CAULK_BENCH_BASELINE_PLUGIN_DIR:-}" ]; then
+  variants+=("baseline:$CAULK_BENCH_BASELINE_PLUGIN_DIR")
 fi
 
-for dry in true false; do
-  for _ in $(seq "$rounds"); do
-    rm -rf "$work/l" && cp -a "$layout" "$work/l" && sync
-    start=$(now)
-    "$caulk" patch --json --pkg-types library -i "oci:$work/l:python" -r "$work/report.json" \
-      --plugin-opt "pip.dry-run=$dry" "${plugin_args[@]}" >"$work/summary.json"
-    end=$(now)
-    echo "$end - $start" | bc >>"$work/caulk-$dry.times"
-    test "$(jq -r .result "$work/summary.json")" = patched
-    for t in probes steps write; do
-      jq -r ".timings.${t}_ms / 1000" "$work/summary.json" >>"$work/caulk-$dry.$t"
-    done
+caulk_run() { # LABEL DIR DRY: one measured caulk patch
+  local args
+  mapfile -t args < <(plugin_args "$2")
+  rm -rf "$work/l" && cp -a "$layout" "$work/l" && sync
+  local start end
+  start=$(now)
+  "$caulk" patch --json --pkg-types library -i "oci:$work/l:python" -r "$work/report.json" \
+    --plugin-opt "pip.dry-run=$3" "${args[@]}" >"$work/summary.json"
+  end=$(now)
+  test "$(jq -r .result "$work/summary.json")" = patched
+  echo "$end - $start" | bc >"$work/last"
+  cat "$work/last" >>"$work/$1-$3.times"
+  for t in probes steps write; do
+    jq -r ".timings.${t}_ms / 1000" "$work/summary.json" >>"$work/$1-$3.$t"
   done
-done
+}
 
-# The direct installs: what caulk's last run installed, per environment.
+for variant in "${variants[@]}"; do
+  caulk_run warm "${variant#*:}" true
+done
+# The direct installs: what caulk's warm-up run installed, per environment.
 pins() { jq -r --arg loc "$1" '.rows[] | select(.status == "patched" and .location == $loc) | "\(.name)==\(.to)"' "$work/summary.json"; }
 mapfile -t sys_pins < <(pins "/$sys")
 mapfile -t venv_pins < <(pins "/$venv")
 echo "pins: system ${sys_pins[*]}; venv ${venv_pins[*]}"
-for _ in $(seq "$rounds"); do
+
+direct_run() {
   rm -rf "$work/root" && mkdir "$work/root"
+  local blob layer start end
   blob=$(jq -r '.manifests[0].digest' "$layout/index.json" | sed 's|:|/|')
   layer=$(jq -r '.layers[0].digest' "$layout/blobs/$blob" | sed 's|:|/|')
   tar -xzf "$layout/blobs/$layer" -C "$work/root"
@@ -87,16 +102,29 @@ for _ in $(seq "$rounds"); do
     "${venv_pins[@]}"
   end=$(now)
   umount "$work/root/etc/ssl/certs/ca-certificates.crt"
-  echo "$end - $start" | bc >>"$work/direct.times"
+  echo "$end - $start" | bc >"$work/direct"
+  cat "$work/direct" >>"$work/direct.times"
+}
+
+for _ in $(seq "$rounds"); do
+  direct_run 2>/dev/null
+  for variant in "${variants[@]}"; do
+    for dry in true false; do
+      caulk_run "${variant%%:*}" "${variant#*:}" "$dry"
+      echo "$(cat "$work/last") - $(cat "$work/direct")" | bc >>"$work/${variant%%:*}-$dry.overhead"
+    done
+  done
 done
 
-d=$(median <"$work/direct.times")
-printf '\n%d rounds, seconds (min median max):\n' "$rounds"
-printf '  pip install, direct (chroot)        %s\n' "$(spread <"$work/direct.times")"
-for dry in true false; do
-  label=$([ "$dry" = true ] && echo "dry runs on (default)" || echo "dry runs off")
-  overhead=$(awk -v d="$d" '{print $1 - d}' "$work/caulk-$dry.times" | spread)
-  printf '  caulk patch, %-22s %s   overhead %s\n' "$label" "$(spread <"$work/caulk-$dry.times")" "$overhead"
-  printf '    medians: probes %.2f, steps %.2f, write %.2f\n' "$(median <"$work/caulk-$dry.probes")" \
-    "$(median <"$work/caulk-$dry.steps")" "$(median <"$work/caulk-$dry.write")"
+printf '\n%d rounds, seconds (min median max); overhead: caulk minus the same round'"'"'s direct installs\n' "$rounds"
+printf '  pip install, direct (chroot)                %s\n' "$(spread <"$work/direct.times")"
+for variant in "${variants[@]}"; do
+  label=${variant%%:*}
+  for dry in true false; do
+    what=$([ "$dry" = true ] && echo "dry runs on" || echo "dry runs off")
+    printf '  %-8s patch, %-20s %s   overhead %s\n' "$label" "$what" "$(spread <"$work/$label-$dry.times")" \
+      "$(spread <"$work/$label-$dry.overhead")"
+    printf '    medians: probes %.2f, steps %.2f, write %.2f\n' "$(median <"$work/$label-$dry.probes")" \
+      "$(median <"$work/$label-$dry.steps")" "$(median <"$work/$label-$dry.write")"
+  done
 done

@@ -73,6 +73,15 @@ pub fn flag(value: &str) -> Option<bool> {
     }
 }
 
+/// A directory every command probe of a plugin in the image's root sees,
+/// shared by all that plugin's probes (plan and verify) of every run on an
+/// image with the same layers, by no other plugin or image, and never part
+/// of the image: for what probes can reuse from each other, such as
+/// compiled bytecode. Several runs may use it at once. caulk's local
+/// executor provides it; elsewhere (BuildKit) it is an empty directory of
+/// the probe's own `/tmp`, so a plugin must not depend on it.
+pub const PROBE_SCRATCH: &str = "/tmp/caulk-scratch";
+
 /// How many rounds of questions caulk answers per phase: a plugin still
 /// asking something new after that fails the run.
 pub const MAX_PROBE_ROUNDS: usize = 16;

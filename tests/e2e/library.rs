@@ -85,6 +85,24 @@ fn dist_versions(reference: &str, site: &str) -> BTreeMap<String, Vec<String>> {
     versions
 }
 
+/// The paths in the top layer of the image `name` in the OCI layout.
+fn new_layer_entries(layout: &Path, name: &str) -> Vec<String> {
+    let read = |path: PathBuf| -> Value { serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap() };
+    let blob = |digest: &Value| layout.join("blobs").join(digest.as_str().unwrap().replace(':', "/"));
+    let index = read(layout.join("index.json"));
+    let manifest = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == name)
+        .unwrap();
+    let manifest = read(blob(&manifest["digest"]));
+    let top = manifest["layers"].as_array().unwrap().last().unwrap();
+    let out = Command::new("tar").arg("-tzf").arg(blob(&top["digest"])).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().lines().map(|l| l.trim_start_matches("./").to_owned()).collect()
+}
+
 fn layer_count(reference: &str) -> usize {
     let image = Image::open(&ImageRef::parse(reference).unwrap(), &TransportOptions::default()).unwrap();
     image.images[0].layers.len()
@@ -92,7 +110,8 @@ fn layer_count(reference: &str) -> usize {
 
 #[test]
 fn libraries_move_within_the_patch_level_and_skips_say_why() {
-    let sandbox = Sandbox::new();
+    // Its own caches: the probe scratch it looks at below is this run's.
+    let sandbox = Sandbox::with_private_cache();
     let layout = layout_copy(&sandbox);
     let input = format!("oci:{}:python", layout.display());
     let report = report(&sandbox, "libs", &[], &library_findings());
@@ -142,6 +161,29 @@ fn libraries_move_within_the_patch_level_and_skips_say_why() {
     assert_eq!(venv["jinja2"].len(), 1);
     assert_ne!(venv["jinja2"][0], "3.1.2");
     assert_eq!(layer_count(&output), layer_count(&input) + 1);
+
+    // pip compiled what it installed, but the interpreters caulk ran wrote
+    // no bytecode of pip or the standard library into the layer (the
+    // image's .pyc files are stale: its tar clamps mtimes); the checks kept
+    // theirs in the image's probe scratch, outside it.
+    let entries = new_layer_entries(&layout, "python-patched");
+    assert!(
+        entries.iter().any(|e| e.starts_with("opt/venv/lib/python3.11/site-packages/jinja2/__pycache__/"))
+    );
+    let stray: Vec<&String> = entries
+        .iter()
+        .filter(|e| {
+            Path::new(e).extension().is_some_and(|x| x == "pyc")
+                && (e.contains("/pip/") || e.starts_with("usr/lib/python3.11/"))
+        })
+        .collect();
+    assert!(stray.is_empty(), "recompiled bytecode in the layer: {stray:?}");
+    let scratch = Command::new("find")
+        .arg(sandbox.cache_dir().join("probes"))
+        .args(["-path", "*/pip/pyc/*/pip/_internal/*.pyc"])
+        .output()
+        .unwrap();
+    assert!(!scratch.stdout.is_empty(), "pip's bytecode in the probe scratch");
 
     // The VEX names the fixes with PyPI purls, and only them.
     let doc: Value = serde_json::from_slice(&std::fs::read(&vex).unwrap()).unwrap();

@@ -43,6 +43,9 @@ pub struct Shared<'s> {
     pub spent: &'s std::sync::Mutex<Duration>,
     pub policy: &'s Policy,
     pub budgets: &'s Budgets,
+    /// The image's host directory behind [`caulk_sdk::PROBE_SCRATCH`], one
+    /// subdirectory per plugin.
+    pub probe_scratch: Option<&'s std::path::Path>,
 }
 
 /// Answers one plugin's questions against one engine workspace.
@@ -218,8 +221,12 @@ impl Answerer<'_, '_> {
             Ok(cwd) => cwd,
             Err(e) => return Ok(Answer::Unavailable(e)),
         };
+        let in_target = matches!(run_in, RunIn::Target);
         let mut probe = Probe::new(command.argv.clone()).network(command.network).run_in(run_in).cwd(cwd);
         probe = probe.timeout(PROBE_TIMEOUT);
+        if let Some(scratch) = self.shared.probe_scratch.filter(|_| in_target) {
+            probe = probe.cache(scratch.join(self.plugin.name()), caulk_sdk::PROBE_SCRATCH);
+        }
         probe.stdout_limit = self.shared.budgets.output_bytes;
         for (k, v) in self.shared.base_env.iter().chain(&command.env) {
             probe = probe.env(k.clone(), v.clone());

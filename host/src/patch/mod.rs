@@ -464,6 +464,7 @@ pub(crate) fn patch_platform(
 
     // Time waiting for commands and look-ups run for updaters' questions.
     let probe_time = std::sync::Mutex::new(Duration::ZERO);
+    let probe_scratch = probe_scratch_dir(&request.cache_dir, platform_image);
     let answering = facts::Shared {
         lookup: &lookup,
         base_env: &target.env,
@@ -471,6 +472,7 @@ pub(crate) fn patch_platform(
         spent: &probe_time,
         policy: &request.policy,
         budgets: &request.budgets,
+        probe_scratch: Some(&probe_scratch),
     };
 
     // Plan.
@@ -991,6 +993,21 @@ fn to_step(
 /// a cache, and fetching needs the network.
 fn caches_read_only(step: &Step) -> bool {
     matches!(step.run_in, caulk_exec::RunIn::Tooling { .. }) && !step.network
+}
+
+/// The host directory behind [`caulk_sdk::PROBE_SCRATCH`]: one per image,
+/// named by its layers' digests, kept across runs. What probes leave there
+/// (the pip updater's bytecode, checked against each source's path, mtime
+/// and size) is then only ever read by probes of an image with exactly the
+/// same files, apart from what steps wrote since, which carry new mtimes.
+fn probe_scratch_dir(cache_dir: &Path, image: &PlatformImage) -> PathBuf {
+    use sha2::Digest as _;
+    let mut hash = sha2::Sha256::new();
+    for layer in &image.layers {
+        hash.update(layer.diff_id.to_string().as_bytes());
+        hash.update(b"\n");
+    }
+    cache_dir.join("probes").join(&hex::encode(hash.finalize())[..32])
 }
 
 /// The host directory behind a plan's cache mount.

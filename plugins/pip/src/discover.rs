@@ -13,14 +13,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use caulk_sdk::facts::FactsExt;
-use caulk_sdk::update::{Answer, Command, Fact, FileEntry, FileKind, Question, Target, Update};
+use caulk_sdk::update::{Answer, Fact, FileEntry, FileKind, Question, Target, Update};
 
 use crate::config::{self, ConfigFile, GLOBAL_FILES, Indexes, USER_FILES};
 use crate::env::{self, Dist, Env, EnvKind};
 use crate::metadata;
 use crate::name;
 use crate::pyfacts::PythonFacts;
-use crate::scripts::PYTHON_FACTS;
+use crate::scripts::{PYTHON_FACTS, python_command};
 
 pub const DISTS: &str = "dists";
 pub const VENVS: &str = "venvs";
@@ -152,7 +152,7 @@ pub fn interpreters(facts: &[Fact]) -> Vec<String> {
 }
 
 pub fn python_question(python: &str) -> Question {
-    Question::command(format!("{PYTHON}{python}"), Command::new([python, "-c", PYTHON_FACTS]))
+    Question::command(format!("{PYTHON}{python}"), python_command([python, "-c", PYTHON_FACTS]))
 }
 
 /// Round 2, given round 1's answers.

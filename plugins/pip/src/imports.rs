@@ -4,26 +4,53 @@
 //! checked by importing its top-level modules. All of them for one
 //! interpreter go in a single `python -c` run ([`IMPORT_CHECK`]), which
 //! imports each module alone and prints one line per module, so a failing
-//! import is still reported under its own distribution. A module that kills
-//! the interpreter (a crashing extension, `os._exit`) is the first one
-//! without a line: it fails, and the modules after it get another run
-//! without it, up to [`MAX_RUNS`] runs per interpreter.
+//! import is still reported under its own distribution.
+//!
+//! Runs end early three ways, and the modules after go to another run:
+//!
+//! - a module that kills the interpreter (a crashing extension,
+//!   `os._exit`) is the first one without a line: it fails;
+//! - a module still importing after the import limit (`pip.import-timeout`,
+//!   [`DEFAULT_LIMIT`] s by default) is named by the script's watchdog,
+//!   which stops the interpreter: it fails as timed out;
+//! - a run stops itself before a module that could take it past
+//!   [`RUN_BUDGET`] s (under the host's two-minute limit on one probe), and
+//!   the rest simply go on in the next run.
+//!
+//! So a batch gets as much time as its modules need, one import limit per
+//! module, bounded by [`MAX_RUNS`] runs per interpreter, of which at most
+//! [`MAX_FAILED_RUNS`] may end in a crash or a timeout.
 
 use std::collections::BTreeMap;
 
 use caulk_sdk::facts::FactsExt;
-use caulk_sdk::update::{Answer, Check, Command, CommandOutput, Fact, Question};
+use caulk_sdk::update::{Answer, Check, CommandOutput, Fact, Question};
 use serde::{Deserialize, Serialize};
 
 use crate::discover;
 use crate::plan::digest;
-use crate::scripts::{IMPORT_CHECK, IMPORT_PREFIX, IMPORT_START};
+use crate::scripts::{IMPORT_CHECK, IMPORT_PAUSED, IMPORT_PREFIX, IMPORT_START, python_command};
 
 pub const IMPORT: &str = "import:";
 
-/// Runs of the import check per interpreter, at most: each run after the
-/// first follows an interpreter that died.
-pub const MAX_RUNS: usize = 3;
+/// Runs of the import check per interpreter that may end in a module
+/// killing the interpreter or timing out.
+pub const MAX_FAILED_RUNS: usize = 3;
+
+/// Runs of the import check per interpreter, at most. The host allows
+/// an updater 16 rounds of questions per phase and verification spends
+/// four before the first import run: ten leaves room.
+pub const MAX_RUNS: usize = 10;
+
+/// Seconds one import may take unless `pip.import-timeout` says otherwise.
+pub const DEFAULT_LIMIT: u32 = 60;
+
+/// The most `pip.import-timeout` may be: an import must fit in one run.
+pub const MAX_LIMIT: u32 = 90;
+
+/// Seconds one run may spend importing: below the host's two-minute limit
+/// on a probe, with room for the interpreter to start.
+pub const RUN_BUDGET: u32 = 100;
 
 /// Distributions per run at most: the list is one argv element, which
 /// Linux caps at 128 KiB; a longer list is split over several runs.
@@ -45,6 +72,8 @@ pub struct Entry {
 pub struct Batch {
     pub python: String,
     pub entries: Vec<Entry>,
+    /// Seconds one import may take.
+    pub limit: u32,
 }
 
 /// What the checks say about one distribution.
@@ -69,14 +98,18 @@ struct Line {
     ok: bool,
     #[serde(default)]
     error: String,
+    #[serde(default)]
+    timeout: bool,
 }
 
 /// The question running `entries` in `python`; its id names the interpreter
 /// and what it imports, so a later run with fewer modules is a new question.
-pub fn question(python: &str, entries: &[Entry]) -> Question {
+pub fn question(python: &str, entries: &[Entry], limit: u32) -> Question {
     let argument = serde_json::to_string(entries).expect("strings and lists serialise");
-    let id = format!("{IMPORT}{python}:{}", digest(&argument));
-    Question::command(id, Command::new([python, "-c", IMPORT_CHECK, argument.as_str()]))
+    let limit = limit.to_string();
+    let id = format!("{IMPORT}{python}:{}", digest(&format!("{argument}\u{1f}{limit}")));
+    let budget = RUN_BUDGET.to_string();
+    Question::command(id, python_command([python, "-c", IMPORT_CHECK, argument.as_str(), &limit, &budget]))
 }
 
 /// The batches' runs asked so far read into verdicts, and the next run of
@@ -122,6 +155,17 @@ fn at<'v>(verdicts: &'v mut BTreeMap<String, Verdict>, batch: &Batch, i: usize) 
     verdicts.entry(batch.entries[i].id.clone()).or_default()
 }
 
+/// How one run ended, beyond the lines it printed.
+enum Ended {
+    /// Every module has its line.
+    Done,
+    /// It stopped itself for time; the rest go on.
+    Paused,
+    /// A module timed out (its line says so) or killed the interpreter
+    /// (the first module without a line).
+    Failed,
+}
+
 /// Walks one batch's runs; returns the run still to ask, if any.
 fn advance(batch: &Batch, facts: &[Fact], verdicts: &mut BTreeMap<String, Verdict>) -> Option<Question> {
     let mut items: Vec<Item> = batch
@@ -130,11 +174,12 @@ fn advance(batch: &Batch, facts: &[Fact], verdicts: &mut BTreeMap<String, Verdic
         .enumerate()
         .flat_map(|(i, e)| e.modules.iter().map(move |m| (i, m.clone())))
         .collect();
-    for run in 1..=MAX_RUNS {
+    let mut failed_runs = 0;
+    for _ in 0..MAX_RUNS {
         if items.is_empty() {
             return None;
         }
-        let q = question(&batch.python, &entries_of(batch, &items));
+        let q = question(&batch.python, &entries_of(batch, &items), batch.limit);
         let out = match facts.answer(&q.id) {
             None => return Some(q),
             Some(Answer::Output(out)) => out,
@@ -178,35 +223,63 @@ fn advance(batch: &Batch, facts: &[Fact], verdicts: &mut BTreeMap<String, Verdic
                 said.entry((line.id.clone(), line.module.clone())).or_insert(line);
             }
         }
+        let mut ended = Ended::Done;
         let mut unanswered = Vec::new();
         for (i, module) in items {
             match said.get(&(batch.entries[i].id.clone(), module.clone())) {
-                Some(line) => at(verdicts, batch, i).checks.push(Check {
-                    name: format!("import {module}"),
-                    passed: line.ok,
-                    detail: if line.ok {
-                        "imported".to_owned()
-                    } else {
-                        discover::truncate(&line.error, 400)
-                    },
-                }),
+                Some(line) => {
+                    if line.timeout {
+                        ended = Ended::Failed;
+                    }
+                    at(verdicts, batch, i).checks.push(Check {
+                        name: format!("import {module}"),
+                        passed: line.ok,
+                        detail: if line.ok {
+                            "imported".to_owned()
+                        } else if line.timeout {
+                            format!("{}; the interpreter was stopped", discover::truncate(&line.error, 400))
+                        } else {
+                            discover::truncate(&line.error, 400)
+                        },
+                    });
+                }
                 None => unanswered.push((i, module)),
             }
         }
-        let ((culprit, module), rest) = unanswered.split_first()?;
-        at(verdicts, batch, *culprit).checks.push(Check {
-            name: format!("import {module}"),
-            passed: false,
-            detail: format!("the interpreter died importing it ({})", how_it_ended(out)),
-        });
-        if run == MAX_RUNS {
-            for (i, module) in rest {
-                at(verdicts, batch, *i).notes.push(format!(
-                    "{module} was not imported: the interpreter died {MAX_RUNS} times importing other modules"
-                ));
+        if unanswered.is_empty() {
+            return None;
+        }
+        if !matches!(ended, Ended::Failed) {
+            ended = if text.lines().any(|l| l == IMPORT_PAUSED) { Ended::Paused } else { Ended::Failed };
+            if matches!(ended, Ended::Failed) {
+                // No line and no pause: the first module without a line
+                // killed the interpreter.
+                let (culprit, module) = unanswered.remove(0);
+                at(verdicts, batch, culprit).checks.push(Check {
+                    name: format!("import {module}"),
+                    passed: false,
+                    detail: format!("the interpreter died importing it ({})", how_it_ended(out)),
+                });
             }
         }
-        items = rest.to_vec();
+        if matches!(ended, Ended::Failed) {
+            failed_runs += 1;
+            if failed_runs == MAX_FAILED_RUNS {
+                for (i, module) in &unanswered {
+                    at(verdicts, batch, *i).notes.push(format!(
+                        "{module} was not imported: the interpreter died or timed out {MAX_FAILED_RUNS} times \
+                         importing other modules"
+                    ));
+                }
+                return None;
+            }
+        }
+        items = unanswered;
+    }
+    for (i, module) in &items {
+        at(verdicts, batch, *i)
+            .notes
+            .push(format!("{module} was not imported: the import check stopped after {MAX_RUNS} runs"));
     }
     None
 }
@@ -223,6 +296,7 @@ mod tests {
                 Entry { id: "/s/b-1.dist-info".into(), path: Some("/t".into()), modules: vec!["b".into()] },
                 Entry { id: "/s/c-1.dist-info".into(), path: None, modules: vec!["c".into()] },
             ],
+            limit: 60,
         }
     }
 
@@ -242,6 +316,99 @@ mod tests {
             "\n{IMPORT_PREFIX}{}\n",
             serde_json::json!({"id": id, "module": module, "ok": ok, "error": error})
         )
+    }
+
+    fn asked_modules(q: &Question) -> Vec<String> {
+        let caulk_sdk::update::QuestionKind::Run(command) = &q.kind else { panic!() };
+        let asked: Vec<serde_json::Value> = serde_json::from_str(&command.argv[3]).unwrap();
+        asked
+            .iter()
+            .flat_map(|e| e["modules"].as_array().unwrap().iter().map(|m| m.as_str().unwrap().to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn a_module_that_times_out_is_named_and_the_rest_run_again() {
+        let batch = batch();
+        let first = progress(std::slice::from_ref(&batch), &[]).pending.remove(0);
+        let caulk_sdk::update::QuestionKind::Run(command) = &first.kind else { panic!() };
+        assert_eq!(command.argv[4..], ["60".to_owned(), RUN_BUDGET.to_string()]);
+        let timed_out = format!(
+            "\n{IMPORT_PREFIX}{}\n",
+            serde_json::json!({"id": "/s/a-1.dist-info", "module": "a2", "ok": false,
+                "error": "the import did not finish within 60 s", "timeout": true})
+        );
+        let stdout = format!("{IMPORT_START}\n{}{timed_out}", line("/s/a-1.dist-info", "a", true, ""));
+        let mut facts = vec![answered(&first, 124, &stdout, "")];
+        let second = progress(std::slice::from_ref(&batch), &facts).pending.remove(0);
+        assert_eq!(asked_modules(&second), ["b", "c"]);
+        let stdout = format!(
+            "{IMPORT_START}\n{}{}",
+            line("/s/b-1.dist-info", "b", true, ""),
+            line("/s/c-1.dist-info", "c", true, "")
+        );
+        facts.push(answered(&second, 0, &stdout, ""));
+        let done = progress(&[batch], &facts);
+        assert!(done.pending.is_empty());
+        let a = &done.verdicts["/s/a-1.dist-info"].checks;
+        assert_eq!(a.len(), 2, "{a:?}");
+        assert!(a[0].passed && !a[1].passed);
+        assert_eq!(a[1].name, "import a2");
+        assert_eq!(a[1].detail, "the import did not finish within 60 s; the interpreter was stopped");
+        assert!(done.verdicts["/s/c-1.dist-info"].checks[0].passed);
+    }
+
+    #[test]
+    fn a_paused_run_goes_on_without_failing_anything_and_runs_are_bounded() {
+        let batch = batch();
+        let first = progress(std::slice::from_ref(&batch), &[]).pending.remove(0);
+        let stdout =
+            format!("{IMPORT_START}\n{}\n{IMPORT_PAUSED}\n", line("/s/a-1.dist-info", "a", true, ""));
+        let mut facts = vec![answered(&first, 0, &stdout, "")];
+        let second = progress(std::slice::from_ref(&batch), &facts).pending.remove(0);
+        assert_eq!(asked_modules(&second), ["a2", "b", "c"]);
+        let stdout =
+            format!("{IMPORT_START}\n{}\n{IMPORT_PAUSED}\n", line("/s/a-1.dist-info", "a2", true, ""));
+        facts.push(answered(&second, 0, &stdout, ""));
+        let third = progress(std::slice::from_ref(&batch), &facts).pending.remove(0);
+        assert_eq!(asked_modules(&third), ["b", "c"]);
+        let stdout = format!(
+            "{IMPORT_START}\n{}{}",
+            line("/s/b-1.dist-info", "b", true, ""),
+            line("/s/c-1.dist-info", "c", false, "E: c")
+        );
+        facts.push(answered(&third, 0, &stdout, ""));
+        let done = progress(std::slice::from_ref(&batch), &facts);
+        assert!(done.pending.is_empty());
+        let passed = |id: &str| -> Vec<bool> { done.verdicts[id].checks.iter().map(|c| c.passed).collect() };
+        assert_eq!(passed("/s/a-1.dist-info"), [true, true]);
+        assert_eq!((passed("/s/b-1.dist-info"), passed("/s/c-1.dist-info")), (vec![true], vec![false]));
+        assert!(done.verdicts.values().all(|v| v.notes.is_empty()));
+
+        // A batch of many modules that pauses after each stops at MAX_RUNS.
+        let many = Batch {
+            python: "/usr/bin/python3".into(),
+            entries: vec![Entry {
+                id: "/s/m-1.dist-info".into(),
+                path: None,
+                modules: (0..MAX_RUNS + 2).map(|i| format!("m{i}")).collect(),
+            }],
+            limit: 60,
+        };
+        let mut facts = Vec::new();
+        for _ in 0..MAX_RUNS {
+            let q = progress(std::slice::from_ref(&many), &facts).pending.remove(0);
+            let next = asked_modules(&q).remove(0);
+            let stdout =
+                format!("{IMPORT_START}\n{}\n{IMPORT_PAUSED}\n", line("/s/m-1.dist-info", &next, true, ""));
+            facts.push(answered(&q, 0, &stdout, ""));
+        }
+        let done = progress(&[many], &facts);
+        assert!(done.pending.is_empty());
+        let verdict = &done.verdicts["/s/m-1.dist-info"];
+        assert_eq!(verdict.checks.len(), MAX_RUNS);
+        assert_eq!(verdict.notes.len(), 2, "{:?}", verdict.notes);
+        assert!(verdict.notes[0].ends_with("stopped after 10 runs"), "{}", verdict.notes[0]);
     }
 
     #[test]

@@ -25,9 +25,11 @@
 //! an import of each patched distribution, one interpreter per environment
 //! for all of them ([`verify`], [`imports`]).
 //!
-//! Setting: `--plugin-opt pip.dry-run=false` skips the dry runs (faster,
+//! Settings: `--plugin-opt pip.dry-run=false` skips the dry runs (faster,
 //! but a new version's new dependencies are then only found by `pip check`
-//! after the install). The indexes: [`config`].
+//! after the install); `--plugin-opt pip.import-timeout=SECONDS` (1 to 90,
+//! default 60) is how long one import of the import check may take
+//! ([`imports`]). The indexes: [`config`].
 
 pub mod choose;
 pub mod config;
@@ -80,7 +82,10 @@ impl Updater for Pip {
                     Err(questions) => Ok(questions),
                 }
             }
-            Phase::Verify => Ok(verify::questions(&request.target, &request.updates, &request.facts)),
+            Phase::Verify => {
+                let settings = plan::settings(&request.options).map_err(Error::from)?;
+                Ok(verify::questions(&request.target, &request.updates, &request.facts, &settings))
+            }
         }
     }
 

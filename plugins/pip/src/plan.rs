@@ -15,11 +15,16 @@
 //!   not where the environment's pip installs (a `pip install --target`
 //!   tree), or the environment has no pip but an interpreter of the image
 //!   with the same Python version has one (a venv made `--without-pip`):
-//!   `PYTHON -m pip install --no-deps --upgrade --target DIR` (one pip run
-//!   per directory), then a small script (see
-//!   [`crate::scripts::REPLACE_DIST`]), run once for all of them, removes
-//!   the old distributions' files and `.dist-info` by their RECORDs, so no
-//!   stale metadata is left. The image's own pip is preferred to the host's: it
+//!   `PYTHON -m pip install --no-deps --upgrade --target SCRATCH` (one pip
+//!   run per directory, into a fresh directory beside DIR, see
+//!   [`scratch`]), then a small script (see
+//!   [`crate::scripts::MERGE_TARGET`]), run once for all of them, removes
+//!   the old distributions' files and `.dist-info` by their RECORDs and
+//!   moves the new ones in file by file, so no stale metadata is left and a
+//!   namespace package directory keeps its other distributions (pip's own
+//!   `--target DIR --upgrade` replaces whole top-level directories). The
+//!   scratch directory is always removed, and left out of the layer should a
+//!   step fail first. The image's own pip is preferred to the host's: it
 //!   picks wheels for exactly the image's interpreter and C library.
 //! - **`--target` with the host's pip** (`exec-context::tooling`, the host's
 //!   root file system read-only and the image mounted at `/target`), when no
@@ -77,7 +82,11 @@ use crate::error::PipError;
 use crate::name::{self, DistName, Version};
 use crate::resolve::{self, Resolved};
 use crate::rules::{self, Finding, Level};
-use crate::scripts::REPLACE_DIST;
+use crate::scripts::{MERGE_TARGET, NO_BYTECODE, probe_bytecode};
+
+fn no_bytecode() -> (String, String) {
+    (NO_BYTECODE.0.to_owned(), NO_BYTECODE.1.to_owned())
+}
 
 /// The ecosystem this plugin patches.
 pub const PYTHON: &str = "python";
@@ -101,10 +110,12 @@ pub const DROP_PATHS: &[&str] = &["/root/.cache/pip", "/root/.cache/pip/**"];
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     pub dry_run: bool,
+    /// Seconds one import of the import check may take.
+    pub import_timeout: u32,
 }
 
 pub fn settings(options: &Options) -> Result<Settings, PipError> {
-    let mut settings = Settings { dry_run: true };
+    let mut settings = Settings { dry_run: true, import_timeout: crate::imports::DEFAULT_LIMIT };
     for (key, value) in &options.settings {
         match key.as_str() {
             "dry-run" => {
@@ -113,6 +124,19 @@ pub fn settings(options: &Options) -> Result<Settings, PipError> {
                     value: value.clone(),
                     problem: "expected true or false (or 1/0, yes/no)",
                 })?;
+            }
+            "import-timeout" => {
+                settings.import_timeout = value
+                    .trim()
+                    .trim_end_matches('s')
+                    .parse()
+                    .ok()
+                    .filter(|s| (1..=crate::imports::MAX_LIMIT).contains(s))
+                    .ok_or_else(|| PipError::BadSetting {
+                        key: key.clone(),
+                        value: value.clone(),
+                        problem: "expected whole seconds from 1 to 90, the time one import may take",
+                    })?;
             }
             _ => return Err(PipError::UnknownSetting { key: key.clone() }),
         }
@@ -673,7 +697,7 @@ fn dry_run(ctx: &Ctx<'_>, image: &Image, works: &[Work<'_>], group: &Group, pins
     let env = &image.envs[group.env];
     let cli_args = command_line_indexes(&ctx.options.index_urls);
     let mut argv: Vec<String>;
-    let mut command_env = vec![("PIP_ROOT_USER_ACTION".to_owned(), "ignore".to_owned())];
+    let mut command_env = vec![("PIP_ROOT_USER_ACTION".to_owned(), "ignore".to_owned()), probe_bytecode()];
     let mut context = ExecContext::Target;
     if group.how != How::Tooling {
         command_env.extend(image.pip_cert(env));
@@ -1068,6 +1092,7 @@ fn steps(ctx: &Ctx<'_>, image: &Image, works: &[Work<'_>], install: &Install) ->
     let mut command_env = vec![
         ("PIP_ROOT_USER_ACTION".to_owned(), "ignore".to_owned()),
         ("SOURCE_DATE_EPOCH".to_owned(), SOURCE_DATE_EPOCH.to_owned()),
+        no_bytecode(),
     ];
     let cli_args = command_line_indexes(&ctx.options.index_urls);
     let listed = install.pins.join(", ");
@@ -1118,7 +1143,7 @@ fn steps(ctx: &Ctx<'_>, image: &Image, works: &[Work<'_>], install: &Install) ->
                 "--upgrade".into(),
             ];
             argv.extend(COMMON.iter().map(|s| (*s).to_owned()));
-            argv.extend(["--target".to_owned(), work.dist.site.clone()]);
+            argv.extend(["--target".to_owned(), scratch(&work.dist.site)]);
             argv.extend(cli_args);
             argv.push("--".into());
             argv.extend(install.pins.iter().cloned());
@@ -1134,7 +1159,7 @@ fn steps(ctx: &Ctx<'_>, image: &Image, works: &[Work<'_>], install: &Install) ->
                     },
                     tolerate_failure: tolerate,
                 },
-                replace_step(python, &work.dist.site, works, install, ExecContext::Target, tolerate),
+                merge_step(python, &work.dist.site, works, install, ExecContext::Target, tolerate),
             ]
         }
         How::Tooling => {
@@ -1146,7 +1171,7 @@ fn steps(ctx: &Ctx<'_>, image: &Image, works: &[Work<'_>], install: &Install) ->
                     .to_vec();
             argv.extend(COMMON.iter().map(|s| (*s).to_owned()));
             argv.extend(tooling_interpreter_args(image, env));
-            argv.extend(["--target".to_owned(), site.clone()]);
+            argv.extend(["--target".to_owned(), scratch(&site)]);
             argv.extend(indexes(ctx, image, work).pip_args());
             argv.push("--".into());
             argv.extend(install.pins.iter().cloned());
@@ -1167,17 +1192,26 @@ fn steps(ctx: &Ctx<'_>, image: &Image, works: &[Work<'_>], install: &Install) ->
                     },
                     tolerate_failure: tolerate,
                 },
-                replace_step("python3", &site, works, install, tooling_context(), tolerate),
+                merge_step("python3", &site, works, install, tooling_context(), tolerate),
             ]
         }
     }
 }
 
-/// The step removing what `pip install --target` left of the old
-/// distributions of a group, all in one run of [`REPLACE_DIST`]: `SITE`,
-/// then `OLD_DIST_INFO NAME NEW_VERSION` per distribution. `site` is the
-/// directory as the command sees it.
-fn replace_step(
+/// Where a `--target` install into `site` goes first: a fresh directory
+/// beside it, merged in by [`merge_step`] (pip's own `--upgrade` would
+/// replace whole top-level directories of `site`, namespace packages with
+/// all their other distributions).
+pub fn scratch(site: &str) -> String {
+    let (parent, name) = site.rsplit_once('/').unwrap_or(("", site));
+    format!("{parent}/.{name}.caulk-new")
+}
+
+/// The step moving a group's new distributions from [`scratch`] into
+/// `site` and removing the old ones, all in one run of [`MERGE_TARGET`]:
+/// `SITE SCRATCH`, then `OLD_DIST_INFO NAME NEW_VERSION` per distribution.
+/// `site` is the directory as the command sees it.
+fn merge_step(
     python: &str,
     site: &str,
     works: &[Work<'_>],
@@ -1185,7 +1219,14 @@ fn replace_step(
     context: ExecContext,
     tolerate: bool,
 ) -> Step {
-    let mut argv = vec![python.to_owned(), "-I".into(), "-c".into(), REPLACE_DIST.into(), site.to_owned()];
+    let mut argv = vec![
+        python.to_owned(),
+        "-I".into(),
+        "-c".into(),
+        MERGE_TARGET.into(),
+        site.to_owned(),
+        scratch(site),
+    ];
     let mut old = Vec::new();
     // `--target` pins are the group's choices, in the group's order.
     for (&i, pin) in install.group.works.iter().zip(&install.pins) {
@@ -1196,8 +1237,8 @@ fn replace_step(
     }
     let place = &works[install.group.works[0]].dist.site;
     Step {
-        summary: format!("remove {} from {place}", old.join(", ")),
-        command: Command { argv, cwd: None, env: Vec::new(), context, network: false },
+        summary: format!("replace {} in {place} by the new install", old.join(", ")),
+        command: Command { argv, cwd: None, env: vec![no_bytecode()], context, network: false },
         tolerate_failure: tolerate,
     }
 }
@@ -1326,6 +1367,17 @@ pub fn plan(request: &PlanRequest) -> Result<PatchPlan, PipError> {
     }
     if !plan.steps.is_empty() {
         plan.drop_paths = DROP_PATHS.iter().map(|p| (*p).to_owned()).collect();
+    }
+    // A `--target` install that failed leaves its scratch directory behind.
+    for install in &decisions.installs {
+        if !matches!(install.group.how, How::OwnPip { .. }) {
+            let dir = scratch(&works[install.group.works[0]].dist.site);
+            for path in [format!("{dir}/**"), dir] {
+                if !plan.drop_paths.contains(&path) {
+                    plan.drop_paths.push(path);
+                }
+            }
+        }
     }
     Ok(plan)
 }

@@ -4,6 +4,35 @@
 //! the image reaches them as `sys.argv` elements, never as program text. They
 //! stay within Python 3.6 (f-strings, no walrus) so old images can run them.
 
+/// `PYTHONDONTWRITEBYTECODE=1`, in every step. The image's own `.pyc`
+/// files are often stale (a build that clamps mtimes makes every one of
+/// them so), and an interpreter that recompiles a module writes it back: in
+/// a step that puts recompiled bytecode of pip and the standard library
+/// (hundreds of files) into the new layer. pip still byte-compiles the
+/// files it installs: `compileall` does not heed the setting.
+pub const NO_BYTECODE: (&str, &str) = ("PYTHONDONTWRITEBYTECODE", "1");
+
+/// `PYTHONPYCACHEPREFIX`, in every probe: the bytecode an interpreter
+/// compiles goes to the probes' shared scratch directory
+/// ([`caulk_sdk::PROBE_SCRATCH`]) instead of beside the image's sources, so
+/// pip and the standard library are compiled once for all the probes of a
+/// run (the dry run, then `pip check` and the import checks) and of later
+/// runs on the same image, rather than in each, and nothing reaches the
+/// image. Interpreters run with `-I` ignore it.
+pub const PROBE_BYTECODE: &str = "PYTHONPYCACHEPREFIX";
+
+/// A probe running `argv` in the image, its bytecode kept in the scratch.
+pub fn python_command<S: Into<String>>(argv: impl IntoIterator<Item = S>) -> caulk_sdk::update::Command {
+    let mut command = caulk_sdk::update::Command::new(argv);
+    command.env.push(probe_bytecode());
+    command
+}
+
+/// The [`PROBE_BYTECODE`] entry of a probe's environment.
+pub fn probe_bytecode() -> (String, String) {
+    (PROBE_BYTECODE.to_owned(), format!("{}/pyc", caulk_sdk::PROBE_SCRATCH))
+}
+
 /// Prints what the planner needs to know about an interpreter: its PEP 508
 /// marker environment, where its pip installs (`sysconfig` paths), the
 /// directories on `sys.path`, its C library (for wheel platform tags) and
@@ -53,70 +82,105 @@ pub const PYTHON_FACTS_PREFIX: &str = "caulk-python-facts ";
 /// Imports modules of several distributions in one interpreter:
 /// `sys.argv[1]` is a JSON list of `{"id", "path", "modules"}` (`path`: a
 /// directory put first on `sys.path` for that distribution's imports, or
-/// null). Each module is imported alone: `sys.path` is restored and the
-/// Python modules the import loaded are dropped again before the next one,
-/// so one broken import neither hides nor causes another's failure.
-/// Extension modules stay loaded: they cannot be unloaded, and many (NumPy
-/// 2, PyO3 modules) refuse to initialise twice in one process, so dropping
-/// them would fail every later import that needs them. It prints
-/// `caulk-import-start` first, then one line per module after the
-/// `caulk-import ` prefix, a JSON object `{"id", "module", "ok", "error"}`,
-/// written straight to file descriptor 1 (a module may replace or close
-/// `sys.stdout`) and preceded by a newline (one may leave a line open).
-/// A module that kills the interpreter leaves the rest without a line.
-pub const IMPORT_CHECK: &str = r#"import importlib, importlib.machinery, json, os, sys
+/// null), `sys.argv[2]` the seconds one import may take, `sys.argv[3]` the
+/// seconds this run may spend. Each module is imported alone: `sys.path` is
+/// restored and the Python modules the import loaded are dropped again
+/// before the next one, so one broken import neither hides nor causes
+/// another's failure. Extension modules stay loaded: they cannot be
+/// unloaded, and many (NumPy 2, PyO3 modules) refuse to initialise twice in
+/// one process, so dropping them would fail every later import that needs
+/// them.
+///
+/// It prints `caulk-import-start` first, then one line per module after
+/// the `caulk-import ` prefix, a JSON object `{"id", "module", "ok",
+/// "error"}`, written straight to file descriptor 1 (a module may replace
+/// or close `sys.stdout`) and preceded by a newline (one may leave a line
+/// open). A module that kills the interpreter leaves the rest without a
+/// line. One still importing when its time is up gets a line with
+/// `"timeout": true` from a watchdog thread, which then ends the process:
+/// an import cannot be interrupted safely. A module is not started when the
+/// run's time could end during it (never the run's first):
+/// `caulk-import-paused` says the rest are for another run. The process
+/// ends with `os._exit`, so a module's exit handlers or threads cannot hold
+/// it up after the last line.
+pub const IMPORT_CHECK: &str = r#"import importlib, importlib.machinery, json, os, sys, threading, time
+started = time.monotonic()
+limit = float(sys.argv[2])
+budget = float(sys.argv[3])
 def native(module):
     loader = getattr(getattr(module, "__spec__", None), "loader", None)
     return isinstance(loader, importlib.machinery.ExtensionFileLoader)
 def say(line):
     os.write(1, ("\n" + line + "\n").encode("utf-8"))
+def result(check, module, ok, error, timeout=False):
+    say("caulk-import " + json.dumps({"id": check["id"], "module": module, "ok": ok, "error": error, "timeout": timeout}))
+def overran(check, module):
+    result(check, module, False, "the import did not finish within %g s" % limit, True)
+    os._exit(124)
 say("caulk-import-start")
+first = True
 for check in json.loads(sys.argv[1]):
     for module in check["modules"]:
+        if not first and time.monotonic() - started + limit > budget:
+            say("caulk-import-paused")
+            os._exit(0)
+        first = False
         saved_path = list(sys.path)
         loaded = set(sys.modules)
         if check.get("path"):
             sys.path.insert(0, check["path"])
+        watchdog = threading.Timer(limit, overran, (check, module))
+        watchdog.daemon = True
+        watchdog.start()
         try:
             importlib.import_module(module)
             ok, error = True, ""
         except BaseException as e:
             ok, error = False, "%s: %s" % (type(e).__name__, e)
+        watchdog.cancel()
         sys.path[:] = saved_path
         for name in set(sys.modules) - loaded:
             if not native(sys.modules.get(name)):
                 sys.modules.pop(name, None)
         importlib.invalidate_caches()
-        say("caulk-import " + json.dumps({"id": check["id"], "module": module, "ok": ok, "error": error}))
+        result(check, module, ok, error)
+os._exit(0)
 "#;
 
 /// The line the import check prints before its first import.
 pub const IMPORT_START: &str = "caulk-import-start";
 pub const IMPORT_PREFIX: &str = "caulk-import ";
+/// The line saying the run's time is used up and the rest need another run.
+pub const IMPORT_PAUSED: &str = "caulk-import-paused";
 
-/// Removes what is left of old distributions after `pip install --target
-/// SITE --upgrade` put the new ones beside them:
-/// `SITE (OLD_DIST_INFO NAME NEW_VERSION)...`, one triple per distribution
-/// that one pip run installed.
+/// Moves distributions that `pip install --target SCRATCH` put in a fresh
+/// directory into SITE, one distribution at a time:
+/// `SITE SCRATCH (OLD_DIST_INFO NAME NEW_VERSION)...`, one triple per
+/// distribution that one pip run installed.
 ///
-/// It finds each new `*.dist-info` (by its METADATA name and version) and
-/// refuses to touch anything when one is missing, so a failed install never
-/// costs an old distribution. Then, per distribution, it deletes every file
-/// of the old RECORD inside SITE that no new RECORD of the run lists (a file
-/// may move from one distribution to another), the old `.dist-info` itself,
-/// and directories that became empty. Files the old RECORD places outside
-/// SITE (console scripts in `PREFIX/bin`) stay: they import the package by
-/// name and still work.
+/// pip's own `--target DIR --upgrade` replaces whole top-level entries of
+/// DIR, so a namespace package directory (`google/` holding several
+/// distributions) would lose every sibling of the one upgraded. Here only
+/// files move: each new `*.dist-info` is found in SCRATCH by its METADATA
+/// name and version, and nothing is touched when one is missing, so a failed
+/// install never costs an old distribution. Then, per distribution, every
+/// file of the old RECORD inside SITE is deleted unless a new RECORD of the
+/// run or another distribution of SITE lists it (a shared `__init__.py` of
+/// a namespace package stays), with the old `.dist-info` itself; every file
+/// of the new RECORD moves from SCRATCH to its place in SITE; directories
+/// that became empty go. Files the old RECORD places outside SITE (console
+/// scripts in `PREFIX/bin`) stay: they import the package by name and still
+/// work.
 ///
 /// `--target` installs under a temporary home and moves its `bin/` and data
-/// directories into SITE (RECORD lists them as `../../bin/x`): those are
-/// removed again, and dropped from the new RECORD, unless the old
-/// distribution kept them there too (it was installed with `--target`).
-pub const REPLACE_DIST: &str = r#"import csv, os, re, shutil, sys
+/// directories into the target (RECORD lists them as `../../bin/x`): those
+/// move into SITE only if the old distribution kept them there too (it was
+/// installed with `--target`), and are dropped from the new RECORD
+/// otherwise. SCRATCH is removed at the end, whatever happened.
+pub const MERGE_TARGET: &str = r#"import csv, errno, os, re, shutil, sys
 site = os.path.normpath(sys.argv[1])
-args = sys.argv[2:]
-if not args or len(args) % 3:
-    sys.exit("caulk: expected SITE followed by OLD_DIST_INFO NAME VERSION triples")
+scratch = os.path.normpath(sys.argv[2])
+args = sys.argv[3:]
 def norm(n):
     return re.sub(r"[-_.]+", "-", n).lower()
 def meta(d):
@@ -143,63 +207,84 @@ def rows(d):
         return []
 def inside(p, d):
     return p == d or p.startswith(d + os.sep)
-moves = []
-for old_info, name, version in zip(args[0::3], args[1::3], args[2::3]):
-    old = os.path.join(site, old_info)
-    if os.sep in old_info or not old_info.endswith(".dist-info") or not os.path.isdir(old):
-        sys.exit("caulk: %s is not a distribution directory" % old)
-    new = None
-    for entry in sorted(os.listdir(site)):
-        d = os.path.join(site, entry)
-        if entry != old_info and entry.endswith(".dist-info") and os.path.isdir(d):
+def home_relative(path):
+    return path[6:] if path.startswith("../../") and not path.startswith("../../../") else None
+def move(src, dst):
+    os.makedirs(os.path.dirname(dst), exist_ok=True)
+    try:
+        os.replace(src, dst)
+    except OSError as e:
+        if e.errno != errno.EXDEV:
+            raise
+        shutil.copy2(src, dst)
+        os.unlink(src)
+def dist_infos(d):
+    if not os.path.isdir(d):
+        return []
+    return [os.path.join(d, e) for e in sorted(os.listdir(d)) if e.endswith(".dist-info") and os.path.isdir(os.path.join(d, e))]
+try:
+    if not args or len(args) % 3:
+        sys.exit("caulk: expected SITE SCRATCH followed by OLD_DIST_INFO NAME VERSION triples")
+    moves = []
+    for old_info, name, version in zip(args[0::3], args[1::3], args[2::3]):
+        old = os.path.join(site, old_info)
+        if os.sep in old_info or not old_info.endswith(".dist-info") or not os.path.isdir(old):
+            sys.exit("caulk: %s is not a distribution directory" % old)
+        new = None
+        for d in dist_infos(scratch):
             n, v = meta(d)
             if n is not None and norm(n) == norm(name) and v == version:
                 new = d
-    if new is None:
-        sys.exit("caulk: %s %s is not installed in %s; leaving %s in place" % (name, version, site, old_info))
-    moves.append((old_info, old, new))
-keep = set()
-for _, _, new in moves:
-    keep.update(os.path.normpath(os.path.join(site, r[0])) for r in rows(new))
-# `--target` installs under a temporary home and moves its `bin/`, `share/`
-# ... into SITE; RECORD lists them as `../../bin/x`. They belong in SITE
-# only if the old distribution had them there too (it was installed with
-# --target as well); otherwise its own copies live in the environment.
-def home_relative(rows_):
-    return set(r[0][6:] for r in rows_ if r[0].startswith("../../") and not r[0].startswith("../../../"))
-emptied = set()
-for old_info, old, new in moves:
-    old_rows = rows(old)
-    new_rows = rows(new)
-    removed = 0
-    for r in old_rows:
-        p = os.path.normpath(os.path.join(site, r[0]))
-        if not inside(p, site) or inside(p, old) or p in keep:
-            continue
-        if os.path.islink(p) or os.path.isfile(p):
-            os.unlink(p)
-            removed += 1
-            emptied.add(os.path.dirname(p))
-    shutil.rmtree(old)
-    had = home_relative(old_rows)
-    stray = [r for r in new_rows if r[0].startswith("../../") and not r[0].startswith("../../../") and r[0][6:] not in had]
-    if stray:
-        for r in stray:
-            p = os.path.normpath(os.path.join(site, r[0][6:]))
-            if inside(p, site) and (os.path.islink(p) or os.path.isfile(p)):
+        if new is None:
+            sys.exit("caulk: %s %s is not installed in %s; leaving %s in place" % (name, version, scratch, old_info))
+        moves.append((old_info, old, new))
+    replaced = set(old for _, old, _ in moves)
+    keep = set()
+    for _, _, new in moves:
+        keep.update(os.path.normpath(os.path.join(site, home_relative(r[0]) or r[0])) for r in rows(new))
+    for d in dist_infos(site):
+        if d not in replaced:
+            keep.update(os.path.normpath(os.path.join(site, r[0])) for r in rows(d))
+    emptied = set()
+    for old_info, old, new in moves:
+        old_rows = rows(old)
+        had = set(h for h in (home_relative(r[0]) for r in old_rows) if h)
+        removed = 0
+        for r in old_rows:
+            p = os.path.normpath(os.path.join(site, r[0]))
+            if not inside(p, site) or inside(p, old) or p in keep:
+                continue
+            if os.path.islink(p) or os.path.isfile(p):
                 os.unlink(p)
+                removed += 1
                 emptied.add(os.path.dirname(p))
-        kept = [r for r in new_rows if r not in stray]
-        with open(os.path.join(new, "RECORD"), "w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f, lineterminator="\n")
-            for r in kept:
-                w.writerow(r)
-    print("caulk: removed %s (%d files); %s in place" % (old_info, removed, os.path.basename(new)))
-for d in sorted(emptied, key=len, reverse=True):
-    while inside(d, site) and d != site:
-        try:
-            os.rmdir(d)
-        except OSError:
-            break
-        d = os.path.dirname(d)
+        shutil.rmtree(old)
+        new_rows = rows(new)
+        kept = []
+        for r in new_rows:
+            rel = home_relative(r[0])
+            if rel is not None and rel not in had:
+                continue
+            rel = rel or r[0]
+            src = os.path.normpath(os.path.join(scratch, rel))
+            dst = os.path.normpath(os.path.join(site, rel))
+            if inside(src, scratch) and inside(dst, site) and (os.path.islink(src) or os.path.isfile(src)):
+                move(src, dst)
+            kept.append(r)
+        placed = os.path.join(site, os.path.basename(new))
+        if len(kept) != len(new_rows) and os.path.isdir(placed):
+            with open(os.path.join(placed, "RECORD"), "w", newline="", encoding="utf-8") as f:
+                w = csv.writer(f, lineterminator="\n")
+                for r in kept:
+                    w.writerow(r)
+        print("caulk: removed %s (%d files); %s in place" % (old_info, removed, os.path.basename(new)))
+    for d in sorted(emptied, key=len, reverse=True):
+        while inside(d, site) and d != site:
+            try:
+                os.rmdir(d)
+            except OSError:
+                break
+            d = os.path.dirname(d)
+finally:
+    shutil.rmtree(scratch, ignore_errors=True)
 "#;

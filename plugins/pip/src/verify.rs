@@ -19,8 +19,8 @@ use std::str::FromStr;
 use crate::pep508::Requirement;
 use caulk_sdk::facts::FactsExt;
 use caulk_sdk::update::{
-    Answer, Check, Command, Fact, Outcome, OutcomeStatus, Question, SelectedUpdate, StepResult, Target,
-    Update, VerifyRequest, VersionTarget,
+    Answer, Check, Fact, Outcome, OutcomeStatus, Question, SelectedUpdate, StepResult, Target, Update,
+    VerifyRequest, VersionTarget,
 };
 
 use crate::conflict;
@@ -30,8 +30,9 @@ use crate::error::PipError;
 use crate::imports;
 use crate::metadata;
 use crate::name::{self, Version};
-use crate::plan::{DIST_FILES, dist_file, dist_files_question, settings};
+use crate::plan::{DIST_FILES, Settings, dist_file, dist_files_question, settings};
 use crate::resolve::{self, CheckLine};
+use crate::scripts::python_command;
 
 pub const PIP_CHECK: &str = "pip-check:";
 pub use crate::imports::IMPORT;
@@ -66,7 +67,10 @@ fn touched<'i>(image: &'i Image, updates: &[Update]) -> Vec<&'i Dist> {
 fn importer<'e>(image: &'e Image, site: &str) -> Option<(&'e Env, Option<String>)> {
     let owners = env::owners(&image.envs, site);
     let (_, env) = owners.into_iter().find(|(_, e)| e.facts.is_some())?;
-    let extra = (!env.sys_path.iter().any(|p| p == site)).then(|| site.to_owned());
+    // A loose directory's `sys_path` is the directory itself, which the
+    // interpreter borrowed for it does not see by itself.
+    let loose = matches!(env.kind, env::EnvKind::Loose { .. });
+    let extra = (loose || !env.sys_path.iter().any(|p| p == site)).then(|| site.to_owned());
     Some((env, extra))
 }
 
@@ -86,7 +90,7 @@ fn pip_check_id(python: &str) -> String {
 /// The import checks: one batch per interpreter, of the distributions
 /// whose files [`DIST_FILES`] read (those the updates touched; `verify`
 /// has no updates to find them by), in the image's order.
-fn import_batches(image: &Image, facts: &[Fact]) -> Vec<imports::Batch> {
+fn import_batches(image: &Image, facts: &[Fact], limit: u32) -> Vec<imports::Batch> {
     let read: BTreeSet<&str> =
         facts.files(DIST_FILES).iter().filter_map(|f| f.path.rsplit_once('/').map(|(dir, _)| dir)).collect();
     let mut batches: Vec<imports::Batch> = Vec::new();
@@ -100,14 +104,14 @@ fn import_batches(image: &Image, facts: &[Fact]) -> Vec<imports::Batch> {
         let entry = imports::Entry { id: dist.meta_dir.clone(), path, modules };
         match batches.iter_mut().find(|b| b.python == python && b.entries.len() < imports::MAX_ENTRIES) {
             Some(batch) => batch.entries.push(entry),
-            None => batches.push(imports::Batch { python, entries: vec![entry] }),
+            None => batches.push(imports::Batch { python, entries: vec![entry], limit }),
         }
     }
     batches
 }
 
 /// The verify-phase questions still to ask.
-pub fn questions(target: &Target, updates: &[Update], facts: &[Fact]) -> Vec<Question> {
+pub fn questions(target: &Target, updates: &[Update], facts: &[Fact], settings: &Settings) -> Vec<Question> {
     let pending: Vec<Question> =
         discover::pending(target, updates, facts).into_iter().filter(|q| !facts.answered(&q.id)).collect();
     if !pending.is_empty() {
@@ -126,24 +130,24 @@ pub fn questions(target: &Target, updates: &[Update], facts: &[Fact]) -> Vec<Que
         if env.runs_pip() && pythonpath.is_none() && checked_envs.insert(python.clone()) {
             out.push(Question::command(
                 pip_check_id(&python),
-                Command::new([python.as_str(), "-m", "pip", "check", "--disable-pip-version-check"]),
+                python_command([python.as_str(), "-m", "pip", "check", "--disable-pip-version-check"]),
             ));
         }
     }
-    out.extend(imports::progress(&import_batches(&image, facts), facts).pending);
+    out.extend(imports::progress(&import_batches(&image, facts, settings.import_timeout), facts).pending);
     out.retain(|q| !facts.answered(&q.id));
     out
 }
 
 /// The outcome of every selected update.
 pub fn verify(request: &VerifyRequest) -> Result<Vec<Outcome>, PipError> {
-    settings(&request.options)?;
+    let settings = settings(&request.options)?;
     let facts = &request.facts;
     if !discover::round_one_done(facts) {
         return Err(PipError::MissingFact { phase: "verify", id: discover::DISTS.to_owned() });
     }
     let image = Image::from_facts(&request.target, facts);
-    let imported = imports::progress(&import_batches(&image, facts), facts).verdicts;
+    let imported = imports::progress(&import_batches(&image, facts, settings.import_timeout), facts).verdicts;
     Ok(request.selected.iter().map(|s| judge(&image, facts, &imported, s, &request.steps)).collect())
 }
 

@@ -163,6 +163,13 @@ fn bad_options_are_refused() {
     opts.settings = vec![("dry-run".into(), "maybe".into())];
     let err = Pip::plan(&plan_request_unchecked(&host, &updates, opts)).unwrap_err();
     assert!(err.message.contains("expected true or false"), "{}", err.message);
+    // An import limit must fit in one run of the import check.
+    for value in ["0", "91", "-5", "1e9", "soon"] {
+        let mut opts = options(PatchLevel::Patch);
+        opts.settings = vec![("import-timeout".into(), value.into())];
+        let err = Pip::plan(&plan_request_unchecked(&host, &updates, opts)).unwrap_err();
+        assert!(err.message.contains("expected whole seconds from 1 to 90"), "{value}: {}", err.message);
+    }
     for url in ["--extra-index-url=x", "file:///etc/passwd", "https://a b/simple", "ftp://mirror/simple"] {
         let mut opts = options(PatchLevel::Patch);
         opts.index_urls = vec![url.into()];

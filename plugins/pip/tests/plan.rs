@@ -184,15 +184,20 @@ fn how_each_kind_of_environment_is_patched() {
     let (_, argv, _) = steps[1];
     assert_eq!(argv[0], "/opt/app/venv/bin/python");
     assert!(!argv.contains(&"--break-system-packages".to_owned()));
-    // The venv without pip: the image's Python 3.11 pip with --target, then
-    // the old distribution removed by its RECORD.
+    // The venv without pip: the image's Python 3.11 pip with --target into
+    // a fresh directory beside the site, then merged in, the old
+    // distribution removed by its RECORD.
+    let nopip_scratch = "/srv/nopip/lib/python3.11/.site-packages.caulk-new";
     let (_, argv, _) = steps[2];
     assert_eq!(argv[0], "/usr/bin/python3.11");
     let target = argv.iter().position(|a| a == "--target").unwrap();
-    assert_eq!(argv[target + 1], NOPIP);
+    assert_eq!(argv[target + 1], nopip_scratch);
     let (summary, argv, _) = steps[3];
-    assert_eq!(summary, format!("remove idna-3.6.dist-info from {NOPIP}"));
-    assert_eq!(argv[4..], [NOPIP.to_owned(), "idna-3.6.dist-info".into(), "idna".into(), "3.7".into()]);
+    assert_eq!(summary, format!("replace idna-3.6.dist-info in {NOPIP} by the new install"));
+    assert_eq!(
+        argv[4..],
+        [NOPIP.to_owned(), nopip_scratch.into(), "idna-3.6.dist-info".into(), "idna".into(), "3.7".into()]
+    );
     // The 3.9 tree no interpreter runs: the host's pip, told Python 3.9.
     let (_, argv, context) = steps[4];
     assert!(matches!(context, ExecContext::Tooling(t) if t.image.is_none() && t.mount_point == "/target"));
@@ -204,7 +209,7 @@ fn how_each_kind_of_environment_is_patched() {
         "--only-binary=:all:",
         "--platform manylinux2014_x86_64",
         "--platform manylinux_2_36_x86_64",
-        &format!("--target /target{LEGACY}"),
+        "--target /target/opt/legacy/lib/python3.9/.site-packages.caulk-new",
     ] {
         assert!(text.contains(expected), "{expected} missing: {text}");
     }
@@ -221,7 +226,18 @@ fn how_each_kind_of_environment_is_patched() {
             );
         }
     }
-    assert_eq!(plan.drop_paths, ["/root/.cache/pip", "/root/.cache/pip/**"]);
+    // Scratch directories a failed step leaves stay out of the layer.
+    assert_eq!(
+        plan.drop_paths,
+        [
+            "/root/.cache/pip",
+            "/root/.cache/pip/**",
+            &format!("{nopip_scratch}/**"),
+            nopip_scratch,
+            "/opt/legacy/lib/python3.9/.site-packages.caulk-new/**",
+            "/opt/legacy/lib/python3.9/.site-packages.caulk-new",
+        ]
+    );
     assert!(
         plan.steps
             .iter()

@@ -279,6 +279,56 @@ fn a_pinned_requests_keeps_urllib3_below_2_on_the_real_index() {
     );
 }
 
+/// The venv's urllib3, Jinja2 and certifi verified as they stand in `root`
+/// (each "update" already at its version): the ids of the import runs
+/// asked, and per `(name, module)` the outcome's status and import check.
+struct InPlace {
+    import_runs: Vec<String>,
+    outcomes: Vec<caulk_sdk::update::Outcome>,
+}
+
+impl InPlace {
+    fn verify(root: &Path, options: caulk_sdk::update::Options) -> Self {
+        let host = RealHost::new(root, base_image());
+        let updates = vec![
+            report("urllib3", "2.0.6", VENV, &[("TEST-URLLIB3", &["2.0.6"])]),
+            report("Jinja2", "3.1.2", VENV, &[("TEST-JINJA2", &["3.1.2"])]),
+            report("certifi", "2023.5.7", VENV, &[("TEST-CERTIFI", &["2023.5.7"])]),
+        ];
+        let asked = support::asked(&host, Phase::Verify, &updates, &options);
+        let import_runs =
+            asked.iter().map(|(q, _)| q.id.clone()).filter(|id| id.starts_with("import:")).collect();
+        let selected = updates
+            .iter()
+            .map(|u| caulk_sdk::update::SelectedUpdate {
+                ecosystem: "python".into(),
+                name: u.name.clone(),
+                location: u.location.clone(),
+                from: u.installed_version.clone(),
+                target: VersionTarget::Exactly(u.installed_version.clone()),
+                vulnerabilities: u.vulnerabilities.clone(),
+                rationale: None,
+                passed_over: Vec::new(),
+            })
+            .collect();
+        let outcomes = Pip::verify(&VerifyRequest {
+            target: host.target(),
+            options,
+            selected,
+            steps: Vec::new(),
+            facts: asked.into_iter().map(|(_, f)| f).collect(),
+        })
+        .unwrap();
+        Self { import_runs, outcomes }
+    }
+
+    fn import(&self, name: &str, module: &str) -> (OutcomeStatus, Option<(bool, String)>) {
+        let outcome = self.outcomes.iter().find(|o| o.name == name).unwrap();
+        let check = outcome.checks.iter().find(|c| c.name == format!("import {module}"));
+        (outcome.status, check.map(|c| (c.passed, c.detail.clone())))
+    }
+}
+
 #[test]
 fn one_import_run_per_interpreter_still_names_each_broken_distribution() {
     if let Err(why) = runnable() {
@@ -286,62 +336,250 @@ fn one_import_run_per_interpreter_still_names_each_broken_distribution() {
         return;
     }
     // The virtualenv with a module of Jinja2 deleted and certifi's import
-    // killing the interpreter; urllib3 untouched. Verified as it stands
-    // (each "update" is already at its version).
+    // killing the interpreter; urllib3 untouched.
     let work = image_copy();
     let site = work.path().join(VENV.trim_start_matches('/'));
     std::fs::remove_file(site.join("jinja2/filters.py")).unwrap();
     std::fs::write(site.join("certifi/__init__.py"), "import os\nos._exit(7)\n").unwrap();
-    let host = RealHost::new(work.path(), base_image());
-    let updates = vec![
-        report("urllib3", "2.0.6", VENV, &[("TEST-URLLIB3", &["2.0.6"])]),
-        report("Jinja2", "3.1.2", VENV, &[("TEST-JINJA2", &["3.1.2"])]),
-        report("certifi", "2023.5.7", VENV, &[("TEST-CERTIFI", &["2023.5.7"])]),
-    ];
-    let options = options(PatchLevel::Patch);
-    let asked = support::asked(&host, Phase::Verify, &updates, &options);
-    let imports: Vec<&str> =
-        asked.iter().map(|(q, _)| q.id.as_str()).filter(|id| id.starts_with("import:")).collect();
+    let checked = InPlace::verify(work.path(), options(PatchLevel::Patch));
+    let imports = &checked.import_runs;
     // One run for the three, and one more for what came after the module
     // that killed it.
     assert_eq!(imports.len(), 2, "{imports:#?}");
     assert!(imports.iter().all(|id| id.starts_with("import:/opt/app/venv/bin/python:")), "{imports:#?}");
-    let selected = updates
-        .iter()
-        .map(|u| caulk_sdk::update::SelectedUpdate {
-            ecosystem: "python".into(),
-            name: u.name.clone(),
-            location: u.location.clone(),
-            from: u.installed_version.clone(),
-            target: VersionTarget::Exactly(u.installed_version.clone()),
-            vulnerabilities: u.vulnerabilities.clone(),
-            rationale: None,
-            passed_over: Vec::new(),
-        })
-        .collect();
-    let outcomes = Pip::verify(&VerifyRequest {
-        target: host.target(),
-        options,
-        selected,
-        steps: Vec::new(),
-        facts: asked.into_iter().map(|(_, f)| f).collect(),
-    })
-    .unwrap();
-    let import = |name: &str, module: &str| {
-        let outcome = outcomes.iter().find(|o| o.name == name).unwrap();
-        let check = outcome.checks.iter().find(|c| c.name == format!("import {module}"));
-        (outcome.status, check.map(|c| (c.passed, c.detail.clone())))
-    };
-    assert_eq!(import("urllib3", "urllib3"), (OutcomeStatus::Patched, Some((true, "imported".into()))));
     assert_eq!(
-        import("Jinja2", "jinja2"),
+        checked.import("urllib3", "urllib3"),
+        (OutcomeStatus::Patched, Some((true, "imported".into())))
+    );
+    assert_eq!(
+        checked.import("Jinja2", "jinja2"),
         (
             OutcomeStatus::Failed,
             Some((false, "ModuleNotFoundError: No module named 'jinja2.filters'".into()))
         )
     );
     assert_eq!(
-        import("certifi", "certifi"),
+        checked.import("certifi", "certifi"),
         (OutcomeStatus::Failed, Some((false, "the interpreter died importing it (exited 7)".into())))
     );
+}
+
+#[test]
+fn an_import_that_overruns_its_limit_is_named_and_the_others_still_run() {
+    if let Err(why) = runnable() {
+        eprintln!("skipping the real pip run: {why}");
+        return;
+    }
+    // Jinja2's import sleeps far past a two-second import limit; certifi
+    // comes before it and urllib3 after it in the one run for the venv.
+    let work = image_copy();
+    let init = work.path().join(VENV.trim_start_matches('/')).join("jinja2/__init__.py");
+    let original = std::fs::read_to_string(&init).unwrap();
+    std::fs::write(&init, format!("import time\ntime.sleep(600)\n{original}")).unwrap();
+    let mut options = options(PatchLevel::Patch);
+    options.settings.push(("import-timeout".into(), "2".into()));
+    let started = Instant::now();
+    let checked = InPlace::verify(work.path(), options);
+    assert!(started.elapsed().as_secs() < 60, "the sleeping import was stopped, not waited for");
+    let imports = &checked.import_runs;
+    assert_eq!(imports.len(), 2, "one run, and one for what came after the stopped import: {imports:#?}");
+    assert_eq!(
+        checked.import("certifi", "certifi"),
+        (OutcomeStatus::Patched, Some((true, "imported".into())))
+    );
+    assert_eq!(
+        checked.import("Jinja2", "jinja2"),
+        (
+            OutcomeStatus::Failed,
+            Some((false, "the import did not finish within 2 s; the interpreter was stopped".into()))
+        )
+    );
+    assert_eq!(
+        checked.import("urllib3", "urllib3"),
+        (OutcomeStatus::Patched, Some((true, "imported".into())))
+    );
+}
+
+/// Builds a pure-Python wheel `OUT/NAME-VERSION-py3-none-any.whl` holding
+/// `caulkns/MODULE.py` (a module of the PEP 420 namespace package
+/// `caulkns`, which no distribution owns alone): `OUT NAME VERSION MODULE`.
+const WHEEL: &str = r#"import base64, hashlib, sys, zipfile
+out, name, version, module = sys.argv[1:5]
+info = "%s-%s.dist-info" % (name, version)
+files = {
+    "caulkns/%s.py" % module: 'VERSION = "%s"\n' % version,
+    info + "/METADATA": "Metadata-Version: 2.1\nName: %s\nVersion: %s\n\n" % (name, version),
+    info + "/WHEEL": "Wheel-Version: 1.0\nGenerator: caulk-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    info + "/top_level.txt": "caulkns\n",
+}
+record = []
+with zipfile.ZipFile("%s/%s-%s-py3-none-any.whl" % (out, name, version), "w") as z:
+    for path, text in files.items():
+        data = text.encode()
+        z.writestr(path, data)
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append("%s,sha256=%s,%d" % (path, digest, len(data)))
+    record.append(info + "/RECORD,,")
+    z.writestr(info + "/RECORD", "\n".join(record) + "\n")
+"#;
+
+/// A PEP 691 index of the wheels in `sys.argv[1]` on a free loopback port
+/// (printed first): `/simple/NAME/` and `/files/WHEEL`.
+const INDEX: &str = r#"import hashlib, http.server, json, os, sys
+root = sys.argv[1]
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        parts = [p for p in self.path.split("?")[0].split("/") if p]
+        if len(parts) == 2 and parts[0] == "simple":
+            files = []
+            for f in sorted(os.listdir(root)):
+                if f.startswith(parts[1] + "-") and f.endswith(".whl"):
+                    with open(os.path.join(root, f), "rb") as w:
+                        digest = hashlib.sha256(w.read()).hexdigest()
+                    url = "http://127.0.0.1:%d/files/%s" % (self.server.server_port, f)
+                    files.append({"filename": f, "url": url, "hashes": {"sha256": digest}})
+            body = json.dumps({"meta": {"api-version": "1.0"}, "name": parts[1], "files": files}).encode()
+            kind = "application/vnd.pypi.simple.v1+json"
+        elif len(parts) == 2 and parts[0] == "files" and os.path.isfile(os.path.join(root, parts[1])):
+            with open(os.path.join(root, parts[1]), "rb") as w:
+                body = w.read()
+            kind = "application/octet-stream"
+        else:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+print(server.server_port, flush=True)
+server.serve_forever()
+"#;
+
+/// The index server, stopped when dropped.
+struct LocalIndex {
+    child: std::process::Child,
+    url: String,
+}
+
+impl LocalIndex {
+    fn serve(wheels: &Path) -> Self {
+        use std::io::BufRead as _;
+        let mut child = std::process::Command::new("python3")
+            .args(["-c", INDEX])
+            .arg(wheels)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 runs");
+        let mut port = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut port).unwrap();
+        Self { child, url: format!("http://127.0.0.1:{}/simple/", port.trim()) }
+    }
+}
+
+impl Drop for LocalIndex {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `pip install --target` tree the system Python 3.11 does not see.
+const NS_SITE: &str = "/opt/ns/lib/python3.11/site-packages";
+
+#[test]
+fn a_target_upgrade_keeps_the_other_distributions_of_a_namespace_package() {
+    if let Err(why) = runnable() {
+        eprintln!("skipping the real pip run: {why}");
+        return;
+    }
+    // nsa and nsb both put a module in the namespace package caulkns/ of a
+    // `pip install --target` tree; nsa moves from 1.0 to 2.0. pip's own
+    // `--target --upgrade` would replace caulkns/ whole, nsb's module with it.
+    let work = image_copy();
+    let root = work.path();
+    let wheels = root.join("srv/wheels");
+    std::fs::create_dir_all(&wheels).unwrap();
+    for (name, version, module) in [("nsa", "1.0", "a"), ("nsa", "2.0", "a"), ("nsb", "1.0", "b")] {
+        let status = std::process::Command::new("python3")
+            .args(["-c", WHEEL])
+            .arg(&wheels)
+            .args([name, version, module])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let tooling = base_image();
+    let python = |argv: &[&str], env: Vec<(String, String)>, writable: bool| {
+        let command = Command {
+            argv: argv.iter().map(|a| (*a).to_owned()).collect(),
+            cwd: None,
+            env,
+            context: ExecContext::Target,
+            network: false,
+        };
+        let (code, out, err) = run(root, &tooling, &command, writable);
+        assert_eq!(code, 0, "{argv:?}: {}", String::from_utf8_lossy(&err));
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    python(
+        &[
+            "/usr/bin/python3.11",
+            "-m",
+            "pip",
+            "install",
+            "--no-index",
+            "--find-links",
+            "/srv/wheels",
+            "--target",
+            NS_SITE,
+            "nsa==1.0",
+            "nsb==1.0",
+        ],
+        Vec::new(),
+        true,
+    );
+    let index = LocalIndex::serve(&wheels);
+
+    let mut host = RealHost::new(root, &tooling);
+    let updates = vec![report("nsa", "1.0", NS_SITE, &[("TEST-NSA", &["2.0"])])];
+    let mut options = options(PatchLevel::Major);
+    options.index_urls = vec![index.url.clone()];
+    let plan = support::plan(&host, updates.clone(), options.clone());
+    assert_eq!(plan.selected.len(), 1, "{plan:#?}");
+    let mut results = Vec::new();
+    for step in &plan.steps {
+        let (code, _, stderr) = run(root, &tooling, &step.command, true);
+        let stderr = String::from_utf8_lossy(&stderr).into_owned();
+        assert_eq!(code, 0, "{}:\n{stderr}", step.summary);
+        results.push(StepResult { summary: step.summary.clone(), exit_code: code, stderr_tail: stderr });
+    }
+    host.record_verify = false;
+    let (facts, _) = probe(&host, Phase::Verify, &updates, &options);
+    let outcomes = Pip::verify(&VerifyRequest {
+        target: host.target(),
+        options,
+        selected: plan.selected.clone(),
+        steps: results,
+        facts,
+    })
+    .unwrap();
+    assert_eq!(outcomes[0].status, OutcomeStatus::Patched, "{outcomes:#?}");
+
+    assert_eq!(dist_infos(root, NS_SITE, "nsa"), ["nsa-2.0.dist-info"]);
+    assert_eq!(dist_infos(root, NS_SITE, "nsb"), ["nsb-1.0.dist-info"]);
+    assert!(!root.join("opt/ns/lib/python3.11/.site-packages.caulk-new").exists(), "the scratch is gone");
+    let said = python(
+        &[
+            "/usr/bin/python3.11",
+            "-c",
+            "import caulkns.a, caulkns.b; print(caulkns.a.VERSION, caulkns.b.VERSION)",
+        ],
+        vec![("PYTHONPATH".into(), NS_SITE.into())],
+        false,
+    );
+    assert_eq!(said.trim(), "2.0 1.0", "nsb's module survived nsa's upgrade");
 }

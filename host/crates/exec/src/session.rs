@@ -445,7 +445,14 @@ impl<'e> Session<'e> {
         if self.poisoned || self.cancel.is_cancelled() {
             return Err(Error::Cancelled { during: format!("before {label}") });
         }
-        validate(&label, &probe.argv, &probe.env, &probe.run_in, &[])?;
+        validate(&label, &probe.argv, &probe.env, &probe.run_in, &probe.caches)?;
+        for cache in &probe.caches {
+            fs::create_dir_all(&cache.host_dir).map_err(|e| Error::Cache {
+                step: label.clone(),
+                path: cache.host_dir.clone(),
+                reason: format!("cannot create it: {e}"),
+            })?;
+        }
         let scratch = match (&self.workspace, self.exec.overlay) {
             (Workspace::Copy { .. }, None) => None,
             _ => Some(
@@ -495,7 +502,7 @@ impl<'e> Session<'e> {
             env: &probe.env,
             network: probe.network,
             run_in: &probe.run_in,
-            caches: &[],
+            caches: &probe.caches,
         };
         let planned = self.plan(&request, &target)?;
         tracing::debug!(probe = %label, "running probe");
@@ -571,10 +578,12 @@ impl<'e> Session<'e> {
                 let root_flag = if target.writable { "--bind" } else { "--ro-bind" };
                 planned.args.extend([os(root_flag), os(&target.dir), os("/")]);
                 let mut basics = Vec::new();
+                let mut tmp = String::new();
                 for (flag, dest) in [("--proc", "/proc"), ("--dev", "/dev"), ("--tmpfs", "/tmp")] {
                     let dest = Self::target_dest(label, target, dest, &mut planned)?;
                     if flag == "--tmpfs" {
                         basics.extend([os("--perms"), os("1777")]);
+                        tmp.clone_from(&dest);
                     }
                     if flag == "--proc" {
                         let proc_dest = dest.clone();
@@ -613,7 +622,17 @@ impl<'e> Session<'e> {
                     }
                 }
                 for cache in req.caches {
-                    let dest = Self::target_dest(label, target, &cache.path, &mut planned)?;
+                    // Below /tmp the mount point is made in the sandbox's
+                    // own tmpfs by bwrap, never in the root (which may be
+                    // read-only, as a probe's is in copy mode).
+                    let dest = match cache
+                        .path
+                        .strip_prefix("/tmp/")
+                        .filter(|rest| !rest.split('/').any(|c| c == ".."))
+                    {
+                        Some(rest) if !rest.is_empty() => format!("{tmp}/{rest}"),
+                        _ => Self::target_dest(label, target, &cache.path, &mut planned)?,
+                    };
                     binds.extend([os(cache_flag(cache)), os(&cache.host_dir), os(dest)]);
                 }
             }

@@ -154,6 +154,10 @@ pub struct Probe {
     pub env: Vec<(String, String)>,
     pub network: bool,
     pub run_in: RunIn,
+    /// Host directories bound read-write: the one thing a probe writes that
+    /// outlives it. Not locked as steps' caches are: probes run side by
+    /// side, and what they share must stand concurrent writers.
+    pub caches: Vec<CacheMount>,
     pub timeout: Option<Duration>,
     /// Stdout beyond this many bytes is dropped (and flagged).
     pub stdout_limit: usize,
@@ -167,6 +171,7 @@ impl Probe {
             env: Vec::new(),
             network: false,
             run_in: RunIn::Target,
+            caches: Vec::new(),
             timeout: None,
             stdout_limit: PROBE_STDOUT_LIMIT,
         }
@@ -194,6 +199,12 @@ impl Probe {
     #[must_use]
     pub fn cwd(mut self, dir: Option<String>) -> Self {
         self.cwd = dir;
+        self
+    }
+
+    #[must_use]
+    pub fn cache(mut self, host_dir: impl Into<PathBuf>, path: impl Into<String>) -> Self {
+        self.caches.push(CacheMount { host_dir: host_dir.into(), path: path.into(), read_only: false });
         self
     }
 

@@ -372,6 +372,17 @@ fn probes_see_the_current_state_and_leave_no_trace() {
         assert_eq!(probe_stdout(&session, &["cat", "/etc/hostname"]), hostname);
         assert!(!session.reader().exists("/etc/probe-was-here").unwrap());
 
+        // A cache below /tmp is what probes share, read-only root or not,
+        // and it leaves no mount point in the root.
+        let shared = tempfile::tempdir().unwrap();
+        let with_cache =
+            |argv: &[&str]| Probe::new(argv.iter().copied()).cache(shared.path().join("p"), "/tmp/shared");
+        let wrote = session.probe(&with_cache(&["sh", "-c", "echo kept > /tmp/shared/note"])).unwrap();
+        assert!(wrote.success(), "{mode:?}: {}", wrote.stderr_text());
+        let read = session.probe(&with_cache(&["cat", "/tmp/shared/note"])).unwrap();
+        assert_eq!(read.stdout_text(), "kept\n", "{mode:?}");
+        assert_eq!(fs::read_to_string(shared.path().join("p/note")).unwrap(), "kept\n");
+
         // Output beyond the limit is cut and flagged; a probe may time out.
         let mut big = Probe::new(["head", "-c", "100000", "/dev/zero"]);
         big.stdout_limit = 1000;

@@ -325,7 +325,7 @@ pub fn verify_key(command: &Command) -> Option<String> {
 /// about those modules, as `caulk-import [[module, ok, error], ...]`.
 pub fn import_keys(command: &Command) -> Option<Vec<(String, String)>> {
     let argv = &command.argv;
-    if argv.len() != 4 || argv[1] != "-c" || argv[2] != caulk_plugin_pip::scripts::IMPORT_CHECK {
+    if argv.len() < 4 || argv[1] != "-c" || argv[2] != caulk_plugin_pip::scripts::IMPORT_CHECK {
         return None;
     }
     let python = argv[0].replace('/', "_");
