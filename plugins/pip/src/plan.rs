@@ -1221,7 +1221,11 @@ fn merge_step(
 ) -> Step {
     let mut argv = vec![
         python.to_owned(),
+        // `-I` ignores every PYTHON* variable, PYTHONDONTWRITEBYTECODE too:
+        // without `-B` the stale standard-library bytecode the script
+        // imports would be recompiled into the layer.
         "-I".into(),
+        "-B".into(),
         "-c".into(),
         MERGE_TARGET.into(),
         site.to_owned(),

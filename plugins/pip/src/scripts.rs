@@ -9,7 +9,8 @@
 /// them so), and an interpreter that recompiles a module writes it back: in
 /// a step that puts recompiled bytecode of pip and the standard library
 /// (hundreds of files) into the new layer. pip still byte-compiles the
-/// files it installs: `compileall` does not heed the setting.
+/// files it installs: `compileall` does not heed the setting. Interpreters
+/// run with `-I` ignore it and get `-B` instead.
 pub const NO_BYTECODE: (&str, &str) = ("PYTHONDONTWRITEBYTECODE", "1");
 
 /// `PYTHONPYCACHEPREFIX`, in every probe: the bytecode an interpreter
