@@ -46,6 +46,16 @@ pub enum Error {
     #[error("the build at {addr} was stopped: {reason}")]
     Stopped { addr: String, reason: String },
 
+    /// A filesync stream (a shared tree or an export) broke or carried
+    /// something caulk refuses.
+    #[error("{what} with the BuildKit daemon at {addr}: {source}")]
+    Filesync {
+        addr: String,
+        what: &'static str,
+        #[source]
+        source: crate::filesync::FsError,
+    },
+
     #[error("{addr} is not a Docker Engine: {what} needs Docker's image store")]
     NotDocker { addr: String, what: &'static str },
 
