@@ -167,7 +167,9 @@ impl Client {
         on_status: &mut dyn FnMut(&StatusResponse),
     ) -> Result<SolveResponse> {
         request.r#ref = new_ref();
-        request.session = self.session_id().await?;
+        if request.session.is_empty() {
+            request.session = self.session_id().await?;
+        }
         let status_request = StatusRequest { r#ref: request.r#ref.clone() };
         let solve = self.unary::<_, SolveResponse>("Solve", request);
         let status = async {
@@ -230,18 +232,20 @@ impl Client {
         self.block_on(self.session_id()).map_err(|e| self.explain(e))
     }
 
-    /// Hands the next `local` export's stream to `sink`; the receiver
-    /// waits for its end.
-    pub(crate) fn expect_export(&self, sink: Box<dyn Sink>) -> oneshot::Receiver<Result<(), FsError>> {
+    /// A session of its own for one `local` export, whose stream goes to
+    /// `sink`: the exporter names no destination, so concurrent exports
+    /// are told apart by their sessions. The receiver waits for its end.
+    pub(crate) async fn export_session(
+        &self,
+        sink: Box<dyn Sink>,
+    ) -> Result<(Session, oneshot::Receiver<Result<(), FsError>>)> {
         let (done, ended) = oneshot::channel();
-        *self.offer.export.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
-            Some(Export { sink, done });
-        ended
-    }
-
-    /// Forgets an export the daemon never asked for.
-    pub(crate) fn cancel_export(&self) {
-        self.offer.export.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        let offer = self.offer.sibling();
+        *offer.export.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Export { sink, done });
+        let session = session::attach(self.grpc(), new_ref(), Arc::new(offer))
+            .await
+            .map_err(|s| self.status_error("Session", &s))?;
+        Ok((session, ended))
     }
 
     async fn unary<Req, Resp>(&self, method: &'static str, request: Req) -> Result<Resp>

@@ -265,7 +265,7 @@ impl Client {
         let base = base.into();
         let mut graph = Graph::new();
         let result = chain(&mut graph, &base, steps);
-        let request = SolveRequest {
+        let mut request = SolveRequest {
             definition: Some(graph.definition(&result)),
             exporter: "local".into(),
             entitlements: entitlements(steps),
@@ -273,24 +273,34 @@ impl Client {
         };
         let mut tracker = Tracker::new();
         let follow = RefCell::new(follow);
-        let ended = self.expect_export(sink);
-        let solved = self.solve(
-            request,
-            &mut |status| tracker.feed(status, &mut |e| follow.borrow_mut().event(e)),
-            &mut || follow.borrow_mut().stop(),
-        );
-        tracker.finish(&mut |e| follow.borrow_mut().event(e));
         let addr = self.address().to_string();
         let filesync = |source| Error::Filesync { addr: addr.clone(), what: "receiving the result", source };
-        // The stream's end and the solve's answer race: whichever failed
-        // says why.
-        let received = self.block_on(async { tokio::time::timeout(EXPORT_GRACE, ended).await });
-        self.cancel_export();
+        let outcome = self.block_on(async {
+            let (session, ended) = self.export_session(sink).await?;
+            request.session.clone_from(&session.id);
+            let solved = self
+                .solve_async(
+                    request,
+                    &mut |status| tracker.feed(status, &mut |e| follow.borrow_mut().event(e)),
+                    &mut || follow.borrow_mut().stop(),
+                )
+                .await;
+            // The stream's end and the solve's answer race: whichever
+            // failed says why. A failed solve may never have exported.
+            let received = match &solved {
+                Ok(_) => tokio::time::timeout(EXPORT_GRACE, ended).await.ok().and_then(Result::ok),
+                Err(_) => tokio::time::timeout(STATUS_GRACE, ended).await.ok().and_then(Result::ok),
+            };
+            drop(session);
+            Ok::<_, Error>((solved, received))
+        });
+        tracker.finish(&mut |e| follow.borrow_mut().event(e));
+        let (solved, received) = outcome.map_err(|e| self.explain(e))?;
         match (solved, received) {
-            (Ok(_), Ok(Ok(Ok(())))) => Ok(()),
-            (_, Ok(Ok(Err(e)))) => Err(filesync(e)),
-            (Err(e), _) => Err(e),
-            (Ok(_), _) => Err(Error::Solve {
+            (_, Some(Err(e))) => Err(filesync(e)),
+            (Err(e), _) => Err(self.explain(e)),
+            (Ok(_), Some(Ok(()))) => Ok(()),
+            (Ok(_), None) => Err(Error::Solve {
                 addr: addr.clone(),
                 message: "the daemon reported the export done but never sent the result".to_owned(),
             }),
@@ -298,6 +308,8 @@ impl Client {
     }
 }
 
+/// How long a failed solve's export stream may take to say why.
+const STATUS_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 /// How long after the solve's answer the export stream may take to end.
 const EXPORT_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 

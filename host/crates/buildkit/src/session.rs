@@ -85,8 +85,10 @@ pub(crate) struct Offer {
     /// The daemon's address, for errors.
     pub(crate) addr: String,
     pub(crate) credentials: Option<Credentials>,
-    /// Trees by the `local://` name they are shared as.
-    pub(crate) trees: Mutex<HashMap<String, Arc<dyn Tree>>>,
+    /// Trees by the `local://` name they are shared as; one map for all
+    /// of a client's sessions, since a daemon pulls a `local://` source
+    /// from any session of the job that needs it.
+    pub(crate) trees: Arc<Mutex<HashMap<String, Arc<dyn Tree>>>>,
     /// Where the next `local` export goes, and who waits for its end.
     pub(crate) export: Mutex<Option<Export>>,
 }
@@ -98,7 +100,17 @@ pub(crate) struct Export {
 
 impl Offer {
     pub(crate) fn new(addr: String, credentials: Option<Credentials>) -> Self {
-        Offer { addr, credentials, trees: Mutex::default(), export: Mutex::default() }
+        Offer { addr, credentials, trees: Arc::default(), export: Mutex::default() }
+    }
+
+    /// Another session's offer: the same trees and logins, no export.
+    pub(crate) fn sibling(&self) -> Self {
+        Offer {
+            addr: self.addr.clone(),
+            credentials: self.credentials.clone(),
+            trees: Arc::clone(&self.trees),
+            export: Mutex::default(),
+        }
     }
 }
 
