@@ -442,3 +442,221 @@ fn receive_checked(sink: &mut dyn Sink, conn: &mut dyn Conn) -> Result<(), FsErr
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Plays `packets` to a receiver and records what it sends back.
+    struct Script {
+        packets: std::vec::IntoIter<Packet>,
+        sent: Vec<Packet>,
+    }
+
+    impl Conn for Script {
+        fn recv(&mut self) -> Result<Option<Packet>, FsError> {
+            Ok(self.packets.next())
+        }
+
+        fn send(&mut self, packet: Packet) -> Result<(), FsError> {
+            self.sent.push(packet);
+            Ok(())
+        }
+    }
+
+    /// Wants every regular file and keeps what it is told.
+    #[derive(Default)]
+    struct Keep {
+        entries: Vec<String>,
+        data: HashMap<u32, Vec<u8>>,
+        finished: bool,
+    }
+
+    impl Sink for Keep {
+        fn entry(&mut self, _: u32, stat: &Stat) -> Result<bool, String> {
+            self.entries.push(stat.path.clone());
+            Ok(true)
+        }
+
+        fn data(&mut self, index: u32, chunk: &[u8]) -> Result<(), String> {
+            self.data.entry(index).or_default().extend_from_slice(chunk);
+            Ok(())
+        }
+
+        fn file_done(&mut self, _: u32) -> Result<(), String> {
+            Ok(())
+        }
+
+        fn finish(&mut self) -> Result<(), String> {
+            self.finished = true;
+            Ok(())
+        }
+    }
+
+    fn stat(path: &str, mode: u32, size: i64) -> Packet {
+        let stat = Stat { path: path.into(), mode, size, ..Stat::default() };
+        Packet { r#type: packet_type::STAT, stat: Some(stat), ..Packet::default() }
+    }
+
+    fn dir(path: &str) -> Packet {
+        stat(path, MODE_DIR | 0o755, 0)
+    }
+
+    fn file(path: &str, size: i64) -> Packet {
+        stat(path, 0o644, size)
+    }
+
+    fn end() -> Packet {
+        Packet { r#type: packet_type::STAT, ..Packet::default() }
+    }
+
+    fn data(id: u32, bytes: &[u8]) -> Packet {
+        Packet { r#type: packet_type::DATA, id, data: bytes.to_vec(), ..Packet::default() }
+    }
+
+    fn fin() -> Packet {
+        Packet { r#type: packet_type::FIN, ..Packet::default() }
+    }
+
+    fn play(packets: Vec<Packet>) -> (Result<(), FsError>, Keep, Vec<Packet>) {
+        let mut script = Script { packets: packets.into_iter(), sent: Vec::new() };
+        let mut keep = Keep::default();
+        let result = receive(&mut keep, &mut script);
+        (result, keep, script.sent)
+    }
+
+    #[test]
+    fn a_well_formed_stream_is_taken_in_walk_order_and_ends_with_fins() {
+        let link = Packet {
+            r#type: packet_type::STAT,
+            stat: Some(Stat {
+                path: "a/link".into(),
+                mode: 0o644,
+                linkname: "a/b".into(),
+                ..Stat::default()
+            }),
+            ..Packet::default()
+        };
+        let (result, keep, sent) = play(vec![
+            dir("a"),
+            file("a/b", 3),
+            link,
+            file("a-b", 0),
+            end(),
+            data(1, b"abc"),
+            data(1, b""),
+            data(3, b""),
+            fin(),
+        ]);
+        result.unwrap();
+        assert_eq!(keep.entries, ["a", "a/b", "a/link", "a-b"]);
+        assert_eq!(keep.data[&1], b"abc");
+        assert!(keep.finished);
+        let kinds: Vec<(i32, u32)> = sent.iter().map(|p| (p.r#type, p.id)).collect();
+        assert_eq!(kinds, [(packet_type::REQ, 1), (packet_type::REQ, 3), (packet_type::FIN, 0)]);
+    }
+
+    fn refused(packets: Vec<Packet>) -> FsError {
+        let (result, keep, sent) = play(packets);
+        assert!(!keep.finished);
+        assert_eq!(sent.last().map(|p| p.r#type), Some(packet_type::ERR), "the sender hears why");
+        result.unwrap_err()
+    }
+
+    #[test]
+    fn hostile_paths_are_refused_by_name() {
+        for (path, reason) in [
+            ("../etc/passwd", "`.` or `..` component"),
+            ("a/../../x", "`.` or `..` component"),
+            ("/etc/passwd", "absolute path"),
+            ("a//b", "empty component"),
+            ("", "empty path"),
+            ("a\0b", "NUL in path"),
+        ] {
+            let err = refused(vec![dir("a"), file(path, 0), end()]);
+            assert!(
+                matches!(&err, FsError::BadPath { path: p, reason: r } if p == path && *r == reason),
+                "{path:?}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn entries_out_of_walk_order_are_refused() {
+        let err = refused(vec![file("b", 0), file("a", 0), end()]);
+        assert!(matches!(&err, FsError::OutOfOrder { path, after } if path == "a" && after == "b"), "{err}");
+        let err = refused(vec![file("a", 0), file("a", 0), end()]);
+        assert!(matches!(err, FsError::OutOfOrder { .. }), "a name twice");
+        // `a-b` sorts after `a`, so `a/c` after it is out of order.
+        let err = refused(vec![dir("a"), file("a-b", 0), file("a/c", 0), end()]);
+        assert!(matches!(&err, FsError::NoParent { path, .. } if path == "a/c"), "{err}");
+    }
+
+    #[test]
+    fn entries_below_a_symlink_or_a_file_are_refused() {
+        let symlink = Packet {
+            r#type: packet_type::STAT,
+            stat: Some(Stat {
+                path: "l".into(),
+                mode: MODE_SYMLINK | 0o777,
+                linkname: "/etc".into(),
+                ..Stat::default()
+            }),
+            ..Packet::default()
+        };
+        let err = refused(vec![symlink, file("l/passwd", 0), end()]);
+        assert!(
+            matches!(&err, FsError::NoParent { path, parent } if path == "l/passwd" && parent == "l"),
+            "{err}"
+        );
+        let err = refused(vec![file("f", 0), file("f/x", 0), end()]);
+        assert!(matches!(&err, FsError::NoParent { parent, .. } if parent == "f"), "{err}");
+    }
+
+    #[test]
+    fn more_data_than_the_stat_says_is_refused() {
+        let err = refused(vec![file("f", 2), end(), data(0, b"abc")]);
+        assert!(matches!(&err, FsError::Oversized { path, size: 2 } if path == "f"), "{err}");
+        let err = refused(vec![file("f", 4), end(), data(0, b"abc"), data(0, b"")]);
+        assert!(matches!(&err, FsError::Short { got: 3, size: 4, .. }), "{err}");
+        let err = refused(vec![file("f", 1), end(), data(7, b"x")]);
+        assert!(matches!(err, FsError::Unrequested { id: 7 }), "{err}");
+    }
+
+    #[test]
+    fn absurd_stats_are_refused() {
+        let mut owner = file("f", 0);
+        owner.stat.as_mut().unwrap().uid = u32::MAX;
+        assert!(matches!(refused(vec![owner, end()]), FsError::BadStat { .. }));
+        assert!(matches!(refused(vec![file("f", -1), end()]), FsError::BadStat { .. }));
+        assert!(matches!(refused(vec![file("f", MAX_FILE + 1), end()]), FsError::BadStat { .. }));
+        assert!(matches!(refused(vec![stat("f", MODE_IRREGULAR, 0), end()]), FsError::BadStat { .. }));
+        let dangling = Packet {
+            r#type: packet_type::STAT,
+            stat: Some(Stat { path: "h".into(), mode: 0o644, linkname: "nothing".into(), ..Stat::default() }),
+            ..Packet::default()
+        };
+        assert!(matches!(refused(vec![dangling, end()]), FsError::BadStat { .. }), "a hard link to nothing");
+        let err = refused(vec![file("f", 0)]);
+        assert!(matches!(err, FsError::Closed(_)), "{err}");
+    }
+
+    #[test]
+    fn go_modes_round_trip_unix_modes() {
+        for (unix, kind) in [
+            (0o100_644, Kind::File),
+            (0o104_755, Kind::File),
+            (0o041_777, Kind::Dir),
+            (0o120_777, Kind::Symlink),
+            (0o020_666, Kind::CharDevice),
+            (0o060_660, Kind::BlockDevice),
+            (0o010_644, Kind::Fifo),
+            (0o140_755, Kind::Socket),
+        ] {
+            let go = go_mode(unix);
+            assert_eq!(unix_mode(go), Some((kind, unix & 0o7777)), "{unix:o}");
+        }
+        assert_eq!(go_mode(0o040_755), MODE_DIR | 0o755);
+        assert_eq!(go_mode(0o102_755), MODE_SETGID | 0o755);
+    }
+}

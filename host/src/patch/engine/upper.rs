@@ -442,3 +442,195 @@ impl caulk_buildkit::Sink for StatSink {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    use std::sync::mpsc;
+
+    use caulk_buildkit::filesync::{Conn, FsError, receive, send};
+    use caulk_buildkit::pb::fsutil::Packet;
+    use caulk_buildkit::{Sink, Tree};
+
+    use super::*;
+    use crate::patch::engine::image_tree::ImageTree;
+
+    /// One end of an in-process stream.
+    struct Pipe {
+        rx: mpsc::Receiver<Packet>,
+        tx: mpsc::Sender<Packet>,
+    }
+
+    impl Conn for Pipe {
+        fn recv(&mut self) -> Result<Option<Packet>, FsError> {
+            Ok(self.rx.recv().ok())
+        }
+
+        fn send(&mut self, packet: Packet) -> Result<(), FsError> {
+            self.tx.send(packet).map_err(|_| FsError::Closed("test"))
+        }
+    }
+
+    fn pipes() -> (Pipe, Pipe) {
+        let (a_tx, b_rx) = mpsc::channel();
+        let (b_tx, a_rx) = mpsc::channel();
+        (Pipe { rx: a_rx, tx: a_tx }, Pipe { rx: b_rx, tx: b_tx })
+    }
+
+    /// caulk's sender of `layers` to caulk's receiver into `sink`.
+    fn transfer(layers: Vec<PathBuf>, sink: &mut dyn Sink) {
+        let (mut near, mut far) = pipes();
+        let sender = std::thread::spawn(move || send(&ImageTree::new(layers), &mut far));
+        receive(sink, &mut near).unwrap();
+        sender.join().unwrap().unwrap();
+    }
+
+    fn mknod(path: &Path, kind: rustix::fs::FileType, major: u32, minor: u32) {
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            path,
+            kind,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            rustix::fs::makedev(major, minor),
+        )
+        .unwrap();
+    }
+
+    fn set_mtime(path: &Path, seconds: i64) {
+        let ts = rustix::fs::Timespec { tv_sec: seconds, tv_nsec: 123 };
+        let times = rustix::fs::Timestamps { last_access: ts, last_modification: ts };
+        rustix::fs::utimensat(rustix::fs::CWD, path, &times, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).unwrap();
+    }
+
+    /// Two layers with every kind of entry, hard links, an xattr and a
+    /// whiteout in the upper one.
+    fn image(root: &Path) -> Vec<PathBuf> {
+        let (one, two) = (root.join("one"), root.join("two"));
+        for dir in ["etc", "dev", "d"] {
+            fs::create_dir_all(one.join(dir)).unwrap();
+        }
+        fs::create_dir_all(&two).unwrap();
+        fs::write(one.join("etc/a"), "hello").unwrap();
+        // chown clears set-uid: owner first.
+        std::os::unix::fs::lchown(one.join("etc/a"), Some(1000), Some(1001)).unwrap();
+        fs::set_permissions(one.join("etc/a"), fs::Permissions::from_mode(0o4750)).unwrap();
+        rustix::fs::lsetxattr(one.join("etc/a"), "user.caulk", b"v", rustix::fs::XattrFlags::empty())
+            .unwrap();
+        fs::write(one.join("etc/hard1"), "linked").unwrap();
+        fs::hard_link(one.join("etc/hard1"), one.join("etc/hard2")).unwrap();
+        std::os::unix::fs::symlink("a", one.join("etc/link")).unwrap();
+        mknod(&one.join("etc/fifo"), rustix::fs::FileType::Fifo, 0, 0);
+        mknod(&one.join("dev/null"), rustix::fs::FileType::CharacterDevice, 1, 3);
+        fs::write(one.join("d/x"), "12345").unwrap();
+        fs::write(one.join("gone"), "old").unwrap();
+        mknod(&two.join("gone"), rustix::fs::FileType::CharacterDevice, 0, 0);
+        fs::write(two.join("new"), "").unwrap();
+        for path in ["etc/a", "etc/hard1", "d/x", "gone", "etc", "d", "dev"] {
+            set_mtime(&one.join(path), 1_600_000_000);
+        }
+        vec![one, two]
+    }
+
+    fn root() -> bool {
+        rustix::process::geteuid().is_root()
+    }
+
+    fn stats_of(layers: Vec<PathBuf>) -> HashMap<String, Stat> {
+        ImageTree::new(layers).entries().unwrap().into_iter().map(|e| (e.stat.path.clone(), e.stat)).collect()
+    }
+
+    #[test]
+    fn every_kind_of_entry_crosses_with_its_metadata() {
+        if !root() {
+            eprintln!("skipped: owners, devices and whiteouts need root");
+            return;
+        }
+        // xattrs need a file system that keeps user.* ones: not every tmpfs does.
+        let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+        let layers = image(dir.path());
+        let (empty, out) = (dir.path().join("empty"), dir.path().join("out"));
+        fs::create_dir_all(&empty).unwrap();
+        fs::create_dir_all(&out).unwrap();
+        let mut sink =
+            UpperSink::new(MergedReader::new(vec![empty]), HashMap::new(), &out, dir.path()).unwrap();
+        transfer(layers.clone(), &mut sink);
+
+        let a = fs::symlink_metadata(out.join("etc/a")).unwrap();
+        assert_eq!(fs::read(out.join("etc/a")).unwrap(), b"hello");
+        assert_eq!((a.mode() & 0o7777, a.uid(), a.gid()), (0o4750, 1000, 1001));
+        assert_eq!((a.mtime(), a.mtime_nsec()), (1_600_000_000, 123));
+        let mut value = [0u8; 8];
+        let n = rustix::fs::lgetxattr(out.join("etc/a"), "user.caulk", &mut value).unwrap();
+        assert_eq!(&value[..n], b"v");
+        let (h1, h2) =
+            (fs::metadata(out.join("etc/hard1")).unwrap(), fs::metadata(out.join("etc/hard2")).unwrap());
+        assert_eq!(h1.ino(), h2.ino(), "hard links stay one inode");
+        assert_eq!(fs::read_link(out.join("etc/link")).unwrap(), Path::new("a"));
+        assert!(fs::symlink_metadata(out.join("etc/fifo")).unwrap().file_type().is_fifo());
+        let null = fs::symlink_metadata(out.join("dev/null")).unwrap();
+        assert!(null.file_type().is_char_device());
+        assert_eq!(null.rdev(), rustix::fs::makedev(1, 3));
+        assert!(fs::symlink_metadata(out.join("gone")).is_err(), "the whiteout hid it");
+        assert_eq!(fs::read(out.join("new")).unwrap(), b"", "an empty file");
+        assert_eq!(
+            fs::symlink_metadata(out.join("etc")).unwrap().mtime(),
+            1_600_000_000,
+            "dir mtimes set last"
+        );
+        // The receiver's view of what it built is what was sent.
+        assert_eq!(stats_of(vec![out]), stats_of(layers));
+    }
+
+    #[test]
+    fn only_what_the_steps_changed_comes_back_and_renames_are_compared_by_content() {
+        if !root() {
+            eprintln!("skipped: owners, devices and whiteouts need root");
+            return;
+        }
+        let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+        let layers = image(dir.path());
+        // The steps: etc/a rewritten, etc/fifo deleted, d/x replaced by
+        // rename with the same size and mtime (so d's mtime moved).
+        let steps = dir.path().join("steps");
+        fs::create_dir_all(steps.join("etc")).unwrap();
+        fs::create_dir_all(steps.join("d")).unwrap();
+        fs::write(steps.join("etc/a"), "hello, again").unwrap();
+        mknod(&steps.join("etc/fifo"), rustix::fs::FileType::CharacterDevice, 0, 0);
+        fs::write(steps.join("d/x"), "54321").unwrap();
+        set_mtime(&steps.join("d/x"), 1_600_000_000);
+        set_mtime(&steps.join("d"), 1_700_000_000);
+        let result: Vec<PathBuf> = layers.iter().cloned().chain([steps]).collect();
+        // The result's etc keeps the image's metadata for the comparison.
+        set_mtime(&result[2].join("etc"), 1_600_000_000);
+
+        let out = dir.path().join("out");
+        fs::create_dir_all(&out).unwrap();
+        let baseline = stats_of(layers.clone());
+        let mut sink = UpperSink::new(MergedReader::new(layers), baseline, &out, dir.path()).unwrap();
+        transfer(result, &mut sink);
+
+        let mut found: Vec<String> = walk(&out);
+        found.sort();
+        assert_eq!(found, ["d", "d/x", "etc", "etc/a", "etc/fifo"]);
+        assert_eq!(fs::read(out.join("etc/a")).unwrap(), b"hello, again");
+        assert_eq!(fs::read(out.join("d/x")).unwrap(), b"54321", "found by content");
+        assert!(squash::is_whiteout(&fs::symlink_metadata(out.join("etc/fifo")).unwrap()));
+    }
+
+    fn walk(dir: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut todo = vec![dir.to_owned()];
+        while let Some(d) = todo.pop() {
+            for entry in fs::read_dir(&d).unwrap() {
+                let path = entry.unwrap().path();
+                out.push(path.strip_prefix(dir).unwrap().to_string_lossy().into_owned());
+                if fs::symlink_metadata(&path).unwrap().is_dir() {
+                    todo.push(path);
+                }
+            }
+        }
+        out
+    }
+
+    use super::super::squash;
+}
