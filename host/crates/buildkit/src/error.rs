@@ -56,12 +56,6 @@ pub enum Error {
         source: crate::filesync::FsError,
     },
 
-    #[error("{addr} is not a Docker Engine: {what} needs Docker's image store")]
-    NotDocker { addr: String, what: &'static str },
-
-    #[error("Docker Engine API {request} at {addr}: {message}")]
-    Docker { addr: String, request: String, message: String },
-
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -86,7 +80,6 @@ impl Error {
                 "allow it on the daemon (buildkitd --allow-insecure-entitlement network.host, \
                  or Docker's builder entitlements) or run without network steps",
             ),
-            Error::NotDocker { .. } => Some("use a docker:// or docker-unix:// address"),
             _ => None,
         }
     }

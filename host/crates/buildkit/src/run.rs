@@ -3,7 +3,6 @@
 //! comes back through the session's `local` exporter stream.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 
 use crate::client::Client;
 use crate::error::{Error, Result};
@@ -102,14 +101,6 @@ pub struct ProbeOutput {
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
     pub exit_code: i32,
-}
-
-/// A chain's result in the Engine's image store.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Built {
-    pub name: String,
-    /// The image ID (config digest) the exporter reported, if it did.
-    pub image_id: Option<String>,
 }
 
 impl Client {
@@ -211,45 +202,6 @@ impl Client {
             });
         }
         Ok(ProbeOutput { stdout, stderr, exit_code })
-    }
-
-    /// Runs `steps` on `image`, one exec per step on the previous one's
-    /// root, and exports the result with Docker's `moby` exporter as
-    /// `name`: the image's layers plus one layer per step that changed
-    /// something. Only Docker's embedded BuildKit has that exporter.
-    pub fn run_chain(
-        &self,
-        base: impl Into<Base>,
-        steps: &[Step],
-        name: &str,
-        follow: &mut dyn Follow,
-    ) -> Result<Built> {
-        if self.address().docker_socket().is_none() {
-            return Err(Error::NotDocker { addr: self.address().to_string(), what: "the moby exporter" });
-        }
-        let base = base.into();
-        let mut graph = Graph::new();
-        let result = chain(&mut graph, &base, steps);
-        let request = SolveRequest {
-            definition: Some(graph.definition(&result)),
-            exporter: "moby".into(),
-            exporter_attrs: BTreeMap::from([("name".to_owned(), name.to_owned())]),
-            entitlements: entitlements(steps),
-            ..SolveRequest::default()
-        };
-        let mut tracker = Tracker::new();
-        let follow = RefCell::new(follow);
-        let solved = self.solve(
-            request,
-            &mut |status| tracker.feed(status, &mut |e| follow.borrow_mut().event(e)),
-            &mut || follow.borrow_mut().stop(),
-        );
-        tracker.finish(&mut |e| follow.borrow_mut().event(e));
-        let response = solved?;
-        Ok(Built {
-            name: name.to_owned(),
-            image_id: response.exporter_response.get("containerimage.digest").cloned(),
-        })
     }
 
     /// Runs `steps` on `base`, one exec per step on the previous one's
