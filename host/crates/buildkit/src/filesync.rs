@@ -168,8 +168,16 @@ pub trait Tree: Send + Sync {
     fn entries(&self) -> Result<Vec<Entry>, String>;
 }
 
+/// What a send moved: the daemon asks only for files its copy lacks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sent {
+    pub entries: usize,
+    pub files: usize,
+    pub bytes: u64,
+}
+
 /// Sends `tree` over `conn`, answering REQs until the receiver's FIN.
-pub fn send(tree: &dyn Tree, conn: &mut dyn Conn) -> Result<(), FsError> {
+pub fn send(tree: &dyn Tree, conn: &mut dyn Conn) -> Result<Sent, FsError> {
     let entries = match tree.entries() {
         Ok(entries) => entries,
         Err(e) => {
@@ -185,6 +193,7 @@ pub fn send(tree: &dyn Tree, conn: &mut dyn Conn) -> Result<(), FsError> {
         conn.send(Packet { r#type: packet_type::STAT, stat: Some(entry.stat.clone()), ..Packet::default() })?;
     }
     conn.send(Packet { r#type: packet_type::STAT, ..Packet::default() })?;
+    let mut sent = Sent { entries: entries.len(), ..Sent::default() };
     loop {
         let Some(packet) = conn.recv()? else { return Err(FsError::Closed("the receiver's FIN")) };
         match packet.r#type {
@@ -194,10 +203,12 @@ pub fn send(tree: &dyn Tree, conn: &mut dyn Conn) -> Result<(), FsError> {
                 else {
                     return Err(FsError::BadRequest { id: packet.id });
                 };
-                send_file(path, packet.id, conn)?;
+                sent.bytes += send_file(path, packet.id, conn)?;
+                sent.files += 1;
             }
             packet_type::FIN => {
-                return conn.send(Packet { r#type: packet_type::FIN, ..Packet::default() });
+                conn.send(Packet { r#type: packet_type::FIN, ..Packet::default() })?;
+                return Ok(sent);
             }
             packet_type::ERR => {
                 return Err(FsError::Peer(String::from_utf8_lossy(&packet.data).into_owned()));
@@ -207,22 +218,25 @@ pub fn send(tree: &dyn Tree, conn: &mut dyn Conn) -> Result<(), FsError> {
     }
 }
 
-fn send_file(path: &std::path::Path, id: u32, conn: &mut dyn Conn) -> Result<(), FsError> {
+fn send_file(path: &std::path::Path, id: u32, conn: &mut dyn Conn) -> Result<u64, FsError> {
     let local = |e: std::io::Error| FsError::Local(format!("reading {}: {e}", path.display()));
     let mut file = File::options()
         .read(true)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits().cast_signed())
         .open(path)
         .map_err(local)?;
     let mut buf = vec![0; CHUNK];
+    let mut total = 0;
     loop {
         let n = file.read(&mut buf).map_err(local)?;
         if n == 0 {
             break;
         }
+        total += n as u64;
         conn.send(Packet { r#type: packet_type::DATA, id, data: buf[..n].to_vec(), ..Packet::default() })?;
     }
-    conn.send(Packet { r#type: packet_type::DATA, id, ..Packet::default() })
+    conn.send(Packet { r#type: packet_type::DATA, id, ..Packet::default() })?;
+    Ok(total)
 }
 
 /// What a receiver does with a checked stream.

@@ -42,7 +42,7 @@ pub use addr::{Address, DEFAULT_ADDRESS, DOCKER_DEFAULT_SOCKET};
 pub use client::Client;
 pub use connect::ConnectOptions;
 pub use error::{Error, Result};
-pub use filesync::{Entry, FsError, Kind, Sink, Tree};
+pub use filesync::{Entry, FsError, Kind, Sent, Sink, Tree};
 pub use llb::{CacheMount, Network, Sharing};
 pub use pb::llb::ProxyEnv;
 pub use progress::{Event, Follow, STOP_POLL, Stream, Tracker};

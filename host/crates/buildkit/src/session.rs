@@ -258,7 +258,15 @@ fn diff_copy(request: Request<Incoming>, offer: &Offer, receive: bool) -> Respon
     tokio::task::spawn_blocking(move || {
         let mut conn = Channels { rx: in_rx, tx: out_tx.clone() };
         let result = match job {
-            Job::Send(tree) => filesync::send(tree.as_ref(), &mut conn),
+            Job::Send(tree) => filesync::send(tree.as_ref(), &mut conn).map(|sent| {
+                // What a probe after the first sync costs: stats only.
+                tracing::debug!(
+                    "sent a tree to {addr}: {} entries, {} files asked for, {} bytes",
+                    sent.entries,
+                    sent.files,
+                    sent.bytes
+                );
+            }),
             Job::Receive(mut export) => {
                 let result = filesync::receive(export.sink.as_mut(), &mut conn);
                 let failed = result.as_ref().err().map(ToString::to_string);

@@ -18,7 +18,6 @@ use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, UNIX_EPOCH};
 
 use caulk_buildkit::Kind;
 use caulk_buildkit::filesync::unix_mode;
@@ -215,7 +214,7 @@ impl UpperSink {
     }
 
     /// Puts a received file in place.
-    fn install(&mut self, incoming: Incoming) -> Result<(), String> {
+    fn install(&mut self, incoming: &Incoming) -> Result<(), String> {
         let path = incoming.stat.path.clone();
         self.ensure_parents(&path)?;
         let target = self.out.join(&path);
@@ -269,12 +268,10 @@ fn apply(target: &Path, stat: &Stat, chmod: bool) -> Result<(), String> {
             .map_err(|e| err(format_args!("setting {name} on"), target, e))?;
     }
     let nanos = u64::try_from(stat.mod_time).unwrap_or(0);
-    let when = UNIX_EPOCH + Duration::from_nanos(nanos);
     let ts = rustix::fs::Timespec {
         tv_sec: i64::try_from(nanos / 1_000_000_000).unwrap_or(0),
         tv_nsec: i64::try_from(nanos % 1_000_000_000).unwrap_or(0),
     };
-    let _ = when;
     let times = rustix::fs::Timestamps { last_access: ts, last_modification: ts };
     rustix::fs::utimensat(rustix::fs::CWD, target, &times, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
         .map_err(|e| err("setting times of", target, e))
@@ -367,7 +364,7 @@ impl caulk_buildkit::Sink for UpperSink {
         {
             return fs::remove_file(&incoming.scratch).map_err(|e| err("removing", &incoming.scratch, e));
         }
-        self.install(incoming)
+        self.install(&incoming)
     }
 
     fn finish(&mut self) -> Result<(), String> {
