@@ -143,7 +143,7 @@ pub struct BuildkitEngine {
     working_folder: PathBuf,
     ca_bundle: Option<Vec<u8>>,
     /// Tooling images by the reference the plan gave, once in the daemon:
-    /// one slot per reference, so that loading one image does not hold up
+    /// one slot per reference, so that preparing one image does not hold up
     /// steps that need another.
     tooling: Mutex<HashMap<String, Arc<Mutex<Option<InDaemon>>>>>,
     /// What the daemon's workers run, asked once (foreign platforms only).
@@ -241,13 +241,14 @@ impl BuildkitEngine {
 
     /// The tooling image `reference` in the daemon, for the platform of
     /// the daemon's first worker (the one a step without a platform runs
-    /// on): loaded once per run, with its CA bundle's path.
+    /// on): resolved (and a local one shared) once per run, with its CA
+    /// bundle's path.
     fn tooling_in_daemon(&self, reference: &str) -> Result<InDaemon, PatchError> {
         let slot = {
             let mut slots = self.tooling.lock().unwrap_or_else(PoisonError::into_inner);
             Arc::clone(slots.entry(reference.to_owned()).or_default())
         };
-        // Held while loading: steps that ask for this image at once wait
+        // Held while resolving: steps that ask for this image at once wait
         // for one copy.
         let mut tooling = slot.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(found) = tooling.as_ref() {
