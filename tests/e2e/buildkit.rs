@@ -4,7 +4,9 @@
 //! library patching with the CA bundle mounted, a registry image pulled by
 //! BuildKit itself, a distroless image patched from a tooling image, both
 //! platforms of an index (arm64 under qemu-user), a build cancelled on the
-//! daemon when caulk is stopped, and an address nothing listens on.
+//! daemon when caulk is stopped, an address nothing listens on, and a local
+//! image sent through caulk's session (never in the daemon's image store)
+//! whose result keeps a file replaced by rename with its size and mtime.
 
 mod common;
 
