@@ -31,6 +31,8 @@ const HEALTH: &str = "/grpc.health.v1.Health/Check";
 const FILE_SYNC: &str = "/moby.filesync.v1.FileSync/DiffCopy";
 /// The `local` exporter pushes the result here.
 const FILE_SEND: &str = "/moby.filesync.v1.FileSend/DiffCopy";
+/// The session's HTTP/2 receive window.
+const WINDOW: u32 = 64 << 20;
 /// The largest gRPC message caulk takes from the daemon.
 const MAX_MESSAGE: usize = 4 << 20;
 /// Part of the key the daemon keeps a `local://` source's copy under, so a
@@ -181,7 +183,12 @@ pub(crate) async fn attach(
     let server = tokio::spawn(async move {
         let service = hyper::service::service_fn(move |request| answer(request, Arc::clone(&offer)));
         // Ends when the daemon closes the session or the task is aborted.
+        // h2 closes a connection whose unread small DATA frames (a STAT
+        // each, thousands per tree) exceed half its window: a wide window
+        // keeps a burst of them from ending the session.
         let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .initial_connection_window_size(WINDOW)
+            .initial_stream_window_size(WINDOW / 4)
             .serve_connection(TokioIo::new(near), service)
             .await;
     });
