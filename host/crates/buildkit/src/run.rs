@@ -228,20 +228,25 @@ impl Client {
         let addr = self.address().to_string();
         let filesync = |source| Error::Filesync { addr: addr.clone(), what: "receiving the result", source };
         let outcome = self.block_on(async {
-            let (session, ended) = self.export_session(sink).await?;
+            let (session, mut ended) = self.export_session(sink).await?;
             request.session.clone_from(&session.id);
-            let solved = self
-                .solve_async(
-                    request,
-                    &mut |status| tracker.feed(status, &mut |e| follow.borrow_mut().event(e)),
-                    &mut || follow.borrow_mut().stop(),
-                )
-                .await;
-            // The stream's end and the solve's answer race: whichever
-            // failed says why. A failed solve may never have exported.
-            let received = match &solved {
-                Ok(_) => tokio::time::timeout(EXPORT_GRACE, ended).await.ok().and_then(Result::ok),
-                Err(_) => tokio::time::timeout(STATUS_GRACE, ended).await.ok().and_then(Result::ok),
+            let mut on_status = |status: &_| tracker.feed(status, &mut |e| follow.borrow_mut().event(e));
+            let mut stop = || follow.borrow_mut().stop();
+            let solve = self.solve_async(request, &mut on_status, &mut stop);
+            tokio::pin!(solve);
+            // A result caulk refused ends the solve at once (dropping it
+            // cancels the build); otherwise the stream's end and the
+            // solve's answer race, and whichever failed says why. A failed
+            // solve may never have exported.
+            let (solved, received) = tokio::select! {
+                solved = &mut solve => {
+                    let grace = if solved.is_ok() { EXPORT_GRACE } else { STATUS_GRACE };
+                    (solved, tokio::time::timeout(grace, &mut ended).await.ok().and_then(Result::ok))
+                }
+                Ok(received) = &mut ended => match received {
+                    Err(e) => (Err(Error::Stopped { addr: addr.clone(), reason: e.to_string() }), Some(Err(e))),
+                    Ok(()) => (solve.await, Some(Ok(()))),
+                },
             };
             drop(session);
             Ok::<_, Error>((solved, received))
