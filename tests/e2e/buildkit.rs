@@ -4,7 +4,9 @@
 //! library patching with the CA bundle mounted, a registry image pulled by
 //! BuildKit itself, a distroless image patched from a tooling image, both
 //! platforms of an index (arm64 under qemu-user), a build cancelled on the
-//! daemon when caulk is stopped, and an address nothing listens on.
+//! daemon when caulk is stopped, an address nothing listens on, and a local
+//! image sent through caulk's session (never in the daemon's image store)
+//! whose result keeps a file replaced by rename with its size and mtime.
 
 mod common;
 
@@ -525,29 +527,75 @@ fn a_stopped_caulk_cancels_its_build_on_the_daemon_and_leaves_no_image() {
         assert!(Instant::now() < deadline, "the daemon still runs `{sleeper}` 10 s after caulk stopped");
         std::thread::sleep(Duration::from_millis(200));
     }
-    // Nothing caulk put into the daemon's store stays there.
-    let names: Vec<&str> = err
-        .split_whitespace()
-        .filter(|w| w.starts_with("caulk-engine/"))
-        .map(|w| w.trim_end_matches(|c: char| !c.is_ascii_alphanumeric()))
-        .collect();
-    assert!(!names.is_empty(), "the log names the temporary images:\n{err}");
-    // The image itself went into the store (an OCI layout cannot be pulled
-    // by the daemon), so at least one name checked below really was there:
-    // names that were never written would pass without any clean-up.
-    assert!(
-        names.iter().any(|n| n.starts_with("caulk-engine/load:")),
-        "the log names the image loaded into the daemon:\n{err}"
-    );
-    let host = std::env::var("CAULK_TEST_DOCKER_HOST").unwrap();
-    for name in names {
-        let inspect = run(Command::new("/usr/bin/docker").args(["-H", &host, "image", "inspect", name]));
-        assert!(!inspect.status.success(), "{name} is still in the daemon's store");
-    }
+    // caulk puts nothing into the daemon's image store: the image went in
+    // through the session.
+    let config = open(&asks.input).images[0].config.desc.digest.to_string();
+    assert!(!in_store(&config), "the image was loaded into the daemon's store");
 
     // The daemon is fine for the next run.
     let summary = json(&success(&run(&mut patch("step"))));
     assert_eq!(summary["result"], "patched", "{summary:#}");
+}
+
+#[test]
+fn a_local_image_is_sent_not_loaded_and_a_file_replaced_by_rename_is_in_the_layer() {
+    let mut asks = Asks::new();
+    let layout = common::layout_copy(&asks.sandbox, "debian.sh");
+    asks.input = format!("oci:{}:bookworm", layout.display());
+    let before = open(&asks.input);
+    let config = before.images[0].config.desc.digest.to_string();
+    let loaded = || in_store(&config);
+    let log = asks.sandbox.path().join("rename.log");
+    let mut child = asks
+        .patch("step-rename", &["-t", "renamed", "--grant", "asks:image-commands"])
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    while child.try_wait().unwrap().is_none() {
+        assert!(!loaded(), "the image is in the daemon's store during the run");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", read(&log));
+    assert!(!loaded(), "the image is in the daemon's store after the run");
+
+    let after = open(&format!("oci:{}:renamed", layout.display()));
+    let original = layer_digests(&before);
+    let now = layer_digests(&after);
+    assert_eq!(now.len(), original.len() + 1, "one new layer");
+    assert_eq!(now[..original.len()], original[..], "the original blobs, byte for byte");
+    let old_root = RootFs::open(before.source().clone(), &before.images[0]).unwrap();
+    let new_root = RootFs::open(after.source().clone(), &after.images[0]).unwrap();
+    let (old, new) =
+        (old_root.read("/etc/debian_version").unwrap(), new_root.read("/etc/debian_version").unwrap());
+    let swapped: Vec<u8> =
+        old.iter().map(|b| if b.is_ascii_digit() { b'9' - (b - b'0') } else { *b }).collect();
+    assert_ne!(old, swapped, "the file has digits to swap");
+    assert_eq!(new, swapped, "the renamed file, same size and mtime, is in the layer");
+    let (old_info, new_info) =
+        (old_root.stat("/etc/debian_version").unwrap(), new_root.stat("/etc/debian_version").unwrap());
+    assert_eq!((old_info.size, old_info.mtime), (new_info.size, new_info.mtime), "same size and mtime");
+}
+
+/// Whether the daemon's store has the image whose config is `config` (the
+/// image ID `docker load` gives it) under a name other than the one
+/// caulk-buildkit's own tests load the same Debian image as.
+fn in_store(config: &str) -> bool {
+    let host = std::env::var("CAULK_TEST_DOCKER_HOST").unwrap();
+    let out = run(Command::new("/usr/bin/docker").args([
+        "-H",
+        &host,
+        "image",
+        "inspect",
+        "-f",
+        "{{range .RepoTags}}{{println .}}{{end}}",
+        config,
+    ]));
+    out.status.success()
+        && String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .any(|t| !t.is_empty() && !t.starts_with("caulk-buildkit-test/"))
 }
 
 fn read(path: &Path) -> String {

@@ -4,7 +4,9 @@
 //! it; nothing else in the pipeline knows about bubblewrap or overlayfs.
 
 pub mod buildkit;
+mod image_tree;
 mod squash;
+mod upper;
 
 use std::path::{Path, PathBuf};
 

@@ -5,11 +5,13 @@
 //! tokio runtime and blocks on it. Do not call it from inside another tokio
 //! runtime's worker thread.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::uri::PathAndQuery;
 use hyper_util::rt::TokioIo;
+use tokio::sync::oneshot;
 use tonic::client::Grpc;
 use tonic::transport::{Channel, Endpoint};
 use tonic_prost::ProstCodec;
@@ -17,12 +19,13 @@ use tonic_prost::ProstCodec;
 use crate::addr::Address;
 use crate::connect::{ConnectOptions, Dialer};
 use crate::error::{Error, Result};
+use crate::filesync::{FsError, Sink, Tree};
 use crate::pb::control::{
     BuildkitVersion, InfoRequest, InfoResponse, ListWorkersRequest, ListWorkersResponse, SolveRequest,
     SolveResponse, StatusRequest, StatusResponse, WorkerRecord,
 };
 use crate::progress::STOP_POLL;
-use crate::session::{self, Credentials, Session};
+use crate::session::{self, Export, Offer, Session};
 
 const SERVICE: &str = "/moby.buildkit.v1.Control/";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
@@ -33,7 +36,11 @@ const STATUS_GRACE: Duration = Duration::from_secs(5);
 pub struct Client {
     addr: Address,
     dialer: Dialer,
-    credentials: Option<Credentials>,
+    offer: Arc<Offer>,
+    /// One session for the client's life, opened at the first solve: a
+    /// `local://` source's cache key names its session, so steps cached in
+    /// one solve are found by the next.
+    session: tokio::sync::Mutex<Option<Session>>,
     runtime: tokio::runtime::Runtime,
     channel: Channel,
 }
@@ -73,7 +80,15 @@ impl Client {
             Ok(Err(e)) => return Err(unreachable(root_cause(&e))),
             Ok(Ok(channel)) => channel,
         };
-        Ok(Client { addr: addr.clone(), dialer, credentials: options.credentials.clone(), runtime, channel })
+        let offer = Arc::new(Offer::new(addr.to_string(), options.credentials.clone()));
+        Ok(Client {
+            addr: addr.clone(),
+            dialer,
+            offer,
+            session: tokio::sync::Mutex::new(None),
+            runtime,
+            channel,
+        })
     }
 
     pub fn address(&self) -> &Address {
@@ -152,7 +167,9 @@ impl Client {
         on_status: &mut dyn FnMut(&StatusResponse),
     ) -> Result<SolveResponse> {
         request.r#ref = new_ref();
-        let _session = self.session(&mut request).await?;
+        if request.session.is_empty() {
+            request.session = self.session_id().await?;
+        }
         let status_request = StatusRequest { r#ref: request.r#ref.clone() };
         let solve = self.unary::<_, SolveResponse>("Solve", request);
         let status = async {
@@ -190,14 +207,45 @@ impl Client {
         Ok(response)
     }
 
-    /// Opens a session for the solve when there are credentials to offer.
-    async fn session(&self, request: &mut SolveRequest) -> Result<Option<Session>> {
-        let Some(credentials) = &self.credentials else { return Ok(None) };
-        let session = session::attach(self.grpc(), new_ref(), credentials.clone())
+    /// The session's id, opening it on first use.
+    async fn session_id(&self) -> Result<String> {
+        let mut session = self.session.lock().await;
+        if let Some(open) = session.as_ref() {
+            return Ok(open.id.clone());
+        }
+        let opened = session::attach(self.grpc(), new_ref(), Arc::clone(&self.offer))
             .await
             .map_err(|s| self.status_error("Session", &s))?;
-        request.session.clone_from(&session.id);
-        Ok(Some(session))
+        let id = opened.id.clone();
+        *session = Some(opened);
+        Ok(id)
+    }
+
+    /// Offers `tree` to the daemon as the `local://` source `name` and
+    /// returns the session id the source op must name.
+    pub fn share(&self, name: &str, tree: Arc<dyn Tree>) -> Result<String> {
+        self.offer
+            .trees
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(name.to_owned(), tree);
+        self.block_on(self.session_id()).map_err(|e| self.explain(e))
+    }
+
+    /// A session of its own for one `local` export, whose stream goes to
+    /// `sink`: the exporter names no destination, so concurrent exports
+    /// are told apart by their sessions. The receiver waits for its end.
+    pub(crate) async fn export_session(
+        &self,
+        sink: Box<dyn Sink>,
+    ) -> Result<(Session, oneshot::Receiver<Result<(), FsError>>)> {
+        let (done, ended) = oneshot::channel();
+        let offer = self.offer.sibling();
+        *offer.export.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Export { sink, done });
+        let session = session::attach(self.grpc(), new_ref(), Arc::new(offer))
+            .await
+            .map_err(|s| self.status_error("Session", &s))?;
+        Ok((session, ended))
     }
 
     async fn unary<Req, Resp>(&self, method: &'static str, request: Req) -> Result<Resp>

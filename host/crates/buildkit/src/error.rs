@@ -46,11 +46,15 @@ pub enum Error {
     #[error("the build at {addr} was stopped: {reason}")]
     Stopped { addr: String, reason: String },
 
-    #[error("{addr} is not a Docker Engine: {what} needs Docker's image store")]
-    NotDocker { addr: String, what: &'static str },
-
-    #[error("Docker Engine API {request} at {addr}: {message}")]
-    Docker { addr: String, request: String, message: String },
+    /// A filesync stream (a shared tree or an export) broke or carried
+    /// something caulk refuses.
+    #[error("{what} with the BuildKit daemon at {addr}: {source}")]
+    Filesync {
+        addr: String,
+        what: &'static str,
+        #[source]
+        source: crate::filesync::FsError,
+    },
 
     #[error("{what}: {source}")]
     Io {
@@ -76,7 +80,6 @@ impl Error {
                 "allow it on the daemon (buildkitd --allow-insecure-entitlement network.host, \
                  or Docker's builder entitlements) or run without network steps",
             ),
-            Error::NotDocker { .. } => Some("use a docker:// or docker-unix:// address"),
             _ => None,
         }
     }

@@ -108,6 +108,20 @@ impl Graph {
         self.add(&op, metadata(&["source.image"], None, false))
     }
 
+    /// A tree the client session `session` shares as `name`. The daemon
+    /// keeps its copy under `hint` (with the session's shared key), so a
+    /// later session sends only what differs from it.
+    pub fn local(&mut self, name: &str, session: &str, hint: &str, platform: Option<&Platform>) -> Output {
+        let attrs = BTreeMap::from([
+            ("local.session".to_owned(), session.to_owned()),
+            ("local.sharedkeyhint".to_owned(), hint.to_owned()),
+        ]);
+        let source = SourceOp { identifier: format!("local://{name}"), attrs };
+        let op = Op { op: Some(op::Kind::Source(source)), platform: platform.cloned(), ..Op::default() };
+        let caps = ["source.local", "source.local.sessionid", "source.local.sharedkeyhint"];
+        self.add(&op, metadata(&caps, None, false))
+    }
+
     /// A scratch filesystem holding one file: how bytes from the client get
     /// into a step without entering any result layer.
     pub fn file(&mut self, path: &str, data: &[u8], mode: u32) -> Output {

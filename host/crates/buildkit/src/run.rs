@@ -1,12 +1,12 @@
 //! What the patch pipeline asks of BuildKit, in its own terms: run a probe
-//! command on an image, and run a chain of steps whose result (the image
-//! plus one layer per step) lands in the Docker Engine's image store.
+//! command on an image, and run a chain of steps whose resulting root fs
+//! comes back through the session's `local` exporter stream.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 
 use crate::client::Client;
 use crate::error::{Error, Result};
+use crate::filesync::Sink;
 use crate::llb::{CacheMount, Exec, FileMount, Graph, Network, Output, Tooling};
 use crate::pb::control::SolveRequest;
 use crate::pb::llb::{Platform, ProxyEnv};
@@ -46,6 +46,17 @@ pub struct ToolingImage {
     pub image: String,
     /// Where the image being changed is mounted (absolute).
     pub mount_point: String,
+    /// `image` is a tree this client shares, not a registry reference.
+    pub local: Option<Local>,
+}
+
+/// A root fs the client's session shares (see [`Client::share`]) rather
+/// than one the daemon pulls: `session` is the id `share` returned, `hint`
+/// names the content for the daemon's copy of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Local {
+    pub session: String,
+    pub hint: String,
 }
 
 /// What a chain of steps starts from: an image the daemon resolves, for a
@@ -53,13 +64,15 @@ pub struct ToolingImage {
 /// binaries, through the daemon host's binfmt_misc for a foreign one.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Base {
+    /// A registry reference, or with `local` the name of a shared tree.
     pub image: String,
     pub platform: Option<Platform>,
+    pub local: Option<Local>,
 }
 
 impl From<&str> for Base {
     fn from(image: &str) -> Self {
-        Base { image: image.to_owned(), platform: None }
+        Base { image: image.to_owned(), platform: None, local: None }
     }
 }
 
@@ -88,14 +101,6 @@ pub struct ProbeOutput {
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
     pub exit_code: i32,
-}
-
-/// A chain's result in the Engine's image store.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Built {
-    pub name: String,
-    /// The image ID (config digest) the exporter reported, if it did.
-    pub image_id: Option<String>,
 }
 
 impl Client {
@@ -199,48 +204,77 @@ impl Client {
         Ok(ProbeOutput { stdout, stderr, exit_code })
     }
 
-    /// Runs `steps` on `image`, one exec per step on the previous one's
-    /// root, and exports the result with Docker's `moby` exporter as
-    /// `name`: the image's layers plus one layer per step that changed
-    /// something. Only Docker's embedded BuildKit has that exporter.
-    pub fn run_chain(
+    /// Runs `steps` on `base`, one exec per step on the previous one's
+    /// root, and streams the resulting root fs into `sink` through the
+    /// `local` exporter (any BuildKit has it; it needs the session).
+    pub fn export_chain(
         &self,
         base: impl Into<Base>,
         steps: &[Step],
-        name: &str,
+        sink: Box<dyn Sink>,
         follow: &mut dyn Follow,
-    ) -> Result<Built> {
-        if self.address().docker_socket().is_none() {
-            return Err(Error::NotDocker { addr: self.address().to_string(), what: "the moby exporter" });
-        }
+    ) -> Result<()> {
         let base = base.into();
         let mut graph = Graph::new();
         let result = chain(&mut graph, &base, steps);
-        let request = SolveRequest {
+        let mut request = SolveRequest {
             definition: Some(graph.definition(&result)),
-            exporter: "moby".into(),
-            exporter_attrs: BTreeMap::from([("name".to_owned(), name.to_owned())]),
+            exporter: "local".into(),
             entitlements: entitlements(steps),
             ..SolveRequest::default()
         };
         let mut tracker = Tracker::new();
         let follow = RefCell::new(follow);
-        let solved = self.solve(
-            request,
-            &mut |status| tracker.feed(status, &mut |e| follow.borrow_mut().event(e)),
-            &mut || follow.borrow_mut().stop(),
-        );
+        let addr = self.address().to_string();
+        let filesync = |source| Error::Filesync { addr: addr.clone(), what: "receiving the result", source };
+        let outcome = self.block_on(async {
+            let (session, mut ended) = self.export_session(sink).await?;
+            request.session.clone_from(&session.id);
+            let mut on_status = |status: &_| tracker.feed(status, &mut |e| follow.borrow_mut().event(e));
+            let mut stop = || follow.borrow_mut().stop();
+            let solve = self.solve_async(request, &mut on_status, &mut stop);
+            tokio::pin!(solve);
+            // A result caulk refused ends the solve at once (dropping it
+            // cancels the build); otherwise the stream's end and the
+            // solve's answer race, and whichever failed says why. A failed
+            // solve may never have exported.
+            let (solved, received) = tokio::select! {
+                solved = &mut solve => {
+                    let grace = if solved.is_ok() { EXPORT_GRACE } else { STATUS_GRACE };
+                    (solved, tokio::time::timeout(grace, &mut ended).await.ok().and_then(Result::ok))
+                }
+                Ok(received) = &mut ended => match received {
+                    Err(e) => (Err(Error::Stopped { addr: addr.clone(), reason: e.to_string() }), Some(Err(e))),
+                    Ok(()) => (solve.await, Some(Ok(()))),
+                },
+            };
+            drop(session);
+            Ok::<_, Error>((solved, received))
+        });
         tracker.finish(&mut |e| follow.borrow_mut().event(e));
-        let response = solved?;
-        Ok(Built {
-            name: name.to_owned(),
-            image_id: response.exporter_response.get("containerimage.digest").cloned(),
-        })
+        let (solved, received) = outcome.map_err(|e| self.explain(e))?;
+        match (solved, received) {
+            (_, Some(Err(e))) => Err(filesync(e)),
+            (Err(e), _) => Err(self.explain(e)),
+            (Ok(_), Some(Ok(()))) => Ok(()),
+            (Ok(_), None) => Err(Error::Solve {
+                addr: addr.clone(),
+                message: "the daemon reported the export done but never sent the result".to_owned(),
+            }),
+        }
     }
 }
 
+/// How long a failed solve's export stream may take to say why.
+const STATUS_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long after the solve's answer the export stream may take to end.
+const EXPORT_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
 fn chain(graph: &mut Graph, base: &Base, steps: &[Step]) -> Output {
-    let mut root = graph.image(&base.image, base.platform.as_ref());
+    let mut root = match &base.local {
+        Some(local) => graph.local(&base.image, &local.session, &local.hint, base.platform.as_ref()),
+        None => graph.image(&base.image, base.platform.as_ref()),
+    };
     for step in steps {
         root = step_on(graph, base, &root, step, false);
     }
@@ -257,7 +291,10 @@ fn step_on(graph: &mut Graph, base: &Base, root: &Output, step: &Step, ignore_ca
             graph.exec(root, &exec)
         }
         Some(tooling) => {
-            let tools = graph.image(&tooling.image, None);
+            let tools = match &tooling.local {
+                Some(local) => graph.local(&tooling.image, &local.session, &local.hint, None),
+                None => graph.image(&tooling.image, None),
+            };
             graph.exec_in(&Tooling { root: tools, mount_point: tooling.mount_point.clone() }, root, &exec)
         }
     }

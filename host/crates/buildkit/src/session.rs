@@ -1,13 +1,15 @@
-//! A client session, so the daemon can ask caulk for registry credentials
-//! while it pulls. The session is an HTTP/2 connection tunnelled through a
+//! A client session: an HTTP/2 connection tunnelled through a
 //! `Control.Session` stream of byte chunks, on which the daemon is the gRPC
-//! client and caulk answers `moby.filesync.v1.Auth/Credentials` and the
-//! health checks that keep the session open. The same call works for a
-//! buildkitd and for Docker's embedded BuildKit.
+//! client. caulk answers `moby.filesync.v1.Auth/Credentials` (registry
+//! logins while the daemon pulls), `FileSync/DiffCopy` (the trees caulk
+//! shares as `local://` sources), `FileSend/DiffCopy` (the `local`
+//! exporter's result) and the health checks that keep the session open.
+//! The same call works for a buildkitd and for Docker's embedded BuildKit.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, StreamBody};
@@ -16,12 +18,26 @@ use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use prost::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::filesync::{self, Conn, FsError, Sink, Tree};
 use crate::pb::control::BytesMessage;
+use crate::pb::fsutil::Packet;
 
 const CREDENTIALS: &str = "/moby.filesync.v1.Auth/Credentials";
 const HEALTH: &str = "/grpc.health.v1.Health/Check";
+/// The daemon pulls a `local://` source's tree from here.
+const FILE_SYNC: &str = "/moby.filesync.v1.FileSync/DiffCopy";
+/// The `local` exporter pushes the result here.
+const FILE_SEND: &str = "/moby.filesync.v1.FileSend/DiffCopy";
+/// The session's HTTP/2 receive window.
+const WINDOW: u32 = 64 << 20;
+/// The largest gRPC message caulk takes from the daemon.
+const MAX_MESSAGE: usize = 4 << 20;
+/// Part of the key the daemon keeps a `local://` source's copy under, so a
+/// later run (another session) sends only what changed.
+const SHARED_KEY: &str = "caulk";
 /// The most bytes one BytesMessage carries.
 const CHUNK: usize = 32 * 1024;
 
@@ -66,6 +82,40 @@ struct HealthCheckResponse {
     status: i32,
 }
 
+/// What a session offers the daemon.
+pub(crate) struct Offer {
+    /// The daemon's address, for errors.
+    pub(crate) addr: String,
+    pub(crate) credentials: Option<Credentials>,
+    /// Trees by the `local://` name they are shared as; one map for all
+    /// of a client's sessions, since a daemon pulls a `local://` source
+    /// from any session of the job that needs it.
+    pub(crate) trees: Arc<Mutex<HashMap<String, Arc<dyn Tree>>>>,
+    /// Where the next `local` export goes, and who waits for its end.
+    pub(crate) export: Mutex<Option<Export>>,
+}
+
+pub(crate) struct Export {
+    pub(crate) sink: Box<dyn Sink>,
+    pub(crate) done: oneshot::Sender<Result<(), FsError>>,
+}
+
+impl Offer {
+    pub(crate) fn new(addr: String, credentials: Option<Credentials>) -> Self {
+        Offer { addr, credentials, trees: Arc::default(), export: Mutex::default() }
+    }
+
+    /// Another session's offer: the same trees and logins, no export.
+    pub(crate) fn sibling(&self) -> Self {
+        Offer {
+            addr: self.addr.clone(),
+            credentials: self.credentials.clone(),
+            trees: Arc::clone(&self.trees),
+            export: Mutex::default(),
+        }
+    }
+}
+
 /// An open session; dropping it closes it.
 pub(crate) struct Session {
     pub(crate) id: String,
@@ -81,11 +131,11 @@ impl Drop for Session {
 }
 
 /// Opens a session through `Control.Session` on `grpc`, answering with
-/// `credentials`. Returns once the daemon has taken the call.
+/// what `offer` holds. Returns once the daemon has taken the call.
 pub(crate) async fn attach(
     mut grpc: tonic::client::Grpc<tonic::transport::Channel>,
     id: String,
-    credentials: Credentials,
+    offer: Arc<Offer>,
 ) -> Result<Session, tonic::Status> {
     // `near` carries caulk's HTTP/2 server; `far` is shuttled to and from
     // the daemon as BytesMessages.
@@ -106,12 +156,15 @@ pub(crate) async fn attach(
     for (key, value) in [
         ("x-docker-expose-session-uuid", id.as_str()),
         ("x-docker-expose-session-name", "caulk"),
-        ("x-docker-expose-session-sharedkey", ""),
+        ("x-docker-expose-session-sharedkey", SHARED_KEY),
         ("x-docker-expose-session-grpc-method", CREDENTIALS),
+        ("x-docker-expose-session-grpc-method", HEALTH),
+        ("x-docker-expose-session-grpc-method", FILE_SYNC),
+        ("x-docker-expose-session-grpc-method", FILE_SEND),
     ] {
         let value =
             value.parse().map_err(|_| tonic::Status::internal(format!("bad session header {key}")))?;
-        meta.insert(key, value);
+        meta.append(key, value);
     }
     grpc.ready().await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
     let path = http::uri::PathAndQuery::from_static("/moby.buildkit.v1.Control/Session");
@@ -128,9 +181,14 @@ pub(crate) async fn attach(
         let _ = far_write.shutdown().await;
     });
     let server = tokio::spawn(async move {
-        let service = hyper::service::service_fn(move |request| answer(request, credentials.clone()));
+        let service = hyper::service::service_fn(move |request| answer(request, Arc::clone(&offer)));
         // Ends when the daemon closes the session or the task is aborted.
+        // h2 closes a connection whose unread small DATA frames (a STAT
+        // each, thousands per tree) exceed half its window: a wide window
+        // keeps a burst of them from ending the session.
         let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .initial_connection_window_size(WINDOW)
+            .initial_stream_window_size(WINDOW / 4)
             .serve_connection(TokioIo::new(near), service)
             .await;
     });
@@ -139,8 +197,13 @@ pub(crate) async fn attach(
 
 type Body = BoxBody<Bytes, Infallible>;
 
-async fn answer(request: Request<Incoming>, credentials: Credentials) -> Result<Response<Body>, Infallible> {
+async fn answer(request: Request<Incoming>, offer: Arc<Offer>) -> Result<Response<Body>, Infallible> {
     let path = request.uri().path().to_owned();
+    // grpc-go matches methods as sent; BuildKit asks whether a session
+    // offers one case-insensitively.
+    if path.eq_ignore_ascii_case(FILE_SYNC) || path.eq_ignore_ascii_case(FILE_SEND) {
+        return Ok(diff_copy(request, &offer, path.eq_ignore_ascii_case(FILE_SEND)));
+    }
     let Ok(body) = request.into_body().collect().await else {
         return Ok(status(13, "the request body broke off"));
     };
@@ -154,7 +217,8 @@ async fn answer(request: Request<Incoming>, credentials: Credentials) -> Result<
             let Ok(request) = CredentialsRequest::decode(message) else {
                 return Ok(status(3, "bad CredentialsRequest"));
             };
-            let (username, secret) = (credentials.0)(&request.host).unwrap_or_default();
+            let (username, secret) =
+                offer.credentials.as_ref().and_then(|c| (c.0)(&request.host)).unwrap_or_default();
             CredentialsResponse { username, secret }.encode_to_vec()
         }
         _ => return Ok(status(12, "caulk's session does not offer this method")),
@@ -168,6 +232,125 @@ async fn answer(request: Request<Incoming>, credentials: Credentials) -> Result<
     let frames =
         futures_util::stream::iter([Ok(Frame::data(Bytes::from(framed))), Ok(Frame::trailers(trailers))]);
     Ok(grpc_response(BoxBody::new(StreamBody::new(frames))))
+}
+
+/// What one DiffCopy stream does.
+enum Job {
+    Send(Arc<dyn Tree>),
+    Receive(Export),
+}
+
+/// A DiffCopy stream: the protocol runs on a blocking thread fed by the
+/// request body's messages, its packets going out as the response body.
+fn diff_copy(request: Request<Incoming>, offer: &Offer, receive: bool) -> Response<Body> {
+    let job = if receive {
+        match offer.export.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            Some(export) => Job::Receive(export),
+            None => return status(9, "caulk expects no result now"),
+        }
+    } else {
+        let name = request.headers().get("dir-name").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        match offer.trees.lock().unwrap_or_else(PoisonError::into_inner).get(name) {
+            Some(tree) => Job::Send(Arc::clone(tree)),
+            None => return status(5, "caulk shares no such directory"),
+        }
+    };
+    // Read eagerly: the daemon sends a REQ per wanted file while caulk is
+    // busy sending data, and h2 ends a connection that leaves many small
+    // DATA frames unread.
+    let (in_tx, in_rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    let (out_tx, out_rx) = mpsc::channel::<Frame<Bytes>>(64);
+    tokio::spawn(read_messages(request.into_body(), in_tx));
+    let addr = offer.addr.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut conn = Channels { rx: in_rx, tx: out_tx.clone() };
+        let result = match job {
+            Job::Send(tree) => filesync::send(tree.as_ref(), &mut conn).map(|sent| {
+                // What a probe after the first sync costs: stats only.
+                tracing::debug!(
+                    "sent a tree to {addr}: {} entries, {} files asked for, {} bytes",
+                    sent.entries,
+                    sent.files,
+                    sent.bytes
+                );
+            }),
+            Job::Receive(mut export) => {
+                let result = filesync::receive(export.sink.as_mut(), &mut conn);
+                let failed = result.as_ref().err().map(ToString::to_string);
+                let _ = export.done.send(result);
+                failed.map_or(Ok(()), |e| Err(FsError::Local(e)))
+            }
+        };
+        let mut trailers = hyper::HeaderMap::new();
+        match result {
+            Ok(()) => {
+                trailers.insert("grpc-status", hyper::header::HeaderValue::from_static("0"));
+            }
+            Err(e) => {
+                tracing::debug!("filesync with {addr}: {e}");
+                trailers.insert("grpc-status", hyper::header::HeaderValue::from_static("2"));
+                let message = e.to_string().replace(|c: char| !c.is_ascii() || c.is_ascii_control(), " ");
+                if let Ok(value) = hyper::header::HeaderValue::from_str(&message) {
+                    trailers.insert("grpc-message", value);
+                }
+            }
+        }
+        let _ = out_tx.blocking_send(Frame::trailers(trailers));
+    });
+    let frames = futures_util::stream::unfold(out_rx, |mut rx| async move {
+        rx.recv().await.map(|frame| (Ok::<_, Infallible>(frame), rx))
+    });
+    grpc_response(BoxBody::new(StreamBody::new(frames)))
+}
+
+/// Splits a request body into gRPC messages; stops (closing `to`) at the
+/// body's end, a broken body or a message caulk will not take.
+async fn read_messages(mut body: Incoming, to: mpsc::UnboundedSender<Vec<u8>>) {
+    let mut buf: Vec<u8> = Vec::new();
+    while let Some(Ok(frame)) = body.frame().await {
+        let Ok(data) = frame.into_data() else { continue };
+        buf.extend_from_slice(&data);
+        while let Some(header) = buf.get(..5) {
+            let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+            if header[0] != 0 || len > MAX_MESSAGE {
+                return;
+            }
+            if buf.len() < 5 + len {
+                break;
+            }
+            let message = buf[5..5 + len].to_vec();
+            buf.drain(..5 + len);
+            if to.send(message).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// A DiffCopy stream as the blocking protocol code sees it.
+struct Channels {
+    rx: mpsc::UnboundedReceiver<Vec<u8>>,
+    tx: mpsc::Sender<Frame<Bytes>>,
+}
+
+impl Conn for Channels {
+    fn recv(&mut self) -> Result<Option<Packet>, FsError> {
+        let Some(message) = self.rx.blocking_recv() else { return Ok(None) };
+        Packet::decode(message.as_slice())
+            .map(Some)
+            .map_err(|e| FsError::BadStat { path: String::new(), what: format!("undecodable packet: {e}") })
+    }
+
+    fn send(&mut self, packet: Packet) -> Result<(), FsError> {
+        let body = packet.encode_to_vec();
+        let mut framed = Vec::with_capacity(body.len() + 5);
+        framed.push(0);
+        framed.extend_from_slice(&u32::try_from(body.len()).unwrap_or(u32::MAX).to_be_bytes());
+        framed.extend_from_slice(&body);
+        self.tx
+            .blocking_send(Frame::data(Bytes::from(framed)))
+            .map_err(|_| FsError::Closed("caulk's last packet"))
+    }
 }
 
 /// The one message of a unary gRPC request: a zero flag (no compression),

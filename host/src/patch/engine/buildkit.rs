@@ -3,18 +3,21 @@
 //! layers come back to be folded into the one layer caulk writes. File
 //! questions are still answered from caulk's own read of the image.
 //!
-//! The result leaves the daemon through Docker's `moby` exporter, so the
-//! steps need Docker's embedded BuildKit (`docker://`, `docker-unix://`);
-//! probes work on every address form.
+//! Bytes move through caulk's client session with BuildKit's filesync
+//! protocol, so every address form works the same: a local image goes in
+//! as a `local://` source caulk sends (its unpacked layers, merged), the
+//! result comes out through the `local` exporter and is compared with the
+//! image entry by entry (see `upper.rs`). Registry images are pulled by
+//! the daemon itself, pinned by digest.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use caulk_buildkit::{
-    Address, CacheMount, Client, ConnectOptions, Credentials, DockerApi, Event, Follow, Network, ToolingImage,
+    Address, CacheMount, Client, ConnectOptions, Credentials, Event, Follow, Local, Network, ToolingImage,
 };
 use caulk_exec::{
     CA_BUNDLE_PATHS, CancelToken, DEFAULT_CA_BUNDLE, DEFAULT_PATH, EntryKind, MergedReader, PROXY_VARIABLES,
@@ -24,9 +27,11 @@ use caulk_image::layer::unpack::unpack;
 use caulk_image::layer::{
     EntryKind as ImageEntry, LayerSource, RootFs, UnpackOptions, WhiteoutFormat, open_tar_stream,
 };
-use caulk_image::{CopyOptions, Image, ImageRef, Platform, TransportOptions};
+use caulk_image::{Image, ImageRef, Platform, TransportOptions};
 
+use super::image_tree::ImageTree;
 use super::squash;
+use super::upper::{StatSink, UpperSink};
 use super::{Base, Changes, Engine, Workspace};
 use crate::patch::{Observer, PatchError};
 
@@ -74,11 +79,8 @@ pub enum BuildkitError {
     #[error("the BuildKit daemon at {addr} cannot run {platform} steps: its worker runs {workers}")]
     ForeignPlatform { addr: String, platform: String, workers: String },
 
-    #[error(
-        "the result read back from {addr} does not start with the image's layers \
-         (layer {index} is {found}, the image has {expected})"
-    )]
-    ForeignResult { addr: String, index: usize, found: String, expected: String },
+    #[error("building the changes from the result of {addr}: {reason}")]
+    Result { addr: String, reason: String },
 }
 
 impl BuildkitError {
@@ -116,13 +118,15 @@ pub fn run(
     cancel: &CancelToken,
 ) -> Result<crate::patch::PatchSummary, PatchError> {
     let working_folder = crate::patch::working_folder(request)?;
-    let engine = BuildkitEngine::connect(
+    let mut engine = BuildkitEngine::connect(
         settings,
         &request.image,
         &request.transport,
         &working_folder,
         request.ca_bundle.as_deref(),
     )?;
+    engine.local_tooling =
+        Some(crate::patch::tooling::ToolingImages::new(&request.cache_dir, request.transport.clone()));
     crate::patch::run_on(&engine, request, plugins, scanners, observer, cancel)
 }
 
@@ -130,16 +134,16 @@ pub fn run(
 pub struct BuildkitEngine {
     client: Client,
     addr: Address,
-    /// Reads and loads images in the daemon's Docker Engine.
-    daemon_transport: TransportOptions,
     /// The image as the user named it: a registry image is pulled by the
     /// daemon itself.
     image: ImageRef,
+    /// Where a local tooling image is unpacked before it is sent.
+    local_tooling: Option<crate::patch::tooling::ToolingImages>,
     transport: TransportOptions,
     working_folder: PathBuf,
     ca_bundle: Option<Vec<u8>>,
     /// Tooling images by the reference the plan gave, once in the daemon:
-    /// one slot per reference, so that loading one image does not hold up
+    /// one slot per reference, so that preparing one image does not hold up
     /// steps that need another.
     tooling: Mutex<HashMap<String, Arc<Mutex<Option<InDaemon>>>>>,
     /// What the daemon's workers run, asked once (foreign platforms only).
@@ -149,23 +153,11 @@ pub struct BuildkitEngine {
 /// An image as the daemon knows it.
 #[derive(Clone)]
 struct InDaemon {
+    /// A registry reference, or the name caulk's session shares it as.
     name: String,
-    /// Loaded by caulk into the Engine's store, removed when done.
-    loaded: bool,
+    local: Option<Local>,
     /// Its CA bundle (a regular file), over which the host's is mounted.
     ca_dest: Option<String>,
-}
-
-impl Drop for BuildkitEngine {
-    fn drop(&mut self) {
-        let tooling = self.tooling.get_mut().unwrap_or_else(PoisonError::into_inner);
-        for slot in tooling.values() {
-            let slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some(image) = slot.as_ref().filter(|i| i.loaded) {
-                remove_image(&self.addr, &image.name);
-            }
-        }
-    }
 }
 
 impl BuildkitEngine {
@@ -186,8 +178,7 @@ impl BuildkitEngine {
             key: settings.key.clone(),
             ..ConnectOptions::default()
         };
-        // A client session (and so a round trip per solve) only when the
-        // daemon pulls from a registry and may need a login.
+        // Logins only for what the daemon pulls itself.
         if matches!(image, ImageRef::Registry(_)) {
             let registry = transport.registry.clone();
             options.credentials = Some(Credentials::new(move |host| {
@@ -209,12 +200,11 @@ impl BuildkitEngine {
                 }));
             }
         };
-        let daemon_transport = TransportOptions { docker_host: addr.docker_host(), ..transport.clone() };
         Ok(Self {
             client,
             addr,
-            daemon_transport,
             image: image.clone(),
+            local_tooling: None,
             transport: transport.clone(),
             working_folder: working_folder.to_owned(),
             ca_bundle,
@@ -223,79 +213,42 @@ impl BuildkitEngine {
         })
     }
 
-    /// The name the daemon knows the image by, loading it into the Docker
-    /// Engine's store when the daemon cannot pull it itself.
-    fn image_in_daemon(&self, base: &Base<'_>) -> Result<(String, Option<String>), PatchError> {
-        let digest = base.platform_image.manifest.digest.to_string();
-        let image =
-            self.in_daemon(&self.image, &self.transport, Some(&digest), &base.platform_image.platform)?;
-        let loaded = image.loaded.then(|| image.name.clone());
-        Ok((image.name, loaded))
-    }
-
     /// `reference` where the daemon finds it: a registry image by its own
-    /// name (pinned to `digest` when given), a `docker-daemon:` image of
-    /// the daemon's own Engine as it is, anything else loaded (its
-    /// `platform` only) into the Engine's store under a name of caulk's.
+    /// name (pinned to `digest` when given); anything else, `docker-daemon:`
+    /// images of the daemon's own Engine included, sent from `layers`
+    /// through the session. Sending is exact where naming an Engine image
+    /// would race with a retag, and it needs no Engine at all.
     fn in_daemon(
         &self,
         reference: &ImageRef,
-        transport: &TransportOptions,
-        digest: Option<&str>,
-        platform: &Platform,
+        digest: &str,
+        layers: impl FnOnce() -> Result<Vec<PathBuf>, PatchError>,
     ) -> Result<InDaemon, PatchError> {
-        let named = |name: String| InDaemon { name, loaded: false, ca_dest: None };
         if let ImageRef::Registry(registry) = reference {
             // Pinned to the manifest caulk read, whatever the tag means now.
-            return Ok(named(
-                digest.map_or_else(|| registry.to_string(), |d| registry.with_digest(d).to_string()),
-            ));
+            return Ok(InDaemon {
+                name: registry.with_digest(digest).to_string(),
+                local: None,
+                ca_dest: None,
+            });
         }
-        if let ImageRef::DockerDaemon { name } = reference
-            && self.same_engine(transport)
-        {
-            // Already in the daemon's store. Should the name move on
-            // meanwhile, the result's layers would not start with the
-            // image's and reading it back refuses it.
-            return Ok(named(name.clone()));
-        }
-        if self.addr.docker_socket().is_none() {
-            return Err(bk(BuildkitError::Unsupported {
-                what: format!(
-                    "{reference} on {}: a local image can only be loaded into a Docker Engine's store \
-                     (push it to a registry the daemon reaches, or use a docker:// address)",
-                    self.addr
-                ),
-            }));
-        }
-        let name = unique_name("load");
-        // Named in the log so what a run leaves behind can be traced.
-        tracing::debug!("loading {reference} into {} as {name}", self.addr);
-        let destination = ImageRef::DockerDaemon { name: name.clone() };
-        let options = CopyOptions { platforms: Some(vec![platform.clone()]), ..CopyOptions::default() };
-        // Read with the user's settings, written into the daemon's Engine:
-        // an input that is itself `docker-daemon:` keeps the user's
-        // `DOCKER_HOST`.
-        let read_with = if matches!(reference, ImageRef::DockerDaemon { .. }) {
-            transport
-        } else {
-            &self.daemon_transport
-        };
-        caulk_image::copy(reference, &destination, &options, read_with).map_err(|source| {
-            bk(BuildkitError::Image { what: format!("loading {reference} into {}", self.addr), source })
-        })?;
-        Ok(InDaemon { name, loaded: true, ca_dest: None })
+        let name = format!("caulk-{}", digest.trim_start_matches("sha256:"));
+        let tree = Arc::new(ImageTree::new(layers()?));
+        let session = self.client.share(&name, tree).map_err(bk)?;
+        tracing::debug!("sharing {reference} with {} as local://{name}", self.addr);
+        Ok(InDaemon { name, local: Some(Local { session, hint: digest.to_owned() }), ca_dest: None })
     }
 
     /// The tooling image `reference` in the daemon, for the platform of
     /// the daemon's first worker (the one a step without a platform runs
-    /// on): loaded once per run, with its CA bundle's path.
+    /// on): resolved (and a local one shared) once per run, with its CA
+    /// bundle's path.
     fn tooling_in_daemon(&self, reference: &str) -> Result<InDaemon, PatchError> {
         let slot = {
             let mut slots = self.tooling.lock().unwrap_or_else(PoisonError::into_inner);
             Arc::clone(slots.entry(reference.to_owned()).or_default())
         };
-        // Held while loading: steps that ask for this image at once wait
+        // Held while resolving: steps that ask for this image at once wait
         // for one copy.
         let mut tooling = slot.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(found) = tooling.as_ref() {
@@ -323,7 +276,16 @@ impl BuildkitEngine {
         let platform = image.image_for(Some(&wanted)).map_err(|e| fail(e.to_string()))?;
         let root = RootFs::open(image.source().clone(), platform).map_err(|e| fail(e.to_string()))?;
         let digest = platform.manifest.digest.to_string();
-        let mut found = self.in_daemon(&parsed, &self.transport, Some(&digest), &platform.platform)?;
+        let mut found = self.in_daemon(&parsed, &digest, || {
+            let unpacked = self
+                .local_tooling
+                .as_ref()
+                .ok_or_else(|| fail("this engine has no cache to unpack tooling images into".to_owned()))?;
+            let dir = unpacked
+                .root(reference, &CancelToken::new())
+                .map_err(|e| PatchError::Executor(Box::new(e)))?;
+            Ok(vec![dir])
+        })?;
         found.ca_dest = bundle_in(&root);
         *tooling = Some(found.clone());
         Ok(found)
@@ -352,17 +314,6 @@ impl BuildkitEngine {
             })
         })
     }
-
-    /// Whether the user's `docker-daemon:` images live in the daemon's
-    /// Docker Engine.
-    fn same_engine(&self, transport: &TransportOptions) -> bool {
-        let user = transport
-            .docker_host
-            .clone()
-            .or_else(|| std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()))
-            .unwrap_or_else(|| format!("unix://{}", caulk_buildkit::DOCKER_DEFAULT_SOCKET));
-        self.addr.docker_host().is_some_and(|daemon| daemon == user)
-    }
 }
 
 impl Engine for BuildkitEngine {
@@ -377,21 +328,21 @@ impl Engine for BuildkitEngine {
     ) -> Result<Box<dyn Workspace + 'e>, PatchError> {
         let platform = &base.platform_image.platform;
         self.check_platform(platform)?;
-        let (image, loaded) = self.image_in_daemon(base)?;
         let mut layers: Vec<PathBuf> = base.lower.to_vec();
         layers.extend(base.seed.map(Path::to_owned));
+        let digest = base.platform_image.manifest.digest.to_string();
+        let image = self.in_daemon(&self.image, &digest, || Ok(layers.clone()))?;
         let workspace = BuildkitWorkspace {
             engine: self,
             base: caulk_buildkit::Base {
-                image,
+                image: image.name,
+                local: image.local,
                 platform: Some(caulk_buildkit::pb::llb::Platform {
                     architecture: platform.architecture.clone(),
                     os: platform.os.clone(),
                     variant: platform.variant.clone().unwrap_or_default(),
                 }),
             },
-            loaded,
-            base_layers: base.platform_image.layers.iter().map(|l| l.diff_id.to_string()).collect(),
             seed_layer: base.seed.and_then(|_| base.platform_image.layers.last().cloned()),
             source: base.image.source().clone(),
             lower: layers.clone(),
@@ -399,6 +350,7 @@ impl Engine for BuildkitEngine {
             done: Vec::new(),
             changes: None,
             cancel,
+            baseline: Mutex::new(None),
         };
         Ok(Box::new(workspace))
     }
@@ -408,10 +360,6 @@ pub struct BuildkitWorkspace<'e> {
     engine: &'e BuildkitEngine,
     /// The image as the daemon names it, and its platform.
     base: caulk_buildkit::Base,
-    /// A name caulk loaded into the Engine, removed when done.
-    loaded: Option<String>,
-    /// The image's diff_ids: the result must start with them.
-    base_layers: Vec<String>,
     /// An earlier caulk layer on top of the image, whose changes the new
     /// layer keeps.
     seed_layer: Option<caulk_image::Layer>,
@@ -424,14 +372,8 @@ pub struct BuildkitWorkspace<'e> {
     done: Vec<caulk_buildkit::Step>,
     changes: Option<tempfile::TempDir>,
     cancel: CancelToken,
-}
-
-impl Drop for BuildkitWorkspace<'_> {
-    fn drop(&mut self) {
-        if let Some(name) = &self.loaded {
-            remove_image(&self.engine.addr, name);
-        }
-    }
+    /// See [`BuildkitWorkspace::baseline`].
+    baseline: Mutex<Option<HashMap<String, caulk_buildkit::pb::fsutil::Stat>>>,
 }
 
 impl Workspace for BuildkitWorkspace<'_> {
@@ -551,26 +493,23 @@ impl Workspace for BuildkitWorkspace<'_> {
             let chain: Vec<caulk_buildkit::Step> =
                 self.done.iter().cloned().chain(pending.iter().map(|&i| daemon_steps[i].clone())).collect();
             let mut run = ChainRun::new(steps, &daemon_steps, &pending);
-            let name = unique_name("result");
-            tracing::debug!("the steps' result goes into {} as {name}", self.engine.addr);
+            let (diff, sink) = self.result_sink()?;
             let solving = Instant::now();
             let solved = {
                 let mut following = Following { run: &mut run, observer: &mut *observer, cancel: &cancels };
-                self.engine.client.run_chain(&self.base, &chain, &name, &mut following)
+                self.engine.client.export_chain(&self.base, &chain, sink, &mut following)
             };
-            tracing::debug!("the solve of {} steps took {:?}", chain.len(), solving.elapsed());
+            tracing::debug!(
+                "the solve of {} steps and the result's transfer took {:?}",
+                chain.len(),
+                solving.elapsed()
+            );
             let finished = run.finish(solved.is_ok(), observer);
             outcomes.extend(finished.outcomes);
-            if solved.is_err() {
-                // A solve that failed may still have written the name: the
-                // exporter may have tagged it before the build was
-                // cancelled or the connection dropped.
-                remove_image(&self.engine.addr, &name);
-            }
             match (solved, finished.failed) {
-                (Ok(_), _) => {
+                (Ok(()), _) => {
                     self.done = chain;
-                    built = Some(name);
+                    built = Some(diff);
                     break;
                 }
                 (Err(_), Some(failed)) => {
@@ -593,21 +532,16 @@ impl Workspace for BuildkitWorkspace<'_> {
             }
             // The steps that worked, for verification to look at: cached
             // by the daemon, so only exported again.
-            let name = unique_name("result");
+            let (diff, sink) = self.result_sink()?;
             let mut watch = Watch { cancel: cancels.clone(), deadline: None, on_event: |_| {} };
-            let exported = self.engine.client.run_chain(&self.base, &self.done, &name, &mut watch);
+            let exported = self.engine.client.export_chain(&self.base, &self.done, sink, &mut watch);
             if let Err(e) = exported {
-                remove_image(&self.engine.addr, &name);
                 return Err(solve_failed(&self.engine.addr, e));
             }
-            built = Some(name);
+            built = Some(diff);
         }
-        if let Some(name) = built {
-            let reading = Instant::now();
-            let read = self.read_back(&name);
-            tracing::debug!("reading the result back and squashing it took {:?}", reading.elapsed());
-            remove_image(&self.engine.addr, &name);
-            read?;
+        if let Some(diff) = built {
+            self.absorb(&diff)?;
         }
         Ok(outcomes)
     }
@@ -638,7 +572,14 @@ impl BuildkitWorkspace<'_> {
             RunIn::Target => (None, self.bundle_dest()),
             RunIn::Tooling { root: ToolingRoot::Image(reference), mount_point } => {
                 let image = self.engine.tooling_in_daemon(reference)?;
-                (Some(ToolingImage { image: image.name, mount_point: mount_point.clone() }), image.ca_dest)
+                (
+                    Some(ToolingImage {
+                        image: image.name,
+                        mount_point: mount_point.clone(),
+                        local: image.local,
+                    }),
+                    image.ca_dest,
+                )
             }
             RunIn::Tooling { root: ToolingRoot::Host, .. } => {
                 return Err(bk(BuildkitError::HostTooling { step: command.label.to_owned() }));
@@ -677,48 +618,47 @@ impl BuildkitWorkspace<'_> {
         })
     }
 
-    /// Reads `name` back from the Engine and folds the steps' layers (and
-    /// an earlier caulk layer below them) into one upper dir.
-    fn read_back(&mut self, name: &str) -> Result<(), PatchError> {
-        let reference = ImageRef::DockerDaemon { name: name.to_owned() };
-        let image = Image::open(&reference, &self.engine.daemon_transport).map_err(|source| {
-            bk(BuildkitError::Image {
-                what: format!("reading the steps' result from {}", self.engine.addr),
-                source,
-            })
-        })?;
-        let platform = image
-            .image_for(None)
-            .map_err(|source| bk(BuildkitError::Image { what: "the steps' result".to_owned(), source }))?;
-        for (index, expected) in self.base_layers.iter().enumerate() {
-            let found =
-                platform.layers.get(index).map_or_else(|| "missing".to_owned(), |l| l.diff_id.to_string());
-            if &found != expected {
-                return Err(bk(BuildkitError::ForeignResult {
-                    addr: self.engine.addr.to_string(),
-                    index,
-                    found,
-                    expected: expected.clone(),
-                }));
-            }
+    /// An empty dir for a result's difference from the image, and the
+    /// sink that fills it from the export stream.
+    fn result_sink(&self) -> Result<(tempfile::TempDir, Box<dyn caulk_buildkit::Sink>), PatchError> {
+        let folder = &self.engine.working_folder;
+        let diff = tempfile::Builder::new()
+            .prefix("bk-result-")
+            .tempdir_in(folder)
+            .map_err(|source| bk(BuildkitError::Io { what: "creating the result dir".to_owned(), source }))?;
+        let baseline = self.baseline()?;
+        let sink = UpperSink::new(MergedReader::new(self.lower.clone()), baseline, diff.path(), folder)
+            .map_err(|reason| bk(BuildkitError::Result { addr: self.engine.addr.to_string(), reason }))?;
+        Ok((diff, Box::new(sink)))
+    }
+
+    /// The daemon's copy of the image, stats only, exported once: results
+    /// are compared with it rather than with caulk's own read.
+    fn baseline(&self) -> Result<HashMap<String, caulk_buildkit::pb::fsutil::Stat>, PatchError> {
+        let mut known = self.baseline.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(stats) = known.as_ref() {
+            return Ok(stats.clone());
         }
+        let stats = Arc::new(Mutex::new(HashMap::new()));
+        let sink = Box::new(StatSink(Arc::clone(&stats)));
+        let cancels = vec![self.cancel.clone()];
+        let mut watch = Watch { cancel: cancels, deadline: None, on_event: |_| {} };
+        let started = Instant::now();
+        self.engine
+            .client
+            .export_chain(&self.base, &[], sink, &mut watch)
+            .map_err(|e| solve_failed(&self.engine.addr, e))?;
+        let stats = std::mem::take(&mut *stats.lock().unwrap_or_else(PoisonError::into_inner));
+        tracing::debug!("the daemon's copy of the image: {} entries in {:?}", stats.len(), started.elapsed());
+        *known = Some(stats.clone());
+        Ok(stats)
+    }
+
+    /// Folds a result's difference from the image over the earlier caulk
+    /// layer (if any): the changes the one new layer holds.
+    fn absorb(&mut self, diff: &tempfile::TempDir) -> Result<(), PatchError> {
         let dir = self.squash_dir()?;
-        let options = UnpackOptions {
-            whiteouts: WhiteoutFormat::OverlayTrusted,
-            preserve_ownership: true,
-            device_nodes: true,
-        };
-        for layer in &platform.layers[self.base_layers.len()..] {
-            let step_dir =
-                tempfile::Builder::new().prefix("bk-step-").tempdir_in(&self.engine.working_folder).map_err(
-                    |source| bk(BuildkitError::Io { what: "creating a layer dir".to_owned(), source }),
-                )?;
-            let what =
-                |source| bk(BuildkitError::Image { what: "unpacking a step's layer".to_owned(), source });
-            let mut tar = open_tar_stream(image.source().as_ref(), layer).map_err(what)?;
-            unpack(&mut tar, step_dir.path(), &layer.desc.digest.to_string(), &options).map_err(what)?;
-            squash::fold(step_dir.path(), dir.path()).map_err(bk)?;
-        }
+        squash::fold(diff.path(), dir.path()).map_err(bk)?;
         self.layers = self.lower.clone();
         if self.seed_layer.is_some() {
             // The earlier caulk layer is in `dir` now.
@@ -1070,29 +1010,6 @@ fn proxy_env() -> Option<caulk_buildkit::ProxyEnv> {
     (proxy != caulk_buildkit::ProxyEnv::default()).then_some(proxy)
 }
 
-/// A name in the Engine's store no other run uses.
-fn unique_name(kind: &str) -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    format!(
-        "caulk-engine/{kind}:{}-{nanos:x}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-fn remove_image(addr: &Address, name: &str) {
-    // Only a Docker Engine's store holds what caulk puts into a daemon.
-    if addr.docker_socket().is_none() {
-        return;
-    }
-    let removed = DockerApi::for_address(addr, "removing a temporary image").and_then(|api| api.remove(name));
-    if let Err(e) = removed {
-        tracing::warn!("could not remove {name} from {addr}: {e}");
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1195,7 +1112,7 @@ mod tests {
             matches!(&error, PatchError::Cancelled { during } if during.contains("cancelled")),
             "{error}"
         );
-        let other = caulk_buildkit::Error::NotDocker { addr: addr.to_string(), what: "exporting" };
+        let other = caulk_buildkit::Error::Solve { addr: addr.to_string(), message: "exit code: 1".into() };
         assert!(matches!(solve_failed(&addr, other), PatchError::Buildkit(_)));
     }
 

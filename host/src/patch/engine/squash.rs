@@ -1,5 +1,6 @@
-//! Folding several overlayfs upper dirs into one, in order: BuildKit gives
-//! one layer per step, and caulk writes one layer. An upper dir holds what
+//! Folding overlayfs upper dirs into one, in order: the BuildKit engine's
+//! difference from the image goes over an earlier caulk layer's changes,
+//! and caulk writes one layer of both. An upper dir holds what
 //! a layer changes: 0/0 character devices are whiteouts and directories
 //! marked `trusted.overlay.opaque` hide everything below them.
 

@@ -6,7 +6,9 @@
 //! question it plans nothing and reports what the host answered in the
 //! skipped update's reason; with `step` or `step-network` it plans one step
 //! and verifies by the step's exit code; `step-sleep` plans `sleep N`
-//! (`asks.seconds`, default 600), a step that outlasts any short limit.
+//! (`asks.seconds`, default 600), a step that outlasts any short limit;
+//! `step-rename` replaces `/etc/debian_version` by rename with other bytes
+//! of the same size and the same mtime, as dpkg replaces files.
 
 use caulk_sdk::Updater;
 use caulk_sdk::facts::FactsExt;
@@ -18,6 +20,11 @@ use caulk_sdk::update::{
 };
 
 pub struct Asks;
+
+/// Digits swapped (0↔9, 1↔8, …): other bytes, the same size; then the old
+/// file's owner, mode and mtime, and a rename over it.
+const RENAME: &str = "f=/etc/debian_version && tr 0-9 9876543210 <$f >$f.new && \
+    chmod --reference=$f $f.new && chown --reference=$f $f.new && touch -r $f $f.new && mv -f $f.new $f";
 
 fn setting<'a>(settings: &'a [(String, String)], key: &str) -> Option<&'a str> {
     settings.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
@@ -58,7 +65,7 @@ fn questions(ask: &str, settings: &[(String, String)]) -> Result<Vec<Question>, 
             let bytes = count("bytes", 32 << 20).to_string();
             vec![Question::run("ask", ["head", "-c", bytes.as_str(), "/dev/zero"])]
         }
-        "step" | "step-network" | "step-sleep" | "nothing" => Vec::new(),
+        "step" | "step-network" | "step-sleep" | "step-rename" | "nothing" => Vec::new(),
         other => return Err(Error::malformed(format!("asks.ask: unknown request `{other}`"))),
     })
 }
@@ -109,6 +116,8 @@ impl Updater for Asks {
         if ask.starts_with("step") {
             let mut command = if ask == "step-sleep" {
                 Command::new(["sleep", setting(&request.options.settings, "seconds").unwrap_or("600")])
+            } else if ask == "step-rename" {
+                Command::new(["sh", "-c", RENAME])
             } else {
                 Command::new(["true"])
             };

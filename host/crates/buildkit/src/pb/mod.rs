@@ -3,4 +3,5 @@
 //! prost, so a subset is enough to talk to any version.
 
 pub mod control;
+pub mod fsutil;
 pub mod llb;

@@ -2,12 +2,14 @@
 //! address, the test image in its store, and reading results back.
 #![allow(dead_code)]
 
-use std::io::Read;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 
-use caulk_buildkit::{Address, Client, ConnectOptions, DockerApi, Step};
-use caulk_image::{CopyOptions, Image, ImageRef, TransportOptions};
+use caulk_buildkit::pb::fsutil::Stat;
+use caulk_buildkit::{Address, Client, ConnectOptions, Sink, Step};
+use caulk_image::{CopyOptions, ImageRef, TransportOptions};
 
 pub const IMAGE: &str = "caulk-buildkit-test/bookworm:v1";
 pub const BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
@@ -100,67 +102,59 @@ pub fn sh(name: &str, script: &str) -> Step {
     Step { name: name.into(), args: vec!["sh".into(), "-c".into(), script.into()], ..Step::default() }
 }
 
-/// A layer's entry names and its regular files with their contents.
-#[derive(Debug)]
-pub struct LayerFiles {
-    pub names: Vec<String>,
-    pub files: Vec<(String, Vec<u8>)>,
+/// A result as the `local` exporter streams it: every entry's path, and
+/// the contents of the regular files below `wanted` prefixes.
+#[derive(Debug, Default)]
+pub struct Received {
+    pub paths: Vec<String>,
+    pub files: BTreeMap<String, Vec<u8>>,
 }
 
-/// The config of an image in the Engine, as caulk reads it.
-pub fn config_of(name: &str) -> serde_json::Value {
-    let image =
-        Image::open(&ImageRef::parse(&format!("docker-daemon:{name}")).unwrap(), &transport()).unwrap();
-    serde_json::from_slice(&image.image_for(None).unwrap().config.bytes).unwrap()
+/// A [`Sink`] that fills a shared [`Received`].
+pub struct Collect {
+    wanted: Vec<String>,
+    names: HashMap<u32, String>,
+    into: Arc<Mutex<Received>>,
 }
 
-/// An image in the Engine read back the way caulk reads images (the
-/// docker-daemon transport): its diff_ids, and the contents of the layers
-/// after the first `skip`.
-pub fn read_back(name: &str, skip: usize) -> (Vec<String>, Vec<LayerFiles>) {
-    let image =
-        Image::open(&ImageRef::parse(&format!("docker-daemon:{name}")).unwrap(), &transport()).unwrap();
-    let platform = image.image_for(None).unwrap();
-    let diff_ids = platform.layers.iter().map(|l| l.diff_id.to_string()).collect();
-    let layers = platform.layers[skip..]
-        .iter()
-        .map(|layer| {
-            let stream = caulk_image::layer::open_tar_stream(image.source().as_ref(), layer).unwrap();
-            let mut archive = tar::Archive::new(stream);
-            let mut contents = LayerFiles { names: Vec::new(), files: Vec::new() };
-            for entry in archive.entries().unwrap() {
-                let mut entry = entry.unwrap();
-                let path = entry.path().unwrap().to_string_lossy().trim_start_matches("./").to_owned();
-                if entry.header().entry_type().is_file() {
-                    let mut data = Vec::new();
-                    entry.read_to_end(&mut data).unwrap();
-                    contents.files.push((path.clone(), data));
-                }
-                contents.names.push(path);
-            }
-            contents
-        })
-        .collect();
-    (diff_ids, layers)
-}
+impl Sink for Collect {
+    fn entry(&mut self, index: u32, stat: &Stat) -> Result<bool, String> {
+        let mut into = self.into.lock().unwrap();
+        into.paths.push(stat.path.clone());
+        let wanted = self.wanted.iter().any(|w| stat.path.starts_with(w.as_str()));
+        if wanted {
+            self.names.insert(index, stat.path.clone());
+            into.files.insert(stat.path.clone(), Vec::new());
+        }
+        Ok(wanted)
+    }
 
-/// A unique result name per test process, removed again at the end.
-pub struct Target {
-    pub name: String,
-    pub docker: DockerApi,
-}
+    fn data(&mut self, index: u32, chunk: &[u8]) -> Result<(), String> {
+        let mut into = self.into.lock().unwrap();
+        into.files.get_mut(&self.names[&index]).unwrap().extend_from_slice(chunk);
+        Ok(())
+    }
 
-impl Target {
-    pub fn new(tag: &str) -> Self {
-        let name = format!("caulk-buildkit-test/result:{tag}-{}", std::process::id());
-        Target { name, docker: DockerApi::for_address(&addr(), "reading the result").unwrap() }
+    fn file_done(&mut self, _: u32) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), String> {
+        Ok(())
     }
 }
 
-impl Drop for Target {
-    fn drop(&mut self) {
-        let _ = self.docker.remove(&self.name);
-    }
+/// Runs `steps` on `base` through `client` and receives the result,
+/// with the data of the files below `wanted`.
+pub fn export(client: &Client, base: &str, steps: &[Step], wanted: &[&str]) -> Received {
+    let into = Arc::new(Mutex::new(Received::default()));
+    let sink = Collect {
+        wanted: wanted.iter().map(|w| (*w).to_owned()).collect(),
+        names: HashMap::new(),
+        into: Arc::clone(&into),
+    };
+    client.export_chain(base, steps, Box::new(sink), &mut |_| {}).unwrap();
+    std::mem::take(&mut *into.lock().unwrap())
 }
 
 /// Pushes the Debian test image to the registry at `registry` (HOST:PORT,

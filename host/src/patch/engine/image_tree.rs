@@ -1,0 +1,142 @@
+//! An image's merged root fs as the tree BuildKit pulls for a `local://`
+//! source: its unpacked layers read through [`MergedReader`] (whiteouts
+//! and opaque directories applied), each entry with its owner, mode,
+//! nanosecond mtime, device numbers, link target and extended attributes,
+//! and a second name of an inode sent as a hard link to the first.
+
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use caulk_buildkit::Entry;
+use caulk_buildkit::filesync::go_mode;
+use caulk_buildkit::pb::fsutil::Stat;
+use caulk_exec::{EntryKind, MergedReader};
+
+/// Overlay bookkeeping in a layer dir, not part of the image.
+pub(super) fn is_overlay_xattr(name: &str) -> bool {
+    name.starts_with("trusted.overlay.") || name.starts_with("user.overlay.")
+}
+
+/// The extended attributes of `path` (not following a symlink), minus
+/// overlayfs's own.
+pub(super) fn xattrs(path: &Path) -> std::io::Result<std::collections::BTreeMap<String, Vec<u8>>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut names = vec![0u8; 64 * 1024];
+    let n = match rustix::fs::llistxattr(path, &mut names) {
+        Ok(n) => n,
+        Err(rustix::io::Errno::NOTSUP) => return Ok(out),
+        Err(e) => return Err(e.into()),
+    };
+    for name in names[..n].split(|b| *b == 0).filter(|n| !n.is_empty()) {
+        let name = String::from_utf8_lossy(name).into_owned();
+        if is_overlay_xattr(&name) {
+            continue;
+        }
+        let mut value = vec![0u8; 64 * 1024];
+        match rustix::fs::lgetxattr(path, name.as_str(), &mut value) {
+            Ok(len) => {
+                value.truncate(len);
+                out.insert(name, value);
+            }
+            Err(rustix::io::Errno::NODATA) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(out)
+}
+
+/// The fsutil stat of the real file `real`, named `rel` in the tree.
+pub(super) fn stat_of(
+    rel: &str,
+    real: &Path,
+    link_target: Option<&str>,
+) -> std::io::Result<(Stat, std::fs::Metadata)> {
+    let meta = std::fs::symlink_metadata(real)?;
+    let mode = go_mode(meta.mode());
+    let is_dir = meta.is_dir();
+    let is_device = meta.file_type().is_char_device_or_block();
+    let rdev = meta.rdev();
+    let stat = Stat {
+        path: rel.to_owned(),
+        mode,
+        uid: meta.uid(),
+        gid: meta.gid(),
+        size: if is_dir { 0 } else { i64::try_from(meta.size()).unwrap_or(i64::MAX) },
+        mod_time: meta.mtime().saturating_mul(1_000_000_000).saturating_add(meta.mtime_nsec()),
+        linkname: link_target.unwrap_or_default().to_owned(),
+        devmajor: if is_device { i64::from(rustix::fs::major(rdev)) } else { 0 },
+        devminor: if is_device { i64::from(rustix::fs::minor(rdev)) } else { 0 },
+        xattrs: xattrs(real)?,
+    };
+    Ok((stat, meta))
+}
+
+trait DeviceType {
+    fn is_char_device_or_block(&self) -> bool;
+}
+
+impl DeviceType for std::fs::FileType {
+    fn is_char_device_or_block(&self) -> bool {
+        use std::os::unix::fs::FileTypeExt;
+        self.is_char_device() || self.is_block_device()
+    }
+}
+
+/// An image's layers, shared with the daemon.
+pub struct ImageTree {
+    reader: MergedReader,
+}
+
+impl ImageTree {
+    pub fn new(layers: Vec<PathBuf>) -> Self {
+        ImageTree { reader: MergedReader::new(layers) }
+    }
+
+    fn walk(
+        &self,
+        dir: &str,
+        out: &mut Vec<Entry>,
+        links: &mut HashMap<(usize, u64), String>,
+    ) -> Result<(), String> {
+        let children = self.reader.list(dir).map_err(|e| e.to_string())?;
+        for child in children {
+            // `list` gives absolute paths below the root; fsutil's are relative.
+            let rel = child.path.trim_start_matches('/').to_owned();
+            let real = self.reader.layers()[child.layer].join(&rel);
+            let (mut stat, meta) = stat_of(&rel, &real, child.link_target.as_deref())
+                .map_err(|e| format!("reading {}: {e}", real.display()))?;
+            let mut data = None;
+            if child.kind == EntryKind::File {
+                if meta.nlink() > 1 {
+                    // Hard links live within one layer dir.
+                    match links.get(&(child.layer, meta.ino())) {
+                        Some(first) => {
+                            stat.linkname.clone_from(first);
+                            stat.size = 0;
+                        }
+                        None => {
+                            links.insert((child.layer, meta.ino()), rel.clone());
+                        }
+                    }
+                }
+                if stat.linkname.is_empty() {
+                    data = Some(real);
+                }
+            }
+            out.push(Entry { stat, data });
+            if child.kind == EntryKind::Dir {
+                self.walk(&child.path, out, links)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl caulk_buildkit::Tree for ImageTree {
+    fn entries(&self) -> Result<Vec<Entry>, String> {
+        let mut out = Vec::new();
+        self.walk("/", &mut out, &mut HashMap::new())?;
+        Ok(out)
+    }
+}

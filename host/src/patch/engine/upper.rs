@@ -1,0 +1,633 @@
+//! The steps' result, as BuildKit's `local` exporter streams it, turned
+//! into an overlay-style upper dir over the image: what differs from the
+//! image is written (parents with the result's metadata), what the image
+//! has and the result lacks becomes a whiteout (a 0/0 character device).
+//!
+//! An entry whose stat (kind, mode, owner, size, mtime, link target,
+//! device numbers, xattrs) equals the image's is unchanged, with one
+//! exception: a regular file in a directory whose mtime changed may have
+//! been replaced by rename keeping size and mtime (dpkg does that), so its
+//! data is asked for and compared. An in-place rewrite that restores the
+//! mtime in an unchanged directory is not seen.
+//!
+//! The stream's paths, order and sizes were checked by
+//! `caulk_buildkit::filesync`; this side never follows a symlink it writes.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use caulk_buildkit::Kind;
+use caulk_buildkit::filesync::unix_mode;
+use caulk_buildkit::pb::fsutil::Stat;
+use caulk_exec::{EntryKind, FileInfo, MergedReader};
+
+use super::image_tree::stat_of;
+
+/// An open directory of the stream.
+struct Frame {
+    path: String,
+    /// The image's entries of the same directory, when the image has it
+    /// as a directory.
+    lower: Option<HashMap<String, FileInfo>>,
+    seen: HashSet<String>,
+    mtime_changed: bool,
+}
+
+struct Incoming {
+    stat: Stat,
+    scratch: PathBuf,
+    /// Opened at the first data: many files are asked for at once.
+    file: Option<File>,
+    /// The image's file to compare with: written only if it differs.
+    compare: Option<PathBuf>,
+}
+
+struct Link {
+    path: String,
+    target: String,
+}
+
+pub struct UpperSink {
+    reader: MergedReader,
+    out: PathBuf,
+    scratch: tempfile::TempDir,
+    frames: Vec<Frame>,
+    /// Every directory of the result, for parents made later.
+    dirs: HashMap<String, Stat>,
+    /// Directories made in `out`, in the order made.
+    made: Vec<String>,
+    made_set: HashSet<String>,
+    /// Regular files written into `out`.
+    written: HashSet<String>,
+    /// Regular files of the result.
+    files: HashMap<String, Stat>,
+    /// The daemon's own copy of the image before the steps, by path:
+    /// what the result is compared with (an old daemon's copy of a sent
+    /// tree has new directory mtimes).
+    baseline: HashMap<String, Stat>,
+    incoming: HashMap<u32, Incoming>,
+    links: Vec<Link>,
+}
+
+fn err(what: impl std::fmt::Display, path: &Path, e: impl std::fmt::Display) -> String {
+    format!("{what} {}: {e}", path.display())
+}
+
+impl UpperSink {
+    /// Builds into `out` (an empty directory) the difference between the
+    /// result and the tree `reader` shows; `scratch_in` holds data while
+    /// it arrives (the same file system as `out`).
+    pub fn new(
+        reader: MergedReader,
+        baseline: HashMap<String, Stat>,
+        out: &Path,
+        scratch_in: &Path,
+    ) -> Result<Self, String> {
+        let scratch = tempfile::Builder::new()
+            .prefix("bk-incoming-")
+            .tempdir_in(scratch_in)
+            .map_err(|e| err("creating a scratch dir in", scratch_in, e))?;
+        let mut sink = UpperSink {
+            reader,
+            out: out.to_owned(),
+            scratch,
+            frames: Vec::new(),
+            dirs: HashMap::new(),
+            made: Vec::new(),
+            made_set: HashSet::new(),
+            written: HashSet::new(),
+            files: HashMap::new(),
+            baseline,
+            incoming: HashMap::new(),
+            links: Vec::new(),
+        };
+        let root = sink.lower_children("")?;
+        sink.frames.push(Frame {
+            path: String::new(),
+            lower: root,
+            seen: HashSet::new(),
+            mtime_changed: false,
+        });
+        Ok(sink)
+    }
+
+    fn lower_children(&self, dir: &str) -> Result<Option<HashMap<String, FileInfo>>, String> {
+        let list = self.reader.list(&format!("/{dir}")).map_err(|e| e.to_string())?;
+        Ok(Some(
+            list.into_iter()
+                .map(|info| {
+                    let name = info.path.rsplit('/').next().unwrap_or_default().to_owned();
+                    (name, info)
+                })
+                .collect(),
+        ))
+    }
+
+    fn real_lower(&self, info: &FileInfo) -> PathBuf {
+        self.reader.layers()[info.layer].join(info.path.trim_start_matches('/'))
+    }
+
+    /// Closes directories until `parent` is the innermost, writing the
+    /// whiteouts of what each closed one lost.
+    fn close_to(&mut self, parent: &str) -> Result<(), String> {
+        while self.frames.last().is_some_and(|f| f.path != parent) {
+            let frame = self.frames.pop().expect("checked");
+            self.whiteouts(&frame)?;
+        }
+        Ok(())
+    }
+
+    fn whiteouts(&mut self, frame: &Frame) -> Result<(), String> {
+        let Some(lower) = &frame.lower else { return Ok(()) };
+        let mut gone: Vec<&String> = lower.keys().filter(|name| !frame.seen.contains(*name)).collect();
+        gone.sort();
+        for name in gone {
+            let path = join(&frame.path, name);
+            self.ensure_parents(&path)?;
+            let target = self.out.join(&path);
+            rustix::fs::mknodat(
+                rustix::fs::CWD,
+                &target,
+                rustix::fs::FileType::CharacterDevice,
+                rustix::fs::Mode::empty(),
+                rustix::fs::makedev(0, 0),
+            )
+            .map_err(|e| err("writing the whiteout", &target, e))?;
+        }
+        Ok(())
+    }
+
+    /// Makes every directory above `path` in `out`.
+    fn ensure_parents(&mut self, path: &str) -> Result<(), String> {
+        let mut prefix = String::new();
+        let parts: Vec<&str> = path.split('/').collect();
+        for part in &parts[..parts.len() - 1] {
+            prefix = join(&prefix, part);
+            self.ensure_dir(&prefix)?;
+        }
+        Ok(())
+    }
+
+    fn ensure_dir(&mut self, path: &str) -> Result<(), String> {
+        if self.made_set.contains(path) {
+            return Ok(());
+        }
+        let target = self.out.join(path);
+        match fs::symlink_metadata(&target) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => return Err(format!("{} is in the way of a directory", target.display())),
+            Err(_) => fs::create_dir(&target).map_err(|e| err("creating", &target, e))?,
+        }
+        self.made_set.insert(path.to_owned());
+        self.made.push(path.to_owned());
+        Ok(())
+    }
+
+    fn lower_of(&self, name: &str) -> Option<&FileInfo> {
+        self.frames.last().and_then(|f| f.lower.as_ref()).and_then(|l| l.get(name))
+    }
+
+    /// Writes a non-directory, non-regular entry.
+    fn write_special(&mut self, stat: &Stat, kind: Kind) -> Result<(), String> {
+        self.ensure_parents(&stat.path)?;
+        let target = self.out.join(&stat.path);
+        let (file_type, rdev) = match kind {
+            Kind::Symlink => {
+                std::os::unix::fs::symlink(&stat.linkname, &target)
+                    .map_err(|e| err("writing", &target, e))?;
+                return apply(&target, stat, false);
+            }
+            Kind::CharDevice if stat.devmajor == 0 && stat.devminor == 0 => {
+                return Err(format!("{}: a 0/0 character device would read as a deletion", stat.path));
+            }
+            Kind::CharDevice => (rustix::fs::FileType::CharacterDevice, dev(stat)),
+            Kind::BlockDevice => (rustix::fs::FileType::BlockDevice, dev(stat)),
+            Kind::Fifo => (rustix::fs::FileType::Fifo, 0),
+            Kind::Socket | Kind::File | Kind::Dir => return Ok(()),
+        };
+        rustix::fs::mknodat(rustix::fs::CWD, &target, file_type, rustix::fs::Mode::empty(), rdev)
+            .map_err(|e| err("writing", &target, e))?;
+        apply(&target, stat, true)
+    }
+
+    /// Puts a received file in place.
+    fn install(&mut self, incoming: &Incoming) -> Result<(), String> {
+        let path = incoming.stat.path.clone();
+        self.ensure_parents(&path)?;
+        let target = self.out.join(&path);
+        fs::rename(&incoming.scratch, &target).map_err(|e| err("moving into", &target, e))?;
+        apply(&target, &incoming.stat, true)?;
+        self.written.insert(path);
+        Ok(())
+    }
+
+    fn copy_up(&mut self, path: &str) -> Result<(), String> {
+        let Some(stat) = self.files.get(path).cloned() else {
+            return Err(format!("hard link target {path} is not a file of the result"));
+        };
+        let info = self
+            .reader
+            .stat(&format!("/{path}"))
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("{path} is neither written nor in the image"))?;
+        let from = self.real_lower(&info);
+        self.ensure_parents(path)?;
+        let target = self.out.join(path);
+        fs::copy(&from, &target).map_err(|e| err("copying up", &target, e))?;
+        apply(&target, &stat, true)?;
+        self.written.insert(path.to_owned());
+        Ok(())
+    }
+}
+
+fn dev(stat: &Stat) -> u64 {
+    rustix::fs::makedev(u32::try_from(stat.devmajor).unwrap_or(0), u32::try_from(stat.devminor).unwrap_or(0))
+}
+
+fn join(dir: &str, name: &str) -> String {
+    if dir.is_empty() { name.to_owned() } else { format!("{dir}/{name}") }
+}
+
+/// Owner, mode, xattrs and mtime of `stat` on `target` (not following a
+/// symlink; a symlink's mode is left alone).
+fn apply(target: &Path, stat: &Stat, chmod: bool) -> Result<(), String> {
+    std::os::unix::fs::lchown(target, Some(stat.uid), Some(stat.gid)).map_err(|e| err("chown", target, e))?;
+    if chmod {
+        let (_, perm) = unix_mode(stat.mode).unwrap_or((Kind::File, 0o644));
+        let meta = fs::symlink_metadata(target).map_err(|e| err("reading", target, e))?;
+        if !meta.file_type().is_symlink() {
+            fs::set_permissions(target, fs::Permissions::from_mode(perm))
+                .map_err(|e| err("chmod", target, e))?;
+        }
+    }
+    for (name, value) in &stat.xattrs {
+        rustix::fs::lsetxattr(target, name.as_str(), value, rustix::fs::XattrFlags::empty())
+            .map_err(|e| err(format_args!("setting {name} on"), target, e))?;
+    }
+    let nanos = u64::try_from(stat.mod_time).unwrap_or(0);
+    let ts = rustix::fs::Timespec {
+        tv_sec: i64::try_from(nanos / 1_000_000_000).unwrap_or(0),
+        tv_nsec: i64::try_from(nanos % 1_000_000_000).unwrap_or(0),
+    };
+    let times = rustix::fs::Timestamps { last_access: ts, last_modification: ts };
+    rustix::fs::utimensat(rustix::fs::CWD, target, &times, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+        .map_err(|e| err("setting times of", target, e))
+}
+
+impl caulk_buildkit::Sink for UpperSink {
+    fn entry(&mut self, index: u32, stat: &Stat) -> Result<bool, String> {
+        let (kind, _) = unix_mode(stat.mode).ok_or("unchecked mode")?;
+        let (parent, name) = stat.path.rsplit_once('/').unwrap_or(("", &stat.path));
+        self.close_to(parent)?;
+        let lower = self.lower_of(name).cloned();
+        let frame = self.frames.last_mut().expect("the root stays");
+        frame.seen.insert(name.to_owned());
+        let parent_changed = frame.mtime_changed;
+        let unchanged = self.baseline.get(&stat.path) == Some(stat);
+        match kind {
+            Kind::Dir => {
+                let lower_dir = lower.as_ref().filter(|i| i.kind == EntryKind::Dir);
+                let children = match lower_dir {
+                    Some(_) => self.lower_children(&stat.path)?,
+                    None => None,
+                };
+                match lower_dir {
+                    // Untouched: if a change below brings it into the
+                    // layer, it keeps the image's metadata.
+                    Some(info) if unchanged => {
+                        let real = self.real_lower(info);
+                        let (original, _) =
+                            stat_of(&stat.path, &real, None).map_err(|e| err("reading", &real, e))?;
+                        self.dirs.insert(stat.path.clone(), original);
+                    }
+                    _ => {
+                        self.dirs.insert(stat.path.clone(), stat.clone());
+                        self.ensure_parents(&stat.path)?;
+                        self.ensure_dir(&stat.path)?;
+                    }
+                }
+                let frame = Frame {
+                    path: stat.path.clone(),
+                    lower: children,
+                    seen: HashSet::new(),
+                    mtime_changed: !unchanged,
+                };
+                self.frames.push(frame);
+                Ok(false)
+            }
+            Kind::File if !stat.linkname.is_empty() => {
+                if !unchanged {
+                    self.links.push(Link { path: stat.path.clone(), target: stat.linkname.clone() });
+                }
+                Ok(false)
+            }
+            Kind::File => {
+                self.files.insert(stat.path.clone(), stat.clone());
+                let lower_file = lower.filter(|i| i.kind == EntryKind::File);
+                let compare = match (&lower_file, unchanged) {
+                    (_, false) => None,
+                    (Some(info), true) if parent_changed => Some(self.real_lower(info)),
+                    (_, true) => return Ok(false),
+                };
+                let scratch = self.scratch.path().join(index.to_string());
+                self.incoming.insert(index, Incoming { stat: stat.clone(), scratch, file: None, compare });
+                Ok(true)
+            }
+            _ if unchanged => Ok(false),
+            other => {
+                self.write_special(stat, other)?;
+                Ok(false)
+            }
+        }
+    }
+
+    fn data(&mut self, index: u32, chunk: &[u8]) -> Result<(), String> {
+        let incoming = self.incoming.get_mut(&index).ok_or("data for no file")?;
+        let file = match &mut incoming.file {
+            Some(file) => file,
+            None => incoming.file.insert(create(&incoming.scratch)?),
+        };
+        file.write_all(chunk).map_err(|e| err("writing", &incoming.scratch, e))
+    }
+
+    fn file_done(&mut self, index: u32) -> Result<(), String> {
+        let mut incoming = self.incoming.remove(&index).ok_or("end of no file")?;
+        // An empty file gets no data at all.
+        if incoming.file.take().is_none() {
+            create(&incoming.scratch)?;
+        }
+        if let Some(lower) = &incoming.compare
+            && same_content(lower, &incoming.scratch)?
+        {
+            return fs::remove_file(&incoming.scratch).map_err(|e| err("removing", &incoming.scratch, e));
+        }
+        self.install(&incoming)
+    }
+
+    fn finish(&mut self) -> Result<(), String> {
+        self.close_to("")?;
+        let root = self.frames.pop().ok_or("no root")?;
+        self.whiteouts(&root)?;
+        // A changed link to a file the steps left alone brings that file
+        // into the layer too, so both names stay one inode.
+        for link in std::mem::take(&mut self.links) {
+            if !self.written.contains(&link.target) {
+                self.copy_up(&link.target)?;
+            }
+            self.ensure_parents(&link.path)?;
+            let (from, to) = (self.out.join(&link.target), self.out.join(&link.path));
+            fs::hard_link(&from, &to).map_err(|e| err("linking", &to, e))?;
+        }
+        // Deepest first: making entries in a directory changes its mtime.
+        let mut made = std::mem::take(&mut self.made);
+        made.sort_by_key(|p| std::cmp::Reverse(p.matches('/').count()));
+        for dir in made {
+            if let Some(stat) = self.dirs.get(&dir).cloned() {
+                apply(&self.out.join(&dir), &stat, true)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn create(path: &Path) -> Result<File, String> {
+    File::options().write(true).create_new(true).open(path).map_err(|e| err("creating", path, e))
+}
+
+fn same_content(a: &Path, b: &Path) -> Result<bool, String> {
+    let open = |p: &Path| File::open(p).map_err(|e| err("opening", p, e));
+    let (mut a_file, mut b_file) = (open(a)?, open(b)?);
+    if a_file.metadata().map(|m| m.size()).ok() != b_file.metadata().map(|m| m.size()).ok() {
+        return Ok(false);
+    }
+    let (mut a_buf, mut b_buf) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
+    loop {
+        let n = a_file.read(&mut a_buf).map_err(|e| err("reading", a, e))?;
+        if n == 0 {
+            return Ok(true);
+        }
+        b_file.read_exact(&mut b_buf[..n]).map_err(|e| err("reading", b, e))?;
+        if a_buf[..n] != b_buf[..n] {
+            return Ok(false);
+        }
+    }
+}
+
+/// Collects the stats of a tree and asks for no data: the daemon's copy of
+/// the image, to compare results with.
+pub struct StatSink(pub std::sync::Arc<std::sync::Mutex<HashMap<String, Stat>>>);
+
+impl caulk_buildkit::Sink for StatSink {
+    fn entry(&mut self, _: u32, stat: &Stat) -> Result<bool, String> {
+        let mut stats = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        stats.insert(stat.path.clone(), stat.clone());
+        Ok(false)
+    }
+
+    fn data(&mut self, _: u32, _: &[u8]) -> Result<(), String> {
+        Err("data never asked for".to_owned())
+    }
+
+    fn file_done(&mut self, _: u32) -> Result<(), String> {
+        Err("data never asked for".to_owned())
+    }
+
+    fn finish(&mut self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    use std::sync::mpsc;
+
+    use caulk_buildkit::filesync::{Conn, FsError, receive, send};
+    use caulk_buildkit::pb::fsutil::Packet;
+    use caulk_buildkit::{Sink, Tree};
+
+    use super::*;
+    use crate::patch::engine::image_tree::ImageTree;
+
+    /// One end of an in-process stream.
+    struct Pipe {
+        rx: mpsc::Receiver<Packet>,
+        tx: mpsc::Sender<Packet>,
+    }
+
+    impl Conn for Pipe {
+        fn recv(&mut self) -> Result<Option<Packet>, FsError> {
+            Ok(self.rx.recv().ok())
+        }
+
+        fn send(&mut self, packet: Packet) -> Result<(), FsError> {
+            self.tx.send(packet).map_err(|_| FsError::Closed("test"))
+        }
+    }
+
+    fn pipes() -> (Pipe, Pipe) {
+        let (a_tx, b_rx) = mpsc::channel();
+        let (b_tx, a_rx) = mpsc::channel();
+        (Pipe { rx: a_rx, tx: a_tx }, Pipe { rx: b_rx, tx: b_tx })
+    }
+
+    /// caulk's sender of `layers` to caulk's receiver into `sink`.
+    fn transfer(layers: Vec<PathBuf>, sink: &mut dyn Sink) {
+        let (mut near, mut far) = pipes();
+        let sender = std::thread::spawn(move || send(&ImageTree::new(layers), &mut far));
+        receive(sink, &mut near).unwrap();
+        sender.join().unwrap().unwrap();
+    }
+
+    fn mknod(path: &Path, kind: rustix::fs::FileType, major: u32, minor: u32) {
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            path,
+            kind,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            rustix::fs::makedev(major, minor),
+        )
+        .unwrap();
+    }
+
+    fn set_mtime(path: &Path, seconds: i64) {
+        let ts = rustix::fs::Timespec { tv_sec: seconds, tv_nsec: 123 };
+        let times = rustix::fs::Timestamps { last_access: ts, last_modification: ts };
+        rustix::fs::utimensat(rustix::fs::CWD, path, &times, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).unwrap();
+    }
+
+    /// Two layers with every kind of entry, hard links, an xattr and a
+    /// whiteout in the upper one.
+    fn image(root: &Path) -> Vec<PathBuf> {
+        let (one, two) = (root.join("one"), root.join("two"));
+        for dir in ["etc", "dev", "d"] {
+            fs::create_dir_all(one.join(dir)).unwrap();
+        }
+        fs::create_dir_all(&two).unwrap();
+        fs::write(one.join("etc/a"), "hello").unwrap();
+        // chown clears set-uid: owner first.
+        std::os::unix::fs::lchown(one.join("etc/a"), Some(1000), Some(1001)).unwrap();
+        fs::set_permissions(one.join("etc/a"), fs::Permissions::from_mode(0o4750)).unwrap();
+        rustix::fs::lsetxattr(one.join("etc/a"), "user.caulk", b"v", rustix::fs::XattrFlags::empty())
+            .unwrap();
+        fs::write(one.join("etc/hard1"), "linked").unwrap();
+        fs::hard_link(one.join("etc/hard1"), one.join("etc/hard2")).unwrap();
+        std::os::unix::fs::symlink("a", one.join("etc/link")).unwrap();
+        mknod(&one.join("etc/fifo"), rustix::fs::FileType::Fifo, 0, 0);
+        mknod(&one.join("dev/null"), rustix::fs::FileType::CharacterDevice, 1, 3);
+        fs::write(one.join("d/x"), "12345").unwrap();
+        fs::write(one.join("gone"), "old").unwrap();
+        mknod(&two.join("gone"), rustix::fs::FileType::CharacterDevice, 0, 0);
+        fs::write(two.join("new"), "").unwrap();
+        for path in ["etc/a", "etc/hard1", "d/x", "gone", "etc", "d", "dev"] {
+            set_mtime(&one.join(path), 1_600_000_000);
+        }
+        vec![one, two]
+    }
+
+    fn root() -> bool {
+        rustix::process::geteuid().is_root()
+    }
+
+    fn stats_of(layers: Vec<PathBuf>) -> HashMap<String, Stat> {
+        ImageTree::new(layers).entries().unwrap().into_iter().map(|e| (e.stat.path.clone(), e.stat)).collect()
+    }
+
+    #[test]
+    fn every_kind_of_entry_crosses_with_its_metadata() {
+        if !root() {
+            eprintln!("skipped: owners, devices and whiteouts need root");
+            return;
+        }
+        // xattrs need a file system that keeps user.* ones: not every tmpfs does.
+        let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+        let layers = image(dir.path());
+        let (empty, out) = (dir.path().join("empty"), dir.path().join("out"));
+        fs::create_dir_all(&empty).unwrap();
+        fs::create_dir_all(&out).unwrap();
+        let mut sink =
+            UpperSink::new(MergedReader::new(vec![empty]), HashMap::new(), &out, dir.path()).unwrap();
+        transfer(layers.clone(), &mut sink);
+
+        let a = fs::symlink_metadata(out.join("etc/a")).unwrap();
+        assert_eq!(fs::read(out.join("etc/a")).unwrap(), b"hello");
+        assert_eq!((a.mode() & 0o7777, a.uid(), a.gid()), (0o4750, 1000, 1001));
+        assert_eq!((a.mtime(), a.mtime_nsec()), (1_600_000_000, 123));
+        let mut value = [0u8; 8];
+        let n = rustix::fs::lgetxattr(out.join("etc/a"), "user.caulk", &mut value).unwrap();
+        assert_eq!(&value[..n], b"v");
+        let (h1, h2) =
+            (fs::metadata(out.join("etc/hard1")).unwrap(), fs::metadata(out.join("etc/hard2")).unwrap());
+        assert_eq!(h1.ino(), h2.ino(), "hard links stay one inode");
+        assert_eq!(fs::read_link(out.join("etc/link")).unwrap(), Path::new("a"));
+        assert!(fs::symlink_metadata(out.join("etc/fifo")).unwrap().file_type().is_fifo());
+        let null = fs::symlink_metadata(out.join("dev/null")).unwrap();
+        assert!(null.file_type().is_char_device());
+        assert_eq!(null.rdev(), rustix::fs::makedev(1, 3));
+        assert!(fs::symlink_metadata(out.join("gone")).is_err(), "the whiteout hid it");
+        assert_eq!(fs::read(out.join("new")).unwrap(), b"", "an empty file");
+        assert_eq!(
+            fs::symlink_metadata(out.join("etc")).unwrap().mtime(),
+            1_600_000_000,
+            "dir mtimes set last"
+        );
+        // The receiver's view of what it built is what was sent.
+        assert_eq!(stats_of(vec![out]), stats_of(layers));
+    }
+
+    #[test]
+    fn only_what_the_steps_changed_comes_back_and_renames_are_compared_by_content() {
+        if !root() {
+            eprintln!("skipped: owners, devices and whiteouts need root");
+            return;
+        }
+        let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+        let layers = image(dir.path());
+        // The steps: etc/a rewritten, etc/fifo deleted, d/x replaced by
+        // rename with the same size and mtime (so d's mtime moved).
+        let steps = dir.path().join("steps");
+        fs::create_dir_all(steps.join("etc")).unwrap();
+        fs::create_dir_all(steps.join("d")).unwrap();
+        fs::write(steps.join("etc/a"), "hello, again").unwrap();
+        mknod(&steps.join("etc/fifo"), rustix::fs::FileType::CharacterDevice, 0, 0);
+        fs::write(steps.join("d/x"), "54321").unwrap();
+        set_mtime(&steps.join("d/x"), 1_600_000_000);
+        set_mtime(&steps.join("d"), 1_700_000_000);
+        let result: Vec<PathBuf> = layers.iter().cloned().chain([steps]).collect();
+        // The result's etc keeps the image's metadata for the comparison.
+        set_mtime(&result[2].join("etc"), 1_600_000_000);
+
+        let out = dir.path().join("out");
+        fs::create_dir_all(&out).unwrap();
+        let baseline = stats_of(layers.clone());
+        let mut sink = UpperSink::new(MergedReader::new(layers), baseline, &out, dir.path()).unwrap();
+        transfer(result, &mut sink);
+
+        let mut found: Vec<String> = walk(&out);
+        found.sort();
+        assert_eq!(found, ["d", "d/x", "etc", "etc/a", "etc/fifo"]);
+        assert_eq!(fs::read(out.join("etc/a")).unwrap(), b"hello, again");
+        assert_eq!(fs::read(out.join("d/x")).unwrap(), b"54321", "found by content");
+        assert!(squash::is_whiteout(&fs::symlink_metadata(out.join("etc/fifo")).unwrap()));
+    }
+
+    fn walk(dir: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut todo = vec![dir.to_owned()];
+        while let Some(d) = todo.pop() {
+            for entry in fs::read_dir(&d).unwrap() {
+                let path = entry.unwrap().path();
+                out.push(path.strip_prefix(dir).unwrap().to_string_lossy().into_owned());
+                if fs::symlink_metadata(&path).unwrap().is_dir() {
+                    todo.push(path);
+                }
+            }
+        }
+        out
+    }
+
+    use super::super::squash;
+}
