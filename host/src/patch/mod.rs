@@ -409,14 +409,15 @@ pub(crate) fn patch_platform(
     // holds both and replaces it.
     // Memory or disk for the steps' changes; made before the session so
     // that it is unmounted only once the session is gone.
-    let memory =
+    let (memory, store) =
         workdir::memory_folder(engine.runs_here(), request, lower, top.map(PathBuf::as_path), wanted, mode)?;
+    summary.working_store = store;
     let base = Base {
         image,
         platform_image,
         lower,
         seed: top.map(PathBuf::as_path),
-        scratch: memory.as_ref().map(caulk_exec::MemoryFolder::path),
+        scratch: memory.as_ref().map(workdir::Scratch::path),
     };
     let mut session = engine.prepare(&base, cancel.clone())?;
 
