@@ -8,7 +8,10 @@
 #   benches/patch.sh [ROUNDS]     (default 3)
 #
 # caulk cold: an empty cache dir every round (layers unpacked, package
-# indexes and packages downloaded, as docker build does). caulk warm: the
+# indexes and packages downloaded, as docker build does, and caulk's
+# built-in plugins compiled). caulk cold-image: the same with only the
+# compiled plugins kept (caulk's own state from an earlier run of any
+# image, as dockerd is already running for docker build). caulk warm: the
 # cache of an untimed first run kept (a second image of the same base, or
 # the same image patched again). Neither names --working-folder, so caulk
 # picks memory or disk by the upgrade's size as it does for users.
@@ -57,6 +60,10 @@ caulk_round() {
 for _ in $(seq "$rounds"); do
   rm -rf "$work/cache"
   caulk_round cold
+done
+for _ in $(seq "$rounds"); do
+  find "$work/cache" -mindepth 1 -maxdepth 1 ! -name plugins -exec rm -rf {} +
+  caulk_round cold-image
 done
 # The last cold round left a full cache: the warm rounds start from it.
 for _ in $(seq "$rounds"); do
@@ -124,8 +131,10 @@ fi
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 stats() { sort -n | awk '{a[NR]=$1} END {printf "%6.2f s  (min %.2f, max %.2f)", a[int((NR+1)/2)], a[1], a[NR]}'; }
 cold=$(median <"$work/cold.times"); warm=$(median <"$work/warm.times"); d=$(median <"$work/docker.times")
+cold_image=$(median <"$work/cold-image.times")
 printf '\n%d rounds each, %d packages; median (min, max):\n' "$rounds" "${#names[@]}"
 printf '  caulk patch, cold   %s  own overhead %d ms\n' "$(stats <"$work/cold.times")" "$(median <"$work/cold.overhead")"
+printf '  caulk patch, cold, plugins compiled before  %s  own overhead %d ms\n' "$(stats <"$work/cold-image.times")" "$(median <"$work/cold-image.overhead")"
 printf '  caulk patch, warm   %s  own overhead %d ms\n' "$(stats <"$work/warm.times")" "$(median <"$work/warm.overhead")"
 printf '  docker build        %s\n' "$(stats <"$work/docker.times")"
 if [ -f "$work/buildah.times" ]; then
@@ -136,3 +145,4 @@ fi
 printf '  caulk peak RSS %d MB\n' "$(($(median <"$work/caulk.rss") / 1024))"
 printf '  warm / docker build: %.2f (goal <= 0.5)\n' "$(echo "$warm / $d" | bc -l)"
 printf '  cold / docker build: %.2f (goal <= 0.7)\n' "$(echo "$cold / $d" | bc -l)"
+printf '  cold with plugins compiled before / docker build: %.2f\n' "$(echo "$cold_image / $d" | bc -l)"

@@ -453,7 +453,12 @@ fn run_job(
     drop(done);
     let _ = watch.join();
     match result {
-        Ok(summary) => FleetRow::finished(job, summary),
+        Ok(summary) => {
+            if let Some(store) = &summary.working_store {
+                tracing::info!("{}: working store: {store}", job.name);
+            }
+            FleetRow::finished(job, summary)
+        }
         Err(e) => {
             let timed_out = own.is_cancelled() && !cancel.is_cancelled();
             let mut message = crate::Error::from(e).to_string();

@@ -409,14 +409,15 @@ pub(crate) fn patch_platform(
     // holds both and replaces it.
     // Memory or disk for the steps' changes; made before the session so
     // that it is unmounted only once the session is gone.
-    let memory =
+    let (memory, store) =
         workdir::memory_folder(engine.runs_here(), request, lower, top.map(PathBuf::as_path), wanted, mode)?;
+    summary.working_store = store;
     let base = Base {
         image,
         platform_image,
         lower,
         seed: top.map(PathBuf::as_path),
-        scratch: memory.as_ref().map(caulk_exec::MemoryFolder::path),
+        scratch: memory.as_ref().map(workdir::Scratch::path),
     };
     let mut session = engine.prepare(&base, cancel.clone())?;
 
@@ -579,11 +580,15 @@ pub(crate) fn patch_platform(
         Ok(())
     };
     let early = session.changes_so_far();
+    let place = LayerPlace {
+        working_folder: &working_folder,
+        source_date_epoch: request.source_date_epoch,
+        image: &request.image,
+    };
     let (verified, early_layer) = std::thread::scope(|scope| {
         let writer = early.map(|(dir, source)| {
-            let (folder, drop_paths, image) = (&working_folder, &drop_paths, &request.image);
-            let epoch = request.source_date_epoch;
-            scope.spawn(move || write_changes(&dir, source, folder, drop_paths.clone(), epoch, image))
+            let (place, drop_paths) = (&place, &drop_paths);
+            scope.spawn(move || place.write(&dir, source, drop_paths.clone(), cancel))
         });
         let verified = verify(&mut summary);
         (verified, writer.map(|w| w.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))))
@@ -612,7 +617,7 @@ pub(crate) fn patch_platform(
             drop(session);
             written?
         }
-        None => assemble_layer(session, &working_folder, drop_paths, request)?,
+        None => assemble_layer(session, &working_folder, drop_paths, request, cancel)?,
     };
     summary.layer = Some(summary::LayerInfo {
         digest: layer.digest.to_string(),
@@ -721,44 +726,57 @@ fn assemble_layer(
     working_folder: &Path,
     drop_paths: Vec<String>,
     request: &PatchRequest,
+    cancel: &CancelToken,
 ) -> Result<(tempfile::NamedTempFile, WrittenLayer), PatchError> {
     let changes = workspace.finish()?;
-    write_changes(
-        &changes.dir,
-        changes.source,
-        working_folder,
-        drop_paths,
-        request.source_date_epoch,
-        &request.image,
-    )
+    let layer =
+        LayerPlace { working_folder, source_date_epoch: request.source_date_epoch, image: &request.image };
+    layer.write(&changes.dir, changes.source, drop_paths, cancel)
 }
 
-/// Writes the changes in `dir` as a layer file in the working folder,
-/// gzipped at the level and with the threads their size calls for.
-fn write_changes(
-    dir: &Path,
-    source: caulk_image::layer::LayerSource,
-    working_folder: &Path,
-    drop_paths: Vec<String>,
+/// Where and how the layer of the steps' changes is written.
+struct LayerPlace<'a> {
+    working_folder: &'a Path,
     source_date_epoch: Option<u64>,
-    image: &ImageRef,
-) -> Result<(tempfile::NamedTempFile, WrittenLayer), PatchError> {
-    let layer_file = tempfile::Builder::new()
-        .prefix("layer-")
-        .tempfile_in(working_folder)
-        .map_err(|source| PatchError::Write { path: working_folder.to_owned(), source })?;
-    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    let (level, threads) = caulk_image::layer::gzip_for_size(workdir::tree_size(dir), cores);
-    let write_options = WriteOptions {
-        source,
-        exclude: drop_paths,
-        mtime_clamp: source_date_epoch,
-        level: Some(level),
-        threads,
-        ..WriteOptions::default()
-    };
-    let layer = write_layer(dir, layer_file.path(), &write_options).map_err(image_err(image))?;
-    Ok((layer_file, layer))
+    image: &'a ImageRef,
+}
+
+impl LayerPlace<'_> {
+    /// Writes the changes in `dir` as a layer file in the working folder,
+    /// gzipped at the level and with the threads the size of what goes into
+    /// it calls for; stops, leaving no file, once `cancel` is set.
+    fn write(
+        &self,
+        dir: &Path,
+        source: caulk_image::layer::LayerSource,
+        drop_paths: Vec<String>,
+        cancel: &CancelToken,
+    ) -> Result<(tempfile::NamedTempFile, WrittenLayer), PatchError> {
+        let folder = self.working_folder;
+        let layer_file = tempfile::Builder::new()
+            .prefix("layer-")
+            .tempfile_in(folder)
+            .map_err(|source| PatchError::Write { path: folder.to_owned(), source })?;
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let written = caulk_image::layer::content_size(dir, &drop_paths).map_err(image_err(self.image))?;
+        let (level, threads) = caulk_image::layer::gzip_for_size(written, cores);
+        let write_options = WriteOptions {
+            source,
+            exclude: drop_paths,
+            mtime_clamp: self.source_date_epoch,
+            level: Some(level),
+            threads,
+            cancel: Some(cancel.flag()),
+            ..WriteOptions::default()
+        };
+        let layer = write_layer(dir, layer_file.path(), &write_options).map_err(|e| match e {
+            caulk_image::Error::Cancelled { .. } => {
+                PatchError::Cancelled { during: "while writing the layer".to_owned() }
+            }
+            other => image_err(self.image)(other),
+        })?;
+        Ok((layer_file, layer))
+    }
 }
 
 /// Runs the steps in order until one fails; a failed step's outcome is the

@@ -318,6 +318,10 @@ pub struct PatchSummary {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vex_not_written: Option<String>,
     pub timings: Timings,
+    /// Where the steps' changes were kept (memory or disk) and why; none
+    /// when `--working-folder` decided or the steps ran elsewhere.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub working_store: Option<String>,
     /// A multi-platform run: each patched platform's own summary, in index
     /// order (`digest` is then its new manifest's).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -361,6 +365,7 @@ impl PatchSummary {
             vex: None,
             vex_not_written: None,
             timings: Timings::default(),
+            working_store: None,
             platforms: Vec::new(),
             error: None,
             note: None,
@@ -732,6 +737,7 @@ pub(crate) mod tests {
             vex: None,
             vex_not_written: None,
             timings: Timings::default(),
+            working_store: None,
             platforms: Vec::new(),
             error: None,
             note: None,

@@ -13,10 +13,19 @@
 //!   layer being replaced adds its unpacked size.
 //! - Memory when `estimate × 3 + 256 MiB` (new dependencies, grown
 //!   packages, dpkg's copied-up database and apt's binary caches) is at
-//!   most a quarter of `MemAvailable`, leaving room for concurrent jobs and
-//!   the steps themselves; the tmpfs is mounted with exactly that size.
+//!   most a quarter of `MemAvailable` and still fits in the process's
+//!   tmpfs budget (below); the tmpfs is mounted with exactly that size.
 //! - Disk when the estimate is unknown (library updates, an rpm database)
-//!   or too large.
+//!   or too large, or when the budget's rest is too small: a job goes to
+//!   disk rather than waiting for another job's memory.
+//!
+//! The budget: every session of one caulk process (the jobs of a
+//! `--config` fleet, the platforms of an index) reserves its tmpfs size
+//! from one [`MemoryBudget`] of half the `MemAvailable` seen at the first
+//! reservation, and returns it when its tmpfs is gone. Sized per session
+//! from `MemAvailable` alone, concurrent sessions each saw the memory the
+//! others were about to fill; the other half is left to the steps
+//! themselves and to caulk.
 //!
 //! A step that runs out of room on the tmpfs fails the run with a clear
 //! error (see [`outgrown`]) rather than being retried on disk: its partial
@@ -24,6 +33,7 @@
 //! user's call.
 
 use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use caulk_exec::{MemoryFolder, MergedReader, StepOutcome};
 
@@ -38,6 +48,81 @@ const SAFETY_FACTOR: u64 = 3;
 const HEADROOM: u64 = 256 << 20;
 /// The share of `MemAvailable` one session may take.
 const MEMORY_SHARE: u64 = 4;
+/// The share of `MemAvailable` all sessions of a process may take together.
+const BUDGET_SHARE: u64 = 2;
+
+/// Bytes of tmpfs the sessions of one process may hold at once.
+#[derive(Debug)]
+pub struct MemoryBudget {
+    total: u64,
+    reserved: Mutex<u64>,
+}
+
+/// A share of a [`MemoryBudget`], given back when dropped.
+#[derive(Debug)]
+pub struct Reservation {
+    budget: Arc<MemoryBudget>,
+    bytes: u64,
+}
+
+impl MemoryBudget {
+    pub fn new(total: u64) -> Arc<Self> {
+        Arc::new(Self { total, reserved: Mutex::new(0) })
+    }
+
+    /// `bytes` of the budget, or (without waiting) how many bytes are left
+    /// when fewer than that are.
+    pub fn reserve(self: &Arc<Self>, bytes: u64) -> Result<Reservation, u64> {
+        let mut reserved = self.reserved.lock().unwrap_or_else(PoisonError::into_inner);
+        let left = self.total.saturating_sub(*reserved);
+        if bytes > left {
+            return Err(left);
+        }
+        *reserved += bytes;
+        Ok(Reservation { budget: Arc::clone(self), bytes })
+    }
+
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// Bytes no session holds.
+    #[cfg(test)]
+    fn left(&self) -> u64 {
+        self.total.saturating_sub(*self.reserved.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let mut reserved = self.budget.reserved.lock().unwrap_or_else(PoisonError::into_inner);
+        *reserved = reserved.saturating_sub(self.bytes);
+    }
+}
+
+/// The process's budget, sized at its first use from `available`.
+fn process_budget(available: u64) -> &'static Arc<MemoryBudget> {
+    static BUDGET: OnceLock<Arc<MemoryBudget>> = OnceLock::new();
+    BUDGET.get_or_init(|| MemoryBudget::new(available / BUDGET_SHARE))
+}
+
+/// A tmpfs working store and its share of the budget, returned once the
+/// tmpfs is unmounted (fields drop in order).
+#[derive(Debug)]
+pub struct Scratch {
+    folder: MemoryFolder,
+    _reserved: Option<Reservation>,
+}
+
+impl Scratch {
+    pub fn path(&self) -> &Path {
+        self.folder.path()
+    }
+
+    pub fn size(&self) -> u64 {
+        self.folder.size()
+    }
+}
 
 /// How many bytes the steps are expected to write, and from what.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -209,7 +294,9 @@ fn parse_apk(text: &str) -> Vec<(String, u64)> {
 }
 
 /// The tmpfs for this platform's session when the rule (or
-/// `CAULK_WORKING_STORE`) picks memory; `None` for the working folder.
+/// `CAULK_WORKING_STORE`) picks memory and the budget has room; `None` for
+/// the working folder. The second part says which store was chosen and
+/// why, for the summary.
 pub fn memory_folder(
     runs_here: bool,
     request: &super::PatchRequest,
@@ -217,11 +304,11 @@ pub fn memory_folder(
     seed: Option<&Path>,
     wanted: &[PackageUpdate],
     mode: crate::model::UpdateMode,
-) -> Result<Option<MemoryFolder>, super::PatchError> {
+) -> Result<(Option<Scratch>, Option<String>), super::PatchError> {
     // A chosen folder, a remote engine, and copy mode (the whole root is
     // copied into the session, which the estimate does not cover) stay.
     if request.working_folder.is_some() || !runs_here || request.mode == caulk_exec::Mode::Copy {
-        return Ok(None);
+        return Ok((None, None));
     }
     let forced = forced().map_err(super::PatchError::Usage)?;
     let sized = if forced == Some(Store::Disk) {
@@ -237,33 +324,61 @@ pub fn memory_folder(
         with_seed(estimated, seed)
     };
     let available = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| mem_available(&m));
-    match decide(forced, sized.as_ref(), available) {
-        Choice::Disk { why } => {
+    let choice = decide(forced, sized.as_ref(), available);
+    let budget = available.map(process_budget);
+    let choice = within_budget(choice, budget, forced.is_some());
+    match choice {
+        (Choice::Disk { why }, _) => {
             tracing::info!(%why, "the steps' changes go to the working folder on disk");
-            Ok(None)
+            Ok((None, Some(format!("disk: {why}"))))
         }
-        Choice::Memory { size, why } => match MemoryFolder::mount(&std::env::temp_dir(), size) {
+        (Choice::Memory { size, why }, reserved) => match MemoryFolder::mount(&std::env::temp_dir(), size) {
             Ok(folder) => {
                 tracing::info!(%why, size_mib = size >> 20, path = %folder.path().display(), "the steps' changes go to a tmpfs");
-                Ok(Some(folder))
+                let store = format!("memory: a tmpfs of {} MiB; {why}", size >> 20);
+                Ok((Some(Scratch { folder, _reserved: reserved }), Some(store)))
             }
             Err(e) if forced.is_none() => {
                 tracing::warn!(error = %e, "no tmpfs for the steps' changes; using the working folder");
-                Ok(None)
+                Ok((None, Some(format!("disk: no tmpfs could be mounted ({e})"))))
             }
             Err(e) => Err(super::exec_err(e)),
         },
     }
 }
 
+/// The rule's memory choice once its size is reserved from `budget`, or
+/// disk when the budget's rest is too small; a forced choice takes what it
+/// can and stays memory.
+pub fn within_budget(
+    choice: Choice,
+    budget: Option<&Arc<MemoryBudget>>,
+    forced: bool,
+) -> (Choice, Option<Reservation>) {
+    let (Choice::Memory { size, why }, Some(budget)) = (&choice, budget) else { return (choice, None) };
+    match budget.reserve(*size) {
+        Ok(reserved) => (choice, Some(reserved)),
+        Err(_) if forced => (choice, None),
+        Err(left) => {
+            let why = format!(
+                "{why}, but concurrent sessions hold all but {} MiB of this run's {} MiB tmpfs budget \
+                 (half of MemAvailable)",
+                left >> 20,
+                budget.total() >> 20
+            );
+            (Choice::Disk { why }, None)
+        }
+    }
+}
+
 /// Whether the steps ran out of room in the tmpfs: a step failed, and it
 /// said so or the tmpfs is (nearly) full.
-pub fn outgrown(folder: &MemoryFolder, outcomes: &[StepOutcome]) -> bool {
+pub fn outgrown(folder: &Scratch, outcomes: &[StepOutcome]) -> bool {
     // Only a failed step can have run out: a full tmpfs after steps that
     // all succeeded still holds complete changes.
     let mut failed = outcomes.iter().filter(|o| !o.success()).peekable();
     failed.peek().is_some()
-        && (folder.nearly_full() || failed.any(|o| o.stderr_tail.contains("No space left on device")))
+        && (folder.folder.nearly_full() || failed.any(|o| o.stderr_tail.contains("No space left on device")))
 }
 
 #[cfg(test)]
@@ -328,6 +443,85 @@ mod tests {
         );
         // A huge estimate does not overflow.
         assert!(matches!(decide(None, Some(&est(u64::MAX)), Some(u64::MAX)), Choice::Disk { .. }));
+    }
+
+    #[test]
+    fn a_budget_lends_what_it_has_and_gets_it_back() {
+        let budget = MemoryBudget::new(1000 * MIB);
+        let a = budget.reserve(600 * MIB).unwrap();
+        // Does not fit: refused at once, saying what is left.
+        assert_eq!(budget.reserve(500 * MIB).unwrap_err(), 400 * MIB);
+        let b = budget.reserve(400 * MIB).unwrap();
+        assert_eq!(budget.left(), 0);
+        assert_eq!(budget.reserve(1).unwrap_err(), 0);
+        drop(a);
+        assert_eq!(budget.left(), 600 * MIB);
+        let c = budget.reserve(600 * MIB).unwrap();
+        drop((b, c));
+        assert_eq!(budget.left(), 1000 * MIB);
+        assert!(budget.reserve(1001 * MIB).is_err());
+    }
+
+    #[test]
+    fn concurrent_jobs_never_hold_more_than_the_budget() {
+        let budget = MemoryBudget::new(1000);
+        let held = std::sync::atomic::AtomicU64::new(0);
+        let most = std::sync::atomic::AtomicU64::new(0);
+        let granted = std::sync::atomic::AtomicU64::new(0);
+        std::thread::scope(|scope| {
+            for t in 0..8u64 {
+                let (budget, held, most, granted) = (&budget, &held, &most, &granted);
+                scope.spawn(move || {
+                    for i in 0..2000u64 {
+                        let bytes = 50 + (t * 37 + i * 13) % 300;
+                        match budget.reserve(bytes) {
+                            Ok(reservation) => {
+                                let now = held.fetch_add(bytes, std::sync::atomic::Ordering::SeqCst) + bytes;
+                                most.fetch_max(now, std::sync::atomic::Ordering::SeqCst);
+                                granted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                                std::thread::yield_now();
+                                held.fetch_sub(bytes, std::sync::atomic::Ordering::SeqCst);
+                                drop(reservation);
+                            }
+                            Err(left) => assert!(left < bytes),
+                        }
+                    }
+                });
+            }
+        });
+        assert!(most.into_inner() <= 1000);
+        assert!(granted.into_inner() > 0);
+        assert_eq!(budget.left(), 1000, "every reservation came back");
+    }
+
+    #[test]
+    fn a_job_that_does_not_fit_the_budget_goes_to_disk() {
+        let budget = MemoryBudget::new(1000 * MIB);
+        let first =
+            within_budget(decide(None, Some(&est(100 * MIB)), Some(4096 * MIB)), Some(&budget), false);
+        assert!(matches!(first, (Choice::Memory { size, .. }, Some(_)) if size == 556 * MIB));
+        assert_eq!(budget.left(), 444 * MIB);
+        // The second job's 556 MiB would fit a quarter of MemAvailable, not
+        // the budget's rest.
+        let (second, reserved) =
+            within_budget(decide(None, Some(&est(100 * MIB)), Some(4096 * MIB)), Some(&budget), false);
+        assert!(reserved.is_none());
+        let Choice::Disk { why } = second else { panic!("{second:?}") };
+        assert!(why.contains("all but 444 MiB of this run's 1000 MiB"), "{why}");
+        // A smaller one still fits beside the first.
+        let third = within_budget(decide(None, Some(&est(10 * MIB)), Some(4096 * MIB)), Some(&budget), false);
+        assert!(matches!(third, (Choice::Memory { .. }, Some(_))));
+        drop(first);
+        drop(third);
+        assert_eq!(budget.left(), 1000 * MIB);
+        // Forced memory stays memory; disk and unknown budgets pass through.
+        let _held = budget.reserve(1000 * MIB).unwrap();
+        let forced = decide(Some(Store::Memory(None)), Some(&est(MIB)), Some(1024 * MIB));
+        assert!(matches!(within_budget(forced, Some(&budget), true), (Choice::Memory { .. }, None)));
+        let disk = decide(None, None, Some(1024 * MIB));
+        assert!(matches!(within_budget(disk, Some(&budget), false), (Choice::Disk { .. }, None)));
+        let unbudgeted = decide(None, Some(&est(MIB)), Some(4096 * MIB));
+        assert!(matches!(within_budget(unbudgeted, None, false), (Choice::Memory { .. }, None)));
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub enum AptError {
     BadVersion { name: String, field: &'static str, problem: String },
     #[error("apt has no setting {key:?} (from --plugin-opt apt.{key}=...)")]
     UnknownSetting { key: String },
+    #[error("apt setting {key}={value:?} (from --plugin-opt apt.{key}=...): expected {expected}")]
+    BadSetting { key: String, value: String, expected: String },
     #[error("{path}: {problem}")]
     StatusD { path: String, problem: String },
     #[error(
@@ -51,6 +53,7 @@ impl AptError {
             Self::NoSources { .. }
             | Self::UnknownArch { .. }
             | Self::UnknownSetting { .. }
+            | Self::BadSetting { .. }
             | Self::IndexUrls { .. } => ErrorKind::Unsupported,
         }
     }
@@ -79,7 +82,9 @@ impl AptError {
                  entries"
             }
             Self::MissingFact { .. } => "this is a bug in the host: it must answer every probe",
-            Self::UnknownSetting { .. } => "the apt updater has no settings",
+            Self::UnknownSetting { .. } | Self::BadSetting { .. } => {
+                "the apt updater's one setting is index-ttl (seconds a refresh of the package indexes is reused)"
+            }
             Self::IndexUrls { .. } => "edit the image's /etc/apt/sources.list to use another mirror",
         }
     }

@@ -43,6 +43,20 @@
 //! mirror in mid-sync) leaves the other suites usable, and verification
 //! judges each package from the versions that landed and names the failed
 //! step when a fix is missing.
+//!
+//! # Reusing fresh indexes
+//!
+//! The indexes live in a host-side cache shared by every image with the
+//! same OS release, architecture, sources and keys (see [`cache_digest`]).
+//! A fleet of images of one base would otherwise refresh the same indexes
+//! once per image, each refresh holding the cache for a second or two. So
+//! the refresh step runs `apt-get update` only when the cache's last clean
+//! refresh (`apt-get update` exited 0 and printed no `W:`/`E:` line, which
+//! a source that could not be fetched does) is older than `index-ttl`
+//! seconds (`--plugin-opt apt.index-ttl=SECONDS`, default
+//! [`DEFAULT_INDEX_TTL`]; `0` refreshes every time). The time is the mtime of
+//! [`REFRESH_STAMP`] in the cache. A reuse is said on the step's stderr, and
+//! verification repeats it in every package's detail, with the indexes' age.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -85,6 +99,19 @@ pub const DROP_PATHS: &[&str] = &[
 
 /// Where apt keeps the indexes and the downloaded packages.
 pub const LISTS_DIR: &str = "/var/lib/apt/lists";
+/// Touched in the lists cache after a clean `apt-get update`.
+pub const REFRESH_STAMP: &str = "/var/lib/apt/lists/.caulk-refreshed";
+/// Seconds indexes are reused after a clean refresh, unless
+/// `apt.index-ttl` says otherwise: none. The indexes and the stamp are
+/// shared by every image of the same release, sources and keys, and the
+/// image's own apt runs the refresh with both writable, so reusing them
+/// trusts every image that ran before; the user opts in to that.
+pub const DEFAULT_INDEX_TTL: u64 = 0;
+/// The longest `apt.index-ttl` taken: a week.
+const MAX_INDEX_TTL: u64 = 7 * 24 * 3600;
+/// What the refresh step prints on stderr when it reuses the indexes,
+/// followed by their age and the TTL in seconds.
+pub const REUSED_MARK: &str = "caulk: package indexes reused";
 pub const ARCHIVES_DIR: &str = "/var/cache/apt/archives";
 
 /// The image as far as planning needs it.
@@ -124,7 +151,7 @@ fn is_ubuntu(os: &OsRelease) -> bool {
 
 /// The whole plan for `request`.
 pub fn plan(request: &PlanRequest) -> Result<PatchPlan, AptError> {
-    check_options(&request.options)?;
+    let settings = check_options(&request.options)?;
     if crate::distroless::applies(&request.facts) {
         return crate::distroless::plan(request);
     }
@@ -155,7 +182,7 @@ pub fn plan(request: &PlanRequest) -> Result<PatchPlan, AptError> {
         }
     };
     let [fetch, install] = fetch_then_install(install);
-    plan.steps = vec![refresh_step(), fetch, install];
+    plan.steps = vec![refresh_step(settings.index_ttl), fetch, install];
     plan.drop_paths = DROP_PATHS.iter().map(|p| (*p).to_owned()).collect();
     let digest = cache_digest(&request.target, &request.facts);
     let label = cache_label(&request.target, image.native.as_deref());
@@ -166,15 +193,36 @@ pub fn plan(request: &PlanRequest) -> Result<PatchPlan, AptError> {
     Ok(plan)
 }
 
-/// Refuses options the apt updater cannot honour, rather than ignoring them.
-pub fn check_options(options: &caulk_sdk::update::Options) -> Result<(), AptError> {
-    if let Some((key, _)) = options.settings.first() {
-        return Err(AptError::UnknownSetting { key: key.clone() });
+/// The apt updater's `--plugin-opt` settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// Seconds a clean refresh of the shared indexes is reused.
+    pub index_ttl: u64,
+}
+
+/// The settings, refusing options the apt updater cannot honour rather
+/// than ignoring them.
+pub fn check_options(options: &caulk_sdk::update::Options) -> Result<Settings, AptError> {
+    let mut settings = Settings { index_ttl: DEFAULT_INDEX_TTL };
+    for (key, value) in &options.settings {
+        match key.as_str() {
+            "index-ttl" => {
+                settings.index_ttl =
+                    value.parse::<u64>().ok().filter(|ttl| *ttl <= MAX_INDEX_TTL).ok_or_else(|| {
+                        AptError::BadSetting {
+                            key: key.clone(),
+                            value: value.clone(),
+                            expected: format!("whole seconds from 0 to {MAX_INDEX_TTL}"),
+                        }
+                    })?;
+            }
+            _ => return Err(AptError::UnknownSetting { key: key.clone() }),
+        }
     }
     if !options.index_urls.is_empty() {
         return Err(AptError::IndexUrls { urls: options.index_urls.join(", ") });
     }
-    Ok(())
+    Ok(settings)
 }
 
 pub(crate) enum Decision {
@@ -445,16 +493,43 @@ fn fetch_then_install(install: Step) -> [Step; 2] {
     [fetch, offline]
 }
 
-/// Translations only describe packages; skipping them saves fetching and
-/// unpacking some 30 MB of text on Debian.
-fn refresh_step() -> Step {
-    step(
-        "apt-get update: refresh the package indexes".into(),
-        ["apt-get", "update", "-o", "Acquire::Retries=3", "-o", "Acquire::Languages=none"]
-            .map(str::to_owned)
-            .into(),
-        true,
-    )
+/// `apt-get update`, skipped while the shared indexes are younger than
+/// `ttl` seconds (module docs). The script is fixed; the TTL and apt's argv
+/// reach it as arguments. `date` and `stat` are coreutils, which every
+/// image with apt has. Translations only describe packages; skipping them
+/// saves fetching and unpacking some 30 MB of text on Debian.
+fn refresh_step(ttl: u64) -> Step {
+    const SCRIPT: &str = r#"ttl=$1 stamp=$2 mark=$3
+shift 3
+if [ "$ttl" -gt 0 ] && [ -f "$stamp" ]; then
+  age=$(( $(date +%s) - $(stat -c %Y "$stamp") ))
+  if [ "$age" -ge 0 ] && [ "$age" -lt "$ttl" ]; then
+    echo "$mark: refreshed $age s ago, within apt.index-ttl=$ttl s; apt-get update not run" >&2
+    exit 0
+  fi
+fi
+# A refresh that fails or is stopped halfway may leave some lists new and
+# some old: until one completes cleanly, nothing counts as fresh.
+rm -f "$stamp"
+log=$(mktemp)
+"$@" 2>"$log"
+code=$?
+cat "$log" >&2
+if [ "$code" -eq 0 ] && ! grep -q '^[WE]:' "$log"; then touch "$stamp"; fi
+rm -f "$log"
+exit "$code"
+"#;
+    let mut argv: Vec<String> = vec!["sh".into(), "-c".into(), SCRIPT.into(), "caulk-apt-refresh".into()];
+    argv.extend([ttl.to_string(), REFRESH_STAMP.to_owned(), REUSED_MARK.to_owned()]);
+    argv.extend(
+        ["apt-get", "update", "-o", "Acquire::Retries=3", "-o", "Acquire::Languages=none"].map(str::to_owned),
+    );
+    let summary = if ttl == 0 {
+        "apt-get update: refresh the package indexes".to_owned()
+    } else {
+        format!("apt-get update: refresh the package indexes unless refreshed less than {ttl} s ago")
+    };
+    step(summary, argv, true)
 }
 
 fn install_step(names: &[String], ubuntu: bool) -> Step {

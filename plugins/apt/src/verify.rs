@@ -16,7 +16,7 @@ use caulk_sdk::version::deb;
 use crate::error::AptError;
 use crate::fix::{self, Verdict};
 use crate::name::PackageName;
-use crate::plan::{check_options, lowest_version, not_installed};
+use crate::plan::{REUSED_MARK, check_options, lowest_version, not_installed};
 use crate::probe::{DPKG_STATUS, DPKG_STATUS_D};
 use crate::status::{Entry, STATUS_PATH, Status};
 
@@ -35,7 +35,18 @@ pub fn verify(request: &VerifyRequest) -> Result<Vec<Outcome>, AptError> {
     };
     let steps = StepReport::new(&request.steps);
     let codename = request.target.os.as_ref().and_then(|os| os.version_codename.as_deref());
-    Ok(request.selected.iter().map(|s| judge(s, status.as_ref(), &steps, codename)).collect())
+    let reused = steps.reused();
+    Ok(request
+        .selected
+        .iter()
+        .map(|s| {
+            let mut outcome = judge(s, status.as_ref(), &steps, codename);
+            if let Some(reused) = reused {
+                let _ = write!(outcome.detail, "; {reused}");
+            }
+            outcome
+        })
+        .collect())
 }
 
 fn judge(
@@ -224,6 +235,14 @@ impl<'a> StepReport<'a> {
             })
             .collect();
         (!warnings.is_empty()).then(|| warnings.join("; "))
+    }
+
+    /// What the refresh step said when it reused the shared indexes
+    /// instead of running `apt-get update` (their age and the TTL).
+    fn reused(&self) -> Option<&'a str> {
+        self.steps.iter().flat_map(|s| s.stderr_tail.lines()).find_map(|line| {
+            line.trim().starts_with(REUSED_MARK).then(|| line.trim().trim_start_matches("caulk: "))
+        })
     }
 
     /// A failed step, or else a fetch warning.

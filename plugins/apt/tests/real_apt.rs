@@ -150,11 +150,12 @@ fn scan(root: &Path, caches: &[(PathBuf, String)]) -> Vec<Update> {
     updates
 }
 
-#[test]
-fn the_plan_patches_a_real_debian_12_root() {
+/// A copy of the cached base root to patch, or `None` (said why) when the
+/// real run cannot happen here.
+fn working_copy() -> Option<(tempfile::TempDir, Root)> {
     if let Err(why) = runnable() {
         eprintln!("skipping the real apt run: {why}");
-        return;
+        return None;
     }
     let base = base_root();
     let work = tempfile::Builder::new().prefix("caulk-apt-real-").tempdir_in("/var/tmp").unwrap();
@@ -162,6 +163,12 @@ fn the_plan_patches_a_real_debian_12_root() {
         Command::new("cp").arg("-a").arg(format!("{}/.", base.display())).arg(work.path()).status().unwrap();
     assert!(copied.success());
     let root = Root::at(work.path());
+    Some((work, root))
+}
+
+#[test]
+fn the_plan_patches_a_real_debian_12_root() {
+    let Some((work, root)) = working_copy() else { return };
 
     let report_options = options(UpdateMode::Report);
     let (facts, _) = probe(&root, Phase::Plan, &[], &report_options);
@@ -230,4 +237,70 @@ fn the_plan_patches_a_real_debian_12_root() {
     let (code, out, err) = run(work.path(), &["openssl".into(), "version".into()], &[], false, &[]);
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("OpenSSL 3."), "{out}");
+}
+
+#[test]
+fn the_refresh_step_reuses_indexes_only_while_they_are_fresh() {
+    let Some((work, root)) = working_copy() else { return };
+    let mut with_ttl = options(UpdateMode::All);
+    with_ttl.settings = vec![("index-ttl".into(), "600".into())];
+    let (facts, _) = probe(&root, Phase::Plan, &[], &with_ttl);
+    let plan = |options: &caulk_sdk::update::Options| {
+        Apt::plan(&PlanRequest {
+            target: root.target(),
+            updates: Vec::new(),
+            options: options.clone(),
+            facts: facts.clone(),
+        })
+        .unwrap()
+    };
+    let fresh_plan = plan(&with_ttl);
+    // Caches of its own: the other test refreshes the shared ones at the
+    // same time, and apt locks its lists.
+    let caches: Vec<(PathBuf, String)> = fresh_plan
+        .caches
+        .iter()
+        .map(|c| {
+            let dir = cache().join("apt-plugin-refresh-caches").join(&c.key);
+            std::fs::create_dir_all(dir.join("partial")).unwrap();
+            (dir, c.path.clone())
+        })
+        .collect();
+    let lists = &caches.iter().find(|(_, path)| path == "/var/lib/apt/lists").unwrap().0;
+    let stamp = lists.join(".caulk-refreshed");
+    let refresh = |plan: &caulk_sdk::update::PatchPlan| {
+        let command = &plan.steps[0].command;
+        run(work.path(), &command.argv, &command.env, command.network, &caches)
+    };
+    let _ = std::fs::remove_file(&stamp);
+
+    // No stamp: apt-get update runs, and a clean refresh leaves the stamp.
+    let (code, out, err) = refresh(&fresh_plan);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Reading package lists"), "{out}");
+    assert!(!err.contains("package indexes reused"), "{err}");
+    assert!(stamp.is_file());
+
+    // Fresh: not run, and said so on stderr.
+    let (code, out, err) = refresh(&fresh_plan);
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains("Reading package lists"), "{out}");
+    assert!(err.contains("caulk: package indexes reused: refreshed "), "{err}");
+    assert!(err.contains("within apt.index-ttl=600 s"), "{err}");
+
+    // Older than the TTL: refreshed again, the stamp renewed.
+    let old = Command::new("touch").arg("-d").arg("@1000000000").arg(&stamp).status().unwrap();
+    assert!(old.success());
+    let (code, out, _) = refresh(&fresh_plan);
+    assert_eq!(code, 0);
+    assert!(out.contains("Reading package lists"), "{out}");
+    let age = std::fs::metadata(&stamp).unwrap().modified().unwrap().elapsed().unwrap_or_default();
+    assert!(age.as_secs() < 600, "the stamp is {age:?} old");
+
+    // A TTL of 0 always refreshes.
+    let mut always = with_ttl.clone();
+    always.settings = vec![("index-ttl".into(), "0".into())];
+    let (code, out, err) = refresh(&plan(&always));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Reading package lists"), "{out}");
 }

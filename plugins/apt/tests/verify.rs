@@ -295,3 +295,57 @@ fn verification_needs_the_dpkg_database_fact() {
     assert_eq!(outcomes[0].status, OutcomeStatus::Failed);
     assert!(outcomes[0].detail.contains("no /var/lib/dpkg/status"), "{}", outcomes[0].detail);
 }
+
+#[test]
+fn reused_indexes_are_named_in_every_outcome() {
+    let plan = plan_for(vec![
+        update("openssl", "3.0.20-1~deb12u2", &["3.0.22-1~deb12u2"]),
+        update("libexpat1", "2.5.0-1+deb12u2", &["2.5.0-1+deb12u3"]),
+    ]);
+    let mut refresh = step_result(REFRESH, 0, None);
+    refresh.stderr_tail = "caulk: package indexes reused: refreshed 42 s ago, within apt.index-ttl=600 s; \
+                           apt-get update not run\n"
+        .into();
+    let steps = vec![refresh, step_result(&install_summary(&plan), 0, Some("install-ok.txt"))];
+    let outcomes = verify(&plan, "status/bookworm-after-install.status", steps);
+    for outcome in &outcomes {
+        assert_eq!(outcome.status, OutcomeStatus::Patched, "{outcome:?}");
+        assert!(
+            outcome.detail.ends_with(
+                "; package indexes reused: refreshed 42 s ago, within apt.index-ttl=600 s; apt-get update not run"
+            ),
+            "{}",
+            outcome.detail
+        );
+    }
+    // A refresh that ran leaves the details alone.
+    let steps =
+        vec![step_result(REFRESH, 0, None), step_result(&install_summary(&plan), 0, Some("install-ok.txt"))];
+    let outcomes = verify(&plan, "status/bookworm-after-install.status", steps);
+    assert!(outcomes.iter().all(|o| !o.detail.contains("reused")));
+}
+
+#[test]
+fn the_index_ttl_setting_is_checked() {
+    let with = |value: &str| {
+        let mut options = options(UpdateMode::Report);
+        options.settings = vec![("index-ttl".into(), value.into())];
+        options
+    };
+    let root = Root::mini("bookworm");
+    let updates = vec![update("openssl", "3.0.20-1~deb12u2", &["3.0.22-1~deb12u2"])];
+    let plan = support::plan(&root, updates.clone(), with("0"));
+    assert_eq!(plan.steps[0].summary, "apt-get update: refresh the package indexes");
+    assert_eq!(plan.steps[0].command.argv[4], "0");
+    let plan = support::plan(&root, updates.clone(), with("3600"));
+    assert!(plan.steps[0].summary.ends_with("unless refreshed less than 3600 s ago"));
+    for bad in ["-1", "ten", "", "604801", "1e3"] {
+        let err = Apt::plan(&plan_request(&root, updates.clone(), with(bad))).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Unsupported, "{bad}");
+        assert!(err.message.contains("expected whole seconds from 0 to 604800"), "{bad}: {}", err.message);
+    }
+    let mut unknown = options(UpdateMode::Report);
+    unknown.settings = vec![("ttl".into(), "5".into())];
+    let err = Apt::plan(&plan_request(&root, updates, unknown)).unwrap_err();
+    assert!(err.message.contains("apt has no setting \"ttl\""), "{}", err.message);
+}

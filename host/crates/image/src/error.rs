@@ -80,6 +80,10 @@ pub enum Error {
 
     #[error("{what} is not supported by {transport}")]
     Unsupported { transport: String, what: String },
+
+    /// The caller asked to stop (a cancel flag it passed was set).
+    #[error("{what}: cancelled")]
+    Cancelled { what: String },
 }
 
 impl Error {

@@ -17,7 +17,9 @@ pub mod write;
 
 pub use unpack::{LayerCache, UnpackOptions, WhiteoutFormat};
 pub use view::{EntryKind, FileInfo, RootFs};
-pub use write::{LayerSource, WriteOptions, WrittenLayer, gzip_for_size, write_layer, write_layer_to};
+pub use write::{
+    LayerSource, WriteOptions, WrittenLayer, content_size, gzip_for_size, write_layer, write_layer_to,
+};
 
 /// Name of the marker that makes a directory opaque in an OCI layer.
 pub const OPAQUE_MARKER: &str = ".wh..wh..opq";

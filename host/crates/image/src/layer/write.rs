@@ -7,11 +7,13 @@
 //! xattrs sorted, fixed-size independent gzip blocks. The same tree gives
 //! the same digest on any machine and any number of threads.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
@@ -46,6 +48,10 @@ pub struct WriteOptions {
     pub source: LayerSource,
     /// Compression threads; 0 means one per available core.
     pub threads: usize,
+    /// Set by the caller (Ctrl-C, a time limit) to stop the writer: it is
+    /// checked before each entry and each MiB of a file, and the write then
+    /// fails with [`Error::Cancelled`], leaving no file behind.
+    pub cancel: Option<Arc<AtomicBool>>,
 }
 
 impl Default for WriteOptions {
@@ -57,6 +63,7 @@ impl Default for WriteOptions {
             exclude: Vec::new(),
             source: LayerSource::Tree,
             threads: 0,
+            cancel: None,
         }
     }
 }
@@ -198,6 +205,34 @@ pub fn write_layer_to<W: Write>(root: &Path, out: W, options: &WriteOptions) -> 
     let (mut inner, digest, size) = blob.finish();
     inner.flush().ctx(|| "writing the layer".to_owned())?;
     Ok(LayerDigests { digest, diff_id, size, tar_size, entries })
+}
+
+/// The bytes of the regular files a layer of `root` would carry: what
+/// `exclude` drops is not counted, nor whiteouts, nor a hard-linked file
+/// twice. What [`gzip_for_size`] should be given, so the level follows
+/// what is written.
+pub fn content_size(root: &Path, exclude: &[String]) -> Result<u64> {
+    fn walk(dir: &Path, rel: &str, exclude: &GlobSet, seen: &mut HashSet<(u64, u64)>) -> Result<u64> {
+        let mut total = 0u64;
+        for entry in fs::read_dir(dir).ctx(|| format!("listing {}", dir.display()))? {
+            let entry = entry.ctx(|| format!("listing {}", dir.display()))?;
+            let name = entry.file_name();
+            let child_rel = format!("{rel}/{}", name.to_string_lossy());
+            if exclude.is_match(&child_rel) {
+                continue;
+            }
+            let path = entry.path();
+            let meta = fs::symlink_metadata(&path).ctx(|| format!("reading {}", path.display()))?;
+            if meta.is_dir() {
+                total = total.saturating_add(walk(&path, &child_rel, exclude, seen)?);
+            } else if meta.is_file() && (meta.nlink() == 1 || seen.insert((meta.dev(), meta.ino()))) {
+                total = total.saturating_add(meta.len());
+            }
+        }
+        Ok(total)
+    }
+    let exclude = build_globs(exclude)?;
+    walk(root, "", &exclude, &mut HashSet::new())
 }
 
 fn build_globs(patterns: &[String]) -> Result<GlobSet> {
@@ -431,6 +466,13 @@ fn read_xattrs(path: &Path) -> Result<Vec<(String, Vec<u8>)>> {
 }
 
 impl Walker<'_> {
+    fn check_cancel(&self) -> Result<()> {
+        if self.options.cancel.as_ref().is_some_and(|c| c.load(Ordering::SeqCst)) {
+            return Err(Error::Cancelled { what: format!("writing the layer of {}", self.root.display()) });
+        }
+        Ok(())
+    }
+
     fn walk_dir<W: Write>(&mut self, tar: &mut TarWriter<W>, dir: &Path, rel: &str) -> Result<()> {
         let mut names: Vec<std::ffi::OsString> = fs::read_dir(dir)
             .ctx(|| format!("listing {}", dir.display()))?
@@ -449,6 +491,7 @@ impl Walker<'_> {
             if self.exclude.is_match(format!("/{child_rel}")) {
                 continue;
             }
+            self.check_cancel()?;
             self.entry(tar, &dir.join(name), &child_rel)?;
         }
         Ok(())
@@ -569,6 +612,7 @@ impl Walker<'_> {
                 if copied == size {
                     break;
                 }
+                self.check_cancel()?;
             }
             if copied != size {
                 return Err(Error::Path {
@@ -588,7 +632,6 @@ impl Walker<'_> {
             Kind::Fifo
         } else {
             // Sockets cannot live in a layer.
-            let _ = &self.root;
             return Ok(());
         };
         tar.header(&EntryHeader { kind, device, ..base }).map_err(io_err)
@@ -607,5 +650,107 @@ mod tests {
         assert_eq!(gzip_for_size(SMALL_LAYER, 2), (1, 2));
         assert_eq!(gzip_for_size(SMALL_LAYER + 1, 2), (6, 2));
         assert_eq!(gzip_for_size(u64::MAX, 0), (6, 1));
+    }
+
+    /// Files of pseudo-random (incompressible) bytes.
+    fn tree(files: &[(&str, usize)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        for (name, len) in files {
+            let path = dir.path().join(name);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            let bytes: Vec<u8> = (0..*len)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    state.to_le_bytes()[0]
+                })
+                .collect();
+            fs::write(path, bytes).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn the_size_counts_what_the_layer_carries() {
+        let dir = tree(&[("usr/lib/a", 3000), ("usr/lib/b", 5000), ("var/lib/apt/lists/big", 1 << 20)]);
+        fs::hard_link(dir.path().join("usr/lib/a"), dir.path().join("usr/lib/a2")).unwrap();
+        std::os::unix::fs::symlink("a", dir.path().join("usr/lib/link")).unwrap();
+        // The dropped index is not counted, the hard link once.
+        assert_eq!(content_size(dir.path(), &["/var/lib/apt/lists/**".to_owned()]).unwrap(), 8000);
+        assert_eq!(content_size(dir.path(), &[]).unwrap(), 8000 + (1 << 20));
+        // What is counted is what is written.
+        let options = WriteOptions {
+            exclude: vec!["/var/lib/apt/lists/**".to_owned()],
+            compression: Compression::None,
+            ..WriteOptions::default()
+        };
+        let written = write_layer_to(dir.path(), io::sink(), &options).unwrap();
+        assert!(written.tar_size < 8000 + 16 * 1024, "{}", written.tar_size);
+    }
+
+    /// A sink that sets the cancel flag once `after` bytes went through.
+    struct CancelAfter {
+        seen: usize,
+        after: usize,
+        flag: Arc<AtomicBool>,
+    }
+
+    impl Write for CancelAfter {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.seen += buf.len();
+            if self.seen >= self.after {
+                self.flag.store(true, Ordering::SeqCst);
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_cancelled_write_stops_mid_layer() {
+        // Sixteen files of 4 MiB: once the first compressed MiB is out, the
+        // writer must stop long before the rest is read.
+        let names: Vec<String> = (0..16).map(|i| format!("f{i:02}")).collect();
+        let files: Vec<(&str, usize)> = names.iter().map(|n| (n.as_str(), 4 << 20)).collect();
+        let dir = tree(&files);
+        let flag = Arc::new(AtomicBool::new(false));
+        let options = WriteOptions {
+            level: Some(1),
+            threads: 2,
+            cancel: Some(Arc::clone(&flag)),
+            ..WriteOptions::default()
+        };
+        let mut sink = CancelAfter { seen: 0, after: 1 << 20, flag: Arc::clone(&flag) };
+        let err = write_layer_to(dir.path(), &mut sink, &options).unwrap_err();
+        assert!(matches!(err, Error::Cancelled { .. }), "{err}");
+        assert!(err.to_string().ends_with("cancelled"), "{err}");
+        // Incompressible: what reached the sink is about what was read.
+        assert!(sink.seen < 16 << 20, "stopped after {} of 64 MiB", sink.seen);
+    }
+
+    #[test]
+    fn a_cancelled_layer_file_leaves_nothing_behind() {
+        let dir = tree(&[("a", 2 << 20), ("b", 2 << 20), ("c", 2 << 20), ("d", 2 << 20)]);
+        let out = tempfile::tempdir().unwrap();
+        let flag = Arc::new(AtomicBool::new(false));
+        let options = WriteOptions { cancel: Some(Arc::clone(&flag)), ..WriteOptions::default() };
+        let watcher = {
+            let (flag, out) = (Arc::clone(&flag), out.path().to_owned());
+            // Cancels as soon as the writer's temp file exists: mid-write.
+            std::thread::spawn(move || {
+                while fs::read_dir(&out).unwrap().next().is_none() {
+                    std::thread::yield_now();
+                }
+                flag.store(true, Ordering::SeqCst);
+            })
+        };
+        let result = write_layer(dir.path(), &out.path().join("layer.tar.gz"), &options);
+        watcher.join().unwrap();
+        assert!(matches!(result, Err(Error::Cancelled { .. })), "{result:?}");
+        assert_eq!(fs::read_dir(out.path()).unwrap().count(), 0, "no layer file, no temp file");
     }
 }
