@@ -194,8 +194,11 @@ fn how_each_kind_of_environment_is_patched() {
     assert_eq!(argv[target + 1], nopip_scratch);
     let (summary, argv, _) = steps[3];
     assert_eq!(summary, format!("replace idna-3.6.dist-info in {NOPIP} by the new install"));
+    // -I ignores PYTHONDONTWRITEBYTECODE: -B keeps the script's imports
+    // from recompiling the image's bytecode into the layer.
+    assert_eq!(argv[1..3], ["-I", "-B"]);
     assert_eq!(
-        argv[4..],
+        argv[5..],
         [NOPIP.to_owned(), nopip_scratch.into(), "idna-3.6.dist-info".into(), "idna".into(), "3.7".into()]
     );
     // The 3.9 tree no interpreter runs: the host's pip, told Python 3.9.
