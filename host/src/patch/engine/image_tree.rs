@@ -12,14 +12,12 @@ use caulk_buildkit::Entry;
 use caulk_buildkit::filesync::go_mode;
 use caulk_buildkit::pb::fsutil::Stat;
 use caulk_exec::{EntryKind, MergedReader};
+use caulk_image::layer::xattr_is_kept;
 
-/// Overlay bookkeeping in a layer dir, not part of the image.
-pub(super) fn is_overlay_xattr(name: &str) -> bool {
-    name.starts_with("trusted.overlay.") || name.starts_with("user.overlay.")
-}
-
-/// The extended attributes of `path` (not following a symlink), minus
-/// overlayfs's own.
+/// The extended attributes of `path` (not following a symlink) that an
+/// image layer keeps: overlayfs's own steer the mount and security labels
+/// or ACLs describe the host that unpacked the layer, so neither goes to
+/// the daemon.
 pub(super) fn xattrs(path: &Path) -> std::io::Result<std::collections::BTreeMap<String, Vec<u8>>> {
     let mut out = std::collections::BTreeMap::new();
     let mut names = vec![0u8; 64 * 1024];
@@ -30,7 +28,7 @@ pub(super) fn xattrs(path: &Path) -> std::io::Result<std::collections::BTreeMap<
     };
     for name in names[..n].split(|b| *b == 0).filter(|n| !n.is_empty()) {
         let name = String::from_utf8_lossy(name).into_owned();
-        if is_overlay_xattr(&name) {
+        if !xattr_is_kept(&name) {
             continue;
         }
         let mut value = vec![0u8; 64 * 1024];

@@ -23,6 +23,7 @@ use caulk_buildkit::Kind;
 use caulk_buildkit::filesync::unix_mode;
 use caulk_buildkit::pb::fsutil::Stat;
 use caulk_exec::{EntryKind, FileInfo, MergedReader};
+use caulk_image::layer::xattr_is_kept;
 
 use super::image_tree::stat_of;
 
@@ -263,7 +264,7 @@ fn apply(target: &Path, stat: &Stat, chmod: bool) -> Result<(), String> {
                 .map_err(|e| err("chmod", target, e))?;
         }
     }
-    for (name, value) in &stat.xattrs {
+    for (name, value) in stat.xattrs.iter().filter(|(name, _)| xattr_is_kept(name)) {
         rustix::fs::lsetxattr(target, name.as_str(), value, rustix::fs::XattrFlags::empty())
             .map_err(|e| err(format_args!("setting {name} on"), target, e))?;
     }
@@ -277,8 +278,19 @@ fn apply(target: &Path, stat: &Stat, chmod: bool) -> Result<(), String> {
         .map_err(|e| err("setting times of", target, e))
 }
 
+/// `stat` with only the xattrs a layer keeps (as caulk's image layers
+/// do): an overlay xattr a step set would steer the overlay the layer is
+/// mounted in, and a label or ACL describes the daemon's host. Results and
+/// the baseline are compared on this set.
+fn kept(stat: &Stat) -> Stat {
+    let mut stat = stat.clone();
+    stat.xattrs.retain(|name, _| xattr_is_kept(name));
+    stat
+}
+
 impl caulk_buildkit::Sink for UpperSink {
     fn entry(&mut self, index: u32, stat: &Stat) -> Result<bool, String> {
+        let stat = &kept(stat);
         let (kind, _) = unix_mode(stat.mode).ok_or("unchecked mode")?;
         let (parent, name) = stat.path.rsplit_once('/').unwrap_or(("", &stat.path));
         self.close_to(parent)?;
@@ -423,7 +435,7 @@ pub struct StatSink(pub std::sync::Arc<std::sync::Mutex<HashMap<String, Stat>>>)
 impl caulk_buildkit::Sink for StatSink {
     fn entry(&mut self, _: u32, stat: &Stat) -> Result<bool, String> {
         let mut stats = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        stats.insert(stat.path.clone(), stat.clone());
+        stats.insert(stat.path.clone(), kept(stat));
         Ok(false)
     }
 
@@ -447,7 +459,7 @@ mod tests {
 
     use caulk_buildkit::filesync::{Conn, FsError, receive, send};
     use caulk_buildkit::pb::fsutil::Packet;
-    use caulk_buildkit::{Sink, Tree};
+    use caulk_buildkit::{Entry, Sink, Tree};
 
     use super::*;
     use crate::patch::engine::image_tree::ImageTree;
@@ -476,10 +488,79 @@ mod tests {
 
     /// caulk's sender of `layers` to caulk's receiver into `sink`.
     fn transfer(layers: Vec<PathBuf>, sink: &mut dyn Sink) {
+        transfer_tree(ImageTree::new(layers), sink).unwrap();
+    }
+
+    fn transfer_tree(tree: impl Tree + 'static, sink: &mut dyn Sink) -> Result<(), FsError> {
         let (mut near, mut far) = pipes();
-        let sender = std::thread::spawn(move || send(&ImageTree::new(layers), &mut far));
-        receive(sink, &mut near).unwrap();
-        sender.join().unwrap().unwrap();
+        let sender = std::thread::spawn(move || send(&tree, &mut far));
+        let received = receive(sink, &mut near);
+        drop(near);
+        let sent = sender.join().unwrap();
+        received.and(sent.map(drop))
+    }
+
+    /// Entries as given: what a daemon could send.
+    struct Given(Vec<Entry>);
+
+    impl Tree for Given {
+        fn entries(&self) -> Result<Vec<Entry>, String> {
+            Ok(self.0.clone())
+        }
+    }
+
+    /// The entries caulk would send for `layers`, changed by `edit`.
+    fn edited(layers: &[PathBuf], mut edit: impl FnMut(&mut Stat)) -> Given {
+        let mut entries = ImageTree::new(layers.to_vec()).entries().unwrap();
+        entries.iter_mut().for_each(|e| edit(&mut e.stat));
+        Given(entries)
+    }
+
+    fn xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
+        let mut value = vec![0u8; 256];
+        let n = rustix::fs::lgetxattr(path, name, &mut value).ok()?;
+        value.truncate(n);
+        Some(value)
+    }
+
+    #[test]
+    fn only_the_xattrs_a_layer_keeps_cross_either_way() {
+        if !root() {
+            eprintln!("skipped: trusted xattrs need root");
+            return;
+        }
+        let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+        let layers = image(dir.path());
+        // Sending: the host's own attributes stay home.
+        rustix::fs::lsetxattr(
+            layers[0].join("etc/a"),
+            "trusted.caulk",
+            b"host",
+            rustix::fs::XattrFlags::empty(),
+        )
+        .unwrap();
+        let baseline = stats_of(layers.clone());
+        assert_eq!(baseline["etc/a"].xattrs.keys().collect::<Vec<_>>(), ["user.caulk"]);
+        // Receiving: a step made d opaque to overlayfs; etc got a label.
+        let result = edited(&layers, |stat| match stat.path.as_str() {
+            "d" => {
+                stat.xattrs.insert("user.overlay.opaque".into(), b"y".to_vec());
+                stat.xattrs.insert("trusted.overlay.opaque".into(), b"y".to_vec());
+                stat.mod_time += 1;
+            }
+            "etc" => {
+                stat.xattrs.insert("security.selinux".into(), b"system_u:object_r:etc_t:s0".to_vec());
+            }
+            _ => {}
+        });
+        let out = dir.path().join("out");
+        fs::create_dir_all(&out).unwrap();
+        let mut sink = UpperSink::new(MergedReader::new(layers), baseline, &out, dir.path()).unwrap();
+        transfer_tree(result, &mut sink).unwrap();
+
+        assert_eq!(walk(&out), ["d"], "a label alone is no change");
+        assert_eq!(xattr(&out.join("d"), "user.overlay.opaque"), None);
+        assert_eq!(xattr(&out.join("d"), "trusted.overlay.opaque"), None);
     }
 
     fn mknod(path: &Path, kind: rustix::fs::FileType, major: u32, minor: u32) {
