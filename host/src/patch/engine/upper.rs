@@ -71,6 +71,9 @@ pub struct UpperSink {
     baseline: HashMap<String, Stat>,
     incoming: HashMap<u32, Incoming>,
     links: Vec<Link>,
+    /// Hard links whose stat is the image's: linked only when their
+    /// target is written, which means the steps replaced the inode.
+    quiet_links: Vec<Link>,
 }
 
 fn err(what: impl std::fmt::Display, path: &Path, e: impl std::fmt::Display) -> String {
@@ -104,6 +107,7 @@ impl UpperSink {
             baseline,
             incoming: HashMap::new(),
             links: Vec::new(),
+            quiet_links: Vec::new(),
         };
         let root = sink.lower_children("")?;
         sink.frames.push(Frame {
@@ -225,6 +229,12 @@ impl UpperSink {
         Ok(())
     }
 
+    fn link(&mut self, link: &Link) -> Result<(), String> {
+        self.ensure_parents(&link.path)?;
+        let (from, to) = (self.out.join(&link.target), self.out.join(&link.path));
+        fs::hard_link(&from, &to).map_err(|e| err("linking", &to, e))
+    }
+
     fn copy_up(&mut self, path: &str) -> Result<(), String> {
         let Some(stat) = self.files.get(path).cloned() else {
             return Err(format!("hard link target {path} is not a file of the result"));
@@ -331,8 +341,11 @@ impl caulk_buildkit::Sink for UpperSink {
                 Ok(false)
             }
             Kind::File if !stat.linkname.is_empty() => {
-                if !unchanged {
-                    self.links.push(Link { path: stat.path.clone(), target: stat.linkname.clone() });
+                let link = Link { path: stat.path.clone(), target: stat.linkname.clone() };
+                if unchanged {
+                    self.quiet_links.push(link);
+                } else {
+                    self.links.push(link);
                 }
                 Ok(false)
             }
@@ -389,9 +402,16 @@ impl caulk_buildkit::Sink for UpperSink {
             if !self.written.contains(&link.target) {
                 self.copy_up(&link.target)?;
             }
-            self.ensure_parents(&link.path)?;
-            let (from, to) = (self.out.join(&link.target), self.out.join(&link.path));
-            fs::hard_link(&from, &to).map_err(|e| err("linking", &to, e))?;
+            self.link(&link)?;
+        }
+        // A name whose stat is the image's still names the image's inode:
+        // once the first name is written (the steps renamed a new inode
+        // over every name, keeping size and mtime, or a changed name
+        // brought it up) it must follow, or the names split.
+        for link in std::mem::take(&mut self.quiet_links) {
+            if self.written.contains(&link.target) {
+                self.link(&link)?;
+            }
         }
         // Deepest first: making entries in a directory changes its mtime.
         let mut made = std::mem::take(&mut self.made);
@@ -512,7 +532,9 @@ mod tests {
     /// The entries caulk would send for `layers`, changed by `edit`.
     fn edited(layers: &[PathBuf], mut edit: impl FnMut(&mut Stat)) -> Given {
         let mut entries = ImageTree::new(layers.to_vec()).entries().unwrap();
-        entries.iter_mut().for_each(|e| edit(&mut e.stat));
+        for entry in &mut entries {
+            edit(&mut entry.stat);
+        }
         Given(entries)
     }
 
@@ -693,6 +715,64 @@ mod tests {
         assert_eq!(fs::read(out.join("etc/a")).unwrap(), b"hello, again");
         assert_eq!(fs::read(out.join("d/x")).unwrap(), b"54321", "found by content");
         assert!(squash::is_whiteout(&fs::symlink_metadata(out.join("etc/fifo")).unwrap()));
+    }
+
+    fn inode(path: &Path) -> u64 {
+        fs::symlink_metadata(path).unwrap().ino()
+    }
+
+    #[test]
+    fn every_name_of_a_replaced_inode_comes_along() {
+        if !root() {
+            eprintln!("skipped: owners and whiteouts need root");
+            return;
+        }
+        let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+        let layers = image(dir.path());
+        let one = &layers[0];
+        // l/a, l/b, l/c are one inode; m/b is a file of its own, like m/a.
+        for sub in ["l", "m"] {
+            fs::create_dir_all(one.join(sub)).unwrap();
+            fs::write(one.join(sub).join("a"), "linked").unwrap();
+        }
+        fs::hard_link(one.join("l/a"), one.join("l/b")).unwrap();
+        fs::hard_link(one.join("l/a"), one.join("l/c")).unwrap();
+        fs::hard_link(one.join("m/a"), one.join("m/c")).unwrap();
+        fs::write(one.join("m/b"), "linked").unwrap();
+        for path in ["l/a", "m/a", "m/b", "l", "m"] {
+            set_mtime(&one.join(path), 1_600_000_000);
+        }
+        // The steps: in l, dpkg renamed a new inode (same size and mtime)
+        // over every name, so l's mtime moved; in m, b became a third name
+        // of a's inode and m's mtime was put back.
+        let steps = dir.path().join("steps");
+        for sub in ["l", "m"] {
+            fs::create_dir_all(steps.join(sub)).unwrap();
+        }
+        fs::write(steps.join("l/a"), "LINKED").unwrap();
+        fs::hard_link(steps.join("l/a"), steps.join("l/b")).unwrap();
+        fs::hard_link(steps.join("l/a"), steps.join("l/c")).unwrap();
+        fs::copy(one.join("m/a"), steps.join("m/a")).unwrap();
+        fs::hard_link(steps.join("m/a"), steps.join("m/b")).unwrap();
+        fs::hard_link(steps.join("m/a"), steps.join("m/c")).unwrap();
+        set_mtime(&steps.join("l/a"), 1_600_000_000);
+        set_mtime(&steps.join("m/a"), 1_600_000_000);
+        set_mtime(&steps.join("l"), 1_700_000_000);
+        set_mtime(&steps.join("m"), 1_600_000_000);
+        let result: Vec<PathBuf> = layers.iter().cloned().chain([steps]).collect();
+
+        let out = dir.path().join("out");
+        fs::create_dir_all(&out).unwrap();
+        let baseline = stats_of(layers.clone());
+        let mut sink = UpperSink::new(MergedReader::new(layers), baseline, &out, dir.path()).unwrap();
+        transfer(result, &mut sink);
+
+        for sub in ["l", "m"] {
+            let names = ["a", "b", "c"].map(|name| out.join(sub).join(name));
+            assert!(names.iter().all(|name| inode(name) == inode(&names[0])), "{sub}: one inode");
+        }
+        assert_eq!(fs::read(out.join("l/c")).unwrap(), b"LINKED");
+        assert_eq!(fs::read(out.join("m/c")).unwrap(), b"linked");
     }
 
     fn walk(dir: &Path) -> Vec<String> {
