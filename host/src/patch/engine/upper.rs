@@ -16,7 +16,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{Read, Write};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use caulk_buildkit::Kind;
@@ -239,15 +239,32 @@ impl UpperSink {
         let Some(stat) = self.files.get(path).cloned() else {
             return Err(format!("hard link target {path} is not a file of the result"));
         };
+        // The daemon's stats say it is a file; the image must agree, or a
+        // symlink there would be followed out of the image.
         let info = self
             .reader
             .stat(&format!("/{path}"))
             .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("{path} is neither written nor in the image"))?;
+            .filter(|info| info.kind == EntryKind::File)
+            .ok_or_else(|| {
+                format!("hard link target {path} is neither written nor a regular file of the image")
+            })?;
         let from = self.real_lower(&info);
         self.ensure_parents(path)?;
         let target = self.out.join(path);
-        fs::copy(&from, &target).map_err(|e| err("copying up", &target, e))?;
+        let mut source = File::options()
+            .read(true)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits().cast_signed())
+            .open(&from)
+            .map_err(|e| err("opening", &from, e))?;
+        let copied =
+            std::io::copy(&mut source, &mut create(&target)?).map_err(|e| err("copying up", &target, e))?;
+        if i64::try_from(copied).ok() != Some(stat.size) {
+            return Err(format!(
+                "hard link target {path}: the image's file has {copied} bytes, the daemon's copy {}",
+                stat.size
+            ));
+        }
         apply(&target, &stat, true)?;
         self.written.insert(path.to_owned());
         Ok(())
@@ -773,6 +790,27 @@ mod tests {
         }
         assert_eq!(fs::read(out.join("l/c")).unwrap(), b"LINKED");
         assert_eq!(fs::read(out.join("m/c")).unwrap(), b"linked");
+    }
+
+    #[test]
+    fn a_link_to_what_the_image_has_as_a_symlink_copies_nothing_through_it() {
+        let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+        let (layer, out) = (dir.path().join("layer"), dir.path().join("out"));
+        fs::create_dir_all(&layer).unwrap();
+        fs::create_dir_all(&out).unwrap();
+        fs::write(dir.path().join("secret"), "secret").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("secret"), layer.join("a")).unwrap();
+        // The daemon claims `a` is an unchanged 6-byte file and adds a
+        // second name for it.
+        let a = Stat { path: "a".into(), mode: 0o644, size: 6, ..Stat::default() };
+        let b = Stat { path: "b".into(), linkname: "a".into(), ..a.clone() };
+        let baseline = HashMap::from([("a".to_owned(), a.clone())]);
+        let result = Given(vec![Entry { stat: a, data: None }, Entry { stat: b, data: None }]);
+        let mut sink = UpperSink::new(MergedReader::new(vec![layer]), baseline, &out, dir.path()).unwrap();
+
+        let refused = transfer_tree(result, &mut sink).unwrap_err().to_string();
+        assert!(refused.contains("hard link target a is neither written nor a regular file"), "{refused}");
+        assert!(fs::read(out.join("a")).is_err(), "nothing copied through the symlink");
     }
 
     fn walk(dir: &Path) -> Vec<String> {
