@@ -4,11 +4,12 @@
 //! has and the result lacks becomes a whiteout (a 0/0 character device).
 //!
 //! An entry whose stat (kind, mode, owner, size, mtime, link target,
-//! device numbers, xattrs) equals the image's is unchanged, with one
-//! exception: a regular file in a directory whose mtime changed may have
-//! been replaced by rename keeping size and mtime (dpkg does that), so its
-//! data is asked for and compared. An in-place rewrite that restores the
-//! mtime in an unchanged directory is not seen.
+//! device numbers, the xattrs a layer keeps) equals the image's is
+//! unchanged, with one exception: a regular file in a directory whose
+//! mtime changed, or at the root (which the stream has no stat for), may
+//! have been replaced by rename keeping size and mtime (dpkg does that), so
+//! its data is asked for and compared. An in-place rewrite that restores
+//! the mtime in an unchanged directory is not seen.
 //!
 //! The stream's paths, order and sizes were checked by
 //! `caulk_buildkit::filesync`; this side never follows a symlink it writes.
@@ -110,11 +111,14 @@ impl UpperSink {
             quiet_links: Vec::new(),
         };
         let root = sink.lower_children("")?;
+        // fsutil sends no entry for the root, so whether its mtime moved is
+        // unknown: its few files are compared by content whenever their
+        // stat is unchanged.
         sink.frames.push(Frame {
             path: String::new(),
             lower: root,
             seen: HashSet::new(),
-            mtime_changed: false,
+            mtime_changed: true,
         });
         Ok(sink)
     }
@@ -790,6 +794,32 @@ mod tests {
         }
         assert_eq!(fs::read(out.join("l/c")).unwrap(), b"LINKED");
         assert_eq!(fs::read(out.join("m/c")).unwrap(), b"linked");
+    }
+
+    #[test]
+    fn a_file_at_the_root_replaced_by_rename_is_compared_by_content() {
+        if !root() {
+            eprintln!("skipped: owners and whiteouts need root");
+            return;
+        }
+        let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+        let layers = image(dir.path());
+        fs::write(layers[0].join("r"), "old").unwrap();
+        set_mtime(&layers[0].join("r"), 1_600_000_000);
+        let steps = dir.path().join("steps");
+        fs::create_dir_all(&steps).unwrap();
+        fs::write(steps.join("r"), "new").unwrap();
+        set_mtime(&steps.join("r"), 1_600_000_000);
+        let result: Vec<PathBuf> = layers.iter().cloned().chain([steps]).collect();
+
+        let out = dir.path().join("out");
+        fs::create_dir_all(&out).unwrap();
+        let baseline = stats_of(layers.clone());
+        let mut sink = UpperSink::new(MergedReader::new(layers), baseline, &out, dir.path()).unwrap();
+        transfer(result, &mut sink);
+
+        assert_eq!(walk(&out), ["r"]);
+        assert_eq!(fs::read(out.join("r")).unwrap(), b"new");
     }
 
     #[test]
