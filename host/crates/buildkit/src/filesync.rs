@@ -332,8 +332,13 @@ pub fn check_stat(stat: &Stat) -> Result<Kind, FsError> {
     if kind == Kind::Symlink && stat.linkname.is_empty() {
         return Err(bad("symlink without a target".to_owned()));
     }
-    if !stat.linkname.is_empty() && !matches!(kind, Kind::Symlink | Kind::File) {
-        return Err(bad("hard link to something not a regular file".to_owned()));
+    // fsutil names the first path of any non-directory with more than one
+    // link, fifos and devices included (sockets never: it sends them as
+    // empty regular files).
+    if !stat.linkname.is_empty()
+        && !matches!(kind, Kind::Symlink | Kind::File | Kind::Fifo | Kind::CharDevice | Kind::BlockDevice)
+    {
+        return Err(bad("hard link from something not a file, fifo or device".to_owned()));
     }
     if stat.xattrs.values().map(Vec::len).sum::<usize>() + stat.xattrs.keys().map(String::len).sum::<usize>()
         > MAX_XATTR
@@ -366,6 +371,8 @@ fn receive_checked(sink: &mut dyn Sink, conn: &mut dyn Conn) -> Result<(), FsErr
     let mut order = Order::default();
     // Regular files and their index, for hard links to name.
     let mut files: HashSet<String> = HashSet::new();
+    // Fifos and devices, which fsutil also sends as hard links.
+    let mut nodes: HashSet<String> = HashSet::new();
     let mut pending: HashMap<u32, Pending> = HashMap::new();
     let mut streaming: HashSet<u32> = HashSet::new();
     let mut index: u32 = 0;
@@ -405,14 +412,25 @@ fn receive_checked(sink: &mut dyn Sink, conn: &mut dyn Conn) -> Result<(), FsErr
                 }
                 let kind = check_stat(&stat)?;
                 order.check(&stat, kind)?;
-                if kind == Kind::File && !stat.linkname.is_empty() {
+                let linked = match kind {
+                    Kind::File => Some(&files),
+                    Kind::Fifo | Kind::CharDevice | Kind::BlockDevice => Some(&nodes),
+                    _ => None,
+                };
+                if let Some(sent) = linked.filter(|_| !stat.linkname.is_empty()) {
                     check_path(&stat.linkname)?;
-                    if !files.contains(&stat.linkname) {
+                    if !sent.contains(&stat.linkname) {
                         return Err(FsError::BadStat {
                             path: stat.path.clone(),
-                            what: format!("hard link to {:?}, no regular file sent before it", stat.linkname),
+                            what: format!(
+                                "hard link to {:?}, no entry of its kind sent before it",
+                                stat.linkname
+                            ),
                         });
                     }
+                }
+                if linked.is_some() && kind != Kind::File && stat.linkname.is_empty() {
+                    nodes.insert(stat.path.clone());
                 }
                 let wants = sink.entry(index, &stat).map_err(FsError::Local)?;
                 if kind == Kind::File && stat.linkname.is_empty() {
@@ -653,6 +671,32 @@ mod tests {
         assert!(matches!(refused(vec![dangling, end()]), FsError::BadStat { .. }), "a hard link to nothing");
         let err = refused(vec![file("f", 0)]);
         assert!(matches!(err, FsError::Closed(_)), "{err}");
+    }
+
+    #[test]
+    fn hard_linked_fifos_and_devices_are_taken() {
+        let linked = |path: &str, mode: u32, to: &str| {
+            let mut packet = stat(path, mode, 0);
+            to.clone_into(&mut packet.stat.as_mut().unwrap().linkname);
+            packet
+        };
+        let (result, keep, _) = play(vec![
+            stat("f1", MODE_PIPE | 0o644, 0),
+            linked("f2", MODE_PIPE | 0o644, "f1"),
+            stat("n1", MODE_DEVICE | MODE_CHAR | 0o666, 0),
+            linked("n2", MODE_DEVICE | MODE_CHAR | 0o666, "n1"),
+            end(),
+            fin(),
+        ]);
+        result.unwrap();
+        assert_eq!(keep.entries, ["f1", "f2", "n1", "n2"]);
+        let err = refused(vec![file("f", 0), linked("p", MODE_PIPE | 0o644, "f"), end()]);
+        assert!(
+            matches!(&err, FsError::BadStat { path, .. } if path == "p"),
+            "a fifo linked to a file: {err}"
+        );
+        let err = refused(vec![dir("d"), linked("s", MODE_SOCKET | 0o755, "d"), end()]);
+        assert!(matches!(&err, FsError::BadStat { path, .. } if path == "s"), "{err}");
     }
 
     #[test]

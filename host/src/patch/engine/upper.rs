@@ -199,7 +199,9 @@ impl UpperSink {
         self.frames.last().and_then(|f| f.lower.as_ref()).and_then(|l| l.get(name))
     }
 
-    /// Writes a non-directory, non-regular entry.
+    /// Writes a non-directory, non-regular entry. A second name of a fifo
+    /// or device (fsutil sends it as a hard link, with its own type and
+    /// numbers) becomes a node of its own: the same node either way.
     fn write_special(&mut self, stat: &Stat, kind: Kind) -> Result<(), String> {
         self.ensure_parents(&stat.path)?;
         let target = self.out.join(&stat.path);
@@ -215,6 +217,8 @@ impl UpperSink {
             Kind::CharDevice => (rustix::fs::FileType::CharacterDevice, dev(stat)),
             Kind::BlockDevice => (rustix::fs::FileType::BlockDevice, dev(stat)),
             Kind::Fifo => (rustix::fs::FileType::Fifo, 0),
+            // A layer cannot hold a socket (caulk's layer writer leaves them
+            // out); fsutil sends one as an empty regular file anyway.
             Kind::Socket | Kind::File | Kind::Dir => return Ok(()),
         };
         rustix::fs::mknodat(rustix::fs::CWD, &target, file_type, rustix::fs::Mode::empty(), rdev)
@@ -498,7 +502,7 @@ mod tests {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
     use std::sync::mpsc;
 
-    use caulk_buildkit::filesync::{Conn, FsError, receive, send};
+    use caulk_buildkit::filesync::{Conn, FsError, go_mode, receive, send};
     use caulk_buildkit::pb::fsutil::Packet;
     use caulk_buildkit::{Entry, Sink, Tree};
 
@@ -820,6 +824,39 @@ mod tests {
 
         assert_eq!(walk(&out), ["r"]);
         assert_eq!(fs::read(out.join("r")).unwrap(), b"new");
+    }
+
+    #[test]
+    fn hard_linked_fifos_and_devices_become_nodes_of_their_own() {
+        if !root() {
+            eprintln!("skipped: devices need root");
+            return;
+        }
+        let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+        let (empty, out) = (dir.path().join("empty"), dir.path().join("out"));
+        fs::create_dir_all(&empty).unwrap();
+        fs::create_dir_all(&out).unwrap();
+        let fifo = Stat { path: "f1".into(), mode: go_mode(0o010_644), ..Stat::default() };
+        let null =
+            Stat { path: "n1".into(), mode: go_mode(0o020_666), devmajor: 1, devminor: 3, ..Stat::default() };
+        let second =
+            |stat: &Stat, path: &str| Stat { path: path.into(), linkname: stat.path.clone(), ..stat.clone() };
+        let result = Given(
+            [second(&fifo, "f2"), second(&null, "n2")]
+                .into_iter()
+                .zip([fifo.clone(), null.clone()])
+                .flat_map(|(link, first)| [first, link])
+                .map(|stat| Entry { stat, data: None })
+                .collect(),
+        );
+        let mut sink =
+            UpperSink::new(MergedReader::new(vec![empty]), HashMap::new(), &out, dir.path()).unwrap();
+        transfer_tree(result, &mut sink).unwrap();
+
+        assert!(fs::symlink_metadata(out.join("f2")).unwrap().file_type().is_fifo());
+        let n2 = fs::symlink_metadata(out.join("n2")).unwrap();
+        assert!(n2.file_type().is_char_device());
+        assert_eq!(n2.rdev(), rustix::fs::makedev(1, 3));
     }
 
     #[test]
