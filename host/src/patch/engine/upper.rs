@@ -72,6 +72,9 @@ pub struct UpperSink {
     baseline: HashMap<String, Stat>,
     incoming: HashMap<u32, Incoming>,
     links: Vec<Link>,
+    /// The directory `out` is in, removed only once the sink is dropped
+    /// by the thread that receives into it.
+    holds: Option<std::sync::Arc<tempfile::TempDir>>,
     /// Hard links whose stat is the image's: linked only when their
     /// target is written, which means the steps replaced the inode.
     quiet_links: Vec<Link>,
@@ -109,6 +112,7 @@ impl UpperSink {
             incoming: HashMap::new(),
             links: Vec::new(),
             quiet_links: Vec::new(),
+            holds: None,
         };
         let root = sink.lower_children("")?;
         // fsutil sends no entry for the root, so whether its mtime moved is
@@ -121,6 +125,13 @@ impl UpperSink {
             mtime_changed: true,
         });
         Ok(sink)
+    }
+
+    /// Keeps `dir` (the one `out` is in) while the sink lives: a transfer
+    /// stopped early may still be writing after its caller gave up.
+    pub fn holding(mut self, dir: std::sync::Arc<tempfile::TempDir>) -> Self {
+        self.holds = Some(dir);
+        self
     }
 
     fn lower_children(&self, dir: &str) -> Result<Option<HashMap<String, FileInfo>>, String> {
@@ -857,6 +868,21 @@ mod tests {
         let n2 = fs::symlink_metadata(out.join("n2")).unwrap();
         assert!(n2.file_type().is_char_device());
         assert_eq!(n2.rdev(), rustix::fs::makedev(1, 3));
+    }
+
+    #[test]
+    fn the_result_dir_outlives_its_caller_while_the_sink_receives() {
+        let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+        let result = std::sync::Arc::new(tempfile::tempdir_in(dir.path()).unwrap());
+        let path = result.path().to_owned();
+        let sink =
+            UpperSink::new(MergedReader::new(vec![dir.path().to_owned()]), HashMap::new(), &path, dir.path())
+                .unwrap()
+                .holding(std::sync::Arc::clone(&result));
+        drop(result);
+        assert!(path.is_dir(), "still the sink's");
+        drop(sink);
+        assert!(!path.exists());
     }
 
     #[test]
