@@ -72,6 +72,10 @@ pub struct UpperSink {
     baseline: HashMap<String, Stat>,
     incoming: HashMap<u32, Incoming>,
     links: Vec<Link>,
+    /// The free space of `out`'s file system when the sink was made: the
+    /// most file data a result may bring (a step can make sparse files
+    /// far larger than any disk).
+    budget: u64,
     /// The directory `out` is in, removed only once the sink is dropped
     /// by the thread that receives into it.
     holds: Option<std::sync::Arc<tempfile::TempDir>>,
@@ -94,6 +98,8 @@ impl UpperSink {
         out: &Path,
         scratch_in: &Path,
     ) -> Result<Self, String> {
+        let space = rustix::fs::statvfs(out).map_err(|e| err("reading the free space of", out, e))?;
+        let budget = space.f_bavail.saturating_mul(space.f_frsize);
         let scratch = tempfile::Builder::new()
             .prefix("bk-incoming-")
             .tempdir_in(scratch_in)
@@ -113,6 +119,7 @@ impl UpperSink {
             links: Vec::new(),
             quiet_links: Vec::new(),
             holds: None,
+            budget,
         };
         let root = sink.lower_children("")?;
         // fsutil sends no entry for the root, so whether its mtime moved is
@@ -428,6 +435,10 @@ impl caulk_buildkit::Sink for UpperSink {
         self.install(&incoming)
     }
 
+    fn budget(&self) -> u64 {
+        self.budget
+    }
+
     fn finish(&mut self) -> Result<(), String> {
         self.close_to("")?;
         let root = self.frames.pop().ok_or("no root")?;
@@ -505,6 +516,10 @@ impl caulk_buildkit::Sink for StatSink {
 
     fn finish(&mut self) -> Result<(), String> {
         Ok(())
+    }
+
+    fn budget(&self) -> u64 {
+        0
     }
 }
 
