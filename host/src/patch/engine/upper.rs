@@ -321,10 +321,10 @@ fn apply(target: &Path, stat: &Stat, chmod: bool) -> Result<(), String> {
         rustix::fs::lsetxattr(target, name.as_str(), value, rustix::fs::XattrFlags::empty())
             .map_err(|e| err(format_args!("setting {name} on"), target, e))?;
     }
-    let nanos = u64::try_from(stat.mod_time).unwrap_or(0);
+    // Before 1970 too: the nanoseconds stay positive, as in a timespec.
     let ts = rustix::fs::Timespec {
-        tv_sec: i64::try_from(nanos / 1_000_000_000).unwrap_or(0),
-        tv_nsec: i64::try_from(nanos % 1_000_000_000).unwrap_or(0),
+        tv_sec: stat.mod_time.div_euclid(1_000_000_000),
+        tv_nsec: stat.mod_time.rem_euclid(1_000_000_000),
     };
     let times = rustix::fs::Timestamps { last_access: ts, last_modification: ts };
     rustix::fs::utimensat(rustix::fs::CWD, target, &times, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
@@ -676,6 +676,8 @@ mod tests {
         fs::write(one.join("gone"), "old").unwrap();
         mknod(&two.join("gone"), rustix::fs::FileType::CharacterDevice, 0, 0);
         fs::write(two.join("new"), "").unwrap();
+        fs::write(one.join("d/old"), "1969").unwrap();
+        set_mtime(&one.join("d/old"), -1_000);
         for path in ["etc/a", "etc/hard1", "d/x", "gone", "etc", "d", "dev"] {
             set_mtime(&one.join(path), 1_600_000_000);
         }
@@ -723,6 +725,8 @@ mod tests {
         assert_eq!(null.rdev(), rustix::fs::makedev(1, 3));
         assert!(fs::symlink_metadata(out.join("gone")).is_err(), "the whiteout hid it");
         assert_eq!(fs::read(out.join("new")).unwrap(), b"", "an empty file");
+        let old = fs::symlink_metadata(out.join("d/old")).unwrap();
+        assert_eq!((old.mtime(), old.mtime_nsec()), (-1_000, 123), "before the epoch");
         assert_eq!(
             fs::symlink_metadata(out.join("etc")).unwrap().mtime(),
             1_600_000_000,
