@@ -26,6 +26,11 @@ const MAX_OPEN: usize = 64;
 const MAX_ENTRIES: u32 = 10_000_000;
 /// The largest file a tree may hold.
 pub const MAX_FILE: i64 = 64 << 30;
+/// The most bytes of names, link targets and xattrs one received tree
+/// may list (what a receiver keeps per entry grows with them).
+pub const MAX_LISTING: u64 = 512 << 20;
+/// What an entry costs the listing besides its names.
+const ENTRY_COST: u64 = 128;
 /// Owners above this are not ids any image uses.
 const MAX_ID: u32 = i32::MAX as u32;
 const MAX_PATH: usize = 4096;
@@ -137,6 +142,10 @@ pub enum FsError {
     TooManyOpen,
     #[error("more than {MAX_ENTRIES} entries")]
     TooManyEntries,
+    #[error("the entries' names, link targets and xattrs pass {MAX_LISTING} bytes")]
+    ListingTooLarge,
+    #[error("asking for {path:?} would bring the data asked for past the receiver's limit of {limit} bytes")]
+    OverBudget { path: String, limit: u64 },
     #[error("packet type {0} where none is expected")]
     Unexpected(i32),
     #[error("the other side failed: {0}")]
@@ -249,6 +258,9 @@ pub trait Sink: Send {
     fn file_done(&mut self, index: u32) -> Result<(), String>;
     /// Every entry and every file asked for has come.
     fn finish(&mut self) -> Result<(), String>;
+    /// The most bytes of file data this sink may be asked to take in all:
+    /// a file that would pass it is refused before it is asked for.
+    fn budget(&self) -> u64;
 }
 
 /// The walk-order check: names strictly increasing within a directory,
@@ -332,8 +344,13 @@ pub fn check_stat(stat: &Stat) -> Result<Kind, FsError> {
     if kind == Kind::Symlink && stat.linkname.is_empty() {
         return Err(bad("symlink without a target".to_owned()));
     }
-    if !stat.linkname.is_empty() && !matches!(kind, Kind::Symlink | Kind::File) {
-        return Err(bad("hard link to something not a regular file".to_owned()));
+    // fsutil names the first path of any non-directory with more than one
+    // link, fifos and devices included (sockets never: it sends them as
+    // empty regular files).
+    if !stat.linkname.is_empty()
+        && !matches!(kind, Kind::Symlink | Kind::File | Kind::Fifo | Kind::CharDevice | Kind::BlockDevice)
+    {
+        return Err(bad("hard link from something not a file, fifo or device".to_owned()));
     }
     if stat.xattrs.values().map(Vec::len).sum::<usize>() + stat.xattrs.keys().map(String::len).sum::<usize>()
         > MAX_XATTR
@@ -366,10 +383,14 @@ fn receive_checked(sink: &mut dyn Sink, conn: &mut dyn Conn) -> Result<(), FsErr
     let mut order = Order::default();
     // Regular files and their index, for hard links to name.
     let mut files: HashSet<String> = HashSet::new();
+    // Fifos and devices, which fsutil also sends as hard links.
+    let mut nodes: HashSet<String> = HashSet::new();
     let mut pending: HashMap<u32, Pending> = HashMap::new();
     let mut streaming: HashSet<u32> = HashSet::new();
     let mut index: u32 = 0;
     let mut listed = false;
+    let (budget, mut asked) = (sink.budget(), 0u64);
+    let mut listing = 0u64;
     loop {
         if listed && pending.is_empty() {
             sink.finish().map_err(FsError::Local)?;
@@ -405,19 +426,43 @@ fn receive_checked(sink: &mut dyn Sink, conn: &mut dyn Conn) -> Result<(), FsErr
                 }
                 let kind = check_stat(&stat)?;
                 order.check(&stat, kind)?;
-                if kind == Kind::File && !stat.linkname.is_empty() {
+                let names = stat.path.len()
+                    + stat.linkname.len()
+                    + stat.xattrs.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+                listing += names as u64 + ENTRY_COST;
+                if listing > MAX_LISTING {
+                    return Err(FsError::ListingTooLarge);
+                }
+                let linked = match kind {
+                    Kind::File => Some(&files),
+                    Kind::Fifo | Kind::CharDevice | Kind::BlockDevice => Some(&nodes),
+                    _ => None,
+                };
+                if let Some(sent) = linked.filter(|_| !stat.linkname.is_empty()) {
                     check_path(&stat.linkname)?;
-                    if !files.contains(&stat.linkname) {
+                    if !sent.contains(&stat.linkname) {
                         return Err(FsError::BadStat {
                             path: stat.path.clone(),
-                            what: format!("hard link to {:?}, no regular file sent before it", stat.linkname),
+                            what: format!(
+                                "hard link to {:?}, no entry of its kind sent before it",
+                                stat.linkname
+                            ),
                         });
                     }
+                }
+                if linked.is_some() && kind != Kind::File && stat.linkname.is_empty() {
+                    nodes.insert(stat.path.clone());
                 }
                 let wants = sink.entry(index, &stat).map_err(FsError::Local)?;
                 if kind == Kind::File && stat.linkname.is_empty() {
                     files.insert(stat.path.clone());
                     if wants {
+                        // check_stat bounds the size; the sum is what the
+                        // receiver will hold.
+                        asked += stat.size.unsigned_abs();
+                        if asked > budget {
+                            return Err(FsError::OverBudget { path: stat.path.clone(), limit: budget });
+                        }
                         pending.insert(index, Pending { path: stat.path.clone(), size: stat.size, got: 0 });
                         conn.send(Packet { r#type: packet_type::REQ, id: index, ..Packet::default() })?;
                     }
@@ -463,7 +508,7 @@ mod tests {
 
     /// Plays `packets` to a receiver and records what it sends back.
     struct Script {
-        packets: std::vec::IntoIter<Packet>,
+        packets: Box<dyn Iterator<Item = Packet>>,
         sent: Vec<Packet>,
     }
 
@@ -479,11 +524,17 @@ mod tests {
     }
 
     /// Wants every regular file and keeps what it is told.
-    #[derive(Default)]
     struct Keep {
         entries: Vec<String>,
         data: HashMap<u32, Vec<u8>>,
         finished: bool,
+        budget: u64,
+    }
+
+    impl Default for Keep {
+        fn default() -> Self {
+            Keep { entries: Vec::new(), data: HashMap::new(), finished: false, budget: u64::MAX }
+        }
     }
 
     impl Sink for Keep {
@@ -504,6 +555,10 @@ mod tests {
         fn finish(&mut self) -> Result<(), String> {
             self.finished = true;
             Ok(())
+        }
+
+        fn budget(&self) -> u64 {
+            self.budget
         }
     }
 
@@ -533,8 +588,14 @@ mod tests {
     }
 
     fn play(packets: Vec<Packet>) -> (Result<(), FsError>, Keep, Vec<Packet>) {
-        let mut script = Script { packets: packets.into_iter(), sent: Vec::new() };
-        let mut keep = Keep::default();
+        play_to(Keep::default(), packets)
+    }
+
+    fn play_to(
+        mut keep: Keep,
+        packets: impl IntoIterator<Item = Packet, IntoIter: 'static>,
+    ) -> (Result<(), FsError>, Keep, Vec<Packet>) {
+        let mut script = Script { packets: Box::new(packets.into_iter()), sent: Vec::new() };
         let result = receive(&mut keep, &mut script);
         (result, keep, script.sent)
     }
@@ -653,6 +714,62 @@ mod tests {
         assert!(matches!(refused(vec![dangling, end()]), FsError::BadStat { .. }), "a hard link to nothing");
         let err = refused(vec![file("f", 0)]);
         assert!(matches!(err, FsError::Closed(_)), "{err}");
+    }
+
+    #[test]
+    fn data_past_the_receivers_budget_is_refused_before_it_is_asked_for() {
+        let keep = Keep { budget: 5, ..Keep::default() };
+        let (result, keep, sent) = play_to(keep, vec![file("a", 3), file("b", 2), file("c", 1), end()]);
+        let err = result.unwrap_err();
+        assert!(matches!(&err, FsError::OverBudget { path, limit: 5 } if path == "c"), "{err}");
+        assert!(err.to_string().contains("limit of 5 bytes"), "{err}");
+        assert!(!keep.finished);
+        let asked: Vec<u32> = sent.iter().filter(|p| p.r#type == packet_type::REQ).map(|p| p.id).collect();
+        assert_eq!(asked, [0, 1], "c never asked for");
+    }
+
+    #[test]
+    fn a_listing_past_its_limit_is_refused() {
+        let xattrs: std::collections::BTreeMap<String, Vec<u8>> =
+            (0..15).map(|i| (format!("user.{i}"), vec![0; 4000])).collect();
+        let entries = usize::try_from(MAX_LISTING / (15 * 4000)).unwrap() + 1;
+        // Made as they are read: the whole listing would be half a GiB.
+        let packets = (0..entries)
+            .map(move |i| {
+                let mut packet = file(&format!("{i:08}"), 0);
+                packet.stat.as_mut().unwrap().xattrs.clone_from(&xattrs);
+                packet
+            })
+            .chain([end()]);
+        let (result, keep, _) = play_to(Keep { budget: 0, ..Keep::default() }, packets);
+        assert!(matches!(result, Err(FsError::ListingTooLarge)), "{result:?}");
+        assert!(keep.entries.len() < entries);
+    }
+
+    #[test]
+    fn hard_linked_fifos_and_devices_are_taken() {
+        let linked = |path: &str, mode: u32, to: &str| {
+            let mut packet = stat(path, mode, 0);
+            to.clone_into(&mut packet.stat.as_mut().unwrap().linkname);
+            packet
+        };
+        let (result, keep, _) = play(vec![
+            stat("f1", MODE_PIPE | 0o644, 0),
+            linked("f2", MODE_PIPE | 0o644, "f1"),
+            stat("n1", MODE_DEVICE | MODE_CHAR | 0o666, 0),
+            linked("n2", MODE_DEVICE | MODE_CHAR | 0o666, "n1"),
+            end(),
+            fin(),
+        ]);
+        result.unwrap();
+        assert_eq!(keep.entries, ["f1", "f2", "n1", "n2"]);
+        let err = refused(vec![file("f", 0), linked("p", MODE_PIPE | 0o644, "f"), end()]);
+        assert!(
+            matches!(&err, FsError::BadStat { path, .. } if path == "p"),
+            "a fifo linked to a file: {err}"
+        );
+        let err = refused(vec![dir("d"), linked("s", MODE_SOCKET | 0o755, "d"), end()]);
+        assert!(matches!(&err, FsError::BadStat { path, .. } if path == "s"), "{err}");
     }
 
     #[test]

@@ -226,7 +226,6 @@ impl Client {
         let mut tracker = Tracker::new();
         let follow = RefCell::new(follow);
         let addr = self.address().to_string();
-        let filesync = |source| Error::Filesync { addr: addr.clone(), what: "receiving the result", source };
         let outcome = self.block_on(async {
             let (session, mut ended) = self.export_session(sink).await?;
             request.session.clone_from(&session.id);
@@ -237,30 +236,64 @@ impl Client {
             // A result caulk refused ends the solve at once (dropping it
             // cancels the build); otherwise the stream's end and the
             // solve's answer race, and whichever failed says why. A failed
-            // solve may never have exported.
-            let (solved, received) = tokio::select! {
+            // solve may never have exported. `heard`: the receiver said
+            // how the stream ended.
+            let (solved, received, heard) = tokio::select! {
                 solved = &mut solve => {
                     let grace = if solved.is_ok() { EXPORT_GRACE } else { STATUS_GRACE };
-                    (solved, tokio::time::timeout(grace, &mut ended).await.ok().and_then(Result::ok))
+                    let received = tokio::time::timeout(grace, &mut ended).await.ok();
+                    let heard = received.is_some();
+                    (Some(solved.map(drop)), received.and_then(Result::ok), heard)
                 }
-                Ok(received) = &mut ended => match received {
-                    Err(e) => (Err(Error::Stopped { addr: addr.clone(), reason: e.to_string() }), Some(Err(e))),
-                    Ok(()) => (solve.await, Some(Ok(()))),
-                },
+                Ok(received) = &mut ended => {
+                    let (solved, received) = match received {
+                        // A stream cut because caulk was being stopped is
+                        // that stop, not a broken transfer.
+                        Err(e) => {
+                            let stopped = follow.borrow_mut().stop();
+                            let stopped = stopped.map(|reason| Err(Error::Stopped { addr: addr.clone(), reason }));
+                            (stopped, Some(Err(e)))
+                        }
+                        Ok(()) => (Some(solve.await.map(drop)), Some(Ok(()))),
+                    };
+                    (solved, received, true)
+                }
             };
             drop(session);
+            // The receiving thread writes into the sink until it sees the
+            // stream end, which closing the session brings about: its
+            // caller may remove the sink's directory once this returns.
+            if !heard && tokio::time::timeout(EXPORT_GRACE, ended).await.is_err() {
+                tracing::warn!("the receiver of the result from {addr} did not stop within {EXPORT_GRACE:?}");
+            }
             Ok::<_, Error>((solved, received))
         });
         tracker.finish(&mut |e| follow.borrow_mut().event(e));
         let (solved, received) = outcome.map_err(|e| self.explain(e))?;
-        match (solved, received) {
-            (_, Some(Err(e))) => Err(filesync(e)),
-            (Err(e), _) => Err(self.explain(e)),
-            (Ok(_), Some(Ok(()))) => Ok(()),
-            (Ok(_), None) => Err(Error::Solve {
-                addr: addr.clone(),
-                message: "the daemon reported the export done but never sent the result".to_owned(),
-            }),
+        settle(&addr, solved, received).map_err(|e| self.explain(e))
+    }
+}
+
+/// What an export reports: caulk being stopped first (the stream it cut
+/// then ends early too), then a refused or broken result, then the solve's
+/// own failure. `solved` is `None` when a refused result ended the solve.
+fn settle(
+    addr: &str,
+    solved: Option<Result<()>>,
+    received: Option<std::result::Result<(), crate::filesync::FsError>>,
+) -> Result<()> {
+    let filesync = |source| Error::Filesync { addr: addr.to_owned(), what: "receiving the result", source };
+    match (solved, received) {
+        (Some(Err(e @ Error::Stopped { .. })), _) => Err(e),
+        (_, Some(Err(e))) => Err(filesync(e)),
+        (Some(Err(e)), _) => Err(e),
+        (Some(Ok(())), Some(Ok(()))) => Ok(()),
+        (Some(Ok(())), None) => Err(Error::Solve {
+            addr: addr.to_owned(),
+            message: "the daemon reported the export done but never sent the result".to_owned(),
+        }),
+        (None, _) => {
+            Err(Error::Solve { addr: addr.to_owned(), message: "the solve ended with no answer".to_owned() })
         }
     }
 }
@@ -341,6 +374,7 @@ pub fn exit_code(error: &str) -> Option<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::filesync::FsError;
 
     #[test]
     fn exit_codes_are_read_from_both_message_forms() {
@@ -348,6 +382,22 @@ mod tests {
         assert_eq!(exit_code("process \"/bin/false\" did not complete successfully: exit code: 1"), Some(1));
         assert_eq!(exit_code("failed to compute cache key: not found"), None);
         assert_eq!(exit_code("exit code: "), None);
+    }
+
+    #[test]
+    fn a_stop_outranks_the_transfer_it_cut_short() {
+        let stopped = || Error::Stopped { addr: "a".into(), reason: "caulk was interrupted".into() };
+        let cut = || Some(Err(FsError::Closed("all asked-for data")));
+        let settled = settle("a", Some(Err(stopped())), cut());
+        assert!(matches!(settled, Err(Error::Stopped { .. })), "{settled:?}");
+        let settled = settle("a", None, cut());
+        assert!(matches!(settled, Err(Error::Filesync { .. })), "a refused result: {settled:?}");
+        let failed = Error::Solve { addr: "a".into(), message: "exit code: 1".into() };
+        let settled = settle("a", Some(Err(failed)), cut());
+        assert!(matches!(settled, Err(Error::Filesync { .. })), "the transfer says why: {settled:?}");
+        let settled = settle("a", Some(Ok(())), None);
+        assert!(matches!(settled, Err(Error::Solve { .. })), "{settled:?}");
+        settle("a", Some(Ok(())), Some(Ok(()))).unwrap();
     }
 
     #[test]

@@ -18,7 +18,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use prost::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::filesync::{self, Conn, FsError, Sink, Tree};
@@ -38,6 +38,12 @@ const MAX_MESSAGE: usize = 4 << 20;
 /// Part of the key the daemon keeps a `local://` source's copy under, so a
 /// later run (another session) sends only what changed.
 const SHARED_KEY: &str = "caulk";
+/// The most bytes of a DiffCopy stream's messages waiting for the thread
+/// that runs the protocol: past it caulk stops reading and HTTP/2 flow
+/// control holds the daemon back. Room for a few largest messages.
+const QUEUED: u32 = 64 << 20;
+/// What a queued message costs besides its bytes, so empty ones count.
+const MESSAGE_COST: u32 = 64;
 /// The most bytes one BytesMessage carries.
 const CHUNK: usize = 32 * 1024;
 
@@ -257,10 +263,11 @@ fn diff_copy(request: Request<Incoming>, offer: &Offer, receive: bool) -> Respon
     };
     // Read eagerly: the daemon sends a REQ per wanted file while caulk is
     // busy sending data, and h2 ends a connection that leaves many small
-    // DATA frames unread.
-    let (in_tx, in_rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    // DATA frames unread. Eagerly, not without bound: a result's data
+    // arrives faster than a disk takes it.
+    let (in_tx, in_rx) = mpsc::unbounded_channel();
     let (out_tx, out_rx) = mpsc::channel::<Frame<Bytes>>(64);
-    tokio::spawn(read_messages(request.into_body(), in_tx));
+    tokio::spawn(read_messages(request.into_body(), in_tx, Arc::new(Semaphore::new(QUEUED as usize))));
     let addr = offer.addr.clone();
     tokio::task::spawn_blocking(move || {
         let mut conn = Channels { rx: in_rx, tx: out_tx.clone() };
@@ -303,9 +310,17 @@ fn diff_copy(request: Request<Incoming>, offer: &Offer, receive: bool) -> Respon
     grpc_response(BoxBody::new(StreamBody::new(frames)))
 }
 
+/// A message with its share of the queue's byte budget, given back when
+/// the message is dropped.
+type Queued = (Vec<u8>, OwnedSemaphorePermit);
+
 /// Splits a request body into gRPC messages; stops (closing `to`) at the
-/// body's end, a broken body or a message caulk will not take.
-async fn read_messages(mut body: Incoming, to: mpsc::UnboundedSender<Vec<u8>>) {
+/// body's end, a broken body or a message caulk will not take. Each
+/// message waits for its bytes of `budget` before it is queued.
+async fn read_messages<B>(mut body: B, to: mpsc::UnboundedSender<Queued>, budget: Arc<Semaphore>)
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+{
     let mut buf: Vec<u8> = Vec::new();
     while let Some(Ok(frame)) = body.frame().await {
         let Ok(data) = frame.into_data() else { continue };
@@ -320,7 +335,10 @@ async fn read_messages(mut body: Incoming, to: mpsc::UnboundedSender<Vec<u8>>) {
             }
             let message = buf[5..5 + len].to_vec();
             buf.drain(..5 + len);
-            if to.send(message).is_err() {
+            // MAX_MESSAGE keeps the cost far below QUEUED.
+            let cost = u32::try_from(len).unwrap_or(u32::MAX).saturating_add(MESSAGE_COST);
+            let Ok(permit) = Arc::clone(&budget).acquire_many_owned(cost).await else { return };
+            if to.send((message, permit)).is_err() {
                 return;
             }
         }
@@ -329,13 +347,13 @@ async fn read_messages(mut body: Incoming, to: mpsc::UnboundedSender<Vec<u8>>) {
 
 /// A DiffCopy stream as the blocking protocol code sees it.
 struct Channels {
-    rx: mpsc::UnboundedReceiver<Vec<u8>>,
+    rx: mpsc::UnboundedReceiver<Queued>,
     tx: mpsc::Sender<Frame<Bytes>>,
 }
 
 impl Conn for Channels {
     fn recv(&mut self) -> Result<Option<Packet>, FsError> {
-        let Some(message) = self.rx.blocking_recv() else { return Ok(None) };
+        let Some((message, _permit)) = self.rx.blocking_recv() else { return Ok(None) };
         Packet::decode(message.as_slice())
             .map(Some)
             .map_err(|e| FsError::BadStat { path: String::new(), what: format!("undecodable packet: {e}") })
@@ -381,6 +399,34 @@ fn grpc_response(body: Body) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn framed(payload: &[u8]) -> Bytes {
+        let mut out = vec![0, 0, 0, 0, u8::try_from(payload.len()).unwrap()];
+        out.extend_from_slice(payload);
+        Bytes::from(out)
+    }
+
+    #[tokio::test]
+    async fn queued_messages_wait_for_their_share_of_the_byte_budget() {
+        let frames = [framed(&[1; 100]), framed(&[2; 100]), framed(&[3; 100])]
+            .map(|b| Ok::<_, Infallible>(Frame::data(b)));
+        let body = StreamBody::new(futures_util::stream::iter(frames));
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        // Room for two messages of 100 bytes, not three.
+        let budget = Arc::new(Semaphore::new(2 * (100 + MESSAGE_COST as usize)));
+        let reader = tokio::spawn(read_messages(body, tx, Arc::clone(&budget)));
+        let first = rx.recv().await.unwrap();
+        let second = rx.recv().await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(rx.try_recv().is_err(), "the third waits");
+        assert_eq!((first.0[0], second.0[0]), (1, 2));
+        drop(first);
+        let third = rx.recv().await.unwrap();
+        assert_eq!(third.0, [3; 100]);
+        drop((second, third));
+        reader.await.unwrap();
+        assert!(rx.recv().await.is_none(), "the body's end closes the queue");
+    }
 
     #[test]
     fn only_whole_uncompressed_messages_are_read() {

@@ -620,15 +620,19 @@ impl BuildkitWorkspace<'_> {
 
     /// An empty dir for a result's difference from the image, and the
     /// sink that fills it from the export stream.
-    fn result_sink(&self) -> Result<(tempfile::TempDir, Box<dyn caulk_buildkit::Sink>), PatchError> {
+    /// The sink holds the dir too, so the thread receiving into it is done
+    /// before the dir goes.
+    fn result_sink(&self) -> Result<(Arc<tempfile::TempDir>, Box<dyn caulk_buildkit::Sink>), PatchError> {
         let folder = &self.engine.working_folder;
         let diff = tempfile::Builder::new()
             .prefix("bk-result-")
             .tempdir_in(folder)
             .map_err(|source| bk(BuildkitError::Io { what: "creating the result dir".to_owned(), source }))?;
+        let diff = Arc::new(diff);
         let baseline = self.baseline()?;
         let sink = UpperSink::new(MergedReader::new(self.lower.clone()), baseline, diff.path(), folder)
-            .map_err(|reason| bk(BuildkitError::Result { addr: self.engine.addr.to_string(), reason }))?;
+            .map_err(|reason| bk(BuildkitError::Result { addr: self.engine.addr.to_string(), reason }))?
+            .holding(Arc::clone(&diff));
         Ok((diff, Box::new(sink)))
     }
 

@@ -12,14 +12,12 @@ use caulk_buildkit::Entry;
 use caulk_buildkit::filesync::go_mode;
 use caulk_buildkit::pb::fsutil::Stat;
 use caulk_exec::{EntryKind, MergedReader};
+use caulk_image::layer::xattr_is_kept;
 
-/// Overlay bookkeeping in a layer dir, not part of the image.
-pub(super) fn is_overlay_xattr(name: &str) -> bool {
-    name.starts_with("trusted.overlay.") || name.starts_with("user.overlay.")
-}
-
-/// The extended attributes of `path` (not following a symlink), minus
-/// overlayfs's own.
+/// The extended attributes of `path` (not following a symlink) that an
+/// image layer keeps: overlayfs's own steer the mount and security labels
+/// or ACLs describe the host that unpacked the layer, so neither goes to
+/// the daemon.
 pub(super) fn xattrs(path: &Path) -> std::io::Result<std::collections::BTreeMap<String, Vec<u8>>> {
     let mut out = std::collections::BTreeMap::new();
     let mut names = vec![0u8; 64 * 1024];
@@ -30,7 +28,7 @@ pub(super) fn xattrs(path: &Path) -> std::io::Result<std::collections::BTreeMap<
     };
     for name in names[..n].split(|b| *b == 0).filter(|n| !n.is_empty()) {
         let name = String::from_utf8_lossy(name).into_owned();
-        if is_overlay_xattr(&name) {
+        if !xattr_is_kept(&name) {
             continue;
         }
         let mut value = vec![0u8; 64 * 1024];
@@ -83,6 +81,25 @@ impl DeviceType for std::fs::FileType {
     }
 }
 
+/// fsutil's paths and link targets are protobuf strings, so a name that
+/// is not UTF-8 cannot cross; the reader's lossy copy of it would name
+/// nothing or point elsewhere.
+fn not_utf8(path: &str, real: &Path, link_target: Option<&str>) -> Result<(), String> {
+    const LOST: char = char::REPLACEMENT_CHARACTER;
+    let refuse = |what: &str| {
+        Err(format!("{path}: its {what} is not UTF-8, which BuildKit's file transfer cannot carry"))
+    };
+    if path.contains(LOST) && std::fs::symlink_metadata(real).is_err() {
+        return refuse("name");
+    }
+    if link_target.is_some_and(|t| t.contains(LOST))
+        && std::fs::read_link(real).is_ok_and(|t| t.to_str().is_none())
+    {
+        return refuse("link target");
+    }
+    Ok(())
+}
+
 /// An image's layers, shared with the daemon.
 pub struct ImageTree {
     reader: MergedReader,
@@ -104,6 +121,7 @@ impl ImageTree {
             // `list` gives absolute paths below the root; fsutil's are relative.
             let rel = child.path.trim_start_matches('/').to_owned();
             let real = self.reader.layers()[child.layer].join(&rel);
+            not_utf8(&child.path, &real, child.link_target.as_deref())?;
             let (mut stat, meta) = stat_of(&rel, &real, child.link_target.as_deref())
                 .map_err(|e| format!("reading {}: {e}", real.display()))?;
             let mut data = None;
@@ -138,5 +156,29 @@ impl caulk_buildkit::Tree for ImageTree {
         let mut out = Vec::new();
         self.walk("/", &mut out, &mut HashMap::new())?;
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+
+    use caulk_buildkit::Tree;
+
+    use super::*;
+
+    #[test]
+    fn names_that_are_not_utf8_are_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad = OsStr::from_bytes(b"bad\xff");
+        std::fs::write(dir.path().join(bad), "x").unwrap();
+        let refused = ImageTree::new(vec![dir.path().to_owned()]).entries().unwrap_err();
+        assert!(refused.contains("its name is not UTF-8"), "{refused}");
+
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(bad, dir.path().join("link")).unwrap();
+        let refused = ImageTree::new(vec![dir.path().to_owned()]).entries().unwrap_err();
+        assert!(refused.starts_with("/link: its link target is not UTF-8"), "{refused}");
     }
 }

@@ -4,11 +4,12 @@
 //! has and the result lacks becomes a whiteout (a 0/0 character device).
 //!
 //! An entry whose stat (kind, mode, owner, size, mtime, link target,
-//! device numbers, xattrs) equals the image's is unchanged, with one
-//! exception: a regular file in a directory whose mtime changed may have
-//! been replaced by rename keeping size and mtime (dpkg does that), so its
-//! data is asked for and compared. An in-place rewrite that restores the
-//! mtime in an unchanged directory is not seen.
+//! device numbers, the xattrs a layer keeps) equals the image's is
+//! unchanged, with one exception: a regular file in a directory whose
+//! mtime changed, or at the root (which the stream has no stat for), may
+//! have been replaced by rename keeping size and mtime (dpkg does that), so
+//! its data is asked for and compared. An in-place rewrite that restores
+//! the mtime in an unchanged directory is not seen.
 //!
 //! The stream's paths, order and sizes were checked by
 //! `caulk_buildkit::filesync`; this side never follows a symlink it writes.
@@ -16,13 +17,14 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{Read, Write};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use caulk_buildkit::Kind;
 use caulk_buildkit::filesync::unix_mode;
 use caulk_buildkit::pb::fsutil::Stat;
 use caulk_exec::{EntryKind, FileInfo, MergedReader};
+use caulk_image::layer::xattr_is_kept;
 
 use super::image_tree::stat_of;
 
@@ -70,6 +72,16 @@ pub struct UpperSink {
     baseline: HashMap<String, Stat>,
     incoming: HashMap<u32, Incoming>,
     links: Vec<Link>,
+    /// The free space of `out`'s file system when the sink was made: the
+    /// most file data a result may bring (a step can make sparse files
+    /// far larger than any disk).
+    budget: u64,
+    /// The directory `out` is in, removed only once the sink is dropped
+    /// by the thread that receives into it.
+    holds: Option<std::sync::Arc<tempfile::TempDir>>,
+    /// Hard links whose stat is the image's: linked only when their
+    /// target is written, which means the steps replaced the inode.
+    quiet_links: Vec<Link>,
 }
 
 fn err(what: impl std::fmt::Display, path: &Path, e: impl std::fmt::Display) -> String {
@@ -86,6 +98,8 @@ impl UpperSink {
         out: &Path,
         scratch_in: &Path,
     ) -> Result<Self, String> {
+        let space = rustix::fs::statvfs(out).map_err(|e| err("reading the free space of", out, e))?;
+        let budget = space.f_bavail.saturating_mul(space.f_frsize);
         let scratch = tempfile::Builder::new()
             .prefix("bk-incoming-")
             .tempdir_in(scratch_in)
@@ -103,15 +117,28 @@ impl UpperSink {
             baseline,
             incoming: HashMap::new(),
             links: Vec::new(),
+            quiet_links: Vec::new(),
+            holds: None,
+            budget,
         };
         let root = sink.lower_children("")?;
+        // fsutil sends no entry for the root, so whether its mtime moved is
+        // unknown: its few files are compared by content whenever their
+        // stat is unchanged.
         sink.frames.push(Frame {
             path: String::new(),
             lower: root,
             seen: HashSet::new(),
-            mtime_changed: false,
+            mtime_changed: true,
         });
         Ok(sink)
+    }
+
+    /// Keeps `dir` (the one `out` is in) while the sink lives: a transfer
+    /// stopped early may still be writing after its caller gave up.
+    pub fn holding(mut self, dir: std::sync::Arc<tempfile::TempDir>) -> Self {
+        self.holds = Some(dir);
+        self
     }
 
     fn lower_children(&self, dir: &str) -> Result<Option<HashMap<String, FileInfo>>, String> {
@@ -190,7 +217,9 @@ impl UpperSink {
         self.frames.last().and_then(|f| f.lower.as_ref()).and_then(|l| l.get(name))
     }
 
-    /// Writes a non-directory, non-regular entry.
+    /// Writes a non-directory, non-regular entry. A second name of a fifo
+    /// or device (fsutil sends it as a hard link, with its own type and
+    /// numbers) becomes a node of its own: the same node either way.
     fn write_special(&mut self, stat: &Stat, kind: Kind) -> Result<(), String> {
         self.ensure_parents(&stat.path)?;
         let target = self.out.join(&stat.path);
@@ -206,6 +235,8 @@ impl UpperSink {
             Kind::CharDevice => (rustix::fs::FileType::CharacterDevice, dev(stat)),
             Kind::BlockDevice => (rustix::fs::FileType::BlockDevice, dev(stat)),
             Kind::Fifo => (rustix::fs::FileType::Fifo, 0),
+            // A layer cannot hold a socket (caulk's layer writer leaves them
+            // out); fsutil sends one as an empty regular file anyway.
             Kind::Socket | Kind::File | Kind::Dir => return Ok(()),
         };
         rustix::fs::mknodat(rustix::fs::CWD, &target, file_type, rustix::fs::Mode::empty(), rdev)
@@ -224,19 +255,42 @@ impl UpperSink {
         Ok(())
     }
 
+    fn link(&mut self, link: &Link) -> Result<(), String> {
+        self.ensure_parents(&link.path)?;
+        let (from, to) = (self.out.join(&link.target), self.out.join(&link.path));
+        fs::hard_link(&from, &to).map_err(|e| err("linking", &to, e))
+    }
+
     fn copy_up(&mut self, path: &str) -> Result<(), String> {
         let Some(stat) = self.files.get(path).cloned() else {
             return Err(format!("hard link target {path} is not a file of the result"));
         };
+        // The daemon's stats say it is a file; the image must agree, or a
+        // symlink there would be followed out of the image.
         let info = self
             .reader
             .stat(&format!("/{path}"))
             .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("{path} is neither written nor in the image"))?;
+            .filter(|info| info.kind == EntryKind::File)
+            .ok_or_else(|| {
+                format!("hard link target {path} is neither written nor a regular file of the image")
+            })?;
         let from = self.real_lower(&info);
         self.ensure_parents(path)?;
         let target = self.out.join(path);
-        fs::copy(&from, &target).map_err(|e| err("copying up", &target, e))?;
+        let mut source = File::options()
+            .read(true)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits().cast_signed())
+            .open(&from)
+            .map_err(|e| err("opening", &from, e))?;
+        let copied =
+            std::io::copy(&mut source, &mut create(&target)?).map_err(|e| err("copying up", &target, e))?;
+        if i64::try_from(copied).ok() != Some(stat.size) {
+            return Err(format!(
+                "hard link target {path}: the image's file has {copied} bytes, the daemon's copy {}",
+                stat.size
+            ));
+        }
         apply(&target, &stat, true)?;
         self.written.insert(path.to_owned());
         Ok(())
@@ -263,22 +317,33 @@ fn apply(target: &Path, stat: &Stat, chmod: bool) -> Result<(), String> {
                 .map_err(|e| err("chmod", target, e))?;
         }
     }
-    for (name, value) in &stat.xattrs {
+    for (name, value) in stat.xattrs.iter().filter(|(name, _)| xattr_is_kept(name)) {
         rustix::fs::lsetxattr(target, name.as_str(), value, rustix::fs::XattrFlags::empty())
             .map_err(|e| err(format_args!("setting {name} on"), target, e))?;
     }
-    let nanos = u64::try_from(stat.mod_time).unwrap_or(0);
+    // Before 1970 too: the nanoseconds stay positive, as in a timespec.
     let ts = rustix::fs::Timespec {
-        tv_sec: i64::try_from(nanos / 1_000_000_000).unwrap_or(0),
-        tv_nsec: i64::try_from(nanos % 1_000_000_000).unwrap_or(0),
+        tv_sec: stat.mod_time.div_euclid(1_000_000_000),
+        tv_nsec: stat.mod_time.rem_euclid(1_000_000_000),
     };
     let times = rustix::fs::Timestamps { last_access: ts, last_modification: ts };
     rustix::fs::utimensat(rustix::fs::CWD, target, &times, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
         .map_err(|e| err("setting times of", target, e))
 }
 
+/// `stat` with only the xattrs a layer keeps (as caulk's image layers
+/// do): an overlay xattr a step set would steer the overlay the layer is
+/// mounted in, and a label or ACL describes the daemon's host. Results and
+/// the baseline are compared on this set.
+fn kept(stat: &Stat) -> Stat {
+    let mut stat = stat.clone();
+    stat.xattrs.retain(|name, _| xattr_is_kept(name));
+    stat
+}
+
 impl caulk_buildkit::Sink for UpperSink {
     fn entry(&mut self, index: u32, stat: &Stat) -> Result<bool, String> {
+        let stat = &kept(stat);
         let (kind, _) = unix_mode(stat.mode).ok_or("unchecked mode")?;
         let (parent, name) = stat.path.rsplit_once('/').unwrap_or(("", &stat.path));
         self.close_to(parent)?;
@@ -319,8 +384,11 @@ impl caulk_buildkit::Sink for UpperSink {
                 Ok(false)
             }
             Kind::File if !stat.linkname.is_empty() => {
-                if !unchanged {
-                    self.links.push(Link { path: stat.path.clone(), target: stat.linkname.clone() });
+                let link = Link { path: stat.path.clone(), target: stat.linkname.clone() };
+                if unchanged {
+                    self.quiet_links.push(link);
+                } else {
+                    self.links.push(link);
                 }
                 Ok(false)
             }
@@ -367,6 +435,10 @@ impl caulk_buildkit::Sink for UpperSink {
         self.install(&incoming)
     }
 
+    fn budget(&self) -> u64 {
+        self.budget
+    }
+
     fn finish(&mut self) -> Result<(), String> {
         self.close_to("")?;
         let root = self.frames.pop().ok_or("no root")?;
@@ -377,9 +449,16 @@ impl caulk_buildkit::Sink for UpperSink {
             if !self.written.contains(&link.target) {
                 self.copy_up(&link.target)?;
             }
-            self.ensure_parents(&link.path)?;
-            let (from, to) = (self.out.join(&link.target), self.out.join(&link.path));
-            fs::hard_link(&from, &to).map_err(|e| err("linking", &to, e))?;
+            self.link(&link)?;
+        }
+        // A name whose stat is the image's still names the image's inode:
+        // once the first name is written (the steps renamed a new inode
+        // over every name, keeping size and mtime, or a changed name
+        // brought it up) it must follow, or the names split.
+        for link in std::mem::take(&mut self.quiet_links) {
+            if self.written.contains(&link.target) {
+                self.link(&link)?;
+            }
         }
         // Deepest first: making entries in a directory changes its mtime.
         let mut made = std::mem::take(&mut self.made);
@@ -423,7 +502,7 @@ pub struct StatSink(pub std::sync::Arc<std::sync::Mutex<HashMap<String, Stat>>>)
 impl caulk_buildkit::Sink for StatSink {
     fn entry(&mut self, _: u32, stat: &Stat) -> Result<bool, String> {
         let mut stats = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        stats.insert(stat.path.clone(), stat.clone());
+        stats.insert(stat.path.clone(), kept(stat));
         Ok(false)
     }
 
@@ -438,6 +517,10 @@ impl caulk_buildkit::Sink for StatSink {
     fn finish(&mut self) -> Result<(), String> {
         Ok(())
     }
+
+    fn budget(&self) -> u64 {
+        0
+    }
 }
 
 #[cfg(test)]
@@ -445,9 +528,9 @@ mod tests {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
     use std::sync::mpsc;
 
-    use caulk_buildkit::filesync::{Conn, FsError, receive, send};
+    use caulk_buildkit::filesync::{Conn, FsError, go_mode, receive, send};
     use caulk_buildkit::pb::fsutil::Packet;
-    use caulk_buildkit::{Sink, Tree};
+    use caulk_buildkit::{Entry, Sink, Tree};
 
     use super::*;
     use crate::patch::engine::image_tree::ImageTree;
@@ -476,10 +559,81 @@ mod tests {
 
     /// caulk's sender of `layers` to caulk's receiver into `sink`.
     fn transfer(layers: Vec<PathBuf>, sink: &mut dyn Sink) {
+        transfer_tree(ImageTree::new(layers), sink).unwrap();
+    }
+
+    fn transfer_tree(tree: impl Tree + 'static, sink: &mut dyn Sink) -> Result<(), FsError> {
         let (mut near, mut far) = pipes();
-        let sender = std::thread::spawn(move || send(&ImageTree::new(layers), &mut far));
-        receive(sink, &mut near).unwrap();
-        sender.join().unwrap().unwrap();
+        let sender = std::thread::spawn(move || send(&tree, &mut far));
+        let received = receive(sink, &mut near);
+        drop(near);
+        let sent = sender.join().unwrap();
+        received.and(sent.map(drop))
+    }
+
+    /// Entries as given: what a daemon could send.
+    struct Given(Vec<Entry>);
+
+    impl Tree for Given {
+        fn entries(&self) -> Result<Vec<Entry>, String> {
+            Ok(self.0.clone())
+        }
+    }
+
+    /// The entries caulk would send for `layers`, changed by `edit`.
+    fn edited(layers: &[PathBuf], mut edit: impl FnMut(&mut Stat)) -> Given {
+        let mut entries = ImageTree::new(layers.to_vec()).entries().unwrap();
+        for entry in &mut entries {
+            edit(&mut entry.stat);
+        }
+        Given(entries)
+    }
+
+    fn xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
+        let mut value = vec![0u8; 256];
+        let n = rustix::fs::lgetxattr(path, name, &mut value).ok()?;
+        value.truncate(n);
+        Some(value)
+    }
+
+    #[test]
+    fn only_the_xattrs_a_layer_keeps_cross_either_way() {
+        if !root() {
+            eprintln!("skipped: trusted xattrs need root");
+            return;
+        }
+        let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+        let layers = image(dir.path());
+        // Sending: the host's own attributes stay home.
+        rustix::fs::lsetxattr(
+            layers[0].join("etc/a"),
+            "trusted.caulk",
+            b"host",
+            rustix::fs::XattrFlags::empty(),
+        )
+        .unwrap();
+        let baseline = stats_of(layers.clone());
+        assert_eq!(baseline["etc/a"].xattrs.keys().collect::<Vec<_>>(), ["user.caulk"]);
+        // Receiving: a step made d opaque to overlayfs; etc got a label.
+        let result = edited(&layers, |stat| match stat.path.as_str() {
+            "d" => {
+                stat.xattrs.insert("user.overlay.opaque".into(), b"y".to_vec());
+                stat.xattrs.insert("trusted.overlay.opaque".into(), b"y".to_vec());
+                stat.mod_time += 1;
+            }
+            "etc" => {
+                stat.xattrs.insert("security.selinux".into(), b"system_u:object_r:etc_t:s0".to_vec());
+            }
+            _ => {}
+        });
+        let out = dir.path().join("out");
+        fs::create_dir_all(&out).unwrap();
+        let mut sink = UpperSink::new(MergedReader::new(layers), baseline, &out, dir.path()).unwrap();
+        transfer_tree(result, &mut sink).unwrap();
+
+        assert_eq!(walk(&out), ["d"], "a label alone is no change");
+        assert_eq!(xattr(&out.join("d"), "user.overlay.opaque"), None);
+        assert_eq!(xattr(&out.join("d"), "trusted.overlay.opaque"), None);
     }
 
     fn mknod(path: &Path, kind: rustix::fs::FileType, major: u32, minor: u32) {
@@ -522,6 +676,8 @@ mod tests {
         fs::write(one.join("gone"), "old").unwrap();
         mknod(&two.join("gone"), rustix::fs::FileType::CharacterDevice, 0, 0);
         fs::write(two.join("new"), "").unwrap();
+        fs::write(one.join("d/old"), "1969").unwrap();
+        set_mtime(&one.join("d/old"), -1_000);
         for path in ["etc/a", "etc/hard1", "d/x", "gone", "etc", "d", "dev"] {
             set_mtime(&one.join(path), 1_600_000_000);
         }
@@ -569,6 +725,8 @@ mod tests {
         assert_eq!(null.rdev(), rustix::fs::makedev(1, 3));
         assert!(fs::symlink_metadata(out.join("gone")).is_err(), "the whiteout hid it");
         assert_eq!(fs::read(out.join("new")).unwrap(), b"", "an empty file");
+        let old = fs::symlink_metadata(out.join("d/old")).unwrap();
+        assert_eq!((old.mtime(), old.mtime_nsec()), (-1_000, 123), "before the epoch");
         assert_eq!(
             fs::symlink_metadata(out.join("etc")).unwrap().mtime(),
             1_600_000_000,
@@ -612,6 +770,159 @@ mod tests {
         assert_eq!(fs::read(out.join("etc/a")).unwrap(), b"hello, again");
         assert_eq!(fs::read(out.join("d/x")).unwrap(), b"54321", "found by content");
         assert!(squash::is_whiteout(&fs::symlink_metadata(out.join("etc/fifo")).unwrap()));
+    }
+
+    fn inode(path: &Path) -> u64 {
+        fs::symlink_metadata(path).unwrap().ino()
+    }
+
+    #[test]
+    fn every_name_of_a_replaced_inode_comes_along() {
+        if !root() {
+            eprintln!("skipped: owners and whiteouts need root");
+            return;
+        }
+        let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+        let layers = image(dir.path());
+        let one = &layers[0];
+        // l/a, l/b, l/c are one inode; m/b is a file of its own, like m/a.
+        for sub in ["l", "m"] {
+            fs::create_dir_all(one.join(sub)).unwrap();
+            fs::write(one.join(sub).join("a"), "linked").unwrap();
+        }
+        fs::hard_link(one.join("l/a"), one.join("l/b")).unwrap();
+        fs::hard_link(one.join("l/a"), one.join("l/c")).unwrap();
+        fs::hard_link(one.join("m/a"), one.join("m/c")).unwrap();
+        fs::write(one.join("m/b"), "linked").unwrap();
+        for path in ["l/a", "m/a", "m/b", "l", "m"] {
+            set_mtime(&one.join(path), 1_600_000_000);
+        }
+        // The steps: in l, dpkg renamed a new inode (same size and mtime)
+        // over every name, so l's mtime moved; in m, b became a third name
+        // of a's inode and m's mtime was put back.
+        let steps = dir.path().join("steps");
+        for sub in ["l", "m"] {
+            fs::create_dir_all(steps.join(sub)).unwrap();
+        }
+        fs::write(steps.join("l/a"), "LINKED").unwrap();
+        fs::hard_link(steps.join("l/a"), steps.join("l/b")).unwrap();
+        fs::hard_link(steps.join("l/a"), steps.join("l/c")).unwrap();
+        fs::copy(one.join("m/a"), steps.join("m/a")).unwrap();
+        fs::hard_link(steps.join("m/a"), steps.join("m/b")).unwrap();
+        fs::hard_link(steps.join("m/a"), steps.join("m/c")).unwrap();
+        set_mtime(&steps.join("l/a"), 1_600_000_000);
+        set_mtime(&steps.join("m/a"), 1_600_000_000);
+        set_mtime(&steps.join("l"), 1_700_000_000);
+        set_mtime(&steps.join("m"), 1_600_000_000);
+        let result: Vec<PathBuf> = layers.iter().cloned().chain([steps]).collect();
+
+        let out = dir.path().join("out");
+        fs::create_dir_all(&out).unwrap();
+        let baseline = stats_of(layers.clone());
+        let mut sink = UpperSink::new(MergedReader::new(layers), baseline, &out, dir.path()).unwrap();
+        transfer(result, &mut sink);
+
+        for sub in ["l", "m"] {
+            let names = ["a", "b", "c"].map(|name| out.join(sub).join(name));
+            assert!(names.iter().all(|name| inode(name) == inode(&names[0])), "{sub}: one inode");
+        }
+        assert_eq!(fs::read(out.join("l/c")).unwrap(), b"LINKED");
+        assert_eq!(fs::read(out.join("m/c")).unwrap(), b"linked");
+    }
+
+    #[test]
+    fn a_file_at_the_root_replaced_by_rename_is_compared_by_content() {
+        if !root() {
+            eprintln!("skipped: owners and whiteouts need root");
+            return;
+        }
+        let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+        let layers = image(dir.path());
+        fs::write(layers[0].join("r"), "old").unwrap();
+        set_mtime(&layers[0].join("r"), 1_600_000_000);
+        let steps = dir.path().join("steps");
+        fs::create_dir_all(&steps).unwrap();
+        fs::write(steps.join("r"), "new").unwrap();
+        set_mtime(&steps.join("r"), 1_600_000_000);
+        let result: Vec<PathBuf> = layers.iter().cloned().chain([steps]).collect();
+
+        let out = dir.path().join("out");
+        fs::create_dir_all(&out).unwrap();
+        let baseline = stats_of(layers.clone());
+        let mut sink = UpperSink::new(MergedReader::new(layers), baseline, &out, dir.path()).unwrap();
+        transfer(result, &mut sink);
+
+        assert_eq!(walk(&out), ["r"]);
+        assert_eq!(fs::read(out.join("r")).unwrap(), b"new");
+    }
+
+    #[test]
+    fn hard_linked_fifos_and_devices_become_nodes_of_their_own() {
+        if !root() {
+            eprintln!("skipped: devices need root");
+            return;
+        }
+        let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+        let (empty, out) = (dir.path().join("empty"), dir.path().join("out"));
+        fs::create_dir_all(&empty).unwrap();
+        fs::create_dir_all(&out).unwrap();
+        let fifo = Stat { path: "f1".into(), mode: go_mode(0o010_644), ..Stat::default() };
+        let null =
+            Stat { path: "n1".into(), mode: go_mode(0o020_666), devmajor: 1, devminor: 3, ..Stat::default() };
+        let second =
+            |stat: &Stat, path: &str| Stat { path: path.into(), linkname: stat.path.clone(), ..stat.clone() };
+        let result = Given(
+            [second(&fifo, "f2"), second(&null, "n2")]
+                .into_iter()
+                .zip([fifo.clone(), null.clone()])
+                .flat_map(|(link, first)| [first, link])
+                .map(|stat| Entry { stat, data: None })
+                .collect(),
+        );
+        let mut sink =
+            UpperSink::new(MergedReader::new(vec![empty]), HashMap::new(), &out, dir.path()).unwrap();
+        transfer_tree(result, &mut sink).unwrap();
+
+        assert!(fs::symlink_metadata(out.join("f2")).unwrap().file_type().is_fifo());
+        let n2 = fs::symlink_metadata(out.join("n2")).unwrap();
+        assert!(n2.file_type().is_char_device());
+        assert_eq!(n2.rdev(), rustix::fs::makedev(1, 3));
+    }
+
+    #[test]
+    fn the_result_dir_outlives_its_caller_while_the_sink_receives() {
+        let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+        let result = std::sync::Arc::new(tempfile::tempdir_in(dir.path()).unwrap());
+        let path = result.path().to_owned();
+        let sink =
+            UpperSink::new(MergedReader::new(vec![dir.path().to_owned()]), HashMap::new(), &path, dir.path())
+                .unwrap()
+                .holding(std::sync::Arc::clone(&result));
+        drop(result);
+        assert!(path.is_dir(), "still the sink's");
+        drop(sink);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_link_to_what_the_image_has_as_a_symlink_copies_nothing_through_it() {
+        let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+        let (layer, out) = (dir.path().join("layer"), dir.path().join("out"));
+        fs::create_dir_all(&layer).unwrap();
+        fs::create_dir_all(&out).unwrap();
+        fs::write(dir.path().join("secret"), "secret").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("secret"), layer.join("a")).unwrap();
+        // The daemon claims `a` is an unchanged 6-byte file and adds a
+        // second name for it.
+        let a = Stat { path: "a".into(), mode: 0o644, size: 6, ..Stat::default() };
+        let b = Stat { path: "b".into(), linkname: "a".into(), ..a.clone() };
+        let baseline = HashMap::from([("a".to_owned(), a.clone())]);
+        let result = Given(vec![Entry { stat: a, data: None }, Entry { stat: b, data: None }]);
+        let mut sink = UpperSink::new(MergedReader::new(vec![layer]), baseline, &out, dir.path()).unwrap();
+
+        let refused = transfer_tree(result, &mut sink).unwrap_err().to_string();
+        assert!(refused.contains("hard link target a is neither written nor a regular file"), "{refused}");
+        assert!(fs::read(out.join("a")).is_err(), "nothing copied through the symlink");
     }
 
     fn walk(dir: &Path) -> Vec<String> {

@@ -139,6 +139,11 @@ impl Sink for Collect {
         Ok(())
     }
 
+    /// It holds what it takes in memory.
+    fn budget(&self) -> u64 {
+        64 << 20
+    }
+
     fn finish(&mut self) -> Result<(), String> {
         Ok(())
     }
