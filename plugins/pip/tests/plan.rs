@@ -219,7 +219,7 @@ fn how_each_kind_of_environment_is_patched() {
     assert!(plan.steps[4].command.env.contains(&("PIP_CONFIG_FILE".into(), "/dev/null".into())));
     let (_, argv, context) = steps[5];
     assert!(matches!(context, ExecContext::Tooling(_)));
-    assert_eq!(argv[4], format!("/target{LEGACY}"));
+    assert_eq!(argv[5], format!("/target{LEGACY}"));
     // pip trusts the image's system bundle, where the host mounts its own.
     for step in &plan.steps[..3] {
         if step.command.network {
