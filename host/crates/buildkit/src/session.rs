@@ -266,7 +266,12 @@ fn diff_copy(request: Request<Incoming>, offer: &Offer, receive: bool) -> Respon
     // DATA frames unread. Eagerly, not without bound: a result's data
     // arrives faster than a disk takes it.
     let (in_tx, in_rx) = mpsc::unbounded_channel();
-    let (out_tx, out_rx) = mpsc::channel::<Frame<Bytes>>(64);
+    // Sending a tree, the data caulk reads waits for the daemon to take
+    // it. Receiving, what caulk sends (a REQ per wanted file, a few bytes
+    // each) must never wait: the thread that sends them is the one that
+    // drains the incoming queue, and the daemon stops reading REQs while
+    // its data waits in that queue, so a bounded channel could stall both.
+    let (out_tx, out_rx) = out_channel(matches!(job, Job::Receive(_)));
     tokio::spawn(read_messages(request.into_body(), in_tx, Arc::new(Semaphore::new(QUEUED as usize))));
     let addr = offer.addr.clone();
     tokio::task::spawn_blocking(move || {
@@ -302,7 +307,7 @@ fn diff_copy(request: Request<Incoming>, offer: &Offer, receive: bool) -> Respon
                 }
             }
         }
-        let _ = out_tx.blocking_send(Frame::trailers(trailers));
+        let _ = out_tx.send(Frame::trailers(trailers));
     });
     let frames = futures_util::stream::unfold(out_rx, |mut rx| async move {
         rx.recv().await.map(|frame| (Ok::<_, Infallible>(frame), rx))
@@ -345,10 +350,54 @@ where
     }
 }
 
+/// Where a DiffCopy handler's outgoing frames go.
+#[derive(Clone)]
+enum Out {
+    Bounded(mpsc::Sender<Frame<Bytes>>),
+    Unbounded(mpsc::UnboundedSender<Frame<Bytes>>),
+}
+
+impl Out {
+    /// Queues `frame` from a blocking thread; false once the response is gone.
+    fn send(&self, frame: Frame<Bytes>) -> bool {
+        match self {
+            Out::Bounded(tx) => tx.blocking_send(frame).is_ok(),
+            Out::Unbounded(tx) => tx.send(frame).is_ok(),
+        }
+    }
+}
+
+/// The channel of a DiffCopy handler's outgoing frames: unbounded when
+/// caulk receives (see `diff_copy`), bounded when it sends data.
+fn out_channel(receiving: bool) -> (Out, OutRx) {
+    if receiving {
+        let (tx, rx) = mpsc::unbounded_channel::<Frame<Bytes>>();
+        (Out::Unbounded(tx), OutRx::Unbounded(rx))
+    } else {
+        let (tx, rx) = mpsc::channel::<Frame<Bytes>>(64);
+        (Out::Bounded(tx), OutRx::Bounded(rx))
+    }
+}
+
+/// The response body's end of [`Out`].
+enum OutRx {
+    Bounded(mpsc::Receiver<Frame<Bytes>>),
+    Unbounded(mpsc::UnboundedReceiver<Frame<Bytes>>),
+}
+
+impl OutRx {
+    async fn recv(&mut self) -> Option<Frame<Bytes>> {
+        match self {
+            OutRx::Bounded(rx) => rx.recv().await,
+            OutRx::Unbounded(rx) => rx.recv().await,
+        }
+    }
+}
+
 /// A DiffCopy stream as the blocking protocol code sees it.
 struct Channels {
     rx: mpsc::UnboundedReceiver<Queued>,
-    tx: mpsc::Sender<Frame<Bytes>>,
+    tx: Out,
 }
 
 impl Conn for Channels {
@@ -365,9 +414,11 @@ impl Conn for Channels {
         framed.push(0);
         framed.extend_from_slice(&u32::try_from(body.len()).unwrap_or(u32::MAX).to_be_bytes());
         framed.extend_from_slice(&body);
-        self.tx
-            .blocking_send(Frame::data(Bytes::from(framed)))
-            .map_err(|_| FsError::Closed("caulk's last packet"))
+        if self.tx.send(Frame::data(Bytes::from(framed))) {
+            Ok(())
+        } else {
+            Err(FsError::Closed("caulk's last packet"))
+        }
     }
 }
 
@@ -399,6 +450,25 @@ fn grpc_response(body: Body) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn receiving_never_waits_to_send_and_sending_waits_for_the_daemon() {
+        // Receiving: far more REQs than any bound, with nobody reading the
+        // response yet, all go out without blocking the draining thread.
+        let (tx, mut rx) = out_channel(true);
+        for _ in 0..100_000 {
+            assert!(tx.send(Frame::data(Bytes::from_static(b"req"))));
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        assert!(runtime.block_on(rx.recv()).is_some());
+        // Sending data: the bounded channel pushes back once full.
+        let (Out::Bounded(tx), _rx) = out_channel(false) else { panic!("sending is bounded") };
+        let mut queued = 0;
+        while tx.try_send(Frame::data(Bytes::from_static(b"data"))).is_ok() {
+            queued += 1;
+        }
+        assert_eq!(queued, 64);
+    }
 
     fn framed(payload: &[u8]) -> Bytes {
         let mut out = vec![0, 0, 0, 0, u8::try_from(payload.len()).unwrap()];
