@@ -3,9 +3,33 @@
 //! messages, and Copa's ways of reaching a daemon.
 //!
 //! ```no_run
+//! use caulk_buildkit::pb::fsutil::Stat;
 //! use caulk_buildkit::{Address, Client, ConnectOptions, Network, Sink, Step};
+//!
+//! /// Lists the result's entries and asks for no file data.
+//! struct Listing(Vec<String>);
+//!
+//! impl Sink for Listing {
+//!     fn entry(&mut self, _: u32, stat: &Stat) -> Result<bool, String> {
+//!         self.0.push(stat.path.clone());
+//!         Ok(false)
+//!     }
+//!     fn data(&mut self, _: u32, _: &[u8]) -> Result<(), String> {
+//!         Err("no data was asked for".into())
+//!     }
+//!     fn file_done(&mut self, _: u32) -> Result<(), String> {
+//!         Ok(())
+//!     }
+//!     fn finish(&mut self) -> Result<(), String> {
+//!         println!("{} entries", self.0.len());
+//!         Ok(())
+//!     }
+//!     fn budget(&self) -> u64 {
+//!         0
+//!     }
+//! }
+//!
 //! # fn main() -> caulk_buildkit::Result<()> {
-//! # fn sink() -> Box<dyn Sink> { unimplemented!() }
 //! let addr = Address::resolve(None, std::env::var("BUILDKIT_HOST").ok().as_deref())?;
 //! let client = Client::connect(&addr, &ConnectOptions::default())?;
 //! let mut log = |event| println!("{event:?}");
@@ -18,7 +42,7 @@
 //! // (the `local` exporter through caulk's session); a local image goes
 //! // in the other way, as a tree shared with `Client::share`.
 //! let step = Step { args: vec!["apt-get".into(), "update".into()], network: Network::Host, ..Step::default() };
-//! client.export_chain("caulk/app:1", &[step], sink(), &mut log)?;
+//! client.export_chain("caulk/app:1", &[step], Box::new(Listing(Vec::new())), &mut log)?;
 //! # let _ = answers;
 //! # Ok(())
 //! # }
