@@ -558,6 +558,17 @@ mod tests {
     }
 
     /// caulk's sender of `layers` to caulk's receiver into `sink`.
+    /// The upper dir (`out` in `dir`) of `result`'s changes over the
+    /// image `layers`, received as from a daemon.
+    fn diff_into(dir: &Path, layers: Vec<PathBuf>, result: Vec<PathBuf>) -> PathBuf {
+        let out = dir.join("out");
+        fs::create_dir_all(&out).unwrap();
+        let baseline = stats_of(layers.clone());
+        let mut sink = UpperSink::new(MergedReader::new(layers), baseline, &out, dir).unwrap();
+        transfer(result, &mut sink);
+        out
+    }
+
     fn transfer(layers: Vec<PathBuf>, sink: &mut dyn Sink) {
         transfer_tree(ImageTree::new(layers), sink).unwrap();
     }
@@ -758,11 +769,7 @@ mod tests {
         // The result's etc keeps the image's metadata for the comparison.
         set_mtime(&result[2].join("etc"), 1_600_000_000);
 
-        let out = dir.path().join("out");
-        fs::create_dir_all(&out).unwrap();
-        let baseline = stats_of(layers.clone());
-        let mut sink = UpperSink::new(MergedReader::new(layers), baseline, &out, dir.path()).unwrap();
-        transfer(result, &mut sink);
+        let out = diff_into(dir.path(), layers, result);
 
         let mut found: Vec<String> = walk(&out);
         found.sort();
@@ -816,11 +823,7 @@ mod tests {
         set_mtime(&steps.join("m"), 1_600_000_000);
         let result: Vec<PathBuf> = layers.iter().cloned().chain([steps]).collect();
 
-        let out = dir.path().join("out");
-        fs::create_dir_all(&out).unwrap();
-        let baseline = stats_of(layers.clone());
-        let mut sink = UpperSink::new(MergedReader::new(layers), baseline, &out, dir.path()).unwrap();
-        transfer(result, &mut sink);
+        let out = diff_into(dir.path(), layers, result);
 
         for sub in ["l", "m"] {
             let names = ["a", "b", "c"].map(|name| out.join(sub).join(name));
@@ -846,11 +849,7 @@ mod tests {
         set_mtime(&steps.join("r"), 1_600_000_000);
         let result: Vec<PathBuf> = layers.iter().cloned().chain([steps]).collect();
 
-        let out = dir.path().join("out");
-        fs::create_dir_all(&out).unwrap();
-        let baseline = stats_of(layers.clone());
-        let mut sink = UpperSink::new(MergedReader::new(layers), baseline, &out, dir.path()).unwrap();
-        transfer(result, &mut sink);
+        let out = diff_into(dir.path(), layers, result);
 
         assert_eq!(walk(&out), ["r"]);
         assert_eq!(fs::read(out.join("r")).unwrap(), b"new");
