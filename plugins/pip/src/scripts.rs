@@ -80,7 +80,25 @@ print("caulk-python-facts " + json.dumps(facts))
 /// Prefix of the facts line.
 pub const PYTHON_FACTS_PREFIX: &str = "caulk-python-facts ";
 
-/// Imports modules of several distributions in one interpreter:
+/// `requirements()`, the dependency check [`IMPORT_CHECK`] runs first when
+/// asked: what `pip check` checks (`pip/_internal/operations/check.py`),
+/// without the cost of importing pip itself, which is most of a
+/// `pip check`'s time. Every distribution the interpreter sees, the first
+/// of each name along `sys.path` as pip takes it, must have each
+/// requirement whose marker holds (with `extra` empty) installed at a
+/// version its specifier contains, pre-releases included; requirements are
+/// parsed and compared by pip's own vendored `packaging`. Like pip 24.1 and
+/// later, a distribution whose wheel tags the interpreter supports none of
+/// is named too. Where pip would see more than `importlib.metadata` does
+/// (eggs, `.egg-link` files, zip archives on `sys.path`), or the
+/// interpreter lacks `importlib.metadata` or pip's `packaging`, it runs
+/// `python -m pip check` instead. Its lines use `pip check`'s words, with
+/// canonical names.
+pub const DEPENDENCY_CHECK: &str = include_str!("deps.py");
+
+/// Verifies one interpreter's environment in one run: first, when
+/// `sys.argv[4]` is `deps`, its requirements as `pip check` checks them
+/// ([`DEPENDENCY_CHECK`]), then the imports of several distributions.
 /// `sys.argv[1]` is a JSON list of `{"id", "path", "modules"}` (`path`: a
 /// directory put first on `sys.path` for that distribution's imports, or
 /// null), `sys.argv[2]` the seconds one import may take, `sys.argv[3]` the
@@ -92,10 +110,12 @@ pub const PYTHON_FACTS_PREFIX: &str = "caulk-python-facts ";
 /// one process, so dropping them would fail every later import that needs
 /// them.
 ///
-/// It prints `caulk-import-start` first, then one line per module after
-/// the `caulk-import ` prefix, a JSON object `{"id", "module", "ok",
-/// "error"}`, written straight to file descriptor 1 (a module may replace
-/// or close `sys.stdout`) and preceded by a newline (one may leave a line
+/// It prints `caulk-import-start` first, then the dependency check's line
+/// (after the `caulk-deps ` prefix, a JSON object `{"lines"}` with lines in
+/// `pip check`'s words, or `{"error"}`), then one line per module after the
+/// `caulk-import ` prefix, a JSON object `{"id", "module", "ok", "error"}`;
+/// each written straight to file descriptor 1 (a module may replace or
+/// close `sys.stdout`) and preceded by a newline (one may leave a line
 /// open). A module that kills the interpreter leaves the rest without a
 /// line. One still importing when its time is up gets a line with
 /// `"timeout": true` from a watchdog thread, which then ends the process:
@@ -104,11 +124,14 @@ pub const PYTHON_FACTS_PREFIX: &str = "caulk-python-facts ";
 /// `caulk-import-paused` says the rest are for another run. The process
 /// ends with `os._exit`, so a module's exit handlers or threads cannot hold
 /// it up after the last line.
-pub const IMPORT_CHECK: &str = r#"import importlib, importlib.machinery, json, os, sys, threading, time
+pub const IMPORT_CHECK: &str = concat!(
+    r#"import importlib, importlib.machinery, json, os, sys, threading, time
 started = time.monotonic()
 limit = float(sys.argv[2])
 budget = float(sys.argv[3])
-def native(module):
+"#,
+    include_str!("deps.py"),
+    r#"def native(module):
     loader = getattr(getattr(module, "__spec__", None), "loader", None)
     return isinstance(loader, importlib.machinery.ExtensionFileLoader)
 def say(line):
@@ -119,6 +142,12 @@ def overran(check, module):
     result(check, module, False, "the import did not finish within %g s" % limit, True)
     os._exit(124)
 say("caulk-import-start")
+if sys.argv[4:5] == ["deps"]:
+    try:
+        found = requirements()
+    except Exception as e:
+        found = {"error": "%s: %s" % (type(e).__name__, e)}
+    say("caulk-deps " + json.dumps(found))
 first = True
 for check in json.loads(sys.argv[1]):
     for module in check["modules"]:
@@ -146,10 +175,13 @@ for check in json.loads(sys.argv[1]):
         importlib.invalidate_caches()
         result(check, module, ok, error)
 os._exit(0)
-"#;
+"#
+);
 
 /// The line the import check prints before its first import.
 pub const IMPORT_START: &str = "caulk-import-start";
+/// Prefix of the dependency check's line.
+pub const DEPS_PREFIX: &str = "caulk-deps ";
 pub const IMPORT_PREFIX: &str = "caulk-import ";
 /// The line saying the run's time is used up and the rest need another run.
 pub const IMPORT_PAUSED: &str = "caulk-import-paused";

@@ -365,6 +365,81 @@ fn one_import_run_per_interpreter_still_names_each_broken_distribution() {
 }
 
 #[test]
+fn the_dependency_check_says_what_pip_check_says() {
+    if let Err(why) = runnable() {
+        eprintln!("skipping the real pip run: {why}");
+        return;
+    }
+    // A distribution in the venv whose requirements pip check rejects in
+    // both ways, beside requirements it skips (an extra, a false marker).
+    let work = image_copy();
+    let info = work.path().join(VENV.trim_start_matches('/')).join("needs_old-1.0.dist-info");
+    std::fs::create_dir_all(&info).unwrap();
+    std::fs::write(
+        info.join("METADATA"),
+        "Metadata-Version: 2.1\nName: Needs_Old\nVersion: 1.0\nRequires-Dist: urllib3 (<2,>=1.21)\n\
+         Requires-Dist: No_Such.Thing>=1\nRequires-Dist: jinja2>=99; extra == \"x\"\n\
+         Requires-Dist: idna>=99; python_version < \"3\"\nRequires-Dist: certifi<2000\n\n",
+    )
+    .unwrap();
+    let host = RealHost::new(work.path(), base_image());
+    let updates = vec![report("urllib3", "2.0.6", VENV, &[("TEST-URLLIB3", &["2.0.6"])])];
+    let asked = support::asked(&host, Phase::Verify, &updates, &options(PatchLevel::Patch));
+    let runs: Vec<&caulk_sdk::update::CommandOutput> = asked
+        .iter()
+        .filter(|(q, _)| q.id.starts_with("import:/opt/app/venv/bin/python:"))
+        .filter_map(|(_, f)| match &f.answer {
+            caulk_sdk::update::Answer::Output(out) => Some(out),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(runs.len(), 1, "one run checks the requirements and imports urllib3");
+    let stdout = String::from_utf8_lossy(&runs[0].stdout);
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(caulk_plugin_pip::scripts::DEPS_PREFIX))
+        .unwrap_or_else(|| panic!("no dependency check line in {stdout}"));
+    let said: serde_json::Value = serde_json::from_str(line).unwrap();
+    let mut ours: Vec<String> =
+        said["lines"].as_array().unwrap().iter().map(|l| l.as_str().unwrap().to_owned()).collect();
+    ours.sort();
+    let pip_check = Command {
+        argv: ["/opt/app/venv/bin/python", "-m", "pip", "check"].map(str::to_owned).to_vec(),
+        cwd: None,
+        env: Vec::new(),
+        context: ExecContext::Target,
+        network: false,
+    };
+    let (code, out, _) = run(work.path(), &base_image(), &pip_check, false);
+    assert_eq!(code, 1);
+    let mut theirs: Vec<String> = String::from_utf8_lossy(&out).lines().map(str::to_owned).collect();
+    theirs.sort();
+    assert_eq!(ours, theirs);
+    assert_eq!(ours.len(), 3, "{ours:#?}");
+    // Its verdict on urllib3: the requirement it breaks is named.
+    let outcomes = Pip::verify(&VerifyRequest {
+        target: host.target(),
+        options: options(PatchLevel::Patch),
+        selected: vec![caulk_sdk::update::SelectedUpdate {
+            ecosystem: "python".into(),
+            name: "urllib3".into(),
+            location: Some(VENV.into()),
+            from: "1.26.18".into(),
+            target: VersionTarget::Exactly("2.0.6".into()),
+            vulnerabilities: Vec::new(),
+            rationale: None,
+            passed_over: Vec::new(),
+        }],
+        steps: Vec::new(),
+        facts: asked.into_iter().map(|(_, f)| f).collect(),
+    })
+    .unwrap();
+    let check = outcomes[0].checks.iter().find(|c| c.name == "pip check").unwrap();
+    assert!(!check.passed);
+    assert_eq!(check.detail, "needs-old 1.0 has requirement urllib3<2,>=1.21, but you have urllib3 2.0.6");
+}
+
+#[test]
 fn an_import_that_overruns_its_limit_is_named_and_the_others_still_run() {
     if let Err(why) = runnable() {
         eprintln!("skipping the real pip run: {why}");
