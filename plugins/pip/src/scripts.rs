@@ -188,8 +188,10 @@ pub const IMPORT_PAUSED: &str = "caulk-import-paused";
 
 /// Moves distributions that `pip install --target SCRATCH` put in a fresh
 /// directory into SITE, one distribution at a time:
-/// `SITE SCRATCH (OLD_DIST_INFO NAME NEW_VERSION)...`, one triple per
-/// distribution that one pip run installed.
+/// `SITE SCRATCH ASIDE ROOT (OLD_DIST_INFO NAME NEW_VERSION)...`, one
+/// triple per distribution that one pip run installed; ROOT is the
+/// environment's root (a venv's directory, a system prefix; SITE itself for
+/// a loose tree).
 ///
 /// pip's own `--target DIR --upgrade` replaces whole top-level entries of
 /// DIR, so a namespace package directory (`google/` holding several
@@ -197,127 +199,28 @@ pub const IMPORT_PAUSED: &str = "caulk-import-paused";
 /// files move: each new `*.dist-info` is found in SCRATCH by its METADATA
 /// name and version, and nothing is touched when one is missing, so a failed
 /// install never costs an old distribution. Then, per distribution, every
-/// file of the old RECORD inside SITE is deleted unless a new RECORD of the
-/// run or another distribution of SITE lists it (a shared `__init__.py` of
-/// a namespace package stays), with the old `.dist-info` itself; every file
+/// file of the old RECORD is taken out unless a new RECORD of the run or
+/// another distribution of SITE lists it (a shared `__init__.py` of a
+/// namespace package stays), with the old `.dist-info` itself; every file
 /// of the new RECORD moves from SCRATCH to its place in SITE; directories
-/// that became empty go. Files the old RECORD places outside SITE (console
-/// scripts in `PREFIX/bin`) stay: they import the package by name and still
-/// work.
+/// that became empty go. Nothing is removed or written through a symlinked
+/// directory that leads out of SITE (or ROOT).
 ///
-/// `--target` installs under a temporary home and moves its `bin/` and data
-/// directories into the target (RECORD lists them as `../../bin/x`): those
-/// move into SITE only if the old distribution kept them there too (it was
-/// installed with `--target`), and are dropped from the new RECORD
-/// otherwise. SCRATCH is removed at the end, whatever happened.
-pub const MERGE_TARGET: &str = r#"import csv, errno, os, re, shutil, sys
-site = os.path.normpath(sys.argv[1])
-scratch = os.path.normpath(sys.argv[2])
-args = sys.argv[3:]
-def norm(n):
-    return re.sub(r"[-_.]+", "-", n).lower()
-def meta(d):
-    n = v = None
-    try:
-        with open(os.path.join(d, "METADATA"), encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if not line.strip():
-                    break
-                k, _, val = line.partition(":")
-                k = k.strip().lower()
-                if k == "name" and n is None:
-                    n = val.strip()
-                elif k == "version" and v is None:
-                    v = val.strip()
-    except OSError:
-        pass
-    return n, v
-def rows(d):
-    try:
-        with open(os.path.join(d, "RECORD"), newline="", encoding="utf-8") as f:
-            return [r for r in csv.reader(f) if r]
-    except OSError:
-        return []
-def inside(p, d):
-    return p == d or p.startswith(d + os.sep)
-def home_relative(path):
-    return path[6:] if path.startswith("../../") and not path.startswith("../../../") else None
-def move(src, dst):
-    os.makedirs(os.path.dirname(dst), exist_ok=True)
-    try:
-        os.replace(src, dst)
-    except OSError as e:
-        if e.errno != errno.EXDEV:
-            raise
-        shutil.copy2(src, dst)
-        os.unlink(src)
-def dist_infos(d):
-    if not os.path.isdir(d):
-        return []
-    return [os.path.join(d, e) for e in sorted(os.listdir(d)) if e.endswith(".dist-info") and os.path.isdir(os.path.join(d, e))]
-try:
-    if not args or len(args) % 3:
-        sys.exit("caulk: expected SITE SCRATCH followed by OLD_DIST_INFO NAME VERSION triples")
-    moves = []
-    for old_info, name, version in zip(args[0::3], args[1::3], args[2::3]):
-        old = os.path.join(site, old_info)
-        if os.sep in old_info or not old_info.endswith(".dist-info") or not os.path.isdir(old):
-            sys.exit("caulk: %s is not a distribution directory" % old)
-        new = None
-        for d in dist_infos(scratch):
-            n, v = meta(d)
-            if n is not None and norm(n) == norm(name) and v == version:
-                new = d
-        if new is None:
-            sys.exit("caulk: %s %s is not installed in %s; leaving %s in place" % (name, version, scratch, old_info))
-        moves.append((old_info, old, new))
-    replaced = set(old for _, old, _ in moves)
-    keep = set()
-    for _, _, new in moves:
-        keep.update(os.path.normpath(os.path.join(site, home_relative(r[0]) or r[0])) for r in rows(new))
-    for d in dist_infos(site):
-        if d not in replaced:
-            keep.update(os.path.normpath(os.path.join(site, r[0])) for r in rows(d))
-    emptied = set()
-    for old_info, old, new in moves:
-        old_rows = rows(old)
-        had = set(h for h in (home_relative(r[0]) for r in old_rows) if h)
-        removed = 0
-        for r in old_rows:
-            p = os.path.normpath(os.path.join(site, r[0]))
-            if not inside(p, site) or inside(p, old) or p in keep:
-                continue
-            if os.path.islink(p) or os.path.isfile(p):
-                os.unlink(p)
-                removed += 1
-                emptied.add(os.path.dirname(p))
-        shutil.rmtree(old)
-        new_rows = rows(new)
-        kept = []
-        for r in new_rows:
-            rel = home_relative(r[0])
-            if rel is not None and rel not in had:
-                continue
-            rel = rel or r[0]
-            src = os.path.normpath(os.path.join(scratch, rel))
-            dst = os.path.normpath(os.path.join(site, rel))
-            if inside(src, scratch) and inside(dst, site) and (os.path.islink(src) or os.path.isfile(src)):
-                move(src, dst)
-            kept.append(r)
-        placed = os.path.join(site, os.path.basename(new))
-        if len(kept) != len(new_rows) and os.path.isdir(placed):
-            with open(os.path.join(placed, "RECORD"), "w", newline="", encoding="utf-8") as f:
-                w = csv.writer(f, lineterminator="\n")
-                for r in kept:
-                    w.writerow(r)
-        print("caulk: removed %s (%d files); %s in place" % (old_info, removed, os.path.basename(new)))
-    for d in sorted(emptied, key=len, reverse=True):
-        while inside(d, site) and d != site:
-            try:
-                os.rmdir(d)
-            except OSError:
-                break
-            d = os.path.dirname(d)
-finally:
-    shutil.rmtree(scratch, ignore_errors=True)
-"#;
+/// Files the old RECORD places outside SITE (console scripts in `ROOT/bin`,
+/// data files) are taken out too when they lie inside ROOT, never when ROOT
+/// is `/`. `--target` installs under a temporary home and moves its `bin/`
+/// and data directories into the target (RECORD lists them as
+/// `../../bin/x`): such a new file goes where the old distribution kept the
+/// same file, in SITE (it was installed with `--target`) or under ROOT (a
+/// console script then keeps the old one's `#!` line, which names the
+/// environment's interpreter rather than the one that ran pip, and its
+/// RECORD line is rewritten), and is dropped from the new RECORD otherwise.
+///
+/// All or nothing, as far as a file system allows: what is taken out is
+/// moved into ASIDE (beside SITE, so on the same file system) and deleted
+/// only once every distribution is in place; on any error every move is
+/// undone in reverse order, so the new files leave and the old ones return,
+/// and the step fails naming the path and the error. SCRATCH is removed at
+/// the end, whatever happened, and ASIDE unless something could not be put
+/// back.
+pub const MERGE_TARGET: &str = include_str!("merge.py");
