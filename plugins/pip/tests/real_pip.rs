@@ -859,3 +859,33 @@ fn a_merge_that_fails_midway_puts_the_old_version_back() {
         outcomes[0].detail
     );
 }
+
+#[test]
+fn scripts_behind_a_symlink_out_of_the_environment_stay() {
+    if let Err(why) = runnable() {
+        eprintln!("skipping the real pip run: {why}");
+        return;
+    }
+    // The venv's bin/ is a symlink to a directory outside it: what nsa 1.0's
+    // RECORD lists there (../../../bin/…) resolves out of the environment,
+    // so the merge neither removes nor writes it.
+    let image = NsImage::new(true, &["--python", &format!("{NS_VENV}/bin/python"), "install"]);
+    let root = image.root();
+    let bin = root.join(NS_VENV.trim_start_matches('/')).join("bin");
+    let outside = root.join("srv/outside-bin");
+    std::fs::rename(&bin, &outside).unwrap();
+    std::os::unix::fs::symlink("/srv/outside-bin", &bin).unwrap();
+    let before = image.snapshot("/srv/outside-bin");
+    let (_, _, _, plan) = image.plan(NS_VENV_SITE);
+    for step in &plan.steps {
+        let (code, _, stderr) = run(root, &image.tooling, &step.command, true);
+        assert_eq!(code, 0, "{}:\n{}", step.summary, String::from_utf8_lossy(&stderr));
+    }
+    assert_eq!(dist_infos(root, NS_VENV_SITE, "nsa"), ["nsa-2.0.dist-info"]);
+    assert_eq!(image.snapshot("/srv/outside-bin"), before, "nothing behind the symlink changed");
+    let record = std::fs::read_to_string(
+        root.join(NS_VENV_SITE.trim_start_matches('/')).join("nsa-2.0.dist-info/RECORD"),
+    )
+    .unwrap();
+    assert!(!record.contains("bin/"), "{record}");
+}
