@@ -617,8 +617,27 @@ impl NsImage {
         image
     }
 
+    /// nsa 1.0 and nsb 1.0 in the virtualenv without pip at [`NS_VENV`].
+    fn venv() -> Self {
+        Self::new(true, &["--python", &format!("{NS_VENV}/bin/python"), "install"])
+    }
+
     fn root(&self) -> &Path {
         self.work.path()
+    }
+
+    /// Runs every step of `plan`, each of which must succeed.
+    fn apply(&self, plan: &caulk_sdk::update::PatchPlan) {
+        for step in &plan.steps {
+            let (code, _, stderr) = run(self.root(), &self.tooling, &step.command, true);
+            assert_eq!(code, 0, "{}:\n{}", step.summary, String::from_utf8_lossy(&stderr));
+        }
+    }
+
+    /// nsa 2.0's RECORD in the virtualenv.
+    fn venv_record(&self) -> String {
+        let path = self.root().join(NS_VENV_SITE.trim_start_matches('/')).join("nsa-2.0.dist-info/RECORD");
+        std::fs::read_to_string(path).unwrap()
     }
 
     /// Runs `argv` in the image; its stdout, after asserting it succeeded.
@@ -751,16 +770,13 @@ fn a_target_upgrade_replaces_the_old_versions_scripts_in_the_environment() {
     // A venv without pip: nsa 1.0's scripts are in /opt/nsvenv/bin, which
     // its RECORD lists as ../../../bin/…; the `--target` install of 2.0
     // puts its own in the scratch's bin/.
-    let image = NsImage::new(true, &["--python", &format!("{NS_VENV}/bin/python"), "install"]);
+    let image = NsImage::venv();
     let root = image.root();
     let bin = root.join(NS_VENV.trim_start_matches('/')).join("bin");
     assert!(bin.join("nsa-gone").is_file() && bin.join("nsa-tool").is_file());
     let (_, _, _, plan) = image.plan(NS_VENV_SITE);
     assert!(plan.steps.iter().any(|s| s.summary.starts_with("replace nsa-1.0.dist-info")), "{plan:#?}");
-    for step in &plan.steps {
-        let (code, _, stderr) = run(root, &image.tooling, &step.command, true);
-        assert_eq!(code, 0, "{}:\n{}", step.summary, String::from_utf8_lossy(&stderr));
-    }
+    image.apply(&plan);
     assert_eq!(dist_infos(root, NS_VENV_SITE, "nsa"), ["nsa-2.0.dist-info"]);
     assert!(!bin.join("nsa-gone").exists(), "the script nsa 2.0 no longer has is removed");
     // nsa 2.0's script, started by the venv's interpreter as the old one was.
@@ -768,10 +784,7 @@ fn a_target_upgrade_replaces_the_old_versions_scripts_in_the_environment() {
     assert_eq!(script.lines().next(), Some("#!/opt/nsvenv/bin/python"), "{script}");
     assert_eq!(image.python(&["/opt/nsvenv/bin/nsa-tool"], Vec::new(), false).trim(), "2.0");
     // The new RECORD lists it where it is, with its hash.
-    let record = std::fs::read_to_string(
-        root.join(NS_VENV_SITE.trim_start_matches('/')).join("nsa-2.0.dist-info/RECORD"),
-    )
-    .unwrap();
+    let record = image.venv_record();
     let line = record.lines().find(|l| l.contains("bin/nsa-tool")).unwrap_or_else(|| panic!("{record}"));
     let listed = image.python(
         &[
@@ -809,7 +822,7 @@ fn a_merge_that_fails_midway_puts_the_old_version_back() {
     }
     // A directory where nsa 2.0's new module caulkns/zz.py goes: the merge
     // fails after taking nsa 1.0's files and scripts out.
-    let image = NsImage::new(true, &["--python", &format!("{NS_VENV}/bin/python"), "install"]);
+    let image = NsImage::venv();
     let root = image.root();
     let (_, _, mut options, plan) = image.plan(NS_VENV_SITE);
     std::fs::create_dir_all(root.join(NS_VENV_SITE.trim_start_matches('/')).join("caulkns/zz.py/in-the-way"))
@@ -869,7 +882,7 @@ fn scripts_behind_a_symlink_out_of_the_environment_stay() {
     // The venv's bin/ is a symlink to a directory outside it: what nsa 1.0's
     // RECORD lists there (../../../bin/…) resolves out of the environment,
     // so the merge neither removes nor writes it.
-    let image = NsImage::new(true, &["--python", &format!("{NS_VENV}/bin/python"), "install"]);
+    let image = NsImage::venv();
     let root = image.root();
     let bin = root.join(NS_VENV.trim_start_matches('/')).join("bin");
     let outside = root.join("srv/outside-bin");
@@ -877,15 +890,9 @@ fn scripts_behind_a_symlink_out_of_the_environment_stay() {
     std::os::unix::fs::symlink("/srv/outside-bin", &bin).unwrap();
     let before = image.snapshot("/srv/outside-bin");
     let (_, _, _, plan) = image.plan(NS_VENV_SITE);
-    for step in &plan.steps {
-        let (code, _, stderr) = run(root, &image.tooling, &step.command, true);
-        assert_eq!(code, 0, "{}:\n{}", step.summary, String::from_utf8_lossy(&stderr));
-    }
+    image.apply(&plan);
     assert_eq!(dist_infos(root, NS_VENV_SITE, "nsa"), ["nsa-2.0.dist-info"]);
     assert_eq!(image.snapshot("/srv/outside-bin"), before, "nothing behind the symlink changed");
-    let record = std::fs::read_to_string(
-        root.join(NS_VENV_SITE.trim_start_matches('/')).join("nsa-2.0.dist-info/RECORD"),
-    )
-    .unwrap();
+    let record = image.venv_record();
     assert!(!record.contains("bin/"), "{record}");
 }
