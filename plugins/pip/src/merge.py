@@ -221,7 +221,7 @@ try:
             done.append("caulk: removed %s (%d files); %s in place" % (old_info, removed, os.path.basename(new)))
     except Exception as e:
         failed = undo()
-        where = getattr(e, "filename", None) or at
+        where = at
         why = getattr(e, "strerror", None) or str(e)
         names = ", ".join(m[0] for m in moves)
         if failed:
