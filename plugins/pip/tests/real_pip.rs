@@ -18,6 +18,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use caulk_plugin_pip::Pip;
+use caulk_plugin_pip::scripts::{DEPS_PREFIX, IMPORT_CHECK, IMPORT_PAUSED, IMPORT_PREFIX};
 use caulk_sdk::Updater;
 use caulk_sdk::update::{
     Command, ExecContext, OutcomeStatus, PatchLevel, Phase, PlanRequest, StepResult, Update, VerifyRequest,
@@ -303,7 +304,7 @@ impl InPlace {
         let deps = asked.iter().find_map(|(_, f)| match &f.answer {
             caulk_sdk::update::Answer::Output(out) => String::from_utf8_lossy(&out.stdout)
                 .lines()
-                .find_map(|l| l.strip_prefix(caulk_plugin_pip::scripts::DEPS_PREFIX))
+                .find_map(|l| l.strip_prefix(DEPS_PREFIX))
                 .map(|l| serde_json::from_str(l).unwrap()),
             _ => None,
         });
@@ -406,7 +407,7 @@ fn the_dependency_check_says_what_pip_check_says() {
     let stdout = String::from_utf8_lossy(&runs[0].stdout);
     let line = stdout
         .lines()
-        .find_map(|l| l.strip_prefix(caulk_plugin_pip::scripts::DEPS_PREFIX))
+        .find_map(|l| l.strip_prefix(DEPS_PREFIX))
         .unwrap_or_else(|| panic!("no dependency check line in {stdout}"));
     let said: serde_json::Value = serde_json::from_str(line).unwrap();
     let mut ours: Vec<String> =
@@ -1016,4 +1017,41 @@ fn a_merge_refuses_to_work_through_symlinks_out_of_the_site() {
     assert_eq!(after, before);
     assert_eq!(dist_infos(root, NS_VENV_SITE, "nsa"), ["nsa-1.0.dist-info"]);
     assert!(!aside.exists() && !root.join("opt/nsvenv/lib/python3.11/.site-packages.caulk-new").exists());
+}
+
+#[test]
+fn a_run_pauses_before_its_first_import_when_the_dependency_check_used_its_time() {
+    if let Err(why) = runnable() {
+        eprintln!("skipping the real pip run: {why}");
+        return;
+    }
+    // A run with no time left: after the dependency check even its first
+    // import waits for the next run; without the check that one still runs.
+    let image = base_image();
+    let checked = |deps: &str| {
+        let command = Command {
+            argv: [
+                "/opt/app/venv/bin/python",
+                "-c",
+                IMPORT_CHECK,
+                r#"[{"id": "x", "path": null, "modules": ["json"]}]"#,
+                "60",
+                "0",
+                deps,
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+            cwd: None,
+            env: Vec::new(),
+            context: ExecContext::Target,
+            network: false,
+        };
+        let (code, out, err) = run(&image, &image, &command, false);
+        assert_eq!(code, 0, "{}", String::from_utf8_lossy(&err));
+        let out = String::from_utf8_lossy(&out).into_owned();
+        let has = |prefix: &str| out.lines().any(|l| l.starts_with(prefix));
+        (has(DEPS_PREFIX), has(IMPORT_PREFIX), has(IMPORT_PAUSED))
+    };
+    assert_eq!(checked("deps"), (true, false, true));
+    assert_eq!(checked("imports"), (false, true, false));
 }
