@@ -143,10 +143,13 @@ def replace(old_info, old, new, keep, emptied):
     removed = 0
     for r in old_rows:
         p = located(r[0])
+        rel = home_relative(r[0])
+        if rel is not None:
+            # Read before the new version's file of the same name replaces it.
+            had[rel] = first_line(p) if os.path.isfile(p) and inside(p, site) and contained(p, site) else None
         if inside(p, old) or p in keep or not (os.path.islink(p) or os.path.isfile(p)):
             continue
         at = p
-        rel = home_relative(r[0])
         if not inside(p, site):
             # Scripts and data under ROOT: what lies beyond it stays.
             if not inside(p, root):
@@ -163,15 +166,9 @@ def replace(old_info, old, new, keep, emptied):
             # Leaving the old package's code while its new .dist-info goes
             # in would make it look patched.
             raise Refused("a file of %s lies behind a symlink that leads out of %s" % (old_info, site))
-        elif rel is not None:
-            had[rel] = first_line(p)
         take_out(p)
         removed += 1
         emptied.add(os.path.dirname(p))
-    for r in old_rows:
-        rel = home_relative(r[0])
-        if rel is not None and rel not in had:
-            had[rel] = None
     if os.path.islink(old):
         # Taken out as the link it is, never walked into.
         at = old

@@ -723,6 +723,22 @@ impl NsImage {
         String::from_utf8_lossy(&out).into_owned()
     }
 
+    /// The hash and size of the image's file at `path` as RECORD lists them.
+    fn digest(&self, path: &str) -> String {
+        let said = self.python(
+            &[
+                "/usr/bin/python3.11",
+                "-c",
+                "import base64, hashlib, sys; d = open(sys.argv[1], 'rb').read(); \
+                 print('sha256=' + base64.urlsafe_b64encode(hashlib.sha256(d).digest()).rstrip(b'=').decode() + ',' + str(len(d)))",
+                path,
+            ],
+            Vec::new(),
+            false,
+        );
+        said.trim().to_owned()
+    }
+
     /// The plan moving nsa in `site` to 2.0, and its updates and options.
     fn plan(
         &self,
@@ -773,6 +789,11 @@ fn a_target_upgrade_keeps_the_other_distributions_of_a_namespace_package() {
     // `--target --upgrade` would replace caulkns/ whole, nsb's module with it.
     let image = NsImage::new(false, &["install", "--target", NS_SITE]);
     let root = image.root();
+    // nsa 1.0's script as another interpreter's pip would have written it.
+    let tool = root.join(NS_SITE.trim_start_matches('/')).join("bin/nsa-tool");
+    let text = std::fs::read_to_string(&tool).unwrap();
+    let (_, body) = text.split_once('\n').unwrap();
+    std::fs::write(&tool, format!("#!/usr/bin/env python3.11\n{body}")).unwrap();
     let (mut host, updates, options, plan) = image.plan(NS_SITE);
     let mut results = Vec::new();
     // The image's standard-library bytecode made stale, as a build that
@@ -826,8 +847,17 @@ fn a_target_upgrade_keeps_the_other_distributions_of_a_namespace_package() {
     assert_eq!(said.trim(), "2.0 1.0", "nsb's module survived nsa's upgrade");
     // The tree's own scripts: the one 2.0 still has replaced, the other gone.
     let bin = root.join(NS_SITE.trim_start_matches('/')).join("bin");
-    assert!(bin.join("nsa-tool").is_file());
     assert!(!bin.join("nsa-gone").exists(), "the script only nsa 1.0 had is removed");
+    // Started by the interpreter the old one named, listed with its hash.
+    let script = std::fs::read(bin.join("nsa-tool")).unwrap();
+    assert!(script.starts_with(b"#!/usr/bin/env python3.11\n"), "{}", String::from_utf8_lossy(&script));
+    let record =
+        std::fs::read_to_string(root.join(NS_SITE.trim_start_matches('/')).join("nsa-2.0.dist-info/RECORD"))
+            .unwrap();
+    let listed =
+        record.lines().find(|l| l.starts_with("../../bin/nsa-tool,")).unwrap_or_else(|| panic!("{record}"));
+    let digest = image.digest(&format!("{NS_SITE}/bin/nsa-tool"));
+    assert_eq!(listed, format!("../../bin/nsa-tool,{digest}"));
 }
 
 #[test]
@@ -855,18 +885,8 @@ fn a_target_upgrade_replaces_the_old_versions_scripts_in_the_environment() {
     // The new RECORD lists it where it is, with its hash.
     let record = image.venv_record();
     let line = record.lines().find(|l| l.contains("bin/nsa-tool")).unwrap_or_else(|| panic!("{record}"));
-    let listed = image.python(
-        &[
-            "/usr/bin/python3.11",
-            "-c",
-            "import base64, hashlib, sys; d = open(sys.argv[1], 'rb').read(); \
-             print('sha256=' + base64.urlsafe_b64encode(hashlib.sha256(d).digest()).rstrip(b'=').decode() + ',' + str(len(d)))",
-            "/opt/nsvenv/bin/nsa-tool",
-        ],
-        Vec::new(),
-        false,
-    );
-    assert_eq!(line, format!("../../../bin/nsa-tool,{}", listed.trim()));
+    let listed = image.digest("/opt/nsvenv/bin/nsa-tool");
+    assert_eq!(line, format!("../../../bin/nsa-tool,{listed}"));
     assert!(
         !record.lines().any(|l| l.starts_with("../../bin/")),
         "no line for the scratch's own bin/: {record}"
@@ -943,25 +963,35 @@ fn a_merge_that_fails_midway_puts_the_old_version_back() {
 }
 
 #[test]
-fn scripts_behind_a_symlink_out_of_the_environment_stay() {
+fn scripts_and_an_old_dist_info_behind_symlinks_out_of_the_environment_stay() {
     if let Err(why) = runnable() {
         eprintln!("skipping the real pip run: {why}");
         return;
     }
     // The venv's bin/ is a symlink to a directory outside it: what nsa 1.0's
     // RECORD lists there (../../../bin/…) resolves out of the environment,
-    // so the merge neither removes nor writes it.
+    // so the merge neither removes nor writes it. nsa-1.0.dist-info is a
+    // symlink out of the site too (made after planning, as the probes do
+    // not follow it): the link goes, what it leads to stays.
     let image = NsImage::venv();
     let root = image.root();
     let bin = root.join(NS_VENV.trim_start_matches('/')).join("bin");
     let outside = root.join("srv/outside-bin");
     std::fs::rename(&bin, &outside).unwrap();
     std::os::unix::fs::symlink("/srv/outside-bin", &bin).unwrap();
-    let before = image.snapshot("/srv/outside-bin");
     let (_, _, _, plan) = image.plan(NS_VENV_SITE);
+    let info = root.join(NS_VENV_SITE.trim_start_matches('/')).join("nsa-1.0.dist-info");
+    std::fs::rename(&info, root.join("srv/outside-info")).unwrap();
+    std::os::unix::fs::symlink("/srv/outside-info", &info).unwrap();
+    let before = (image.snapshot("/srv/outside-bin"), image.snapshot("/srv/outside-info"));
     image.apply(&plan);
     assert_eq!(dist_infos(root, NS_VENV_SITE, "nsa"), ["nsa-2.0.dist-info"]);
-    assert_eq!(image.snapshot("/srv/outside-bin"), before, "nothing behind the symlink changed");
+    assert!(!info.is_symlink());
+    assert_eq!(
+        (image.snapshot("/srv/outside-bin"), image.snapshot("/srv/outside-info")),
+        before,
+        "nothing behind the symlinks changed"
+    );
     let record = image.venv_record();
     assert!(!record.contains("bin/"), "{record}");
 }
