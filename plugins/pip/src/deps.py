@@ -1,12 +1,21 @@
 def pip_check():
-    # pip's own command, where the rules below would not see what pip sees.
+    # pip's own command, where the rules below would not see what pip sees;
+    # it may take what is left of the run's time.
     import subprocess
-    run = subprocess.run([sys.executable, "-m", "pip", "check", "--disable-pip-version-check"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    left = max(1.0, budget - (time.monotonic() - started))
+    try:
+        run = subprocess.run([sys.executable, "-m", "pip", "check", "--disable-pip-version-check"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=left)
+    except subprocess.TimeoutExpired:
+        return {"error": "pip check did not finish within %d s" % left}
     if run.returncode not in (0, 1):
         said = run.stderr.decode("utf-8", "replace").strip().splitlines()
         return {"error": "pip check exited %d: %s" % (run.returncode, said[-1] if said else "no output")}
     return {"lines": run.stdout.decode("utf-8", "replace").splitlines()}
+def one_line(e):
+    # packaging's parse errors span lines (the text, then a caret under it);
+    # each message must stay one line of pip check's output.
+    return " ".join(str(e).split()) or type(e).__name__
 def requirements():
     try:
         from importlib import metadata
@@ -26,43 +35,58 @@ def requirements():
             continue
         if any(n.endswith((".egg", ".egg-link")) for n in names):
             return pip_check()
-    dists = {}
-    for dist in metadata.distributions():
-        try:
-            name = dist.metadata.get("Name")
-        except (OSError, ValueError):
-            continue
-        if isinstance(name, str) and name and canonicalize_name(name) not in dists:
-            dists[canonicalize_name(name)] = dist
-    lines = []
-    found = {}
-    for key, dist in dists.items():
-        try:
-            version = parse(dist.version)
-            wanted = [Requirement(r) for r in dist.requires or ()]
-            wanted = [r for r in wanted if r.marker is None or r.marker.evaluate({"extra": ""})]
-        except ValueError as e:
-            lines.append("%s %s has requirements that do not parse: %s" % (key, dist.version, e))
-            continue
-        found[key] = (version, wanted)
-    for key, (version, wanted) in found.items():
-        for req in wanted:
-            dep = canonicalize_name(req.name)
-            if dep not in found:
-                line = "%s %s requires %s, which is not installed." % (key, version, dep)
-            elif not req.specifier.contains(found[dep][0], prereleases=True):
-                line = "%s %s has requirement %s, but you have %s %s." % (key, version, req, dep, found[dep][0])
-            else:
+    try:
+        dists = {}
+        for dist in metadata.distributions():
+            try:
+                name = dist.metadata.get("Name")
+            except (OSError, ValueError):
                 continue
-            if line not in lines:
-                lines.append(line)
-    supported = set(sys_tags())
-    for key, dist in dists.items():
-        tags = set()
-        for line in (dist.read_text("WHEEL") or "").splitlines():
-            field, _, value = line.partition(":")
-            if field.strip().lower() == "tag" and value.strip():
-                tags.update(parse_tag(value.strip()))
-        if tags and tags.isdisjoint(supported):
-            lines.append("%s %s is not supported on this platform" % (key, dist.version))
+            if isinstance(name, str) and name and canonicalize_name(name) not in dists:
+                dists[canonicalize_name(name)] = dist
+        lines = []
+        found = {}
+        # One odd distribution gets its own line; the others are still checked.
+        for key, dist in dists.items():
+            try:
+                text = dist.version
+                if not isinstance(text, str):
+                    raise ValueError("no Version in its METADATA")
+                version = parse(text)
+            except Exception as e:
+                lines.append("%s has a version that does not parse: %s" % (key, one_line(e)))
+                continue
+            try:
+                wanted = [Requirement(r) for r in dist.requires or ()]
+                wanted = [r for r in wanted if r.marker is None or r.marker.evaluate({"extra": ""})]
+            except Exception as e:
+                lines.append("%s %s has requirements that do not parse: %s" % (key, text, one_line(e)))
+                continue
+            found[key] = (version, wanted)
+        for key, (version, wanted) in found.items():
+            for req in wanted:
+                dep = canonicalize_name(req.name)
+                if dep not in found:
+                    line = "%s %s requires %s, which is not installed." % (key, version, dep)
+                elif not req.specifier.contains(found[dep][0], prereleases=True):
+                    line = "%s %s has requirement %s, but you have %s %s." % (key, version, req, dep, found[dep][0])
+                else:
+                    continue
+                if line not in lines:
+                    lines.append(line)
+        supported = set(sys_tags())
+        for key, dist in dists.items():
+            tags = set()
+            try:
+                for line in (dist.read_text("WHEEL") or "").splitlines():
+                    field, _, value = line.partition(":")
+                    if field.strip().lower() == "tag" and value.strip():
+                        tags.update(parse_tag(value.strip()))
+            except Exception as e:
+                lines.append("%s %s has a WHEEL file that does not parse: %s" % (key, dist.version, one_line(e)))
+                continue
+            if tags and tags.isdisjoint(supported):
+                lines.append("%s %s is not supported on this platform" % (key, dist.version))
+    except Exception:
+        return pip_check()
     return {"lines": lines}

@@ -19,7 +19,8 @@
 //!   which stops the interpreter: it fails as timed out;
 //! - a run stops itself before a module that could take it past
 //!   [`RUN_BUDGET`] s (under the host's two-minute limit on one probe), and
-//!   the rest simply go on in the next run.
+//!   the rest simply go on in the next run; the first module of a run only
+//!   when the dependency check came before it.
 //!
 //! So a batch gets as much time as its modules need, one import limit per
 //! module, bounded by [`MAX_RUNS`] runs per interpreter, of which at most

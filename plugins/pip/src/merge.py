@@ -42,6 +42,15 @@ def contained(p, base):
     while not os.path.lexists(d):
         d = os.path.dirname(d)
     return inside(os.path.realpath(d), os.path.realpath(base))
+def launchers():
+    # The #! lines pip writes for the interpreter running this script (the
+    # one that ran pip): plain, quoted, or /bin/sh re-running a long path.
+    exe = os.fsencode(sys.executable)
+    out = set()
+    for e in (exe, b'"' + exe + b'"'):
+        out.add(b"#!" + e + b"\n")
+        out.add(b"#!/bin/sh\n'''exec' " + e + b' "$0" "$@"\n' + b"' '''\n")
+    return out
 def header(data):
     # pip's launcher: a #! line, or /bin/sh running a long interpreter path.
     if not data.startswith(b"#!"):
@@ -67,6 +76,8 @@ def makedirs(d):
     for m in reversed(missing):
         os.mkdir(m)
         journal.append(("mkdir", m))
+class Refused(Exception):
+    pass
 def take_out(p):
     kept = os.path.join(aside, os.path.relpath(p, "/"))
     makedirs(os.path.dirname(kept))
@@ -104,39 +115,65 @@ def digest(path):
         data = f.read()
     return ["sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode(), str(len(data))]
 def relaunched(src, old_header):
-    # A console script of the new version, started by the old one's #! line.
+    # A console script of the new version, started by the old one's #! line
+    # where pip wrote one naming the interpreter that ran it; True when
+    # rewritten.
     with open(src, "rb") as f:
         data = f.read()
     new_header = header(data)
-    if old_header is not None and new_header is not None and new_header != old_header:
-        with open(src, "wb") as f:
-            f.write(old_header + data[len(new_header):])
+    if old_header is None or new_header is None or new_header == old_header or new_header not in launchers():
+        return False
+    with open(src, "wb") as f:
+        f.write(old_header + data[len(new_header):])
+    return True
+def first_line(p):
+    if os.path.islink(p):
+        return None
+    with open(p, "rb") as f:
+        return header(f.read(4096))
+def skipped(p, base):
+    print("caulk: left %s as it is: a symlink on its way leads out of %s" % (p, base))
 def replace(old_info, old, new, keep, emptied):
     # Takes the old distribution out and puts the new one in; returns how
     # many of the old files went.
     global at
     old_rows = rows(old)
-    had = set(h for h in (home_relative(r[0]) for r in old_rows) if h)
+    had = {}
     outside = {}
     removed = 0
     for r in old_rows:
         p = located(r[0])
+        rel = home_relative(r[0])
+        if rel is not None:
+            # Read before the new version's file of the same name replaces it.
+            had[rel] = first_line(p) if os.path.isfile(p) and inside(p, site) and contained(p, site) else None
         if inside(p, old) or p in keep or not (os.path.islink(p) or os.path.isfile(p)):
             continue
-        if not inside(p, site):
-            if not inside(p, root) or not contained(p, root):
-                continue
-            outside[os.path.relpath(p, root)] = None
-            if not os.path.islink(p):
-                with open(p, "rb") as f:
-                    outside[os.path.relpath(p, root)] = header(f.read(4096))
-        elif not contained(p, site):
-            continue
         at = p
+        if not inside(p, site):
+            # Scripts and data under ROOT: what lies beyond it stays.
+            if not inside(p, root):
+                print("caulk: left %s as it is: it lies outside %s" % (p, root))
+                continue
+            if not contained(p, root):
+                skipped(p, root)
+                continue
+            outside[os.path.relpath(p, root)] = first_line(p)
+        elif not contained(p, site):
+            if rel is not None:
+                skipped(p, site)
+                continue
+            # Leaving the old package's code while its new .dist-info goes
+            # in would make it look patched.
+            raise Refused("a file of %s lies behind a symlink that leads out of %s" % (old_info, site))
         take_out(p)
         removed += 1
         emptied.add(os.path.dirname(p))
-    for d, subdirs, files in os.walk(old, topdown=False):
+    if os.path.islink(old):
+        # Taken out as the link it is, never walked into.
+        at = old
+        take_out(old)
+    for d, subdirs, files in ([] if not os.path.lexists(old) else os.walk(old, topdown=False)):
         for name in files:
             at = os.path.join(d, name)
             take_out(at)
@@ -147,9 +184,10 @@ def replace(old_info, old, new, keep, emptied):
             else:
                 os.rmdir(at)
                 journal.append(("rmdir", at))
-    at = old
-    os.rmdir(old)
-    journal.append(("rmdir", old))
+    if os.path.lexists(old):
+        at = old
+        os.rmdir(old)
+        journal.append(("rmdir", old))
     kept = []
     changed = False
     new_rows = rows(new)
@@ -166,7 +204,11 @@ def replace(old_info, old, new, keep, emptied):
         if not (inside(src, scratch) and inside(dst, base) and (os.path.islink(src) or os.path.isfile(src))):
             kept.append(r)
             continue
+        at = dst
         if not contained(dst, base):
+            if rel is None:
+                raise Refused("a file of %s goes behind a symlink that leads out of %s" % (os.path.basename(new), site))
+            skipped(dst, base)
             changed = True
             continue
         if base == root and not inside(dst, site):
@@ -176,7 +218,9 @@ def replace(old_info, old, new, keep, emptied):
             else:
                 r = [os.path.relpath(dst, site)] + r[1:]
             changed = True
-        at = dst
+        elif base == site and rel is not None and not os.path.islink(src) and relaunched(src, had.get(rel)):
+            r = [r[0]] + digest(src)
+            changed = True
         put(src, dst)
         kept.append(r)
     placed = os.path.join(site, os.path.basename(new))
@@ -193,9 +237,12 @@ try:
     if not args or len(args) % 3:
         sys.exit("caulk: expected SITE SCRATCH ASIDE ROOT followed by OLD_DIST_INFO NAME VERSION triples")
     moves = []
+    for path in (scratch, aside):
+        if os.path.islink(path):
+            sys.exit("caulk: %s is a symlink; refusing to work through it" % path)
     for old_info, name, version in zip(args[0::3], args[1::3], args[2::3]):
         old = os.path.join(site, old_info)
-        if os.sep in old_info or not old_info.endswith(".dist-info") or not os.path.isdir(old):
+        if os.sep in old_info or not old_info.endswith(".dist-info") or not (os.path.isdir(old) or os.path.islink(old)):
             sys.exit("caulk: %s is not a distribution directory" % old)
         new = None
         for d in dist_infos(scratch):
@@ -211,8 +258,14 @@ try:
         keep.update(located(r[0]) for r in rows(new))
     for d in dist_infos(site):
         if d not in replaced:
-            keep.update(os.path.normpath(os.path.join(site, r[0])) for r in rows(d))
+            keep.update(located(r[0]) for r in rows(d))
+    # A leftover of an earlier run goes; then ASIDE is made here, so nothing
+    # taken out can land behind a symlink planted there.
     shutil.rmtree(aside, ignore_errors=True)
+    try:
+        os.mkdir(aside)
+    except OSError as e:
+        sys.exit("caulk: cannot make %s to keep the old files in: %s" % (aside, e.strerror or e))
     emptied = set()
     done = []
     try:
@@ -226,8 +279,9 @@ try:
         names = ", ".join(m[0] for m in moves)
         if failed:
             keep_aside = True
-            sys.exit("caulk: replacing %s in %s failed at %s: %s; putting the old files back failed too at %s (what was taken out is in %s)"
-                     % (names, site, where, why, "; ".join(failed), aside))
+            sys.exit("caulk: replacing %s in %s failed at %s: %s; putting the old files back failed too at %s, "
+                     "so the environment holds parts of both versions"
+                     % (names, site, where, why, "; ".join(failed)))
         sys.exit("caulk: replacing %s in %s failed at %s: %s; the old files are back in place and the new versions are not installed"
                  % (names, site, where, why))
     for line in done:

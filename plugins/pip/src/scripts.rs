@@ -92,8 +92,11 @@ pub const PYTHON_FACTS_PREFIX: &str = "caulk-python-facts ";
 /// is named too. Where pip would see more than `importlib.metadata` does
 /// (eggs, `.egg-link` files, zip archives on `sys.path`), or the
 /// interpreter lacks `importlib.metadata` or pip's `packaging`, it runs
-/// `python -m pip check` instead. Its lines use `pip check`'s words, with
-/// canonical names.
+/// `python -m pip check` instead, as it does on an error the rules did not
+/// expect. A distribution whose version, requirements or `WHEEL` tags do
+/// not parse gets one line saying so, and the others are still checked.
+/// Its lines use `pip check`'s words, with canonical names, one message
+/// per line.
 pub const DEPENDENCY_CHECK: &str = include_str!("deps.py");
 
 /// Verifies one interpreter's environment in one run: first, when
@@ -108,7 +111,10 @@ pub const DEPENDENCY_CHECK: &str = include_str!("deps.py");
 /// another's failure. Extension modules stay loaded: they cannot be
 /// unloaded, and many (NumPy 2, PyO3 modules) refuse to initialise twice in
 /// one process, so dropping them would fail every later import that needs
-/// them.
+/// them. The dependency check is undone the same way before the first
+/// import: it loads pip and what pip vendors (Debian's debundled pip puts
+/// wheels first on `sys.path` and imports `urllib3`, `requests`, `idna`…
+/// from them), and an import check must not be answered by that copy.
 ///
 /// It prints `caulk-import-start` first, then the dependency check's line
 /// (after the `caulk-deps ` prefix, a JSON object `{"lines"}` with lines in
@@ -120,8 +126,10 @@ pub const DEPENDENCY_CHECK: &str = include_str!("deps.py");
 /// line. One still importing when its time is up gets a line with
 /// `"timeout": true` from a watchdog thread, which then ends the process:
 /// an import cannot be interrupted safely. A module is not started when the
-/// run's time could end during it (never the run's first):
-/// `caulk-import-paused` says the rest are for another run. The process
+/// run's time could end during it (never the run's first, unless the
+/// dependency check came before it): `caulk-import-paused` says the rest
+/// are for another run. The fallback `python -m pip check` gets what is
+/// left of the run's time. The process
 /// ends with `os._exit`, so a module's exit handlers or threads cannot hold
 /// it up after the last line.
 pub const IMPORT_CHECK: &str = concat!(
@@ -141,14 +149,24 @@ def result(check, module, ok, error, timeout=False):
 def overran(check, module):
     result(check, module, False, "the import did not finish within %g s" % limit, True)
     os._exit(124)
+def forget(saved_path, loaded):
+    sys.path[:] = saved_path
+    for name in set(sys.modules) - loaded:
+        if not native(sys.modules.get(name)):
+            sys.modules.pop(name, None)
+    importlib.invalidate_caches()
 say("caulk-import-start")
+first = True
 if sys.argv[4:5] == ["deps"]:
+    saved_path = list(sys.path)
+    loaded = set(sys.modules)
     try:
         found = requirements()
     except Exception as e:
         found = {"error": "%s: %s" % (type(e).__name__, e)}
+    forget(saved_path, loaded)
     say("caulk-deps " + json.dumps(found))
-first = True
+    first = False
 for check in json.loads(sys.argv[1]):
     for module in check["modules"]:
         if not first and time.monotonic() - started + limit > budget:
@@ -168,11 +186,7 @@ for check in json.loads(sys.argv[1]):
         except BaseException as e:
             ok, error = False, "%s: %s" % (type(e).__name__, e)
         watchdog.cancel()
-        sys.path[:] = saved_path
-        for name in set(sys.modules) - loaded:
-            if not native(sys.modules.get(name)):
-                sys.modules.pop(name, None)
-        importlib.invalidate_caches()
+        forget(saved_path, loaded)
         result(check, module, ok, error)
 os._exit(0)
 "#
@@ -204,23 +218,33 @@ pub const IMPORT_PAUSED: &str = "caulk-import-paused";
 /// namespace package stays), with the old `.dist-info` itself; every file
 /// of the new RECORD moves from SCRATCH to its place in SITE; directories
 /// that became empty go. Nothing is removed or written through a symlinked
-/// directory that leads out of SITE (or ROOT).
+/// directory that leads out of SITE (or ROOT): a package file of the old or
+/// the new RECORD behind one fails the merge (the old code would stay while
+/// the new `.dist-info` says it is patched), while a script or data file
+/// behind one, or outside ROOT, stays as it is with a `caulk: left …` line
+/// on stdout. An old `.dist-info` that is a symlink is taken out as the
+/// link, never walked into.
 ///
 /// Files the old RECORD places outside SITE (console scripts in `ROOT/bin`,
 /// data files) are taken out too when they lie inside ROOT, never when ROOT
 /// is `/`. `--target` installs under a temporary home and moves its `bin/`
 /// and data directories into the target (RECORD lists them as
 /// `../../bin/x`): such a new file goes where the old distribution kept the
-/// same file, in SITE (it was installed with `--target`) or under ROOT (a
-/// console script then keeps the old one's `#!` line, which names the
-/// environment's interpreter rather than the one that ran pip, and its
-/// RECORD line is rewritten), and is dropped from the new RECORD otherwise.
+/// same file, in SITE (it was installed with `--target`) or under ROOT, and
+/// is dropped from the new RECORD otherwise. A console script whose first
+/// line is the launcher pip writes for the interpreter running the merge
+/// (the one that ran pip) gets the old script's `#!` line instead, which
+/// names the environment's interpreter, and its RECORD line is rewritten
+/// with the new hash.
 ///
 /// All or nothing, as far as a file system allows: what is taken out is
 /// moved into ASIDE (beside SITE, so on the same file system) and deleted
 /// only once every distribution is in place; on any error every move is
 /// undone in reverse order, so the new files leave and the old ones return,
-/// and the step fails naming the path and the error. SCRATCH is removed at
-/// the end, whatever happened, and ASIDE unless something could not be put
-/// back.
+/// and the step fails naming the path and the error. SCRATCH or ASIDE
+/// already present as a symlink is refused; a leftover ASIDE directory is
+/// removed and ASIDE made afresh. SCRATCH is removed at the end, whatever
+/// happened, and ASIDE unless something could not be put back (the plan
+/// leaves both out of the layer, so what could not be put back is lost and
+/// the message says the environment holds parts of both versions).
 pub const MERGE_TARGET: &str = include_str!("merge.py");

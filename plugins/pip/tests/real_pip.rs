@@ -18,6 +18,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use caulk_plugin_pip::Pip;
+use caulk_plugin_pip::scripts::{DEPS_PREFIX, IMPORT_CHECK, IMPORT_PAUSED, IMPORT_PREFIX};
 use caulk_sdk::Updater;
 use caulk_sdk::update::{
     Command, ExecContext, OutcomeStatus, PatchLevel, Phase, PlanRequest, StepResult, Update, VerifyRequest,
@@ -281,9 +282,11 @@ fn a_pinned_requests_keeps_urllib3_below_2_on_the_real_index() {
 
 /// The venv's urllib3, Jinja2 and certifi verified as they stand in `root`
 /// (each "update" already at its version): the ids of the import runs
-/// asked, and per `(name, module)` the outcome's status and import check.
+/// asked, the dependency check's lines (or error), and per `(name,
+/// module)` the outcome's status and import check.
 struct InPlace {
     import_runs: Vec<String>,
+    deps: Option<serde_json::Value>,
     outcomes: Vec<caulk_sdk::update::Outcome>,
 }
 
@@ -298,6 +301,13 @@ impl InPlace {
         let asked = support::asked(&host, Phase::Verify, &updates, &options);
         let import_runs =
             asked.iter().map(|(q, _)| q.id.clone()).filter(|id| id.starts_with("import:")).collect();
+        let deps = asked.iter().find_map(|(_, f)| match &f.answer {
+            caulk_sdk::update::Answer::Output(out) => String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .find_map(|l| l.strip_prefix(DEPS_PREFIX))
+                .map(|l| serde_json::from_str(l).unwrap()),
+            _ => None,
+        });
         let selected = updates
             .iter()
             .map(|u| caulk_sdk::update::SelectedUpdate {
@@ -319,7 +329,7 @@ impl InPlace {
             facts: asked.into_iter().map(|(_, f)| f).collect(),
         })
         .unwrap();
-        Self { import_runs, outcomes }
+        Self { import_runs, deps, outcomes }
     }
 
     fn import(&self, name: &str, module: &str) -> (OutcomeStatus, Option<(bool, String)>) {
@@ -397,7 +407,7 @@ fn the_dependency_check_says_what_pip_check_says() {
     let stdout = String::from_utf8_lossy(&runs[0].stdout);
     let line = stdout
         .lines()
-        .find_map(|l| l.strip_prefix(caulk_plugin_pip::scripts::DEPS_PREFIX))
+        .find_map(|l| l.strip_prefix(DEPS_PREFIX))
         .unwrap_or_else(|| panic!("no dependency check line in {stdout}"));
     let said: serde_json::Value = serde_json::from_str(line).unwrap();
     let mut ours: Vec<String> =
@@ -437,6 +447,65 @@ fn the_dependency_check_says_what_pip_check_says() {
     let check = outcomes[0].checks.iter().find(|c| c.name == "pip check").unwrap();
     assert!(!check.passed);
     assert_eq!(check.detail, "needs-old 1.0 has requirement urllib3<2,>=1.21, but you have urllib3 2.0.6");
+}
+
+#[test]
+fn an_import_check_is_not_answered_by_what_the_dependency_check_loaded() {
+    if let Err(why) = runnable() {
+        eprintln!("skipping the real pip run: {why}");
+        return;
+    }
+    // The venv's pip made to do what Debian's debundled pip does: put a
+    // directory first on sys.path and import a distribution's package from
+    // it (here a working certifi), while the venv's own certifi is broken.
+    // Beside them, distributions the dependency check cannot parse: no
+    // Version, a malformed wheel tag, a WHEEL file that is not UTF-8.
+    let work = image_copy();
+    let site = work.path().join(VENV.trim_start_matches('/'));
+    let shadow = work.path().join("srv/shadow/certifi");
+    std::fs::create_dir_all(&shadow).unwrap();
+    std::fs::write(shadow.join("__init__.py"), "def where():\n    return ''\n").unwrap();
+    let vendor = site.join("pip/_vendor/__init__.py");
+    let mut text = std::fs::read_to_string(&vendor).unwrap();
+    text.push_str("\nimport sys\nsys.path.insert(0, '/srv/shadow')\nimport certifi\n");
+    std::fs::write(&vendor, text).unwrap();
+    std::fs::write(site.join("certifi/__init__.py"), "raise ImportError('broken on purpose')\n").unwrap();
+    let odd: [(&str, &str, &[u8]); 3] = [
+        ("no_version-1.0", "Name: no-version\n", b"Tag: py3-none-any\n"),
+        ("bad_tag-1.0", "Name: bad-tag\nVersion: 1.0\n", b"Tag: garbage\n"),
+        ("bad_wheel-1.0", "Name: bad-wheel\nVersion: 1.0\n", b"Tag: py3-none-any\n\xff\xfe\n"),
+    ];
+    for (dir, metadata, wheel) in odd {
+        let info = site.join(format!("{dir}.dist-info"));
+        std::fs::create_dir_all(&info).unwrap();
+        std::fs::write(info.join("METADATA"), format!("Metadata-Version: 2.1\n{metadata}\n")).unwrap();
+        std::fs::write(info.join("WHEEL"), wheel).unwrap();
+    }
+    let checked = InPlace::verify(work.path(), options(PatchLevel::Patch));
+    assert_eq!(
+        checked.import("certifi", "certifi"),
+        (OutcomeStatus::Failed, Some((false, "ImportError: broken on purpose".into())))
+    );
+    assert_eq!(
+        checked.import("urllib3", "urllib3"),
+        (OutcomeStatus::Patched, Some((true, "imported".into())))
+    );
+    // One line per odd distribution, and no error for the whole check.
+    let deps = checked.deps.expect("the dependency check ran");
+    let lines: Vec<&str> = deps["lines"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{deps}"))
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert!(
+        lines.contains(&"no-version has a version that does not parse: no Version in its METADATA"),
+        "{lines:#?}"
+    );
+    for name in ["bad-tag 1.0 has a WHEEL file", "bad-wheel 1.0 has a WHEEL file"] {
+        assert_eq!(lines.iter().filter(|l| l.starts_with(name)).count(), 1, "{lines:#?}");
+    }
+    assert!(lines.iter().all(|l| !l.contains('\n')), "{lines:#?}");
 }
 
 #[test]
@@ -654,6 +723,22 @@ impl NsImage {
         String::from_utf8_lossy(&out).into_owned()
     }
 
+    /// The hash and size of the image's file at `path` as RECORD lists them.
+    fn digest(&self, path: &str) -> String {
+        let said = self.python(
+            &[
+                "/usr/bin/python3.11",
+                "-c",
+                "import base64, hashlib, sys; d = open(sys.argv[1], 'rb').read(); \
+                 print('sha256=' + base64.urlsafe_b64encode(hashlib.sha256(d).digest()).rstrip(b'=').decode() + ',' + str(len(d)))",
+                path,
+            ],
+            Vec::new(),
+            false,
+        );
+        said.trim().to_owned()
+    }
+
     /// The plan moving nsa in `site` to 2.0, and its updates and options.
     fn plan(
         &self,
@@ -704,6 +789,11 @@ fn a_target_upgrade_keeps_the_other_distributions_of_a_namespace_package() {
     // `--target --upgrade` would replace caulkns/ whole, nsb's module with it.
     let image = NsImage::new(false, &["install", "--target", NS_SITE]);
     let root = image.root();
+    // nsa 1.0's script as another interpreter's pip would have written it.
+    let tool = root.join(NS_SITE.trim_start_matches('/')).join("bin/nsa-tool");
+    let text = std::fs::read_to_string(&tool).unwrap();
+    let (_, body) = text.split_once('\n').unwrap();
+    std::fs::write(&tool, format!("#!/usr/bin/env python3.11\n{body}")).unwrap();
     let (mut host, updates, options, plan) = image.plan(NS_SITE);
     let mut results = Vec::new();
     // The image's standard-library bytecode made stale, as a build that
@@ -757,8 +847,17 @@ fn a_target_upgrade_keeps_the_other_distributions_of_a_namespace_package() {
     assert_eq!(said.trim(), "2.0 1.0", "nsb's module survived nsa's upgrade");
     // The tree's own scripts: the one 2.0 still has replaced, the other gone.
     let bin = root.join(NS_SITE.trim_start_matches('/')).join("bin");
-    assert!(bin.join("nsa-tool").is_file());
     assert!(!bin.join("nsa-gone").exists(), "the script only nsa 1.0 had is removed");
+    // Started by the interpreter the old one named, listed with its hash.
+    let script = std::fs::read(bin.join("nsa-tool")).unwrap();
+    assert!(script.starts_with(b"#!/usr/bin/env python3.11\n"), "{}", String::from_utf8_lossy(&script));
+    let record =
+        std::fs::read_to_string(root.join(NS_SITE.trim_start_matches('/')).join("nsa-2.0.dist-info/RECORD"))
+            .unwrap();
+    let listed =
+        record.lines().find(|l| l.starts_with("../../bin/nsa-tool,")).unwrap_or_else(|| panic!("{record}"));
+    let digest = image.digest(&format!("{NS_SITE}/bin/nsa-tool"));
+    assert_eq!(listed, format!("../../bin/nsa-tool,{digest}"));
 }
 
 #[test]
@@ -786,18 +885,8 @@ fn a_target_upgrade_replaces_the_old_versions_scripts_in_the_environment() {
     // The new RECORD lists it where it is, with its hash.
     let record = image.venv_record();
     let line = record.lines().find(|l| l.contains("bin/nsa-tool")).unwrap_or_else(|| panic!("{record}"));
-    let listed = image.python(
-        &[
-            "/usr/bin/python3.11",
-            "-c",
-            "import base64, hashlib, sys; d = open(sys.argv[1], 'rb').read(); \
-             print('sha256=' + base64.urlsafe_b64encode(hashlib.sha256(d).digest()).rstrip(b'=').decode() + ',' + str(len(d)))",
-            "/opt/nsvenv/bin/nsa-tool",
-        ],
-        Vec::new(),
-        false,
-    );
-    assert_eq!(line, format!("../../../bin/nsa-tool,{}", listed.trim()));
+    let listed = image.digest("/opt/nsvenv/bin/nsa-tool");
+    assert_eq!(line, format!("../../../bin/nsa-tool,{listed}"));
     assert!(
         !record.lines().any(|l| l.starts_with("../../bin/")),
         "no line for the scratch's own bin/: {record}"
@@ -874,25 +963,125 @@ fn a_merge_that_fails_midway_puts_the_old_version_back() {
 }
 
 #[test]
-fn scripts_behind_a_symlink_out_of_the_environment_stay() {
+fn scripts_and_an_old_dist_info_behind_symlinks_out_of_the_environment_stay() {
     if let Err(why) = runnable() {
         eprintln!("skipping the real pip run: {why}");
         return;
     }
     // The venv's bin/ is a symlink to a directory outside it: what nsa 1.0's
     // RECORD lists there (../../../bin/…) resolves out of the environment,
-    // so the merge neither removes nor writes it.
+    // so the merge neither removes nor writes it. nsa-1.0.dist-info is a
+    // symlink out of the site too (made after planning, as the probes do
+    // not follow it): the link goes, what it leads to stays.
     let image = NsImage::venv();
     let root = image.root();
     let bin = root.join(NS_VENV.trim_start_matches('/')).join("bin");
     let outside = root.join("srv/outside-bin");
     std::fs::rename(&bin, &outside).unwrap();
     std::os::unix::fs::symlink("/srv/outside-bin", &bin).unwrap();
-    let before = image.snapshot("/srv/outside-bin");
     let (_, _, _, plan) = image.plan(NS_VENV_SITE);
+    let info = root.join(NS_VENV_SITE.trim_start_matches('/')).join("nsa-1.0.dist-info");
+    std::fs::rename(&info, root.join("srv/outside-info")).unwrap();
+    std::os::unix::fs::symlink("/srv/outside-info", &info).unwrap();
+    let before = (image.snapshot("/srv/outside-bin"), image.snapshot("/srv/outside-info"));
     image.apply(&plan);
     assert_eq!(dist_infos(root, NS_VENV_SITE, "nsa"), ["nsa-2.0.dist-info"]);
-    assert_eq!(image.snapshot("/srv/outside-bin"), before, "nothing behind the symlink changed");
+    assert!(!info.is_symlink());
+    assert_eq!(
+        (image.snapshot("/srv/outside-bin"), image.snapshot("/srv/outside-info")),
+        before,
+        "nothing behind the symlinks changed"
+    );
     let record = image.venv_record();
     assert!(!record.contains("bin/"), "{record}");
+}
+
+#[test]
+fn a_merge_refuses_to_work_through_symlinks_out_of_the_site() {
+    if let Err(why) = runnable() {
+        eprintln!("skipping the real pip run: {why}");
+        return;
+    }
+    // The namespace package caulkns/ of the venv is a symlink to a directory
+    // outside it: nsa's module there cannot be replaced, and leaving the old
+    // one while nsa 2.0's .dist-info goes in would make it look patched.
+    let image = NsImage::venv();
+    let root = image.root();
+    let site = root.join(NS_VENV_SITE.trim_start_matches('/'));
+    std::fs::rename(site.join("caulkns"), root.join("srv/outside-caulkns")).unwrap();
+    std::os::unix::fs::symlink("/srv/outside-caulkns", site.join("caulkns")).unwrap();
+    // And where the old files go aside, a symlink planted out of the site.
+    let aside = root.join("opt/nsvenv/lib/python3.11/.site-packages.caulk-old");
+    std::fs::create_dir_all(root.join("srv/planted")).unwrap();
+    std::os::unix::fs::symlink("/srv/planted", &aside).unwrap();
+    let before =
+        (image.snapshot(NS_VENV_SITE), image.snapshot("/srv"), image.snapshot(&format!("{NS_VENV}/bin")));
+    let (_, _, _, plan) = image.plan(NS_VENV_SITE);
+    let (install, merge) = (&plan.steps[0], &plan.steps[1]);
+    let merged = |what: &str| {
+        let (code, _, stderr) = run(root, &image.tooling, &install.command, true);
+        assert_eq!(code, 0, "{}", String::from_utf8_lossy(&stderr));
+        let (code, _, stderr) = run(root, &image.tooling, &merge.command, true);
+        let stderr = String::from_utf8_lossy(&stderr).into_owned();
+        assert_ne!(code, 0, "{what}: {stderr}");
+        stderr
+    };
+    let stderr = merged("the planted symlink");
+    assert!(
+        stderr.contains(".site-packages.caulk-old is a symlink; refusing to work through it"),
+        "{stderr}"
+    );
+    std::fs::remove_file(&aside).unwrap();
+    let stderr = merged("the symlinked package");
+    assert!(
+        stderr.contains(&format!("failed at {NS_VENV_SITE}/caulkns/"))
+            && stderr.contains(&format!(
+                ": a file of nsa-2.0.dist-info goes behind a symlink that leads out of {NS_VENV_SITE}; \
+                 the old files are back in place"
+            )),
+        "{stderr}"
+    );
+    // Nothing changed, in the site, behind the symlinks or in bin/.
+    let after =
+        (image.snapshot(NS_VENV_SITE), image.snapshot("/srv"), image.snapshot(&format!("{NS_VENV}/bin")));
+    assert_eq!(after, before);
+    assert_eq!(dist_infos(root, NS_VENV_SITE, "nsa"), ["nsa-1.0.dist-info"]);
+    assert!(!aside.exists() && !root.join("opt/nsvenv/lib/python3.11/.site-packages.caulk-new").exists());
+}
+
+#[test]
+fn a_run_pauses_before_its_first_import_when_the_dependency_check_used_its_time() {
+    if let Err(why) = runnable() {
+        eprintln!("skipping the real pip run: {why}");
+        return;
+    }
+    // A run with no time left: after the dependency check even its first
+    // import waits for the next run; without the check that one still runs.
+    let image = base_image();
+    let checked = |deps: &str| {
+        let command = Command {
+            argv: [
+                "/opt/app/venv/bin/python",
+                "-c",
+                IMPORT_CHECK,
+                r#"[{"id": "x", "path": null, "modules": ["json"]}]"#,
+                "60",
+                "0",
+                deps,
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+            cwd: None,
+            env: Vec::new(),
+            context: ExecContext::Target,
+            network: false,
+        };
+        let (code, out, err) = run(&image, &image, &command, false);
+        assert_eq!(code, 0, "{}", String::from_utf8_lossy(&err));
+        let out = String::from_utf8_lossy(&out).into_owned();
+        let has = |prefix: &str| out.lines().any(|l| l.starts_with(prefix));
+        (has(DEPS_PREFIX), has(IMPORT_PREFIX), has(IMPORT_PAUSED))
+    };
+    assert_eq!(checked("deps"), (true, false, true));
+    assert_eq!(checked("imports"), (false, true, false));
 }
