@@ -712,6 +712,131 @@ fn a_cache_dir_is_held_exclusively_for_the_step() {
     assert!(matches!(err, Error::Cancelled { .. }), "{err}");
 }
 
+/// Takes `how` on `dir` as another caulk would, until dropped.
+fn hold(dir: &Path, how: rustix::fs::FlockOperation) -> fs::File {
+    let holder = fs::File::open(dir).unwrap();
+    rustix::fs::flock(&holder, how).unwrap();
+    holder
+}
+
+/// Whether `step` waits for the holder of a lock on its cache: runs it
+/// while `holder` is held, and tells if the step ended before letting go.
+fn waits_for(session: &mut Session<'_>, step: &Step, holder: fs::File) -> bool {
+    std::thread::scope(|scope| {
+        let runner = scope.spawn(|| {
+            session.run_step(step, &mut quiet()).unwrap();
+            Instant::now()
+        });
+        let deadline = Instant::now() + Duration::from_millis(1500);
+        while !runner.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let released = Instant::now();
+        drop(holder);
+        runner.join().unwrap() >= released
+    })
+}
+
+#[test]
+fn read_only_mounts_share_a_cache_dir_and_a_writable_one_takes_it_alone() {
+    use rustix::fs::FlockOperation::{LockExclusive, LockShared};
+    let fx = fixture();
+    let work = workdir();
+    let cache = tempfile::tempdir_in(work.path()).unwrap();
+    let exec = executor(work.path(), Mode::Overlay);
+    let mut session = exec.prepare(&fx.layers(), CancelToken::new()).unwrap();
+    let read = sh("read", "ls /var/cache/apt/archives >/dev/null")
+        .read_only_cache(cache.path(), "/var/cache/apt/archives");
+    let write = sh("write", "touch /var/cache/apt/archives/x").cache(cache.path(), "/var/cache/apt/archives");
+    // The dir mounted twice, once writable: the writable mount decides.
+    let both = sh("both", "touch /mnt/y")
+        .read_only_cache(cache.path(), "/var/cache/apt/archives")
+        .cache(cache.path(), "/mnt");
+
+    assert!(!waits_for(&mut session, &read, hold(cache.path(), LockShared)), "a reader waited for a reader");
+    assert!(
+        waits_for(&mut session, &read, hold(cache.path(), LockExclusive)),
+        "a reader ran beside a writer"
+    );
+    assert!(waits_for(&mut session, &write, hold(cache.path(), LockShared)), "a writer ran beside a reader");
+    assert!(
+        waits_for(&mut session, &both, hold(cache.path(), LockShared)),
+        "a writable mount ran beside a reader"
+    );
+    assert!(cache.path().join("y").exists());
+}
+
+/// When a step printed `started` and when it ended.
+type Span = (Instant, Instant);
+
+/// Runs each step in a session of its own, all at once (the later ones
+/// `stagger` apart), and gives each one's span and stdout.
+fn side_by_side(exec: &LocalExecutor, steps: &[Step], stagger: Duration) -> Vec<(Span, String)> {
+    let fx = fixture();
+    std::thread::scope(|scope| {
+        let runners: Vec<_> = steps
+            .iter()
+            .enumerate()
+            .map(|(i, step)| {
+                scope.spawn(move || {
+                    let mut session = exec.prepare(&fx.layers(), CancelToken::new()).unwrap();
+                    std::thread::sleep(stagger * u32::try_from(i).unwrap());
+                    let (mut started, mut out) = (None, String::new());
+                    run_with(&mut session, step, &mut |stream, line| {
+                        if stream == Stream::Stdout && line == "started" {
+                            started = Some(Instant::now());
+                        } else if stream == Stream::Stdout {
+                            out.push_str(line);
+                        }
+                    });
+                    ((started.expect("the step printed `started`"), Instant::now()), out)
+                })
+            })
+            .collect();
+        runners.into_iter().map(|r| r.join().unwrap()).collect()
+    })
+}
+
+fn run_with(session: &mut Session<'_>, step: &Step, on_output: &mut dyn FnMut(Stream, &str)) {
+    session.run_step(step, on_output).unwrap_or_else(|e| panic!("step `{}`: {e}", step.summary));
+}
+
+fn overlap(a: Span, b: Span) -> bool {
+    a.0 < b.1 && b.0 < a.1
+}
+
+#[test]
+fn steps_reading_one_cache_overlap_and_read_it_as_it_was_when_they_started() {
+    let work = workdir();
+    let cache = tempfile::tempdir_in(work.path()).unwrap();
+    fs::write(cache.path().join("index"), "old\n").unwrap();
+    let exec = executor(work.path(), Mode::Overlay);
+    let at = "/var/cache/apt/archives";
+    let reader =
+        sh("read", &format!("echo started; sleep 2; cat {at}/index")).read_only_cache(cache.path(), at);
+    // Written the way apt writes its indexes and downloads: a new file
+    // renamed over the old one.
+    let writer =
+        sh("write", &format!("echo started; echo new > {at}/index.new && mv {at}/index.new {at}/index"))
+            .cache(cache.path(), at);
+
+    let ran = side_by_side(&exec, &[reader.clone(), reader.clone(), writer], Duration::from_millis(500));
+    let [(first, first_out), (second, second_out), (write, _)] = &ran[..] else { unreachable!() };
+    assert!(overlap(*first, *second), "the readers took turns: {ran:?}");
+    // The writer waited only for the snapshots, not for the readers' steps.
+    assert!(write.1 < first.1 && write.1 < second.1, "the writer waited for the readers: {ran:?}");
+    assert_eq!((first_out.as_str(), second_out.as_str()), ("old", "old"), "a reader saw the write");
+    assert_eq!(fs::read_to_string(cache.path().join("index")).unwrap(), "new\n");
+    let snapshots = work.path().join(".caulk-snapshots");
+    assert_eq!(fs::read_dir(&snapshots).unwrap().count(), 0, "snapshots are removed after their step");
+
+    // Two writers take turns: the test can fail.
+    let writer = sh("write", &format!("echo started; sleep 1; echo w >> {at}/log")).cache(cache.path(), at);
+    let ran = side_by_side(&exec, &[writer.clone(), writer], Duration::ZERO);
+    assert!(!overlap(ran[0].0, ran[1].0), "two writers ran together: {ran:?}");
+    assert_eq!(fs::read_to_string(cache.path().join("log")).unwrap(), "w\nw\n");
+}
+
 #[test]
 fn a_relative_cache_dir_is_refused_before_anything_runs() {
     let fx = fixture();
@@ -799,8 +924,8 @@ fn a_killed_caulk_leaves_no_mount_and_no_process() {
 #[test]
 fn a_read_only_cache_is_read_and_not_written_even_through_a_link_in_the_target() {
     // The target holds an absolute link to the cache's mount point, as a
-    // hostile image can: a tooling step that writes through it must fail on
-    // the read-only cache, and the host-side dir must keep what it had.
+    // hostile image can: what a tooling step writes through it, new files
+    // or appends to the cache's own, must not reach the host-side dir.
     let fx = fixture();
     let work = workdir();
     let flat = work.path().join("flat");
@@ -808,30 +933,45 @@ fn a_read_only_cache_is_read_and_not_written_even_through_a_link_in_the_target()
     caulk_exec::flatten(&fx.layers(), &flat, &CancelToken::new()).unwrap();
     let cache = tempfile::tempdir_in(work.path()).unwrap();
     fs::write(cache.path().join("fetched"), "from an earlier step\n").unwrap();
-    let exec = executor(work.path(), Mode::Overlay);
-    let mut session = exec.prepare(&fx.layers(), CancelToken::new()).unwrap();
     let tooling =
         || RunIn::Tooling { root: ToolingRoot::Dir(flat.clone()), mount_point: "/target".to_owned() };
     let plant = sh("plant", "ln -s /caulk/work /target/link").run_in(tooling());
-    run(&mut session, &plant);
+    let script =
+        "cat /target/link/fetched; echo pwned > /target/link/written; echo more >> /target/link/fetched";
+    let write = sh("write through", script).run_in(tooling()).read_only_cache(cache.path(), "/caulk/work");
 
-    let mut out = String::new();
-    let write = sh("write through", "cat /target/link/fetched; echo pwned > /target/link/written")
-        .run_in(tooling())
-        .read_only_cache(cache.path(), "/caulk/work");
-    let err = session
-        .run_step(&write, &mut |stream, l| {
+    // With overlayfs the step writes to a view of its own, thrown away;
+    // without, the cache is bound read-only and the writes fail.
+    for (mode, writes_fail) in [(Mode::Overlay, false), (Mode::Copy, true)] {
+        let mut config = ExecutorConfig::new(work.path());
+        config.mode = mode;
+        config.use_overlay = mode == Mode::Overlay;
+        config.proxy_env.clear();
+        let exec = LocalExecutor::new(config).unwrap();
+        let mut session = exec.prepare(&fx.layers(), CancelToken::new()).unwrap();
+        run(&mut session, &plant);
+        let mut out = String::new();
+        let result = session.run_step(&write, &mut |stream, l| {
             if stream == Stream::Stdout {
                 out.push_str(l);
             }
-        })
-        .unwrap_err();
-    let Error::StepFailed { ref outcome, .. } = err else { panic!("{err}") };
-    assert_eq!(out, "from an earlier step", "the cache is readable");
-    assert!(outcome.stderr_tail.contains("Read-only file system"), "{}", outcome.stderr_tail);
-    assert!(!cache.path().join("written").exists());
+        });
+        assert_eq!(out, "from an earlier step", "the cache is readable ({mode:?})");
+        match result {
+            Err(Error::StepFailed { ref outcome, .. }) if writes_fail => {
+                assert!(outcome.stderr_tail.contains("Read-only file system"), "{}", outcome.stderr_tail);
+            }
+            Ok(_) if !writes_fail => {}
+            other => panic!("{mode:?}: {other:?}"),
+        }
+        assert!(!cache.path().join("written").exists(), "{mode:?}");
+        assert_eq!(fs::read_to_string(cache.path().join("fetched")).unwrap(), "from an earlier step\n");
+    }
 
-    // The same cache mounted writable takes the write: the test can fail.
+    // The same cache mounted writable takes the writes: the test can fail.
+    let exec = executor(work.path(), Mode::Overlay);
+    let mut session = exec.prepare(&fx.layers(), CancelToken::new()).unwrap();
+    run(&mut session, &plant);
     let writable =
         sh("write", "echo ok > /target/link/written").run_in(tooling()).cache(cache.path(), "/caulk/work");
     run(&mut session, &writable);
