@@ -290,19 +290,24 @@ impl<'e> Session<'e> {
         overlay_spec(self.base(), lower, upper, work, target, volatile)
     }
 
-    /// The step's read-only caches as copy-on-write views where overlayfs
-    /// works: each a throwaway overlay on its snapshot (see `cache_lock`),
-    /// so a tool that writes its cache even to read it (npm records reads,
-    /// apt locks and chmods) still works, and nothing it writes, through a
-    /// link the image planted or otherwise, outlives the step. Without
-    /// overlayfs they stay read-only binds. The views live in the returned
-    /// dir, removed on drop.
+    /// The read-only caches of a step in the image as copy-on-write views
+    /// where overlayfs works: each a throwaway overlay on its snapshot (see
+    /// `cache_lock`), so a tool that writes its cache even to read it (npm
+    /// records reads, apt locks and chmods) still works, and nothing it
+    /// writes outlives the step. A tooling step's stay read-only binds:
+    /// what it writes there came through a link the image planted (dpkg
+    /// `--root` following `usr/share/doc/x -> /caulk/work`), and failing
+    /// says so, where a view would silently drop files meant for the image.
+    /// So do all without overlayfs. The views live in the returned dir,
+    /// removed on drop.
     fn cache_views(
         &self,
+        run_in: &RunIn,
         caches: &[CacheMount],
         overlays: &mut Vec<OverlayMount>,
     ) -> Result<(Vec<CacheMount>, Option<TempDir>)> {
-        if self.exec.overlay.is_none() || !caches.iter().any(|c| c.read_only) {
+        let tooling = matches!(run_in, RunIn::Tooling { .. });
+        if tooling || self.exec.overlay.is_none() || !caches.iter().any(|c| c.read_only) {
             return Ok((caches.to_vec(), None));
         }
         let views = tempfile::Builder::new()
@@ -379,7 +384,7 @@ impl<'e> Session<'e> {
             Workspace::Copy { root, .. } => (root.clone(), root.clone(), None),
         };
         let mut overlays: Vec<OverlayMount> = overlay.into_iter().collect();
-        let (caches, _views) = self.cache_views(&held.caches, &mut overlays)?;
+        let (caches, _views) = self.cache_views(&step.run_in, &held.caches, &mut overlays)?;
         let lowers = match &self.workspace {
             Workspace::Overlay { lowers } => Some(MergedReader::new(lowers.clone())),
             Workspace::Copy { .. } => None,
