@@ -255,7 +255,7 @@ fn two_processes_sharing_a_cache_patch_two_images_of_one_base() {
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "snapshots left in {}", dir.display());
     }
     let archives = apt.iter().find(|p| p.join("partial").is_dir()).expect("a download cache");
-    let debs: Vec<String> = std::fs::read_dir(&archives)
+    let debs: Vec<String> = std::fs::read_dir(archives)
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "deb"))

@@ -119,24 +119,31 @@ fn snapshot(dir: &Path) -> io::Result<TempDir> {
     let place = parent.join(SNAPSHOTS);
     fs::DirBuilder::new().recursive(true).mode(0o700).create(&place)?;
     let snap = tempfile::Builder::new().prefix(&format!("{name}.")).tempdir_in(&place)?;
-    link_tree(dir, snap.path())?;
+    link_tree(dir, snap.path(), 0)?;
     let meta = fs::metadata(dir)?;
     std::os::unix::fs::chown(snap.path(), Some(meta.uid()), Some(meta.gid()))?;
     fs::set_permissions(snap.path(), fs::Permissions::from_mode(meta.mode() & 0o7777))?;
     Ok(snap)
 }
 
+/// Deeper than any package manager's cache: a tree past it was made by an
+/// image's step, and is read in place rather than walked.
+const MAX_DEPTH: usize = 32;
+
 /// Recreates the tree under `from` in `to`: dirs (with owner and mode),
 /// files as hard links, symlinks as symlinks. Anything else (a socket or
 /// FIFO a tool left) is not cache content and is left out.
-fn link_tree(from: &Path, to: &Path) -> io::Result<()> {
+fn link_tree(from: &Path, to: &Path, depth: usize) -> io::Result<()> {
+    if depth > MAX_DEPTH {
+        return Err(io::Error::other(format!("it is more than {MAX_DEPTH} dirs deep")));
+    }
     for entry in fs::read_dir(from)? {
         let entry = entry?;
         let (source, dest): (PathBuf, PathBuf) = (entry.path(), to.join(entry.file_name()));
         let kind = entry.file_type()?;
         if kind.is_dir() {
             fs::create_dir(&dest)?;
-            link_tree(&source, &dest)?;
+            link_tree(&source, &dest, depth + 1)?;
             let meta = entry.metadata()?;
             std::os::unix::fs::lchown(&dest, Some(meta.uid()), Some(meta.gid()))?;
             fs::set_permissions(&dest, fs::Permissions::from_mode(meta.mode() & 0o7777))?;
@@ -147,4 +154,49 @@ fn link_tree(from: &Path, to: &Path) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_links_the_files_and_keeps_them_when_the_cache_replaces_them() {
+        let top = tempfile::tempdir().unwrap();
+        let cache = top.path().join("lists");
+        fs::create_dir_all(cache.join("partial")).unwrap();
+        fs::write(cache.join("Packages"), "old").unwrap();
+        std::os::unix::fs::symlink("Packages", cache.join("link")).unwrap();
+        fs::set_permissions(cache.join("partial"), fs::Permissions::from_mode(0o700)).unwrap();
+
+        let snap = snapshot(&cache).unwrap();
+        assert!(snap.path().starts_with(top.path().join(SNAPSHOTS)));
+        let ino = |p: &Path| fs::metadata(p).unwrap().ino();
+        assert_eq!(ino(&snap.path().join("Packages")), ino(&cache.join("Packages")), "a link, not a copy");
+        assert_eq!(fs::read_link(snap.path().join("link")).unwrap(), Path::new("Packages"));
+        assert_eq!(fs::metadata(snap.path().join("partial")).unwrap().mode() & 0o777, 0o700);
+
+        // apt replaces an index by renaming a new file over it.
+        fs::write(cache.join("Packages.new"), "new").unwrap();
+        fs::rename(cache.join("Packages.new"), cache.join("Packages")).unwrap();
+        assert_eq!(fs::read_to_string(snap.path().join("Packages")).unwrap(), "old");
+        let path = snap.path().to_owned();
+        drop(snap);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_tree_deeper_than_any_cache_is_not_walked() {
+        let top = tempfile::tempdir().unwrap();
+        let cache = top.path().join("work");
+        let deep: PathBuf = std::iter::repeat_n("d", MAX_DEPTH + 2).collect();
+        fs::create_dir_all(cache.join(&deep)).unwrap();
+        let err = snapshot(&cache).unwrap_err();
+        assert!(err.to_string().contains("dirs deep"), "{err}");
+        assert_eq!(
+            fs::read_dir(top.path().join(SNAPSHOTS)).unwrap().count(),
+            0,
+            "the partial snapshot is gone"
+        );
+    }
 }
