@@ -8,7 +8,9 @@
 # Prints wall times and overheads as min/median/max over the rounds, and the
 # medians of caulk's own timings (probes: waiting for the plugin's questions,
 # dry runs, pip check and import checks; steps: the pip installs; write: the
-# layer and the image).
+# layer and the image), with the load average before and after: on a
+# loaded machine every figure grows, the interleaved rounds keep them
+# comparable with each other.
 #
 #   benches/library.sh [ROUNDS]   (default 3)
 #
@@ -106,6 +108,7 @@ direct_run() {
   cat "$work/direct" >>"$work/direct.times"
 }
 
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 for _ in $(seq "$rounds"); do
   direct_run 2>/dev/null
   for variant in "${variants[@]}"; do
@@ -117,6 +120,8 @@ for _ in $(seq "$rounds"); do
 done
 
 printf '\n%d rounds, seconds (min median max); overhead: caulk minus the same round'"'"'s direct installs\n' "$rounds"
+printf '  load average (1, 5, 15 min) before %s, after %s, on %s cores\n' "$load_before" \
+  "$(cut -d' ' -f1-3 /proc/loadavg)" "$(nproc)"
 printf '  pip install, direct (chroot)                %s\n' "$(spread <"$work/direct.times")"
 for variant in "${variants[@]}"; do
   label=${variant%%:*}

@@ -1,7 +1,8 @@
-//! The plugin runtime's costs for the built-in plugins: cold compile, load
-//! from the code cache, instantiation, and a small call; and a scanner parse
-//! of the largest fixture reports through the WebAssembly plugin beside the
-//! same parser built natively.
+//! The plugin runtime's costs for the built-in plugins: cold compile with
+//! each compiler, load from the code cache, instantiation, and a small call;
+//! and a scanner parse of the largest fixture reports through the
+//! WebAssembly plugin, compiled by each compiler, beside the same parser
+//! built natively.
 //!
 //! `cargo bench -p caulk --bench plugins`
 
@@ -10,11 +11,23 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use caulk::plugin::{BUILTINS, Limits, Plugin, PluginSet, PluginSource, Runtime};
+use caulk::plugin::{BUILTINS, Compiler, Limits, Plugin, PluginSet, PluginSource, Runtime};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 fn runtime(cache: Option<PathBuf>) -> Arc<Runtime> {
     Arc::new(Runtime::new(Limits::default(), cache).expect("engine"))
+}
+
+/// The compilers this machine has, named for the benchmark ids.
+fn compilers() -> Vec<(&'static str, Arc<Runtime>)> {
+    let mut all = vec![(
+        "optimizing",
+        Arc::new(Runtime::with_compiler(Limits::default(), None, Compiler::Optimizing).expect("engine")),
+    )];
+    if let Ok(baseline) = Runtime::with_compiler(Limits::default(), None, Compiler::Baseline) {
+        all.push(("baseline", Arc::new(baseline)));
+    }
+    all
 }
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -24,19 +37,23 @@ fn fixture(name: &str) -> Vec<u8> {
 
 fn lifecycle(c: &mut Criterion) {
     let cache = tempfile::tempdir().unwrap();
-    let cold = runtime(None);
     let warm = runtime(Some(cache.path().to_path_buf()));
     // Fill the cache.
     let set = PluginSet::discover(&warm, &[]).unwrap();
 
-    let mut compile = c.benchmark_group("compile (no cache)");
-    compile.sample_size(10);
-    for b in BUILTINS {
-        compile.bench_function(b.dir_name, |bench| {
-            bench.iter(|| cold.load(PluginSource::Builtin, b.wasm, Some(b.sha256)).unwrap());
+    for (compiler, cold) in compilers() {
+        let mut compile = c.benchmark_group(format!("compile (no cache), {compiler}"));
+        compile.sample_size(10);
+        for b in BUILTINS {
+            compile.bench_function(b.dir_name, |bench| {
+                bench.iter(|| cold.load(PluginSource::Builtin, b.wasm, Some(b.sha256)).unwrap());
+            });
+        }
+        compile.bench_function("all built-ins", |bench| {
+            bench.iter(|| PluginSet::discover(&cold, &[]).unwrap());
         });
+        compile.finish();
     }
-    compile.finish();
 
     let mut cached = c.benchmark_group("load from cache");
     for b in BUILTINS {
@@ -80,10 +97,10 @@ fn lifecycle(c: &mut Criterion) {
 type NativeParse = fn(&[u8]) -> usize;
 
 fn parse(c: &mut Criterion) {
-    let warm = runtime(None);
-    let load = |name: &str| {
+    let compilers = compilers();
+    let load = |runtime: &Arc<Runtime>, name: &str| {
         let b = BUILTINS.iter().find(|b| b.dir_name == name).expect("built-in");
-        Plugin::load(&warm, PluginSource::Builtin, b.wasm, Some(b.sha256)).unwrap()
+        Plugin::load(runtime, PluginSource::Builtin, b.wasm, Some(b.sha256)).unwrap()
     };
     let cases: [(&str, &str, NativeParse); 2] = [
         ("grype", "grype-redhat-anteather-1.json", |r| caulk_plugin_grype::parse(r).unwrap().findings.len()),
@@ -91,11 +108,15 @@ fn parse(c: &mut Criterion) {
     ];
     for (plugin_name, file, native) in cases {
         let report = fixture(file);
-        let plugin = load(plugin_name);
-        assert_eq!(plugin.parse(&report).unwrap().findings.len(), native(&report));
         let mut group = c.benchmark_group(format!("parse {file} ({} KB)", report.len() / 1024));
         group.sample_size(20).measurement_time(Duration::from_secs(8));
-        group.bench_function("wasm plugin", |bench| bench.iter(|| plugin.parse(black_box(&report)).unwrap()));
+        for (compiler, runtime) in &compilers {
+            let plugin = load(runtime, plugin_name);
+            assert_eq!(plugin.parse(&report).unwrap().findings.len(), native(&report));
+            group.bench_function(format!("wasm plugin, {compiler}"), |bench| {
+                bench.iter(|| plugin.parse(black_box(&report)).unwrap());
+            });
+        }
         group.bench_function("native", |bench| bench.iter(|| native(black_box(&report))));
         group.finish();
     }

@@ -113,6 +113,35 @@ fn the_text_form_lists_packages_and_what_was_left() {
     assert!(text.contains("615 will-not-fix"), "{text}");
 }
 
+/// Both plugin compilers read the largest reports to the same result, and
+/// the code cache keeps each one's code apart (an engine set up for one
+/// never loads the other's).
+#[test]
+fn both_plugin_compilers_read_reports_alike_and_cache_apart() {
+    let sandbox = Sandbox::with_private_cache();
+    for file in ["reports/grype-redhat-anteather-1.json", "reports/trivy-redhat-anteather-1.json"] {
+        let read = |compiler: &str| {
+            success(&run(sandbox.caulk().current_dir(fixtures()).args([
+                "--plugin-compiler",
+                compiler,
+                "report",
+                "--json",
+                file,
+            ])))
+        };
+        assert_eq!(read("baseline"), read("optimizing"), "{file}");
+    }
+    // Entries are `<wasm sha256>-<engine key>.cwasm`.
+    let mut engines = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir(sandbox.cache_dir().join("plugins")).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if let Some((_, key)) = name.strip_suffix(".cwasm").and_then(|n| n.split_once('-')) {
+            engines.insert(key.to_owned());
+        }
+    }
+    assert_eq!(engines.len(), 2, "{engines:?}");
+}
+
 #[test]
 fn copa_update_manifests_are_read_with_scanner_native() {
     let sandbox = Sandbox::new();

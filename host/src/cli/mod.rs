@@ -16,7 +16,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use crate::Error;
-use crate::plugin::{Budgets, GrantStore, Limits, PluginSet, Policy, Runtime, cache::CodeCache};
+use crate::plugin::{Budgets, Compiler, GrantStore, Limits, PluginSet, Policy, Runtime, cache::CodeCache};
 
 /// Patch vulnerable packages inside container images without rebuilding them.
 #[derive(Debug, Parser)]
@@ -45,6 +45,13 @@ pub struct GlobalArgs {
     /// Memory limit for each plugin instance, in MiB.
     #[arg(long, value_name = "MIB", default_value_t = 512, global = true)]
     plugin_memory: usize,
+
+    /// How plugins not in the code cache yet are compiled: `baseline`
+    /// (wasmtime's Winch: compiles fast, the default on x86_64) or
+    /// `optimizing` (Cranelift: slower to compile, faster code; the default
+    /// elsewhere, and the only one there).
+    #[arg(long, value_name = "COMPILER", global = true)]
+    plugin_compiler: Option<Compiler>,
 
     /// Grant a directory plugin a capability it declares for this run only
     /// (NAME:CAPABILITY, e.g. my-updater:network); repeatable. `caulk plugins
@@ -177,7 +184,8 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
 impl GlobalArgs {
     fn runtime(&self) -> Result<Arc<Runtime>, Error> {
         let limits = Limits { timeout: self.plugin_timeout, memory: self.plugin_memory << 20 };
-        Ok(Arc::new(Runtime::new(limits, CodeCache::default_dir())?))
+        let compiler = self.plugin_compiler.unwrap_or_default();
+        Ok(Arc::new(Runtime::with_compiler(limits, CodeCache::default_dir(), compiler)?))
     }
 
     fn transport(&self) -> caulk_image::TransportOptions {

@@ -1018,18 +1018,27 @@ fn caches_read_only(step: &Step) -> bool {
 }
 
 /// The host directory behind [`caulk_sdk::PROBE_SCRATCH`]: one per image,
-/// named by its layers' digests, kept across runs. What probes leave there
-/// (the pip updater's bytecode, checked against each source's path, mtime
-/// and size) is then only ever read by probes of an image with exactly the
-/// same files, apart from what steps wrote since, which carry new mtimes.
+/// named by its config and its layers' digests, kept across runs. What
+/// probes leave there (the pip updater's bytecode, checked against each
+/// source's path, mtime and size) is then only ever read by probes of an
+/// image with exactly the same files and the same config (the config sets
+/// the environment and user probes run with, so two images sharing layers
+/// but not a config never share what their probes wrote), apart from what
+/// steps wrote since, which carry new mtimes.
 fn probe_scratch_dir(cache_dir: &Path, image: &PlatformImage) -> PathBuf {
+    let diff_ids: Vec<String> = image.layers.iter().map(|l| l.diff_id.to_string()).collect();
+    cache_dir.join("probes").join(probe_scratch_name(&image.config.bytes, &diff_ids))
+}
+
+fn probe_scratch_name(config: &[u8], diff_ids: &[String]) -> String {
     use sha2::Digest as _;
     let mut hash = sha2::Sha256::new();
-    for layer in &image.layers {
-        hash.update(layer.diff_id.to_string().as_bytes());
+    hash.update(sha2::Sha256::digest(config));
+    for diff_id in diff_ids {
+        hash.update(diff_id.as_bytes());
         hash.update(b"\n");
     }
-    cache_dir.join("probes").join(&hex::encode(hash.finalize())[..32])
+    hex::encode(hash.finalize())[..32].to_owned()
 }
 
 /// The host directory behind a plan's cache mount.
@@ -1110,4 +1119,19 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), PatchErr
     file.as_file().sync_data().map_err(fail)?;
     file.persist(path).map_err(|e| fail(e.error))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::probe_scratch_name;
+
+    #[test]
+    fn probes_share_a_scratch_only_with_the_same_config_and_layers() {
+        let layers = ["sha256:aa".to_owned(), "sha256:bb".to_owned()];
+        let name = probe_scratch_name(br#"{"config":{"Env":["A=1"]}}"#, &layers);
+        assert_eq!(name, probe_scratch_name(br#"{"config":{"Env":["A=1"]}}"#, &layers));
+        assert_ne!(name, probe_scratch_name(br#"{"config":{"Env":["A=2"]}}"#, &layers));
+        assert_ne!(name, probe_scratch_name(br#"{"config":{"Env":["A=1"]}}"#, &layers[..1]));
+        assert_eq!(name.len(), 32);
+    }
 }

@@ -20,7 +20,7 @@ pub use cache::Provenance;
 pub use capability::Capability;
 pub use error::{PluginError, PluginLabel, PluginSource};
 pub use grants::{GrantStore, Policy, Standing};
-pub use runtime::{Limits, PluginKind, Runtime, SUPPORTED_WIT_VERSIONS};
+pub use runtime::{Compiler, Limits, PluginKind, Runtime, SUPPORTED_WIT_VERSIONS};
 
 use crate::model::{
     Findings, Outcome, PatchPlan, PlanRequest, PluginInfo, ProbeRequest, Question, VerifyRequest,

@@ -33,6 +33,39 @@ const KEEP_RESIDENT: usize = 32 << 20;
 /// What plugin stdout/stderr may hold before writes fail; only the end is shown.
 const OUTPUT_CAPACITY: usize = 1 << 20;
 
+/// Which of wasmtime's compilers turns plugins into native code.
+///
+/// A run compiles each plugin the code cache does not hold yet: every
+/// built-in on a machine's first run, or after an upgrade. Winch compiles
+/// the built-ins more than ten times faster than Cranelift, and its code
+/// parses the largest fixture reports in about 1.5 times Cranelift's time:
+/// a few milliseconds against seconds (`cargo bench -p caulk --bench
+/// plugins`). Both are tier-1 compilers in wasmtime; Winch only targets
+/// x86_64.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum Compiler {
+    /// Winch, wasmtime's single-pass compiler: quick to compile.
+    Baseline,
+    /// Cranelift: slower to compile, faster code.
+    Optimizing,
+}
+
+impl Default for Compiler {
+    /// Baseline where Winch runs (x86_64), optimizing elsewhere.
+    fn default() -> Self {
+        if cfg!(target_arch = "x86_64") { Self::Baseline } else { Self::Optimizing }
+    }
+}
+
+impl Compiler {
+    fn strategy(self) -> wasmtime::Strategy {
+        match self {
+            Self::Baseline => wasmtime::Strategy::Winch,
+            Self::Optimizing => wasmtime::Strategy::Cranelift,
+        }
+    }
+}
+
 /// Limits applied to every plugin call.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -215,9 +248,29 @@ fn start_ticker(engine: &Engine) {
 
 impl Runtime {
     /// An engine with epoch interruption, a linker with WASI (nothing granted)
-    /// and the caulk host interface, and a code cache in `cache_dir`.
+    /// and the caulk host interface, and a code cache in `cache_dir`; this
+    /// machine's default [`Compiler`].
     pub fn new(limits: Limits, cache_dir: Option<std::path::PathBuf>) -> Result<Self, PluginError> {
+        Self::with_compiler(limits, cache_dir, Compiler::default())
+    }
+
+    /// [`Runtime::new`] with the given compiler. The code cache keys entries
+    /// by the engine's configuration, so code from one compiler is never
+    /// loaded by an engine set up for the other.
+    pub fn with_compiler(
+        limits: Limits,
+        cache_dir: Option<std::path::PathBuf>,
+        compiler: Compiler,
+    ) -> Result<Self, PluginError> {
+        if compiler == Compiler::Baseline && !cfg!(target_arch = "x86_64") {
+            return Err(PluginError::Engine(
+                "the baseline compiler (Winch) does not target this machine's architecture; \
+                 use `--plugin-compiler optimizing`"
+                    .into(),
+            ));
+        }
         let mut config = Config::new();
+        config.strategy(compiler.strategy());
         config.wasm_component_model(true);
         config.epoch_interruption(true);
         // Every call gets a fresh instance. From a pool whose slots keep the

@@ -1,10 +1,14 @@
-//! The import checks of verification, one interpreter per environment.
+//! The import checks of verification, and the dependency check, one
+//! interpreter per environment.
 //!
 //! Every patched distribution an interpreter of the image can import is
 //! checked by importing its top-level modules. All of them for one
 //! interpreter go in a single `python -c` run ([`IMPORT_CHECK`]), which
 //! imports each module alone and prints one line per module, so a failing
-//! import is still reported under its own distribution.
+//! import is still reported under its own distribution. The first run of
+//! an environment with pip checks its requirements as `pip check` does
+//! ([`crate::scripts::DEPENDENCY_CHECK`]) before any import, so one
+//! interpreter start does both.
 //!
 //! Runs end early three ways, and the modules after go to another run:
 //!
@@ -29,7 +33,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::discover;
 use crate::plan::digest;
-use crate::scripts::{IMPORT_CHECK, IMPORT_PAUSED, IMPORT_PREFIX, IMPORT_START, python_command};
+use crate::scripts::{DEPS_PREFIX, IMPORT_CHECK, IMPORT_PAUSED, IMPORT_PREFIX, IMPORT_START, python_command};
 
 pub const IMPORT: &str = "import:";
 
@@ -74,7 +78,13 @@ pub struct Batch {
     pub entries: Vec<Entry>,
     /// Seconds one import may take.
     pub limit: u32,
+    /// Whether the first run checks the environment's requirements too.
+    pub deps: bool,
 }
+
+/// What the dependency check of an interpreter said: `pip check`'s lines,
+/// or why there are none.
+pub type Deps = Result<Vec<String>, String>;
 
 /// What the checks say about one distribution.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -89,6 +99,15 @@ pub struct Progress {
     pub pending: Vec<Question>,
     /// By distribution id.
     pub verdicts: BTreeMap<String, Verdict>,
+    /// By interpreter, for the batches that asked.
+    pub deps: BTreeMap<String, Deps>,
+}
+
+#[derive(Debug, Deserialize)]
+struct DepsLine {
+    #[serde(default)]
+    lines: Vec<String>,
+    error: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -102,14 +121,19 @@ struct Line {
     timeout: bool,
 }
 
-/// The question running `entries` in `python`; its id names the interpreter
-/// and what it imports, so a later run with fewer modules is a new question.
-pub fn question(python: &str, entries: &[Entry], limit: u32) -> Question {
+/// The question running `entries` in `python`, after the dependency check
+/// when `deps`; its id names the interpreter and what it does, so a later
+/// run with fewer modules is a new question.
+pub fn question(python: &str, entries: &[Entry], limit: u32, deps: bool) -> Question {
     let argument = serde_json::to_string(entries).expect("strings and lists serialise");
     let limit = limit.to_string();
-    let id = format!("{IMPORT}{python}:{}", digest(&format!("{argument}\u{1f}{limit}")));
+    let deps = if deps { "deps" } else { "imports" };
+    let id = format!("{IMPORT}{python}:{}", digest(&format!("{argument}\u{1f}{limit}\u{1f}{deps}")));
     let budget = RUN_BUDGET.to_string();
-    Question::command(id, python_command([python, "-c", IMPORT_CHECK, argument.as_str(), &limit, &budget]))
+    Question::command(
+        id,
+        python_command([python, "-c", IMPORT_CHECK, argument.as_str(), &limit, &budget, deps]),
+    )
 }
 
 /// The batches' runs asked so far read into verdicts, and the next run of
@@ -117,7 +141,7 @@ pub fn question(python: &str, entries: &[Entry], limit: u32) -> Question {
 pub fn progress(batches: &[Batch], facts: &[Fact]) -> Progress {
     let mut out = Progress::default();
     for batch in batches {
-        if let Some(q) = advance(batch, facts, &mut out.verdicts) {
+        if let Some(q) = advance(batch, facts, &mut out.verdicts, &mut out.deps) {
             out.pending.push(q);
         }
     }
@@ -166,8 +190,26 @@ enum Ended {
     Failed,
 }
 
-/// Walks one batch's runs; returns the run still to ask, if any.
-fn advance(batch: &Batch, facts: &[Fact], verdicts: &mut BTreeMap<String, Verdict>) -> Option<Question> {
+/// The dependency check's line in a run's output.
+fn deps_said(text: &str) -> Deps {
+    let Some(line) = text.lines().find_map(|l| l.strip_prefix(DEPS_PREFIX)) else {
+        return Err("it printed nothing".to_owned());
+    };
+    match serde_json::from_str::<DepsLine>(line) {
+        Ok(DepsLine { error: Some(why), .. }) => Err(discover::truncate(&why, 400)),
+        Ok(DepsLine { lines, .. }) => Ok(lines),
+        Err(e) => Err(format!("the dependency check printed something else: {e}")),
+    }
+}
+
+/// Walks one batch's runs; returns the run still to ask, if any. The first
+/// run also holds the dependency check when the batch asks for one.
+fn advance(
+    batch: &Batch,
+    facts: &[Fact],
+    verdicts: &mut BTreeMap<String, Verdict>,
+    deps: &mut BTreeMap<String, Deps>,
+) -> Option<Question> {
     let mut items: Vec<Item> = batch
         .entries
         .iter()
@@ -175,11 +217,12 @@ fn advance(batch: &Batch, facts: &[Fact], verdicts: &mut BTreeMap<String, Verdic
         .flat_map(|(i, e)| e.modules.iter().map(move |m| (i, m.clone())))
         .collect();
     let mut failed_runs = 0;
-    for _ in 0..MAX_RUNS {
-        if items.is_empty() {
+    for run in 0..MAX_RUNS {
+        let with_deps = batch.deps && run == 0;
+        if items.is_empty() && !with_deps {
             return None;
         }
-        let q = question(&batch.python, &entries_of(batch, &items), batch.limit);
+        let q = question(&batch.python, &entries_of(batch, &items), batch.limit, with_deps);
         let out = match facts.answer(&q.id) {
             None => return Some(q),
             Some(Answer::Output(out)) => out,
@@ -187,16 +230,39 @@ fn advance(batch: &Batch, facts: &[Fact], verdicts: &mut BTreeMap<String, Verdic
                 for (i, _) in &items {
                     at(verdicts, batch, *i).notes.push(format!("the import check could not run: {why}"));
                 }
+                if with_deps {
+                    deps.insert(batch.python.clone(), Err(why.clone()));
+                }
                 return None;
             }
             Some(_) => {
                 for (i, _) in &items {
                     at(verdicts, batch, *i).notes.push("the import check got no output".to_owned());
                 }
+                if with_deps {
+                    deps.insert(batch.python.clone(), Err("it got no output".to_owned()));
+                }
                 return None;
             }
         };
         let text = String::from_utf8_lossy(&out.stdout);
+        if with_deps {
+            let started = text.lines().any(|l| l == IMPORT_START);
+            let stopped = started && !text.lines().any(|l| l.starts_with(DEPS_PREFIX));
+            let said = if !started {
+                Err(format!("{} did not run it ({})", batch.python, how_it_ended(out)))
+            } else if stopped {
+                Err(format!("the interpreter stopped during it ({})", how_it_ended(out)))
+            } else {
+                deps_said(&text)
+            };
+            deps.insert(batch.python.clone(), said);
+            if stopped {
+                // No module was started: they all go to the next run.
+                failed_runs += 1;
+                continue;
+            }
+        }
         if !text.lines().any(|l| l == IMPORT_START) {
             // The interpreter never got to the first import: one failed
             // check per distribution.
@@ -297,6 +363,7 @@ mod tests {
                 Entry { id: "/s/c-1.dist-info".into(), path: None, modules: vec!["c".into()] },
             ],
             limit: 60,
+            deps: false,
         }
     }
 
@@ -332,7 +399,7 @@ mod tests {
         let batch = batch();
         let first = progress(std::slice::from_ref(&batch), &[]).pending.remove(0);
         let caulk_sdk::update::QuestionKind::Run(command) = &first.kind else { panic!() };
-        assert_eq!(command.argv[4..], ["60".to_owned(), RUN_BUDGET.to_string()]);
+        assert_eq!(command.argv[4..], ["60".to_owned(), RUN_BUDGET.to_string(), "imports".to_owned()]);
         let timed_out = format!(
             "\n{IMPORT_PREFIX}{}\n",
             serde_json::json!({"id": "/s/a-1.dist-info", "module": "a2", "ok": false,
@@ -394,6 +461,7 @@ mod tests {
                 modules: (0..MAX_RUNS + 2).map(|i| format!("m{i}")).collect(),
             }],
             limit: 60,
+            deps: false,
         };
         let mut facts = Vec::new();
         for _ in 0..MAX_RUNS {

@@ -21,9 +21,9 @@
 //! then checked against the index, the interpreter's version and every
 //! dependent ([`choose`], [`conflict`]), then resolved by a pip dry run and
 //! installed pinned with `--no-deps` ([`plan`] explains why). Verification
-//! reads the metadata again and runs `pip check` once per environment and
-//! an import of each patched distribution, one interpreter per environment
-//! for all of them ([`verify`], [`imports`]).
+//! reads the metadata again, then checks the environment's requirements by
+//! `pip check`'s rules and imports each patched distribution, one
+//! interpreter per environment for both ([`verify`], [`imports`]).
 //!
 //! Settings: `--plugin-opt pip.dry-run=false` skips the dry runs (faster,
 //! but a new version's new dependencies are then only found by `pip check`

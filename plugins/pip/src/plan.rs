@@ -19,12 +19,15 @@
 //!   run per directory, into a fresh directory beside DIR, see
 //!   [`scratch`]), then a small script (see
 //!   [`crate::scripts::MERGE_TARGET`]), run once for all of them, removes
-//!   the old distributions' files and `.dist-info` by their RECORDs and
-//!   moves the new ones in file by file, so no stale metadata is left and a
-//!   namespace package directory keeps its other distributions (pip's own
-//!   `--target DIR --upgrade` replaces whole top-level directories). The
-//!   scratch directory is always removed, and left out of the layer should a
-//!   step fail first. The image's own pip is preferred to the host's: it
+//!   the old distributions' files and `.dist-info` by their RECORDs (their
+//!   console scripts in the environment's `bin/` too, replaced by the new
+//!   version's) and moves the new ones in file by file, so no stale metadata
+//!   is left and a namespace package directory keeps its other
+//!   distributions (pip's own `--target DIR --upgrade` replaces whole
+//!   top-level directories). It is all or nothing: the old files wait aside
+//!   ([`aside`]) until every new one is in place, and any error puts them
+//!   back. The scratch directory is always removed, and it and the aside
+//!   directory are left out of the layer should a step fail first. The image's own pip is preferred to the host's: it
 //!   picks wheels for exactly the image's interpreter and C library.
 //! - **`--target` with the host's pip** (`exec-context::tooling`, the host's
 //!   root file system read-only and the image mounted at `/target`), when no
@@ -1159,7 +1162,15 @@ fn steps(ctx: &Ctx<'_>, image: &Image, works: &[Work<'_>], install: &Install) ->
                     },
                     tolerate_failure: tolerate,
                 },
-                merge_step(python, &work.dist.site, works, install, ExecContext::Target, tolerate),
+                merge_step(
+                    python,
+                    &work.dist.site,
+                    &env_root(env, &work.dist.site),
+                    works,
+                    install,
+                    ExecContext::Target,
+                    tolerate,
+                ),
             ]
         }
         How::Tooling => {
@@ -1192,7 +1203,15 @@ fn steps(ctx: &Ctx<'_>, image: &Image, works: &[Work<'_>], install: &Install) ->
                     },
                     tolerate_failure: tolerate,
                 },
-                merge_step("python3", &site, works, install, tooling_context(), tolerate),
+                merge_step(
+                    "python3",
+                    &site,
+                    &format!("{MOUNT}{}", env_root(env, &work.dist.site)),
+                    works,
+                    install,
+                    tooling_context(),
+                    tolerate,
+                ),
             ]
         }
     }
@@ -1207,13 +1226,33 @@ pub fn scratch(site: &str) -> String {
     format!("{parent}/.{name}.caulk-new")
 }
 
+/// Where [`merge_step`] keeps the old files of `site` until the new ones
+/// are all in place: beside it, so moves stay on one file system.
+pub fn aside(site: &str) -> String {
+    let (parent, name) = site.rsplit_once('/').unwrap_or(("", site));
+    format!("{parent}/.{name}.caulk-old")
+}
+
+/// The directory an environment's pip installs scripts and data under:
+/// the files of a distribution's RECORD outside `site` that [`merge_step`]
+/// may replace lie in it. A loose tree has only itself.
+fn env_root(env: &Env, site: &str) -> String {
+    let root = match &env.kind {
+        EnvKind::Venv { root, .. } => root.as_str(),
+        EnvKind::System { prefix } => prefix.as_str(),
+        EnvKind::Loose { .. } => site,
+    };
+    if root == "/" { site.to_owned() } else { root.to_owned() }
+}
+
 /// The step moving a group's new distributions from [`scratch`] into
 /// `site` and removing the old ones, all in one run of [`MERGE_TARGET`]:
-/// `SITE SCRATCH`, then `OLD_DIST_INFO NAME NEW_VERSION` per distribution.
-/// `site` is the directory as the command sees it.
+/// `SITE SCRATCH ASIDE ROOT`, then `OLD_DIST_INFO NAME NEW_VERSION` per
+/// distribution. `site` and `root` are as the command sees them.
 fn merge_step(
     python: &str,
     site: &str,
+    root: &str,
     works: &[Work<'_>],
     install: &Install,
     context: ExecContext,
@@ -1230,6 +1269,8 @@ fn merge_step(
         MERGE_TARGET.into(),
         site.to_owned(),
         scratch(site),
+        aside(site),
+        root.to_owned(),
     ];
     let mut old = Vec::new();
     // `--target` pins are the group's choices, in the group's order.
@@ -1372,13 +1413,16 @@ pub fn plan(request: &PlanRequest) -> Result<PatchPlan, PipError> {
     if !plan.steps.is_empty() {
         plan.drop_paths = DROP_PATHS.iter().map(|p| (*p).to_owned()).collect();
     }
-    // A `--target` install that failed leaves its scratch directory behind.
+    // A `--target` install that failed leaves its scratch directory behind,
+    // and a merge that could not undo itself what it took out.
     for install in &decisions.installs {
         if !matches!(install.group.how, How::OwnPip { .. }) {
-            let dir = scratch(&works[install.group.works[0]].dist.site);
-            for path in [format!("{dir}/**"), dir] {
-                if !plan.drop_paths.contains(&path) {
-                    plan.drop_paths.push(path);
+            let site = &works[install.group.works[0]].dist.site;
+            for dir in [scratch(site), aside(site)] {
+                for path in [format!("{dir}/**"), dir] {
+                    if !plan.drop_paths.contains(&path) {
+                        plan.drop_paths.push(path);
+                    }
                 }
             }
         }

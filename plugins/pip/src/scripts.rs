@@ -80,7 +80,25 @@ print("caulk-python-facts " + json.dumps(facts))
 /// Prefix of the facts line.
 pub const PYTHON_FACTS_PREFIX: &str = "caulk-python-facts ";
 
-/// Imports modules of several distributions in one interpreter:
+/// `requirements()`, the dependency check [`IMPORT_CHECK`] runs first when
+/// asked: what `pip check` checks (`pip/_internal/operations/check.py`),
+/// without the cost of importing pip itself, which is most of a
+/// `pip check`'s time. Every distribution the interpreter sees, the first
+/// of each name along `sys.path` as pip takes it, must have each
+/// requirement whose marker holds (with `extra` empty) installed at a
+/// version its specifier contains, pre-releases included; requirements are
+/// parsed and compared by pip's own vendored `packaging`. Like pip 24.1 and
+/// later, a distribution whose wheel tags the interpreter supports none of
+/// is named too. Where pip would see more than `importlib.metadata` does
+/// (eggs, `.egg-link` files, zip archives on `sys.path`), or the
+/// interpreter lacks `importlib.metadata` or pip's `packaging`, it runs
+/// `python -m pip check` instead. Its lines use `pip check`'s words, with
+/// canonical names.
+pub const DEPENDENCY_CHECK: &str = include_str!("deps.py");
+
+/// Verifies one interpreter's environment in one run: first, when
+/// `sys.argv[4]` is `deps`, its requirements as `pip check` checks them
+/// ([`DEPENDENCY_CHECK`]), then the imports of several distributions.
 /// `sys.argv[1]` is a JSON list of `{"id", "path", "modules"}` (`path`: a
 /// directory put first on `sys.path` for that distribution's imports, or
 /// null), `sys.argv[2]` the seconds one import may take, `sys.argv[3]` the
@@ -92,10 +110,12 @@ pub const PYTHON_FACTS_PREFIX: &str = "caulk-python-facts ";
 /// one process, so dropping them would fail every later import that needs
 /// them.
 ///
-/// It prints `caulk-import-start` first, then one line per module after
-/// the `caulk-import ` prefix, a JSON object `{"id", "module", "ok",
-/// "error"}`, written straight to file descriptor 1 (a module may replace
-/// or close `sys.stdout`) and preceded by a newline (one may leave a line
+/// It prints `caulk-import-start` first, then the dependency check's line
+/// (after the `caulk-deps ` prefix, a JSON object `{"lines"}` with lines in
+/// `pip check`'s words, or `{"error"}`), then one line per module after the
+/// `caulk-import ` prefix, a JSON object `{"id", "module", "ok", "error"}`;
+/// each written straight to file descriptor 1 (a module may replace or
+/// close `sys.stdout`) and preceded by a newline (one may leave a line
 /// open). A module that kills the interpreter leaves the rest without a
 /// line. One still importing when its time is up gets a line with
 /// `"timeout": true` from a watchdog thread, which then ends the process:
@@ -104,11 +124,14 @@ pub const PYTHON_FACTS_PREFIX: &str = "caulk-python-facts ";
 /// `caulk-import-paused` says the rest are for another run. The process
 /// ends with `os._exit`, so a module's exit handlers or threads cannot hold
 /// it up after the last line.
-pub const IMPORT_CHECK: &str = r#"import importlib, importlib.machinery, json, os, sys, threading, time
+pub const IMPORT_CHECK: &str = concat!(
+    r#"import importlib, importlib.machinery, json, os, sys, threading, time
 started = time.monotonic()
 limit = float(sys.argv[2])
 budget = float(sys.argv[3])
-def native(module):
+"#,
+    include_str!("deps.py"),
+    r#"def native(module):
     loader = getattr(getattr(module, "__spec__", None), "loader", None)
     return isinstance(loader, importlib.machinery.ExtensionFileLoader)
 def say(line):
@@ -119,6 +142,12 @@ def overran(check, module):
     result(check, module, False, "the import did not finish within %g s" % limit, True)
     os._exit(124)
 say("caulk-import-start")
+if sys.argv[4:5] == ["deps"]:
+    try:
+        found = requirements()
+    except Exception as e:
+        found = {"error": "%s: %s" % (type(e).__name__, e)}
+    say("caulk-deps " + json.dumps(found))
 first = True
 for check in json.loads(sys.argv[1]):
     for module in check["modules"]:
@@ -146,18 +175,23 @@ for check in json.loads(sys.argv[1]):
         importlib.invalidate_caches()
         result(check, module, ok, error)
 os._exit(0)
-"#;
+"#
+);
 
 /// The line the import check prints before its first import.
 pub const IMPORT_START: &str = "caulk-import-start";
+/// Prefix of the dependency check's line.
+pub const DEPS_PREFIX: &str = "caulk-deps ";
 pub const IMPORT_PREFIX: &str = "caulk-import ";
 /// The line saying the run's time is used up and the rest need another run.
 pub const IMPORT_PAUSED: &str = "caulk-import-paused";
 
 /// Moves distributions that `pip install --target SCRATCH` put in a fresh
 /// directory into SITE, one distribution at a time:
-/// `SITE SCRATCH (OLD_DIST_INFO NAME NEW_VERSION)...`, one triple per
-/// distribution that one pip run installed.
+/// `SITE SCRATCH ASIDE ROOT (OLD_DIST_INFO NAME NEW_VERSION)...`, one
+/// triple per distribution that one pip run installed; ROOT is the
+/// environment's root (a venv's directory, a system prefix; SITE itself for
+/// a loose tree).
 ///
 /// pip's own `--target DIR --upgrade` replaces whole top-level entries of
 /// DIR, so a namespace package directory (`google/` holding several
@@ -165,127 +199,28 @@ pub const IMPORT_PAUSED: &str = "caulk-import-paused";
 /// files move: each new `*.dist-info` is found in SCRATCH by its METADATA
 /// name and version, and nothing is touched when one is missing, so a failed
 /// install never costs an old distribution. Then, per distribution, every
-/// file of the old RECORD inside SITE is deleted unless a new RECORD of the
-/// run or another distribution of SITE lists it (a shared `__init__.py` of
-/// a namespace package stays), with the old `.dist-info` itself; every file
+/// file of the old RECORD is taken out unless a new RECORD of the run or
+/// another distribution of SITE lists it (a shared `__init__.py` of a
+/// namespace package stays), with the old `.dist-info` itself; every file
 /// of the new RECORD moves from SCRATCH to its place in SITE; directories
-/// that became empty go. Files the old RECORD places outside SITE (console
-/// scripts in `PREFIX/bin`) stay: they import the package by name and still
-/// work.
+/// that became empty go. Nothing is removed or written through a symlinked
+/// directory that leads out of SITE (or ROOT).
 ///
-/// `--target` installs under a temporary home and moves its `bin/` and data
-/// directories into the target (RECORD lists them as `../../bin/x`): those
-/// move into SITE only if the old distribution kept them there too (it was
-/// installed with `--target`), and are dropped from the new RECORD
-/// otherwise. SCRATCH is removed at the end, whatever happened.
-pub const MERGE_TARGET: &str = r#"import csv, errno, os, re, shutil, sys
-site = os.path.normpath(sys.argv[1])
-scratch = os.path.normpath(sys.argv[2])
-args = sys.argv[3:]
-def norm(n):
-    return re.sub(r"[-_.]+", "-", n).lower()
-def meta(d):
-    n = v = None
-    try:
-        with open(os.path.join(d, "METADATA"), encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if not line.strip():
-                    break
-                k, _, val = line.partition(":")
-                k = k.strip().lower()
-                if k == "name" and n is None:
-                    n = val.strip()
-                elif k == "version" and v is None:
-                    v = val.strip()
-    except OSError:
-        pass
-    return n, v
-def rows(d):
-    try:
-        with open(os.path.join(d, "RECORD"), newline="", encoding="utf-8") as f:
-            return [r for r in csv.reader(f) if r]
-    except OSError:
-        return []
-def inside(p, d):
-    return p == d or p.startswith(d + os.sep)
-def home_relative(path):
-    return path[6:] if path.startswith("../../") and not path.startswith("../../../") else None
-def move(src, dst):
-    os.makedirs(os.path.dirname(dst), exist_ok=True)
-    try:
-        os.replace(src, dst)
-    except OSError as e:
-        if e.errno != errno.EXDEV:
-            raise
-        shutil.copy2(src, dst)
-        os.unlink(src)
-def dist_infos(d):
-    if not os.path.isdir(d):
-        return []
-    return [os.path.join(d, e) for e in sorted(os.listdir(d)) if e.endswith(".dist-info") and os.path.isdir(os.path.join(d, e))]
-try:
-    if not args or len(args) % 3:
-        sys.exit("caulk: expected SITE SCRATCH followed by OLD_DIST_INFO NAME VERSION triples")
-    moves = []
-    for old_info, name, version in zip(args[0::3], args[1::3], args[2::3]):
-        old = os.path.join(site, old_info)
-        if os.sep in old_info or not old_info.endswith(".dist-info") or not os.path.isdir(old):
-            sys.exit("caulk: %s is not a distribution directory" % old)
-        new = None
-        for d in dist_infos(scratch):
-            n, v = meta(d)
-            if n is not None and norm(n) == norm(name) and v == version:
-                new = d
-        if new is None:
-            sys.exit("caulk: %s %s is not installed in %s; leaving %s in place" % (name, version, scratch, old_info))
-        moves.append((old_info, old, new))
-    replaced = set(old for _, old, _ in moves)
-    keep = set()
-    for _, _, new in moves:
-        keep.update(os.path.normpath(os.path.join(site, home_relative(r[0]) or r[0])) for r in rows(new))
-    for d in dist_infos(site):
-        if d not in replaced:
-            keep.update(os.path.normpath(os.path.join(site, r[0])) for r in rows(d))
-    emptied = set()
-    for old_info, old, new in moves:
-        old_rows = rows(old)
-        had = set(h for h in (home_relative(r[0]) for r in old_rows) if h)
-        removed = 0
-        for r in old_rows:
-            p = os.path.normpath(os.path.join(site, r[0]))
-            if not inside(p, site) or inside(p, old) or p in keep:
-                continue
-            if os.path.islink(p) or os.path.isfile(p):
-                os.unlink(p)
-                removed += 1
-                emptied.add(os.path.dirname(p))
-        shutil.rmtree(old)
-        new_rows = rows(new)
-        kept = []
-        for r in new_rows:
-            rel = home_relative(r[0])
-            if rel is not None and rel not in had:
-                continue
-            rel = rel or r[0]
-            src = os.path.normpath(os.path.join(scratch, rel))
-            dst = os.path.normpath(os.path.join(site, rel))
-            if inside(src, scratch) and inside(dst, site) and (os.path.islink(src) or os.path.isfile(src)):
-                move(src, dst)
-            kept.append(r)
-        placed = os.path.join(site, os.path.basename(new))
-        if len(kept) != len(new_rows) and os.path.isdir(placed):
-            with open(os.path.join(placed, "RECORD"), "w", newline="", encoding="utf-8") as f:
-                w = csv.writer(f, lineterminator="\n")
-                for r in kept:
-                    w.writerow(r)
-        print("caulk: removed %s (%d files); %s in place" % (old_info, removed, os.path.basename(new)))
-    for d in sorted(emptied, key=len, reverse=True):
-        while inside(d, site) and d != site:
-            try:
-                os.rmdir(d)
-            except OSError:
-                break
-            d = os.path.dirname(d)
-finally:
-    shutil.rmtree(scratch, ignore_errors=True)
-"#;
+/// Files the old RECORD places outside SITE (console scripts in `ROOT/bin`,
+/// data files) are taken out too when they lie inside ROOT, never when ROOT
+/// is `/`. `--target` installs under a temporary home and moves its `bin/`
+/// and data directories into the target (RECORD lists them as
+/// `../../bin/x`): such a new file goes where the old distribution kept the
+/// same file, in SITE (it was installed with `--target`) or under ROOT (a
+/// console script then keeps the old one's `#!` line, which names the
+/// environment's interpreter rather than the one that ran pip, and its
+/// RECORD line is rewritten), and is dropped from the new RECORD otherwise.
+///
+/// All or nothing, as far as a file system allows: what is taken out is
+/// moved into ASIDE (beside SITE, so on the same file system) and deleted
+/// only once every distribution is in place; on any error every move is
+/// undone in reverse order, so the new files leave and the old ones return,
+/// and the step fails naming the path and the error. SCRATCH is removed at
+/// the end, whatever happened, and ASIDE unless something could not be put
+/// back.
+pub const MERGE_TARGET: &str = include_str!("merge.py");

@@ -3,14 +3,14 @@
 //! The evidence, gathered by the verify-phase probes on the patched root:
 //! the distributions' METADATA read again (the version must be exactly the
 //! one planned, and only one `.dist-info` of the name may remain in its
-//! directory), `pip check` in every environment touched (its complaints that
-//! involve a patched package and were not there before: a requirement the old
-//! version met and the new one does not, or a requirement of the new version
-//! itself), and an import of each patched distribution's top-level modules
-//! (from `top_level.txt`, else its RECORD), one `python -c` per interpreter
-//! for all of them ([`crate::imports`]). Environments
-//! without pip get caulk's own dependency check from METADATA instead of
-//! `pip check`; those without a runnable interpreter get no import check.
+//! directory), `pip check`'s rules in every environment touched (its
+//! complaints that involve a patched package and were not there before: a
+//! requirement the old version met and the new one does not, or a
+//! requirement of the new version itself), and an import of each patched
+//! distribution's top-level modules (from `top_level.txt`, else its RECORD):
+//! one `python -c` per interpreter for both ([`crate::imports`]).
+//! Environments without pip get caulk's own dependency check from METADATA
+//! instead; those without a runnable interpreter get no import check.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -19,8 +19,8 @@ use std::str::FromStr;
 use crate::pep508::Requirement;
 use caulk_sdk::facts::FactsExt;
 use caulk_sdk::update::{
-    Answer, Check, Fact, Outcome, OutcomeStatus, Question, SelectedUpdate, StepResult, Target, Update,
-    VerifyRequest, VersionTarget,
+    Check, Fact, Outcome, OutcomeStatus, Question, SelectedUpdate, StepResult, Target, Update, VerifyRequest,
+    VersionTarget,
 };
 
 use crate::conflict;
@@ -32,9 +32,7 @@ use crate::metadata;
 use crate::name::{self, Version};
 use crate::plan::{DIST_FILES, Settings, dist_file, dist_files_question, settings};
 use crate::resolve::{self, CheckLine};
-use crate::scripts::python_command;
 
-pub const PIP_CHECK: &str = "pip-check:";
 pub use crate::imports::IMPORT;
 
 /// Most modules imported per distribution.
@@ -83,20 +81,27 @@ fn modules(facts: &[Fact], dist: &Dist) -> Vec<String> {
     found
 }
 
-fn pip_check_id(python: &str) -> String {
-    format!("{PIP_CHECK}{python}")
+/// Whether `pip check`'s rules judge the environment of a distribution at
+/// a site its interpreter sees by itself: the interpreter has pip.
+fn pip_checked(env: &Env, pythonpath: Option<&String>) -> bool {
+    env.runs_pip() && pythonpath.is_none()
 }
 
-/// The import checks: one batch per interpreter, of the distributions
+/// The verification runs: one batch per interpreter, of the distributions
 /// whose files [`DIST_FILES`] read (those the updates touched; `verify`
-/// has no updates to find them by), in the image's order.
+/// has no updates to find them by), in the image's order; the first batch
+/// of an interpreter with pip also checks its environment's requirements.
 fn import_batches(image: &Image, facts: &[Fact], limit: u32) -> Vec<imports::Batch> {
     let read: BTreeSet<&str> =
         facts.files(DIST_FILES).iter().filter_map(|f| f.path.rsplit_once('/').map(|(dir, _)| dir)).collect();
     let mut batches: Vec<imports::Batch> = Vec::new();
+    let mut checked: Vec<String> = Vec::new();
     for dist in image.dists.iter().filter(|d| read.contains(d.meta_dir.as_str())) {
         let Some((env, path)) = importer(image, &dist.site) else { continue };
         let Some(python) = env.python.clone() else { continue };
+        if pip_checked(env, path.as_ref()) && !checked.contains(&python) {
+            checked.push(python.clone());
+        }
         let modules = modules(facts, dist);
         if modules.is_empty() {
             continue;
@@ -104,7 +109,13 @@ fn import_batches(image: &Image, facts: &[Fact], limit: u32) -> Vec<imports::Bat
         let entry = imports::Entry { id: dist.meta_dir.clone(), path, modules };
         match batches.iter_mut().find(|b| b.python == python && b.entries.len() < imports::MAX_ENTRIES) {
             Some(batch) => batch.entries.push(entry),
-            None => batches.push(imports::Batch { python, entries: vec![entry], limit }),
+            None => batches.push(imports::Batch { python, entries: vec![entry], limit, deps: false }),
+        }
+    }
+    for python in checked {
+        match batches.iter_mut().find(|b| b.python == python) {
+            Some(first) => first.deps = true,
+            None => batches.push(imports::Batch { python, entries: Vec::new(), limit, deps: true }),
         }
     }
     batches
@@ -122,19 +133,7 @@ pub fn questions(target: &Target, updates: &[Update], facts: &[Fact], settings: 
     if !facts.answered(DIST_FILES) {
         return dist_files_question(&dists).into_iter().collect();
     }
-    let mut out = Vec::new();
-    let mut checked_envs = BTreeSet::new();
-    for dist in &dists {
-        let Some((env, pythonpath)) = importer(&image, &dist.site) else { continue };
-        let Some(python) = env.python.clone() else { continue };
-        if env.runs_pip() && pythonpath.is_none() && checked_envs.insert(python.clone()) {
-            out.push(Question::command(
-                pip_check_id(&python),
-                python_command([python.as_str(), "-m", "pip", "check", "--disable-pip-version-check"]),
-            ));
-        }
-    }
-    out.extend(imports::progress(&import_batches(&image, facts, settings.import_timeout), facts).pending);
+    let mut out = imports::progress(&import_batches(&image, facts, settings.import_timeout), facts).pending;
     out.retain(|q| !facts.answered(&q.id));
     out
 }
@@ -147,14 +146,13 @@ pub fn verify(request: &VerifyRequest) -> Result<Vec<Outcome>, PipError> {
         return Err(PipError::MissingFact { phase: "verify", id: discover::DISTS.to_owned() });
     }
     let image = Image::from_facts(&request.target, facts);
-    let imported = imports::progress(&import_batches(&image, facts, settings.import_timeout), facts).verdicts;
-    Ok(request.selected.iter().map(|s| judge(&image, facts, &imported, s, &request.steps)).collect())
+    let checked = imports::progress(&import_batches(&image, facts, settings.import_timeout), facts);
+    Ok(request.selected.iter().map(|s| judge(&image, &checked, s, &request.steps)).collect())
 }
 
 fn judge(
     image: &Image,
-    facts: &[Fact],
-    imported: &BTreeMap<String, imports::Verdict>,
+    checked: &imports::Progress,
     selected: &SelectedUpdate,
     steps: &[StepResult],
 ) -> Outcome {
@@ -226,9 +224,9 @@ fn judge(
         return failed(to, detail, checks);
     }
     let mut notes = Vec::new();
-    checks.extend(dependency_checks(image, facts, dist, selected, &mut notes));
+    checks.extend(dependency_checks(image, &checked.deps, dist, selected, &mut notes));
     if importer(image, &dist.site).is_some_and(|(env, _)| env.python.is_some()) {
-        if let Some(verdict) = imported.get(&dist.meta_dir) {
+        if let Some(verdict) = checked.verdicts.get(&dist.meta_dir) {
             checks.extend(verdict.checks.iter().cloned());
             notes.extend(verdict.notes.iter().cloned());
         }
@@ -265,11 +263,11 @@ fn meets_text(requirement: &str, version: &str) -> Option<bool> {
     Some(conflict::meets(&req, &v))
 }
 
-/// `pip check` (or caulk's own check without pip), narrowed to complaints
-/// about this distribution that its move caused.
+/// `pip check`'s rules (or caulk's own check without pip), narrowed to
+/// complaints about this distribution that its move caused.
 fn dependency_checks(
     image: &Image,
-    facts: &[Fact],
+    deps: &BTreeMap<String, imports::Deps>,
     dist: &Dist,
     selected: &SelectedUpdate,
     notes: &mut Vec<String>,
@@ -280,11 +278,11 @@ fn dependency_checks(
         return Vec::new();
     };
     let normal = name::normalise(&selected.name);
-    if env.runs_pip() && pythonpath.is_none() {
+    if pip_checked(env, pythonpath.as_ref()) {
         let python = env.python.clone().unwrap_or_default();
-        return match facts.answer(&pip_check_id(&python)) {
-            Some(Answer::Output(out)) => {
-                let lines = resolve::check_lines(&out.stdout);
+        return match deps.get(&python) {
+            Some(Ok(said)) => {
+                let lines = resolve::check_lines(said.join("\n").as_bytes());
                 let (new, old) = attribute(&lines, &normal, &selected.from);
                 let mut detail = if new.is_empty() {
                     format!("no broken requirement involves {} {}", selected.name, dist.version_text)
@@ -296,11 +294,11 @@ fn dependency_checks(
                 }
                 vec![Check { name: "pip check".to_owned(), passed: new.is_empty(), detail }]
             }
-            Some(Answer::Unavailable(why)) => {
+            Some(Err(why)) => {
                 notes.push(format!("pip check could not run: {why}"));
                 Vec::new()
             }
-            _ => Vec::new(),
+            None => Vec::new(),
         };
     }
     let markers = env.markers(image.machine);

@@ -188,6 +188,7 @@ fn how_each_kind_of_environment_is_patched() {
     // a fresh directory beside the site, then merged in, the old
     // distribution removed by its RECORD.
     let nopip_scratch = "/srv/nopip/lib/python3.11/.site-packages.caulk-new";
+    let nopip_aside = "/srv/nopip/lib/python3.11/.site-packages.caulk-old";
     let (_, argv, _) = steps[2];
     assert_eq!(argv[0], "/usr/bin/python3.11");
     let target = argv.iter().position(|a| a == "--target").unwrap();
@@ -197,9 +198,18 @@ fn how_each_kind_of_environment_is_patched() {
     // -I ignores PYTHONDONTWRITEBYTECODE: -B keeps the script's imports
     // from recompiling the image's bytecode into the layer.
     assert_eq!(argv[1..3], ["-I", "-B"]);
+    // The old files wait beside the site; the venv's root holds its scripts.
     assert_eq!(
         argv[5..],
-        [NOPIP.to_owned(), nopip_scratch.into(), "idna-3.6.dist-info".into(), "idna".into(), "3.7".into()]
+        [
+            NOPIP.to_owned(),
+            nopip_scratch.into(),
+            nopip_aside.into(),
+            "/srv/nopip".into(),
+            "idna-3.6.dist-info".into(),
+            "idna".into(),
+            "3.7".into()
+        ]
     );
     // The 3.9 tree no interpreter runs: the host's pip, told Python 3.9.
     let (_, argv, context) = steps[4];
@@ -220,6 +230,8 @@ fn how_each_kind_of_environment_is_patched() {
     let (_, argv, context) = steps[5];
     assert!(matches!(context, ExecContext::Tooling(_)));
     assert_eq!(argv[5], format!("/target{LEGACY}"));
+    // A loose tree's root is itself: nothing outside it is touched.
+    assert_eq!(argv[8], format!("/target{LEGACY}"));
     // pip trusts the image's system bundle, where the host mounts its own.
     for step in &plan.steps[..3] {
         if step.command.network {
@@ -237,8 +249,12 @@ fn how_each_kind_of_environment_is_patched() {
             "/root/.cache/pip/**",
             &format!("{nopip_scratch}/**"),
             nopip_scratch,
+            &format!("{nopip_aside}/**"),
+            nopip_aside,
             "/opt/legacy/lib/python3.9/.site-packages.caulk-new/**",
             "/opt/legacy/lib/python3.9/.site-packages.caulk-new",
+            "/opt/legacy/lib/python3.9/.site-packages.caulk-old/**",
+            "/opt/legacy/lib/python3.9/.site-packages.caulk-old",
         ]
     );
     assert!(

@@ -365,6 +365,81 @@ fn one_import_run_per_interpreter_still_names_each_broken_distribution() {
 }
 
 #[test]
+fn the_dependency_check_says_what_pip_check_says() {
+    if let Err(why) = runnable() {
+        eprintln!("skipping the real pip run: {why}");
+        return;
+    }
+    // A distribution in the venv whose requirements pip check rejects in
+    // both ways, beside requirements it skips (an extra, a false marker).
+    let work = image_copy();
+    let info = work.path().join(VENV.trim_start_matches('/')).join("needs_old-1.0.dist-info");
+    std::fs::create_dir_all(&info).unwrap();
+    std::fs::write(
+        info.join("METADATA"),
+        "Metadata-Version: 2.1\nName: Needs_Old\nVersion: 1.0\nRequires-Dist: urllib3 (<2,>=1.21)\n\
+         Requires-Dist: No_Such.Thing>=1\nRequires-Dist: jinja2>=99; extra == \"x\"\n\
+         Requires-Dist: idna>=99; python_version < \"3\"\nRequires-Dist: certifi<2000\n\n",
+    )
+    .unwrap();
+    let host = RealHost::new(work.path(), base_image());
+    let updates = vec![report("urllib3", "2.0.6", VENV, &[("TEST-URLLIB3", &["2.0.6"])])];
+    let asked = support::asked(&host, Phase::Verify, &updates, &options(PatchLevel::Patch));
+    let runs: Vec<&caulk_sdk::update::CommandOutput> = asked
+        .iter()
+        .filter(|(q, _)| q.id.starts_with("import:/opt/app/venv/bin/python:"))
+        .filter_map(|(_, f)| match &f.answer {
+            caulk_sdk::update::Answer::Output(out) => Some(out),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(runs.len(), 1, "one run checks the requirements and imports urllib3");
+    let stdout = String::from_utf8_lossy(&runs[0].stdout);
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(caulk_plugin_pip::scripts::DEPS_PREFIX))
+        .unwrap_or_else(|| panic!("no dependency check line in {stdout}"));
+    let said: serde_json::Value = serde_json::from_str(line).unwrap();
+    let mut ours: Vec<String> =
+        said["lines"].as_array().unwrap().iter().map(|l| l.as_str().unwrap().to_owned()).collect();
+    ours.sort();
+    let pip_check = Command {
+        argv: ["/opt/app/venv/bin/python", "-m", "pip", "check"].map(str::to_owned).to_vec(),
+        cwd: None,
+        env: Vec::new(),
+        context: ExecContext::Target,
+        network: false,
+    };
+    let (code, out, _) = run(work.path(), &base_image(), &pip_check, false);
+    assert_eq!(code, 1);
+    let mut theirs: Vec<String> = String::from_utf8_lossy(&out).lines().map(str::to_owned).collect();
+    theirs.sort();
+    assert_eq!(ours, theirs);
+    assert_eq!(ours.len(), 3, "{ours:#?}");
+    // Its verdict on urllib3: the requirement it breaks is named.
+    let outcomes = Pip::verify(&VerifyRequest {
+        target: host.target(),
+        options: options(PatchLevel::Patch),
+        selected: vec![caulk_sdk::update::SelectedUpdate {
+            ecosystem: "python".into(),
+            name: "urllib3".into(),
+            location: Some(VENV.into()),
+            from: "1.26.18".into(),
+            target: VersionTarget::Exactly("2.0.6".into()),
+            vulnerabilities: Vec::new(),
+            rationale: None,
+            passed_over: Vec::new(),
+        }],
+        steps: Vec::new(),
+        facts: asked.into_iter().map(|(_, f)| f).collect(),
+    })
+    .unwrap();
+    let check = outcomes[0].checks.iter().find(|c| c.name == "pip check").unwrap();
+    assert!(!check.passed);
+    assert_eq!(check.detail, "needs-old 1.0 has requirement urllib3<2,>=1.21, but you have urllib3 2.0.6");
+}
+
+#[test]
 fn an_import_that_overruns_its_limit_is_named_and_the_others_still_run() {
     if let Err(why) = runnable() {
         eprintln!("skipping the real pip run: {why}");
@@ -401,17 +476,24 @@ fn an_import_that_overruns_its_limit_is_named_and_the_others_still_run() {
 }
 
 /// Builds a pure-Python wheel `OUT/NAME-VERSION-py3-none-any.whl` holding
-/// `caulkns/MODULE.py` (a module of the PEP 420 namespace package
-/// `caulkns`, which no distribution owns alone): `OUT NAME VERSION MODULE`.
+/// `caulkns/MODULE.py` for each module (modules of the PEP 420 namespace
+/// package `caulkns`, which no distribution owns alone; each prints its
+/// version from `main`) and console scripts running the first module's
+/// `main`: `OUT NAME VERSION MODULE,... [SCRIPT,...]`.
 const WHEEL: &str = r#"import base64, hashlib, sys, zipfile
-out, name, version, module = sys.argv[1:5]
+out, name, version, modules = sys.argv[1:5]
+scripts = [s for s in (sys.argv[5] if len(sys.argv) > 5 else "").split(",") if s]
+modules = modules.split(",")
 info = "%s-%s.dist-info" % (name, version)
-files = {
-    "caulkns/%s.py" % module: 'VERSION = "%s"\n' % version,
-    info + "/METADATA": "Metadata-Version: 2.1\nName: %s\nVersion: %s\n\n" % (name, version),
-    info + "/WHEEL": "Wheel-Version: 1.0\nGenerator: caulk-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-    info + "/top_level.txt": "caulkns\n",
-}
+files = {}
+for module in modules:
+    files["caulkns/%s.py" % module] = 'VERSION = "%s"\ndef main():\n    print(VERSION)\n' % version
+files[info + "/METADATA"] = "Metadata-Version: 2.1\nName: %s\nVersion: %s\n\n" % (name, version)
+files[info + "/WHEEL"] = "Wheel-Version: 1.0\nGenerator: caulk-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+files[info + "/top_level.txt"] = "caulkns\n"
+if scripts:
+    files[info + "/entry_points.txt"] = "[console_scripts]\n" + "".join(
+        "%s = caulkns.%s:main\n" % (s, modules[0]) for s in scripts)
 record = []
 with zipfile.ZipFile("%s/%s-%s-py3-none-any.whl" % (out, name, version), "w") as z:
     for path, text in files.items():
@@ -489,6 +571,127 @@ impl Drop for LocalIndex {
 
 /// A `pip install --target` tree the system Python 3.11 does not see.
 const NS_SITE: &str = "/opt/ns/lib/python3.11/site-packages";
+/// A virtualenv without pip, so patched with `--target` and merged.
+const NS_VENV: &str = "/opt/nsvenv";
+const NS_VENV_SITE: &str = "/opt/nsvenv/lib/python3.11/site-packages";
+
+/// A copy of the test image with wheels of nsa 1.0 (module `caulkns.a`,
+/// scripts `nsa-tool` and `nsa-gone`), nsa 2.0 (modules `caulkns.a` and
+/// `caulkns.zz`, script `nsa-tool` only) and nsb 1.0 (`caulkns.b`) on a
+/// local index, nsa 1.0 and nsb 1.0 installed by pip with `install` (its
+/// arguments before the requirements), in the virtualenv without pip at
+/// [`NS_VENV`] when `venv`.
+struct NsImage {
+    work: tempfile::TempDir,
+    tooling: std::path::PathBuf,
+    index: LocalIndex,
+}
+
+impl NsImage {
+    fn new(venv: bool, install: &[&str]) -> Self {
+        let work = image_copy();
+        let wheels = work.path().join("srv/wheels");
+        std::fs::create_dir_all(&wheels).unwrap();
+        for args in [
+            ["nsa", "1.0", "a", "nsa-tool,nsa-gone"],
+            ["nsa", "2.0", "a,zz", "nsa-tool"],
+            ["nsb", "1.0", "b", ""],
+        ] {
+            let status = std::process::Command::new("python3")
+                .args(["-c", WHEEL])
+                .arg(&wheels)
+                .args(args)
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+        let index = LocalIndex::serve(&wheels);
+        let image = Self { work, tooling: base_image(), index };
+        if venv {
+            image.python(&["/usr/bin/python3.11", "-m", "venv", "--without-pip", NS_VENV], Vec::new(), true);
+        }
+        let mut argv = vec!["/usr/bin/python3.11", "-m", "pip"];
+        argv.extend(install);
+        argv.extend(["--no-index", "--find-links", "/srv/wheels", "nsa==1.0", "nsb==1.0"]);
+        image.python(&argv, Vec::new(), true);
+        image
+    }
+
+    /// nsa 1.0 and nsb 1.0 in the virtualenv without pip at [`NS_VENV`].
+    fn venv() -> Self {
+        Self::new(true, &["--python", &format!("{NS_VENV}/bin/python"), "install"])
+    }
+
+    fn root(&self) -> &Path {
+        self.work.path()
+    }
+
+    /// Runs every step of `plan`, each of which must succeed.
+    fn apply(&self, plan: &caulk_sdk::update::PatchPlan) {
+        for step in &plan.steps {
+            let (code, _, stderr) = run(self.root(), &self.tooling, &step.command, true);
+            assert_eq!(code, 0, "{}:\n{}", step.summary, String::from_utf8_lossy(&stderr));
+        }
+    }
+
+    /// nsa 2.0's RECORD in the virtualenv.
+    fn venv_record(&self) -> String {
+        let path = self.root().join(NS_VENV_SITE.trim_start_matches('/')).join("nsa-2.0.dist-info/RECORD");
+        std::fs::read_to_string(path).unwrap()
+    }
+
+    /// Runs `argv` in the image; its stdout, after asserting it succeeded.
+    fn python(&self, argv: &[&str], env: Vec<(String, String)>, writable: bool) -> String {
+        let command = Command {
+            argv: argv.iter().map(|a| (*a).to_owned()).collect(),
+            cwd: None,
+            env,
+            context: ExecContext::Target,
+            network: false,
+        };
+        let (code, out, err) = run(self.root(), &self.tooling, &command, writable);
+        assert_eq!(code, 0, "{argv:?}: {}", String::from_utf8_lossy(&err));
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// The plan moving nsa in `site` to 2.0, and its updates and options.
+    fn plan(
+        &self,
+        site: &str,
+    ) -> (RealHost, Vec<Update>, caulk_sdk::update::Options, caulk_sdk::update::PatchPlan) {
+        let host = RealHost::new(self.root(), &self.tooling);
+        let updates = vec![report("nsa", "1.0", site, &[("TEST-NSA", &["2.0"])])];
+        let mut options = options(PatchLevel::Major);
+        options.index_urls = vec![self.index.url.clone()];
+        let plan = support::plan(&host, updates.clone(), options.clone());
+        assert_eq!(plan.selected.len(), 1, "{plan:#?}");
+        (host, updates, options, plan)
+    }
+
+    /// Every file and symlink under `dir` of the image with its contents.
+    fn snapshot(&self, dir: &str) -> BTreeMap<String, Vec<u8>> {
+        let mut out = BTreeMap::new();
+        let base = self.root().join(dir.trim_start_matches('/'));
+        let mut todo = vec![base.clone()];
+        while let Some(d) = todo.pop() {
+            for entry in std::fs::read_dir(&d).unwrap().map(Result::unwrap) {
+                let kind = entry.file_type().unwrap();
+                let name = entry.path().strip_prefix(&base).unwrap().display().to_string();
+                if kind.is_dir() {
+                    todo.push(entry.path());
+                } else if kind.is_symlink() {
+                    out.insert(
+                        name,
+                        std::fs::read_link(entry.path()).unwrap().into_os_string().into_encoded_bytes(),
+                    );
+                } else {
+                    out.insert(name, std::fs::read(entry.path()).unwrap());
+                }
+            }
+        }
+        out
+    }
+}
 
 #[test]
 fn a_target_upgrade_keeps_the_other_distributions_of_a_namespace_package() {
@@ -499,57 +702,9 @@ fn a_target_upgrade_keeps_the_other_distributions_of_a_namespace_package() {
     // nsa and nsb both put a module in the namespace package caulkns/ of a
     // `pip install --target` tree; nsa moves from 1.0 to 2.0. pip's own
     // `--target --upgrade` would replace caulkns/ whole, nsb's module with it.
-    let work = image_copy();
-    let root = work.path();
-    let wheels = root.join("srv/wheels");
-    std::fs::create_dir_all(&wheels).unwrap();
-    for (name, version, module) in [("nsa", "1.0", "a"), ("nsa", "2.0", "a"), ("nsb", "1.0", "b")] {
-        let status = std::process::Command::new("python3")
-            .args(["-c", WHEEL])
-            .arg(&wheels)
-            .args([name, version, module])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-    let tooling = base_image();
-    let python = |argv: &[&str], env: Vec<(String, String)>, writable: bool| {
-        let command = Command {
-            argv: argv.iter().map(|a| (*a).to_owned()).collect(),
-            cwd: None,
-            env,
-            context: ExecContext::Target,
-            network: false,
-        };
-        let (code, out, err) = run(root, &tooling, &command, writable);
-        assert_eq!(code, 0, "{argv:?}: {}", String::from_utf8_lossy(&err));
-        String::from_utf8_lossy(&out).into_owned()
-    };
-    python(
-        &[
-            "/usr/bin/python3.11",
-            "-m",
-            "pip",
-            "install",
-            "--no-index",
-            "--find-links",
-            "/srv/wheels",
-            "--target",
-            NS_SITE,
-            "nsa==1.0",
-            "nsb==1.0",
-        ],
-        Vec::new(),
-        true,
-    );
-    let index = LocalIndex::serve(&wheels);
-
-    let mut host = RealHost::new(root, &tooling);
-    let updates = vec![report("nsa", "1.0", NS_SITE, &[("TEST-NSA", &["2.0"])])];
-    let mut options = options(PatchLevel::Major);
-    options.index_urls = vec![index.url.clone()];
-    let plan = support::plan(&host, updates.clone(), options.clone());
-    assert_eq!(plan.selected.len(), 1, "{plan:#?}");
+    let image = NsImage::new(false, &["install", "--target", NS_SITE]);
+    let root = image.root();
+    let (mut host, updates, options, plan) = image.plan(NS_SITE);
     let mut results = Vec::new();
     // The image's standard-library bytecode made stale, as a build that
     // clamps mtimes leaves it: an interpreter that writes bytecode would
@@ -562,7 +717,7 @@ fn a_target_upgrade_keeps_the_other_distributions_of_a_namespace_package() {
     }
     let started = std::time::SystemTime::now();
     for step in &plan.steps {
-        let (code, _, stderr) = run(root, &tooling, &step.command, true);
+        let (code, _, stderr) = run(root, &image.tooling, &step.command, true);
         let stderr = String::from_utf8_lossy(&stderr).into_owned();
         assert_eq!(code, 0, "{}:\n{stderr}", step.summary);
         results.push(StepResult { summary: step.summary.clone(), exit_code: code, stderr_tail: stderr });
@@ -589,7 +744,8 @@ fn a_target_upgrade_keeps_the_other_distributions_of_a_namespace_package() {
     assert_eq!(dist_infos(root, NS_SITE, "nsa"), ["nsa-2.0.dist-info"]);
     assert_eq!(dist_infos(root, NS_SITE, "nsb"), ["nsb-1.0.dist-info"]);
     assert!(!root.join("opt/ns/lib/python3.11/.site-packages.caulk-new").exists(), "the scratch is gone");
-    let said = python(
+    assert!(!root.join("opt/ns/lib/python3.11/.site-packages.caulk-old").exists(), "the old files are gone");
+    let said = image.python(
         &[
             "/usr/bin/python3.11",
             "-c",
@@ -599,4 +755,144 @@ fn a_target_upgrade_keeps_the_other_distributions_of_a_namespace_package() {
         false,
     );
     assert_eq!(said.trim(), "2.0 1.0", "nsb's module survived nsa's upgrade");
+    // The tree's own scripts: the one 2.0 still has replaced, the other gone.
+    let bin = root.join(NS_SITE.trim_start_matches('/')).join("bin");
+    assert!(bin.join("nsa-tool").is_file());
+    assert!(!bin.join("nsa-gone").exists(), "the script only nsa 1.0 had is removed");
+}
+
+#[test]
+fn a_target_upgrade_replaces_the_old_versions_scripts_in_the_environment() {
+    if let Err(why) = runnable() {
+        eprintln!("skipping the real pip run: {why}");
+        return;
+    }
+    // A venv without pip: nsa 1.0's scripts are in /opt/nsvenv/bin, which
+    // its RECORD lists as ../../../bin/…; the `--target` install of 2.0
+    // puts its own in the scratch's bin/.
+    let image = NsImage::venv();
+    let root = image.root();
+    let bin = root.join(NS_VENV.trim_start_matches('/')).join("bin");
+    assert!(bin.join("nsa-gone").is_file() && bin.join("nsa-tool").is_file());
+    let (_, _, _, plan) = image.plan(NS_VENV_SITE);
+    assert!(plan.steps.iter().any(|s| s.summary.starts_with("replace nsa-1.0.dist-info")), "{plan:#?}");
+    image.apply(&plan);
+    assert_eq!(dist_infos(root, NS_VENV_SITE, "nsa"), ["nsa-2.0.dist-info"]);
+    assert!(!bin.join("nsa-gone").exists(), "the script nsa 2.0 no longer has is removed");
+    // nsa 2.0's script, started by the venv's interpreter as the old one was.
+    let script = std::fs::read_to_string(bin.join("nsa-tool")).unwrap();
+    assert_eq!(script.lines().next(), Some("#!/opt/nsvenv/bin/python"), "{script}");
+    assert_eq!(image.python(&["/opt/nsvenv/bin/nsa-tool"], Vec::new(), false).trim(), "2.0");
+    // The new RECORD lists it where it is, with its hash.
+    let record = image.venv_record();
+    let line = record.lines().find(|l| l.contains("bin/nsa-tool")).unwrap_or_else(|| panic!("{record}"));
+    let listed = image.python(
+        &[
+            "/usr/bin/python3.11",
+            "-c",
+            "import base64, hashlib, sys; d = open(sys.argv[1], 'rb').read(); \
+             print('sha256=' + base64.urlsafe_b64encode(hashlib.sha256(d).digest()).rstrip(b'=').decode() + ',' + str(len(d)))",
+            "/opt/nsvenv/bin/nsa-tool",
+        ],
+        Vec::new(),
+        false,
+    );
+    assert_eq!(line, format!("../../../bin/nsa-tool,{}", listed.trim()));
+    assert!(
+        !record.lines().any(|l| l.starts_with("../../bin/")),
+        "no line for the scratch's own bin/: {record}"
+    );
+    let said = image.python(
+        &[
+            "/opt/nsvenv/bin/python",
+            "-c",
+            "import caulkns.a, caulkns.b; print(caulkns.a.VERSION, caulkns.b.VERSION)",
+        ],
+        Vec::new(),
+        false,
+    );
+    assert_eq!(said.trim(), "2.0 1.0");
+}
+
+#[test]
+fn a_merge_that_fails_midway_puts_the_old_version_back() {
+    if let Err(why) = runnable() {
+        eprintln!("skipping the real pip run: {why}");
+        return;
+    }
+    // A directory where nsa 2.0's new module caulkns/zz.py goes: the merge
+    // fails after taking nsa 1.0's files and scripts out.
+    let image = NsImage::venv();
+    let root = image.root();
+    let (_, _, mut options, plan) = image.plan(NS_VENV_SITE);
+    std::fs::create_dir_all(root.join(NS_VENV_SITE.trim_start_matches('/')).join("caulkns/zz.py/in-the-way"))
+        .unwrap();
+    let before = (image.snapshot(NS_VENV_SITE), image.snapshot(&format!("{NS_VENV}/bin")));
+    let (install, merge) = (&plan.steps[0], &plan.steps[1]);
+    let (code, _, stderr) = run(root, &image.tooling, &install.command, true);
+    assert_eq!(code, 0, "{}", String::from_utf8_lossy(&stderr));
+    let (code, _, stderr) = run(root, &image.tooling, &merge.command, true);
+    let stderr = String::from_utf8_lossy(&stderr);
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains(
+            "caulk: replacing nsa-1.0.dist-info in /opt/nsvenv/lib/python3.11/site-packages failed at "
+        ) && stderr.contains("caulkns/zz.py")
+            && stderr.contains("the old files are back in place"),
+        "{stderr}"
+    );
+    // Everything as it was, byte for byte; no scratch, nothing aside.
+    assert_eq!((image.snapshot(NS_VENV_SITE), image.snapshot(&format!("{NS_VENV}/bin"))), before);
+    for left in [".site-packages.caulk-new", ".site-packages.caulk-old"] {
+        assert!(!root.join("opt/nsvenv/lib/python3.11").join(left).exists(), "{left} is left");
+    }
+    assert_eq!(image.python(&["/opt/nsvenv/bin/nsa-tool"], Vec::new(), false).trim(), "1.0");
+    assert_eq!(image.python(&["/opt/nsvenv/bin/nsa-gone"], Vec::new(), false).trim(), "1.0");
+    // Verification says the update did not happen, and why.
+    let host = RealHost::new(root, &image.tooling);
+    let updates = vec![report("nsa", "1.0", NS_VENV_SITE, &[("TEST-NSA", &["2.0"])])];
+    options.ignore_errors = true;
+    let (facts, _) = probe(&host, Phase::Verify, &updates, &options);
+    let outcomes = Pip::verify(&VerifyRequest {
+        target: host.target(),
+        options,
+        selected: plan.selected.clone(),
+        steps: vec![StepResult {
+            summary: merge.summary.clone(),
+            exit_code: code,
+            stderr_tail: stderr.into_owned(),
+        }],
+        facts,
+    })
+    .unwrap();
+    assert_eq!(outcomes[0].status, OutcomeStatus::Failed);
+    assert!(
+        outcomes[0].detail.starts_with("nsa stayed at 1.0, not 2.0; `replace nsa-1.0.dist-info"),
+        "{}",
+        outcomes[0].detail
+    );
+}
+
+#[test]
+fn scripts_behind_a_symlink_out_of_the_environment_stay() {
+    if let Err(why) = runnable() {
+        eprintln!("skipping the real pip run: {why}");
+        return;
+    }
+    // The venv's bin/ is a symlink to a directory outside it: what nsa 1.0's
+    // RECORD lists there (../../../bin/…) resolves out of the environment,
+    // so the merge neither removes nor writes it.
+    let image = NsImage::venv();
+    let root = image.root();
+    let bin = root.join(NS_VENV.trim_start_matches('/')).join("bin");
+    let outside = root.join("srv/outside-bin");
+    std::fs::rename(&bin, &outside).unwrap();
+    std::os::unix::fs::symlink("/srv/outside-bin", &bin).unwrap();
+    let before = image.snapshot("/srv/outside-bin");
+    let (_, _, _, plan) = image.plan(NS_VENV_SITE);
+    image.apply(&plan);
+    assert_eq!(dist_infos(root, NS_VENV_SITE, "nsa"), ["nsa-2.0.dist-info"]);
+    assert_eq!(image.snapshot("/srv/outside-bin"), before, "nothing behind the symlink changed");
+    let record = image.venv_record();
+    assert!(!record.contains("bin/"), "{record}");
 }

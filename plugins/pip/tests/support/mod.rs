@@ -6,6 +6,7 @@
 #![allow(dead_code)] // each test binary uses its own subset
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command as Process, Stdio};
 
@@ -311,12 +312,14 @@ impl RealHost {
     }
 }
 
-/// The name a `pip check` output is stored under.
+/// The name the dependency check's lines (`pip check`'s words) are stored
+/// under, for an import check run that does one first.
 pub fn verify_key(command: &Command) -> Option<String> {
     let argv = &command.argv;
     let python = argv.first()?.replace('/', "_");
-    (argv.get(1..4) == Some(&["-m".to_owned(), "pip".to_owned(), "check".to_owned()]))
-        .then(|| format!("pip-check{python}"))
+    (argv.get(1..3) == Some(&["-c".to_owned(), caulk_plugin_pip::scripts::IMPORT_CHECK.to_owned()])
+        && argv.get(6).map(String::as_str) == Some("deps"))
+    .then(|| format!("pip-check{python}"))
 }
 
 /// The distributions an import check run imports: `(id, key)` with the
@@ -339,20 +342,34 @@ pub fn import_keys(command: &Command) -> Option<Vec<(String, String)>> {
         .collect()
 }
 
-/// A stored verify-phase output: `pip check` as it printed, an import
-/// check run put together from the stored results of each distribution.
+/// A stored verify-phase output: an import check run put together from
+/// the stored results of each distribution, after the stored `pip check`
+/// lines of its interpreter (from `dir`, else from runs/verify) when the
+/// run checks dependencies first.
 pub fn recorded_verify(command: &Command, dir: &str) -> Option<Answer> {
-    let read = |key: &str| -> Option<(Vec<u8>, Vec<u8>, i32)> {
+    let read_in = |dir: &str, key: &str| -> Option<(Vec<u8>, Vec<u8>, i32)> {
         let stdout = std::fs::read(data(&format!("{dir}/{key}.stdout"))).ok()?;
         let stderr = std::fs::read(data(&format!("{dir}/{key}.stderr"))).unwrap_or_default();
         let code = std::fs::read_to_string(data(&format!("{dir}/{key}.code"))).ok()?.trim().parse().ok()?;
         Some((stdout, stderr, code))
     };
-    if let Some(key) = verify_key(command) {
-        let (stdout, stderr, exit_code) = read(&key)?;
-        return Some(Answer::Output(CommandOutput { exit_code, stdout, stderr }));
-    }
+    let read = |key: &str| read_in(dir, key);
     let mut stdout = format!("{}\n", caulk_plugin_pip::scripts::IMPORT_START);
+    if let Some(key) = verify_key(command) {
+        let (said, _, _) = read(&key).or_else(|| read_in("runs/verify", &key))?;
+        let lines: Vec<String> = String::from_utf8(said)
+            .ok()?
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with("No broken requirements"))
+            .map(str::to_owned)
+            .collect();
+        let _ = writeln!(
+            stdout,
+            "{}{}",
+            caulk_plugin_pip::scripts::DEPS_PREFIX,
+            serde_json::json!({ "lines": lines })
+        );
+    }
     let mut exit_code = 0;
     for (id, key) in import_keys(command)? {
         let (out, _, code) = read(&key)?;
@@ -395,6 +412,23 @@ fn record_imports(command: &Command, stdout: &[u8], dir: &Path) {
     }
 }
 
+/// Stores the dependency check's lines of a real run as `pip check` prints
+/// them, under `dir`/`key`.{stdout,code}.
+fn record_deps(stdout: &[u8], dir: &Path, key: &str) {
+    let text = String::from_utf8_lossy(stdout);
+    let said: serde_json::Value = text
+        .lines()
+        .find_map(|l| l.strip_prefix(caulk_plugin_pip::scripts::DEPS_PREFIX))
+        .and_then(|l| serde_json::from_str(l).ok())
+        .expect("the run printed its dependency check");
+    let lines: Vec<&str> =
+        said["lines"].as_array().expect("lines").iter().filter_map(|l| l.as_str()).collect();
+    let text =
+        if lines.is_empty() { "No broken requirements found.\n".to_owned() } else { lines.join("\n") + "\n" };
+    std::fs::write(dir.join(format!("{key}.stdout")), text).unwrap();
+    std::fs::write(dir.join(format!("{key}.code")), if lines.is_empty() { "0" } else { "1" }).unwrap();
+}
+
 impl Host for RealHost {
     fn answer(&self, question: &Question) -> Answer {
         match &question.kind {
@@ -407,11 +441,7 @@ impl Host for RealHost {
                     std::fs::create_dir_all(&dir).unwrap();
                     record_imports(command, &out.1, &dir);
                     if let Some(key) = verify_key(command) {
-                        std::fs::write(dir.join(format!("{key}.stdout")), &out.1).unwrap();
-                        std::fs::write(dir.join(format!("{key}.code")), out.0.to_string()).unwrap();
-                        if !out.2.is_empty() {
-                            std::fs::write(dir.join(format!("{key}.stderr")), &out.2).unwrap();
-                        }
+                        record_deps(&out.1, &dir, &key);
                     }
                 }
                 Answer::Output(CommandOutput { exit_code: out.0, stdout: out.1, stderr: out.2 })
