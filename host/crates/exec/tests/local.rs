@@ -698,7 +698,7 @@ fn a_cache_dir_is_held_exclusively_for_the_step() {
         assert!(waiter.join().unwrap() >= released);
         released
     });
-    assert!(cache.path().join("stamp").exists() && released.elapsed() < Duration::from_secs(10));
+    assert!(cache.path().join("stamp").exists() && released.elapsed() < PATIENT);
 
     // Waiting for a lock can be cancelled.
     let holder = fs::File::open(cache.path()).unwrap();
@@ -719,23 +719,31 @@ fn hold(dir: &Path, how: rustix::fs::FlockOperation) -> fs::File {
     holder
 }
 
-/// Whether `step` waits for the holder of a lock on its cache: runs it
-/// while `holder` is held, and tells if the step ended before letting go.
-fn waits_for(session: &mut Session<'_>, step: &Step, holder: fs::File) -> bool {
+/// Whether `step` ran while `holder` held a lock on its cache: runs it, and
+/// lets go when it ended or after `patience`. A step that must not wait gets
+/// a long patience (a loaded machine is slow to start it); one that must
+/// wait a short one (it cannot end while blocked, so no load makes it look
+/// as if it had not waited).
+fn ran_while_held(session: &mut Session<'_>, step: &Step, holder: fs::File, patience: Duration) -> bool {
     std::thread::scope(|scope| {
         let runner = scope.spawn(|| {
             session.run_step(step, &mut quiet()).unwrap();
             Instant::now()
         });
-        let deadline = Instant::now() + Duration::from_millis(1500);
+        let deadline = Instant::now() + patience;
         while !runner.is_finished() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
         let released = Instant::now();
         drop(holder);
-        runner.join().unwrap() >= released
+        runner.join().unwrap() < released
     })
 }
+
+/// Long enough for any step here to start and end on a loaded machine.
+const PATIENT: Duration = Duration::from_mins(1);
+/// Long enough to see a step blocked on a lock.
+const BRIEF: Duration = Duration::from_millis(1500);
 
 #[test]
 fn read_only_mounts_share_a_cache_dir_and_a_writable_one_takes_it_alone() {
@@ -753,14 +761,20 @@ fn read_only_mounts_share_a_cache_dir_and_a_writable_one_takes_it_alone() {
         .read_only_cache(cache.path(), "/var/cache/apt/archives")
         .cache(cache.path(), "/mnt");
 
-    assert!(!waits_for(&mut session, &read, hold(cache.path(), LockShared)), "a reader waited for a reader");
     assert!(
-        waits_for(&mut session, &read, hold(cache.path(), LockExclusive)),
+        ran_while_held(&mut session, &read, hold(cache.path(), LockShared), PATIENT),
+        "a reader waited for a reader"
+    );
+    assert!(
+        !ran_while_held(&mut session, &read, hold(cache.path(), LockExclusive), BRIEF),
         "a reader ran beside a writer"
     );
-    assert!(waits_for(&mut session, &write, hold(cache.path(), LockShared)), "a writer ran beside a reader");
     assert!(
-        waits_for(&mut session, &both, hold(cache.path(), LockShared)),
+        !ran_while_held(&mut session, &write, hold(cache.path(), LockShared), BRIEF),
+        "a writer ran beside a reader"
+    );
+    assert!(
+        !ran_while_held(&mut session, &both, hold(cache.path(), LockShared), BRIEF),
         "a writable mount ran beside a reader"
     );
     assert!(cache.path().join("y").exists());
@@ -769,18 +783,16 @@ fn read_only_mounts_share_a_cache_dir_and_a_writable_one_takes_it_alone() {
 /// When a step printed `started` and when it ended.
 type Span = (Instant, Instant);
 
-/// Runs each step in a session of its own, all at once (the later ones
-/// `stagger` apart), and gives each one's span and stdout.
-fn side_by_side(exec: &LocalExecutor, steps: &[Step], stagger: Duration) -> Vec<(Span, String)> {
+/// Runs each step in a session of its own, all at once, and gives each
+/// one's span and stdout.
+fn side_by_side(exec: &LocalExecutor, steps: &[Step]) -> Vec<(Span, String)> {
     let fx = fixture();
     std::thread::scope(|scope| {
         let runners: Vec<_> = steps
             .iter()
-            .enumerate()
-            .map(|(i, step)| {
+            .map(|step| {
                 scope.spawn(move || {
                     let mut session = exec.prepare(&fx.layers(), CancelToken::new()).unwrap();
-                    std::thread::sleep(stagger * u32::try_from(i).unwrap());
                     let (mut started, mut out) = (None, String::new());
                     run_with(&mut session, step, &mut |stream, line| {
                         if stream == Stream::Stdout && line == "started" {
@@ -807,32 +819,70 @@ fn overlap(a: Span, b: Span) -> bool {
 
 #[test]
 fn steps_reading_one_cache_overlap_and_read_it_as_it_was_when_they_started() {
+    let fx = fixture();
     let work = workdir();
     let cache = tempfile::tempdir_in(work.path()).unwrap();
     fs::write(cache.path().join("index"), "old\n").unwrap();
+    // The readers wait until the test opens this gate. It is large, so the
+    // readers' snapshots link it rather than copy it, and the test's write
+    // in place reaches them: the order of the steps is set by the test,
+    // not by sleeps a loaded machine may outlast.
+    let gate = tempfile::tempdir_in(work.path()).unwrap();
+    fs::write(gate.path().join("gate"), vec![b'.'; 128 * 1024]).unwrap();
     let exec = executor(work.path(), Mode::Overlay);
     let at = "/var/cache/apt/archives";
-    let reader =
-        sh("read", &format!("echo started; sleep 2; cat {at}/index")).read_only_cache(cache.path(), at);
+    let reader = sh(
+        "read",
+        &format!(
+            "echo started; i=0; until [ \"$(head -c4 /mnt/gate)\" = open ]; do \
+             i=$((i+1)); [ $i -lt 600 ] || exit 9; sleep 0.1; done; cat {at}/index"
+        ),
+    )
+    .read_only_cache(cache.path(), at)
+    .read_only_cache(gate.path(), "/mnt");
     // Written the way apt writes its indexes and downloads: a new file
     // renamed over the old one.
-    let writer =
-        sh("write", &format!("echo started; echo new > {at}/index.new && mv {at}/index.new {at}/index"))
-            .cache(cache.path(), at);
+    let writer = sh("write", &format!("echo new > {at}/index.new && mv {at}/index.new {at}/index"))
+        .cache(cache.path(), at);
 
-    let ran = side_by_side(&exec, &[reader.clone(), reader.clone(), writer], Duration::from_millis(500));
-    let [(first, first_out), (second, second_out), (write, _)] = &ran[..] else { unreachable!() };
-    assert!(overlap(*first, *second), "the readers took turns: {ran:?}");
-    // The writer waited only for the snapshots, not for the readers' steps.
-    assert!(write.1 < first.1 && write.1 < second.1, "the writer waited for the readers: {ran:?}");
-    assert_eq!((first_out.as_str(), second_out.as_str()), ("old", "old"), "a reader saw the write");
+    let (started, starts) = std::sync::mpsc::channel();
+    let outs: Vec<String> = std::thread::scope(|scope| {
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let (reader, started, fx, exec) = (&reader, started.clone(), &fx, &exec);
+                scope.spawn(move || {
+                    let mut session = exec.prepare(&fx.layers(), CancelToken::new()).unwrap();
+                    let mut out = String::new();
+                    run_with(&mut session, reader, &mut |stream, line| match (stream, line) {
+                        (Stream::Stdout, "started") => started.send(()).unwrap(),
+                        (Stream::Stdout, _) => out.push_str(line),
+                        _ => {}
+                    });
+                    out
+                })
+            })
+            .collect();
+        // Both readers run at once (neither can end before the gate opens)…
+        for _ in 0..2 {
+            starts.recv_timeout(PATIENT).expect("the readers took turns");
+        }
+        // …and a writer needs no more than their snapshots: it ends while
+        // they still run.
+        let mut session = exec.prepare(&fx.layers(), CancelToken::new()).unwrap();
+        run_with(&mut session, &writer, &mut quiet());
+        assert!(readers.iter().all(|r| !r.is_finished()), "a reader ended before the gate opened");
+        let mut gate_file = fs::OpenOptions::new().write(true).open(gate.path().join("gate")).unwrap();
+        std::io::Write::write_all(&mut gate_file, b"open").unwrap();
+        readers.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    assert_eq!(outs, ["old", "old"], "a reader saw the write");
     assert_eq!(fs::read_to_string(cache.path().join("index")).unwrap(), "new\n");
     let snapshots = work.path().join(".caulk-snapshots");
     assert_eq!(fs::read_dir(&snapshots).unwrap().count(), 0, "snapshots are removed after their step");
 
     // Two writers take turns: the test can fail.
     let writer = sh("write", &format!("echo started; sleep 1; echo w >> {at}/log")).cache(cache.path(), at);
-    let ran = side_by_side(&exec, &[writer.clone(), writer], Duration::ZERO);
+    let ran = side_by_side(&exec, &[writer.clone(), writer]);
     assert!(!overlap(ran[0].0, ran[1].0), "two writers ran together: {ran:?}");
     assert_eq!(fs::read_to_string(cache.path().join("log")).unwrap(), "w\nw\n");
 }
