@@ -503,15 +503,17 @@ fn fetch_then_install(install: Step) -> [Step; 2] {
 
 /// `apt-get update`, skipped while the shared indexes are younger than
 /// `ttl` seconds (module docs). The script is fixed; the TTL, the paths and
-/// apt's argv reach it as arguments. `date`, `stat` and `ln` are coreutils,
-/// which every image with apt has. Translations only describe packages;
+/// apt's argv reach it as arguments. `date`, `stat` and `ln` are coreutils
+/// and `find` findutils, which every image with apt has. Translations only describe packages;
 /// skipping them saves fetching and unpacking some 30 MB of text on Debian.
 ///
 /// An image's `APT::Update::Post-Invoke` hook may delete the downloaded
 /// packages (Docker's Debian and Ubuntu images do: `docker-clean` removes
 /// `/var/cache/apt/archives/*.deb`). Those are the shared downloads, which
 /// another job may have fetched and not installed yet, so the script keeps
-/// hard links to them through the update and puts back what the hook took.
+/// hard links to them through the update and puts back what the hook took;
+/// a refresh stopped halfway is mended by the next one, which puts back
+/// what the kept links hold before taking new ones.
 /// They never reach the image: the layer drops `/var/cache/apt`.
 fn refresh_step(ttl: u64) -> Step {
     const SCRIPT: &str = r#"ttl=$1 stamp=$2 mark=$3 archives=$4
@@ -527,15 +529,22 @@ fi
 # some old: until one completes cleanly, nothing counts as fresh.
 rm -f "$stamp"
 keep=$archives/.caulk-keep
+restore() {
+  for f in "$keep"/*.deb; do [ -f "$f" ] && [ ! -e "$archives/${f##*/}" ] && ln "$f" "$archives/"; done
+}
+# A refresh stopped after the hook ran left the only links to what it
+# deleted here.
+restore
 rm -rf "$keep"
-mkdir "$keep" && ln "$archives"/*.deb "$keep/" 2>/dev/null
+# find, not a glob on ln's command line: the downloads may pass ARG_MAX.
+mkdir "$keep" && find "$archives" -maxdepth 1 -type f -name '*.deb' -exec ln -t "$keep" {} +
 log=$(mktemp)
 "$@" 2>"$log"
 code=$?
 cat "$log" >&2
 if [ "$code" -eq 0 ] && ! grep -q '^[WE]:' "$log"; then touch "$stamp"; fi
 rm -f "$log"
-for f in "$keep"/*.deb; do [ -f "$f" ] && [ ! -e "$archives/${f##*/}" ] && ln "$f" "$archives/"; done
+restore
 rm -rf "$keep"
 exit "$code"
 "#;

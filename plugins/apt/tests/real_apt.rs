@@ -241,6 +241,19 @@ fn the_plan_patches_a_real_debian_12_root() {
     let (code, _, stderr) = run(work.path(), &refresh.argv, &refresh.env, refresh.network, &caches);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(downloads(&caches), fetched, "the refresh lost downloads");
+    // A refresh killed after the hook deleted the downloads left the only
+    // links to them in `.caulk-keep`: the next refresh puts them back.
+    let (archives, _) = caches.iter().find(|(_, path)| path == "/var/cache/apt/archives").unwrap();
+    let keep = archives.join(".caulk-keep");
+    std::fs::create_dir_all(&keep).unwrap();
+    for name in &fetched {
+        std::fs::hard_link(archives.join(name), keep.join(name)).unwrap();
+        std::fs::remove_file(archives.join(name)).unwrap();
+    }
+    let (code, _, stderr) = run(work.path(), &refresh.argv, &refresh.env, refresh.network, &caches);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(downloads(&caches), fetched, "the next refresh did not mend a killed one");
+    assert!(!keep.exists());
 
     let (facts, _) = probe(&root, Phase::Verify, &[], &report_options);
     let outcomes = Apt::verify(&VerifyRequest {
