@@ -290,6 +290,21 @@ impl<'e> Session<'e> {
         overlay_spec(self.base(), lower, upper, work, target, volatile)
     }
 
+    /// How a step gets its caches. Without overlayfs a step in the image
+    /// gets its read-only caches writable, under the exclusive lock: the
+    /// only read-only form left there is a bind, and npm's offline install
+    /// writes its cache even to read it (`ENOTCACHED` from a read-only
+    /// one). Such steps then take turns on the cache, and what they write
+    /// stays, as before read-only caches existed. A tooling step's stay
+    /// read-only (see [`Self::cache_views`]).
+    fn cache_access(&self, run_in: &RunIn, caches: &[CacheMount]) -> Vec<CacheMount> {
+        let tooling = matches!(run_in, RunIn::Tooling { .. });
+        if tooling || self.exec.overlay.is_some() {
+            return caches.to_vec();
+        }
+        caches.iter().map(|c| CacheMount { read_only: false, ..c.clone() }).collect()
+    }
+
     /// The read-only caches of a step in the image as copy-on-write views
     /// where overlayfs works: each a throwaway overlay on its snapshot (see
     /// `cache_lock`), so a tool that writes its cache even to read it (npm
@@ -298,8 +313,9 @@ impl<'e> Session<'e> {
     /// what it writes there came through a link the image planted (dpkg
     /// `--root` following `usr/share/doc/x -> /caulk/work`), and failing
     /// says so, where a view would silently drop files meant for the image.
-    /// So do all without overlayfs. The views live in the returned dir,
-    /// removed on drop.
+    /// So does a dir the same step also mounts writable: it is the live dir
+    /// (no snapshot), and an overlay's lower dir must not change under it.
+    /// The views live in the returned dir, removed on drop.
     fn cache_views(
         &self,
         run_in: &RunIn,
@@ -317,8 +333,9 @@ impl<'e> Session<'e> {
         let dir = views.path();
         let name = dir.file_name().expect("temp dirs have names").to_string_lossy().into_owned();
         let mut out = Vec::with_capacity(caches.len());
+        let written = |dir: &Path| caches.iter().any(|c| !c.read_only && c.host_dir == dir);
         for (i, cache) in caches.iter().enumerate() {
-            if !cache.read_only {
+            if !cache.read_only || written(&cache.host_dir) {
                 out.push(cache.clone());
                 continue;
             }
@@ -373,7 +390,8 @@ impl<'e> Session<'e> {
         let label = step.summary.as_str();
         self.check_cancel(|| format!("before step `{label}`"))?;
         validate(label, &step.argv, &step.env, &step.run_in, &step.caches)?;
-        let held = crate::cache_lock::hold(label, &step.caches, &self.cancel)?;
+        let caches = self.cache_access(&step.run_in, &step.caches);
+        let held = crate::cache_lock::hold(label, &caches, &self.cancel)?;
         self.check_cancel(|| format!("before step `{label}`"))?;
 
         let (root_dir, changes, overlay) = match &self.workspace {
