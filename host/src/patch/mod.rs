@@ -1006,12 +1006,15 @@ fn to_step(
 /// Whether `step` gets the plan's caches read-only: when it has no
 /// network. Fetching is what needs to write a cache, and fetching needs the
 /// network; a step without it (apt's install, dpkg into a tooling root's
-/// target) only reads what the fetch left. Read-only, such steps of
-/// concurrent jobs share the caches (the executor takes a shared lock) and
-/// overlap, and nothing they run can change what later runs read: not an
-/// image's `DPkg::Post-Invoke` hook deleting the downloads, nor, from a
-/// tooling root, a write through an absolute symlink the image planted
-/// (`usr/share/doc/x -> /caulk/work`), which resolves in the tooling root.
+/// target) only reads what the fetch left. With the local engine such
+/// steps of concurrent jobs share the caches (the executor takes a shared
+/// lock) and overlap, and nothing they run can change what later runs
+/// read: not an image's `DPkg::Post-Invoke` hook deleting the downloads,
+/// nor, from a tooling root, a write through an absolute symlink the image
+/// planted (`usr/share/doc/x -> /caulk/work`), which resolves in the
+/// tooling root. That holds for the local engine only, and there only on a
+/// host with overlayfs: without it, and on BuildKit, a step in the image
+/// gets the caches writable (npm writes its cache even to read it).
 /// A plugin whose offline step must write a cache gives that step network.
 fn caches_read_only(step: &Step) -> bool {
     !step.network
