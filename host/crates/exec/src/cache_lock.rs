@@ -236,7 +236,8 @@ fn copy_file(source: &Path, dest: &Path, meta: &fs::Metadata) -> io::Result<()> 
     // After the chown, which clears set-id bits.
     fs::set_permissions(dest, fs::Permissions::from_mode(meta.mode() & 0o7777))?;
     let times = fs::FileTimes::new().set_accessed(meta.accessed()?).set_modified(meta.modified()?);
-    File::options().write(true).open(dest)?.set_times(times)
+    // futimens with given times needs ownership (or CAP_FOWNER), not write access.
+    File::open(dest)?.set_times(times)
 }
 
 #[cfg(test)]
