@@ -244,20 +244,18 @@ fn two_processes_sharing_a_cache_patch_two_images_of_one_base() {
     let unpacked = std::fs::read_dir(cache.join("layers/sha256")).unwrap().count();
     assert_eq!(unpacked, 3);
     assert_eq!(std::fs::read_dir(cache.join("layers/tmp")).unwrap().count(), 0);
-    // One apt index cache and one download cache, shared by both runs.
-    let apt = std::fs::read_dir(cache.join("steps/apt")).unwrap().count();
-    assert_eq!(
-        apt,
-        2,
-        "apt caches: {:?}",
-        std::fs::read_dir(cache.join("steps/apt")).unwrap().collect::<Vec<_>>()
-    );
-    let archives = std::fs::read_dir(cache.join("steps/apt"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.join("partial").is_dir())
-        .expect("a download cache");
-    let debs: Vec<String> = std::fs::read_dir(&archives)
+    // One apt index cache and one download cache, shared by both runs, and
+    // no snapshot left of them (the installs read snapshots).
+    let entries: Vec<PathBuf> =
+        std::fs::read_dir(cache.join("steps/apt")).unwrap().map(|e| e.unwrap().path()).collect();
+    let (snapshots, apt): (Vec<PathBuf>, Vec<PathBuf>) =
+        entries.into_iter().partition(|p| p.ends_with(".caulk-snapshots"));
+    assert_eq!(apt.len(), 2, "apt caches: {apt:?}");
+    for dir in snapshots {
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "snapshots left in {}", dir.display());
+    }
+    let archives = apt.iter().find(|p| p.join("partial").is_dir()).expect("a download cache");
+    let debs: Vec<String> = std::fs::read_dir(archives)
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "deb"))

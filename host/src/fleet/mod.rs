@@ -71,10 +71,14 @@ pub trait Requests: Sync {
     fn request(&self, job: &Job) -> Result<PatchRequest, crate::Error>;
 }
 
-/// Jobs a machine can run at once: one per core, as far as memory allows
-/// each its step memory plus room for caulk itself.
+/// Jobs a machine can run at once: one more than the cores, as far as
+/// memory allows each its step memory plus room for caulk itself. A job
+/// spends part of its time off the cores (waiting on the mirror in the
+/// index refresh and the downloads, on a cache another job is writing, on
+/// the disk), and one extra job fills that: a warm fleet of 20 Debian
+/// images on 2 cores took 166 s with 2 jobs, 132 s with 3 and 129 s with 4.
 pub fn default_jobs(step_memory_mib: u64) -> usize {
-    let cores = crate::parallel::cores();
+    let cores = crate::parallel::cores() + 1;
     let per_job = step_memory_mib.max(512) + 256;
     let available = std::fs::read_to_string("/proc/meminfo").ok().and_then(|text| {
         text.lines()
@@ -532,9 +536,9 @@ mod tests {
     }
 
     #[test]
-    fn default_jobs_is_at_least_one_and_at_most_the_cores() {
+    fn default_jobs_is_at_least_one_and_at_most_one_more_than_the_cores() {
         let jobs = default_jobs(1 << 30);
         assert_eq!(jobs, 1, "no machine has a TiB per job");
-        assert!((1..=crate::parallel::cores()).contains(&default_jobs(0)));
+        assert!((1..=crate::parallel::cores() + 1).contains(&default_jobs(0)));
     }
 }

@@ -1003,14 +1003,21 @@ fn to_step(
     Ok(out)
 }
 
-/// Whether `step` gets the plan's caches read-only: when it runs from a
-/// tooling root without network. Such a step is the one that writes into
-/// the image from outside it (`dpkg --root`, `rpm --root`), and a path in
-/// the image that is an absolute symlink resolves in the tooling root, where
-/// a writable cache would be within reach. Fetching is what needs to write
-/// a cache, and fetching needs the network.
+/// Whether `step` gets the plan's caches read-only: when it has no
+/// network. Fetching is what needs to write a cache, and fetching needs the
+/// network; a step without it (apt's install, dpkg into a tooling root's
+/// target) only reads what the fetch left. With the local engine such
+/// steps of concurrent jobs share the caches (the executor takes a shared
+/// lock) and overlap, and nothing they run can change what later runs
+/// read: not an image's `DPkg::Post-Invoke` hook deleting the downloads,
+/// nor, from a tooling root, a write through an absolute symlink the image
+/// planted (`usr/share/doc/x -> /caulk/work`), which resolves in the
+/// tooling root. That holds for the local engine only, and there only on a
+/// host with overlayfs: without it, and on BuildKit, a step in the image
+/// gets the caches writable (npm writes its cache even to read it).
+/// A plugin whose offline step must write a cache gives that step network.
 fn caches_read_only(step: &Step) -> bool {
-    matches!(step.run_in, caulk_exec::RunIn::Tooling { .. }) && !step.network
+    !step.network
 }
 
 /// The host directory behind [`caulk_sdk::PROBE_SCRATCH`]: one per image,

@@ -499,8 +499,8 @@ pub fn plan(request: &PlanRequest) -> Result<PatchPlan, AptError> {
     plan.steps = vec![
         // With network although it fetches nothing: it writes apt's state
         // into the work cache, and the host mounts caches writable only in
-        // tooling steps with network (the install step gets them read-only,
-        // so dpkg, writing through the image's links, cannot reach them).
+        // steps with network (the install step gets them read-only, so
+        // dpkg, writing through the image's links, cannot reach them).
         step(
             format!("prepare apt's state for a distroless image (packages from {what})"),
             prepare,

@@ -483,6 +483,14 @@ fn step(summary: String, argv: Vec<String>, tolerate_failure: bool) -> Step {
 /// it), which the host's bundle, bound read-only over it in network steps
 /// only, would refuse with EBUSY. The downloads stay in the archives cache
 /// mount between the two steps.
+///
+/// The offline step gets the caches read-only (the host's rule for steps
+/// without network): other jobs' installs read them at the same time, and
+/// an image hook that deletes the downloads after dpkg (`DPkg::Post-Invoke`
+/// in Docker's Debian images) cannot take them from the next job. Where
+/// the host has no overlayfs the mounts really are read-only, and apt-get
+/// then warns that it cannot lock the archives or chmod the `partial/`
+/// dirs, and goes on.
 fn fetch_then_install(install: Step) -> [Step; 2] {
     let mut fetch = install.clone();
     fetch.command.argv.insert(2, "--download-only".to_owned());
@@ -494,13 +502,22 @@ fn fetch_then_install(install: Step) -> [Step; 2] {
 }
 
 /// `apt-get update`, skipped while the shared indexes are younger than
-/// `ttl` seconds (module docs). The script is fixed; the TTL and apt's argv
-/// reach it as arguments. `date` and `stat` are coreutils, which every
-/// image with apt has. Translations only describe packages; skipping them
-/// saves fetching and unpacking some 30 MB of text on Debian.
+/// `ttl` seconds (module docs). The script is fixed; the TTL, the paths and
+/// apt's argv reach it as arguments. `date`, `stat` and `ln` are coreutils
+/// and `find` findutils, which every image with apt has. Translations only describe packages;
+/// skipping them saves fetching and unpacking some 30 MB of text on Debian.
+///
+/// An image's `APT::Update::Post-Invoke` hook may delete the downloaded
+/// packages (Docker's Debian and Ubuntu images do: `docker-clean` removes
+/// `/var/cache/apt/archives/*.deb`). Those are the shared downloads, which
+/// another job may have fetched and not installed yet, so the script keeps
+/// hard links to them through the update and puts back what the hook took;
+/// a refresh stopped halfway is mended by the next one, which puts back
+/// what the kept links hold before taking new ones.
+/// They never reach the image: the layer drops `/var/cache/apt`.
 fn refresh_step(ttl: u64) -> Step {
-    const SCRIPT: &str = r#"ttl=$1 stamp=$2 mark=$3
-shift 3
+    const SCRIPT: &str = r#"ttl=$1 stamp=$2 mark=$3 archives=$4
+shift 4
 if [ "$ttl" -gt 0 ] && [ -f "$stamp" ]; then
   age=$(( $(date +%s) - $(stat -c %Y "$stamp") ))
   if [ "$age" -ge 0 ] && [ "$age" -lt "$ttl" ]; then
@@ -511,16 +528,28 @@ fi
 # A refresh that fails or is stopped halfway may leave some lists new and
 # some old: until one completes cleanly, nothing counts as fresh.
 rm -f "$stamp"
+keep=$archives/.caulk-keep
+restore() {
+  for f in "$keep"/*.deb; do [ -f "$f" ] && [ ! -e "$archives/${f##*/}" ] && ln "$f" "$archives/"; done
+}
+# A refresh stopped after the hook ran left the only links to what it
+# deleted here.
+restore
+rm -rf "$keep"
+# find, not a glob on ln's command line: the downloads may pass ARG_MAX.
+mkdir "$keep" && find "$archives" -maxdepth 1 -type f -name '*.deb' -exec ln -t "$keep" {} +
 log=$(mktemp)
 "$@" 2>"$log"
 code=$?
 cat "$log" >&2
 if [ "$code" -eq 0 ] && ! grep -q '^[WE]:' "$log"; then touch "$stamp"; fi
 rm -f "$log"
+restore
+rm -rf "$keep"
 exit "$code"
 "#;
     let mut argv: Vec<String> = vec!["sh".into(), "-c".into(), SCRIPT.into(), "caulk-apt-refresh".into()];
-    argv.extend([ttl.to_string(), REFRESH_STAMP.to_owned(), REUSED_MARK.to_owned()]);
+    argv.extend([ttl.to_string(), REFRESH_STAMP.to_owned(), REUSED_MARK.to_owned(), ARCHIVES_DIR.to_owned()]);
     argv.extend(
         ["apt-get", "update", "-o", "Acquire::Retries=3", "-o", "Acquire::Languages=none"].map(str::to_owned),
     );

@@ -46,7 +46,7 @@ fn every_installed_package_is_selected_for_its_newest_version() {
     assert_eq!(libssl_i386.from, "3.0.20-1~deb12u2");
 
     assert_eq!(plan.steps.len(), 3);
-    assert_eq!(plan.steps[0].command.argv[7..9], ["apt-get", "update"]);
+    assert_eq!(plan.steps[0].command.argv[8..10], ["apt-get", "update"]);
     assert_eq!(plan.steps[1].command.argv[..3], ["apt-get", "upgrade", "--download-only"]);
     assert!(plan.steps[1].command.network && !plan.steps[2].command.network);
     assert_eq!(

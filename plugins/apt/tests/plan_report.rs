@@ -74,11 +74,16 @@ fn packages_apt_can_upgrade_are_installed_by_name() {
     // indexes are fresh, with the default TTL, 0: always refreshed.
     assert_eq!(refresh.command.argv[..2], ["sh", "-c"]);
     assert_eq!(
-        refresh.command.argv[4..7],
-        ["0", "/var/lib/apt/lists/.caulk-refreshed", "caulk: package indexes reused"]
+        refresh.command.argv[4..8],
+        [
+            "0",
+            "/var/lib/apt/lists/.caulk-refreshed",
+            "caulk: package indexes reused",
+            "/var/cache/apt/archives"
+        ]
     );
     assert_eq!(
-        refresh.command.argv[7..],
+        refresh.command.argv[8..],
         ["apt-get", "update", "-o", "Acquire::Retries=3", "-o", "Acquire::Languages=none"]
     );
     assert!(refresh.tolerate_failure && refresh.command.network);

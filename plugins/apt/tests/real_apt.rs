@@ -71,7 +71,8 @@ fn base_root() -> PathBuf {
 
 /// Runs `argv` in `root` under bubblewrap the way the local executor does:
 /// fresh pid/ipc/uts namespaces, clean environment, /tmp 1777, the host's
-/// resolv.conf read-only, host network only when asked, caches bound.
+/// resolv.conf read-only, host network only when asked, caches bound
+/// (read-only without network, as the host mounts them then).
 fn run(
     root: &Path,
     argv: &[String],
@@ -87,8 +88,9 @@ fn run(
     if !network {
         cmd.arg("--unshare-net");
     }
+    let bind = if network { "--bind" } else { "--ro-bind" };
     for (host, path) in caches {
-        cmd.arg("--bind").arg(host).arg(path);
+        cmd.arg(bind).arg(host).arg(path);
     }
     cmd.args(["--setenv", "PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]);
     cmd.args(["--setenv", "HOME", "/root"]);
@@ -166,9 +168,31 @@ fn working_copy() -> Option<(tempfile::TempDir, Root)> {
     Some((work, root))
 }
 
+/// Docker's Debian images' `/etc/apt/apt.conf.d/docker-clean`: it deletes
+/// the downloads after every dpkg run and every `apt-get update`.
+const DOCKER_CLEAN: &str = r#"DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+Dir::Cache::pkgcache "";
+Dir::Cache::srcpkgcache "";
+"#;
+
+/// The `.deb` files in the archives cache among `caches`.
+fn downloads(caches: &[(PathBuf, String)]) -> Vec<String> {
+    let (dir, _) = caches.iter().find(|(_, path)| path == "/var/cache/apt/archives").unwrap();
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "deb"))
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
 #[test]
 fn the_plan_patches_a_real_debian_12_root() {
     let Some((work, root)) = working_copy() else { return };
+    std::fs::write(work.path().join("etc/apt/apt.conf.d/docker-clean"), DOCKER_CLEAN).unwrap();
 
     let report_options = options(UpdateMode::Report);
     let (facts, _) = probe(&root, Phase::Plan, &[], &report_options);
@@ -205,6 +229,31 @@ fn the_plan_patches_a_real_debian_12_root() {
             break;
         }
     }
+
+    // The image's hook could not delete the shared downloads after dpkg
+    // (read-only), nor keep them away from the next refresh.
+    let fetched = downloads(&caches);
+    for selected in &plan.selected {
+        let prefix = format!("{}_", selected.name.split(':').next().unwrap());
+        assert!(fetched.iter().any(|n| n.starts_with(&prefix)), "no {prefix}*.deb in {fetched:?}");
+    }
+    let refresh = &plan.steps[0].command;
+    let (code, _, stderr) = run(work.path(), &refresh.argv, &refresh.env, refresh.network, &caches);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(downloads(&caches), fetched, "the refresh lost downloads");
+    // A refresh killed after the hook deleted the downloads left the only
+    // links to them in `.caulk-keep`: the next refresh puts them back.
+    let (archives, _) = caches.iter().find(|(_, path)| path == "/var/cache/apt/archives").unwrap();
+    let keep = archives.join(".caulk-keep");
+    std::fs::create_dir_all(&keep).unwrap();
+    for name in &fetched {
+        std::fs::hard_link(archives.join(name), keep.join(name)).unwrap();
+        std::fs::remove_file(archives.join(name)).unwrap();
+    }
+    let (code, _, stderr) = run(work.path(), &refresh.argv, &refresh.env, refresh.network, &caches);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(downloads(&caches), fetched, "the next refresh did not mend a killed one");
+    assert!(!keep.exists());
 
     let (facts, _) = probe(&root, Phase::Verify, &[], &report_options);
     let outcomes = Apt::verify(&VerifyRequest {

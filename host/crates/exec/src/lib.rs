@@ -63,6 +63,7 @@
 //! options; the overlay is made by caulk). [`LocalExecutor::new`] refuses
 //! clearly otherwise.
 
+mod cache_lock;
 mod cancel;
 mod copy;
 mod error;

@@ -64,7 +64,8 @@ pub(crate) struct Launch<'a> {
     pub label: &'a str,
     pub bwrap: &'a Path,
     pub args: Vec<OsString>,
-    pub overlay: Option<OverlayMount>,
+    /// Mounted in this order: the root fs's overlay first, if any.
+    pub overlays: Vec<OverlayMount>,
     pub timeout: Option<Duration>,
     pub cancel: &'a CancelToken,
     /// Bytes of stdout to keep (the rest is still streamed, then dropped).
@@ -140,8 +141,8 @@ pub(crate) fn run(launch: Launch<'_>, on_line: &mut dyn FnMut(Stream, &str)) -> 
         // started with one signal.
         .process_group(0);
     confine(&mut command, filter.as_raw_fd(), cgroup.as_ref(), launch.limiter.rlimit_data());
-    if let Some(overlay) = launch.overlay {
-        in_private_overlay(&mut command, overlay);
+    if !launch.overlays.is_empty() {
+        in_private_overlay(&mut command, launch.overlays);
     }
     let started = Instant::now();
     let child = command.spawn().map_err(RunError::Spawn)?;
@@ -279,13 +280,13 @@ fn keep_tail(buf: &mut Vec<u8>, bytes: &[u8], limit: usize) {
     }
 }
 
-/// Makes the child enter a mount namespace of its own and mount the overlay
-/// there before it execs bwrap. The mount lives exactly as long as the
-/// processes of that namespace: when the step ends, or caulk dies and
-/// `--die-with-parent` takes bwrap with it, the kernel unmounts it. Nothing
-/// can leak into the host's mount table.
+/// Makes the child enter a mount namespace of its own and mount the
+/// overlays there before it execs bwrap. The mounts live exactly as long as
+/// the processes of that namespace: when the step ends, or caulk dies and
+/// `--die-with-parent` takes bwrap with it, the kernel unmounts them.
+/// Nothing can leak into the host's mount table.
 #[allow(unsafe_code)]
-fn in_private_overlay(command: &mut Command, overlay: OverlayMount) {
+fn in_private_overlay(command: &mut Command, overlays: Vec<OverlayMount>) {
     use rustix::mount::{MountFlags, MountPropagationFlags, mount, mount_change};
     use rustix::thread::{UnshareFlags, unshare_unsafe};
 
@@ -294,18 +295,20 @@ fn in_private_overlay(command: &mut Command, overlay: OverlayMount) {
         // mount namespace cannot surprise another thread; NEWNS does not
         // touch the file table, which is what `unshare_unsafe` warns about.
         unsafe { unshare_unsafe(UnshareFlags::NEWNS) }?;
-        // Without this the overlay mount would propagate back to the host's
-        // namespace through shared mounts.
+        // Without this the overlay mounts would propagate back to the
+        // host's namespace through shared mounts.
         mount_change(c"/", MountPropagationFlags::REC | MountPropagationFlags::PRIVATE)?;
-        // Relative names keep the mount data short enough for many layers.
-        rustix::process::chdir(overlay.base.as_c_str())?;
-        mount(
-            c"overlay",
-            overlay.target.as_c_str(),
-            c"overlay",
-            MountFlags::empty(),
-            overlay.data.as_c_str(),
-        )?;
+        for overlay in &overlays {
+            // Relative names keep the mount data short enough for many layers.
+            rustix::process::chdir(overlay.base.as_c_str())?;
+            mount(
+                c"overlay",
+                overlay.target.as_c_str(),
+                c"overlay",
+                MountFlags::empty(),
+                overlay.data.as_c_str(),
+            )?;
+        }
         Ok(())
     };
     // SAFETY: `pre_exec` runs the hook between fork and exec, where only
@@ -322,7 +325,7 @@ fn in_private_overlay(command: &mut Command, overlay: OverlayMount) {
 pub(crate) fn probe_mount(bwrap: &Path, overlay: OverlayMount) -> io::Result<()> {
     let mut command = Command::new(bwrap);
     command.arg("--version").env_clear().stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
-    in_private_overlay(&mut command, overlay);
+    in_private_overlay(&mut command, vec![overlay]);
     let status = command.status()?;
     if status.success() {
         Ok(())

@@ -290,6 +290,75 @@ impl<'e> Session<'e> {
         overlay_spec(self.base(), lower, upper, work, target, volatile)
     }
 
+    /// How a step gets its caches. Without overlayfs a step in the image
+    /// gets its read-only caches writable, under the exclusive lock: the
+    /// only read-only form left there is a bind, and npm's offline install
+    /// writes its cache even to read it (`ENOTCACHED` from a read-only
+    /// one). Such steps then take turns on the cache, and what they write
+    /// stays, as before read-only caches existed. A tooling step's stay
+    /// read-only (see [`Self::cache_views`]).
+    fn cache_access(&self, run_in: &RunIn, caches: &[CacheMount]) -> Vec<CacheMount> {
+        let tooling = matches!(run_in, RunIn::Tooling { .. });
+        if tooling || self.exec.overlay.is_some() {
+            return caches.to_vec();
+        }
+        caches.iter().map(|c| CacheMount { read_only: false, ..c.clone() }).collect()
+    }
+
+    /// The read-only caches of a step in the image as copy-on-write views
+    /// where overlayfs works: each a throwaway overlay on its snapshot (see
+    /// `cache_lock`), so a tool that writes its cache even to read it (npm
+    /// records reads, apt locks and chmods) still works, and nothing it
+    /// writes outlives the step. A tooling step's stay read-only binds:
+    /// what it writes there came through a link the image planted (dpkg
+    /// `--root` following `usr/share/doc/x -> /caulk/work`), and failing
+    /// says so, where a view would silently drop files meant for the image.
+    /// So does a dir the same step also mounts writable: it is the live dir
+    /// (no snapshot), and an overlay's lower dir must not change under it.
+    /// The views live in the returned dir, removed on drop.
+    fn cache_views(
+        &self,
+        run_in: &RunIn,
+        caches: &[CacheMount],
+        overlays: &mut Vec<OverlayMount>,
+    ) -> Result<(Vec<CacheMount>, Option<TempDir>)> {
+        let tooling = matches!(run_in, RunIn::Tooling { .. });
+        if tooling || self.exec.overlay.is_none() || !caches.iter().any(|c| c.read_only) {
+            return Ok((caches.to_vec(), None));
+        }
+        let views = tempfile::Builder::new()
+            .prefix("c-")
+            .tempdir_in(self.base())
+            .ctx(|| format!("creating a cache view dir in {}", self.base().display()))?;
+        let dir = views.path();
+        let name = dir.file_name().expect("temp dirs have names").to_string_lossy().into_owned();
+        let mut out = Vec::with_capacity(caches.len());
+        let written = |dir: &Path| caches.iter().any(|c| !c.read_only && c.host_dir == dir);
+        for (i, cache) in caches.iter().enumerate() {
+            if !cache.read_only || written(&cache.host_dir) {
+                out.push(cache.clone());
+                continue;
+            }
+            // A link as the lower dir: the mount data then never holds the
+            // cache's own path, whatever characters it has.
+            let lower = dir.join(format!("{i}l"));
+            std::os::unix::fs::symlink(&cache.host_dir, &lower)
+                .ctx(|| format!("linking {}", lower.display()))?;
+            for sub in ["u", "m"] {
+                let made = dir.join(format!("{i}{sub}"));
+                fs::create_dir(&made).ctx(|| format!("creating {}", made.display()))?;
+            }
+            let sub = |what: &str| format!("{name}/{i}{what}");
+            overlays.push(self.overlay_mount(&[sub("l")], &sub("u"), &sub("w"), &sub("m"))?);
+            out.push(CacheMount {
+                host_dir: dir.join(format!("{i}m")),
+                path: cache.path.clone(),
+                read_only: false,
+            });
+        }
+        Ok((out, Some(views)))
+    }
+
     /// Makes `top`'s entries (upper-dir form: whiteouts and opaque markers
     /// included) the first changes of this session.
     pub(crate) fn seed_changes(&mut self, top: &Path) -> Result<()> {
@@ -321,7 +390,8 @@ impl<'e> Session<'e> {
         let label = step.summary.as_str();
         self.check_cancel(|| format!("before step `{label}`"))?;
         validate(label, &step.argv, &step.env, &step.run_in, &step.caches)?;
-        let _locks = lock_caches(label, &step.caches, &self.cancel)?;
+        let caches = self.cache_access(&step.run_in, &step.caches);
+        let held = crate::cache_lock::hold(label, &caches, &self.cancel)?;
         self.check_cancel(|| format!("before step `{label}`"))?;
 
         let (root_dir, changes, overlay) = match &self.workspace {
@@ -331,6 +401,8 @@ impl<'e> Session<'e> {
             }
             Workspace::Copy { root, .. } => (root.clone(), root.clone(), None),
         };
+        let mut overlays: Vec<OverlayMount> = overlay.into_iter().collect();
+        let (caches, _views) = self.cache_views(&step.run_in, &held.caches, &mut overlays)?;
         let lowers = match &self.workspace {
             Workspace::Overlay { lowers } => Some(MergedReader::new(lowers.clone())),
             Workspace::Copy { .. } => None,
@@ -349,7 +421,7 @@ impl<'e> Session<'e> {
             env: &step.env,
             network: step.network,
             run_in: &step.run_in,
-            caches: &step.caches,
+            caches: &caches,
         };
         let planned = self.plan(&request, &target)?;
         tracing::info!(step = label, argv = ?step.argv, network = step.network, "running step");
@@ -358,7 +430,7 @@ impl<'e> Session<'e> {
                 label,
                 bwrap: &self.exec.bwrap,
                 args: planned.args.clone(),
-                overlay,
+                overlays,
                 timeout: step.timeout,
                 cancel: &self.cancel,
                 stdout_limit: 0,
@@ -511,7 +583,7 @@ impl<'e> Session<'e> {
                 label: &label,
                 bwrap: &self.exec.bwrap,
                 args: planned.args,
-                overlay,
+                overlays: overlay.into_iter().collect(),
                 timeout: probe.timeout,
                 cancel: &self.cancel,
                 stdout_limit: probe.stdout_limit,
@@ -1060,40 +1132,4 @@ fn validate(
         }
     }
     Ok(())
-}
-
-/// Exclusive locks on the steps' cache dirs, taken in path order so two
-/// processes with overlapping caches cannot deadlock; waits for another
-/// holder while watching the cancel flag.
-fn lock_caches(label: &str, caches: &[CacheMount], cancel: &CancelToken) -> Result<Vec<File>> {
-    let mut dirs: Vec<&Path> = caches.iter().map(|c| c.host_dir.as_path()).collect();
-    dirs.sort();
-    dirs.dedup();
-    let mut locks = Vec::with_capacity(dirs.len());
-    for dir in dirs {
-        let err = |reason: String| Error::Cache { step: label.to_owned(), path: dir.to_owned(), reason };
-        fs::create_dir_all(dir).map_err(|e| err(format!("cannot create it: {e}")))?;
-        let file = File::open(dir).map_err(|e| err(format!("cannot open it: {e}")))?;
-        let mut waited = false;
-        loop {
-            match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
-                Ok(()) => break,
-                Err(rustix::io::Errno::WOULDBLOCK) => {
-                    if !waited {
-                        tracing::info!(step = label, cache = %dir.display(), "waiting for another caulk using this cache");
-                        waited = true;
-                    }
-                    if cancel.is_cancelled() {
-                        return Err(Error::Cancelled {
-                            during: format!("waiting for cache {}", dir.display()),
-                        });
-                    }
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-                Err(e) => return Err(err(format!("cannot lock it: {e}"))),
-            }
-        }
-        locks.push(file);
-    }
-    Ok(locks)
 }

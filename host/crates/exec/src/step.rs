@@ -42,17 +42,25 @@ pub enum ToolingRoot {
 }
 
 /// A host directory mounted into a step, never part of the diff (package
-/// indexes and downloads shared between runs). The executor holds an
-/// exclusive `flock` on `host_dir` while the step runs, so two caulk
-/// processes never share one apt lists dir at the same time.
+/// indexes and downloads shared between runs). A step that may write it
+/// holds an exclusive `flock` on `host_dir` while it runs, so it runs alone
+/// and no other step sees it half-written. A step that only reads it
+/// (`read_only`) waits only while a snapshot of it is taken (under a shared
+/// lock; see `cache_lock`) and reads the snapshot: readers of one cache, in
+/// one caulk or several, run side by side, and a writer does not wait for
+/// their steps to end.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheMount {
     /// Created when missing.
     pub host_dir: PathBuf,
     /// Absolute path inside the root the step runs in.
     pub path: String,
-    /// Mounted read-only: the step may read what earlier steps left there,
-    /// and nothing it runs can change the host-side directory.
+    /// The step reads what earlier steps left there (as it was when the
+    /// step started), and nothing it runs can change the host-side
+    /// directory: a step in the image sees a copy-on-write view whose
+    /// changes are thrown away, a tooling step a read-only bind. Without
+    /// overlayfs a step in the image gets the live dir writable instead,
+    /// under the exclusive lock (npm writes its cache even to read it).
     pub read_only: bool,
 }
 

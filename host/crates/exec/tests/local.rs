@@ -698,7 +698,7 @@ fn a_cache_dir_is_held_exclusively_for_the_step() {
         assert!(waiter.join().unwrap() >= released);
         released
     });
-    assert!(cache.path().join("stamp").exists() && released.elapsed() < Duration::from_secs(10));
+    assert!(cache.path().join("stamp").exists() && released.elapsed() < PATIENT);
 
     // Waiting for a lock can be cancelled.
     let holder = fs::File::open(cache.path()).unwrap();
@@ -710,6 +710,245 @@ fn a_cache_dir_is_held_exclusively_for_the_step() {
     let err = session.run_step(&step, &mut quiet()).unwrap_err();
     canceller.join().unwrap();
     assert!(matches!(err, Error::Cancelled { .. }), "{err}");
+}
+
+/// Takes `how` on `dir` as another caulk would, until dropped.
+fn hold(dir: &Path, how: rustix::fs::FlockOperation) -> fs::File {
+    let holder = fs::File::open(dir).unwrap();
+    rustix::fs::flock(&holder, how).unwrap();
+    holder
+}
+
+/// Whether `step` ran while `holder` held a lock on its cache: runs it, and
+/// lets go when it ended or after `patience`. A step that must not wait gets
+/// a long patience (a loaded machine is slow to start it); one that must
+/// wait a short one (it cannot end while blocked, so no load makes it look
+/// as if it had not waited).
+fn ran_while_held(session: &mut Session<'_>, step: &Step, holder: fs::File, patience: Duration) -> bool {
+    std::thread::scope(|scope| {
+        let runner = scope.spawn(|| {
+            session.run_step(step, &mut quiet()).unwrap();
+            Instant::now()
+        });
+        let deadline = Instant::now() + patience;
+        while !runner.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let released = Instant::now();
+        drop(holder);
+        runner.join().unwrap() < released
+    })
+}
+
+/// Long enough for any step here to start and end on a loaded machine.
+const PATIENT: Duration = Duration::from_mins(1);
+/// Long enough to see a step blocked on a lock.
+const BRIEF: Duration = Duration::from_millis(1500);
+
+#[test]
+fn read_only_mounts_share_a_cache_dir_and_a_writable_one_takes_it_alone() {
+    use rustix::fs::FlockOperation::{LockExclusive, LockShared};
+    let fx = fixture();
+    let work = workdir();
+    let cache = tempfile::tempdir_in(work.path()).unwrap();
+    let exec = executor(work.path(), Mode::Overlay);
+    let mut session = exec.prepare(&fx.layers(), CancelToken::new()).unwrap();
+    let read = sh("read", "ls /var/cache/apt/archives >/dev/null")
+        .read_only_cache(cache.path(), "/var/cache/apt/archives");
+    let write = sh("write", "touch /var/cache/apt/archives/x").cache(cache.path(), "/var/cache/apt/archives");
+    // The dir mounted twice, once writable: the writable mount decides.
+    let both = sh("both", "touch /mnt/y")
+        .read_only_cache(cache.path(), "/var/cache/apt/archives")
+        .cache(cache.path(), "/mnt");
+
+    assert!(
+        ran_while_held(&mut session, &read, hold(cache.path(), LockShared), PATIENT),
+        "a reader waited for a reader"
+    );
+    assert!(
+        !ran_while_held(&mut session, &read, hold(cache.path(), LockExclusive), BRIEF),
+        "a reader ran beside a writer"
+    );
+    assert!(
+        !ran_while_held(&mut session, &write, hold(cache.path(), LockShared), BRIEF),
+        "a writer ran beside a reader"
+    );
+    assert!(
+        !ran_while_held(&mut session, &both, hold(cache.path(), LockShared), BRIEF),
+        "a writable mount ran beside a reader"
+    );
+    assert!(cache.path().join("y").exists());
+}
+
+/// When a step printed `started` and when it ended.
+type Span = (Instant, Instant);
+
+/// Runs each step in a session of its own, all at once, and gives each
+/// one's span and stdout.
+fn side_by_side(exec: &LocalExecutor, steps: &[Step]) -> Vec<(Span, String)> {
+    let fx = fixture();
+    std::thread::scope(|scope| {
+        let runners: Vec<_> = steps
+            .iter()
+            .map(|step| {
+                scope.spawn(move || {
+                    let mut session = exec.prepare(&fx.layers(), CancelToken::new()).unwrap();
+                    let (mut started, mut out) = (None, String::new());
+                    run_with(&mut session, step, &mut |stream, line| {
+                        if stream == Stream::Stdout && line == "started" {
+                            started = Some(Instant::now());
+                        } else if stream == Stream::Stdout {
+                            out.push_str(line);
+                        }
+                    });
+                    ((started.expect("the step printed `started`"), Instant::now()), out)
+                })
+            })
+            .collect();
+        runners.into_iter().map(|r| r.join().unwrap()).collect()
+    })
+}
+
+fn run_with(session: &mut Session<'_>, step: &Step, on_output: &mut dyn FnMut(Stream, &str)) {
+    session.run_step(step, on_output).unwrap_or_else(|e| panic!("step `{}`: {e}", step.summary));
+}
+
+fn overlap(a: Span, b: Span) -> bool {
+    a.0 < b.1 && b.0 < a.1
+}
+
+#[test]
+fn steps_reading_one_cache_overlap_and_read_it_as_it_was_when_they_started() {
+    let fx = fixture();
+    let work = workdir();
+    let cache = tempfile::tempdir_in(work.path()).unwrap();
+    fs::write(cache.path().join("index"), "old\n").unwrap();
+    // The readers wait until the test opens this gate. It is large, so the
+    // readers' snapshots link it rather than copy it, and the test's write
+    // in place reaches them: the order of the steps is set by the test,
+    // not by sleeps a loaded machine may outlast.
+    let gate = tempfile::tempdir_in(work.path()).unwrap();
+    fs::write(gate.path().join("gate"), vec![b'.'; 128 * 1024]).unwrap();
+    let exec = executor(work.path(), Mode::Overlay);
+    let at = "/var/cache/apt/archives";
+    let reader = sh(
+        "read",
+        &format!(
+            "echo started; i=0; until [ \"$(head -c4 /mnt/gate)\" = open ]; do \
+             i=$((i+1)); [ $i -lt 600 ] || exit 9; sleep 0.1; done; cat {at}/index"
+        ),
+    )
+    .read_only_cache(cache.path(), at)
+    .read_only_cache(gate.path(), "/mnt");
+    // Written the way apt writes its indexes and downloads: a new file
+    // renamed over the old one.
+    let writer = sh("write", &format!("echo new > {at}/index.new && mv {at}/index.new {at}/index"))
+        .cache(cache.path(), at);
+
+    let (started, starts) = std::sync::mpsc::channel();
+    let outs: Vec<String> = std::thread::scope(|scope| {
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let (reader, started, fx, exec) = (&reader, started.clone(), &fx, &exec);
+                scope.spawn(move || {
+                    let mut session = exec.prepare(&fx.layers(), CancelToken::new()).unwrap();
+                    let mut out = String::new();
+                    run_with(&mut session, reader, &mut |stream, line| match (stream, line) {
+                        (Stream::Stdout, "started") => started.send(()).unwrap(),
+                        (Stream::Stdout, _) => out.push_str(line),
+                        _ => {}
+                    });
+                    out
+                })
+            })
+            .collect();
+        // Both readers run at once (neither can end before the gate opens)…
+        for _ in 0..2 {
+            starts.recv_timeout(PATIENT).expect("the readers took turns");
+        }
+        // …and a writer needs no more than their snapshots: it ends while
+        // they still run.
+        let mut session = exec.prepare(&fx.layers(), CancelToken::new()).unwrap();
+        run_with(&mut session, &writer, &mut quiet());
+        assert!(readers.iter().all(|r| !r.is_finished()), "a reader ended before the gate opened");
+        let mut gate_file = fs::OpenOptions::new().write(true).open(gate.path().join("gate")).unwrap();
+        std::io::Write::write_all(&mut gate_file, b"open").unwrap();
+        readers.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    assert_eq!(outs, ["old", "old"], "a reader saw the write");
+    assert_eq!(fs::read_to_string(cache.path().join("index")).unwrap(), "new\n");
+    let snapshots = work.path().join(".caulk-snapshots");
+    assert_eq!(fs::read_dir(&snapshots).unwrap().count(), 0, "snapshots are removed after their step");
+
+    // Two writers take turns: the test can fail.
+    let writer = sh("write", &format!("echo started; sleep 1; echo w >> {at}/log")).cache(cache.path(), at);
+    let ran = side_by_side(&exec, &[writer.clone(), writer]);
+    assert!(!overlap(ran[0].0, ran[1].0), "two writers ran together: {ran:?}");
+    assert_eq!(fs::read_to_string(cache.path().join("log")).unwrap(), "w\nw\n");
+}
+
+#[test]
+fn a_step_in_the_image_writes_a_read_only_cache_into_a_throwaway_view_or_without_overlayfs_the_live_dir() {
+    // npm writes its cache even to read it: in the image, with overlayfs,
+    // the step may, and the host-side dir keeps what it had. Without
+    // overlayfs the step gets the live dir writable (under the exclusive
+    // lock), as npm needs, and what it writes stays.
+    let fx = fixture();
+    let work = workdir();
+    let cache = tempfile::tempdir_in(work.path()).unwrap();
+    fs::write(cache.path().join("index"), "entry\n").unwrap();
+    let at = "/var/cache/caulk-npm";
+    let step = sh("write", &format!("echo more >> {at}/index && echo new > {at}/new && cat {at}/index"))
+        .read_only_cache(cache.path(), at);
+    for (mode, use_overlay) in [(Mode::Overlay, true), (Mode::Copy, false)] {
+        let mut config = ExecutorConfig::new(work.path());
+        config.mode = mode;
+        config.use_overlay = use_overlay;
+        config.proxy_env.clear();
+        let exec = LocalExecutor::new(config).unwrap();
+        let mut session = exec.prepare(&fx.layers(), CancelToken::new()).unwrap();
+        let mut out = String::new();
+        let result = session.run_step(&step, &mut |stream, l| {
+            if stream == Stream::Stdout {
+                out.push_str(l);
+                out.push('\n');
+            }
+        });
+        result.unwrap_or_else(|e| panic!("{mode:?}: {e}"));
+        assert_eq!(out, "entry\nmore\n", "the step saw its own writes");
+        if use_overlay {
+            assert_eq!(fs::read_to_string(cache.path().join("index")).unwrap(), "entry\n");
+            assert!(!cache.path().join("new").exists());
+        } else {
+            assert_eq!(fs::read_to_string(cache.path().join("index")).unwrap(), "entry\nmore\n");
+            assert!(cache.path().join("new").exists());
+        }
+    }
+}
+
+#[test]
+fn a_cache_a_step_mounts_both_writable_and_read_only_is_read_only_where_asked() {
+    // The read-only mount is of the live dir the step writes through the
+    // other one: a bind, not an overlay whose lower dir changes under it.
+    let fx = fixture();
+    let work = workdir();
+    let cache = tempfile::tempdir_in(work.path()).unwrap();
+    let exec = executor(work.path(), Mode::Overlay);
+    let mut session = exec.prepare(&fx.layers(), CancelToken::new()).unwrap();
+    let step = sh(
+        "both",
+        "echo w > /mnt/w && cat /var/cache/apt/archives/w && ! touch /var/cache/apt/archives/r 2>/dev/null",
+    )
+    .read_only_cache(cache.path(), "/var/cache/apt/archives")
+    .cache(cache.path(), "/mnt");
+    let mut out = String::new();
+    run_with(&mut session, &step, &mut |stream, line| {
+        if stream == Stream::Stdout {
+            out.push_str(line);
+        }
+    });
+    assert_eq!(out, "w", "the read-only mount shows the live dir");
+    assert!(cache.path().join("w").exists() && !cache.path().join("r").exists());
 }
 
 #[test]
@@ -808,11 +1047,11 @@ fn a_read_only_cache_is_read_and_not_written_even_through_a_link_in_the_target()
     caulk_exec::flatten(&fx.layers(), &flat, &CancelToken::new()).unwrap();
     let cache = tempfile::tempdir_in(work.path()).unwrap();
     fs::write(cache.path().join("fetched"), "from an earlier step\n").unwrap();
-    let exec = executor(work.path(), Mode::Overlay);
-    let mut session = exec.prepare(&fx.layers(), CancelToken::new()).unwrap();
     let tooling =
         || RunIn::Tooling { root: ToolingRoot::Dir(flat.clone()), mount_point: "/target".to_owned() };
     let plant = sh("plant", "ln -s /caulk/work /target/link").run_in(tooling());
+    let exec = executor(work.path(), Mode::Overlay);
+    let mut session = exec.prepare(&fx.layers(), CancelToken::new()).unwrap();
     run(&mut session, &plant);
 
     let mut out = String::new();
@@ -831,7 +1070,10 @@ fn a_read_only_cache_is_read_and_not_written_even_through_a_link_in_the_target()
     assert!(outcome.stderr_tail.contains("Read-only file system"), "{}", outcome.stderr_tail);
     assert!(!cache.path().join("written").exists());
 
-    // The same cache mounted writable takes the write: the test can fail.
+    // The same cache mounted writable takes the writes: the test can fail.
+    let exec = executor(work.path(), Mode::Overlay);
+    let mut session = exec.prepare(&fx.layers(), CancelToken::new()).unwrap();
+    run(&mut session, &plant);
     let writable =
         sh("write", "echo ok > /target/link/written").run_in(tooling()).cache(cache.path(), "/caulk/work");
     run(&mut session, &writable);

@@ -601,7 +601,7 @@ impl BuildkitWorkspace<'_> {
             cwd: command.cwd.unwrap_or_default().to_owned(),
             network: if command.network { Network::Host } else { Network::None },
             ca_bundle,
-            caches: command.caches.iter().map(cache_mount).collect(),
+            caches: command.caches.iter().map(|cache| cache_mount(cache, command.run_in)).collect(),
             proxy_env: if command.network { proxy_env() } else { None },
             tooling,
         })
@@ -982,7 +982,18 @@ impl<'s> ChainRun<'s> {
 /// A plan cache as a BuildKit cache mount: its key is the last part of the
 /// host directory the local engine would use, which the plugin's cache key
 /// and path name.
-fn cache_mount(cache: &caulk_exec::CacheMount) -> CacheMount {
+///
+/// BuildKit has no throwaway view of a cache as the local executor has: a
+/// read-only cache mount there is read-only, which a tool that writes its
+/// cache to read it (npm's offline installs) cannot use. So only tooling
+/// steps get one read-only there (their writes through a link the image
+/// planted would otherwise land in the cache); offline steps in the image
+/// get it writable, as before. Every mount is `locked`, readers too:
+/// BuildKit's `shared` mode hands a step a new, empty cache dir when a
+/// `locked` user holds the only one, which would leave apt's install
+/// without its downloads. So steps of concurrent solves using one cache
+/// take turns on BuildKit.
+fn cache_mount(cache: &caulk_exec::CacheMount, run_in: &RunIn) -> CacheMount {
     let parts: Vec<String> = cache
         .host_dir
         .components()
@@ -995,7 +1006,7 @@ fn cache_mount(cache: &caulk_exec::CacheMount) -> CacheMount {
         key,
         dest: cache.path.clone(),
         sharing: caulk_buildkit::Sharing::Locked,
-        readonly: cache.read_only,
+        readonly: cache.read_only && matches!(run_in, RunIn::Tooling { .. }),
     }
 }
 
@@ -1025,9 +1036,31 @@ mod tests {
             path: "/var/lib/apt/lists".into(),
             read_only: false,
         };
-        let mount = cache_mount(&cache);
+        let mount = cache_mount(&cache, &RunIn::Target);
         assert_eq!(mount.key, "caulk/apt/0123abcd");
         assert_eq!(mount.dest, "/var/lib/apt/lists");
+    }
+
+    #[test]
+    fn only_tooling_steps_get_read_only_cache_mounts() {
+        let cache = |read_only| caulk_exec::CacheMount {
+            host_dir: "/c/steps/npm/0123abcd".into(),
+            path: "/var/cache/caulk-npm".into(),
+            read_only,
+        };
+        let tooling =
+            RunIn::Tooling { root: ToolingRoot::Image("debian:12".into()), mount_point: "/target".into() };
+        assert!(cache_mount(&cache(true), &tooling).readonly);
+        assert!(
+            !cache_mount(&cache(true), &RunIn::Target).readonly,
+            "npm's offline installs write their cache"
+        );
+        assert!(!cache_mount(&cache(false), &tooling).readonly);
+        assert!(
+            [&tooling, &RunIn::Target]
+                .iter()
+                .all(|run_in| cache_mount(&cache(true), run_in).sharing == caulk_buildkit::Sharing::Locked)
+        );
     }
 
     #[test]
