@@ -487,10 +487,12 @@ fn step(summary: String, argv: Vec<String>, tolerate_failure: bool) -> Step {
 /// The offline step gets the caches read-only (the host's rule for steps
 /// without network): other jobs' installs read them at the same time, and
 /// an image hook that deletes the downloads after dpkg (`DPkg::Post-Invoke`
-/// in Docker's Debian images) cannot take them from the next job. Where
-/// the host has no overlayfs the mounts really are read-only, and apt-get
-/// then warns that it cannot lock the archives or chmod the `partial/`
-/// dirs, and goes on.
+/// in Docker's Debian images) cannot take them from the next job. With the
+/// local engine on a host with overlayfs, apt-get sees a throwaway view of
+/// them; where a mount really is read-only, apt-get warns that it cannot
+/// lock the archives or chmod the `partial/` dirs, and goes on. Without
+/// overlayfs, and on BuildKit, the install still gets them writable and
+/// takes its turn (such a hook there can still empty the shared downloads).
 fn fetch_then_install(install: Step) -> [Step; 2] {
     let mut fetch = install.clone();
     fetch.command.argv.insert(2, "--download-only".to_owned());
