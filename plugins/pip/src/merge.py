@@ -1,4 +1,4 @@
-import base64, csv, errno, hashlib, os, re, shutil, sys
+import base64, csv, errno, hashlib, os, re, shutil, stat, sys
 site = os.path.normpath(sys.argv[1])
 scratch = os.path.normpath(sys.argv[2])
 aside = os.path.normpath(sys.argv[3])
@@ -102,7 +102,11 @@ def undo():
             elif entry[0] == "mkdir":
                 os.rmdir(entry[1])
             elif entry[0] == "rmdir":
+                # Back as it was, not with the umask and the merge's owner.
+                st = entry[2]
                 os.mkdir(entry[1])
+                os.chown(entry[1], st.st_uid, st.st_gid)
+                os.chmod(entry[1], stat.S_IMODE(st.st_mode))
         except OSError as e:
             failed.append("%s (%s)" % (entry[1], e.strerror or e))
     return failed
@@ -127,10 +131,15 @@ def relaunched(src, old_header):
         f.write(old_header + data[len(new_header):])
     return True
 def first_line(p):
+    # Only to keep an old script's #! line: one that cannot be read keeps
+    # the new script's own, rather than failing the whole merge.
     if os.path.islink(p):
         return None
-    with open(p, "rb") as f:
-        return header(f.read(4096))
+    try:
+        with open(p, "rb") as f:
+            return header(f.read(4096))
+    except OSError:
+        return None
 def skipped(p, base):
     print("caulk: left %s as it is: a symlink on its way leads out of %s" % (p, base))
 def replace(old_info, old, new, keep, emptied):
@@ -182,12 +191,14 @@ def replace(old_info, old, new, keep, emptied):
             if os.path.islink(at):
                 take_out(at)
             else:
+                st = os.lstat(at)
                 os.rmdir(at)
-                journal.append(("rmdir", at))
+                journal.append(("rmdir", at, st))
     if os.path.lexists(old):
         at = old
+        st = os.lstat(old)
         os.rmdir(old)
-        journal.append(("rmdir", old))
+        journal.append(("rmdir", old, st))
     kept = []
     changed = False
     new_rows = rows(new)

@@ -14,6 +14,7 @@
 mod support;
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::time::Instant;
 
@@ -763,6 +764,13 @@ impl NsImage {
                 let kind = entry.file_type().unwrap();
                 let name = entry.path().strip_prefix(&base).unwrap().display().to_string();
                 if kind.is_dir() {
+                    // Dirs count by mode and owner: an undo must put back
+                    // what it removed as it was.
+                    let meta = entry.metadata().unwrap();
+                    out.insert(
+                        format!("{name}/"),
+                        format!("{:o} {}:{}", meta.mode() & 0o7777, meta.uid(), meta.gid()).into_bytes(),
+                    );
                     todo.push(entry.path());
                 } else if kind.is_symlink() {
                     out.insert(
@@ -914,8 +922,11 @@ fn a_merge_that_fails_midway_puts_the_old_version_back() {
     let image = NsImage::venv();
     let root = image.root();
     let (_, _, mut options, plan) = image.plan(NS_VENV_SITE);
-    std::fs::create_dir_all(root.join(NS_VENV_SITE.trim_start_matches('/')).join("caulkns/zz.py/in-the-way"))
-        .unwrap();
+    let site = root.join(NS_VENV_SITE.trim_start_matches('/'));
+    std::fs::create_dir_all(site.join("caulkns/zz.py/in-the-way")).unwrap();
+    // Not what a plain mkdir would give it back.
+    std::fs::set_permissions(site.join("nsa-1.0.dist-info"), std::fs::Permissions::from_mode(0o750)).unwrap();
+    std::os::unix::fs::chown(site.join("nsa-1.0.dist-info"), Some(1234), Some(1234)).unwrap();
     let before = (image.snapshot(NS_VENV_SITE), image.snapshot(&format!("{NS_VENV}/bin")));
     let (install, merge) = (&plan.steps[0], &plan.steps[1]);
     let (code, _, stderr) = run(root, &image.tooling, &install.command, true);
