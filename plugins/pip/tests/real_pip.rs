@@ -96,10 +96,20 @@ fn dist_infos(root: &Path, site: &str, prefix: &str) -> Vec<String> {
     found
 }
 
+/// Whether the real pip tests can run here; says on stderr why not.
+fn real_pip_runs() -> bool {
+    match runnable() {
+        Ok(()) => true,
+        Err(why) => {
+            eprintln!("skipping the real pip run: {why}");
+            false
+        }
+    }
+}
+
 #[test]
 fn the_plan_patches_every_environment_of_a_real_debian_12_image() {
-    if let Err(why) = runnable() {
-        eprintln!("skipping the real pip run: {why}");
+    if !real_pip_runs() {
         return;
     }
     let tooling = base_image();
@@ -262,8 +272,7 @@ fn the_plan_patches_every_environment_of_a_real_debian_12_image() {
 
 #[test]
 fn a_pinned_requests_keeps_urllib3_below_2_on_the_real_index() {
-    if let Err(why) = runnable() {
-        eprintln!("skipping the real pip run: {why}");
+    if !real_pip_runs() {
         return;
     }
     let host = RealHost::new(base_image(), base_image());
@@ -342,8 +351,7 @@ impl InPlace {
 
 #[test]
 fn one_import_run_per_interpreter_still_names_each_broken_distribution() {
-    if let Err(why) = runnable() {
-        eprintln!("skipping the real pip run: {why}");
+    if !real_pip_runs() {
         return;
     }
     // The virtualenv with a module of Jinja2 deleted and certifi's import
@@ -377,8 +385,7 @@ fn one_import_run_per_interpreter_still_names_each_broken_distribution() {
 
 #[test]
 fn the_dependency_check_says_what_pip_check_says() {
-    if let Err(why) = runnable() {
-        eprintln!("skipping the real pip run: {why}");
+    if !real_pip_runs() {
         return;
     }
     // A distribution in the venv whose requirements pip check rejects in
@@ -452,8 +459,7 @@ fn the_dependency_check_says_what_pip_check_says() {
 
 #[test]
 fn an_import_check_is_not_answered_by_what_the_dependency_check_loaded() {
-    if let Err(why) = runnable() {
-        eprintln!("skipping the real pip run: {why}");
+    if !real_pip_runs() {
         return;
     }
     // The venv's pip made to do what Debian's debundled pip does: put a
@@ -511,8 +517,7 @@ fn an_import_check_is_not_answered_by_what_the_dependency_check_loaded() {
 
 #[test]
 fn an_import_that_overruns_its_limit_is_named_and_the_others_still_run() {
-    if let Err(why) = runnable() {
-        eprintln!("skipping the real pip run: {why}");
+    if !real_pip_runs() {
         return;
     }
     // Jinja2's import sleeps far past a two-second import limit; certifi
@@ -788,8 +793,7 @@ impl NsImage {
 
 #[test]
 fn a_target_upgrade_keeps_the_other_distributions_of_a_namespace_package() {
-    if let Err(why) = runnable() {
-        eprintln!("skipping the real pip run: {why}");
+    if !real_pip_runs() {
         return;
     }
     // nsa and nsb both put a module in the namespace package caulkns/ of a
@@ -870,8 +874,7 @@ fn a_target_upgrade_keeps_the_other_distributions_of_a_namespace_package() {
 
 #[test]
 fn a_target_upgrade_replaces_the_old_versions_scripts_in_the_environment() {
-    if let Err(why) = runnable() {
-        eprintln!("skipping the real pip run: {why}");
+    if !real_pip_runs() {
         return;
     }
     // A venv without pip: nsa 1.0's scripts are in /opt/nsvenv/bin, which
@@ -913,8 +916,7 @@ fn a_target_upgrade_replaces_the_old_versions_scripts_in_the_environment() {
 
 #[test]
 fn a_merge_that_fails_midway_puts_the_old_version_back() {
-    if let Err(why) = runnable() {
-        eprintln!("skipping the real pip run: {why}");
+    if !real_pip_runs() {
         return;
     }
     // A directory where nsa 2.0's new module caulkns/zz.py goes: the merge
@@ -975,8 +977,7 @@ fn a_merge_that_fails_midway_puts_the_old_version_back() {
 
 #[test]
 fn scripts_and_an_old_dist_info_behind_symlinks_out_of_the_environment_stay() {
-    if let Err(why) = runnable() {
-        eprintln!("skipping the real pip run: {why}");
+    if !real_pip_runs() {
         return;
     }
     // The venv's bin/ is a symlink to a directory outside it: what nsa 1.0's
@@ -1009,8 +1010,7 @@ fn scripts_and_an_old_dist_info_behind_symlinks_out_of_the_environment_stay() {
 
 #[test]
 fn a_merge_refuses_to_work_through_symlinks_out_of_the_site() {
-    if let Err(why) = runnable() {
-        eprintln!("skipping the real pip run: {why}");
+    if !real_pip_runs() {
         return;
     }
     // The namespace package caulkns/ of the venv is a symlink to a directory
@@ -1062,8 +1062,7 @@ fn a_merge_refuses_to_work_through_symlinks_out_of_the_site() {
 
 #[test]
 fn a_run_pauses_before_its_first_import_when_the_dependency_check_used_its_time() {
-    if let Err(why) = runnable() {
-        eprintln!("skipping the real pip run: {why}");
+    if !real_pip_runs() {
         return;
     }
     // A run with no time left: after the dependency check even its first
