@@ -51,13 +51,19 @@ pub enum Compiler {
 }
 
 impl Default for Compiler {
-    /// Baseline where Winch runs (x86_64), optimizing elsewhere.
+    /// Baseline where Winch runs, optimizing elsewhere.
     fn default() -> Self {
-        if cfg!(target_arch = "x86_64") { Self::Baseline } else { Self::Optimizing }
+        if Self::Baseline.runs_here() { Self::Baseline } else { Self::Optimizing }
     }
 }
 
 impl Compiler {
+    /// Whether this machine's architecture has the compiler: Winch targets
+    /// x86_64 only.
+    fn runs_here(self) -> bool {
+        self == Self::Optimizing || cfg!(target_arch = "x86_64")
+    }
+
     fn strategy(self) -> wasmtime::Strategy {
         match self {
             Self::Baseline => wasmtime::Strategy::Winch,
@@ -262,7 +268,7 @@ impl Runtime {
         cache_dir: Option<std::path::PathBuf>,
         compiler: Compiler,
     ) -> Result<Self, PluginError> {
-        if compiler == Compiler::Baseline && !cfg!(target_arch = "x86_64") {
+        if !compiler.runs_here() {
             return Err(PluginError::Engine(
                 "the baseline compiler (Winch) does not target this machine's architecture; \
                  use `--plugin-compiler optimizing`"
