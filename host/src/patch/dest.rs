@@ -26,6 +26,10 @@ pub struct Destination {
     pub display_name: String,
 }
 
+/// The transports caulk writes: a `--tag` starting with one was meant for
+/// `--dest`.
+const TRANSPORTS: [&str; 5] = ["oci:", "oci-archive:", "docker-archive:", "docker-daemon:", "docker://"];
+
 fn is_full_reference(tag: &str) -> bool {
     tag.contains('/') || tag.contains(':') || tag.contains('@')
 }
@@ -67,6 +71,16 @@ pub fn destination(input: &ImageRef, naming: &Naming) -> Result<Destination, Str
         return Ok(Destination { reference, display_name });
     }
     let tag_override = naming.tag.as_deref();
+    if let Some(t) = tag_override
+        && TRANSPORTS.iter().any(|p| t.starts_with(p))
+    {
+        // Taken as a name, `oci:/out:p` would become a tag of that
+        // name in the input's own layout or repository.
+        return Err(format!(
+            "--tag {t:?} starts with a transport; --tag names the patched image within the input's \
+             transport. To write it elsewhere, use --dest {t}"
+        ));
+    }
     let reference = match input {
         ImageRef::Registry(r) => registry_dest(r, tag_override, &naming.tag_suffix)?,
         ImageRef::DockerDaemon { name } if naming.push => {
@@ -173,6 +187,29 @@ mod tests {
         assert_eq!(
             dest("docker-archive:/x/a.tar:app:1", None),
             "docker-archive:/x/a-patched.tar:docker.io/library/app:1-patched"
+        );
+    }
+
+    #[test]
+    fn a_tag_with_a_transport_is_refused_with_the_dest_flag_to_use() {
+        let naming = |tag: &str| Naming {
+            tag: Some(tag.to_owned()),
+            tag_suffix: "patched".into(),
+            ..Naming::default()
+        };
+        for (input, tag) in [
+            ("oci:/tmp/in:v1", "oci:/tmp/out:p"),
+            ("127.0.0.1:5000/app:1", "docker://127.0.0.1:5000/app:2"),
+            ("docker-daemon:app:1", "docker-daemon:app:2"),
+            ("oci-archive:/tmp/app.tar", "oci-archive:/tmp/other.tar"),
+        ] {
+            let err = destination(&ImageRef::parse(input).unwrap(), &naming(tag)).unwrap_err();
+            assert!(err.contains(&format!("use --dest {tag}")), "{input} with --tag {tag}: {err}");
+        }
+        // A registry host with a port is a name, not a transport.
+        assert_eq!(
+            dest("oci:/tmp/layout:v1", Some("127.0.0.1:5000/app:x")),
+            "oci:/tmp/layout:127.0.0.1:5000/app:x"
         );
     }
 
