@@ -5,6 +5,9 @@
 # round runs the direct installs and caulk with pip dry runs on (the default)
 # and off, one after the other, so every overhead (caulk's total minus the
 # direct installs of the same round) compares runs made under the same load.
+# The direct installs run twice per round: one environment after the other,
+# as a Dockerfile's RUN would (the overhead issue 16 asks about), and both
+# pips at once, as caulk runs them, which says what is caulk's own cost.
 # Prints wall times and overheads as min/median/max over the rounds, and the
 # medians of caulk's own timings (probes: waiting for the plugin's questions,
 # dry runs, pip check and import checks; steps: the pip installs; write: the
@@ -88,7 +91,7 @@ mapfile -t sys_pins < <(pins "/$sys")
 mapfile -t venv_pins < <(pins "/$venv")
 echo "pins: system ${sys_pins[*]}; venv ${venv_pins[*]}"
 
-direct_run() {
+direct_run() { # MODE: "sequential" (as a Dockerfile would) or "side-by-side" (both pips at once, as caulk does)
   rm -rf "$work/root" && mkdir "$work/root"
   local blob layer start end
   blob=$(jq -r '.manifests[0].digest' "$layout/index.json" | sed 's|:|/|')
@@ -99,22 +102,27 @@ direct_run() {
   sync
   start=$(now)
   chroot "$work/root" env -i PATH=/usr/bin:/bin HOME=/root pip install -q --no-cache-dir --no-deps \
-    --break-system-packages "${sys_pins[@]}"
+    --break-system-packages "${sys_pins[@]}" &
+  local system=$!
+  [ "$1" = side-by-side ] || wait "$system"
   chroot "$work/root" env -i PATH=/usr/bin:/bin HOME=/root /opt/venv/bin/pip install -q --no-cache-dir --no-deps \
     "${venv_pins[@]}"
+  wait "$system"
   end=$(now)
   umount "$work/root/etc/ssl/certs/ca-certificates.crt"
-  echo "$end - $start" | bc >"$work/direct"
-  cat "$work/direct" >>"$work/direct.times"
+  echo "$end - $start" | bc >"$work/direct-$1"
+  cat "$work/direct-$1" >>"$work/direct-$1.times"
 }
 
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 for _ in $(seq "$rounds"); do
-  direct_run 2>/dev/null
+  direct_run sequential 2>/dev/null
+  direct_run side-by-side 2>/dev/null
   for variant in "${variants[@]}"; do
     for dry in true false; do
       caulk_run "${variant%%:*}" "${variant#*:}" "$dry"
-      echo "$(cat "$work/last") - $(cat "$work/direct")" | bc >>"$work/${variant%%:*}-$dry.overhead"
+      echo "$(cat "$work/last") - $(cat "$work/direct-sequential")" | bc >>"$work/${variant%%:*}-$dry.overhead"
+      echo "$(cat "$work/last") - $(cat "$work/direct-side-by-side")" | bc >>"$work/${variant%%:*}-$dry.overhead2"
     done
   done
 done
@@ -122,13 +130,15 @@ done
 printf '\n%d rounds, seconds (min median max); overhead: caulk minus the same round'"'"'s direct installs\n' "$rounds"
 printf '  load average (1, 5, 15 min) before %s, after %s, on %s cores\n' "$load_before" \
   "$(cut -d' ' -f1-3 /proc/loadavg)" "$(nproc)"
-printf '  pip install, direct (chroot)                %s\n' "$(spread <"$work/direct.times")"
+printf '  pip install, direct (chroot), one by one    %s\n' "$(spread <"$work/direct-sequential.times")"
+printf '  pip install, direct (chroot), side by side  %s\n' "$(spread <"$work/direct-side-by-side.times")"
 for variant in "${variants[@]}"; do
   label=${variant%%:*}
   for dry in true false; do
     what=$([ "$dry" = true ] && echo "dry runs on" || echo "dry runs off")
     printf '  %-8s patch, %-20s %s   overhead %s\n' "$label" "$what" "$(spread <"$work/$label-$dry.times")" \
       "$(spread <"$work/$label-$dry.overhead")"
+    printf '    overhead against the direct installs side by side: %s\n' "$(spread <"$work/$label-$dry.overhead2")"
     printf '    medians: probes %.2f, steps %.2f, write %.2f\n' "$(median <"$work/$label-$dry.probes")" \
       "$(median <"$work/$label-$dry.steps")" "$(median <"$work/$label-$dry.write")"
   done

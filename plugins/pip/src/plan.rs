@@ -63,6 +63,11 @@
 //! install is `--no-deps` after the dependents check alone, and
 //! verification's `pip check` reports anything a new version lacks.
 //!
+//! Installs by environments' own pips that follow each other in the plan
+//! run side by side in one step, one lane per environment ([`SIDE_BY_SIDE`]):
+//! a pip install is mostly one core's work, and each writes only its own
+//! environment.
+//!
 //! No pip cache is written (`--no-cache-dir`); `SOURCE_DATE_EPOCH` makes
 //! pip's bytecode checked-hash `.pyc` files, identical on every run.
 
@@ -85,7 +90,7 @@ use crate::error::PipError;
 use crate::name::{self, DistName, Version};
 use crate::resolve::{self, Resolved};
 use crate::rules::{self, Finding, Level};
-use crate::scripts::{MERGE_TARGET, NO_BYTECODE, probe_bytecode};
+use crate::scripts::{MERGE_TARGET, NO_BYTECODE, SIDE_BY_SIDE, probe_bytecode};
 
 fn no_bytecode() -> (String, String) {
     (NO_BYTECODE.0.to_owned(), NO_BYTECODE.1.to_owned())
@@ -1217,6 +1222,94 @@ fn steps(ctx: &Ctx<'_>, image: &Image, works: &[Work<'_>], install: &Install) ->
     }
 }
 
+/// The installs' steps in order, with each run of consecutive installs by
+/// environments' own pips that spans two or more environments made one
+/// step ([`SIDE_BY_SIDE`]) running one lane per environment at once.
+///
+/// A pip install is mostly one core's work, and each environment's pip
+/// writes only its own site and scripts, so on more than one core two
+/// environments' installs take little more than the longer of them. Kept
+/// apart: `--user` installs (environments of one Python version share the
+/// user site) and `--target` installs with their merge steps, which also
+/// keep their place in the order: a `--target` install runs another
+/// environment's pip, which an install before it may have moved.
+fn side_by_side(image: &Image, per_install: Vec<(&Install, Vec<Step>)>, tolerate: bool) -> Vec<Step> {
+    let lane_of = |install: &Install, steps: &[Step]| match install.group.how {
+        How::OwnPip { user: false } if steps.len() == 1 => Some(install.group.env),
+        _ => None,
+    };
+    let mut out = Vec::new();
+    let mut run: Vec<(usize, Step)> = Vec::new();
+    let flush = |run: &mut Vec<(usize, Step)>, out: &mut Vec<Step>| {
+        let envs: BTreeSet<usize> = run.iter().map(|(env, _)| *env).collect();
+        let runner = runner(image, &envs);
+        match runner {
+            Some(python) if envs.len() >= 2 => out.push(lanes_step(python, std::mem::take(run), tolerate)),
+            _ => out.extend(run.drain(..).map(|(_, step)| step)),
+        }
+    };
+    for (install, steps) in per_install {
+        if let Some(env) = lane_of(install, &steps) {
+            run.extend(steps.into_iter().map(|step| (env, step)));
+        } else {
+            flush(&mut run, &mut out);
+            out.extend(steps);
+        }
+    }
+    flush(&mut run, &mut out);
+    out
+}
+
+/// The interpreter that runs [`SIDE_BY_SIDE`]: any of the environments'
+/// (it only starts their pips) that is Python 3.5 or later.
+fn runner<'i>(image: &'i Image, envs: &BTreeSet<usize>) -> Option<&'i str> {
+    envs.iter()
+        .map(|&e| &image.envs[e])
+        .find(|env| env.version.is_some_and(|v| v >= (3, 5)))
+        .and_then(|env| env.python.as_deref())
+}
+
+/// One step running `run`'s installs, a lane per environment.
+fn lanes_step(python: &str, run: Vec<(usize, Step)>, tolerate: bool) -> Step {
+    let mut lanes: Vec<(usize, Vec<serde_json::Value>)> = Vec::new();
+    let mut summaries = Vec::new();
+    for (env, step) in run {
+        summaries.push(step.summary.strip_prefix("pip install ").unwrap_or(&step.summary).to_owned());
+        let command = serde_json::json!({
+            "label": step.summary,
+            "argv": step.command.argv,
+            "env": step.command.env.iter().cloned().collect::<BTreeMap<String, String>>(),
+        });
+        match lanes.iter_mut().find(|(e, _)| *e == env) {
+            Some((_, lane)) => lane.push(command),
+            None => lanes.push((env, vec![command])),
+        }
+    }
+    let envs = lanes.len();
+    let spec = serde_json::json!({
+        "keep_going": tolerate,
+        "lanes": lanes.into_iter().map(|(_, lane)| lane).collect::<Vec<_>>(),
+    });
+    Step {
+        summary: format!("pip install, {envs} environments at once: {}", summaries.join("; ")),
+        command: Command {
+            argv: vec![
+                python.to_owned(),
+                "-I".into(),
+                "-B".into(),
+                "-c".into(),
+                SIDE_BY_SIDE.into(),
+                spec.to_string(),
+            ],
+            cwd: None,
+            env: vec![no_bytecode()],
+            context: ExecContext::Target,
+            network: true,
+        },
+        tolerate_failure: tolerate,
+    }
+}
+
 /// Where a `--target` install into `site` goes first: a fresh directory
 /// beside it, merged in by [`merge_step`] (pip's own `--upgrade` would
 /// replace whole top-level directories of `site`, namespace packages with
@@ -1408,8 +1501,10 @@ pub fn plan(request: &PlanRequest) -> Result<PatchPlan, PipError> {
             });
         }
         plan.selected.extend(dependencies(&image, works, install));
-        plan.steps.extend(steps(&ctx, &image, works, install));
     }
+    let per_install: Vec<(&Install, Vec<Step>)> =
+        decisions.installs.iter().map(|install| (install, steps(&ctx, &image, works, install))).collect();
+    plan.steps = side_by_side(&image, per_install, ctx.options.ignore_errors);
     if !plan.steps.is_empty() {
         plan.drop_paths = DROP_PATHS.iter().map(|p| (*p).to_owned()).collect();
     }

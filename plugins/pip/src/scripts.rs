@@ -248,3 +248,10 @@ pub const IMPORT_PAUSED: &str = "caulk-import-paused";
 /// leaves both out of the layer, so what could not be put back is lost and
 /// the message says the environment holds parts of both versions).
 pub const MERGE_TARGET: &str = include_str!("merge.py");
+
+/// Runs the pip installs of several environments side by side in one step:
+/// `python -I -B -c SIDE_BY_SIDE SPEC`, with SPEC the JSON of the lanes
+/// (one per environment, its commands in order), see the script's head.
+/// Each command's output is printed whole once all are done, failures
+/// last, so the step's stderr tail ends with what failed.
+pub const SIDE_BY_SIDE: &str = include_str!("lanes.py");

@@ -10,7 +10,9 @@ use caulk_sdk::facts::FactsExt;
 use caulk_sdk::update::{
     Answer, ExecContext, PatchLevel, PatchPlan, QuestionKind, SelectedUpdate, UpdateMode, VersionTarget,
 };
-use support::{DataHost, argv_words, asked, mini, options, plan, plan_request, update, without_dry_runs};
+use support::{
+    DataHost, argv_words, asked, lanes, mini, options, plan, plan_request, runs, update, without_dry_runs,
+};
 
 const SYSTEM: &str = "/usr/local/lib/python3.11/dist-packages";
 const VENV: &str = "/opt/app/venv/lib/python3.11/site-packages";
@@ -174,26 +176,48 @@ fn how_each_kind_of_environment_is_patched() {
     let plan = plan_with(&host, updates, PatchLevel::Minor);
     let steps: Vec<(&str, &[String], &ExecContext)> =
         plan.steps.iter().map(|s| (s.summary.as_str(), &s.command.argv[..], &s.command.context)).collect();
-    assert_eq!(steps.len(), 6, "{steps:#?} {:#?}", plan.skipped);
-    // System Python: its own pip; Debian marks it externally managed.
-    let (_, argv, context) = steps[0];
-    assert_eq!(argv[..4], ["/usr/bin/python3.11", "-m", "pip", "install"]);
-    assert!(argv.contains(&"--break-system-packages".to_owned()));
+    assert_eq!(steps.len(), 5, "{steps:#?} {:#?}", plan.skipped);
+    // The system Python and the virtualenv install with their own pips,
+    // side by side in one step, one lane each.
+    let (summary, argv, context) = steps[0];
     assert_eq!(*context, ExecContext::Target);
+    assert!(plan.steps[0].command.network);
+    assert_eq!(argv[..4], ["/usr/bin/python3.11", "-I", "-B", "-c"]);
+    assert!(
+        summary.starts_with("pip install, 2 environments at once: in the system Python 3.11"),
+        "{summary}"
+    );
+    let lanes = lanes(&plan.steps[0]).expect("a side-by-side step");
+    assert_eq!(lanes.len(), 2, "{lanes:#?}");
+    // System Python: its own pip; Debian marks it externally managed.
+    let system = &lanes[0][0];
+    assert_eq!(system.argv[..4], ["/usr/bin/python3.11", "-m", "pip", "install"]);
+    assert!(system.argv.contains(&"--break-system-packages".to_owned()));
+    assert!(system.argv.ends_with(&["--".to_owned(), "urllib3==1.26.18".to_owned()]), "{system:#?}");
     // The virtualenv: its own pip, not externally managed.
-    let (_, argv, _) = steps[1];
-    assert_eq!(argv[0], "/opt/app/venv/bin/python");
-    assert!(!argv.contains(&"--break-system-packages".to_owned()));
+    let venv = &lanes[1][0];
+    assert_eq!(venv.argv[0], "/opt/app/venv/bin/python");
+    assert!(!venv.argv.contains(&"--break-system-packages".to_owned()));
+    assert!(venv.label.contains("/opt/app/venv"), "{venv:#?}");
+    // pip trusts the image's system bundle, where the host mounts its own.
+    for run in [system, venv] {
+        assert!(
+            run.env.contains(&("PIP_CERT".into(), "/etc/ssl/certs/ca-certificates.crt".into())),
+            "{run:#?}"
+        );
+        let epoch = ("SOURCE_DATE_EPOCH".into(), caulk_plugin_pip::plan::SOURCE_DATE_EPOCH.into());
+        assert!(run.env.contains(&epoch), "{run:#?}");
+    }
     // The venv without pip: the image's Python 3.11 pip with --target into
     // a fresh directory beside the site, then merged in, the old
     // distribution removed by its RECORD.
     let nopip_scratch = "/srv/nopip/lib/python3.11/.site-packages.caulk-new";
     let nopip_aside = "/srv/nopip/lib/python3.11/.site-packages.caulk-old";
-    let (_, argv, _) = steps[2];
+    let (_, argv, _) = steps[1];
     assert_eq!(argv[0], "/usr/bin/python3.11");
     let target = argv.iter().position(|a| a == "--target").unwrap();
     assert_eq!(argv[target + 1], nopip_scratch);
-    let (summary, argv, _) = steps[3];
+    let (summary, argv, _) = steps[2];
     assert_eq!(summary, format!("replace idna-3.6.dist-info in {NOPIP} by the new install"));
     // -I ignores PYTHONDONTWRITEBYTECODE: -B keeps the script's imports
     // from recompiling the image's bytecode into the layer.
@@ -212,7 +236,7 @@ fn how_each_kind_of_environment_is_patched() {
         ]
     );
     // The 3.9 tree no interpreter runs: the host's pip, told Python 3.9.
-    let (_, argv, context) = steps[4];
+    let (_, argv, context) = steps[3];
     assert!(matches!(context, ExecContext::Tooling(t) if t.image.is_none() && t.mount_point == "/target"));
     let text = argv.join(" ");
     for expected in [
@@ -226,14 +250,13 @@ fn how_each_kind_of_environment_is_patched() {
     ] {
         assert!(text.contains(expected), "{expected} missing: {text}");
     }
-    assert!(plan.steps[4].command.env.contains(&("PIP_CONFIG_FILE".into(), "/dev/null".into())));
-    let (_, argv, context) = steps[5];
+    assert!(plan.steps[3].command.env.contains(&("PIP_CONFIG_FILE".into(), "/dev/null".into())));
+    let (_, argv, context) = steps[4];
     assert!(matches!(context, ExecContext::Tooling(_)));
     assert_eq!(argv[5], format!("/target{LEGACY}"));
     // A loose tree's root is itself: nothing outside it is touched.
     assert_eq!(argv[8], format!("/target{LEGACY}"));
-    // pip trusts the image's system bundle, where the host mounts its own.
-    for step in &plan.steps[..3] {
+    for step in &plan.steps[1..2] {
         if step.command.network {
             assert!(
                 step.command.env.contains(&("PIP_CERT".into(), "/etc/ssl/certs/ca-certificates.crt".into())),
@@ -260,7 +283,8 @@ fn how_each_kind_of_environment_is_patched() {
     assert!(
         plan.steps
             .iter()
-            .all(|s| s.command.argv.contains(&"--no-cache-dir".to_owned()) || !s.command.network)
+            .all(|s| !s.command.network
+                || runs(s).iter().all(|r| r.argv.contains(&"--no-cache-dir".to_owned())))
     );
 }
 

@@ -174,7 +174,14 @@ fn the_plan_patches_every_environment_of_a_real_debian_12_image() {
     // `--target` run and one clean-up.
     let nopip_steps = plan.steps.iter().filter(|s| s.summary.contains(NOPIP)).count();
     assert_eq!(nopip_steps, 2, "{:#?}", plan.steps.iter().map(|s| &s.summary).collect::<Vec<_>>());
-    assert!(plan.steps.iter().any(|s| s.command.argv.contains(&"--break-system-packages".to_owned())));
+    // The system Python and the venv install with their own pips side by
+    // side, in one step.
+    let side_by_side: Vec<Vec<Vec<support::Run>>> = plan.steps.iter().filter_map(support::lanes).collect();
+    assert_eq!(side_by_side.len(), 1, "{:#?}", plan.steps.iter().map(|s| &s.summary).collect::<Vec<_>>());
+    let lanes = &side_by_side[0];
+    assert_eq!(lanes.len(), 2, "{lanes:#?}");
+    assert!(lanes[0][0].argv.contains(&"--break-system-packages".to_owned()), "{lanes:#?}");
+    assert!(lanes[1][0].label.contains("virtualenv"), "{lanes:#?}");
 
     let mut results = Vec::new();
     for step in &plan.steps {

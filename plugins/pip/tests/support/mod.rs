@@ -629,9 +629,69 @@ pub fn verify_request(
     }
 }
 
-/// Every argv element of a plan's steps.
+/// A command a step runs: the step's own, or one of a side-by-side step's.
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub label: String,
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    /// The lane of a side-by-side step (an environment), else 0.
+    pub lane: usize,
+}
+
+/// The lanes of a side-by-side step ([`caulk_plugin_pip::scripts::SIDE_BY_SIDE`]).
+pub fn lanes(step: &caulk_sdk::update::Step) -> Option<Vec<Vec<Run>>> {
+    let argv = &step.command.argv;
+    if argv.get(3).map(String::as_str) != Some("-c")
+        || argv.get(4).map(String::as_str) != Some(caulk_plugin_pip::scripts::SIDE_BY_SIDE)
+    {
+        return None;
+    }
+    let spec: serde_json::Value = serde_json::from_str(&argv[5]).expect("the lanes are JSON");
+    let lanes = spec["lanes"].as_array().expect("lanes").iter().enumerate().map(|(lane, commands)| {
+        commands
+            .as_array()
+            .expect("a lane")
+            .iter()
+            .map(|c| Run {
+                label: c["label"].as_str().expect("a label").to_owned(),
+                argv: c["argv"]
+                    .as_array()
+                    .expect("argv")
+                    .iter()
+                    .map(|a| a.as_str().unwrap().to_owned())
+                    .collect(),
+                env: c["env"]
+                    .as_object()
+                    .expect("env")
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+                    .collect(),
+                lane,
+            })
+            .collect()
+    });
+    Some(lanes.collect())
+}
+
+/// What a step runs: a side-by-side step's commands, else its own.
+pub fn runs(step: &caulk_sdk::update::Step) -> Vec<Run> {
+    lanes(step).map_or_else(
+        || {
+            vec![Run {
+                label: step.summary.clone(),
+                argv: step.command.argv.clone(),
+                env: step.command.env.clone(),
+                lane: 0,
+            }]
+        },
+        |lanes| lanes.into_iter().flatten().collect(),
+    )
+}
+
+/// Every argv element of a plan's steps, side-by-side steps' commands too.
 pub fn argv_words(plan: &PatchPlan) -> Vec<String> {
-    plan.steps.iter().flat_map(|s| s.command.argv.iter().cloned()).collect()
+    plan.steps.iter().flat_map(|s| runs(s).into_iter().flat_map(|r| r.argv)).collect()
 }
 
 // ---------------------------------------------------------------- the real image
