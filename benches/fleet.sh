@@ -16,7 +16,8 @@
 # indexes and packages downloaded), as a nightly fleet run would. The
 # registry images are Copa's PatchConfig as is; the layouts need caulk's
 # own apiVersion (local transports as sources). $CAULK_BIN picks the binary
-# (default: a release build). Needs root, network to the Debian mirrors,
+# (default: a release build); $CAULK_FLEET_ARGS adds words to every caulk
+# patch (e.g. "--plugin-opt apt.index-ttl=600"). Needs root, network to the Debian mirrors,
 # and the packages scripts/test.sh installs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -84,7 +85,8 @@ for source in $sources; do
   for i in $(seq "$rounds"); do
     sync
     start=$(date +%s.%N)
-    CAULK_CACHE_DIR=$work/cache "$caulk" patch --json --config "$work/$source.yaml" >"$work/summary.json"
+    # shellcheck disable=SC2086 # CAULK_FLEET_ARGS is words on purpose
+    CAULK_CACHE_DIR=$work/cache "$caulk" patch --json --config "$work/$source.yaml" ${CAULK_FLEET_ARGS:-} >"$work/summary.json"
     end=$(date +%s.%N)
     echo "$end - $start" | bc >>"$work/$source.times"
     patched=$(jq '[.rows[] | select(.status == "patched")] | length' "$work/summary.json")
