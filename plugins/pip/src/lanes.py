@@ -1,12 +1,15 @@
 # Runs the pip installs of several environments side by side, in one step.
-# argv[1] is JSON: {"keep_going": bool, "lanes": [[command, ...], ...]},
-# each command {"label": str, "argv": [str], "env": {str: str}}. A lane's
-# commands run one after another (an environment is never written by two
-# pips at once); the lanes run at once. Each command's output is held and printed whole
-# when every lane is done: successful commands first, failed ones last, so
-# the end of stderr, which caulk keeps, holds the failures. Exits with the
-# first failed command's status (lane order), else 0. A failed command
-# ends its own lane unless keep_going (the plan's steps tolerate failure).
+# Arguments: LANE COMMAND, repeated; COMMAND is JSON
+# {"label": str, "argv": [str], "env": {str: str}}, the environment added
+# to this process's own. A lane's commands run one after another, in the
+# order given (environments that could meet share a lane); lanes run at
+# once, at most one per CPU. A failed command ends its lane.
+#
+# Output: a line when a command starts. When all are done, each command's
+# output whole: a command that succeeded prints both of its streams on
+# stdout, a failed one its stderr on stderr followed by a line naming it,
+# so the step's stderr, whose end caulk keeps, holds the failures alone.
+# Exits with the first failed command's status (in argument order), else 0.
 # Python 3.5 and later: no f-strings.
 import json
 import os
@@ -14,49 +17,93 @@ import subprocess
 import sys
 import threading
 
-spec = json.loads(sys.argv[1])
-lanes = spec["lanes"]
-done = []  # (lane, position, label, code, stdout, stderr)
+
+def text(s):
+    return s.encode("utf-8", "surrogateescape")
+
+
+args = sys.argv[1:]
+order = []  # lane ids by first appearance
+lanes = {}
+for i in range(0, len(args) - 1, 2):
+    lane = args[i]
+    if lane not in lanes:
+        order.append(lane)
+        lanes[lane] = []
+    lanes[lane].append((i // 2, json.loads(args[i + 1])))
+
 lock = threading.Lock()
+results = {}  # command number -> (label, code, stdout, stderr)
+ended = set()  # lanes that ran to their end or to a recorded failure
+pending = list(order)
 
 
-def run(lane_no, lane):
-    for position, command in enumerate(lane):
-        env = dict(os.environ)
-        env.update(command["env"])
+def say(line):
+    with lock:
+        sys.stdout.buffer.write(text(line + "\n"))
+        sys.stdout.buffer.flush()
+
+
+def run_lane(lane):
+    for number, command in lanes[lane]:
+        label = command.get("label", "?")
+        say("caulk: started `{}`".format(label))
         try:
+            env = dict(os.environ)
+            env.update(command["env"])
             child = subprocess.Popen(command["argv"], env=env, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             out, err = child.communicate()
             code = child.returncode
-        except OSError as e:
-            out, err, code = b"", ("cannot run {}: {}\n".format(command["argv"][0], e)).encode(), 127
+        except Exception as e:  # a command that cannot start fails its lane
+            out, err, code = b"", text("cannot run {}: {}\n".format(command["argv"][0], e)), 127
         with lock:
-            done.append((lane_no, position, command["label"], code, out, err))
-        if code != 0 and not spec["keep_going"]:
-            return
+            results[number] = (label, code, out, err)
+        if code != 0:
+            break
+    with lock:
+        ended.add(lane)
 
 
-threads = [threading.Thread(target=run, args=(i, lane)) for i, lane in enumerate(lanes)]
+def worker():
+    while True:
+        with lock:
+            if not pending:
+                return
+            lane = pending.pop(0)
+        try:
+            run_lane(lane)
+        except Exception as e:
+            say("caulk: lane {} stopped: {}".format(lane, e))
+
+
+threads = [threading.Thread(target=worker) for _ in range(max(1, min(len(order), os.cpu_count() or 1)))]
 for t in threads:
     t.start()
 for t in threads:
     t.join()
 
-done.sort(key=lambda d: (d[3] != 0, d[0], d[1]))
-status = 0
-for lane_no, position, label, code, out, err in done:
-    sys.stdout.flush()
-    sys.stderr.flush()
+failed = []
+for number in sorted(results):
+    label, code, out, err = results[number]
+    if code == 0:
+        sys.stdout.buffer.write(out + err)
+    else:
+        failed.append(number)
+sys.stdout.buffer.flush()
+for number in failed:
+    label, code, out, err = results[number]
     sys.stdout.buffer.write(out)
     sys.stdout.buffer.flush()
     sys.stderr.buffer.write(err)
-    if code != 0:
-        sys.stderr.buffer.write("caulk: `{}` exited {}\n".format(label, code).encode())
+    sys.stderr.buffer.write(text("caulk: `{}` exited {}\n".format(label, code)))
     sys.stderr.buffer.flush()
-failed = sorted((d for d in done if d[3] != 0), key=lambda d: (d[0], d[1]))
+status = 0
 if failed:
-    code = failed[0][3]
+    code = results[failed[0]][1]
     # A signal's negative status, or one out of range, still fails.
     status = code if 0 < code < 256 else 1
+elif len(ended) != len(order):
+    sys.stderr.buffer.write(text("caulk: a lane stopped before its end\n"))
+    status = 1
 sys.exit(status)

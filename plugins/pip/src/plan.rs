@@ -63,10 +63,10 @@
 //! install is `--no-deps` after the dependents check alone, and
 //! verification's `pip check` reports anything a new version lacks.
 //!
-//! Installs by environments' own pips that follow each other in the plan
-//! run side by side in one step, one lane per environment ([`SIDE_BY_SIDE`]):
-//! a pip install is mostly one core's work, and each writes only its own
-//! environment.
+//! Installs by the own pips of environments that cannot meet, following
+//! each other in the plan, run side by side in one step, one lane per
+//! environment ([`SIDE_BY_SIDE`], see `side_by_side`): a pip install is
+//! mostly one core's work.
 //!
 //! No pip cache is written (`--no-cache-dir`); `SOURCE_DATE_EPOCH` makes
 //! pip's bytecode checked-hash `.pyc` files, identical on every run.
@@ -1223,17 +1223,24 @@ fn steps(ctx: &Ctx<'_>, image: &Image, works: &[Work<'_>], install: &Install) ->
 }
 
 /// The installs' steps in order, with each run of consecutive installs by
-/// environments' own pips that spans two or more environments made one
-/// step ([`SIDE_BY_SIDE`]) running one lane per environment at once.
+/// environments' own pips that spans two or more independent environments
+/// made one step ([`SIDE_BY_SIDE`]) running one lane per environment at
+/// once.
 ///
-/// A pip install is mostly one core's work, and each environment's pip
-/// writes only its own site and scripts, so on more than one core two
-/// environments' installs take little more than the longer of them. Kept
-/// apart: `--user` installs (environments of one Python version share the
-/// user site) and `--target` installs with their merge steps, which also
-/// keep their place in the order: a `--target` install runs another
-/// environment's pip, which an install before it may have moved.
+/// A pip install is mostly one core's work, so on more than one core two
+/// independent environments' installs take little more than the longer of
+/// them. Environments that are not independent share a lane, their installs
+/// in plan order ([`entangled`]). Kept apart, in their place: `--user`
+/// installs (one Python version's environments share the user site) and
+/// `--target` installs with their merge steps (a `--target` install runs
+/// another environment's pip, which an install before it may have moved).
+/// Nothing is combined under `--ignore-errors`: a tolerated step that fails
+/// is judged as a whole, and BuildKit keeps nothing of it, so one
+/// environment's failure would take the others' installs with it.
 fn side_by_side(image: &Image, per_install: Vec<(&Install, Vec<Step>)>, tolerate: bool) -> Vec<Step> {
+    if tolerate {
+        return per_install.into_iter().flat_map(|(_, steps)| steps).collect();
+    }
     let lane_of = |install: &Install, steps: &[Step]| match install.group.how {
         How::OwnPip { user: false } if steps.len() == 1 => Some(install.group.env),
         _ => None,
@@ -1241,11 +1248,11 @@ fn side_by_side(image: &Image, per_install: Vec<(&Install, Vec<Step>)>, tolerate
     let mut out = Vec::new();
     let mut run: Vec<(usize, Step)> = Vec::new();
     let flush = |run: &mut Vec<(usize, Step)>, out: &mut Vec<Step>| {
-        let envs: BTreeSet<usize> = run.iter().map(|(env, _)| *env).collect();
-        let runner = runner(image, &envs);
-        match runner {
-            Some(python) if envs.len() >= 2 => out.push(lanes_step(python, std::mem::take(run), tolerate)),
-            _ => out.extend(run.drain(..).map(|(_, step)| step)),
+        if let Some(step) = lanes_step(image, run) {
+            run.clear();
+            out.push(step);
+        } else {
+            out.extend(run.drain(..).map(|(_, step)| step));
         }
     };
     for (install, steps) in per_install {
@@ -1260,54 +1267,81 @@ fn side_by_side(image: &Image, per_install: Vec<(&Install, Vec<Step>)>, tolerate
     out
 }
 
-/// The interpreter that runs [`SIDE_BY_SIDE`]: any of the environments'
-/// (it only starts their pips) that is Python 3.5 or later.
-fn runner<'i>(image: &'i Image, envs: &BTreeSet<usize>) -> Option<&'i str> {
-    envs.iter()
-        .map(|&e| &image.envs[e])
-        .find(|env| env.version.is_some_and(|v| v >= (3, 5)))
-        .and_then(|env| env.python.as_deref())
+/// Whether two environments' pips could meet: one imports from where the
+/// other installs (a venv with the system site, pipx's shared pip), they
+/// share a user site, or both are system interpreters, whose scripts and
+/// data go under one prefix (`/usr/local` for Debian's and a built one).
+fn entangled(a: &Env, b: &Env) -> bool {
+    let reads = |x: &Env, y: &Env| x.sys_path.iter().any(|p| y.install_dirs.contains(p));
+    reads(a, b)
+        || reads(b, a)
+        || (a.user_site.is_some() && a.user_site == b.user_site)
+        || (matches!(a.kind, EnvKind::System { .. }) && matches!(b.kind, EnvKind::System { .. }))
 }
 
-/// One step running `run`'s installs, a lane per environment.
-fn lanes_step(python: &str, run: Vec<(usize, Step)>, tolerate: bool) -> Step {
-    let mut lanes: Vec<(usize, Vec<serde_json::Value>)> = Vec::new();
-    let mut summaries = Vec::new();
-    for (env, step) in run {
-        summaries.push(step.summary.strip_prefix("pip install ").unwrap_or(&step.summary).to_owned());
-        let command = serde_json::json!({
-            "label": step.summary,
-            "argv": step.command.argv,
-            "env": step.command.env.iter().cloned().collect::<BTreeMap<String, String>>(),
-        });
-        match lanes.iter_mut().find(|(e, _)| *e == env) {
-            Some((_, lane)) => lane.push(command),
-            None => lanes.push((env, vec![command])),
+/// One argv element of [`SIDE_BY_SIDE`] may hold at most this much: Linux
+/// refuses a single argument over 128 KiB (`MAX_ARG_STRLEN`).
+const MAX_COMMAND_JSON: usize = 96 << 10;
+
+/// One step running `run`'s installs, a lane per group of entangled
+/// environments; `None` when that would be a single lane, when no
+/// environment's interpreter is Python 3.5 or later to run the script, or
+/// when one command would not fit in an argument.
+fn lanes_step(image: &Image, run: &[(usize, Step)]) -> Option<Step> {
+    let mut envs: Vec<usize> = Vec::new();
+    for (env, _) in run {
+        if !envs.contains(env) {
+            envs.push(*env);
         }
     }
-    let envs = lanes.len();
-    let spec = serde_json::json!({
-        "keep_going": tolerate,
-        "lanes": lanes.into_iter().map(|(_, lane)| lane).collect::<Vec<_>>(),
-    });
-    Step {
-        summary: format!("pip install, {envs} environments at once: {}", summaries.join("; ")),
-        command: Command {
-            argv: vec![
-                python.to_owned(),
-                "-I".into(),
-                "-B".into(),
-                "-c".into(),
-                SIDE_BY_SIDE.into(),
-                spec.to_string(),
-            ],
-            cwd: None,
-            env: vec![no_bytecode()],
-            context: ExecContext::Target,
-            network: true,
-        },
-        tolerate_failure: tolerate,
+    // Lanes: environments joined when entangled, directly or through
+    // another; each lane is named by its first environment in plan order.
+    let mut lane: Vec<usize> = (0..envs.len()).collect();
+    for i in 0..envs.len() {
+        for j in 0..i {
+            if entangled(&image.envs[envs[i]], &image.envs[envs[j]]) {
+                let (from, to) = (lane[i].max(lane[j]), lane[i].min(lane[j]));
+                lane.iter_mut().filter(|l| **l == from).for_each(|l| *l = to);
+            }
+        }
     }
+    let lanes: BTreeSet<usize> = lane.iter().copied().collect();
+    if lanes.len() < 2 {
+        return None;
+    }
+    let python = envs
+        .iter()
+        .map(|&e| &image.envs[e])
+        .find(|env| env.version.is_some_and(|v| v >= (3, 5)))
+        .and_then(|env| env.python.clone())?;
+    // Variables every command sets go on the step, where the host's own
+    // (the user's --source-date-epoch) still take precedence.
+    let mut common: Vec<(String, String)> = run[0].1.command.env.clone();
+    common.retain(|kv| run.iter().all(|(_, step)| step.command.env.contains(kv)));
+    let mut argv = vec![python, "-I".into(), "-B".into(), "-c".into(), SIDE_BY_SIDE.into()];
+    for (env, step) in run {
+        let own: BTreeMap<&str, &str> = step
+            .command
+            .env
+            .iter()
+            .filter(|kv| !common.contains(kv))
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let command =
+            serde_json::json!({"label": step.summary, "argv": step.command.argv, "env": own}).to_string();
+        if command.len() > MAX_COMMAND_JSON {
+            return None;
+        }
+        let position = envs.iter().position(|e| e == env).expect("listed above");
+        argv.extend([lane[position].to_string(), command]);
+    }
+    let labels: Vec<String> = envs.iter().map(|&e| image.envs[e].label()).collect();
+    common.push(no_bytecode());
+    Some(Step {
+        summary: format!("pip install in {} environments at once: {}", envs.len(), labels.join("; ")),
+        command: Command { argv, cwd: None, env: common, context: ExecContext::Target, network: true },
+        tolerate_failure: false,
+    })
 }
 
 /// Where a `--target` install into `site` goes first: a fresh directory
@@ -1585,4 +1619,66 @@ fn dependencies(image: &Image, works: &[Work<'_>], install: &Install) -> Vec<Sel
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(kind: EnvKind, sys_path: &[&str], install_dirs: &[&str], user_site: Option<&str>) -> Env {
+        Env {
+            kind,
+            python: Some("/usr/bin/python3.11".into()),
+            version: Some((3, 11)),
+            facts: None,
+            not_runnable: None,
+            sys_path: sys_path.iter().map(|s| (*s).to_owned()).collect(),
+            install_dirs: install_dirs.iter().map(|s| (*s).to_owned()).collect(),
+            user_site: user_site.map(str::to_owned),
+            externally_managed: false,
+            pip: None,
+            site_config: None,
+        }
+    }
+
+    fn venv(root: &str, sys_path: &[&str]) -> Env {
+        let site = format!("{root}/lib/python3.11/site-packages");
+        let mut path: Vec<&str> = vec![&site];
+        path.extend(sys_path);
+        let kind = EnvKind::Venv { root: root.into(), config: crate::metadata::VenvConfig::default() };
+        env(kind, &path, &[&site], None)
+    }
+
+    #[test]
+    fn environments_that_could_meet_are_entangled() {
+        let system = |python: &str, user: Option<&str>| {
+            let mut e = env(
+                EnvKind::System { prefix: "/usr".into() },
+                &["/usr/local/lib/python3.11/dist-packages", "/usr/lib/python3/dist-packages"],
+                &["/usr/local/lib/python3.11/dist-packages"],
+                user,
+            );
+            e.python = Some(python.into());
+            e
+        };
+        let debian = system("/usr/bin/python3.11", Some("/root/.local/lib/python3.11/site-packages"));
+        let app = venv("/opt/app", &[]);
+        let other = venv("/opt/other", &[]);
+        assert!(!entangled(&debian, &app), "a venv without the system site");
+        assert!(!entangled(&app, &other));
+        // Imports what the other installs: the system site, pipx's shared pip.
+        let with_system = venv("/opt/sys", &["/usr/local/lib/python3.11/dist-packages"]);
+        assert!(entangled(&debian, &with_system) && entangled(&with_system, &debian));
+        let pipx_shared = venv("/opt/pipx/shared", &[]);
+        let pipx_app = venv("/opt/pipx/venvs/black", &["/opt/pipx/shared/lib/python3.11/site-packages"]);
+        assert!(entangled(&pipx_app, &pipx_shared));
+        // Two system interpreters: one scripts prefix, and here one user site.
+        let built = system("/usr/local/bin/python3.11", None);
+        assert!(entangled(&debian, &built), "both write /usr/local/bin");
+        let mut a = venv("/opt/a", &[]);
+        let mut b = venv("/opt/b", &[]);
+        a.user_site = Some("/root/.local/lib/python3.11/site-packages".into());
+        b.user_site = a.user_site.clone();
+        assert!(entangled(&a, &b), "one user site");
+    }
 }

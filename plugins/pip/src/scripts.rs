@@ -250,8 +250,9 @@ pub const IMPORT_PAUSED: &str = "caulk-import-paused";
 pub const MERGE_TARGET: &str = include_str!("merge.py");
 
 /// Runs the pip installs of several environments side by side in one step:
-/// `python -I -B -c SIDE_BY_SIDE SPEC`, with SPEC the JSON of the lanes
-/// (one per environment, its commands in order), see the script's head.
-/// Each command's output is printed whole once all are done, failures
-/// last, so the step's stderr tail ends with what failed.
+/// `python -I -B -c SIDE_BY_SIDE LANE COMMAND_JSON ...`, one lane per group
+/// of environments that cannot meet, at most one per CPU at once. Each
+/// command's output is printed whole once all are done; only failures
+/// reach stderr, so the step's stderr tail is about them (see the script's
+/// head).
 pub const SIDE_BY_SIDE: &str = include_str!("lanes.py");

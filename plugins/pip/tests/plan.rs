@@ -183,9 +183,10 @@ fn how_each_kind_of_environment_is_patched() {
     assert_eq!(*context, ExecContext::Target);
     assert!(plan.steps[0].command.network);
     assert_eq!(argv[..4], ["/usr/bin/python3.11", "-I", "-B", "-c"]);
-    assert!(
-        summary.starts_with("pip install, 2 environments at once: in the system Python 3.11"),
-        "{summary}"
+    assert_eq!(
+        summary,
+        "pip install in 2 environments at once: the system Python 3.11 (/usr/bin/python3.11); \
+         the virtualenv /opt/app/venv (Python 3.11)"
     );
     let lanes = lanes(&plan.steps[0]).expect("a side-by-side step");
     assert_eq!(lanes.len(), 2, "{lanes:#?}");
@@ -286,6 +287,26 @@ fn how_each_kind_of_environment_is_patched() {
             .all(|s| !s.command.network
                 || runs(s).iter().all(|r| r.argv.contains(&"--no-cache-dir".to_owned())))
     );
+}
+
+#[test]
+fn under_ignore_errors_each_environment_keeps_its_own_step() {
+    // A tolerated step that fails is judged whole (and BuildKit keeps
+    // nothing of it): one environment's failure must not take another's
+    // install with it.
+    let host = DataHost::new(mini());
+    let updates = vec![
+        update("urllib3", "1.26.5", &["1.26.18"], Some(SYSTEM)),
+        update("urllib3", "2.0.6", &["2.0.7"], Some(VENV)),
+    ];
+    let mut tolerant = options(PatchLevel::Minor);
+    tolerant.ignore_errors = true;
+    let separate = plan(&host, updates.clone(), tolerant);
+    assert_eq!(separate.steps.len(), 2, "{:#?}", separate.steps);
+    assert!(separate.steps.iter().all(|s| lanes(s).is_none() && s.tolerate_failure));
+    let shared = plan(&host, updates, options(PatchLevel::Minor));
+    assert_eq!(shared.steps.len(), 1, "without --ignore-errors they share one step");
+    assert_eq!(lanes(&shared.steps[0]).map(|l| l.len()), Some(2));
 }
 
 #[test]

@@ -639,7 +639,8 @@ pub struct Run {
     pub lane: usize,
 }
 
-/// The lanes of a side-by-side step ([`caulk_plugin_pip::scripts::SIDE_BY_SIDE`]).
+/// The lanes of a side-by-side step ([`caulk_plugin_pip::scripts::SIDE_BY_SIDE`]),
+/// in the order they first appear.
 pub fn lanes(step: &caulk_sdk::update::Step) -> Option<Vec<Vec<Run>>> {
     let argv = &step.command.argv;
     if argv.get(3).map(String::as_str) != Some("-c")
@@ -647,31 +648,42 @@ pub fn lanes(step: &caulk_sdk::update::Step) -> Option<Vec<Vec<Run>>> {
     {
         return None;
     }
-    let spec: serde_json::Value = serde_json::from_str(&argv[5]).expect("the lanes are JSON");
-    let lanes = spec["lanes"].as_array().expect("lanes").iter().enumerate().map(|(lane, commands)| {
-        commands
-            .as_array()
-            .expect("a lane")
-            .iter()
-            .map(|c| Run {
-                label: c["label"].as_str().expect("a label").to_owned(),
-                argv: c["argv"]
-                    .as_array()
-                    .expect("argv")
-                    .iter()
-                    .map(|a| a.as_str().unwrap().to_owned())
-                    .collect(),
-                env: c["env"]
-                    .as_object()
-                    .expect("env")
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
-                    .collect(),
-                lane,
-            })
-            .collect()
-    });
-    Some(lanes.collect())
+    let mut ids: Vec<&str> = Vec::new();
+    let mut lanes: Vec<Vec<Run>> = Vec::new();
+    for pair in argv[5..].chunks(2) {
+        let [id, json] = pair else { panic!("LANE COMMAND pairs: {argv:?}") };
+        let c: serde_json::Value = serde_json::from_str(json).expect("a command is JSON");
+        let lane = ids.iter().position(|i| i == id).unwrap_or_else(|| {
+            ids.push(id);
+            lanes.push(Vec::new());
+            ids.len() - 1
+        });
+        lanes[lane].push(Run {
+            label: c["label"].as_str().expect("a label").to_owned(),
+            argv: c["argv"]
+                .as_array()
+                .expect("argv")
+                .iter()
+                .map(|a| a.as_str().unwrap().to_owned())
+                .collect(),
+            // The step's variables, then the command's own.
+            env: step
+                .command
+                .env
+                .iter()
+                .cloned()
+                .chain(
+                    c["env"]
+                        .as_object()
+                        .expect("env")
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned())),
+                )
+                .collect(),
+            lane,
+        });
+    }
+    Some(lanes)
 }
 
 /// What a step runs: a side-by-side step's commands, else its own.
