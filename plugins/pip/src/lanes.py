@@ -3,13 +3,19 @@
 # {"label": str, "argv": [str], "env": {str: str}}, the environment added
 # to this process's own. A lane's commands run one after another, in the
 # order given (environments that could meet share a lane); lanes run at
-# once, at most one per CPU. A failed command ends its lane.
+# once, at most as many as the CPUs this process may use (its affinity and
+# its cgroup's quota), and never more than MAX_AT_ONCE.
+#
+# A failed command ends the step's work: nothing more is started (the step
+# fails, so what the other lanes would do is thrown away), and what runs
+# is let finish.
 #
 # Output: a line when a command starts. When all are done, each command's
 # output whole: a command that succeeded prints both of its streams on
-# stdout, a failed one its stderr on stderr followed by a line naming it,
-# so the step's stderr, whose end caulk keeps, holds the failures alone.
-# Exits with the first failed command's status (in argument order), else 0.
+# stdout, a failed one its stderr on stderr followed by a line naming it;
+# the last line of stderr names every failure, first the one whose status
+# the script exits with (the first in argument order). Only failures reach
+# stderr, whose end caulk keeps.
 # Python 3.5 and later: no f-strings.
 import json
 import os
@@ -17,15 +23,35 @@ import subprocess
 import sys
 import threading
 
+MAX_AT_ONCE = 4
+
 
 def text(s):
     return s.encode("utf-8", "surrogateescape")
 
 
+def usable_cpus():
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    try:  # cgroup v2: "QUOTA PERIOD", or "max PERIOD" without a quota
+        with open("/sys/fs/cgroup/cpu.max") as f:
+            quota, period = f.read().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, max(1, int(quota) // int(period)))
+    except (OSError, ValueError):
+        pass
+    return max(1, min(cpus, MAX_AT_ONCE))
+
+
 args = sys.argv[1:]
+if len(args) % 2:
+    sys.stderr.buffer.write(text("caulk: LANE COMMAND pairs expected, got {} arguments\n".format(len(args))))
+    sys.exit(2)
 order = []  # lane ids by first appearance
 lanes = {}
-for i in range(0, len(args) - 1, 2):
+for i in range(0, len(args), 2):
     lane = args[i]
     if lane not in lanes:
         order.append(lane)
@@ -34,8 +60,9 @@ for i in range(0, len(args) - 1, 2):
 
 lock = threading.Lock()
 results = {}  # command number -> (label, code, stdout, stderr)
-ended = set()  # lanes that ran to their end or to a recorded failure
+lost = []  # why a lane stopped without a result
 pending = list(order)
+stop = threading.Event()
 
 
 def say(line):
@@ -46,6 +73,8 @@ def say(line):
 
 def run_lane(lane):
     for number, command in lanes[lane]:
+        if stop.is_set():
+            return
         label = command.get("label", "?")
         say("caulk: started `{}`".format(label))
         try:
@@ -56,17 +85,17 @@ def run_lane(lane):
             out, err = child.communicate()
             code = child.returncode
         except Exception as e:  # a command that cannot start fails its lane
-            out, err, code = b"", text("cannot run {}: {}\n".format(command["argv"][0], e)), 127
+            program = (command.get("argv") or ["?"])[0]
+            out, err, code = b"", text("cannot run {}: {}\n".format(program, e)), 127
         with lock:
             results[number] = (label, code, out, err)
         if code != 0:
-            break
-    with lock:
-        ended.add(lane)
+            stop.set()
+            return
 
 
 def worker():
-    while True:
+    while not stop.is_set():
         with lock:
             if not pending:
                 return
@@ -74,10 +103,12 @@ def worker():
         try:
             run_lane(lane)
         except Exception as e:
-            say("caulk: lane {} stopped: {}".format(lane, e))
+            with lock:
+                lost.append("caulk: lane {} stopped: {}".format(lane, e))
+            stop.set()
 
 
-threads = [threading.Thread(target=worker) for _ in range(max(1, min(len(order), os.cpu_count() or 1)))]
+threads = [threading.Thread(target=worker) for _ in range(min(len(order), usable_cpus()))]
 for t in threads:
     t.start()
 for t in threads:
@@ -98,12 +129,17 @@ for number in failed:
     sys.stderr.buffer.write(err)
     sys.stderr.buffer.write(text("caulk: `{}` exited {}\n".format(label, code)))
     sys.stderr.buffer.flush()
+for why in lost:
+    sys.stderr.buffer.write(text(why + "\n"))
 status = 0
 if failed:
     code = results[failed[0]][1]
     # A signal's negative status, or one out of range, still fails.
     status = code if 0 < code < 256 else 1
-elif len(ended) != len(order):
+    names = ["`{}` ({})".format(results[n][0], results[n][1]) for n in failed]
+    sys.stderr.buffer.write(text("caulk: failed: {}\n".format(", ".join(names))))
+elif lost or len(results) != len(args) // 2:
     sys.stderr.buffer.write(text("caulk: a lane stopped before its end\n"))
     status = 1
+sys.stderr.buffer.flush()
 sys.exit(status)

@@ -63,10 +63,10 @@
 //! install is `--no-deps` after the dependents check alone, and
 //! verification's `pip check` reports anything a new version lacks.
 //!
-//! Installs by the own pips of environments that cannot meet, following
-//! each other in the plan, run side by side in one step, one lane per
-//! environment ([`SIDE_BY_SIDE`], see `side_by_side`): a pip install is
-//! mostly one core's work.
+//! Installs by environments' own pips that follow each other in the plan
+//! run side by side in one step ([`SIDE_BY_SIDE`], see `side_by_side`):
+//! environments that could meet share a lane, in plan order, and the lanes
+//! run at once, because a pip install is mostly one core's work.
 //!
 //! No pip cache is written (`--no-cache-dir`); `SOURCE_DATE_EPOCH` makes
 //! pip's bytecode checked-hash `.pyc` files, identical on every run.
@@ -1224,8 +1224,8 @@ fn steps(ctx: &Ctx<'_>, image: &Image, works: &[Work<'_>], install: &Install) ->
 
 /// The installs' steps in order, with each run of consecutive installs by
 /// environments' own pips that spans two or more independent environments
-/// made one step ([`SIDE_BY_SIDE`]) running one lane per environment at
-/// once.
+/// made one step ([`SIDE_BY_SIDE`]) running its lanes at once: one lane per
+/// group of environments that could meet.
 ///
 /// A pip install is mostly one core's work, so on more than one core two
 /// independent environments' installs take little more than the longer of
@@ -1269,8 +1269,9 @@ fn side_by_side(image: &Image, per_install: Vec<(&Install, Vec<Step>)>, tolerate
 
 /// Whether two environments' pips could meet: one imports from where the
 /// other installs (a venv with the system site, pipx's shared pip), they
-/// share a user site, or both are system interpreters, whose scripts and
-/// data go under one prefix (`/usr/local` for Debian's and a built one).
+/// share a user site, or both are system interpreters. The last is wider
+/// than needed (Debian's and one built into `/usr/local` both put scripts
+/// in `/usr/local/bin`; a conda prefix would not), and costs only overlap.
 fn entangled(a: &Env, b: &Env) -> bool {
     let reads = |x: &Env, y: &Env| x.sys_path.iter().any(|p| y.install_dirs.contains(p));
     reads(a, b)
@@ -1282,6 +1283,9 @@ fn entangled(a: &Env, b: &Env) -> bool {
 /// One argv element of [`SIDE_BY_SIDE`] may hold at most this much: Linux
 /// refuses a single argument over 128 KiB (`MAX_ARG_STRLEN`).
 const MAX_COMMAND_JSON: usize = 96 << 10;
+/// All of them together: arguments and environment share about 2 MiB (a
+/// quarter of the stack limit), bubblewrap's own arguments included.
+const MAX_ALL_JSON: usize = 1 << 20;
 
 /// One step running `run`'s installs, a lane per group of entangled
 /// environments; `None` when that would be a single lane, when no
@@ -1319,6 +1323,7 @@ fn lanes_step(image: &Image, run: &[(usize, Step)]) -> Option<Step> {
     let mut common: Vec<(String, String)> = run[0].1.command.env.clone();
     common.retain(|kv| run.iter().all(|(_, step)| step.command.env.contains(kv)));
     let mut argv = vec![python, "-I".into(), "-B".into(), "-c".into(), SIDE_BY_SIDE.into()];
+    let mut total = 0;
     for (env, step) in run {
         let own: BTreeMap<&str, &str> = step
             .command
@@ -1329,14 +1334,17 @@ fn lanes_step(image: &Image, run: &[(usize, Step)]) -> Option<Step> {
             .collect();
         let command =
             serde_json::json!({"label": step.summary, "argv": step.command.argv, "env": own}).to_string();
-        if command.len() > MAX_COMMAND_JSON {
+        total += command.len();
+        if command.len() > MAX_COMMAND_JSON || total > MAX_ALL_JSON {
             return None;
         }
         let position = envs.iter().position(|e| e == env).expect("listed above");
         argv.extend([lane[position].to_string(), command]);
     }
     let labels: Vec<String> = envs.iter().map(|&e| image.envs[e].label()).collect();
-    common.push(no_bytecode());
+    if !common.contains(&no_bytecode()) {
+        common.push(no_bytecode());
+    }
     Some(Step {
         summary: format!("pip install in {} environments at once: {}", envs.len(), labels.join("; ")),
         command: Command { argv, cwd: None, env: common, context: ExecContext::Target, network: true },
@@ -1345,7 +1353,7 @@ fn lanes_step(image: &Image, run: &[(usize, Step)]) -> Option<Step> {
 }
 
 /// Where a `--target` install into `site` goes first: a fresh directory
-/// beside it, merged in by [`merge_step`] (pip's own `--upgrade` would
+/// beside it, merged in by `merge_step` (pip's own `--upgrade` would
 /// replace whole top-level directories of `site`, namespace packages with
 /// all their other distributions).
 pub fn scratch(site: &str) -> String {
@@ -1353,7 +1361,7 @@ pub fn scratch(site: &str) -> String {
     format!("{parent}/.{name}.caulk-new")
 }
 
-/// Where [`merge_step`] keeps the old files of `site` until the new ones
+/// Where `merge_step` keeps the old files of `site` until the new ones
 /// are all in place: beside it, so moves stay on one file system.
 pub fn aside(site: &str) -> String {
     let (parent, name) = site.rsplit_once('/').unwrap_or(("", site));
@@ -1647,6 +1655,108 @@ mod tests {
         path.extend(sys_path);
         let kind = EnvKind::Venv { root: root.into(), config: crate::metadata::VenvConfig::default() };
         env(kind, &path, &[&site], None)
+    }
+
+    fn image(envs: Vec<Env>) -> Image {
+        Image {
+            dists: Vec::new(),
+            envs,
+            config_files: Vec::new(),
+            env_config_file: None,
+            image_env: Vec::new(),
+            machine: "x86_64",
+            musl: false,
+            ca_bundle: None,
+        }
+    }
+
+    fn install(python: &str, pin: &str) -> Step {
+        Step {
+            summary: format!("pip install with {python}: {pin}"),
+            command: Command {
+                argv: vec![
+                    python.into(),
+                    "-m".into(),
+                    "pip".into(),
+                    "install".into(),
+                    "--".into(),
+                    pin.into(),
+                ],
+                cwd: None,
+                env: vec![
+                    ("SOURCE_DATE_EPOCH".into(), SOURCE_DATE_EPOCH.into()),
+                    no_bytecode(),
+                    ("PIP_CERT".into(), format!("{python}.pem")),
+                ],
+                context: ExecContext::Target,
+                network: true,
+            },
+            tolerate_failure: false,
+        }
+    }
+
+    /// `(lane id, pin, the command's own variables)` per command.
+    fn lanes(step: &Step) -> Vec<(String, String, serde_json::Value)> {
+        assert_eq!(step.command.argv[4], SIDE_BY_SIDE);
+        step.command.argv[5..]
+            .chunks(2)
+            .map(|pair| {
+                let c: serde_json::Value = serde_json::from_str(&pair[1]).unwrap();
+                let pin = c["argv"].as_array().unwrap().last().unwrap().as_str().unwrap().to_owned();
+                (pair[0].clone(), pin, c["env"].clone())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn entangled_environments_share_a_lane_in_plan_order() {
+        let mut system = env(
+            EnvKind::System { prefix: "/usr".into() },
+            &["/usr/local/lib/python3.11/dist-packages"],
+            &["/usr/local/lib/python3.11/dist-packages"],
+            None,
+        );
+        system.python = Some("/usr/bin/python3.11".into());
+        let mut app = venv("/opt/app", &[]);
+        app.python = Some("/opt/app/bin/python".into());
+        let mut with_system = venv("/opt/sys", &["/usr/local/lib/python3.11/dist-packages"]);
+        with_system.python = Some("/opt/sys/bin/python".into());
+        let image = image(vec![system, app, with_system]);
+        let run = vec![
+            (2, install("/opt/sys/bin/python", "a==1")),
+            (1, install("/opt/app/bin/python", "b==1")),
+            (0, install("/usr/bin/python3.11", "c==1")),
+            (2, install("/opt/sys/bin/python", "d==1")),
+        ];
+        let step = lanes_step(&image, &run).expect("two lanes");
+        assert_eq!(
+            step.command.argv[0], "/opt/sys/bin/python",
+            "the first environment's interpreter runs it"
+        );
+        let got: Vec<(String, String)> = lanes(&step).into_iter().map(|(l, p, _)| (l, p)).collect();
+        // The venv with the system site and the system Python take turns,
+        // in plan order; the independent venv has a lane of its own.
+        assert_eq!(
+            got,
+            [("0", "a==1"), ("1", "b==1"), ("0", "c==1"), ("0", "d==1")]
+                .map(|(l, p)| (l.to_owned(), p.to_owned()))
+        );
+        // What every command sets is the step's, where the host's own
+        // SOURCE_DATE_EPOCH (the user's) still wins; the rest is each one's.
+        assert!(step.command.env.contains(&("SOURCE_DATE_EPOCH".into(), SOURCE_DATE_EPOCH.into())));
+        assert_eq!(step.command.env.iter().filter(|kv| **kv == no_bytecode()).count(), 1);
+        for (_, _, own) in lanes(&step) {
+            assert!(own.get("SOURCE_DATE_EPOCH").is_none() && own.get("PIP_CERT").is_some(), "{own}");
+        }
+        assert!(step.summary.starts_with("pip install in 3 environments at once: the virtualenv /opt/sys"));
+
+        // All entangled: one lane is no gain, the steps stay as they are.
+        let entangled_only = vec![run[0].clone(), run[2].clone()];
+        assert!(lanes_step(&image, &entangled_only).is_none());
+        // A command too long for one argument: separate steps.
+        let huge = format!("e=={}", "1".repeat(MAX_COMMAND_JSON));
+        let too_long = vec![run[1].clone(), (0, install("/usr/bin/python3.11", &huge))];
+        assert!(lanes_step(&image, &too_long).is_none());
     }
 
     #[test]

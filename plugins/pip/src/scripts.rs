@@ -250,9 +250,9 @@ pub const IMPORT_PAUSED: &str = "caulk-import-paused";
 pub const MERGE_TARGET: &str = include_str!("merge.py");
 
 /// Runs the pip installs of several environments side by side in one step:
-/// `python -I -B -c SIDE_BY_SIDE LANE COMMAND_JSON ...`, one lane per group
-/// of environments that cannot meet, at most one per CPU at once. Each
-/// command's output is printed whole once all are done; only failures
-/// reach stderr, so the step's stderr tail is about them (see the script's
-/// head).
+/// `python -I -B -c SIDE_BY_SIDE LANE COMMAND_JSON ...`. A lane holds the
+/// environments that could meet, its commands in order; lanes run at once,
+/// at most one per usable CPU. Each command's output is printed whole once
+/// all are done; only failures reach stderr, so the step's stderr tail is
+/// about them (see the script's head).
 pub const SIDE_BY_SIDE: &str = include_str!("lanes.py");

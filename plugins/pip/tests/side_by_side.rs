@@ -61,15 +61,25 @@ fn lanes_run_at_once_and_a_lanes_commands_in_order() {
 
 #[test]
 fn only_failures_reach_stderr_and_a_failure_ends_its_lane() {
+    if std::thread::available_parallelism().map_or(1, usize::from) < 2 {
+        eprintln!("one CPU: the lanes cannot overlap");
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
-    let after = dir.path().join("after");
+    let (after, started) = (dir.path().join("after"), dir.path().join("started"));
+    // The failure waits until the other lane's pip has started.
+    let fail = format!(
+        "i=0; while [ ! -e {s} ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i+1)); done; \
+         echo 'ERROR: No matching distribution found for x==9' >&2; exit 3",
+        s = started.display()
+    );
     let out = run(&[
+        ("0", "pip install in the system Python", &fail),
         (
-            "0",
-            "pip install in the system Python",
-            "echo 'ERROR: No matching distribution found for x==9' >&2; exit 3",
+            "1",
+            "pip install in the virtualenv",
+            &format!("touch {}; echo 'ERROR: pip says this but exits 0' >&2", started.display()),
         ),
-        ("1", "pip install in the virtualenv", "echo 'ERROR: pip says this but exits 0' >&2"),
         ("0", "after the failure", &format!("touch {}", after.display())),
     ]);
     assert_eq!(out.status.code(), Some(3), "{out:?}");
@@ -78,6 +88,7 @@ fn only_failures_reach_stderr_and_a_failure_ends_its_lane() {
         [
             "ERROR: No matching distribution found for x==9",
             "caulk: `pip install in the system Python` exited 3",
+            "caulk: failed: `pip install in the system Python` (3)",
         ],
         "a successful pip's ERROR: line is not mistaken for the failure's"
     );
@@ -86,17 +97,46 @@ fn only_failures_reach_stderr_and_a_failure_ends_its_lane() {
 }
 
 #[test]
-fn a_command_that_cannot_start_fails_its_lane_with_the_reason() {
-    let bad = json!({"label": "pip install in /nonexistent", "argv": ["/nonexistent/python", "-m", "pip"], "env": {}});
-    let nul = json!({"label": "a NUL in argv", "argv": ["sh", "-c", "true\u{0}"], "env": {}});
+fn after_a_failure_no_lane_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let late = dir.path().join("late");
+    let out = run(&[
+        ("0", "fails", "exit 1"),
+        ("1", "runs on", "sleep 1"),
+        ("2", "never starts", &format!("touch {}", late.display())),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(!late.exists(), "a lane waiting for a CPU does not start once the step has failed");
+    let stderr = lines(&out.stderr);
+    assert_eq!(stderr.last().map(String::as_str), Some("caulk: failed: `fails` (1)"), "{stderr:#?}");
+}
+
+#[test]
+fn arguments_must_come_in_pairs() {
     let out = Command::new("python3")
-        .args(["-I", "-B", "-c", SIDE_BY_SIDE, "0", &bad.to_string(), "1", &nul.to_string()])
+        .args(["-I", "-B", "-c", SIDE_BY_SIDE, "0", "{}", "1"])
         .output()
         .expect("python3 runs");
-    assert_eq!(out.status.code(), Some(127), "{out:?}");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("cannot run /nonexistent/python"), "{stderr}");
-    assert!(stderr.contains("caulk: `pip install in /nonexistent` exited 127"), "{stderr}");
-    // Not an OSError, and still a failure rather than a lost lane.
-    assert!(stderr.trim_end().ends_with("caulk: `a NUL in argv` exited 127"), "{stderr}");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("LANE COMMAND pairs expected, got 3 arguments"));
+}
+
+#[test]
+fn a_command_that_cannot_start_fails_its_lane_with_the_reason() {
+    let bad = json!({"label": "pip install in /nonexistent", "argv": ["/nonexistent/python", "-m", "pip"], "env": {}});
+    // Not an OSError (a NUL in an argument), and still a failure rather
+    // than a lost lane.
+    let nul = json!({"label": "a NUL in argv", "argv": ["sh", "-c", "true\u{0}"], "env": {}});
+    for (command, said) in [(bad, "cannot run /nonexistent/python"), (nul, "cannot run sh")] {
+        let out = Command::new("python3")
+            .args(["-I", "-B", "-c", SIDE_BY_SIDE, "0", &command.to_string()])
+            .output()
+            .expect("python3 runs");
+        assert_eq!(out.status.code(), Some(127), "{out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(said), "{stderr}");
+        let label = command["label"].as_str().unwrap();
+        assert!(stderr.contains(&format!("caulk: `{label}` exited 127")), "{stderr}");
+        assert!(stderr.trim_end().ends_with(&format!("caulk: failed: `{label}` (127)")), "{stderr}");
+    }
 }
