@@ -9,6 +9,13 @@
 //! update`) waits only while a snapshot is taken, not for a reader's whole
 //! step.
 //!
+//! After a step that wrote a cache, the session keeps a snapshot of it taken
+//! before the lock is let go ([`Pins`]), and its later steps that only read
+//! the cache read that one: a job's install then sees the package indexes
+//! and downloads its own refresh and fetch left, even if another job has
+//! refreshed the indexes since (a mirror that moved on in between would
+//! otherwise leave the install wanting versions it never downloaded).
+//!
 //! Small files (under [`COPY_BELOW`]) are copied into the snapshot, larger
 //! ones hard-linked. Small files are the ones tools change in place: npm's
 //! cacache appends entries to its `index-v5` bucket files, and lock and
@@ -41,28 +48,62 @@ const SNAPSHOTS: &str = ".caulk-snapshots";
 pub(crate) struct Held {
     /// The mounts to make: read-only ones point at their snapshot.
     pub caches: Vec<CacheMount>,
+    /// The dirs held exclusively (the step may write them).
+    written: Vec<PathBuf>,
     _locks: Vec<File>,
     _snapshots: Vec<Snapshot>,
 }
 
+impl Held {
+    /// Lets go of the caches, first pinning a snapshot of each the step
+    /// wrote for the session's later readers. A dir that cannot be
+    /// snapshotted loses its pin: later readers take their own.
+    pub(crate) fn release_pinning(self, label: &str, pins: &mut Pins, cancel: &CancelToken) {
+        for dir in &self.written {
+            pins.0.remove(dir);
+            match snapshot(dir, cancel) {
+                Ok(snap) => {
+                    pins.0.insert(dir.clone(), snap);
+                }
+                Err(e) => {
+                    tracing::warn!(step = label, cache = %dir.display(), "no snapshot to pin ({e}); later steps read it afresh");
+                }
+            }
+        }
+    }
+}
+
+/// A session's snapshots of the caches its steps wrote, by dir: what its
+/// later read-only steps read (see the module docs).
+#[derive(Default)]
+pub(crate) struct Pins(BTreeMap<PathBuf, Snapshot>);
+
 /// Takes the step's caches: an exclusive lock on each dir the step may
 /// write (some mount of it is writable), a snapshot of each dir it only
-/// reads. Locks are taken in path order, so two processes with overlapping
-/// caches cannot deadlock; waiting watches the cancel flag.
-pub(crate) fn hold(label: &str, caches: &[CacheMount], cancel: &CancelToken) -> Result<Held> {
+/// reads, or the session's pinned one. Locks are taken in path order, so
+/// two processes with overlapping caches cannot deadlock; waiting watches
+/// the cancel flag.
+pub(crate) fn hold(label: &str, caches: &[CacheMount], pins: &Pins, cancel: &CancelToken) -> Result<Held> {
     let mut dirs: BTreeMap<&Path, bool> = BTreeMap::new();
     for cache in caches {
         *dirs.entry(cache.host_dir.as_path()).or_default() |= !cache.read_only;
     }
     let mut locks = Vec::new();
+    let mut written = Vec::new();
     let mut snapshots: BTreeMap<&Path, Snapshot> = BTreeMap::new();
+    let mut pinned: BTreeMap<&Path, PathBuf> = BTreeMap::new();
     for (dir, writes) in dirs {
+        if !writes && let Some(pin) = pins.0.get(dir) {
+            pinned.insert(dir, pin.tree());
+            continue;
+        }
         let err = |reason: String| Error::Cache { step: label.to_owned(), path: dir.to_owned(), reason };
         fs::create_dir_all(dir).map_err(|e| err(format!("cannot create it: {e}")))?;
         let file = File::open(dir).map_err(|e| err(format!("cannot open it: {e}")))?;
         if writes {
             lock(label, dir, &file, FlockOperation::NonBlockingLockExclusive, cancel)?;
             locks.push(file);
+            written.push(dir.to_owned());
             continue;
         }
         lock(label, dir, &file, FlockOperation::NonBlockingLockShared, cancel)?;
@@ -85,12 +126,16 @@ pub(crate) fn hold(label: &str, caches: &[CacheMount], cancel: &CancelToken) -> 
     }
     let caches = caches
         .iter()
-        .map(|cache| match snapshots.get(cache.host_dir.as_path()) {
-            Some(snap) => CacheMount { host_dir: snap.tree(), ..cache.clone() },
-            None => cache.clone(),
+        .map(|cache| {
+            let dir = cache.host_dir.as_path();
+            match (snapshots.get(dir), pinned.get(dir)) {
+                (Some(snap), _) => CacheMount { host_dir: snap.tree(), ..cache.clone() },
+                (None, Some(tree)) => CacheMount { host_dir: tree.clone(), ..cache.clone() },
+                (None, None) => cache.clone(),
+            }
         })
         .collect();
-    Ok(Held { caches, _locks: locks, _snapshots: snapshots.into_values().collect() })
+    Ok(Held { caches, written, _locks: locks, _snapshots: snapshots.into_values().collect() })
 }
 
 fn lock(label: &str, dir: &Path, file: &File, operation: FlockOperation, cancel: &CancelToken) -> Result<()> {
@@ -325,7 +370,9 @@ mod tests {
         let cancel = CancelToken::default();
         cancel.cancel();
         let caches = [CacheMount { host_dir: cache.clone(), path: "/c".into(), read_only: true }];
-        let Err(err) = hold("step", &caches, &cancel) else { panic!("a cancelled hold goes on") };
+        let Err(err) = hold("step", &caches, &Pins::default(), &cancel) else {
+            panic!("a cancelled hold goes on")
+        };
         assert!(matches!(err, Error::Cancelled { .. }), "{err}");
     }
 

@@ -80,6 +80,8 @@ pub struct Session<'e> {
     cancel: CancelToken,
     /// Set once cancelled: what is on disk may be half a step.
     poisoned: bool,
+    /// The caches as this session's last step writing each left them.
+    pins: crate::cache_lock::Pins,
 }
 
 impl std::fmt::Debug for Session<'_> {
@@ -225,7 +227,7 @@ impl<'e> Session<'e> {
         workspace: Workspace,
         cancel: CancelToken,
     ) -> Self {
-        Session { exec, dir, workspace, cancel, poisoned: false }
+        Session { exec, dir, workspace, cancel, poisoned: false, pins: crate::cache_lock::Pins::default() }
     }
 
     /// [`Mode::Overlay`] or [`Mode::Copy`].
@@ -391,7 +393,7 @@ impl<'e> Session<'e> {
         self.check_cancel(|| format!("before step `{label}`"))?;
         validate(label, &step.argv, &step.env, &step.run_in, &step.caches)?;
         let caches = self.cache_access(&step.run_in, &step.caches);
-        let held = crate::cache_lock::hold(label, &caches, &self.cancel)?;
+        let held = crate::cache_lock::hold(label, &caches, &self.pins, &self.cancel)?;
         self.check_cancel(|| format!("before step `{label}`"))?;
 
         let (root_dir, changes, overlay) = match &self.workspace {
@@ -402,7 +404,7 @@ impl<'e> Session<'e> {
             Workspace::Copy { root, .. } => (root.clone(), root.clone(), None),
         };
         let mut overlays: Vec<OverlayMount> = overlay.into_iter().collect();
-        let (caches, _views) = self.cache_views(&step.run_in, &held.caches, &mut overlays)?;
+        let (caches, views) = self.cache_views(&step.run_in, &held.caches, &mut overlays)?;
         let lowers = match &self.workspace {
             Workspace::Overlay { lowers } => Some(MergedReader::new(lowers.clone())),
             Workspace::Copy { .. } => None,
@@ -447,6 +449,8 @@ impl<'e> Session<'e> {
             self.poisoned = true;
             return Err(Error::Cancelled { during: format!("during step `{label}`") });
         }
+        drop(views);
+        held.release_pinning(label, &mut self.pins, &self.cancel);
         let outcome = StepOutcome {
             summary: step.summary.clone(),
             exit_code: finished.exit_code,

@@ -926,6 +926,55 @@ fn a_step_in_the_image_writes_a_read_only_cache_into_a_throwaway_view_or_without
     }
 }
 
+/// Runs `step` and returns what it printed on stdout.
+fn stdout_of(session: &mut Session<'_>, step: &Step) -> String {
+    let mut out = String::new();
+    session
+        .run_step(step, &mut |stream, line| {
+            if stream == Stream::Stdout {
+                out.push_str(line);
+                out.push('\n');
+            }
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    out
+}
+
+#[test]
+fn a_session_reads_a_cache_as_its_own_last_write_left_it() {
+    // A job's install reads the indexes its own refresh left, not those of
+    // another job's refresh that came in between (the mirror may have moved
+    // on, and the install would want versions it never downloaded).
+    let fx = fixture();
+    let work = workdir();
+    let cache = tempfile::tempdir_in(work.path()).unwrap();
+    let exec = executor(work.path(), Mode::Overlay);
+    let at = "/var/lib/apt/lists";
+    let write = |what: &str| sh("refresh", &format!("echo {what} > {at}/Packages")).cache(cache.path(), at);
+    let read = sh("install", &format!("cat {at}/Packages")).read_only_cache(cache.path(), at);
+    let mut job = exec.prepare(&fx.layers(), CancelToken::new()).unwrap();
+    let mut other = exec.prepare(&fx.layers(), CancelToken::new()).unwrap();
+
+    job.run_step(&write("mine"), &mut quiet()).unwrap();
+    other.run_step(&write("theirs"), &mut quiet()).unwrap();
+    assert_eq!(fs::read_to_string(cache.path().join("Packages")).unwrap(), "theirs\n");
+    assert_eq!(stdout_of(&mut job, &read), "mine\n", "the job's own refresh");
+    assert_eq!(stdout_of(&mut job, &read), "mine\n", "and again");
+    // A session that never wrote the cache reads it as it is.
+    let mut fresh = exec.prepare(&fx.layers(), CancelToken::new()).unwrap();
+    assert_eq!(stdout_of(&mut fresh, &read), "theirs\n");
+    // The job's next write is what it reads from then on.
+    job.run_step(&write("again"), &mut quiet()).unwrap();
+    other.run_step(&write("theirs again"), &mut quiet()).unwrap();
+    assert_eq!(stdout_of(&mut job, &read), "again\n");
+    // The pins go with the sessions: nothing is left beside the cache.
+    drop((job, other, fresh));
+    let snapshots = cache.path().parent().unwrap().join(".caulk-snapshots");
+    let left: Vec<_> =
+        fs::read_dir(&snapshots).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+}
+
 #[test]
 fn a_cache_a_step_mounts_both_writable_and_read_only_is_read_only_where_asked() {
     // The read-only mount is of the live dir the step writes through the
