@@ -190,7 +190,9 @@ impl Workspace for LocalWorkspace<'_> {
         observer: &mut dyn Observer,
         cancel: &CancelToken,
     ) -> Result<Vec<StepOutcome>, PatchError> {
-        super::execute(self, steps, observer, cancel)
+        let outcomes = super::execute(self, steps, observer, cancel);
+        self.session.drop_pins();
+        outcomes
     }
 
     fn changes_so_far(&self) -> Option<(PathBuf, LayerSource)> {

@@ -514,7 +514,9 @@ pub(crate) fn patch_platform(
         return Ok(Patched { summary, layer: None, os });
     }
 
-    // Run the steps.
+    // Run the steps, a job's installs reading the caches as its own
+    // fetches left them.
+    caulk_exec::mark_pins(&mut steps);
     let outcomes = session.run_steps(&steps, observer, cancel)?;
     summary.timings.steps = outcomes.iter().map(|o| o.duration).sum();
     if let Some(folder) = &memory
@@ -1007,8 +1009,9 @@ fn to_step(
 /// network. Fetching is what needs to write a cache, and fetching needs the
 /// network; a step without it (apt's install, dpkg into a tooling root's
 /// target) only reads what the fetch left. With the local engine such
-/// steps of concurrent jobs share the caches (the executor takes a shared
-/// lock) and overlap, and nothing they run can change what later runs
+/// steps of concurrent jobs share the caches (the executor snapshots them
+/// under a shared lock, or uses the snapshot the job's own last fetch left)
+/// and overlap, and nothing they run can change what later runs
 /// read: not an image's `DPkg::Post-Invoke` hook deleting the downloads,
 /// nor, from a tooling root, a write through an absolute symlink the image
 /// planted (`usr/share/doc/x -> /caulk/work`), which resolves in the

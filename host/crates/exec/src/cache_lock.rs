@@ -9,7 +9,8 @@
 //! update`) waits only while a snapshot is taken, not for a reader's whole
 //! step.
 //!
-//! After a step that wrote a cache, the session keeps a snapshot of it taken
+//! After the last step to write a cache before a read-only step of the same
+//! session ([`crate::mark_pins`]), the session keeps a snapshot of it taken
 //! before the lock is let go ([`Pins`]), and its later steps that only read
 //! the cache read that one: a job's install then sees the package indexes
 //! and downloads its own refresh and fetch left, even if another job has
@@ -57,19 +58,24 @@ pub(crate) struct Held {
 impl Held {
     /// Lets go of the caches, first pinning a snapshot of each the step
     /// wrote for the session's later readers. A dir that cannot be
-    /// snapshotted loses its pin: later readers take their own.
-    pub(crate) fn release_pinning(self, label: &str, pins: &mut Pins, cancel: &CancelToken) {
+    /// snapshotted has no pin: later readers take their own.
+    pub(crate) fn release_pinning(self, label: &str, pins: &mut Pins, cancel: &CancelToken) -> Result<()> {
         for dir in &self.written {
-            pins.0.remove(dir);
             match snapshot(dir, cancel) {
                 Ok(snap) => {
                     pins.0.insert(dir.clone(), snap);
+                }
+                Err(_) if cancel.is_cancelled() => {
+                    return Err(Error::Cancelled {
+                        during: format!("taking a snapshot of cache {}", dir.display()),
+                    });
                 }
                 Err(e) => {
                     tracing::warn!(step = label, cache = %dir.display(), "no snapshot to pin ({e}); later steps read it afresh");
                 }
             }
         }
+        Ok(())
     }
 }
 
@@ -77,6 +83,20 @@ impl Held {
 /// later read-only steps read (see the module docs).
 #[derive(Default)]
 pub(crate) struct Pins(BTreeMap<PathBuf, Snapshot>);
+
+impl Pins {
+    /// Drops the pins of `dirs`, before a step writes them: a step that
+    /// errors out halfway leaves no pin older than what it wrote.
+    pub(crate) fn forget<'d>(&mut self, dirs: impl IntoIterator<Item = &'d Path>) {
+        for dir in dirs {
+            self.0.remove(dir);
+        }
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.0.clear();
+    }
+}
 
 /// Takes the step's caches: an exclusive lock on each dir the step may
 /// write (some mount of it is writable), a snapshot of each dir it only

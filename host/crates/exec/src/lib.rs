@@ -99,5 +99,5 @@ pub fn flatten(lowers: &[std::path::PathBuf], dest: &std::path::Path, cancel: &C
 }
 pub use step::{
     CacheMount, PROBE_STDOUT_LIMIT, Probe, ProbeOutput, RunIn, STDERR_TAIL, Step, StepOutcome, Stream,
-    ToolingRoot,
+    ToolingRoot, mark_pins,
 };

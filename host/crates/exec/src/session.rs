@@ -54,7 +54,9 @@ impl SessionDir {
     pub(crate) fn is_stale(path: &Path) -> bool {
         match File::open(path.join("lock")) {
             Ok(lock) => rustix::fs::flock(&lock, FlockOperation::NonBlockingLockExclusive).is_ok(),
-            // A session being created has no lock file for a moment.
+            // A session being created has no lock file for a moment;
+            // any other error (out of fds) says nothing about it.
+            Err(e) if e.kind() != io::ErrorKind::NotFound => false,
             Err(_) => fs::symlink_metadata(path)
                 .and_then(|m| m.modified())
                 .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > Duration::from_mins(1))),
@@ -254,6 +256,13 @@ impl<'e> Session<'e> {
         Ok(())
     }
 
+    /// Lets go of the snapshots kept for read-only steps ([`crate::mark_pins`]):
+    /// once the steps are done, probes do not read them, and they keep
+    /// replaced index files alive.
+    pub fn drop_pins(&mut self) {
+        self.pins.clear();
+    }
+
     /// The steps' changes so far, in the form [`Session::finish`] hands
     /// them over, while the session lives: overlay mode only (copy mode
     /// finds its changes by comparing the copy at the end). Nothing writes
@@ -393,6 +402,7 @@ impl<'e> Session<'e> {
         self.check_cancel(|| format!("before step `{label}`"))?;
         validate(label, &step.argv, &step.env, &step.run_in, &step.caches)?;
         let caches = self.cache_access(&step.run_in, &step.caches);
+        self.pins.forget(caches.iter().filter(|c| !c.read_only).map(|c| c.host_dir.as_path()));
         let held = crate::cache_lock::hold(label, &caches, &self.pins, &self.cancel)?;
         self.check_cancel(|| format!("before step `{label}`"))?;
 
@@ -449,8 +459,6 @@ impl<'e> Session<'e> {
             self.poisoned = true;
             return Err(Error::Cancelled { during: format!("during step `{label}`") });
         }
-        drop(views);
-        held.release_pinning(label, &mut self.pins, &self.cancel);
         let outcome = StepOutcome {
             summary: step.summary.clone(),
             exit_code: finished.exit_code,
@@ -468,6 +476,17 @@ impl<'e> Session<'e> {
         );
         if let Some(hit) = outcome.limit_hit {
             tracing::warn!(step = label, "{}", hit.describe());
+        }
+        drop(views);
+        // Where readers get snapshots at all (in the image that needs
+        // overlayfs), and only when the session goes on after this step.
+        if step.pin_caches && self.exec.overlay.is_some() && (outcome.success() || step.tolerate_failure) {
+            if let Err(e) = held.release_pinning(label, &mut self.pins, &self.cancel) {
+                self.poisoned = true;
+                return Err(e);
+            }
+        } else {
+            drop(held);
         }
         if outcome.success() {
             return Ok(outcome);

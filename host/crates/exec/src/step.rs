@@ -46,9 +46,10 @@ pub enum ToolingRoot {
 /// holds an exclusive `flock` on `host_dir` while it runs, so it runs alone
 /// and no other step sees it half-written. A step that only reads it
 /// (`read_only`) waits only while a snapshot of it is taken (under a shared
-/// lock; see `cache_lock`) and reads the snapshot: readers of one cache, in
-/// one caulk or several, run side by side, and a writer does not wait for
-/// their steps to end.
+/// lock; see `cache_lock`) and reads the snapshot, or takes no lock at all
+/// where its session pinned one ([`Step::pin_caches`]): readers of one
+/// cache, in one caulk or several, run side by side, and a writer does not
+/// wait for their steps to end.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheMount {
     /// Created when missing.
@@ -84,6 +85,10 @@ pub struct Step {
     pub caches: Vec<CacheMount>,
     /// Killed (the whole sandbox) when it runs longer.
     pub timeout: Option<Duration>,
+    /// Keep, for the session's later read-only steps, a snapshot of the
+    /// caches this step writes, taken before it lets go of them (see
+    /// [`mark_pins`]).
+    pub pin_caches: bool,
 }
 
 impl Step {
@@ -98,6 +103,7 @@ impl Step {
             run_in: RunIn::Target,
             caches: Vec::new(),
             timeout: None,
+            pin_caches: false,
         }
     }
 
@@ -149,6 +155,57 @@ impl Step {
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
+    }
+
+    #[must_use]
+    pub fn pin_caches(mut self, pin: bool) -> Self {
+        self.pin_caches = pin;
+        self
+    }
+}
+
+/// Sets [`Step::pin_caches`] on each step that is the last to write a cache
+/// dir before a later step reads it read-only: that reader then sees the
+/// dir as this session left it, not as another session's writer changed it
+/// in between (a fleet job's install reads the indexes and downloads of its
+/// own refresh and fetch). Other writers take no snapshot: nothing of this
+/// session would read it.
+pub fn mark_pins(steps: &mut [Step]) {
+    for i in 0..steps.len() {
+        let written: Vec<&PathBuf> =
+            steps[i].caches.iter().filter(|c| !c.read_only).map(|c| &c.host_dir).collect();
+        let read_later = written.iter().any(|dir| {
+            steps[i + 1..]
+                .iter()
+                .find(|s| s.caches.iter().any(|c| &c.host_dir == *dir))
+                .is_some_and(|next| next.caches.iter().filter(|c| &c.host_dir == *dir).all(|c| c.read_only))
+        });
+        steps[i].pin_caches = read_later;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_writer_before_a_reader_pins() {
+        let lists = "/c/lists";
+        let npm = "/c/npm";
+        let write = |dir: &str| Step::new("w", ["true"]).cache(dir, "/x");
+        let read = |dir: &str| Step::new("r", ["true"]).read_only_cache(dir, "/x");
+        let mut steps = vec![
+            write(lists),                              // refresh: the fetch writes next
+            write(lists),                              // fetch: the install reads next
+            read(lists),                               // install
+            write(npm),                                // nobody reads npm after it
+            write(lists).read_only_cache(lists, "/y"), // both ways is a writer...
+            read(lists),                               // ...read after
+            Step::new("none", ["true"]),
+        ];
+        mark_pins(&mut steps);
+        let pinned: Vec<bool> = steps.iter().map(|s| s.pin_caches).collect();
+        assert_eq!(pinned, [false, true, false, false, true, false, false]);
     }
 }
 

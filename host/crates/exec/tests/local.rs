@@ -950,23 +950,45 @@ fn a_session_reads_a_cache_as_its_own_last_write_left_it() {
     let cache = tempfile::tempdir_in(work.path()).unwrap();
     let exec = executor(work.path(), Mode::Overlay);
     let at = "/var/lib/apt/lists";
-    let write = |what: &str| sh("refresh", &format!("echo {what} > {at}/Packages")).cache(cache.path(), at);
-    let read = sh("install", &format!("cat {at}/Packages")).read_only_cache(cache.path(), at);
+    // Packages.xz is over the size snapshots copy: linked, and replaced
+    // by rename as apt does.
+    let write = |what: &str| {
+        sh(
+            "refresh",
+            &format!(
+                "echo {what} > {at}/Packages && {{ head -c 100000 /dev/zero | tr '\\0' x; echo; echo {what}; }} > {at}/.new && mv {at}/.new {at}/Packages.xz"
+            ),
+        )
+        .cache(cache.path(), at)
+        .pin_caches(true)
+    };
+    let read = sh("install", &format!("cat {at}/Packages && tail -n 1 {at}/Packages.xz"))
+        .read_only_cache(cache.path(), at);
     let mut job = exec.prepare(&fx.layers(), CancelToken::new()).unwrap();
     let mut other = exec.prepare(&fx.layers(), CancelToken::new()).unwrap();
 
     job.run_step(&write("mine"), &mut quiet()).unwrap();
     other.run_step(&write("theirs"), &mut quiet()).unwrap();
     assert_eq!(fs::read_to_string(cache.path().join("Packages")).unwrap(), "theirs\n");
-    assert_eq!(stdout_of(&mut job, &read), "mine\n", "the job's own refresh");
-    assert_eq!(stdout_of(&mut job, &read), "mine\n", "and again");
+    assert_eq!(stdout_of(&mut job, &read), "mine\nmine\n", "the job's own refresh");
+    // A pinned reader takes no lock: another caulk's writer holding the
+    // cache does not hold it up.
+    let holder = hold(cache.path(), rustix::fs::FlockOperation::LockExclusive);
+    assert!(ran_while_held(&mut job, &read, holder, PATIENT), "the pinned reader waited for the lock");
     // A session that never wrote the cache reads it as it is.
     let mut fresh = exec.prepare(&fx.layers(), CancelToken::new()).unwrap();
-    assert_eq!(stdout_of(&mut fresh, &read), "theirs\n");
+    assert_eq!(stdout_of(&mut fresh, &read), "theirs\ntheirs\n");
     // The job's next write is what it reads from then on.
     job.run_step(&write("again"), &mut quiet()).unwrap();
-    other.run_step(&write("theirs again"), &mut quiet()).unwrap();
-    assert_eq!(stdout_of(&mut job, &read), "again\n");
+    other.run_step(&write("theirs-again"), &mut quiet()).unwrap();
+    assert_eq!(stdout_of(&mut job, &read), "again\nagain\n");
+    // A writer without the mark leaves no pin: the reader reads afresh.
+    job.run_step(&write("unpinned").pin_caches(false), &mut quiet()).unwrap();
+    other.run_step(&write("latest"), &mut quiet()).unwrap();
+    assert_eq!(stdout_of(&mut job, &read), "latest\nlatest\n");
+    // Once the steps are done the session lets its pins go.
+    job.drop_pins();
+    other.drop_pins();
     // The pins go with the sessions: nothing is left beside the cache.
     drop((job, other, fresh));
     let snapshots = cache.path().parent().unwrap().join(".caulk-snapshots");
