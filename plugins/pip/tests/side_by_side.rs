@@ -7,14 +7,23 @@ use std::process::{Command, Output};
 use caulk_plugin_pip::scripts::SIDE_BY_SIDE;
 use serde_json::json;
 
+/// The script run by the host's Python with `args` (LANE COMMAND pairs).
+fn script(args: &[String]) -> Output {
+    Command::new("python3")
+        .args(["-I", "-B", "-c", SIDE_BY_SIDE])
+        .args(args)
+        .output()
+        .expect("python3 on the host (scripts/test.sh installs it)")
+}
+
 /// `(lane, label, shell script)`, in argument order.
 fn run(commands: &[(&str, &str, &str)]) -> Output {
-    let mut args = vec!["-I".to_owned(), "-B".into(), "-c".into(), SIDE_BY_SIDE.into()];
-    for (lane, label, script) in commands {
+    let mut args = Vec::new();
+    for (lane, label, body) in commands {
         args.push((*lane).to_owned());
-        args.push(json!({"label": label, "argv": ["sh", "-c", script], "env": {"LABEL": label}}).to_string());
+        args.push(json!({"label": label, "argv": ["sh", "-c", body], "env": {"LABEL": label}}).to_string());
     }
-    Command::new("python3").args(&args).output().expect("python3 on the host (scripts/test.sh installs it)")
+    script(&args)
 }
 
 /// Makes `mine`, then waits up to 20 s for `theirs`: only commands that
@@ -113,10 +122,7 @@ fn after_a_failure_no_lane_starts() {
 
 #[test]
 fn arguments_must_come_in_pairs() {
-    let out = Command::new("python3")
-        .args(["-I", "-B", "-c", SIDE_BY_SIDE, "0", "{}", "1"])
-        .output()
-        .expect("python3 runs");
+    let out = script(&["0".into(), "{}".into(), "1".into()]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("LANE COMMAND pairs expected, got 3 arguments"));
 }
@@ -128,10 +134,7 @@ fn a_command_that_cannot_start_fails_its_lane_with_the_reason() {
     // than a lost lane.
     let nul = json!({"label": "a NUL in argv", "argv": ["sh", "-c", "true\u{0}"], "env": {}});
     for (command, said) in [(bad, "cannot run /nonexistent/python"), (nul, "cannot run sh")] {
-        let out = Command::new("python3")
-            .args(["-I", "-B", "-c", SIDE_BY_SIDE, "0", &command.to_string()])
-            .output()
-            .expect("python3 runs");
+        let out = script(&["0".into(), command.to_string()]);
         assert_eq!(out.status.code(), Some(127), "{out:?}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(said), "{stderr}");

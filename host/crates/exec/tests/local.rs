@@ -211,20 +211,12 @@ fn ca_bundle_and_resolv_conf_are_read_only_in_network_steps_and_stay_out_of_the_
     for layers in [fx.layers(), vec![fx.base.clone()]] {
         let mut session = exec.prepare(&layers, CancelToken::new()).unwrap();
         let image_bundle = session.reader().read("/etc/ssl/certs/ca-certificates.crt").unwrap();
-        let mut out = String::new();
         let script = "cat /etc/ssl/certs/ca-certificates.crt /etc/ssl/openssl.cnf /etc/resolv.conf; \
                       test -e /opt/certifi && echo certifi-created; \
                       echo x >> /etc/ssl/certs/ca-certificates.crt || echo bundle-read-only; \
                       echo x >> /etc/resolv.conf || echo resolv-read-only; \
                       echo changed > /etc/new.txt";
-        session
-            .run_step(&sh("look at mounts", script).network(true), &mut |s, l| {
-                if s == Stream::Stdout {
-                    out.push_str(l);
-                    out.push('\n');
-                }
-            })
-            .unwrap();
+        let out = stdout_of(&mut session, &sh("look at mounts", script).network(true));
         assert_eq!(
             out,
             "# a test CA bundle\n# a test CA bundle\nnameserver 192.0.2.53\nbundle-read-only\nresolv-read-only\n"
@@ -907,15 +899,8 @@ fn a_step_in_the_image_writes_a_read_only_cache_into_a_throwaway_view_or_without
         config.proxy_env.clear();
         let exec = LocalExecutor::new(config).unwrap();
         let mut session = exec.prepare(&fx.layers(), CancelToken::new()).unwrap();
-        let mut out = String::new();
-        let result = session.run_step(&step, &mut |stream, l| {
-            if stream == Stream::Stdout {
-                out.push_str(l);
-                out.push('\n');
-            }
-        });
-        result.unwrap_or_else(|e| panic!("{mode:?}: {e}"));
-        assert_eq!(out, "entry\nmore\n", "the step saw its own writes");
+        let out = stdout_of(&mut session, &step);
+        assert_eq!(out, "entry\nmore\n", "the step saw its own writes ({mode:?})");
         if use_overlay {
             assert_eq!(fs::read_to_string(cache.path().join("index")).unwrap(), "entry\n");
             assert!(!cache.path().join("new").exists());
