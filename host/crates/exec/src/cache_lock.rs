@@ -18,13 +18,16 @@
 //! otherwise leave the install wanting versions it never downloaded).
 //!
 //! Small files (under [`COPY_BELOW`]) are copied into the snapshot, larger
-//! ones hard-linked. Small files are the ones tools change in place: npm's
-//! cacache appends entries to its `index-v5` bucket files, and lock and
-//! stamp files are rewritten; a link would let a later writer's append
-//! reach a reader's snapshot, naming content the snapshot lacks. The large
-//! files are downloads, which every tool caulk drives writes whole and
-//! renames into place (apt's `partial/`, cacache's `tmp/`) and deletes by
-//! unlinking, so a snapshot's link keeps what it was when taken.
+//! ones hard-linked, except in the dirs of [`APPENDED_DIRS`], whose files
+//! are copied whatever their size. Those are the files tools change in
+//! place: npm's cacache appends an entry to an `index-v5` bucket on every
+//! write (a long-lived cache's bucket for a busy package grows past any
+//! size), and lock and stamp files are rewritten; a link would let a later
+//! writer's append reach a reader's snapshot, naming content the snapshot
+//! lacks. The large files are downloads, which every tool caulk drives
+//! writes whole and renames into place (apt's `partial/`, cacache's `tmp/`)
+//! and deletes by unlinking, so a snapshot's link keeps what it was when
+//! taken.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -245,21 +248,27 @@ fn sweep(place: &Path) {
 /// index buckets and lock or stamp files, which tools change in place.
 const COPY_BELOW: u64 = 64 * 1024;
 
+/// Dirs (by name, at any depth) whose files are copied into a snapshot
+/// whatever their size: cacache's index, whose buckets npm appends to in
+/// place and never renames.
+const APPENDED_DIRS: &[&str] = &["index-v5"];
+
 /// Deeper than any package manager's cache: a tree past it was made by an
 /// image's step, and is read in place rather than walked.
 const MAX_DEPTH: usize = 32;
 
 /// Recreates the tree under `from` in `to`: dirs (with owner and mode),
-/// small files as copies and the others as hard links, symlinks as
-/// symlinks. Anything else (a socket or FIFO a tool left) is not cache
+/// small files and those under [`APPENDED_DIRS`] as copies and the others
+/// as hard links, symlinks as symlinks. Anything else (a socket or FIFO a tool left) is not cache
 /// content and is left out. Walked with a stack, not recursion: the tree
 /// was written by image code.
 fn copy_tree(from: &Path, to: &Path, cancel: &CancelToken) -> io::Result<()> {
-    let mut pending = vec![(from.to_owned(), to.to_owned(), 0)];
+    // (source dir, its copy, depth, whether its files are appended to in place)
+    let mut pending = vec![(from.to_owned(), to.to_owned(), 0, false)];
     // Owner and mode are set once a dir is filled: a read-only dir could
     // not take its entries.
     let mut dirs = Vec::new();
-    while let Some((from, to, depth)) = pending.pop() {
+    while let Some((from, to, depth, appended)) = pending.pop() {
         if depth > MAX_DEPTH {
             return Err(io::Error::other(format!("it is more than {MAX_DEPTH} dirs deep")));
         }
@@ -273,10 +282,11 @@ fn copy_tree(from: &Path, to: &Path, cancel: &CancelToken) -> io::Result<()> {
             if kind.is_dir() {
                 fs::create_dir(&dest)?;
                 dirs.push((dest.clone(), entry.metadata()?));
-                pending.push((source, dest, depth + 1));
+                let appended = appended || APPENDED_DIRS.iter().any(|d| entry.file_name() == **d);
+                pending.push((source, dest, depth + 1, appended));
             } else if kind.is_file() {
                 let meta = entry.metadata()?;
-                if meta.len() < COPY_BELOW {
+                if appended || meta.len() < COPY_BELOW {
                     copy_file(&source, &dest, &meta)?;
                 } else {
                     fs::hard_link(&source, &dest)?;
@@ -361,6 +371,30 @@ mod tests {
         let meta = fs::metadata(&copy).unwrap();
         assert_eq!(meta.mode() & 0o7777, 0o640);
         assert_eq!(meta.modified().unwrap(), stamp, "the copy keeps the mtime tools compare");
+    }
+
+    #[test]
+    fn an_index_bucket_of_any_size_is_copied_and_a_later_append_does_not_reach_it() {
+        let top = tempfile::tempdir().unwrap();
+        let cache = top.path().join("npm");
+        let bucket = Path::new("_cacache/index-v5/ab/cd/0123");
+        let content = Path::new("_cacache/content-v2/sha512/ab/cd/ef");
+        for file in [bucket, content] {
+            fs::create_dir_all(cache.join(file.parent().unwrap())).unwrap();
+        }
+        // A bucket a long-lived cache has grown past the size rule.
+        let entries = "entry\n".repeat(usize::try_from(COPY_BELOW).unwrap());
+        fs::write(cache.join(bucket), &entries).unwrap();
+        fs::write(cache.join(content), vec![b't'; 100_000]).unwrap();
+
+        let snap = snapshot(&cache, &never()).unwrap();
+        let mut live = File::options().append(true).open(cache.join(bucket)).unwrap();
+        io::Write::write_all(&mut live, b"newer entry\n").unwrap();
+
+        let ino = |p: &Path| fs::metadata(p).unwrap().ino();
+        assert_eq!(fs::read_to_string(snap.tree().join(bucket)).unwrap(), entries);
+        assert_ne!(ino(&snap.tree().join(bucket)), ino(&cache.join(bucket)), "a copy, not a link");
+        assert_eq!(ino(&snap.tree().join(content)), ino(&cache.join(content)), "content is still linked");
     }
 
     #[test]
