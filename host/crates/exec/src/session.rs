@@ -310,10 +310,18 @@ impl<'e> Session<'e> {
     /// read-only (see [`Self::cache_views`]).
     fn cache_access(&self, run_in: &RunIn, caches: &[CacheMount]) -> Vec<CacheMount> {
         let tooling = matches!(run_in, RunIn::Tooling { .. });
-        if tooling || self.exec.overlay.is_some() {
+        if tooling || self.image_reads_snapshots() {
             return caches.to_vec();
         }
         caches.iter().map(|c| CacheMount { read_only: false, ..c.clone() }).collect()
+    }
+
+    /// Whether a step in the image that only reads a cache reads a snapshot
+    /// of it ([`Self::cache_access`]): only where overlayfs gives it a
+    /// writable view. The same rule decides whether pinning a snapshot for
+    /// the session's later readers is worth its copy.
+    fn image_reads_snapshots(&self) -> bool {
+        self.exec.overlay.is_some()
     }
 
     /// The read-only caches of a step in the image as copy-on-write views
@@ -478,9 +486,9 @@ impl<'e> Session<'e> {
             tracing::warn!(step = label, "{}", hit.describe());
         }
         drop(views);
-        // Where readers get snapshots at all (in the image that needs
-        // overlayfs), and only when the session goes on after this step.
-        if step.pin_caches && self.exec.overlay.is_some() && (outcome.success() || step.tolerate_failure) {
+        // Where readers get snapshots at all, and only when the session
+        // goes on after this step.
+        if step.pin_caches && self.image_reads_snapshots() && (outcome.success() || step.tolerate_failure) {
             if let Err(e) = held.release_pinning(label, &mut self.pins, &self.cancel) {
                 self.poisoned = true;
                 return Err(e);
