@@ -10,12 +10,14 @@
 # fails, so what the other lanes would do is thrown away), and what runs
 # is let finish.
 #
-# Output: a line when a command starts. When all are done, each command's
-# output whole: a command that succeeded prints both of its streams on
-# stdout, a failed one its stderr on stderr followed by a line naming it;
-# the last line of stderr names every failure, first the one whose status
-# the script exits with (the first in argument order). Only failures reach
-# stderr, whose end caulk keeps.
+# Output: a line when a command starts, naming its lane; then each
+# command's stdout as it comes, every line led by its lane ("[0] "), so
+# lanes running at once can be told apart. A command's stderr is kept until
+# all are done: a command that succeeded then prints it on stdout, a failed
+# one on stderr followed by a line naming it; the last line of stderr names
+# every failure, first the one whose status the script exits with (the
+# first in argument order). Only failures reach stderr, whose end caulk
+# keeps.
 # Python 3.5 and later: no f-strings.
 import json
 import os
@@ -59,7 +61,7 @@ for i in range(0, len(args), 2):
     lanes[lane].append((i // 2, json.loads(args[i + 1])))
 
 lock = threading.Lock()
-results = {}  # command number -> (label, code, stdout, stderr)
+results = {}  # command number -> (label, code, stderr)
 lost = []  # why a lane stopped without a result
 pending = list(order)
 stop = threading.Event()
@@ -67,28 +69,46 @@ stop = threading.Event()
 
 def say(line):
     with lock:
-        sys.stdout.buffer.write(text(line + "\n"))
+        sys.stdout.buffer.write(line)
         sys.stdout.buffer.flush()
 
 
+def start(command):
+    env = dict(os.environ)
+    env.update(command["env"])
+    return subprocess.Popen(command["argv"], env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def finish(child, prefix):
+    """Streams the child's stdout; returns its status and its stderr."""
+    err = []
+    # Read apart from stdout, or a child filling its stderr pipe would
+    # wait for a reader that waits for its stdout.
+    reader = threading.Thread(target=lambda: err.append(child.stderr.read()))
+    reader.start()
+    for line in child.stdout:
+        say(prefix + (line if line.endswith(b"\n") else line + b"\n"))
+    reader.join()
+    return child.wait(), b"".join(err)
+
+
 def run_lane(lane):
+    prefix = text("[{}] ".format(lane))
     for number, command in lanes[lane]:
         if stop.is_set():
             return
         label = command.get("label", "?")
-        say("caulk: started `{}`".format(label))
+        say(text("caulk: [{}] started `{}`\n".format(lane, label)))
         try:
-            env = dict(os.environ)
-            env.update(command["env"])
-            child = subprocess.Popen(command["argv"], env=env, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            out, err = child.communicate()
-            code = child.returncode
+            child = start(command)
         except Exception as e:  # a command that cannot start fails its lane
             program = (command.get("argv") or ["?"])[0]
-            out, err, code = b"", text("cannot run {}: {}\n".format(program, e)), 127
+            child, err, code = None, text("cannot run {}: {}\n".format(program, e)), 127
+        if child is not None:
+            code, err = finish(child, prefix)
         with lock:
-            results[number] = (label, code, out, err)
+            results[number] = (label, code, err)
         if code != 0:
             stop.set()
             return
@@ -116,16 +136,14 @@ for t in threads:
 
 failed = []
 for number in sorted(results):
-    label, code, out, err = results[number]
+    label, code, err = results[number]
     if code == 0:
-        sys.stdout.buffer.write(out + err)
+        sys.stdout.buffer.write(err)
     else:
         failed.append(number)
 sys.stdout.buffer.flush()
 for number in failed:
-    label, code, out, err = results[number]
-    sys.stdout.buffer.write(out)
-    sys.stdout.buffer.flush()
+    label, code, err = results[number]
     sys.stderr.buffer.write(err)
     sys.stderr.buffer.write(text("caulk: `{}` exited {}\n".format(label, code)))
     sys.stderr.buffer.flush()

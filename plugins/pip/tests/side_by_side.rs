@@ -59,11 +59,21 @@ fn lanes_run_at_once_and_a_lanes_commands_in_order() {
     ]);
     assert!(out.status.success(), "{out:?}");
     let stdout = lines(&out.stdout);
-    // A line as each command starts, then each command's output whole,
-    // in argument order.
-    assert_eq!(stdout.iter().filter(|l| l.starts_with("caulk: started")).count(), 3, "{stdout:#?}");
-    let outputs: Vec<&String> = stdout.iter().filter(|l| !l.starts_with("caulk: started")).collect();
-    assert_eq!(outputs, ["system met", "venv met"], "{stdout:#?}");
+    // A line as each command starts, naming its lane, and each command's
+    // output as it comes, led by its lane: the first command's line comes
+    // before its lane's next command starts.
+    let mut starts: Vec<&str> = stdout.iter().filter_map(|l| l.strip_prefix("caulk: ")).collect();
+    starts.sort_unstable();
+    assert_eq!(
+        starts,
+        ["[0] started `system again`", "[0] started `system`", "[1] started `venv`"],
+        "{stdout:#?}"
+    );
+    let mut outputs: Vec<&String> = stdout.iter().filter(|l| !l.starts_with("caulk: ")).collect();
+    outputs.sort();
+    assert_eq!(outputs, ["[0] system met", "[1] venv met"], "{stdout:#?}");
+    let at = |line: &str| stdout.iter().position(|l| l == line);
+    assert!(at("[0] system met") < at("caulk: [0] started `system again`"), "streamed: {stdout:#?}");
     assert_eq!(std::fs::read_to_string(&log).unwrap(), "first\nsecond\n");
     assert!(out.stderr.is_empty(), "nothing failed: {}", String::from_utf8_lossy(&out.stderr));
 }
@@ -103,6 +113,16 @@ fn only_failures_reach_stderr_and_a_failure_ends_its_lane() {
     );
     assert!(lines(&out.stdout).contains(&"ERROR: pip says this but exits 0".to_owned()));
     assert!(!after.exists(), "a failure ends its lane");
+}
+
+#[test]
+fn a_last_line_without_a_newline_still_ends_before_the_next() {
+    let out = run(&[("0", "first", "printf 'no newline'"), ("0", "second", "echo next")]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        lines(&out.stdout),
+        ["caulk: [0] started `first`", "[0] no newline", "caulk: [0] started `second`", "[0] next"]
+    );
 }
 
 #[test]
