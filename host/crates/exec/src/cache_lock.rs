@@ -19,12 +19,14 @@
 //!
 //! Small files (under [`COPY_BELOW`]) are copied into the snapshot, larger
 //! ones hard-linked, except in the dirs of [`APPENDED_DIRS`], whose files
-//! are copied whatever their size. Those are the files tools change in
+//! are copied up to [`MAX_APPENDED`]. Those are the files tools change in
 //! place: npm's cacache appends an entry to an `index-v5` bucket on every
-//! write (a long-lived cache's bucket for a busy package grows past any
-//! size), and lock and stamp files are rewritten; a link would let a later
-//! writer's append reach a reader's snapshot, naming content the snapshot
-//! lacks. The large files are downloads, which every tool caulk drives
+//! write (a long-lived cache's bucket for a busy package outgrows the small
+//! files' limit), and lock and stamp files are rewritten; a link would let
+//! a later writer's append reach a reader's snapshot, naming content the
+//! snapshot lacks. The caches are written by image code, so what a snapshot
+//! copies is bounded ([`MAX_COPIED`] in all): past that, files are linked,
+//! which only a cache filled on purpose reaches. The large files are downloads, which every tool caulk drives
 //! writes whole and renames into place (apt's `partial/`, cacache's `tmp/`)
 //! and deletes by unlinking, so a snapshot's link keeps what it was when
 //! taken.
@@ -248,23 +250,33 @@ fn sweep(place: &Path) {
 /// index buckets and lock or stamp files, which tools change in place.
 const COPY_BELOW: u64 = 64 * 1024;
 
-/// Dirs (by name, at any depth) whose files are copied into a snapshot
-/// whatever their size: cacache's index, whose buckets npm appends to in
+/// Dirs (by name, at any depth) whose files are copied into a snapshot up
+/// to [`MAX_APPENDED`]: cacache's index, whose buckets npm appends to in
 /// place and never renames.
 const APPENDED_DIRS: &[&str] = &["index-v5"];
+
+/// The largest file of [`APPENDED_DIRS`] copied: a bucket of some 16,000
+/// entries, far past what npm writes for one key.
+const MAX_APPENDED: u64 = 16 << 20;
+
+/// Bytes one snapshot copies at most. Image code writes the caches: planted
+/// files (a sparse one costs nothing to make) must not make every snapshot
+/// fill the disk, or hold the shared lock while it does.
+const MAX_COPIED: u64 = 256 << 20;
 
 /// Deeper than any package manager's cache: a tree past it was made by an
 /// image's step, and is read in place rather than walked.
 const MAX_DEPTH: usize = 32;
 
 /// Recreates the tree under `from` in `to`: dirs (with owner and mode),
-/// small files and those under [`APPENDED_DIRS`] as copies and the others
-/// as hard links, symlinks as symlinks. Anything else (a socket or FIFO a tool left) is not cache
+/// small files and those under [`APPENDED_DIRS`] as copies (within
+/// [`MAX_COPIED`]) and the others as hard links, symlinks as symlinks. Anything else (a socket or FIFO a tool left) is not cache
 /// content and is left out. Walked with a stack, not recursion: the tree
 /// was written by image code.
 fn copy_tree(from: &Path, to: &Path, cancel: &CancelToken) -> io::Result<()> {
     // (source dir, its copy, depth, whether its files are appended to in place)
     let mut pending = vec![(from.to_owned(), to.to_owned(), 0, false)];
+    let mut copied = 0;
     // Owner and mode are set once a dir is filled: a read-only dir could
     // not take its entries.
     let mut dirs = Vec::new();
@@ -286,7 +298,10 @@ fn copy_tree(from: &Path, to: &Path, cancel: &CancelToken) -> io::Result<()> {
                 pending.push((source, dest, depth + 1, appended));
             } else if kind.is_file() {
                 let meta = entry.metadata()?;
-                if appended || meta.len() < COPY_BELOW {
+                let len = meta.len();
+                let changed_in_place = len < COPY_BELOW || (appended && len <= MAX_APPENDED);
+                if changed_in_place && copied + len <= MAX_COPIED {
+                    copied += len;
                     copy_file(&source, &dest, &meta)?;
                 } else {
                     fs::hard_link(&source, &dest)?;
@@ -374,7 +389,7 @@ mod tests {
     }
 
     #[test]
-    fn an_index_bucket_of_any_size_is_copied_and_a_later_append_does_not_reach_it() {
+    fn a_large_index_bucket_is_copied_and_a_later_append_does_not_reach_it() {
         let top = tempfile::tempdir().unwrap();
         let cache = top.path().join("npm");
         let bucket = Path::new("_cacache/index-v5/ab/cd/0123");
@@ -395,6 +410,28 @@ mod tests {
         assert_eq!(fs::read_to_string(snap.tree().join(bucket)).unwrap(), entries);
         assert_ne!(ino(&snap.tree().join(bucket)), ino(&cache.join(bucket)), "a copy, not a link");
         assert_eq!(ino(&snap.tree().join(content)), ino(&cache.join(content)), "content is still linked");
+    }
+
+    #[test]
+    fn planted_buckets_cannot_make_a_snapshot_copy_without_end() {
+        let top = tempfile::tempdir().unwrap();
+        let cache = top.path().join("npm");
+        let index = cache.join("_cacache/index-v5/ab");
+        fs::create_dir_all(&index).unwrap();
+        // Sparse: no blocks, any length.
+        File::create(index.join("huge")).unwrap().set_len(1 << 40).unwrap();
+        for i in 0..20 {
+            File::create(index.join(format!("big-{i}"))).unwrap().set_len(MAX_APPENDED).unwrap();
+        }
+
+        let snap = snapshot(&cache, &never()).unwrap();
+        let linked = |name: &str| {
+            let (copy, live) = (snap.tree().join("_cacache/index-v5/ab").join(name), index.join(name));
+            fs::metadata(copy).unwrap().ino() == fs::metadata(live).unwrap().ino()
+        };
+        assert!(linked("huge"), "past the size of any real bucket");
+        let copied = (0..20).filter(|i| !linked(&format!("big-{i}"))).count();
+        assert_eq!(u64::try_from(copied).unwrap(), MAX_COPIED / MAX_APPENDED, "copies stop at the budget");
     }
 
     #[test]
