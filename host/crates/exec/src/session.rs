@@ -310,18 +310,10 @@ impl<'e> Session<'e> {
     /// read-only (see [`Self::cache_views`]).
     fn cache_access(&self, run_in: &RunIn, caches: &[CacheMount]) -> Vec<CacheMount> {
         let tooling = matches!(run_in, RunIn::Tooling { .. });
-        if tooling || self.image_reads_snapshots() {
+        if tooling || self.exec.overlay.is_some() {
             return caches.to_vec();
         }
         caches.iter().map(|c| CacheMount { read_only: false, ..c.clone() }).collect()
-    }
-
-    /// Whether a step in the image that only reads a cache reads a snapshot
-    /// of it ([`Self::cache_access`]): only where overlayfs gives it a
-    /// writable view. The same rule decides whether pinning a snapshot for
-    /// the session's later readers is worth its copy.
-    fn image_reads_snapshots(&self) -> bool {
-        self.exec.overlay.is_some()
     }
 
     /// The read-only caches of a step in the image as copy-on-write views
@@ -486,9 +478,11 @@ impl<'e> Session<'e> {
             tracing::warn!(step = label, "{}", hit.describe());
         }
         drop(views);
-        // Where readers get snapshots at all, and only when the session
-        // goes on after this step.
-        if step.pin_caches && self.image_reads_snapshots() && (outcome.success() || step.tolerate_failure) {
+        // Only when the session goes on after this step. Without overlayfs
+        // a reader in the image takes the live dir and leaves the pin
+        // unused, but one in a tooling root (apt's distroless install)
+        // still reads snapshots, so the pin is taken all the same.
+        if step.pin_caches && (outcome.success() || step.tolerate_failure) {
             if let Err(e) = held.release_pinning(label, &mut self.pins, &self.cancel) {
                 self.poisoned = true;
                 return Err(e);

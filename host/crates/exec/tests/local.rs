@@ -983,6 +983,28 @@ fn a_session_reads_a_cache_as_its_own_last_write_left_it() {
 }
 
 #[test]
+fn without_overlayfs_a_tooling_reader_still_reads_its_sessions_pin() {
+    // Without overlayfs a reader in the image takes the live dir, but one
+    // in a tooling root (apt's distroless install) reads snapshots: the
+    // pin must still be taken for it.
+    let fx = fixture();
+    let work = workdir();
+    let cache = tempfile::tempdir_in(work.path()).unwrap();
+    let mut config = ExecutorConfig::new(work.path());
+    config.use_overlay = false;
+    let exec = LocalExecutor::new(config).unwrap();
+    let write = |what: &str| sh("fetch", &format!("echo {what} > /mnt/Packages")).cache(cache.path(), "/mnt");
+    let read = sh("install", "cat /mnt/Packages")
+        .read_only_cache(cache.path(), "/mnt")
+        .run_in(RunIn::Tooling { root: ToolingRoot::Host, mount_point: "/target".to_owned() });
+    let mut job = exec.prepare(&fx.layers(), CancelToken::new()).unwrap();
+    let mut other = exec.prepare(&fx.layers(), CancelToken::new()).unwrap();
+    job.run_step(&write("mine").pin_caches(true), &mut quiet()).unwrap();
+    other.run_step(&write("theirs"), &mut quiet()).unwrap();
+    assert_eq!(stdout_of(&mut job, &read), "mine\n", "the job's own fetch");
+}
+
+#[test]
 fn a_cache_a_step_mounts_both_writable_and_read_only_is_read_only_where_asked() {
     // The read-only mount is of the live dir the step writes through the
     // other one: a bind, not an overlay whose lower dir changes under it.
