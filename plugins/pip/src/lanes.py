@@ -12,12 +12,14 @@
 #
 # Output: a line when a command starts, naming its lane; then each
 # command's stdout as it comes, every line led by its lane ("[0] "), so
-# lanes running at once can be told apart. A command's stderr is kept until
-# all are done: a command that succeeded then prints it on stdout, a failed
-# one on stderr followed by a line naming it; the last line of stderr names
-# every failure, first the one whose status the script exits with (the
-# first in argument order). Only failures reach stderr, whose end caulk
-# keeps.
+# lanes running at once can be told apart (a line longer than LINE comes in
+# pieces, each led by its lane). A command's stderr is kept until all are
+# done: a command that succeeded then prints it on stdout, led by its lane
+# (pip's WARNING lines and its report of broken requirements go to stderr
+# with status 0), a failed one on stderr as it is, followed by a line naming
+# it; the last line of stderr names every failure, first the one whose
+# status the script exits with (the first in argument order). Only failures
+# reach stderr, whose end caulk keeps.
 # Python 3.5 and later: no f-strings.
 import json
 import os
@@ -26,6 +28,9 @@ import sys
 import threading
 
 MAX_AT_ONCE = 4
+# Bytes of a line printed at once: caulk splits longer lines itself, which
+# would leave the rest without its lane.
+LINE = 16384
 
 
 def text(s):
@@ -61,7 +66,7 @@ for i in range(0, len(args), 2):
     lanes[lane].append((i // 2, json.loads(args[i + 1])))
 
 lock = threading.Lock()
-results = {}  # command number -> (label, code, stderr)
+results = {}  # command number -> (label, lane, code, stderr)
 lost = []  # why a lane stopped without a result
 pending = list(order)
 stop = threading.Event()
@@ -80,15 +85,36 @@ def start(command):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
+def led(prefix, data):
+    """Each line of data led by prefix, in pieces of at most LINE bytes."""
+    out = []
+    for line in data.splitlines():
+        for at in range(0, max(len(line), 1), LINE):
+            out.append(prefix + line[at:at + LINE] + b"\n")
+    return b"".join(out)
+
+
 def finish(child, prefix):
     """Streams the child's stdout; returns its status and its stderr."""
     err = []
     # Read apart from stdout, or a child filling its stderr pipe would
-    # wait for a reader that waits for its stdout.
+    # wait for a reader that waits for its stdout. A daemon: should this
+    # lane fail, it must not keep the script alive.
     reader = threading.Thread(target=lambda: err.append(child.stderr.read()))
+    reader.daemon = True
     reader.start()
-    for line in child.stdout:
-        say(prefix + (line if line.endswith(b"\n") else line + b"\n"))
+    try:
+        while True:
+            piece = child.stdout.readline(LINE)
+            if not piece:
+                break
+            say(prefix + (piece if piece.endswith(b"\n") else piece + b"\n"))
+    except BaseException:
+        # Nobody reads its output any more: a child left running would
+        # block on a full pipe until the step's time limit.
+        child.kill()
+        child.wait()
+        raise
     reader.join()
     return child.wait(), b"".join(err)
 
@@ -108,7 +134,7 @@ def run_lane(lane):
         if child is not None:
             code, err = finish(child, prefix)
         with lock:
-            results[number] = (label, code, err)
+            results[number] = (label, lane, code, err)
         if code != 0:
             stop.set()
             return
@@ -136,14 +162,14 @@ for t in threads:
 
 failed = []
 for number in sorted(results):
-    label, code, err = results[number]
+    label, lane, code, err = results[number]
     if code == 0:
-        sys.stdout.buffer.write(err)
+        sys.stdout.buffer.write(led(text("[{}] ".format(lane)), err))
     else:
         failed.append(number)
 sys.stdout.buffer.flush()
 for number in failed:
-    label, code, err = results[number]
+    label, lane, code, err = results[number]
     sys.stderr.buffer.write(err)
     sys.stderr.buffer.write(text("caulk: `{}` exited {}\n".format(label, code)))
     sys.stderr.buffer.flush()
@@ -151,10 +177,10 @@ for why in lost:
     sys.stderr.buffer.write(text(why + "\n"))
 status = 0
 if failed:
-    code = results[failed[0]][1]
+    code = results[failed[0]][2]
     # A signal's negative status, or one out of range, still fails.
     status = code if 0 < code < 256 else 1
-    names = ["`{}` ({})".format(results[n][0], results[n][1]) for n in failed]
+    names = ["`{}` ({})".format(results[n][0], results[n][2]) for n in failed]
     sys.stderr.buffer.write(text("caulk: failed: {}\n".format(", ".join(names))))
 elif lost or len(results) != len(args) // 2:
     sys.stderr.buffer.write(text("caulk: a lane stopped before its end\n"))

@@ -252,7 +252,8 @@ pub const MERGE_TARGET: &str = include_str!("merge.py");
 /// Runs the pip installs of several environments side by side in one step:
 /// `python -I -B -c SIDE_BY_SIDE LANE COMMAND_JSON ...`. A lane holds the
 /// environments that could meet, its commands in order; lanes run at once,
-/// at most one per usable CPU. Each command's output is printed whole once
-/// all are done; only failures reach stderr, so the step's stderr tail is
-/// about them (see the script's head).
+/// at most one per usable CPU. Each command's stdout is printed as it
+/// comes, every line led by its lane; its stderr once all are done, and
+/// only failures' on stderr, so the step's stderr tail is about them (see
+/// the script's head).
 pub const SIDE_BY_SIDE: &str = include_str!("lanes.py");

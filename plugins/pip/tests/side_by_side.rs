@@ -111,7 +111,9 @@ fn only_failures_reach_stderr_and_a_failure_ends_its_lane() {
         ],
         "a successful pip's ERROR: line is not mistaken for the failure's"
     );
-    assert!(lines(&out.stdout).contains(&"ERROR: pip says this but exits 0".to_owned()));
+    // A successful pip's stderr (its warnings) comes on stdout, led by
+    // its lane like the rest of its output.
+    assert!(lines(&out.stdout).contains(&"[1] ERROR: pip says this but exits 0".to_owned()), "{out:?}");
     assert!(!after.exists(), "a failure ends its lane");
 }
 
@@ -123,6 +125,22 @@ fn a_last_line_without_a_newline_still_ends_before_the_next() {
         lines(&out.stdout),
         ["caulk: [0] started `first`", "[0] no newline", "caulk: [0] started `second`", "[0] next"]
     );
+}
+
+#[test]
+fn a_long_line_comes_in_pieces_each_led_by_its_lane() {
+    let out = run(&[("0", "long", "head -c 40000 /dev/zero | tr '\\0' x; echo; echo short >&2")]);
+    assert!(out.status.success(), "{out:?}");
+    let stdout = lines(&out.stdout);
+    let pieces: Vec<&String> = stdout.iter().filter(|l| !l.starts_with("caulk: ")).collect();
+    assert!(pieces.len() >= 3, "{} pieces", pieces.len());
+    for piece in &pieces[..pieces.len() - 1] {
+        let rest = piece.strip_prefix("[0] ").expect("every piece led by its lane");
+        assert!(rest.len() <= 16384 && rest.bytes().all(|b| b == b'x'), "{}", rest.len());
+    }
+    let joined: usize = pieces[..pieces.len() - 1].iter().map(|p| p.len() - "[0] ".len()).sum();
+    assert_eq!(joined, 40000);
+    assert_eq!(pieces.last().unwrap().as_str(), "[0] short");
 }
 
 #[test]
