@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use caulk_image::transport::RegistryOptions;
-use caulk_image::{CopyOptions, Error, Image, ImageRef, Platform, TransportOptions, copy};
+use caulk_image::transport::registry::{MAX_TAGS, list_tags};
+use caulk_image::{CopyOptions, Error, Image, ImageRef, Platform, RegistryRef, TransportOptions, copy};
 use common::registry::Registry;
 use common::{skopeo, synthetic, tempdir};
 
@@ -125,11 +126,46 @@ fn htpasswd_registry_needs_the_docker_config_credentials() {
     cp_with(&remote, &back, &authed).unwrap();
 }
 
-/// What the hostile server does when asked for the layer blob.
+#[test]
+fn the_tags_of_a_repository_nobody_pushed_to_are_not_found() {
+    let registry = Registry::start();
+    cp(&format!("oci:{}:single", synthetic().display()), &format!("{}/caulk/tagged:v1", registry.addr));
+    let list = |repo: &str| {
+        let reference = RegistryRef::parse(&format!("{}/{repo}", registry.addr)).unwrap();
+        list_tags(&reference, &RegistryOptions::default())
+    };
+    assert_eq!(list("caulk/tagged").unwrap(), ["v1"]);
+    // A fleet's first run into a new target repository: no tags yet, not a failure.
+    match list("caulk/never-pushed") {
+        Err(Error::ImageNotFound { reference, .. }) => {
+            assert!(reference.contains("never-pushed"), "{reference}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_registry_listing_tags_without_end_is_cut_off() {
+    let (addr, hits) = hostile_registry(Misbehaviour::EndlessTags);
+    let reference = RegistryRef::parse(&format!("{addr}/endless")).unwrap();
+    let Err(err) = list_tags(&reference, &RegistryOptions::default()) else {
+        panic!("an endless listing ended")
+    };
+    assert!(
+        matches!(err, Error::RegistryRefused { .. }) && err.to_string().contains("more than 100000 tags"),
+        "{err}"
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), MAX_TAGS / 100 + 1, "pages asked for");
+}
+
+/// What the hostile server does when asked for the layer blob (or, for
+/// `EndlessTags`, for the tags).
 #[derive(Clone, Copy)]
 enum Misbehaviour {
     ServerError,
     DropMidBlob,
+    /// A full page of new tags for every `tags/list`, however far `last`.
+    EndlessTags,
 }
 
 /// A tiny registry that serves one image but misbehaves on its layer,
@@ -144,7 +180,8 @@ fn hostile_registry(mode: Misbehaviour) -> (String, Arc<AtomicUsize>) {
     let hits = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&hits);
     std::thread::spawn(move || {
-        for stream in listener.incoming().take(200) {
+        // Bounded, yet past the pages an endless tag listing is read to.
+        for stream in listener.incoming().take(MAX_TAGS / 100 + 200) {
             let Ok(stream) = stream else { continue };
             let (img, layer, counter) = (img.clone(), layer.clone(), Arc::clone(&counter));
             std::thread::spawn(move || serve(stream, &img, &layer, mode, &counter));
@@ -191,6 +228,16 @@ fn serve(
         };
         if path == "/v2/" {
             respond(&mut out, "200 OK", "application/json", b"{}");
+        } else if path.contains("/tags/list") {
+            hits.fetch_add(1, Ordering::SeqCst);
+            let page = hits.load(Ordering::SeqCst);
+            let tags: Vec<String> = (0..100).map(|i| format!("t{page}-{i}")).collect();
+            respond(
+                &mut out,
+                "200 OK",
+                "application/json",
+                &serde_json::to_vec(&serde_json::json!({"name": "endless", "tags": tags})).unwrap(),
+            );
         } else if path.contains("/manifests/") {
             respond(&mut out, "200 OK", &img.manifest.media_type, &img.manifest.bytes);
         } else if path.ends_with(img.config.desc.digest.as_str()) {
@@ -198,7 +245,7 @@ fn serve(
         } else if path.contains("/blobs/") {
             hits.fetch_add(1, Ordering::SeqCst);
             match mode {
-                Misbehaviour::ServerError => {
+                Misbehaviour::ServerError | Misbehaviour::EndlessTags => {
                     respond(&mut out, "500 Internal Server Error", "text/plain", b"boom");
                 }
                 Misbehaviour::DropMidBlob => {

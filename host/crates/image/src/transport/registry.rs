@@ -104,6 +104,25 @@ impl Session {
         classify(&self.registry, e)
     }
 
+    /// [`Self::error`], with a refusal naming one of `codes` (the
+    /// registry's "no such thing") made [`Error::ImageNotFound`]. The codes
+    /// are matched without underscores: `classify` spells an envelope's
+    /// code as the client's enum does (`NAMEUNKNOWN`).
+    fn not_found_or(&self, e: &OciDistributionError, codes: &[&str], reference: String) -> Error {
+        match self.error(e) {
+            Error::RegistryRefused { reason, .. }
+                if codes.iter().any(|c| reason.replace('_', "").contains(&c.replace('_', ""))) =>
+            {
+                Error::ImageNotFound {
+                    origin: format!("docker://{}", self.registry),
+                    reference,
+                    hint: String::new(),
+                }
+            }
+            other => other,
+        }
+    }
+
     fn pull_manifest(&self, reference: &Reference) -> Result<(Vec<u8>, Digest)> {
         let (bytes, digest) = runtime()
             .block_on(self.client.pull_manifest_raw(
@@ -111,18 +130,7 @@ impl Session {
                 &RegistryAuth::Anonymous,
                 &media::MANIFEST_ACCEPT,
             ))
-            .map_err(|e| match self.error(&e) {
-                Error::RegistryRefused { reason, .. }
-                    if reason.contains("MANIFEST_UNKNOWN") || reason.contains("NAME_UNKNOWN") =>
-                {
-                    Error::ImageNotFound {
-                        origin: format!("docker://{}", self.registry),
-                        reference: reference.whole(),
-                        hint: String::new(),
-                    }
-                }
-                other => other,
-            })?;
+            .map_err(|e| self.not_found_or(&e, &["MANIFEST_UNKNOWN", "NAME_UNKNOWN"], reference.whole()))?;
         // The registry's word for the digest is not enough: hash the bytes.
         let actual = Digest::of(&bytes);
         if let Ok(claimed) = Digest::parse(&digest)
@@ -193,8 +201,15 @@ fn source_chain(e: &dyn std::error::Error) -> String {
 /// Docker Hub and quay.io cap pages at 100 whatever `n` asks.
 const TAGS_PAGE: usize = 100;
 
+/// The most tags [`list_tags`] takes from one repository: far more than any
+/// real one has, and a registry that pages on without end must not keep
+/// caulk listing (and growing) forever.
+pub const MAX_TAGS: usize = 100_000;
+
 /// Every tag of `reference`'s repository (`/v2/<name>/tags/list`, following
-/// pages), in the registry's order. The reference's own tag is ignored.
+/// pages), in the registry's order. The reference's own tag is ignored. A
+/// repository nobody has pushed to is [`Error::ImageNotFound`] (the
+/// registry's `NAME_UNKNOWN`).
 pub fn list_tags(reference: &RegistryRef, options: &RegistryOptions) -> Result<Vec<String>> {
     let session = Session::new(reference, options)?;
     let mut tags: Vec<String> = Vec::new();
@@ -208,7 +223,15 @@ pub fn list_tags(reference: &RegistryRef, options: &RegistryOptions) -> Result<V
                 Some(TAGS_PAGE),
                 last.as_deref(),
             ))
-            .map_err(|e| session.error(&e))?;
+            .map_err(|e| session.not_found_or(&e, &["NAME_UNKNOWN"], reference.to_string()))?;
+        if tags.len() + page.tags.len() > MAX_TAGS {
+            return Err(Error::RegistryRefused {
+                registry: session.registry.clone(),
+                reason: format!(
+                    "it lists more than {MAX_TAGS} tags for {reference}; caulk stops listing there"
+                ),
+            });
+        }
         let count = page.tags.len();
         // A registry that ignores `last` would repeat the first page forever.
         let fresh: Vec<String> = page.tags.into_iter().filter(|t| seen.insert(t.clone())).collect();
