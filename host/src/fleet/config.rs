@@ -78,8 +78,9 @@ struct RawImage {
 struct RawTags {
     strategy: String,
     pattern: Option<String>,
+    /// Copa reads it as a Go int: 0 or less means no cap.
     #[serde(default)]
-    max_tags: usize,
+    max_tags: i64,
     #[serde(default)]
     list: Vec<String>,
     #[serde(default)]
@@ -197,7 +198,7 @@ pub enum Parse {
 
 /// Checks a config's text; `base_dir` resolves relative paths.
 pub fn parse(text: &str, base_dir: PathBuf) -> Result<PatchConfig, Parse> {
-    let raw: RawConfig = serde_yaml::from_str(text).map_err(Parse::Yaml)?;
+    let raw = read_yaml(text).map_err(Parse::Yaml)?;
     let invalid = |reason: String| Parse::Invalid(reason);
     if raw.api_version != COPA_API && raw.api_version != CAULK_API {
         return Err(invalid(format!(
@@ -225,14 +226,16 @@ pub fn parse(text: &str, base_dir: PathBuf) -> Result<PatchConfig, Parse> {
     }
     let caulk_api = raw.api_version == CAULK_API;
     let mut images = Vec::with_capacity(raw.images.len());
-    let mut names = std::collections::BTreeSet::new();
+    // Copa takes an empty string for "not set", so an image's `registry: ""`
+    // falls back to the config's, as in Copa.
+    let set = |value: Option<String>| value.filter(|v| !v.is_empty());
+    let (default_registry, default_tag) = (set(raw.target.registry), set(raw.target.tag));
+    // Names label the summary's rows; Copa lets two entries share one, and
+    // jobs that would write the same tags are held back by what they write.
     for image in raw.images {
         let at = |reason: String| invalid(format!("images[{}]: {reason}", image.name));
         if image.name.trim().is_empty() {
             return Err(invalid(format!("an image of `{}` has no name", image.image)));
-        }
-        if !names.insert(image.name.clone()) {
-            return Err(at("the name is used twice".to_owned()));
         }
         if image.chisel_release.is_some() {
             return Err(at("`chiselRelease` (Copa's Chisel patching) is not supported by caulk".to_owned()));
@@ -254,7 +257,7 @@ pub fn parse(text: &str, base_dir: PathBuf) -> Result<PatchConfig, Parse> {
         }
         let repository = repository_of(&image.image, &base_dir).map_err(at)?;
         let strategy = strategy(image.tags).map_err(at)?;
-        let tag_text = image.target.tag.or_else(|| raw.target.tag.clone());
+        let tag_text = set(image.target.tag).or_else(|| default_tag.clone());
         let tag_template =
             TagTemplate::parse(tag_text.as_deref().unwrap_or(DEFAULT_TAG_TEMPLATE)).map_err(at)?;
         let report = image.report.as_deref().map(TagTemplate::parse).transpose().map_err(at)?;
@@ -266,12 +269,42 @@ pub fn parse(text: &str, base_dir: PathBuf) -> Result<PatchConfig, Parse> {
             image: repository,
             strategy,
             platforms: image.platforms,
-            target_registry: image.target.registry.or_else(|| raw.target.registry.clone()),
+            target_registry: set(image.target.registry).or_else(|| default_registry.clone()),
             tag_template,
             report,
         });
     }
     Ok(PatchConfig { api_version: raw.api_version, images, base_dir })
+}
+
+/// The file's fields. YAML merge keys (`<<: *defaults`), which Copa's YAML
+/// library applies, are applied first; serde_yaml does not when it reads
+/// straight into the fields, and would call `<<` an unknown field. A file
+/// without them is read straight, so errors keep their line and column.
+fn read_yaml(text: &str) -> Result<RawConfig, serde_yaml::Error> {
+    let mut value: serde_yaml::Value = serde_yaml::from_str(text)?;
+    if !has_merge_key(&value, 0) {
+        return serde_yaml::from_str(text);
+    }
+    value.apply_merge()?;
+    serde_yaml::from_value(value)
+}
+
+/// Whether a `<<` key appears anywhere (within a depth no PatchConfig
+/// needs; deeper is left to serde_yaml, which then names the key).
+fn has_merge_key(value: &serde_yaml::Value, depth: usize) -> bool {
+    use serde_yaml::Value;
+    if depth > 16 {
+        return false;
+    }
+    match value {
+        Value::Mapping(map) => {
+            map.iter().any(|(k, v)| k.as_str() == Some("<<") || has_merge_key(v, depth + 1))
+        }
+        Value::Sequence(items) => items.iter().any(|v| has_merge_key(v, depth + 1)),
+        Value::Tagged(tagged) => has_merge_key(&tagged.value, depth + 1),
+        _ => false,
+    }
 }
 
 /// The repository an `image` entry names, without a tag. A relative
@@ -306,7 +339,8 @@ fn strategy(raw: RawTags) -> Result<Strategy, String> {
             let text = raw.pattern.filter(|p| !p.is_empty()).ok_or("strategy `pattern` needs a `pattern`")?;
             let pattern = regex::Regex::new(&text)
                 .map_err(|e| format!("`pattern` {text:?} is not a valid regex: {e}"))?;
-            Ok(Strategy::Pattern { pattern, max_tags: raw.max_tags, exclude: raw.exclude })
+            let max_tags = usize::try_from(raw.max_tags).unwrap_or(0);
+            Ok(Strategy::Pattern { pattern, max_tags, exclude: raw.exclude })
         }
         "latest" => Ok(Strategy::Latest { exclude: raw.exclude }),
         other => Err(format!("unknown tag strategy `{other}` (use list, pattern or latest)")),
@@ -354,6 +388,26 @@ mod tests {
             parsed(&report).unwrap().images[0].report.as_ref().unwrap().render("v1"),
             "reports/v1.json"
         );
+    }
+
+    #[test]
+    fn copa_files_read_as_copas_yaml_reads_them() {
+        // Merge keys, an empty string for "not set", a negative maxTags
+        // (no cap) and one name for two entries: all as Copa takes them.
+        let text = "apiVersion: copa.sh/v1alpha1\nkind: PatchConfig\ntarget:\n  registry: ghcr.io/me\n  tag: '{{ .SourceTag }}-p'\nimages:\n  - &base\n    name: web\n    image: r.example/nginx\n    tags: {strategy: pattern, pattern: '^1\\.', maxTags: -1}\n    target: {registry: '', tag: ''}\n  - <<: *base\n    image: r.example/httpd\n";
+        let config = parsed(text).unwrap();
+        let [nginx, httpd] = &config.images[..] else { panic!("{:?}", config.images) };
+        assert_eq!((nginx.name.as_str(), httpd.name.as_str()), ("web", "web"));
+        assert_eq!(httpd.image, "r.example/httpd", "the entry's own key wins over the merged one");
+        for spec in [nginx, httpd] {
+            assert_eq!(spec.target_registry.as_deref(), Some("ghcr.io/me"));
+            assert_eq!(spec.tag_template.render("1.2"), "1.2-p");
+            assert!(matches!(spec.strategy, Strategy::Pattern { max_tags: 0, .. }), "{:?}", spec.strategy);
+        }
+        // Without merge keys, errors still say where.
+        let unmerged = &text[..text.find("  - <<:").unwrap()];
+        let bad = unmerged.replace("maxTags: -1", "maxTags: many");
+        assert!(parsed(&bad).unwrap_err().contains("line"), "{}", parsed(&bad).unwrap_err());
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod skip;
 pub mod summary;
 pub mod tags;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -56,6 +57,9 @@ pub struct Job {
     /// `registry/repo:tag` (or `DIR:tag`): what reports and the summary call it.
     pub source_name: String,
     pub destination: String,
+    /// The target repository and base tag (`repo:tag`, before any `-N`):
+    /// two jobs of one series would push the same tags.
+    pub series: String,
     pub target_name: String,
     /// The config's `platforms` (none: every platform of an index).
     pub platforms: Vec<Platform>,
@@ -115,15 +119,24 @@ pub fn run(
     });
     let mut listed = TagLister::new(&options.transport);
     let mut jobs: Vec<Job> = Vec::new();
+    let mut series = HashMap::new();
     for spec in &config.images {
-        let mut expansion = Expansion { listed: &mut listed, reports: reports.as_ref(), jobs: &mut jobs };
+        let mut expansion = Expansion {
+            listed: &mut listed,
+            reports: reports.as_ref(),
+            jobs: &mut jobs,
+            series: &mut series,
+        };
         expansion.expand(spec, config, options, scanners, &mut summary);
     }
-    let (jobs, clashing) = apart_from_clashes(jobs);
+    let (jobs, clashing) = apart_from_clashes(jobs, &series);
     summary.rows.extend(clashing.iter().map(|job| {
         FleetRow::failed(
             job,
-            &format!("another job of this config also writes {}; none of them ran", job.destination),
+            &format!(
+                "another job of this config (in this shard or another) also writes {} or its -N tags; none of them ran",
+                job.series
+            ),
         )
     }));
     let failed = AtomicBool::new(false);
@@ -150,6 +163,9 @@ struct Expansion<'a, 'b> {
     listed: &'a mut TagLister<'b>,
     reports: Option<&'a skip::ReportIndex>,
     jobs: &'a mut Vec<Job>,
+    /// How many chosen source tags, in every shard, write each patched-tag
+    /// series ([`Job::series`]).
+    series: &'a mut HashMap<String, usize>,
 }
 
 impl Expansion<'_, '_> {
@@ -166,10 +182,11 @@ impl Expansion<'_, '_> {
     ) {
         let mine = |key: &str| options.shard.is_none_or(|s| s.owns(key));
         let available = self.listed.tags(&spec.image);
+        let beside = target_repository(&spec.image, spec.target_registry.as_deref()) == spec.image;
         let chosen = match tags::choose(
             &spec.strategy,
             available.as_ref().ok().map(Vec::as_slice),
-            &spec.tag_template,
+            beside.then_some(&spec.tag_template),
         ) {
             Ok(chosen) => chosen,
             Err(reason) => {
@@ -201,6 +218,13 @@ impl Expansion<'_, '_> {
                 }
             };
             let source_name = tagged(&spec.image, &tag);
+            // Counted before the shard is applied: two sources writing one
+            // series may fall in different shards, whose runners would each
+            // push the same tag.
+            let target_repo = target_repository(&spec.image, spec.target_registry.as_deref());
+            let base_tag = spec.tag_template.render(&tag);
+            let series = tagged(&target_repo, &base_tag);
+            *self.series.entry(series.clone()).or_default() += 1;
             if !mine(&source_name) {
                 continue;
             }
@@ -211,8 +235,6 @@ impl Expansion<'_, '_> {
                     continue;
                 }
             };
-            let target_repo = target_repository(&spec.image, spec.target_registry.as_deref());
-            let base_tag = spec.tag_template.render(&tag);
             let target_tags =
                 if target_repo == spec.image { available.clone() } else { self.listed.tags(&target_repo) };
             let newest = match &target_tags {
@@ -229,7 +251,17 @@ impl Expansion<'_, '_> {
             let report = spec.report.as_ref().map(|t| config.base_dir.join(t.render(&tag)));
             let decision = decide(newest.as_ref(), &target_repo, self.reports, options, scanners);
             let (target_tag, why) = match decision {
-                Decision::Patch { why } => (skip::next_tag(&base_tag, newest.as_ref().map(|(n, _)| *n)), why),
+                Decision::Patch { why } => {
+                    let Some(next) = skip::next_tag(&base_tag, newest.as_ref().map(|(n, _)| *n)) else {
+                        let (_, last) = newest.expect("only a numbered tag has no next");
+                        let why = format!(
+                            "{target_repo} already has {last}, the last number a patched tag can take"
+                        );
+                        summary.rows.push(FleetRow::job_failed(spec, &source_name, None, &why));
+                        continue;
+                    };
+                    (next, why)
+                }
                 Decision::Skip { why } => {
                     let (_, existing) = newest.expect("skipping needs a patched tag");
                     let job_name = tagged(&target_repo, &existing);
@@ -244,6 +276,7 @@ impl Expansion<'_, '_> {
                 source_name,
                 target_name: destination.strip_prefix("oci:").unwrap_or(&destination).to_owned(),
                 destination,
+                series,
                 platforms: platforms.clone(),
                 report,
                 why,
@@ -256,12 +289,13 @@ impl Expansion<'_, '_> {
 /// entries with one `oci:` target and tag, a tag template without
 /// `{{ .SourceTag }}`, two sources with one last path component): run at
 /// once, the last writer would silently win.
-fn apart_from_clashes(jobs: Vec<Job>) -> (Vec<Job>, Vec<Job>) {
-    let mut writers: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+fn apart_from_clashes(jobs: Vec<Job>, series: &HashMap<String, usize>) -> (Vec<Job>, Vec<Job>) {
+    let mut writers: HashMap<String, usize> = HashMap::new();
     for job in &jobs {
         *writers.entry(job.destination.clone()).or_default() += 1;
     }
-    jobs.into_iter().partition(|job| writers[&job.destination] == 1)
+    jobs.into_iter()
+        .partition(|job| writers[&job.destination] == 1 && series.get(&job.series).is_none_or(|&n| n == 1))
 }
 
 enum Decision {
@@ -520,19 +554,33 @@ mod tests {
             source: ImageRef::parse(source).unwrap(),
             source_name: source.into(),
             destination: destination.into(),
+            series: destination.into(),
             target_name: destination.into(),
             platforms: Vec::new(),
             report: None,
             why: String::new(),
         };
-        let (run, held) = apart_from_clashes(vec![
-            job("quay.io/a/redis:7", "ghcr.io/me/redis:7-patched"),
-            job("docker.io/b/redis:7", "ghcr.io/me/redis:7-patched"),
-            job("docker.io/b/redis:6", "ghcr.io/me/redis:6-patched"),
+        let all = HashMap::from([
+            ("ghcr.io/me/redis:7-patched".to_owned(), 2),
+            ("ghcr.io/me/redis:6-patched".to_owned(), 1),
         ]);
+        let (run, held) = apart_from_clashes(
+            vec![
+                job("quay.io/a/redis:7", "ghcr.io/me/redis:7-patched"),
+                job("docker.io/b/redis:7", "ghcr.io/me/redis:7-patched"),
+                job("docker.io/b/redis:6", "ghcr.io/me/redis:6-patched"),
+            ],
+            &all,
+        );
         let names = |jobs: &[Job]| jobs.iter().map(|j| j.source_name.clone()).collect::<Vec<_>>();
         assert_eq!(names(&run), ["docker.io/b/redis:6"]);
         assert_eq!(names(&held), ["quay.io/a/redis:7", "docker.io/b/redis:7"]);
+        // With --shard the other writer may be in another runner's share:
+        // the count over every shard still holds this one back.
+        let (run, held) =
+            apart_from_clashes(vec![job("quay.io/a/redis:7", "ghcr.io/me/redis:7-patched")], &all);
+        assert!(run.is_empty());
+        assert_eq!(names(&held), ["quay.io/a/redis:7"]);
     }
 
     #[test]

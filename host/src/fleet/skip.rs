@@ -13,6 +13,12 @@ use std::path::{Path, PathBuf};
 /// file must not exhaust memory); the job is then patched, as without one.
 const MAX_REPORT_BYTES: u64 = 512 << 20;
 
+/// Suffixes Copa gives a multi-platform patch's per-platform tags that
+/// read as numbers (`<tag>-386` is linux/386's image, not patch 386), so,
+/// as in Copa, they are not patch versions. Copa's other platform
+/// suffixes (`amd64`, `arm-v7`…) are not numbers anyway.
+const PLATFORM_SUFFIXES: &[&str] = &["386"];
+
 /// The newest patched tag of `base` among `tags`: `base` itself is
 /// version 0, `base-N` version N.
 pub fn newest_patched(base: &str, tags: &[String]) -> Option<(u64, String)> {
@@ -22,7 +28,11 @@ pub fn newest_patched(base: &str, tags: &[String]) -> Option<(u64, String)> {
                 return Some((0, t.clone()));
             }
             let n = t.strip_prefix(base)?.strip_prefix('-')?;
-            if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) || n.starts_with('0') {
+            if n.is_empty()
+                || !n.bytes().all(|b| b.is_ascii_digit())
+                || n.starts_with('0')
+                || PLATFORM_SUFFIXES.contains(&n)
+            {
                 return None;
             }
             Some((n.parse().ok()?, t.clone()))
@@ -30,11 +40,13 @@ pub fn newest_patched(base: &str, tags: &[String]) -> Option<(u64, String)> {
         .max_by_key(|(n, _)| *n)
 }
 
-/// The tag a new patch of `base` gets when `newest` is taken.
-pub fn next_tag(base: &str, newest: Option<u64>) -> String {
+/// The tag a new patch of `base` gets when `newest` is taken; `None` when
+/// `newest` is the last number there is (a crafted repository's), since
+/// wrapping round would name a tag that may be published.
+pub fn next_tag(base: &str, newest: Option<u64>) -> Option<String> {
     match newest {
-        None => base.to_owned(),
-        Some(n) => format!("{base}-{}", n + 1),
+        None => Some(base.to_owned()),
+        Some(n) => Some(format!("{base}-{}", n.checked_add(1)?)),
     }
 }
 
@@ -130,9 +142,15 @@ mod tests {
         assert_eq!(newest_patched("1.0-patched", &all), Some((10, "1.0-patched-10".into())));
         assert_eq!(newest_patched("1.0-patched", &tags(&["1.0-patched"])), Some((0, "1.0-patched".into())));
         assert_eq!(newest_patched("1.0-patched", &tags(&["1.0", "1.0-patchedx"])), None);
-        assert_eq!(next_tag("t", None), "t");
-        assert_eq!(next_tag("t", Some(0)), "t-1");
-        assert_eq!(next_tag("t", Some(10)), "t-11");
+        // Copa's linux/386 image of a multi-platform patch is not patch 386.
+        let platforms = tags(&["1.0-patched", "1.0-patched-386", "1.0-patched-amd64", "1.0-patched-2"]);
+        assert_eq!(newest_patched("1.0-patched", &platforms), Some((2, "1.0-patched-2".into())));
+        assert_eq!(next_tag("t", None).as_deref(), Some("t"));
+        assert_eq!(next_tag("t", Some(0)).as_deref(), Some("t-1"));
+        assert_eq!(next_tag("t", Some(10)).as_deref(), Some("t-11"));
+        let last = format!("t-{}", u64::MAX);
+        assert_eq!(newest_patched("t", &tags(&["t", &last])), Some((u64::MAX, last)));
+        assert_eq!(next_tag("t", Some(u64::MAX)), None, "no wrapping round to t-0");
     }
 
     #[test]

@@ -87,10 +87,14 @@ fn is_output(tag: &str, outputs: &HashMap<String, Vec<&str>>) -> bool {
 
 /// The tags `strategy` picks from `available` (the repository's tags;
 /// `None` when they could not be listed, which only `list` survives).
+/// `beside` is the template of patched tags pushed into the same
+/// repository: those are left out as outputs. Patched tags pushed elsewhere
+/// cannot be among the sources, so without it every tag is a source
+/// (`8.9-1107` is a release of its own, not a patch of `8.9`).
 pub fn choose(
     strategy: &Strategy,
     available: Option<&[String]>,
-    template: &TagTemplate,
+    beside: Option<&TagTemplate>,
 ) -> Result<Vec<Choice>, String> {
     if let Strategy::List(list) = strategy {
         let mut seen = std::collections::BTreeSet::new();
@@ -104,7 +108,7 @@ pub fn choose(
             .collect());
     }
     let tags = available.ok_or("the repository's tags could not be listed")?;
-    let outputs = outputs(tags, template);
+    let outputs = beside.map(|template| outputs(tags, template)).unwrap_or_default();
     let sources = tags.iter().filter(|t| !is_output(t, &outputs));
     let mut picked: Vec<&String> = match strategy {
         Strategy::Pattern { pattern, exclude, .. } => {
@@ -152,7 +156,7 @@ mod tests {
     }
 
     fn chosen(strategy: &Strategy, available: &[&str]) -> Vec<String> {
-        choose(strategy, Some(&tags(available)), &template())
+        choose(strategy, Some(&tags(available)), Some(&template()))
             .unwrap()
             .into_iter()
             .map(|c| match c {
@@ -179,8 +183,23 @@ mod tests {
         let available =
             ["1.25.1", "1.25.10", "1.25.4", "1.25.3", "1.25.10-patched", "1.25.10-patched-2", "1.24.9"];
         assert_eq!(chosen(&strategy, &available), ["1.25.10", "1.25.3"]);
-        let err = choose(&strategy, Some(&tags(&["2.0"])), &template()).unwrap_err();
+        let err = choose(&strategy, Some(&tags(&["2.0"])), Some(&template())).unwrap_err();
         assert!(err.contains("no tag matches"), "{err}");
+    }
+
+    #[test]
+    fn with_the_patches_pushed_elsewhere_every_tag_is_a_source() {
+        let strategy = Strategy::Pattern {
+            pattern: regex::Regex::new(r"^8\.9-\d+$").unwrap(),
+            max_tags: 1,
+            exclude: Vec::new(),
+        };
+        let identity = TagTemplate::parse("{{ .SourceTag }}").unwrap();
+        let available = tags(&["8.9", "8.9-1028", "8.9-1107"]);
+        let picked = choose(&strategy, Some(&available), None).unwrap();
+        assert_eq!(picked, [Choice::Tag("8.9-1107".into())], "UBI's releases are not patches of 8.9");
+        // Pushed beside their sources with that template, they would be.
+        assert!(choose(&strategy, Some(&available), Some(&identity)).is_err());
     }
 
     #[test]
@@ -191,8 +210,8 @@ mod tests {
             ["3.19.1"]
         );
         assert_eq!(chosen(&latest, &["edge", "latest"]), ["latest"]);
-        assert!(choose(&latest, Some(&tags(&["edge"])), &template()).is_err());
-        assert!(choose(&latest, None, &template()).is_err());
+        assert!(choose(&latest, Some(&tags(&["edge"])), Some(&template())).is_err());
+        assert!(choose(&latest, None, Some(&template())).is_err());
     }
 
     #[test]
@@ -200,6 +219,6 @@ mod tests {
         let list = Strategy::List(tags(&["b", "a", "b", "gone"]));
         assert_eq!(chosen(&list, &["a", "b"]), ["b", "a", "missing gone"]);
         // Unlisted repositories: every tag is tried.
-        assert_eq!(choose(&list, None, &template()).unwrap().len(), 3);
+        assert_eq!(choose(&list, None, Some(&template())).unwrap().len(), 3);
     }
 }
