@@ -9,6 +9,7 @@
 //! images of one base unpack and download their common parts once.
 
 pub mod config;
+mod semver;
 pub mod shard;
 pub mod skip;
 pub mod summary;
@@ -183,11 +184,22 @@ impl Expansion<'_, '_> {
         let mine = |key: &str| options.shard.is_none_or(|s| s.owns(key));
         let available = self.listed.tags(&spec.image);
         let beside = target_repository(&spec.image, spec.target_registry.as_deref()) == spec.image;
+        let rules =
+            if config.api_version == config::COPA_API { tags::Rules::Copa } else { tags::Rules::Caulk };
         let chosen = match tags::choose(
             &spec.strategy,
             available.as_ref().ok().map(Vec::as_slice),
             beside.then_some(&spec.tag_template),
+            rules,
         ) {
+            Ok(chosen) if chosen.is_empty() => {
+                if mine(&spec.image) {
+                    let why = "no tag of the repository is a version the strategy takes (Copa's rules: nothing to patch)";
+                    tracing::warn!("{}: {why}", spec.name);
+                    summary.rows.push(FleetRow::config_skipped(spec, why));
+                }
+                return;
+            }
             Ok(chosen) => chosen,
             Err(reason) => {
                 if mine(&spec.image) {

@@ -133,6 +133,11 @@ impl FleetRow {
         }
     }
 
+    /// An entry with no job, not as a failure (Copa's empty tag match).
+    pub(super) fn config_skipped(spec: &ImageSpec, why: &str) -> Self {
+        Self { status: FleetStatus::Skipped, ..Self::config_failed(spec, why) }
+    }
+
     pub(super) fn job_failed(spec: &ImageSpec, source: &str, target: Option<String>, why: &str) -> Self {
         Self { source: source.to_owned(), target, ..Self::config_failed(spec, why) }
     }

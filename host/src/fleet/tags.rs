@@ -85,6 +85,19 @@ fn is_output(tag: &str, outputs: &HashMap<String, Vec<&str>>) -> bool {
     made_from_another(tag) || numbered
 }
 
+/// How `pattern` and `latest` read and order tags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rules {
+    /// `copa.sh` files: as Copa does (see [`super::semver`]): only tags
+    /// that are versions, the highest first, pre-releases included; no
+    /// match is nothing to patch, not a failure.
+    Copa,
+    /// `caulk.sh` files: any tag, versions first ([`highest_first`]);
+    /// `latest` prefers a release to a pre-release and falls back to the
+    /// `latest` tag; no match is a failure.
+    Caulk,
+}
+
 /// The tags `strategy` picks from `available` (the repository's tags;
 /// `None` when they could not be listed, which only `list` survives).
 /// `beside` is the template of patched tags pushed into the same
@@ -95,6 +108,7 @@ pub fn choose(
     strategy: &Strategy,
     available: Option<&[String]>,
     beside: Option<&TagTemplate>,
+    rules: Rules,
 ) -> Result<Vec<Choice>, String> {
     if let Strategy::List(list) = strategy {
         let mut seen = std::collections::BTreeSet::new();
@@ -117,6 +131,17 @@ pub fn choose(
         Strategy::Latest { exclude } => sources.filter(|t| !exclude.contains(t)).collect(),
         Strategy::List(_) => unreachable!("returned above"),
     };
+    if rules == Rules::Copa {
+        picked.retain(|t| super::semver::parse(t).is_some());
+        picked.sort_by(|a, b| super::semver::highest_first(a, b));
+        picked.dedup();
+        let keep = match strategy {
+            Strategy::Pattern { max_tags, .. } if *max_tags > 0 => *max_tags,
+            Strategy::Latest { .. } => 1,
+            _ => usize::MAX,
+        };
+        return Ok(picked.into_iter().take(keep).map(|t| Choice::Tag(t.clone())).collect());
+    }
     picked.sort_by(|a, b| highest_first(a, b));
     picked.dedup();
     let keep = match strategy {
@@ -156,7 +181,7 @@ mod tests {
     }
 
     fn chosen(strategy: &Strategy, available: &[&str]) -> Vec<String> {
-        choose(strategy, Some(&tags(available)), Some(&template()))
+        choose(strategy, Some(&tags(available)), Some(&template()), Rules::Caulk)
             .unwrap()
             .into_iter()
             .map(|c| match c {
@@ -183,7 +208,7 @@ mod tests {
         let available =
             ["1.25.1", "1.25.10", "1.25.4", "1.25.3", "1.25.10-patched", "1.25.10-patched-2", "1.24.9"];
         assert_eq!(chosen(&strategy, &available), ["1.25.10", "1.25.3"]);
-        let err = choose(&strategy, Some(&tags(&["2.0"])), Some(&template())).unwrap_err();
+        let err = choose(&strategy, Some(&tags(&["2.0"])), Some(&template()), Rules::Caulk).unwrap_err();
         assert!(err.contains("no tag matches"), "{err}");
     }
 
@@ -196,10 +221,47 @@ mod tests {
         };
         let identity = TagTemplate::parse("{{ .SourceTag }}").unwrap();
         let available = tags(&["8.9", "8.9-1028", "8.9-1107"]);
-        let picked = choose(&strategy, Some(&available), None).unwrap();
+        let picked = choose(&strategy, Some(&available), None, Rules::Caulk).unwrap();
         assert_eq!(picked, [Choice::Tag("8.9-1107".into())], "UBI's releases are not patches of 8.9");
         // Pushed beside their sources with that template, they would be.
-        assert!(choose(&strategy, Some(&available), Some(&identity)).is_err());
+        assert!(choose(&strategy, Some(&available), Some(&identity), Rules::Caulk).is_err());
+    }
+
+    #[test]
+    fn copa_files_pick_what_copa_picks() {
+        let pick = |strategy: &Strategy, available: &[&str]| -> Vec<String> {
+            choose(strategy, Some(&tags(available)), Some(&template()), Rules::Copa)
+                .unwrap()
+                .into_iter()
+                .map(|c| match c {
+                    Choice::Tag(t) | Choice::Missing(t) => t,
+                })
+                .collect()
+        };
+        // Only versions count; pre-releases compare part by part.
+        let alpine = Strategy::Pattern {
+            pattern: regex::Regex::new("-alpine").unwrap(),
+            max_tags: 2,
+            exclude: Vec::new(),
+        };
+        assert_eq!(
+            pick(
+                &alpine,
+                &[
+                    "stable-alpine",
+                    "12.22.1-alpine3.9",
+                    "12.22.1-alpine3.10",
+                    "mainline-alpine",
+                    "12.21-alpine"
+                ]
+            ),
+            ["12.22.1-alpine3.10", "12.22.1-alpine3.9"]
+        );
+        // `latest` is the highest version, a pre-release included.
+        let latest = Strategy::Latest { exclude: Vec::new() };
+        assert_eq!(pick(&latest, &["3.19", "3.20-rc1", "edge", "latest"]), ["3.20-rc1"]);
+        // Nothing to patch is not a failure, as in Copa.
+        assert!(pick(&latest, &["edge", "latest", "1.2.3.4"]).is_empty());
     }
 
     #[test]
@@ -210,8 +272,8 @@ mod tests {
             ["3.19.1"]
         );
         assert_eq!(chosen(&latest, &["edge", "latest"]), ["latest"]);
-        assert!(choose(&latest, Some(&tags(&["edge"])), Some(&template())).is_err());
-        assert!(choose(&latest, None, Some(&template())).is_err());
+        assert!(choose(&latest, Some(&tags(&["edge"])), Some(&template()), Rules::Caulk).is_err());
+        assert!(choose(&latest, None, Some(&template()), Rules::Caulk).is_err());
     }
 
     #[test]
@@ -219,6 +281,6 @@ mod tests {
         let list = Strategy::List(tags(&["b", "a", "b", "gone"]));
         assert_eq!(chosen(&list, &["a", "b"]), ["b", "a", "missing gone"]);
         // Unlisted repositories: every tag is tried.
-        assert_eq!(choose(&list, None, Some(&template())).unwrap().len(), 3);
+        assert_eq!(choose(&list, None, Some(&template()), Rules::Caulk).unwrap().len(), 3);
     }
 }
