@@ -81,12 +81,14 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 stats() { sort -n | awk '{a[NR]=$1} END {printf "%7.1f s  (min %.1f, max %.1f)", a[int((NR+1)/2)], a[1], a[NR]}'; }
 
 for source in $sources; do
-  rm -rf "$work/cache"
+  # A cache per source, none deleted before the end (see benches/patch.sh:
+  # ext4 slows file creation where many files were just deleted).
+  cache=$work/cache-$source
   for i in $(seq "$rounds"); do
     sync
     start=$(date +%s.%N)
     # shellcheck disable=SC2086 # CAULK_FLEET_ARGS is words on purpose
-    CAULK_CACHE_DIR=$work/cache "$caulk" patch --json --config "$work/$source.yaml" ${CAULK_FLEET_ARGS:-} >"$work/summary.json"
+    CAULK_CACHE_DIR=$cache "$caulk" patch --json --config "$work/$source.yaml" ${CAULK_FLEET_ARGS:-} >"$work/summary.json"
     end=$(date +%s.%N)
     echo "$end - $start" | bc >>"$work/$source.times"
     patched=$(jq '[.rows[] | select(.status == "patched")] | length' "$work/summary.json")
