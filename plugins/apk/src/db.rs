@@ -13,6 +13,8 @@
 
 use std::collections::BTreeSet;
 
+use caulk_sdk::version::apk::Version;
+
 /// Where apk keeps its database of installed packages.
 pub const INSTALLED_PATH: &str = "/lib/apk/db/installed";
 pub const WORLD_PATH: &str = "/etc/apk/world";
@@ -180,12 +182,16 @@ fn provided_name(text: &str) -> &str {
 }
 
 /// `/etc/apk/world`: the constraints the image asked for, whitespace
-/// separated (apk-world(5)): `name`, `name>=1.2`, `name@edge`, `!name`.
+/// separated (apk-world(5)), read as apk reads a dependency:
+/// `[!]name[@tag][OP version]`, where OP is made of `<`, `>`, `=` and `~`
+/// (`><` pins a package's checksum): `curl`, `busybox>=1.36`,
+/// `curl@edge=8.5.0-r0`, `!bash`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct World {
     names: BTreeSet<String>,
-    /// Constraints that hold a name below or at a version (`=`, `<`, `~`).
-    pins: Vec<(String, String)>,
+    /// Constraints that can hold a name back (any but `>` and `>=`), as
+    /// (name, operator, version, the constraint as written).
+    pins: Vec<(String, String, String, String)>,
 }
 
 impl World {
@@ -195,21 +201,34 @@ impl World {
         let text = String::from_utf8_lossy(bytes);
         let mut world = Self::default();
         for constraint in text.split_whitespace().filter(|c| !c.starts_with('!')) {
-            let end = constraint.find(['<', '>', '=', '~', '@']).unwrap_or(constraint.len());
-            let name = &constraint[..end];
-            let operator = constraint[end..].split('@').next().unwrap_or_default();
-            if !operator.is_empty() && !operator.starts_with('>') {
-                world.pins.push((name.to_owned(), constraint.to_owned()));
+            let end = constraint.find(['<', '>', '=', '~']).unwrap_or(constraint.len());
+            let (name_tag, rest) = constraint.split_at(end);
+            let name = name_tag.split_once('@').map_or(name_tag, |(name, _)| name);
+            let op_len = rest.find(|c: char| !matches!(c, '<' | '>' | '=' | '~')).unwrap_or(rest.len());
+            let (operator, version) = rest.split_at(op_len);
+            if !operator.is_empty() && operator != ">" && operator != ">=" {
+                world.pins.push((
+                    name.to_owned(),
+                    operator.to_owned(),
+                    version.to_owned(),
+                    constraint.to_owned(),
+                ));
             }
             world.names.insert(name.to_owned());
         }
         world
     }
 
-    /// The world constraint that keeps `name` at or below a version
-    /// (`openssl=3.1.4-r0`), which no upgrade may break.
-    pub fn pin(&self, name: &str) -> Option<&str> {
-        self.pins.iter().find(|(n, _)| n == name).map(|(_, c)| c.as_str())
+    /// The world constraint on `name` that `needed` does not meet (apk would
+    /// refuse to install it): `openssl=3.1.4-r0`, `jq<1.7`, `busybox~1.35`
+    /// against a fix in 1.36, or a checksum pin. Constraints the fix meets
+    /// (`busybox~1.36` for 1.36.1-r19) hold nothing back.
+    pub fn blocking(&self, name: &str, needed: &Version) -> Option<&str> {
+        self.pins
+            .iter()
+            .filter(|(n, ..)| n == name)
+            .find(|(_, operator, version, _)| !meets(needed, operator, version))
+            .map(|(.., written)| written.as_str())
     }
 
     /// Whether the image asked for `name` itself (else it is a dependency).
@@ -220,6 +239,20 @@ impl World {
     /// Virtual packages of this updater left behind by an interrupted run.
     pub fn leftovers(&self) -> Vec<&str> {
         self.names.iter().map(String::as_str).filter(|n| n.starts_with(crate::plan::VIRTUAL_PREFIX)).collect()
+    }
+}
+
+/// Whether `version` meets `OPERATOR version` of a world constraint. A
+/// checksum pin (`><`), an operator apk does not have or a version that is
+/// not one holds the package where it is.
+fn meets(version: &Version, operator: &str, constraint: &str) -> bool {
+    let Ok(bound) = constraint.parse::<Version>() else { return false };
+    match operator {
+        "=" => *version == bound,
+        "<" => *version < bound,
+        "<=" | "=<" => *version <= bound,
+        "~" | "~=" | "=~" => version.fuzzy_matches(&bound),
+        _ => false,
     }
 }
 
@@ -274,10 +307,29 @@ mod tests {
         assert!(world.lists("busybox") && world.lists("curl") && world.lists("alpine-baselayout"));
         assert!(!world.lists("bash") && !world.lists("musl"));
         assert_eq!(world.leftovers(), [".caulk-musl"]);
-        let pinned = World::parse(b"zlib=1.3-r0 curl~8.5 busybox>=1.36 jq<2 xz@main\n");
-        assert_eq!(pinned.pin("zlib"), Some("zlib=1.3-r0"));
-        assert_eq!(pinned.pin("curl"), Some("curl~8.5"));
-        assert_eq!(pinned.pin("jq"), Some("jq<2"));
-        assert_eq!((pinned.pin("busybox"), pinned.pin("xz")), (None, None));
+    }
+
+    #[test]
+    fn world_constraints_hold_back_only_a_fix_they_refuse() {
+        let v = |text: &str| text.parse::<Version>().unwrap();
+        let world = World::parse(
+            b"zlib=1.3-r0 curl@edge=8.5.0-r0 busybox~1.36 jq<2 xz@main sqlite>=3.40 glibc><Q1abc= musl<=1.2.4-r2\n",
+        );
+        assert!(world.lists("curl") && world.lists("glibc") && !world.lists("curl@edge"));
+        for (name, fix, blocked_by) in [
+            ("zlib", "1.3.1-r0", Some("zlib=1.3-r0")),
+            ("curl", "8.6.0-r0", Some("curl@edge=8.5.0-r0")),
+            ("busybox", "1.36.1-r19", None),
+            ("busybox", "1.37.0-r0", Some("busybox~1.36")),
+            ("jq", "1.7.1-r0", None),
+            ("jq", "2.0-r0", Some("jq<2")),
+            ("xz", "5.6.2-r0", None),
+            ("sqlite", "3.45.0-r0", None),
+            ("glibc", "2.40-r0", Some("glibc><Q1abc=")),
+            ("musl", "1.2.4-r2", None),
+            ("musl", "1.2.5-r0", Some("musl<=1.2.4-r2")),
+        ] {
+            assert_eq!(world.blocking(name, &v(fix)), blocked_by, "{name} {fix}");
+        }
     }
 }

@@ -30,12 +30,12 @@
 //! With `apk` in the image the commands run there. Without one (Wolfi and
 //! Chainguard distroless images), they run in the tooling context: the
 //! host's root fs, or the image `caulk patch --tooling-image` names, with
-//! the image mounted at `/target`, as `apk --root /target
-//! --repositories-file /target/etc/apk/repositories --keys-dir
-//! /target/etc/apk/keys …` (apk(8): `--root` "Manage file system at ROOT";
-//! `--repositories-file` and `--keys-dir` name the image's own files, since
-//! apk-tools 2 opens the repositories file from its working directory);
-//! apk reads `etc/apk/arch` and the database relative to the root and runs
+//! the image mounted at `/target`, as `apk --root /target --keys-dir
+//! /target/etc/apk/keys …` (apk(8): `--root` "Manage file system at
+//! ROOT"). No `--repositories-file`: given one, apk-tools reads that file
+//! alone and skips `etc/apk/repositories.d`, where Wolfi images keep theirs;
+//! without it apk reads both from the root, as in the image. apk reads
+//! `etc/apk/arch` and the database relative to the root too, and runs
 //! package scripts chrooted into it. That needs an apk-tools in the tooling
 //! root; the probe asks, and one without makes the image not-applicable
 //! with that reason.
@@ -290,10 +290,10 @@ fn decide(update: &Update, image: &Image, ignore_errors: bool) -> Result<Decisio
         let reason = format!("{package} {current} is already at or above the fixed version {needed}");
         return Ok(skip(update, Some(current), reason, true));
     }
-    if let Some(pin) = image.world.pin(package.as_str()) {
+    if let Some(pin) = image.world.blocking(package.as_str(), needed) {
         let reason = format!(
-            "/etc/apk/world pins {package} with `{pin}`, which no upgrade to {needed} may break; edit the image's \
-             world file to let caulk upgrade it"
+            "/etc/apk/world holds {package} with `{pin}`, which the fixed version {needed} does not meet; edit the \
+             image's world file to let caulk upgrade it"
         );
         return Ok(skip(update, Some(current), reason, false));
     }
@@ -416,15 +416,11 @@ fn everything(image: &Image, plan: &mut PatchPlan) {
 pub fn apk_argv(runner: Runner, applet: &str, args: &[String]) -> Vec<String> {
     let mut argv = vec!["apk".to_owned()];
     if runner == Runner::Host {
-        // The image's own repositories and keys, named outright: apk-tools
-        // reads `--repositories-file` from its working directory, not the
-        // root, and an apk built with other defaults than the image's would
-        // otherwise look elsewhere.
+        // The image's repositories come from the root (module docs); its
+        // keys are named outright all the same.
         argv.extend([
             "--root".to_owned(),
             TOOLING_MOUNT.to_owned(),
-            "--repositories-file".to_owned(),
-            format!("{TOOLING_MOUNT}{REPOSITORIES_PATH}"),
             "--keys-dir".to_owned(),
             format!("{TOOLING_MOUNT}{KEYS_DIR}"),
         ]);

@@ -193,6 +193,18 @@ impl Ord for Version {
 }
 
 impl Version {
+    /// Whether this version matches a `~prefix` constraint of apk's world
+    /// file (apk's fuzzy match): equal on every token `prefix` has, so
+    /// `1.36.1-r19` matches `~1.36` and `1.37` does not.
+    pub fn fuzzy_matches(&self, prefix: &Self) -> bool {
+        let mut tokens = self.tokens.iter();
+        prefix.tokens.iter().all(|tb| {
+            tokens
+                .next()
+                .is_some_and(|ta| ta.kind == tb.kind && self.cmp_token(ta, prefix, tb) == Ordering::Equal)
+        })
+    }
+
     fn cmp_token(&self, ta: &Token, other: &Self, tb: &Token) -> Ordering {
         let (sa, sb) = (self.token_text(ta), other.token_text(tb));
         match ta.kind {
@@ -264,6 +276,24 @@ mod tests {
             "1.0é",
         ] {
             assert!(bad.parse::<Version>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn fuzzy_matches_compare_only_the_prefixs_tokens() {
+        let v = |s: &str| s.parse::<Version>().unwrap();
+        for (version, prefix, matches) in [
+            ("1.36.1-r19", "1.36", true),
+            ("1.36", "1.36", true),
+            ("1.36a", "1.36", true),
+            ("1.37.0", "1.36", false),
+            ("1.3", "1.36", false),
+            ("1.36", "1.36.1", false),
+            ("1.036", "1.36", false),
+            ("1.2_rc1-r0", "1.2_rc1", true),
+            ("1.2-r0", "1.2_rc1", false),
+        ] {
+            assert_eq!(v(version).fuzzy_matches(&v(prefix)), matches, "{version} ~{prefix}");
         }
     }
 

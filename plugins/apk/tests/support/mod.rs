@@ -198,14 +198,7 @@ pub fn upgraded(installed: &str, index: &str, names: &[&str]) -> String {
 }
 
 /// apk from the tooling root on the image at /target, with the image's own
-/// repositories and keys (apk(8): --root, --repositories-file, --keys-dir).
-pub const ROOTED: &[&str] = &[
-    "apk",
-    "--root",
-    "/target",
-    "--repositories-file",
-    "/target/etc/apk/repositories",
-    "--keys-dir",
-    "/target/etc/apk/keys",
-    "--no-progress",
-];
+/// keys (apk(8): --root, --keys-dir); its repositories, `repositories.d`
+/// included, come from the root.
+pub const ROOTED: &[&str] =
+    &["apk", "--root", "/target", "--keys-dir", "/target/etc/apk/keys", "--no-progress"];
