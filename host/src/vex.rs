@@ -1,7 +1,17 @@
 //! OpenVEX output: one `fixed` statement per vulnerability a patch fixed,
-//! naming the patched image (`pkg:oci/…` with its digest, registry and
-//! namespace) as the product and each updated package as a subcomponent
-//! with its package URL. Copa-compatible in shape.
+//! naming the patched image as the product and each updated package as a
+//! subcomponent with its package URL. Copa-compatible in shape.
+//!
+//! Scanners that read VEX (Trivy's `--vex`, Grype's) match a statement to
+//! what they scanned by package URL, and a qualifier the document has must
+//! be in the scanned URL with the same value. So the product's `@id` is
+//! `pkg:oci/NAME@DIGEST` with no qualifiers (the digest alone is exact;
+//! the URL with `repository_url`, `tag` and `arch` follows as an
+//! identifier), and a package the report named with a URL keeps the
+//! report's URL, moved to the version now installed: the scanner that wrote
+//! the report finds its own qualifiers there (Trivy's
+//! `distro=debian-12.8`, `arch=all`, `epoch=1`). Without one the URL is
+//! built from the image (`?arch=…&distro=ID-VERSION_ID`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -42,6 +52,8 @@ pub struct Vulnerability {
 pub struct Product {
     #[serde(rename = "@id")]
     pub id: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub identifiers: BTreeMap<String, String>,
     pub subcomponents: Vec<Subcomponent>,
 }
 
@@ -60,6 +72,9 @@ pub struct FixedPackage {
     /// The version installed now.
     pub version: String,
     pub vulnerabilities: Vec<String>,
+    /// The package URL the report gave the package (of the version it
+    /// found), if any.
+    pub report_purl: Option<String>,
 }
 
 /// What the document is about.
@@ -73,17 +88,18 @@ pub struct Subject {
     /// OS release `ID` (`debian`) and `VERSION_ID` (`12`), for distro qualifiers.
     pub os_id: Option<String>,
     pub os_version: Option<String>,
-    /// GOARCH of the patched platform (`amd64`).
+    /// GOARCH of the patched platform (`amd64`) and its variant (`v7`).
     pub architecture: String,
+    pub variant: Option<String>,
 }
 
 /// Builds the document; `timestamp` is RFC 3339.
 pub fn document(subject: &Subject, fixed: &[FixedPackage], author: &str, timestamp: &str) -> Document {
-    let product_id = oci_purl(&subject.reference, &subject.digest, &subject.architecture);
     let mut by_vuln: BTreeMap<&str, Vec<Subcomponent>> = BTreeMap::new();
     for package in fixed {
         let id = package_purl(package, subject);
-        for vuln in &package.vulnerabilities {
+        // A crafted report's blank id would make a statement about nothing.
+        for vuln in package.vulnerabilities.iter().filter(|v| !v.trim().is_empty()) {
             let subs = by_vuln.entry(vuln.as_str()).or_default();
             if !subs.iter().any(|s| s.id == id) {
                 subs.push(Subcomponent { id: id.clone() });
@@ -96,7 +112,7 @@ pub fn document(subject: &Subject, fixed: &[FixedPackage], author: &str, timesta
             subcomponents.sort();
             Statement {
                 vulnerability: Vulnerability { name: vuln.to_owned() },
-                products: vec![Product { id: product_id.clone(), subcomponents }],
+                products: vec![Product { subcomponents, ..image_product(subject) }],
                 status: "fixed".to_owned(),
             }
         })
@@ -104,10 +120,25 @@ pub fn document(subject: &Subject, fixed: &[FixedPackage], author: &str, timesta
     finish(statements, author, timestamp)
 }
 
+/// The patched image as a product, without subcomponents.
+fn image_product(subject: &Subject) -> Product {
+    let qualified = oci_purl(&subject.reference, &subject.digest, &subject.architecture);
+    Product {
+        id: bare(&qualified).to_owned(),
+        identifiers: BTreeMap::from([("purl".to_owned(), qualified)]),
+        subcomponents: Vec::new(),
+    }
+}
+
+/// A package URL without its qualifiers and subpath.
+fn bare(purl: &str) -> &str {
+    purl.split(['?', '#']).next().unwrap_or(purl)
+}
+
 /// One document for the platforms of an index: per vulnerability, a
 /// product for each platform manifest it was fixed in (from that
-/// platform's own document), and the index (`index_product`) with every
-/// platform's fixed packages.
+/// platform's own document), and the index (`index_product`, its package
+/// URL) with every platform's fixed packages.
 pub fn merge(platforms: &[Document], index_product: &str, author: &str, timestamp: &str) -> Document {
     let mut by_vuln: BTreeMap<&str, Vec<Product>> = BTreeMap::new();
     for document in platforms {
@@ -125,7 +156,11 @@ pub fn merge(platforms: &[Document], index_product: &str, author: &str, timestam
                 products.iter().flat_map(|p| p.subcomponents.iter().cloned()).collect();
             all.sort();
             all.dedup();
-            let index = Product { id: index_product.to_owned(), subcomponents: all };
+            let index = Product {
+                id: bare(index_product).to_owned(),
+                identifiers: BTreeMap::from([("purl".to_owned(), index_product.to_owned())]),
+                subcomponents: all,
+            };
             Statement {
                 vulnerability: Vulnerability { name: vuln.to_owned() },
                 products: std::iter::once(index).chain(products).collect(),
@@ -137,18 +172,22 @@ pub fn merge(platforms: &[Document], index_product: &str, author: &str, timestam
 }
 
 fn finish(statements: Vec<Statement>, author: &str, timestamp: &str) -> Document {
-    // Like OpenVEX's canonical ids: a digest of what the document states.
-    let canonical = serde_json::to_vec(&statements).expect("statements serialise");
-    let id = format!("https://openvex.dev/docs/public/vex-{}", hex::encode(Sha256::digest(&canonical)));
-    Document {
+    let mut document = Document {
         context: CONTEXT.to_owned(),
-        id,
+        id: String::new(),
         author: author.to_owned(),
         timestamp: timestamp.to_owned(),
         version: 1,
         tooling: format!("caulk {}", env!("CARGO_PKG_VERSION")),
         statements,
-    }
+    };
+    // Like OpenVEX's canonical ids: a digest of the whole document, author
+    // and timestamp included, so two documents that differ in anything
+    // (each at version 1) never share an id. SOURCE_DATE_EPOCH fixes the
+    // timestamp, and with it the id, for reproducible runs.
+    let canonical = serde_json::to_vec(&document).expect("documents serialise");
+    document.id = format!("https://openvex.dev/docs/public/vex-{}", hex::encode(Sha256::digest(&canonical)));
+    document
 }
 
 /// Percent-encodes per the purl spec: everything but unreserved characters.
@@ -192,15 +231,81 @@ pub fn oci_purl(reference: &str, digest: &str, architecture: &str) -> String {
     format!("pkg:oci/{}@{}{}", encode(&name), encode(digest), qualifiers(&mut pairs))
 }
 
-/// The package URL of an updated package, by ecosystem.
+/// The purl type of an ecosystem's packages.
+fn purl_type(ecosystem: &str) -> Option<&'static str> {
+    Some(match ecosystem {
+        "deb" => "deb",
+        "apk" => "apk",
+        "rpm" => "rpm",
+        "python" => "pypi",
+        "npm" => "npm",
+        _ => return None,
+    })
+}
+
+/// `report_purl` (a scanner's URL for the package as it found it) moved to
+/// `version`, its qualifiers kept. An `epoch` qualifier (Trivy's deb and
+/// rpm URLs) takes the new version's epoch and the version goes without
+/// it; otherwise the version is written whole. `None` when the URL is not
+/// one of this ecosystem's, or not a package URL at all.
+fn rebased(report_purl: &str, ecosystem: &str, version: &str) -> Option<String> {
+    let rest = report_purl.strip_prefix("pkg:")?;
+    let end = rest.find(['?', '#']).unwrap_or(rest.len());
+    let (path, tail) = rest.split_at(end);
+    let (name_path, _) = path.rsplit_once('@')?;
+    if name_path.split('/').next()? != purl_type(ecosystem)? || !name_path.contains('/') {
+        return None;
+    }
+    let (query, fragment) = match tail.split_once('#') {
+        Some((q, f)) => (q, format!("#{f}")),
+        None => (tail, String::new()),
+    };
+    let mut pairs: Vec<(String, String)> = query
+        .trim_start_matches('?')
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.split_once('=').map_or((p.to_owned(), String::new()), |(k, v)| (k.to_owned(), v.to_owned()))
+        })
+        .collect();
+    let mut version = version.to_owned();
+    if let Some(at) = pairs.iter().position(|(k, _)| k.eq_ignore_ascii_case("epoch")) {
+        match version.split_once(':').filter(|(e, _)| !e.is_empty() && e.bytes().all(|b| b.is_ascii_digit()))
+        {
+            Some((epoch, rest)) if epoch.trim_start_matches('0').is_empty() => {
+                version = rest.to_owned();
+                pairs.remove(at);
+            }
+            Some((epoch, rest)) => {
+                epoch.clone_into(&mut pairs[at].1);
+                version = rest.to_owned();
+            }
+            None => {
+                pairs.remove(at);
+            }
+        }
+    }
+    let query: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let query = if query.is_empty() { String::new() } else { format!("?{}", query.join("&")) };
+    Some(format!("pkg:{name_path}@{}{query}{fragment}", encode(&version)))
+}
+
+/// The package URL of an updated package: the report's, moved to the new
+/// version, where the report gave one (module docs); else one built by
+/// ecosystem.
 pub fn package_purl(package: &FixedPackage, subject: &Subject) -> String {
+    if let Some(purl) =
+        package.report_purl.as_deref().and_then(|purl| rebased(purl, &package.ecosystem, &package.version))
+    {
+        return purl;
+    }
     let os_id = subject.os_id.clone().unwrap_or_default();
     let distro = match (&subject.os_id, &subject.os_version) {
         (Some(id), Some(version)) => format!("{id}-{version}"),
         (Some(id), None) => id.clone(),
         _ => String::new(),
     };
-    let arch = purl_arch(&package.ecosystem, &subject.architecture);
+    let arch = purl_arch(&package.ecosystem, &subject.architecture, subject.variant.as_deref());
     match package.ecosystem.as_str() {
         "deb" => {
             let mut q = [("arch", arch), ("distro", distro)];
@@ -224,8 +329,12 @@ pub fn package_purl(package: &FixedPackage, subject: &Subject) -> String {
         }
         "rpm" => {
             // rpm purls carry the epoch as a qualifier, not in the version.
+            // Epoch 0 is no epoch: scanners leave the qualifier out then.
             let (epoch, version) = match package.version.split_once(':') {
-                Some((e, v)) if e.chars().all(|c| c.is_ascii_digit()) => (e.to_owned(), v.to_owned()),
+                Some((e, v)) if e.chars().all(|c| c.is_ascii_digit()) => (
+                    if e.trim_start_matches('0').is_empty() { String::new() } else { e.to_owned() },
+                    v.to_owned(),
+                ),
                 _ => (String::new(), package.version.clone()),
             };
             let mut q = [("arch", arch), ("distro", distro), ("epoch", epoch)];
@@ -238,8 +347,10 @@ pub fn package_purl(package: &FixedPackage, subject: &Subject) -> String {
             )
         }
         "python" => {
-            // PyPI names compare in their PEP 503 form, as the purl spec asks.
-            let name = caulk_sdk::names::pep503(&package.name);
+            // The purl spec's pypi name: lowercased, `_` as `-` (not PEP
+            // 503's whole normalisation, which also turns `.` into `-`:
+            // `jaraco.collections` stays as scanners write it).
+            let name = package.name.to_ascii_lowercase().replace('_', "-");
             format!("pkg:pypi/{}@{}", encode(&name), encode(&package.version))
         }
         "npm" => {
@@ -254,15 +365,23 @@ pub fn package_purl(package: &FixedPackage, subject: &Subject) -> String {
     }
 }
 
-/// Architecture names as each packaging world spells them.
-fn purl_arch(ecosystem: &str, goarch: &str) -> String {
-    let mapped = match (ecosystem, goarch) {
-        ("rpm" | "apk", "amd64") => "x86_64",
-        ("rpm" | "apk", "arm64") => "aarch64",
-        ("rpm" | "apk", "386") => "x86",
-        ("deb", "386") => "i386",
-        ("deb", "arm") => "armhf",
-        (_, other) => other,
+/// Architecture names as each packaging world spells them, from GOARCH
+/// and its variant (`arm` `v7`).
+fn purl_arch(ecosystem: &str, goarch: &str, variant: Option<&str>) -> String {
+    let mapped = match (ecosystem, goarch, variant) {
+        ("rpm" | "apk", "amd64", _) => "x86_64",
+        ("rpm" | "apk", "arm64", _) => "aarch64",
+        ("apk", "386", _) => "x86",
+        ("rpm", "386", _) => "i686",
+        ("apk", "arm", Some("v6" | "v5")) => "armhf",
+        ("apk", "arm", _) => "armv7",
+        ("rpm", "arm", _) => "armv7hl",
+        ("deb", "386", _) => "i386",
+        ("deb", "arm", Some("v6" | "v5")) => "armel",
+        ("deb", "arm", _) => "armhf",
+        ("deb", "ppc64le", _) => "ppc64el",
+        ("deb", "mips64le", _) => "mips64el",
+        (_, other, _) => other,
     };
     mapped.to_owned()
 }
@@ -278,6 +397,7 @@ mod tests {
             os_id: Some("debian".into()),
             os_version: Some("12".into()),
             architecture: "amd64".into(),
+            variant: None,
         }
     }
 
@@ -305,6 +425,7 @@ mod tests {
             name: name.into(),
             version: version.into(),
             vulnerabilities: vec![],
+            report_purl: None,
         };
         assert_eq!(
             package_purl(&p("deb", "libssl3", "3.0.15-1~deb12u1"), &s),
@@ -318,6 +439,20 @@ mod tests {
             package_purl(&p("rpm", "openssl-libs", "1:1.0.2k-19.el7"), &s),
             "pkg:rpm/debian/openssl-libs@1.0.2k-19.el7?arch=x86_64&distro=debian-12&epoch=1"
         );
+        assert_eq!(
+            package_purl(&p("rpm", "bash", "0:5.1.8-9.el9"), &s),
+            "pkg:rpm/debian/bash@5.1.8-9.el9?arch=x86_64&distro=debian-12",
+            "epoch 0 is no epoch"
+        );
+        assert_eq!(
+            package_purl(&p("python", "jaraco.collections", "5.1.0"), &s),
+            "pkg:pypi/jaraco.collections@5.1.0",
+            "the purl spec keeps dots"
+        );
+        let armel = Subject { architecture: "arm".into(), variant: Some("v5".into()), ..subject() };
+        assert!(package_purl(&p("deb", "libc6", "2.36"), &armel).contains("arch=armel"));
+        let ppc = Subject { architecture: "ppc64le".into(), ..subject() };
+        assert!(package_purl(&p("deb", "libc6", "2.36"), &ppc).contains("arch=ppc64el"));
         assert_eq!(package_purl(&p("python", "Jinja2", "3.1.4"), &s), "pkg:pypi/jinja2@3.1.4");
         assert_eq!(
             package_purl(&p("python", "typing_extensions", "4.12.2"), &s),
@@ -332,6 +467,7 @@ mod tests {
             name: "libssl3".into(),
             version: "3.1.4-r5".into(),
             vulnerabilities: vec![],
+            report_purl: None,
         };
         let alpine = Subject { os_id: Some("alpine".into()), os_version: Some("3.19.1".into()), ..subject() };
         assert_eq!(
@@ -359,12 +495,14 @@ mod tests {
                 name: "openssl".into(),
                 version: "3.0.15-1~deb12u1".into(),
                 vulnerabilities: vec!["CVE-2024-5535".into(), "CVE-2024-6119".into()],
+                report_purl: None,
             },
             FixedPackage {
                 ecosystem: "deb".into(),
                 name: "libssl3".into(),
                 version: "3.0.15-1~deb12u1".into(),
-                vulnerabilities: vec!["CVE-2024-5535".into()],
+                vulnerabilities: vec!["CVE-2024-5535".into(), " ".into()],
+                report_purl: None,
             },
         ];
         let doc = document(&subject(), &fixed, "caulk", "2026-11-26T20:00:00Z");
@@ -375,9 +513,58 @@ mod tests {
         assert_eq!(first.products[0].subcomponents.len(), 2);
         assert_eq!(doc.statements[1].products[0].subcomponents.len(), 1);
         assert!(doc.id.starts_with("https://openvex.dev/docs/public/vex-"));
-        // The id depends on what is stated, not on when.
-        let again = document(&subject(), &fixed, "caulk", "2027-01-01T00:00:00Z");
-        assert_eq!(doc.id, again.id);
+        // The product is the image by digest alone; the full URL follows.
+        let product = &first.products[0];
+        assert_eq!(product.id, "pkg:oci/debian@sha256%3A0123abcd");
+        assert_eq!(
+            product.identifiers["purl"],
+            "pkg:oci/debian@sha256%3A0123abcd?arch=amd64&repository_url=127.0.0.1%3A5000/team/app/debian&tag=12-patched"
+        );
+        // The same document has the same id; another timestamp or author
+        // makes another document, with another id.
+        assert_eq!(doc.id, document(&subject(), &fixed, "caulk", "2026-11-26T20:00:00Z").id);
+        assert_ne!(doc.id, document(&subject(), &fixed, "caulk", "2027-01-01T00:00:00Z").id);
+        assert_ne!(doc.id, document(&subject(), &fixed, "me", "2026-11-26T20:00:00Z").id);
+    }
+
+    #[test]
+    fn a_package_the_report_named_keeps_the_reports_url_at_its_new_version() {
+        let p = |ecosystem: &str, version: &str, report_purl: &str| FixedPackage {
+            ecosystem: ecosystem.into(),
+            name: "x".into(),
+            version: version.into(),
+            vulnerabilities: vec![],
+            report_purl: Some(report_purl.into()),
+        };
+        let s = subject();
+        for (package, want) in [
+            // Trivy's own qualifiers, distro and arch=all included.
+            (
+                p("deb", "3.153", "pkg:deb/debian/adduser@3.152?arch=all&distro=debian-13.6"),
+                "pkg:deb/debian/adduser@3.153?arch=all&distro=debian-13.6",
+            ),
+            // Trivy's epoch qualifier takes the new version's epoch.
+            (
+                p("deb", "1:2.41-6", "pkg:deb/debian/bsdutils@2.41-5?arch=amd64&distro=debian-13.6&epoch=1"),
+                "pkg:deb/debian/bsdutils@2.41-6?arch=amd64&distro=debian-13.6&epoch=1",
+            ),
+            (
+                p("rpm", "0:1.1-2", "pkg:rpm/redhat/x@1.0-1?arch=noarch&epoch=0"),
+                "pkg:rpm/redhat/x@1.1-2?arch=noarch",
+            ),
+            (p("python", "3.1.5", "pkg:pypi/jaraco.collections@3.1.4"), "pkg:pypi/jaraco.collections@3.1.5"),
+            (
+                p("apk", "3.1.4-r6", "pkg:apk/alpine/libssl3@3.1.4-r5?arch=x86_64&distro=3.19.1"),
+                "pkg:apk/alpine/libssl3@3.1.4-r6?arch=x86_64&distro=3.19.1",
+            ),
+        ] {
+            assert_eq!(package_purl(&package, &s), want);
+        }
+        // Another ecosystem's URL, or none at all, is not used.
+        for wrong in ["pkg:npm/x@1", "not a purl", "pkg:deb@1"] {
+            let built = package_purl(&p("deb", "2", wrong), &s);
+            assert_eq!(built, "pkg:deb/debian/x@2?arch=amd64&distro=debian-12", "{wrong}");
+        }
     }
 
     #[test]
@@ -387,6 +574,7 @@ mod tests {
             name: name.into(),
             version: "2".into(),
             vulnerabilities: vulns.iter().map(|v| (*v).to_owned()).collect(),
+            report_purl: None,
         };
         let amd = document(&subject(), &[package("openssl", &["CVE-1", "CVE-2"])], "caulk", "t");
         let arm_subject = Subject { digest: "sha256:feed".into(), architecture: "arm64".into(), ..subject() };
@@ -397,10 +585,11 @@ mod tests {
         assert_eq!(names, ["CVE-1", "CVE-2"]);
         let both = &doc.statements[0].products;
         assert_eq!(both.len(), 3);
-        assert_eq!(both[0].id, "pkg:oci/debian@sha256%3A1dx?tag=12");
+        assert_eq!(both[0].id, "pkg:oci/debian@sha256%3A1dx");
+        assert_eq!(both[0].identifiers["purl"], "pkg:oci/debian@sha256%3A1dx?tag=12");
         assert_eq!(both[0].subcomponents.len(), 2, "the index has every platform's packages");
-        assert!(both[1].id.contains("0123abcd") && both[1].id.contains("arch=amd64"), "{}", both[1].id);
-        assert!(both[2].id.contains("feed") && both[2].id.contains("arch=arm64"), "{}", both[2].id);
+        assert!(both[1].id.ends_with("0123abcd") && both[1].identifiers["purl"].contains("arch=amd64"));
+        assert!(both[2].id.ends_with("feed") && both[2].identifiers["purl"].contains("arch=arm64"));
         assert!(
             both[2].subcomponents[0].id.contains("libssl3")
                 && both[2].subcomponents[0].id.contains("arch=arm64")

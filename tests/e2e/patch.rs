@@ -175,6 +175,9 @@ fn assert_openvex(doc: &serde_json::Value) {
         );
         for product in s["products"].as_array().unwrap() {
             allowed(product, &["@id", "identifiers", "hashes", "subcomponents"], "product");
+            if let Some(identifiers) = product.get("identifiers") {
+                allowed(identifiers, &["purl", "cpe22", "cpe23"], "identifiers");
+            }
             for sub in product["subcomponents"].as_array().unwrap() {
                 allowed(sub, &["@id", "identifiers", "hashes"], "subcomponent");
             }
@@ -483,14 +486,19 @@ fn patches_an_image_in_a_registry_and_names_it_there_in_the_vex() {
     assert!(inspect.status.success(), "{}", String::from_utf8_lossy(&inspect.stderr));
     let skopeo: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
     assert_eq!(skopeo["Digest"], summary["digest"]);
-    // The VEX product keeps the registry, the namespace and the tag.
+    // The VEX product is the image by digest, which scanners match with
+    // their own qualifiers; its full URL keeps the registry, the namespace
+    // and the tag.
     let doc = json(&std::fs::read_to_string(&vex).unwrap());
     assert_openvex(&doc);
-    let product = doc["statements"][0]["products"][0]["@id"].as_str().unwrap();
+    let product = &doc["statements"][0]["products"][0];
+    let digest = skopeo["Digest"].as_str().unwrap().replace(':', "%3A");
+    assert_eq!(product["@id"], format!("pkg:oci/debian@{digest}"));
+    let full = product["identifiers"]["purl"].as_str().unwrap();
     let port = registry.addr.rsplit(':').next().unwrap();
-    assert!(product.starts_with("pkg:oci/debian@sha256%3A"), "{product}");
-    assert!(product.contains(&format!("repository_url=127.0.0.1%3A{port}/team/app/debian")), "{product}");
-    assert!(product.contains("tag=bookworm-patched"), "{product}");
+    assert!(full.starts_with(&format!("pkg:oci/debian@{digest}?")), "{full}");
+    assert!(full.contains(&format!("repository_url=127.0.0.1%3A{port}/team/app/debian")), "{full}");
+    assert!(full.contains("tag=bookworm-patched"), "{full}");
 }
 
 /// The entries of a gzipped layer blob with everything tar shows about

@@ -597,7 +597,11 @@ pub(crate) fn patch_platform(
     });
     let early_layer = after_both(verified, early_layer)?;
     summary.sort_rows();
-    summary.add_purls(os.as_ref(), &platform_image.platform.architecture);
+    summary.add_purls(
+        os.as_ref(),
+        &platform_image.platform.architecture,
+        platform_image.platform.variant.as_deref(),
+    );
 
     let judged = judge(summary, request.ignore_errors, request.vex_output.as_deref(), started);
     if !matches!(judged, Ok(ControlFlow::Continue(_)))
@@ -1098,6 +1102,7 @@ fn vex_document(
             name: r.name.clone(),
             version: r.to.clone().unwrap_or_default(),
             vulnerabilities: r.fixed_vulnerabilities(),
+            report_purl: r.report_purl.clone(),
         })
         .filter(|p| !p.vulnerabilities.is_empty())
         .collect();
@@ -1107,6 +1112,7 @@ fn vex_document(
         os_id: os.map(|o| o.id.clone()),
         os_version: os.and_then(|o| o.version_id.clone()),
         architecture: platform.architecture.clone(),
+        variant: platform.variant.clone(),
     };
     vex::document(&subject, &fixed, &request.vex_author, &rfc3339(request.source_date_epoch))
 }

@@ -104,6 +104,9 @@ pub struct Row {
     /// patched rows only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub purl: Option<String>,
+    /// The package URL the report gave the package, of the version found.
+    #[serde(skip)]
+    pub report_purl: Option<String>,
 }
 
 impl Row {
@@ -124,6 +127,7 @@ impl Row {
             still_open: Vec::new(),
             fixes: Vec::new(),
             purl: None,
+            report_purl: None,
         }
     }
 
@@ -150,6 +154,7 @@ impl Row {
             still_open: Vec::new(),
             fixes: Vec::new(),
             purl: None,
+            report_purl: None,
         }
     }
 
@@ -233,6 +238,7 @@ impl Row {
             still_open,
             fixes,
             purl: None,
+            report_purl: update.and_then(|u| u.purl.clone()),
         }
     }
 
@@ -398,16 +404,22 @@ impl PatchSummary {
         })
     }
 
-    /// Gives each patched row the package URL of its new version, with the
-    /// distribution and architecture of the image (`os`, GOARCH
-    /// `architecture`).
-    pub fn add_purls(&mut self, os: Option<&crate::model::OsRelease>, architecture: &str) {
+    /// Gives each patched row the package URL of its new version: the
+    /// report's moved to it, or one with the distribution and architecture
+    /// of the image (`os`, GOARCH `architecture` and its `variant`).
+    pub fn add_purls(
+        &mut self,
+        os: Option<&crate::model::OsRelease>,
+        architecture: &str,
+        variant: Option<&str>,
+    ) {
         let subject = crate::vex::Subject {
             reference: String::new(),
             digest: String::new(),
             os_id: os.map(|o| o.id.clone()),
             os_version: os.and_then(|o| o.version_id.clone()),
             architecture: architecture.to_owned(),
+            variant: variant.map(str::to_owned),
         };
         for row in &mut self.rows {
             if row.status != RowStatus::Patched {
@@ -419,6 +431,7 @@ impl PatchSummary {
                 name: row.name.clone(),
                 version: version.clone(),
                 vulnerabilities: Vec::new(),
+                report_purl: row.report_purl.clone(),
             };
             row.purl = Some(crate::vex::package_purl(&package, &subject));
         }
@@ -677,6 +690,7 @@ pub(crate) mod tests {
             still_open: Vec::new(),
             fixes: Vec::new(),
             purl: None,
+            report_purl: None,
         }
     }
 
@@ -700,7 +714,7 @@ pub(crate) mod tests {
             ],
             Result::Patched,
         );
-        alpine.add_purls(Some(&os("alpine", Some("3.19.1"))), "amd64");
+        alpine.add_purls(Some(&os("alpine", Some("3.19.1"))), "amd64", None);
         assert_eq!(
             alpine.rows[0].purl.as_deref(),
             Some("pkg:apk/alpine/libssl3@3.1.4-r5?arch=x86_64&distro=alpine-3.19.1")
@@ -715,7 +729,7 @@ pub(crate) mod tests {
             ("chainguard", None, "pkg:apk/chainguard/glibc@2.39-r2?arch=aarch64&distro=chainguard"),
         ] {
             let mut rows = summary(vec![apk("glibc", "2.39-r2", RowStatus::Patched)], Result::Patched);
-            rows.add_purls(Some(&os(id, version)), "arm64");
+            rows.add_purls(Some(&os(id, version)), "arm64", None);
             assert_eq!(rows.rows[0].purl.as_deref(), Some(want));
         }
     }
