@@ -259,9 +259,10 @@ const APPENDED_DIRS: &[&str] = &["index-v5"];
 /// entries, far past what npm writes for one key.
 const MAX_APPENDED: u64 = 16 << 20;
 
-/// Bytes one snapshot copies at most. Image code writes the caches: planted
-/// files (a sparse one costs nothing to make) must not make every snapshot
-/// fill the disk, or hold the shared lock while it does.
+/// Bytes one snapshot copies at most, from [`APPENDED_DIRS`] and of small
+/// files each. Image code writes the caches: planted files (a sparse one
+/// costs nothing to make) must not make every snapshot fill the disk, or
+/// hold the shared lock while it does.
 const MAX_COPIED: u64 = 256 << 20;
 
 /// Deeper than any package manager's cache: a tree past it was made by an
@@ -276,7 +277,10 @@ const MAX_DEPTH: usize = 32;
 fn copy_tree(from: &Path, to: &Path, cancel: &CancelToken) -> io::Result<()> {
     // (source dir, its copy, depth, whether its files are appended to in place)
     let mut pending = vec![(from.to_owned(), to.to_owned(), 0, false)];
-    let mut copied = 0;
+    // Bytes copied from APPENDED_DIRS and the rest, budgeted apart: a cache
+    // of many small downloads (npm's content-v2) must not use up the copies
+    // the index buckets need, whichever the walk meets first.
+    let (mut copied_appended, mut copied_small) = (0, 0);
     // Owner and mode are set once a dir is filled: a read-only dir could
     // not take its entries.
     let mut dirs = Vec::new();
@@ -299,9 +303,15 @@ fn copy_tree(from: &Path, to: &Path, cancel: &CancelToken) -> io::Result<()> {
             } else if kind.is_file() {
                 let meta = entry.metadata()?;
                 let len = meta.len();
-                let changed_in_place = len < COPY_BELOW || (appended && len <= MAX_APPENDED);
-                if changed_in_place && copied + len <= MAX_COPIED {
-                    copied += len;
+                let budget = if appended && len <= MAX_APPENDED {
+                    Some(&mut copied_appended)
+                } else if len < COPY_BELOW {
+                    Some(&mut copied_small)
+                } else {
+                    None
+                };
+                if let Some(copied) = budget.filter(|copied| **copied + len <= MAX_COPIED) {
+                    *copied += len;
                     copy_file(&source, &dest, &meta)?;
                 } else {
                     fs::hard_link(&source, &dest)?;
@@ -410,6 +420,25 @@ mod tests {
         assert_eq!(fs::read_to_string(snap.tree().join(bucket)).unwrap(), entries);
         assert_ne!(ino(&snap.tree().join(bucket)), ino(&cache.join(bucket)), "a copy, not a link");
         assert_eq!(ino(&snap.tree().join(content)), ino(&cache.join(content)), "content is still linked");
+    }
+
+    #[test]
+    fn many_small_downloads_leave_the_buckets_their_copies() {
+        let top = tempfile::tempdir().unwrap();
+        let cache = top.path().join("npm");
+        let (content, index) = (cache.join("_cacache/content-v2"), cache.join("_cacache/index-v5"));
+        fs::create_dir_all(&content).unwrap();
+        fs::create_dir_all(&index).unwrap();
+        // Sparse small files: past the whole budget, for nothing on disk.
+        let small = COPY_BELOW - 1;
+        for i in 0..=MAX_COPIED / small {
+            File::create(content.join(format!("t{i}"))).unwrap().set_len(small).unwrap();
+        }
+        fs::write(index.join("bucket"), "entry\n".repeat(20_000)).unwrap();
+        let snap = snapshot(&cache, &never()).unwrap();
+        let ino = |p: &Path| fs::metadata(p).unwrap().ino();
+        let bucket = snap.tree().join("_cacache/index-v5/bucket");
+        assert_ne!(ino(&bucket), ino(&index.join("bucket")), "the bucket is still a copy");
     }
 
     #[test]
