@@ -145,6 +145,14 @@ fn the_tags_of_a_repository_nobody_pushed_to_are_not_found() {
 }
 
 #[test]
+fn harbors_answer_for_a_missing_repository_is_not_found_too() {
+    let (addr, _) = hostile_registry(Misbehaviour::HarborNoRepository);
+    let reference = RegistryRef::parse(&format!("{addr}/library/x")).unwrap();
+    let result = list_tags(&reference, &RegistryOptions::default());
+    assert!(matches!(result, Err(Error::ImageNotFound { .. })), "{result:?}");
+}
+
+#[test]
 fn a_registry_listing_tags_without_end_is_cut_off() {
     let (addr, hits) = hostile_registry(Misbehaviour::EndlessTags);
     let reference = RegistryRef::parse(&format!("{addr}/endless")).unwrap();
@@ -166,6 +174,8 @@ enum Misbehaviour {
     DropMidBlob,
     /// A full page of new tags for every `tags/list`, however far `last`.
     EndlessTags,
+    /// `tags/list` of a repository Harbor does not have: 404, `NOT_FOUND`.
+    HarborNoRepository,
 }
 
 /// A tiny registry that serves one image but misbehaves on its layer,
@@ -228,6 +238,9 @@ fn serve(
         };
         if path == "/v2/" {
             respond(&mut out, "200 OK", "application/json", b"{}");
+        } else if path.contains("/tags/list") && matches!(mode, Misbehaviour::HarborNoRepository) {
+            let body = br#"{"errors":[{"code":"NOT_FOUND","message":"repository library/x not found"}]}"#;
+            respond(&mut out, "404 Not Found", "application/json", body);
         } else if path.contains("/tags/list") {
             hits.fetch_add(1, Ordering::SeqCst);
             let page = hits.load(Ordering::SeqCst);
@@ -245,7 +258,7 @@ fn serve(
         } else if path.contains("/blobs/") {
             hits.fetch_add(1, Ordering::SeqCst);
             match mode {
-                Misbehaviour::ServerError | Misbehaviour::EndlessTags => {
+                Misbehaviour::ServerError | Misbehaviour::EndlessTags | Misbehaviour::HarborNoRepository => {
                     respond(&mut out, "500 Internal Server Error", "text/plain", b"boom");
                 }
                 Misbehaviour::DropMidBlob => {

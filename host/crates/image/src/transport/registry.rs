@@ -113,14 +113,14 @@ impl Session {
             Error::RegistryRefused { reason, .. }
                 if codes.iter().any(|c| reason.replace('_', "").contains(&c.replace('_', ""))) =>
             {
-                Error::ImageNotFound {
-                    origin: format!("docker://{}", self.registry),
-                    reference,
-                    hint: String::new(),
-                }
+                self.not_found(reference)
             }
             other => other,
         }
+    }
+
+    fn not_found(&self, reference: String) -> Error {
+        Error::ImageNotFound { origin: format!("docker://{}", self.registry), reference, hint: String::new() }
     }
 
     fn pull_manifest(&self, reference: &Reference) -> Result<(Vec<u8>, Digest)> {
@@ -223,7 +223,15 @@ pub fn list_tags(reference: &RegistryRef, options: &RegistryOptions) -> Result<V
                 Some(TAGS_PAGE),
                 last.as_deref(),
             ))
-            .map_err(|e| session.not_found_or(&e, &["NAME_UNKNOWN"], reference.to_string()))?;
+            // Any 404 of tags/list is a repository that does not exist:
+            // registries name it NAME_UNKNOWN, Harbor NOT_FOUND, others with
+            // a code the client does not know.
+            .map_err(|e| match e {
+                OciDistributionError::ServerError { code: 404, .. } => {
+                    session.not_found(reference.to_string())
+                }
+                e => session.not_found_or(&e, &["NAME_UNKNOWN", "NOT_FOUND"], reference.to_string()),
+            })?;
         if tags.len() + page.tags.len() > MAX_TAGS {
             return Err(Error::RegistryRefused {
                 registry: session.registry.clone(),
