@@ -243,48 +243,56 @@ fn purl_type(ecosystem: &str) -> Option<&'static str> {
     })
 }
 
+/// Qualifiers of a report's URL that a new version leaves true: syft's
+/// `upstream` names the source package's version, which moves with it.
+const KEPT_QUALIFIERS: &[&str] = &["arch", "distro"];
+
 /// `report_purl` (a scanner's URL for the package as it found it) moved to
-/// `version`, its qualifiers kept. An `epoch` qualifier (Trivy's deb and
-/// rpm URLs) takes the new version's epoch and the version goes without
-/// it; otherwise the version is written whole. `None` when the URL is not
-/// one of this ecosystem's, or not a package URL at all.
+/// `version`, with the qualifiers of [`KEPT_QUALIFIERS`]. The epoch is a
+/// qualifier for rpm and wherever the report had one (Trivy's deb URLs),
+/// else part of the version; an epoch of 0 is none. `None` when the URL is
+/// not one of this ecosystem's, or names no package.
 fn rebased(report_purl: &str, ecosystem: &str, version: &str) -> Option<String> {
     let rest = report_purl.strip_prefix("pkg:")?;
     let end = rest.find(['?', '#']).unwrap_or(rest.len());
     let (path, tail) = rest.split_at(end);
     let (name_path, _) = path.rsplit_once('@')?;
-    if name_path.split('/').next()? != purl_type(ecosystem)? || !name_path.contains('/') {
+    let segments: Vec<&str> = name_path.split('/').collect();
+    if segments.len() < 2
+        || segments[0] != purl_type(ecosystem)?
+        || segments.last().is_some_and(|n| n.is_empty())
+    {
         return None;
     }
     let (query, fragment) = match tail.split_once('#') {
         Some((q, f)) => (q, format!("#{f}")),
         None => (tail, String::new()),
     };
-    let mut pairs: Vec<(String, String)> = query
-        .trim_start_matches('?')
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            p.split_once('=').map_or((p.to_owned(), String::new()), |(k, v)| (k.to_owned(), v.to_owned()))
-        })
-        .collect();
-    let mut version = version.to_owned();
-    if let Some(at) = pairs.iter().position(|(k, _)| k.eq_ignore_ascii_case("epoch")) {
-        match version.split_once(':').filter(|(e, _)| !e.is_empty() && e.bytes().all(|b| b.is_ascii_digit()))
-        {
-            Some((epoch, rest)) if epoch.trim_start_matches('0').is_empty() => {
-                version = rest.to_owned();
-                pairs.remove(at);
-            }
-            Some((epoch, rest)) => {
-                epoch.clone_into(&mut pairs[at].1);
-                version = rest.to_owned();
-            }
-            None => {
-                pairs.remove(at);
-            }
+    let mut had_epoch = false;
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for pair in query.trim_start_matches('?').split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let key = key.to_ascii_lowercase();
+        had_epoch |= key == "epoch";
+        if KEPT_QUALIFIERS.contains(&key.as_str()) && !value.is_empty() {
+            pairs.push((key, value.to_owned()));
         }
     }
+    let (epoch, bare) = match version.split_once(':') {
+        Some((e, v)) if !e.is_empty() && e.bytes().all(|b| b.is_ascii_digit()) => {
+            (Some(e).filter(|e| !e.trim_start_matches('0').is_empty()), v)
+        }
+        _ => (None, version),
+    };
+    let version = if ecosystem == "rpm" || had_epoch {
+        if let Some(epoch) = epoch {
+            pairs.push(("epoch".to_owned(), epoch.to_owned()));
+        }
+        bare.to_owned()
+    } else {
+        epoch.map_or_else(|| bare.to_owned(), |e| format!("{e}:{bare}"))
+    };
+    pairs.sort();
     let query: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let query = if query.is_empty() { String::new() } else { format!("?{}", query.join("&")) };
     Some(format!("pkg:{name_path}@{}{query}{fragment}", encode(&version)))
@@ -560,8 +568,36 @@ mod tests {
         ] {
             assert_eq!(package_purl(&package, &s), want);
         }
-        // Another ecosystem's URL, or none at all, is not used.
-        for wrong in ["pkg:npm/x@1", "not a purl", "pkg:deb@1"] {
+        // Grype's: a version-bearing `upstream` goes, an epoch of 0 is
+        // none, and rpm's epoch is a qualifier even where the report had
+        // none to show.
+        for (package, want) in [
+            (
+                p(
+                    "rpm",
+                    "1:3.0.7-28.el9",
+                    "pkg:rpm/redhat/openssl-libs@1:3.0.7-27.el9?arch=x86_64&upstream=openssl-3.0.7-27.el9.src.rpm&distro=rhel-9.4",
+                ),
+                "pkg:rpm/redhat/openssl-libs@3.0.7-28.el9?arch=x86_64&distro=rhel-9.4&epoch=1",
+            ),
+            (
+                p("rpm", "0:1.1-2.el9", "pkg:rpm/redhat/foo@1.0-1.el9?arch=noarch"),
+                "pkg:rpm/redhat/foo@1.1-2.el9?arch=noarch",
+            ),
+            (
+                p(
+                    "deb",
+                    "1:2.41-6",
+                    "pkg:deb/debian/bsdutils@1:2.41-5?arch=amd64&upstream=util-linux%402.41-5&distro=debian-13",
+                ),
+                "pkg:deb/debian/bsdutils@1%3A2.41-6?arch=amd64&distro=debian-13",
+            ),
+        ] {
+            assert_eq!(package_purl(&package, &s), want);
+        }
+        // Another ecosystem's URL, one naming no package, or none at all,
+        // is not used.
+        for wrong in ["pkg:npm/x@1", "not a purl", "pkg:deb@1", "pkg:deb/debian/@1", "pkg:deb/"] {
             let built = package_purl(&p("deb", "2", wrong), &s);
             assert_eq!(built, "pkg:deb/debian/x@2?arch=amd64&distro=debian-12", "{wrong}");
         }
