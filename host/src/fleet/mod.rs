@@ -135,7 +135,8 @@ pub fn run(
         FleetRow::failed(
             job,
             &format!(
-                "another job of this config (in this shard or another) also writes {} or its -N tags; none of them ran",
+                "another job of this config (in this shard or another) also writes {} or its -N tags, or its tag \
+                 is one of those; none of them ran",
                 job.series
             ),
         )
@@ -182,7 +183,7 @@ impl Expansion<'_, '_> {
         summary: &mut FleetSummary,
     ) {
         let mine = |key: &str| options.shard.is_none_or(|s| s.owns(key));
-        let available = self.listed.tags(&spec.image);
+        let available = self.listed.source_tags(&spec.image);
         let beside = target_repository(&spec.image, spec.target_registry.as_deref()) == spec.image;
         let rules =
             if config.api_version == config::COPA_API { tags::Rules::Copa } else { tags::Rules::Caulk };
@@ -247,8 +248,11 @@ impl Expansion<'_, '_> {
                     continue;
                 }
             };
-            let target_tags =
-                if target_repo == spec.image { available.clone() } else { self.listed.tags(&target_repo) };
+            let target_tags = if target_repo == spec.image {
+                available.clone()
+            } else {
+                self.listed.target_tags(&target_repo)
+            };
             let newest = match &target_tags {
                 Ok(tags) => skip::newest_patched(&base_tag, tags),
                 // Without the target's tags caulk cannot tell a free tag from
@@ -301,13 +305,28 @@ impl Expansion<'_, '_> {
 /// entries with one `oci:` target and tag, a tag template without
 /// `{{ .SourceTag }}`, two sources with one last path component): run at
 /// once, the last writer would silently win.
+/// `BASE` of a `BASE-N` series key.
+fn numbered_base(key: &str) -> Option<&str> {
+    let (base, n) = key.rsplit_once('-')?;
+    (!n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())).then_some(base)
+}
+
 fn apart_from_clashes(jobs: Vec<Job>, series: &HashMap<String, usize>) -> (Vec<Job>, Vec<Job>) {
     let mut writers: HashMap<String, usize> = HashMap::new();
     for job in &jobs {
         *writers.entry(job.destination.clone()).or_default() += 1;
     }
-    jobs.into_iter()
-        .partition(|job| writers[&job.destination] == 1 && series.get(&job.series).is_none_or(|&n| n == 1))
+    // `t:8.9` and `t:8.9-1107` (UBI's releases into one target with the
+    // tag unchanged): the second's tags read as patches of the first, and
+    // the first's next patch may be the second's name.
+    let bases: std::collections::HashSet<&str> = series.keys().filter_map(|k| numbered_base(k)).collect();
+    let overlaps =
+        |key: &str| bases.contains(key) || numbered_base(key).is_some_and(|base| series.contains_key(base));
+    jobs.into_iter().partition(|job| {
+        writers[&job.destination] == 1
+            && series.get(&job.series).is_none_or(|&n| n == 1)
+            && !overlaps(&job.series)
+    })
 }
 
 enum Decision {
@@ -401,9 +420,12 @@ fn target_repository(source: &str, registry: Option<&str>) -> String {
 }
 
 /// Tags of repositories, listed once per run.
+/// A repository's tags; `None` when it does not exist.
+type Listing = Result<Option<Vec<String>>, String>;
+
 struct TagLister<'a> {
     transport: &'a TransportOptions,
-    cache: std::collections::BTreeMap<String, Result<Vec<String>, String>>,
+    cache: std::collections::BTreeMap<String, Listing>,
 }
 
 impl<'a> TagLister<'a> {
@@ -411,7 +433,7 @@ impl<'a> TagLister<'a> {
         Self { transport, cache: std::collections::BTreeMap::new() }
     }
 
-    fn tags(&mut self, repository: &str) -> Result<Vec<String>, String> {
+    fn listing(&mut self, repository: &str) -> Listing {
         if let Some(known) = self.cache.get(repository) {
             return known.clone();
         }
@@ -419,27 +441,38 @@ impl<'a> TagLister<'a> {
         self.cache.insert(repository.to_owned(), listed.clone());
         listed
     }
+
+    /// A source's tags: one that does not exist is an error (a misspelt
+    /// `image:` must fail the run, not leave nothing to patch).
+    fn source_tags(&mut self, repository: &str) -> Result<Vec<String>, String> {
+        self.listing(repository)?.ok_or_else(|| format!("{repository} does not exist"))
+    }
+
+    /// A target's tags: one nobody has pushed to yet has none.
+    fn target_tags(&mut self, repository: &str) -> Result<Vec<String>, String> {
+        Ok(self.listing(repository)?.unwrap_or_default())
+    }
 }
 
-fn list_tags(repository: &str, transport: &TransportOptions) -> Result<Vec<String>, String> {
+fn list_tags(repository: &str, transport: &TransportOptions) -> Listing {
     if let Some(dir) = repository.strip_prefix("oci:") {
         return layout_names(Path::new(dir));
     }
     let reference = RegistryRef::parse(repository).map_err(|e| e.to_string())?;
     match caulk_image::transport::registry::list_tags(&reference, &transport.registry) {
-        // A target repository nobody has pushed to yet has no tags.
-        Err(caulk_image::Error::ImageNotFound { .. }) => Ok(Vec::new()),
-        other => other.map_err(|e| e.to_string()),
+        Ok(tags) => Ok(Some(tags)),
+        Err(caulk_image::Error::ImageNotFound { .. }) => Ok(None),
+        Err(e) => Err(e.to_string()),
     }
 }
 
 /// The image names (`org.opencontainers.image.ref.name`) of an OCI layout;
-/// a layout that does not exist yet has none.
-fn layout_names(dir: &Path) -> Result<Vec<String>, String> {
+/// `None` when there is no layout.
+fn layout_names(dir: &Path) -> Listing {
     let path = dir.join("index.json");
     let bytes = match std::fs::read(&path) {
         Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("reading {}: {e}", path.display())),
     };
     let index: serde_json::Value =
@@ -456,7 +489,7 @@ fn layout_names(dir: &Path) -> Result<Vec<String>, String> {
                 .collect()
         })
         .unwrap_or_default();
-    Ok(names)
+    Ok(Some(names))
 }
 
 /// Runs one job with its own time limit; any outcome becomes a row.
@@ -593,6 +626,32 @@ mod tests {
             apart_from_clashes(vec![job("quay.io/a/redis:7", "ghcr.io/me/redis:7-patched")], &all);
         assert!(run.is_empty());
         assert_eq!(names(&held), ["quay.io/a/redis:7"]);
+        // One source's tag is another's next patch: both are held back.
+        let ubi = HashMap::from([
+            ("t/ubi:8.9".to_owned(), 1),
+            ("t/ubi:8.9-1107".to_owned(), 1),
+            ("t/ubi:9.4".to_owned(), 1),
+        ]);
+        let (run, held) = apart_from_clashes(
+            vec![
+                job("r/ubi:8.9", "t/ubi:8.9"),
+                job("r/ubi:8.9-1107", "t/ubi:8.9-1107"),
+                job("r/ubi:9.4", "t/ubi:9.4"),
+            ],
+            &ubi,
+        );
+        assert_eq!(names(&run), ["r/ubi:9.4"]);
+        assert_eq!(names(&held), ["r/ubi:8.9", "r/ubi:8.9-1107"]);
+    }
+
+    #[test]
+    fn a_missing_source_fails_and_a_missing_target_has_no_tags() {
+        let transport = TransportOptions::default();
+        let mut listed = TagLister::new(&transport);
+        let nowhere = "oci:/nonexistent/caulk-fleet-layout";
+        let err = listed.source_tags(nowhere).unwrap_err();
+        assert!(err.contains("does not exist"), "{err}");
+        assert_eq!(listed.target_tags(nowhere), Ok(Vec::new()));
     }
 
     #[test]

@@ -44,9 +44,14 @@ pub fn newest_patched(base: &str, tags: &[String]) -> Option<(u64, String)> {
 /// `newest` is the last number there is (a crafted repository's), since
 /// wrapping round would name a tag that may be published.
 pub fn next_tag(base: &str, newest: Option<u64>) -> Option<String> {
-    match newest {
-        None => Some(base.to_owned()),
-        Some(n) => Some(format!("{base}-{}", n.checked_add(1)?)),
+    let Some(mut n) = newest else { return Some(base.to_owned()) };
+    // Never a number that is a platform's suffix: it is not seen as a
+    // patch, so it would be written again on every run.
+    loop {
+        n = n.checked_add(1)?;
+        if !PLATFORM_SUFFIXES.contains(&n.to_string().as_str()) {
+            return Some(format!("{base}-{n}"));
+        }
     }
 }
 
@@ -151,6 +156,7 @@ mod tests {
         let last = format!("t-{}", u64::MAX);
         assert_eq!(newest_patched("t", &tags(&["t", &last])), Some((u64::MAX, last)));
         assert_eq!(next_tag("t", Some(u64::MAX)), None, "no wrapping round to t-0");
+        assert_eq!(next_tag("t", Some(385)).as_deref(), Some("t-387"), "t-386 is linux/386's");
     }
 
     #[test]
