@@ -301,16 +301,18 @@ impl Expansion<'_, '_> {
     }
 }
 
-/// Splits off the jobs whose destination another job also writes (two
-/// entries with one `oci:` target and tag, a tag template without
-/// `{{ .SourceTag }}`, two sources with one last path component): run at
-/// once, the last writer would silently win.
 /// `BASE` of a `BASE-N` series key.
 fn numbered_base(key: &str) -> Option<&str> {
     let (base, n) = key.rsplit_once('-')?;
     (!n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())).then_some(base)
 }
 
+/// Splits off the jobs whose destination another job also writes (two
+/// entries with one `oci:` target and tag, a tag template without
+/// `{{ .SourceTag }}`, two sources with one last path component): run at
+/// once, the last writer would silently win. `series` counts every shard's
+/// jobs by the tags they write ([`Job::series`]), so a clash across shards
+/// is seen too.
 fn apart_from_clashes(jobs: Vec<Job>, series: &HashMap<String, usize>) -> (Vec<Job>, Vec<Job>) {
     let mut writers: HashMap<String, usize> = HashMap::new();
     for job in &jobs {
@@ -419,10 +421,10 @@ fn target_repository(source: &str, registry: Option<&str>) -> String {
     }
 }
 
-/// Tags of repositories, listed once per run.
 /// A repository's tags; `None` when it does not exist.
 type Listing = Result<Option<Vec<String>>, String>;
 
+/// Tags of repositories, listed once per run.
 struct TagLister<'a> {
     transport: &'a TransportOptions,
     cache: std::collections::BTreeMap<String, Listing>,

@@ -25,11 +25,11 @@
 //! files' limit), and lock and stamp files are rewritten; a link would let
 //! a later writer's append reach a reader's snapshot, naming content the
 //! snapshot lacks. The caches are written by image code, so what a snapshot
-//! copies is bounded ([`MAX_COPIED`] in all): past that, files are linked,
-//! which only a cache filled on purpose reaches. The large files are downloads, which every tool caulk drives
-//! writes whole and renames into place (apt's `partial/`, cacache's `tmp/`)
-//! and deletes by unlinking, so a snapshot's link keeps what it was when
-//! taken.
+//! copies is bounded ([`MAX_COPIED`] of each kind): past that, files are
+//! linked, which only a cache filled on purpose reaches. The large files
+//! are downloads, which every tool caulk drives writes whole and renames
+//! into place (apt's `partial/`, cacache's `tmp/`) and deletes by
+//! unlinking, so a snapshot's link keeps what it was when taken.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -271,9 +271,10 @@ const MAX_DEPTH: usize = 32;
 
 /// Recreates the tree under `from` in `to`: dirs (with owner and mode),
 /// small files and those under [`APPENDED_DIRS`] as copies (within
-/// [`MAX_COPIED`]) and the others as hard links, symlinks as symlinks. Anything else (a socket or FIFO a tool left) is not cache
-/// content and is left out. Walked with a stack, not recursion: the tree
-/// was written by image code.
+/// [`MAX_COPIED`]) and the others as hard links, symlinks as symlinks.
+/// Anything else (a socket or FIFO a tool left) is not cache content and is
+/// left out. Walked with a stack, not recursion: the tree was written by
+/// image code.
 fn copy_tree(from: &Path, to: &Path, cancel: &CancelToken) -> io::Result<()> {
     // (source dir, its copy, depth, whether its files are appended to in place)
     let mut pending = vec![(from.to_owned(), to.to_owned(), 0, false)];
