@@ -400,8 +400,11 @@ impl Run<'_> {
             })
             .collect();
         let index = summary.digest.clone().unwrap_or_default();
-        let document = crate::vex::merge(
+        let written: Vec<Option<&str>> = parts.iter().map(|(_, _, one)| one.digest.as_deref()).collect();
+        let document = one_document(
             &documents,
+            &written,
+            &index,
             &crate::vex::oci_purl(&self.destination.display_name, &index, ""),
             &request.vex_author,
             &super::rfc3339(request.source_date_epoch),
@@ -414,6 +417,28 @@ impl Run<'_> {
         }
         Ok(())
     }
+}
+
+/// The document of a multi-platform run from each patched platform's
+/// (`written`: their manifests' digests): an index product with every
+/// platform's packages, and the platforms. A destination that holds one
+/// image got one platform's manifest, not the index: that manifest is then
+/// the whole product, and an "index" product of the same digest would name
+/// something that is not one.
+fn one_document(
+    documents: &[crate::vex::Document],
+    written: &[Option<&str>],
+    index: &str,
+    index_purl: &str,
+    author: &str,
+    timestamp: &str,
+) -> crate::vex::Document {
+    if let ([document], [Some(digest)]) = (documents, written)
+        && *digest == index
+    {
+        return document.clone();
+    }
+    crate::vex::merge(documents, index_purl, author, timestamp)
 }
 
 /// How to write an edited image to `reference`: every manifest byte for
@@ -461,6 +486,58 @@ fn mode_of(work: &[(&PlatformImage, PatchRequest, Result<Findings, String>)]) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_platform_written_alone_is_the_whole_vex_product() {
+        let fixed = || crate::vex::FixedPackage {
+            ecosystem: "deb".into(),
+            name: "libssl3".into(),
+            version: "3.0.15-1~deb12u1".into(),
+            vulnerabilities: vec!["CVE-1".into()],
+            report_purl: None,
+        };
+        let subject = |digest: &str, arch: &str| crate::vex::Subject {
+            reference: "app:patched".into(),
+            digest: digest.into(),
+            os_id: Some("debian".into()),
+            os_version: Some("12".into()),
+            architecture: arch.into(),
+            variant: None,
+        };
+        let amd = crate::vex::document(&subject("sha256:aa", "amd64"), &[fixed()], "caulk", "t");
+        let arm = crate::vex::document(&subject("sha256:bb", "arm64"), &[fixed()], "caulk", "t");
+        let purl = |digest: &str| crate::vex::oci_purl("app:patched", digest, "");
+        // docker-daemon: got amd64's manifest: one product, that manifest.
+        let alone = one_document(
+            std::slice::from_ref(&amd),
+            &[Some("sha256:aa")],
+            "sha256:aa",
+            &purl("sha256:aa"),
+            "caulk",
+            "t",
+        );
+        assert_eq!(alone, amd);
+        assert_eq!(alone.statements[0].products.len(), 1);
+        // An index, even with one platform patched: the index and the platform.
+        let index = one_document(
+            std::slice::from_ref(&amd),
+            &[Some("sha256:aa")],
+            "sha256:ii",
+            &purl("sha256:ii"),
+            "caulk",
+            "t",
+        );
+        assert_eq!(index.statements[0].products.len(), 2);
+        let both = one_document(
+            &[amd, arm],
+            &[Some("sha256:aa"), Some("sha256:bb")],
+            "sha256:ii",
+            &purl("sha256:ii"),
+            "caulk",
+            "t",
+        );
+        assert_eq!(both.statements[0].products.len(), 3);
+    }
 
     #[test]
     fn report_names_follow_copa_and_find_arm64_with_or_without_v8() {
