@@ -27,6 +27,11 @@ pub enum RpmError {
     NoManager { why: String },
     #[error("the image lists no package repositories (no *.repo file in {dirs})")]
     NoRepositories { dirs: String },
+    #[error(
+        "the image is for {image} and this machine is {host}: the image has no package manager, and the host's dnf \
+         would fill it with {host} packages"
+    )]
+    ForeignArchitecture { image: String, host: String },
     #[error("the host gave no answer to the {phase} probe `{id}` ({what})")]
     MissingFact { phase: &'static str, id: &'static str, what: &'static str },
     #[error("update for package {name:?} from the report: the name is not an RPM package name: {problem}")]
@@ -50,7 +55,9 @@ impl RpmError {
                 ErrorKind::MalformedInput
             }
             Self::MissingFact { .. } => ErrorKind::MissingFacts,
-            Self::UnknownSetting { .. } | Self::IndexUrls { .. } => ErrorKind::Unsupported,
+            Self::UnknownSetting { .. } | Self::IndexUrls { .. } | Self::ForeignArchitecture { .. } => {
+                ErrorKind::Unsupported
+            }
         }
     }
 
@@ -79,6 +86,10 @@ impl RpmError {
             }
             Self::NoRepositories { .. } => {
                 "dnf can only fetch fixed packages from repositories the image configures in /etc/yum.repos.d"
+            }
+            Self::ForeignArchitecture { .. } => {
+                "patch this platform on a machine of its architecture (`--platform` picks it from an index), or \
+                 leave it out with `--platform` for the others"
             }
             Self::BadName { .. } | Self::BadVersion { .. } => {
                 "the report is damaged or was not made for an RPM package; --ignore-errors skips such entries"

@@ -181,9 +181,40 @@ fn tail(bytes: &[u8]) -> String {
     text[start..].to_owned()
 }
 
+/// `uname -m` names for a GOARCH: what a host of that architecture says.
+fn machines(goarch: &str) -> Option<&'static [&'static str]> {
+    Some(match goarch {
+        "amd64" => &["x86_64"],
+        "arm64" => &["aarch64", "arm64"],
+        "386" => &["i386", "i486", "i586", "i686"],
+        "arm" => &["armv5tel", "armv6l", "armv7l", "armv8l"],
+        "ppc64le" => &["ppc64le"],
+        "s390x" => &["s390x"],
+        "riscv64" => &["riscv64"],
+        _ => return None,
+    })
+}
+
 fn host_runner(target: &Target, facts: &[Fact]) -> Result<Runner, RpmError> {
     match (facts.output(HOST_DNF), facts.unavailable(HOST_DNF)) {
-        (Some(out), _) if out.exit_code == 0 => {}
+        (Some(out), _) if out.exit_code == 0 => {
+            // The host's dnf installs the host's architecture: into an image
+            // of another, it would put packages that cannot run there (and
+            // rpm, checking against the host, would let them in).
+            let text = String::from_utf8_lossy(&out.stdout);
+            let machine =
+                text.lines().map(str::trim).rfind(|l| !l.is_empty()).filter(|l| {
+                    !l.contains('/') && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                });
+            if let (Some(machine), Some(expected)) = (machine, machines(&target.platform.architecture))
+                && !expected.contains(&machine)
+            {
+                return Err(RpmError::ForeignArchitecture {
+                    image: target.platform.architecture.clone(),
+                    host: machine.to_owned(),
+                });
+            }
+        }
         (Some(out), _) => {
             let stderr = tail(&out.stderr);
             let why = if stderr.is_empty() { "no dnf on its PATH".to_owned() } else { stderr };

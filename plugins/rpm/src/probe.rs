@@ -24,10 +24,12 @@ pub const RELEASEVER: &str = "rpm-releasever";
 pub const HOST_DNF: &str = "host-dnf";
 pub const VERIFYDB: &str = "rpm-verifydb";
 
-/// Whether the host has a dnf. Not `dnf --version`: outside an installroot
-/// dnf logs to the host's `/var/log/hawkey.log`, which the sandbox does not
-/// have, and exits with 1 after printing its version.
-pub const HOST_DNF_ARGV: [&str; 3] = ["sh", "-c", "command -v dnf"];
+/// Whether the host has a dnf, and the host's machine (`uname -m`): that
+/// dnf installs packages of its own architecture. Not `dnf --version`:
+/// outside an installroot dnf logs to the host's `/var/log/hawkey.log`,
+/// which the sandbox does not have, and exits with 1 after printing its
+/// version.
+pub const HOST_DNF_ARGV: [&str; 3] = ["sh", "-c", "command -v dnf && uname -m"];
 
 /// Where the image is mounted when the host's tools work on it.
 pub const TOOLING_MOUNT: &str = "/target";

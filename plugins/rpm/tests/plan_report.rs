@@ -260,6 +260,33 @@ fn a_toolless_image_needs_a_dnf_on_the_host() {
 }
 
 #[test]
+fn a_toolless_image_of_another_architecture_is_refused() {
+    use caulk_sdk::update::{Answer, CommandOutput};
+    let root = toolless();
+    let mut request =
+        plan_request(&root, vec![update("caulk-demo", "1.0-1", &["1.1-1"])], options(UpdateMode::Report));
+    let dnf_on = |machine: &str| {
+        Answer::Output(CommandOutput {
+            exit_code: 0,
+            stdout: format!("/usr/bin/dnf\n{machine}\n").into_bytes(),
+            stderr: Vec::new(),
+        })
+    };
+    let fact = request.facts.iter_mut().find(|f| f.question_id == caulk_plugin_rpm::probe::HOST_DNF).unwrap();
+    fact.answer = dnf_on("x86_64");
+    request.target.platform.architecture = "arm64".into();
+    let e = Rpm::plan(&request).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Unsupported);
+    assert!(e.message.contains("for arm64 and this machine is x86_64"), "{}", e.message);
+    // The host's own architecture is planned as before.
+    request.target.platform.architecture = "amd64".into();
+    assert!(Rpm::plan(&request).is_ok());
+    let fact = request.facts.iter_mut().find(|f| f.question_id == caulk_plugin_rpm::probe::HOST_DNF).unwrap();
+    fact.answer = dnf_on("aarch64");
+    assert_eq!(Rpm::plan(&request).unwrap_err().kind, ErrorKind::Unsupported);
+}
+
+#[test]
 fn an_image_with_manifests_and_no_database_is_planned_from_its_manifest() {
     let root = Root::unpack("azure");
     root.write("/etc/yum.repos.d/caulk.repo", REPO);
