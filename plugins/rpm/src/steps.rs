@@ -56,6 +56,9 @@ pub const DROP_PATHS: &[&str] = &[
     "/var/cache/yum/**",
     "/var/cache/tdnf",
     "/var/cache/tdnf/**",
+    // dnf5's (Fedora 41 and later): metadata and solver caches.
+    "/var/cache/libdnf5",
+    "/var/cache/libdnf5/**",
     "/var/cache/zypp",
     "/var/cache/zypp/**",
     "/var/lib/dnf",

@@ -82,7 +82,13 @@ fn a_toolless_image_is_planned_for_the_hosts_dnf_with_its_own_repos_and_release(
     assert_eq!(plan.caches.len(), 1);
     assert_eq!(plan.caches[0].path, "/target/var/cache/dnf");
     assert!(plan.caches[0].key.starts_with("rpm-host-dnf-caulk-1-amd64-"), "{}", plan.caches[0].key);
-    for churn in ["/var/lib/dnf/**", "/var/log/dnf*.log", "/var/lib/rpm/.rpm.lock", "/var/lib/rpm/__db.*"] {
+    for churn in [
+        "/var/lib/dnf/**",
+        "/var/cache/libdnf5/**",
+        "/var/log/dnf*.log",
+        "/var/lib/rpm/.rpm.lock",
+        "/var/lib/rpm/__db.*",
+    ] {
         assert!(plan.drop_paths.iter().any(|p| p == churn), "{churn} not dropped: {:?}", plan.drop_paths);
     }
     assert!(!plan.drop_paths.iter().any(|p| p.ends_with("rpmdb.sqlite") || p.ends_with("/Packages")));
