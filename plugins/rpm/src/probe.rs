@@ -38,7 +38,7 @@ pub const TOOLING_MOUNT: &str = "/target";
 pub const BIN_DIRS: [&str; 4] = ["/usr/bin", "/bin", "/usr/sbin", "/sbin"];
 
 /// The programs looked for in the image.
-pub const PROGRAMS: [&str; 7] = ["tdnf", "dnf", "yum", "microdnf", "zypper", "rpm", "sh"];
+pub const PROGRAMS: [&str; 8] = ["tdnf", "dnf", "dnf5", "yum", "microdnf", "zypper", "rpm", "sh"];
 
 /// Repository directories: dnf/yum/tdnf/microdnf, Photon's extra one, zypper.
 pub const REPO_DIRS: [&str; 3] = ["/etc/yum.repos.d", "/etc/distro.repos.d", "/etc/zypp/repos.d"];

@@ -39,7 +39,7 @@ use caulk_sdk::update::{CacheMount, Command, Fact, FileKind, Step, Target};
 use sha2::{Digest, Sha256};
 
 use crate::db::{MANIFEST_1, MANIFEST_1_FORMAT, MANIFEST_2, MANIFEST_2_FORMAT};
-use crate::image::{Image, Runner};
+use crate::image::{Image, Manager, Runner};
 use crate::name::PackageName;
 use crate::probe::{REPOS, TOOLING_MOUNT, host_tooling};
 
@@ -223,9 +223,14 @@ fn manifest_only_command(releasever: Option<&str>, reposdirs: &[String], names: 
     command
 }
 
+/// dnf5's metadata and solver cache (dnf5-caching(7)).
+pub const DNF5_CACHE: &str = "/var/cache/libdnf5";
+
 pub fn cache(image: &Image, target: &Target, facts: &[Fact]) -> Option<CacheMount> {
     image.db.as_ref()?;
     let path = match &image.runner {
+        // Fedora 41's dnf is dnf5, which caches in its own dir.
+        Runner::Image(Manager::Dnf) if crate::probe::image_has(facts, "dnf5") => DNF5_CACHE.to_owned(),
         Runner::Image(manager) => manager.cache_dir()?.to_owned(),
         Runner::Host { .. } => format!("{TOOLING_MOUNT}/var/cache/dnf"),
     };

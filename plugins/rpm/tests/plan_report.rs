@@ -140,6 +140,18 @@ fn the_images_own_package_manager_is_preferred_in_copas_order() {
             ],
             Some("/var/cache/dnf"),
         ),
+        (
+            &["/usr/bin/dnf", "/usr/bin/dnf5"],
+            &[
+                "dnf",
+                "-y",
+                "--refresh",
+                "--setopt=skip_if_unavailable=False",
+                "--setopt=install_weak_deps=False",
+                "upgrade",
+            ],
+            Some("/var/cache/libdnf5"),
+        ),
         (&["/usr/bin/yum"], &["yum", "-y", "upgrade"], None),
         (&["/usr/bin/microdnf"], &["microdnf", "-y", "update"], None),
         (&["/usr/bin/zypper"], &["zypper", "--non-interactive", "update"], None),
