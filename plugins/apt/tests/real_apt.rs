@@ -51,6 +51,13 @@ fn base_root() -> PathBuf {
         return base;
     }
     std::fs::create_dir_all(cache()).unwrap();
+    // nextest runs each test in its own process: without the lock, two tests
+    // on a fresh machine both build, and the second rename meets a full dir.
+    let lock = std::fs::File::create(cache().join(".apt-plugin-bookworm.lock")).unwrap();
+    lock.lock().unwrap();
+    if base.join("var/lib/dpkg/status").is_file() {
+        return base;
+    }
     let building = cache().join(format!("apt-plugin-bookworm.building-{}", std::process::id()));
     let status = Command::new("mmdebstrap")
         .args(["--variant=apt", "--quiet", &format!("--include={}", PACKAGES.join(","))])
