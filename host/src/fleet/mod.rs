@@ -184,7 +184,8 @@ impl Expansion<'_, '_> {
     ) {
         let mine = |key: &str| options.shard.is_none_or(|s| s.owns(key));
         let available = self.listed.source_tags(&spec.image);
-        let beside = target_repository(&spec.image, spec.target_registry.as_deref()) == spec.image;
+        let target_repo = target_repository(&spec.image, spec.target_registry.as_deref());
+        let beside = target_repo == spec.image;
         let rules =
             if config.api_version == config::COPA_API { tags::Rules::Copa } else { tags::Rules::Caulk };
         let chosen = match tags::choose(
@@ -218,6 +219,9 @@ impl Expansion<'_, '_> {
         // Checked when the config was read.
         let platforms: Vec<Platform> =
             spec.platforms.iter().filter_map(|p| Platform::parse(p).ok()).collect();
+        // Listed for the first job of this shard that needs them, and only
+        // then: a runner none of whose tags are its own asks nothing.
+        let mut target_tags: Option<Result<Vec<String>, String>> = None;
         for choice in chosen {
             let tag = match choice {
                 tags::Choice::Tag(tag) => tag,
@@ -234,7 +238,6 @@ impl Expansion<'_, '_> {
             // Counted before the shard is applied: two sources writing one
             // series may fall in different shards, whose runners would each
             // push the same tag.
-            let target_repo = target_repository(&spec.image, spec.target_registry.as_deref());
             let base_tag = spec.tag_template.render(&tag);
             let series = tagged(&target_repo, &base_tag);
             *self.series.entry(series.clone()).or_default() += 1;
@@ -248,12 +251,10 @@ impl Expansion<'_, '_> {
                     continue;
                 }
             };
-            let target_tags = if target_repo == spec.image {
-                available.clone()
-            } else {
-                self.listed.target_tags(&target_repo)
-            };
-            let newest = match &target_tags {
+            let target_tags = target_tags.get_or_insert_with(|| {
+                if beside { available.clone() } else { self.listed.target_tags(&target_repo) }
+            });
+            let newest = match target_tags {
                 Ok(tags) => skip::newest_patched(&base_tag, tags),
                 // Without the target's tags caulk cannot tell a free tag from
                 // a published one, and published tags are never overwritten.
