@@ -106,13 +106,14 @@ pub fn document(subject: &Subject, fixed: &[FixedPackage], author: &str, timesta
             }
         }
     }
+    let image = oci_purl(&subject.reference, &subject.digest, &subject.architecture);
     let statements: Vec<Statement> = by_vuln
         .into_iter()
         .map(|(vuln, mut subcomponents)| {
             subcomponents.sort();
             Statement {
                 vulnerability: Vulnerability { name: vuln.to_owned() },
-                products: vec![Product { subcomponents, ..image_product(subject) }],
+                products: vec![image_product(image.clone(), subcomponents)],
                 status: "fixed".to_owned(),
             }
         })
@@ -120,13 +121,14 @@ pub fn document(subject: &Subject, fixed: &[FixedPackage], author: &str, timesta
     finish(statements, author, timestamp)
 }
 
-/// The patched image as a product, without subcomponents.
-fn image_product(subject: &Subject) -> Product {
-    let qualified = oci_purl(&subject.reference, &subject.digest, &subject.architecture);
+/// An image (a manifest or an index) as a product: its package URL
+/// without qualifiers as the `@id`, the `qualified` one as an identifier
+/// (module docs).
+fn image_product(qualified: String, subcomponents: Vec<Subcomponent>) -> Product {
     Product {
         id: bare(&qualified).to_owned(),
         identifiers: BTreeMap::from([("purl".to_owned(), qualified)]),
-        subcomponents: Vec::new(),
+        subcomponents,
     }
 }
 
@@ -156,11 +158,7 @@ pub fn merge(platforms: &[Document], index_product: &str, author: &str, timestam
                 products.iter().flat_map(|p| p.subcomponents.iter().cloned()).collect();
             all.sort();
             all.dedup();
-            let index = Product {
-                id: bare(index_product).to_owned(),
-                identifiers: BTreeMap::from([("purl".to_owned(), index_product.to_owned())]),
-                subcomponents: all,
-            };
+            let index = image_product(index_product.to_owned(), all);
             Statement {
                 vulnerability: Vulnerability { name: vuln.to_owned() },
                 products: std::iter::once(index).chain(products).collect(),
