@@ -189,9 +189,18 @@ fn provided_name(text: &str) -> &str {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct World {
     names: BTreeSet<String>,
-    /// Constraints that can hold a name back (any but `>` and `>=`), as
-    /// (name, operator, version, the constraint as written).
-    pins: Vec<(String, String, String, String)>,
+    /// Constraints that can hold a name back (any but `>` and `>=`).
+    pins: Vec<Pin>,
+}
+
+/// One world constraint that can hold a package back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Pin {
+    name: String,
+    operator: String,
+    version: String,
+    /// As the world file has it, to quote back.
+    written: String,
 }
 
 impl World {
@@ -207,12 +216,12 @@ impl World {
             let op_len = rest.find(|c: char| !matches!(c, '<' | '>' | '=' | '~')).unwrap_or(rest.len());
             let (operator, version) = rest.split_at(op_len);
             if !operator.is_empty() && operator != ">" && operator != ">=" {
-                world.pins.push((
-                    name.to_owned(),
-                    operator.to_owned(),
-                    version.to_owned(),
-                    constraint.to_owned(),
-                ));
+                world.pins.push(Pin {
+                    name: name.to_owned(),
+                    operator: operator.to_owned(),
+                    version: version.to_owned(),
+                    written: constraint.to_owned(),
+                });
             }
             world.names.insert(name.to_owned());
         }
@@ -226,9 +235,8 @@ impl World {
     pub fn blocking(&self, name: &str, needed: &Version) -> Option<&str> {
         self.pins
             .iter()
-            .filter(|(n, ..)| n == name)
-            .find(|(_, operator, version, _)| !meets(needed, operator, version))
-            .map(|(.., written)| written.as_str())
+            .find(|pin| pin.name == name && !meets(needed, &pin.operator, &pin.version))
+            .map(|pin| pin.written.as_str())
     }
 
     /// Whether the image asked for `name` itself (else it is a dependency).
