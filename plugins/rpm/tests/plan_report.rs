@@ -122,36 +122,23 @@ fn update_all_upgrades_everything() {
 
 #[test]
 fn the_images_own_package_manager_is_preferred_in_copas_order() {
+    // dnf 4 and dnf5 take the same command; only the cache differs.
+    const DNF_UPGRADE: &[&str] = &[
+        "dnf",
+        "-y",
+        "--refresh",
+        "--setopt=skip_if_unavailable=False",
+        "--setopt=install_weak_deps=False",
+        "upgrade",
+    ];
     let cases: &[(&[&str], &[&str], Option<&str>)] = &[
         (
             &["/usr/bin/dnf", "/usr/bin/tdnf"],
             &["tdnf", "-y", "--refresh", "upgrade"],
             Some("/var/cache/tdnf"),
         ),
-        (
-            &["/usr/bin/dnf", "/usr/bin/yum", "/usr/bin/microdnf"],
-            &[
-                "dnf",
-                "-y",
-                "--refresh",
-                "--setopt=skip_if_unavailable=False",
-                "--setopt=install_weak_deps=False",
-                "upgrade",
-            ],
-            Some("/var/cache/dnf"),
-        ),
-        (
-            &["/usr/bin/dnf", "/usr/bin/dnf5"],
-            &[
-                "dnf",
-                "-y",
-                "--refresh",
-                "--setopt=skip_if_unavailable=False",
-                "--setopt=install_weak_deps=False",
-                "upgrade",
-            ],
-            Some("/var/cache/libdnf5"),
-        ),
+        (&["/usr/bin/dnf", "/usr/bin/yum", "/usr/bin/microdnf"], DNF_UPGRADE, Some("/var/cache/dnf")),
+        (&["/usr/bin/dnf", "/usr/bin/dnf5"], DNF_UPGRADE, Some("/var/cache/libdnf5")),
         (&["/usr/bin/yum"], &["yum", "-y", "upgrade"], None),
         (&["/usr/bin/microdnf"], &["microdnf", "-y", "update"], None),
         (&["/usr/bin/zypper"], &["zypper", "--non-interactive", "update"], None),
